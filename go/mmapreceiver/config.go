@@ -1,0 +1,173 @@
+package mmapreceiver // import "github.com/otelcol-mmap/mmapreceiver"
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Default values of the configuration keys (documented in README.md).
+const (
+	defaultPollInterval       = 5 * time.Millisecond
+	defaultScanInterval       = time.Second
+	defaultMaxBatchSize       = 1024
+	defaultMaxInFlightSpans   = 100000
+	defaultMaxSpanAge         = 10 * time.Minute
+	defaultCollectionInterval = 60 * time.Second
+	defaultCardinalityLimit   = 2000
+	defaultRetryInitial       = 10 * time.Millisecond
+	defaultRetryMax           = time.Second
+)
+
+// Config defines the configuration of the mmap receiver.
+type Config struct {
+	// Include lists glob patterns (path/filepath.Match syntax) of the
+	// OTLP-MMAP files to read. Required.
+	Include []string `mapstructure:"include"`
+	// Exclude lists glob patterns of files to leave alone even though they
+	// match Include.
+	Exclude []string `mapstructure:"exclude"`
+	// PollInterval is the longest time an idle reader sleeps between two
+	// looks at its file. Busy files are read back to back without sleeping.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// ScanInterval is how often the Include/Exclude globs are evaluated again
+	// to pick up new files and let go of removed ones.
+	ScanInterval time.Duration `mapstructure:"scan_interval"`
+
+	Traces         TracesConfig  `mapstructure:"traces"`
+	Logs           LogsConfig    `mapstructure:"logs"`
+	Metrics        MetricsConfig `mapstructure:"metrics"`
+	RetryOnFailure RetryConfig   `mapstructure:"retry_on_failure"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// TracesConfig holds the settings of the traces ring.
+type TracesConfig struct {
+	// MaxBatchSize is the largest number of spans in one batch sent on.
+	MaxBatchSize int `mapstructure:"max_batch_size"`
+	// MaxInFlightSpans bounds the spans that were started but did not end
+	// yet; beyond that the oldest are emitted as incomplete spans.
+	MaxInFlightSpans int `mapstructure:"max_in_flight_spans"`
+	// MaxSpanAge is how long a started span may stay open before it is
+	// emitted as an incomplete span.
+	MaxSpanAge time.Duration `mapstructure:"max_span_age"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// LogsConfig holds the settings of the logs ring.
+type LogsConfig struct {
+	// MaxBatchSize is the largest number of log records in one batch.
+	MaxBatchSize int `mapstructure:"max_batch_size"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// MetricsConfig holds the settings of the metrics ring.
+type MetricsConfig struct {
+	// CollectionInterval is how often the aggregated measurements are
+	// turned into a metrics batch (and once more at shutdown).
+	CollectionInterval time.Duration `mapstructure:"collection_interval"`
+	// CardinalityLimit is the most series per metric; further attribute
+	// sets are folded into an overflow series.
+	CardinalityLimit int `mapstructure:"cardinality_limit"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// RetryConfig sets the backoff used when the next consumer refuses a batch
+// with a retryable error.
+type RetryConfig struct {
+	InitialInterval time.Duration `mapstructure:"initial_interval"`
+	MaxInterval     time.Duration `mapstructure:"max_interval"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		PollInterval: defaultPollInterval,
+		ScanInterval: defaultScanInterval,
+		Traces: TracesConfig{
+			MaxBatchSize:     defaultMaxBatchSize,
+			MaxInFlightSpans: defaultMaxInFlightSpans,
+			MaxSpanAge:       defaultMaxSpanAge,
+		},
+		Logs: LogsConfig{MaxBatchSize: defaultMaxBatchSize},
+		Metrics: MetricsConfig{
+			CollectionInterval: defaultCollectionInterval,
+			CardinalityLimit:   defaultCardinalityLimit,
+		},
+		RetryOnFailure: RetryConfig{
+			InitialInterval: defaultRetryInitial,
+			MaxInterval:     defaultRetryMax,
+		},
+	}
+}
+
+// Validate checks the configuration; every error names the offending key.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if len(cfg.Include) == 0 {
+		errs = append(errs, errors.New("include: at least one glob pattern is required"))
+	}
+	errs = append(errs, validateGlobs("include", cfg.Include)...)
+	errs = append(errs, validateGlobs("exclude", cfg.Exclude)...)
+	errs = append(errs,
+		positiveDuration("poll_interval", cfg.PollInterval),
+		positiveDuration("scan_interval", cfg.ScanInterval),
+		positiveInt("traces::max_batch_size", cfg.Traces.MaxBatchSize),
+		positiveInt("traces::max_in_flight_spans", cfg.Traces.MaxInFlightSpans),
+		positiveDuration("traces::max_span_age", cfg.Traces.MaxSpanAge),
+		positiveInt("logs::max_batch_size", cfg.Logs.MaxBatchSize),
+		positiveDuration("metrics::collection_interval", cfg.Metrics.CollectionInterval),
+		positiveInt("metrics::cardinality_limit", cfg.Metrics.CardinalityLimit),
+		positiveDuration("retry_on_failure::initial_interval", cfg.RetryOnFailure.InitialInterval),
+		positiveDuration("retry_on_failure::max_interval", cfg.RetryOnFailure.MaxInterval),
+	)
+	if cfg.RetryOnFailure.InitialInterval > 0 && cfg.RetryOnFailure.MaxInterval > 0 &&
+		cfg.RetryOnFailure.MaxInterval < cfg.RetryOnFailure.InitialInterval {
+		errs = append(errs, fmt.Errorf("retry_on_failure::max_interval: %v is shorter than retry_on_failure::initial_interval %v",
+			cfg.RetryOnFailure.MaxInterval, cfg.RetryOnFailure.InitialInterval))
+	}
+	return errors.Join(errs...)
+}
+
+func validateGlobs(key string, patterns []string) []error {
+	var errs []error
+	for i, p := range patterns {
+		if p == "" {
+			errs = append(errs, fmt.Errorf("%s[%d]: empty glob pattern", key, i))
+			continue
+		}
+		if _, err := filepath.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: invalid glob pattern %q: %w", key, i, p, err))
+		}
+	}
+	return errs
+}
+
+func positiveDuration(key string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s: must be a positive duration, got %v", key, d)
+	}
+	return nil
+}
+
+func positiveInt(key string, v int) error {
+	if v <= 0 {
+		return fmt.Errorf("%s: must be a positive number, got %d", key, v)
+	}
+	return nil
+}

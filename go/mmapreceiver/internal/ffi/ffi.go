@@ -1,0 +1,374 @@
+// Package ffi is a thin Go wrapper over the C API of the otlp-mmap-ffi Rust
+// library (rust/otlp-mmap-ffi/include/otlp_mmap.h), linked statically.
+//
+// None of the wrapped calls block; a Reader is not safe for concurrent use
+// (callers serialize access to one Reader themselves).
+package ffi // import "github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../../../rust/otlp-mmap-ffi/include
+#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libotlp_mmap_ffi.a -lm -ldl -lpthread -lgcc_s -lc
+#include <stdlib.h>
+#include "otlp_mmap.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+)
+
+// Signal selects one of the three rings of a file.
+type Signal int32
+
+// The signals, numbered as in the C API.
+const (
+	Traces  Signal = C.OM_SIGNAL_TRACES
+	Logs    Signal = C.OM_SIGNAL_LOGS
+	Metrics Signal = C.OM_SIGNAL_METRICS
+)
+
+// Signals lists every signal in C index order.
+var Signals = [...]Signal{Traces, Logs, Metrics}
+
+func (s Signal) String() string {
+	switch s {
+	case Traces:
+		return "traces"
+	case Logs:
+		return "logs"
+	case Metrics:
+		return "metrics"
+	}
+	return fmt.Sprintf("signal(%d)", int32(s))
+}
+
+// Status codes of the C API.
+const (
+	StatusOK          = int32(C.OM_OK)
+	StatusEmpty       = int32(C.OM_EMPTY)
+	StatusBusy        = int32(C.OM_BUSY)
+	StatusErrNull     = int32(C.OM_ERR_NULL)
+	StatusErrArgument = int32(C.OM_ERR_ARGUMENT)
+	StatusErrOpen     = int32(C.OM_ERR_OPEN)
+	StatusErrLocked   = int32(C.OM_ERR_LOCKED)
+	StatusErrToken    = int32(C.OM_ERR_TOKEN)
+	StatusErrIO       = int32(C.OM_ERR_IO)
+	StatusErrFull     = int32(C.OM_ERR_FULL)
+	StatusErrPanic    = int32(C.OM_ERR_PANIC)
+)
+
+// Error is a failed C API call.
+type Error struct {
+	Op      string // the C function
+	Code    int32  // OM_ERR_*
+	Message string // message written by the library, may be empty
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%s: %s", e.Op, codeName(e.Code))
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Op, codeName(e.Code), e.Message)
+}
+
+// Code returns the OM_* status code carried by err, or -1 when err is not an
+// *Error.
+func Code(err error) int32 {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return -1
+}
+
+func codeName(code int32) string {
+	switch code {
+	case StatusErrNull:
+		return "OM_ERR_NULL"
+	case StatusErrArgument:
+		return "OM_ERR_ARGUMENT"
+	case StatusErrOpen:
+		return "OM_ERR_OPEN"
+	case StatusErrLocked:
+		return "OM_ERR_LOCKED"
+	case StatusErrToken:
+		return "OM_ERR_TOKEN"
+	case StatusErrIO:
+		return "OM_ERR_IO"
+	case StatusErrFull:
+		return "OM_ERR_FULL"
+	case StatusErrPanic:
+		return "OM_ERR_PANIC"
+	case StatusBusy:
+		return "OM_BUSY"
+	case StatusEmpty:
+		return "OM_EMPTY"
+	}
+	return fmt.Sprintf("status %d", code)
+}
+
+func newError(op string, rc C.int32_t, e *C.OmError) error {
+	msg := C.GoString(&e.message[0])
+	return &Error{Op: op, Code: int32(rc), Message: msg}
+}
+
+func unixNano(t time.Time) C.uint64_t {
+	n := t.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	return C.uint64_t(n)
+}
+
+// Options configure a Reader (OmReaderOptions).
+type Options struct {
+	MaxInFlightSpans       uint64
+	MaxSpanAge             time.Duration
+	MaxBatchSpans          uint64
+	MaxBatchLogs           uint64
+	MetricCardinalityLimit uint64
+}
+
+// DefaultOptions returns the library's default options.
+func DefaultOptions() Options {
+	var o C.OmReaderOptions
+	C.om_reader_options_default(&o)
+	return Options{
+		MaxInFlightSpans:       uint64(o.max_in_flight_spans),
+		MaxSpanAge:             time.Duration(o.max_span_age_nanos),
+		MaxBatchSpans:          uint64(o.max_batch_spans),
+		MaxBatchLogs:           uint64(o.max_batch_logs),
+		MetricCardinalityLimit: uint64(o.metric_cardinality_limit),
+	}
+}
+
+// Reader reads one OTLP-MMAP file (OmReader).
+type Reader struct {
+	p *C.OmReader
+}
+
+// Open opens path for reading.
+func Open(path string, opts Options) (*Reader, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var o C.OmReaderOptions
+	C.om_reader_options_default(&o)
+	o.max_in_flight_spans = C.uint64_t(opts.MaxInFlightSpans)
+	o.max_span_age_nanos = C.uint64_t(opts.MaxSpanAge.Nanoseconds())
+	o.max_batch_spans = C.uint64_t(opts.MaxBatchSpans)
+	o.max_batch_logs = C.uint64_t(opts.MaxBatchLogs)
+	o.metric_cardinality_limit = C.uint64_t(opts.MetricCardinalityLimit)
+	var out *C.OmReader
+	var e C.OmError
+	if rc := C.om_reader_open(cpath, &o, &out, &e); rc != C.OM_OK {
+		return nil, newError("om_reader_open", rc, &e)
+	}
+	if out == nil {
+		return nil, &Error{Op: "om_reader_open", Code: StatusErrNull, Message: "library returned no reader"}
+	}
+	return &Reader{p: out}, nil
+}
+
+// Batch is one export request handed out by Poll.
+type Batch struct {
+	// Data is the OTLP protobuf request. It points into memory owned by the
+	// library and is valid only until the next Poll or Commit of the same
+	// signal, or Close: unmarshal (copy) it before that.
+	Data  []byte
+	Token uint64
+	Items uint64
+}
+
+// Poll reads more of the signal's ring and returns its pending batch;
+// ok is false when there is nothing to deliver now.
+func (r *Reader) Poll(sig Signal, now time.Time) (b Batch, ok bool, err error) {
+	var out C.OmBatch
+	var e C.OmError
+	rc := C.om_reader_poll(r.p, C.int32_t(sig), unixNano(now), &out, &e)
+	switch rc {
+	case C.OM_OK:
+	case C.OM_EMPTY:
+		return Batch{}, false, nil
+	default:
+		return Batch{}, false, newError("om_reader_poll", rc, &e)
+	}
+	b.Token = uint64(out.token)
+	b.Items = uint64(out.items)
+	if out.len > 0 && out.data != nil {
+		b.Data = unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.len))
+	}
+	return b, true, nil
+}
+
+// Commit releases the pending batch identified by token.
+func (r *Reader) Commit(sig Signal, token uint64) error {
+	var e C.OmError
+	if rc := C.om_reader_commit(r.p, C.int32_t(sig), C.uint64_t(token), &e); rc != C.OM_OK {
+		return newError("om_reader_commit", rc, &e)
+	}
+	return nil
+}
+
+// CollectMetrics snapshots the metric aggregates into a batch for the next
+// metrics Poll. busy is true when the previous metrics batch is still
+// uncommitted (the measurements keep aggregating; try again later).
+func (r *Reader) CollectMetrics(now time.Time) (busy bool, err error) {
+	var e C.OmError
+	switch rc := C.om_reader_collect_metrics(r.p, unixNano(now), &e); rc {
+	case C.OM_OK:
+		return false, nil
+	case C.OM_BUSY:
+		return true, nil
+	default:
+		return false, newError("om_reader_collect_metrics", rc, &e)
+	}
+}
+
+// AbandonSpans turns every in-flight span into an incomplete span that the
+// next traces polls return.
+func (r *Reader) AbandonSpans(now time.Time) error {
+	var e C.OmError
+	if rc := C.om_reader_abandon_spans(r.p, unixNano(now), &e); rc != C.OM_OK {
+		return newError("om_reader_abandon_spans", rc, &e)
+	}
+	return nil
+}
+
+// Stats mirrors OmStats; arrays are indexed by Signal.
+type Stats struct {
+	RingCapacity     [3]uint64
+	RingUnread       [3]uint64
+	RecordsRead      [3]uint64
+	CorruptRecords   [3]uint64
+	IncompleteSpans  uint64
+	InFlightSpans    uint64
+	OrphanSpanEvents uint64
+	BadRefs          uint64
+	MetricOverflows  uint64
+	WriterRestarts   uint64
+	WriterAlive      int32 // 1 alive, 0 gone, -1 unknown
+}
+
+// Stats returns the reader's counters.
+func (r *Reader) Stats() (Stats, error) {
+	var s C.OmStats
+	var e C.OmError
+	if rc := C.om_reader_stats(r.p, &s, &e); rc != C.OM_OK {
+		return Stats{}, newError("om_reader_stats", rc, &e)
+	}
+	var out Stats
+	for i := range 3 {
+		out.RingCapacity[i] = uint64(s.ring_capacity[i])
+		out.RingUnread[i] = uint64(s.ring_unread[i])
+		out.RecordsRead[i] = uint64(s.records_read[i])
+		out.CorruptRecords[i] = uint64(s.corrupt_records[i])
+	}
+	out.IncompleteSpans = uint64(s.incomplete_spans)
+	out.InFlightSpans = uint64(s.in_flight_spans)
+	out.OrphanSpanEvents = uint64(s.orphan_span_events)
+	out.BadRefs = uint64(s.bad_refs)
+	out.MetricOverflows = uint64(s.metric_overflows)
+	out.WriterRestarts = uint64(s.writer_restarts)
+	out.WriterAlive = int32(s.writer_alive)
+	return out, nil
+}
+
+// Close frees the reader; batches it returned become invalid. Closing twice
+// is harmless.
+func (r *Reader) Close() error {
+	if r.p == nil {
+		return nil
+	}
+	rc := C.om_reader_close(r.p)
+	r.p = nil
+	if rc != C.OM_OK {
+		return &Error{Op: "om_reader_close", Code: int32(rc)}
+	}
+	return nil
+}
+
+// Writer is the library's minimal writer (OmWriter), used by tests.
+type Writer struct {
+	p *C.OmWriter
+}
+
+// CreateWriter creates (or starts over) the file at path.
+func CreateWriter(path string, ringSlots, slotSize uint32) (*Writer, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var out *C.OmWriter
+	var e C.OmError
+	if rc := C.om_writer_create(cpath, C.uint32_t(ringSlots), C.uint32_t(slotSize), &out, &e); rc != C.OM_OK {
+		return nil, newError("om_writer_create", rc, &e)
+	}
+	return &Writer{p: out}, nil
+}
+
+type cstrings []*C.char
+
+func (c *cstrings) add(s string) *C.char {
+	p := C.CString(s)
+	*c = append(*c, p)
+	return p
+}
+
+func (c cstrings) free() {
+	for _, p := range c {
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+// Span writes a completed span with one string attribute.
+func (w *Writer) Span(traceID [16]byte, spanID [8]byte, name, attrKey, attrValue string, start, end time.Time) error {
+	var cs cstrings
+	defer cs.free()
+	tid := (*C.uint8_t)(C.CBytes(traceID[:]))
+	defer C.free(unsafe.Pointer(tid))
+	sid := (*C.uint8_t)(C.CBytes(spanID[:]))
+	defer C.free(unsafe.Pointer(sid))
+	var e C.OmError
+	rc := C.om_writer_span(w.p, tid, sid, cs.add(name), cs.add(attrKey), cs.add(attrValue), unixNano(start), unixNano(end), &e)
+	if rc != C.OM_OK {
+		return newError("om_writer_span", rc, &e)
+	}
+	return nil
+}
+
+// Log writes a log record with a string body and one string attribute.
+func (w *Writer) Log(body, attrKey, attrValue string, t time.Time) error {
+	var cs cstrings
+	defer cs.free()
+	var e C.OmError
+	if rc := C.om_writer_log(w.p, cs.add(body), cs.add(attrKey), cs.add(attrValue), unixNano(t), &e); rc != C.OM_OK {
+		return newError("om_writer_log", rc, &e)
+	}
+	return nil
+}
+
+// CounterAdd records one measurement of a monotonic cumulative int sum.
+func (w *Writer) CounterAdd(metricName, attrKey, attrValue string, value int64, t time.Time) error {
+	var cs cstrings
+	defer cs.free()
+	var e C.OmError
+	rc := C.om_writer_counter_add(w.p, cs.add(metricName), cs.add(attrKey), cs.add(attrValue), C.int64_t(value), unixNano(t), &e)
+	if rc != C.OM_OK {
+		return newError("om_writer_counter_add", rc, &e)
+	}
+	return nil
+}
+
+// Close closes the writer. Closing twice is harmless.
+func (w *Writer) Close() error {
+	if w.p == nil {
+		return nil
+	}
+	rc := C.om_writer_close(w.p)
+	w.p = nil
+	if rc != C.OM_OK {
+		return &Error{Op: "om_writer_close", Code: int32(rc)}
+	}
+	return nil
+}

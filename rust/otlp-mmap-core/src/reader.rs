@@ -1,0 +1,206 @@
+//! `MmapReader`: opens a file written by another process and reads its rings
+//! and dictionary, treating every byte as untrusted.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::dictionary;
+use crate::error::FormatError;
+use crate::layout::{FILE_HEADER_LEN, FileLayout, RingKind, header, ring_header};
+use crate::region::SharedRegion;
+use crate::ring::RingReader;
+
+/// Address space a reader reserves for a file, so the dictionary can grow
+/// without a remap. Refs past it are reported as errors.
+pub const DEFAULT_READER_RESERVATION: usize = 1 << 30;
+
+/// Whether the file's writer is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterState {
+    /// The writer's liveness lock is held.
+    Alive,
+    /// The lock was seen held before and is now released: the writer died or closed.
+    Gone,
+    /// No lock was ever seen (a writer that does not take it).
+    Unknown,
+}
+
+/// How the file at the reader's path changed since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChange {
+    /// Same file, same stream.
+    None,
+    /// `start_time_unix_nano` changed, or another file now sits at the path:
+    /// the writer started over.
+    Restarted,
+    /// Nothing is at the path any more.
+    Removed,
+}
+
+/// The reading side of one OTLP-MMAP file.
+#[derive(Debug)]
+pub struct MmapReader {
+    path: PathBuf,
+    file: File,
+    region: SharedRegion,
+    layout: FileLayout,
+    start_time_unix_nano: u64,
+    dev_ino: (u64, u64),
+    saw_writer_lock: bool,
+}
+
+impl MmapReader {
+    /// Opens an existing file read-write (the reader stores `reader_index`),
+    /// never creating, extending or truncating it, and validates the header and
+    /// every ring's geometry before anything else is read. Takes the exclusive
+    /// reader lock unless `exclusive` is false (tools that only look).
+    pub fn open(path: impl AsRef<Path>, exclusive: bool) -> Result<Self, FormatError> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FormatError::Io(format!("cannot open {}: {e}", path.display())))?;
+        if exclusive {
+            crate::lock::lock_reader(&file).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    FormatError::Locked
+                } else {
+                    FormatError::Io(format!("cannot lock {}: {e}", path.display()))
+                }
+            })?;
+        }
+        let meta = file.metadata()?;
+        let file_len = meta.len();
+        if file_len < FILE_HEADER_LEN {
+            return Err(FormatError::Truncated {
+                what: "file header",
+                len: file_len,
+                need: FILE_HEADER_LEN,
+            });
+        }
+        let valid =
+            usize::try_from(file_len).map_err(|_| FormatError::Io("file too large".into()))?;
+        let region = SharedRegion::map(&file, DEFAULT_READER_RESERVATION, valid)?;
+        let word = |off: u64| -> Result<i64, FormatError> {
+            Ok(region.atomic_i64(off)?.load(Ordering::Acquire))
+        };
+        let version = word(header::VERSION)?;
+        let offsets = [
+            word(header::EVENTS)?,
+            word(header::SPANS)?,
+            word(header::MEASUREMENTS)?,
+            word(header::DICTIONARY)?,
+        ];
+        let layout = FileLayout::validate(version, offsets, file_len, |off| {
+            Ok((
+                word(off + ring_header::NUM_BUFFERS)?,
+                word(off + ring_header::BUFFER_SIZE)?,
+            ))
+        })?;
+        let (end, _) = dictionary::read_header(&region, layout.dictionary)?;
+        if end < (layout.dictionary + crate::layout::DICTIONARY_HEADER_LEN) as i64 {
+            return Err(FormatError::BadDictionaryEnd {
+                end,
+                reason: "before the first entry",
+            });
+        }
+        let start_time_unix_nano = region
+            .atomic_u64(header::START_TIME)?
+            .load(Ordering::Acquire);
+        let mut reader = MmapReader {
+            path,
+            dev_ino: (meta.dev(), meta.ino()),
+            file,
+            region,
+            layout,
+            start_time_unix_nano,
+            saw_writer_lock: false,
+        };
+        reader.writer_state();
+        Ok(reader)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> &FileLayout {
+        &self.layout
+    }
+
+    /// The shared mapping (for ring readers and dictionary lookups).
+    pub fn region(&self) -> &SharedRegion {
+        &self.region
+    }
+
+    /// `start_time_unix_nano` as it was when the file was opened.
+    pub fn start_time_unix_nano(&self) -> u64 {
+        self.start_time_unix_nano
+    }
+
+    /// A reader for one ring, starting after the file's `reader_index`.
+    pub fn ring_reader(&self, kind: RingKind) -> Result<RingReader, FormatError> {
+        RingReader::new(&self.region, self.layout.ring(kind))
+    }
+
+    /// The raw bytes of the dictionary entry at `reference`. When the ref lies
+    /// past what is known of the file, the file's length is checked again first
+    /// (the writer may have grown it).
+    pub fn entry(&self, reference: i64) -> Result<&[u8], FormatError> {
+        match dictionary::read_entry(&self.region, self.layout.dictionary, reference) {
+            Err(FormatError::BadRef { .. }) if self.refresh_len() => {
+                dictionary::read_entry(&self.region, self.layout.dictionary, reference)
+            }
+            other => other,
+        }
+    }
+
+    /// Re-reads the file length; returns whether more of the file became readable.
+    pub fn refresh_len(&self) -> bool {
+        let Ok(meta) = self.file.metadata() else {
+            return false;
+        };
+        let before = self.region.valid_len();
+        self.region.extend_valid_len(meta.len() as usize);
+        self.region.valid_len() > before
+    }
+
+    /// `(end, num_entries)` from the dictionary header.
+    pub fn dictionary_header(&self) -> Result<(i64, i64), FormatError> {
+        dictionary::read_header(&self.region, self.layout.dictionary)
+    }
+
+    /// Checks whether the writer started over or the file went away.
+    pub fn file_change(&self) -> FileChange {
+        let now = self
+            .region
+            .atomic_u64(header::START_TIME)
+            .map(|t| t.load(Ordering::Acquire))
+            .unwrap_or(0);
+        if now != self.start_time_unix_nano {
+            return FileChange::Restarted;
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.dev_ino => FileChange::None,
+            Ok(_) => FileChange::Restarted,
+            Err(_) => FileChange::Removed,
+        }
+    }
+
+    /// Whether the writer still holds its liveness lock.
+    pub fn writer_state(&mut self) -> WriterState {
+        match crate::lock::writer_lock_held(&self.file) {
+            Ok(true) => {
+                self.saw_writer_lock = true;
+                WriterState::Alive
+            }
+            Ok(false) if self.saw_writer_lock => WriterState::Gone,
+            _ => WriterState::Unknown,
+        }
+    }
+}

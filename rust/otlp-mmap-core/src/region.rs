@@ -1,0 +1,134 @@
+//! `SharedRegion`: the one type that owns the memory mapping and every `unsafe`
+//! access to it. Everything else in the crate is safe code on top of it.
+//!
+//! The mapping reserves a large virtual range up front (mapping past the end of
+//! a file is allowed; only touching such pages faults). `valid_len` is the
+//! number of bytes known to exist in the file: every accessor checks its range
+//! against it, so nothing ever touches a page past the end of the file. The
+//! writer grows the file with `set_len` before it raises `valid_len`; the reader
+//! raises `valid_len` only after `fstat` showed the file is that long. The
+//! reservation is therefore never remapped while other threads hold references
+//! into it, which is what lets many writer threads share one mapping without a
+//! lock.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::FormatError;
+
+/// A shared mapping of an OTLP-MMAP file.
+#[derive(Debug)]
+pub struct SharedRegion {
+    map: MmapRaw,
+    /// Bytes of the file that are known to exist (never more than `map.len()`).
+    valid_len: AtomicUsize,
+}
+
+impl SharedRegion {
+    /// Maps `file` reserving `reserve` bytes of address space, of which the first
+    /// `valid_len` are known to exist in the file.
+    pub(crate) fn map(file: &File, reserve: usize, valid_len: usize) -> Result<Self, FormatError> {
+        let reserve = reserve.max(valid_len);
+        let map = MmapOptions::new()
+            .len(reserve)
+            .map_raw(file)
+            .map_err(|e| FormatError::Io(format!("mmap of {reserve} bytes failed: {e}")))?;
+        Ok(Self {
+            map,
+            valid_len: AtomicUsize::new(valid_len),
+        })
+    }
+
+    /// Bytes of the reservation (the largest the file can grow to without a new mapping).
+    pub fn reserved_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Bytes known to exist in the file.
+    pub fn valid_len(&self) -> usize {
+        self.valid_len.load(Ordering::Acquire)
+    }
+
+    /// Raises `valid_len` to `len` (never lowers it, never past the reservation).
+    /// The caller must have made sure that the file really is at least `len` long.
+    pub(crate) fn extend_valid_len(&self, len: usize) {
+        let len = len.min(self.map.len());
+        self.valid_len.fetch_max(len, Ordering::AcqRel);
+    }
+
+    fn check(&self, offset: u64, len: usize, align: usize) -> Result<usize, FormatError> {
+        let off = usize::try_from(offset).map_err(|_| FormatError::OutOfBounds { offset, len })?;
+        let end = off
+            .checked_add(len)
+            .ok_or(FormatError::OutOfBounds { offset, len })?;
+        if end > self.valid_len() {
+            return Err(FormatError::OutOfBounds { offset, len });
+        }
+        if off % align != 0 {
+            return Err(FormatError::Misaligned { offset, align });
+        }
+        Ok(off)
+    }
+
+    /// The 8-byte atomic word at `offset` (must be in the file and 8-aligned).
+    pub fn atomic_i64(&self, offset: u64) -> Result<&AtomicI64, FormatError> {
+        let off = self.check(offset, 8, 8)?;
+        // SAFETY: `off..off+8` lies inside the mapping (checked against valid_len,
+        // which never exceeds the reservation), the mapping's base is page-aligned
+        // and `off` is 8-aligned, so the pointer is valid and aligned for an
+        // AtomicI64 for as long as `self` lives. Every process accesses these
+        // header words only atomically, as the format requires.
+        Ok(unsafe { AtomicI64::from_ptr(self.map.as_mut_ptr().add(off).cast::<i64>()) })
+    }
+
+    /// The 8-byte atomic word at `offset`, read as unsigned.
+    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, FormatError> {
+        let off = self.check(offset, 8, 8)?;
+        // SAFETY: as for `atomic_i64`: in bounds, 8-aligned, lives as long as `self`.
+        Ok(unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(off).cast::<u64>()) })
+    }
+
+    /// The 4-byte atomic word at `offset` (must be in the file and 4-aligned).
+    pub fn atomic_i32(&self, offset: u64) -> Result<&AtomicI32, FormatError> {
+        let off = self.check(offset, 4, 4)?;
+        // SAFETY: in bounds, 4-aligned, lives as long as `self`; availability
+        // flags are only ever accessed atomically.
+        Ok(unsafe { AtomicI32::from_ptr(self.map.as_mut_ptr().add(off).cast::<i32>()) })
+    }
+
+    /// `len` bytes at `offset`, for reading.
+    ///
+    /// The bytes live in memory shared with another process. By the format's
+    /// protocol nobody writes them while they are being read (a published,
+    /// unreleased slot; a dictionary entry, which never changes once its ref is
+    /// published). A hostile or buggy writer can break that protocol; the
+    /// reader then sees garbage bytes, which every decoder here handles as
+    /// untrusted input, but never memory outside the mapping.
+    pub fn bytes(&self, offset: u64, len: usize) -> Result<&[u8], FormatError> {
+        let off = self.check(offset, len, 1)?;
+        // SAFETY: `off..off+len` lies inside the mapping (checked above) and the
+        // mapping lives as long as `self`. See the doc comment for concurrent writers.
+        Ok(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
+    }
+
+    /// `len` bytes at `offset`, for writing.
+    ///
+    /// # Safety
+    /// The caller must have exclusive write access to this range by the format's
+    /// protocol for as long as the slice lives: a ring slot it claimed with the
+    /// CAS on `writer_index` and has not published yet, or a dictionary range it
+    /// reserved with the fetch-add on `end`. No other thread or process reads or
+    /// writes the range meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn bytes_mut(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<&mut [u8], FormatError> {
+        let off = self.check(offset, len, 1)?;
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(off), len) })
+    }
+}

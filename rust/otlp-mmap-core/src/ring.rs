@@ -1,0 +1,260 @@
+//! Ring buffers: the multi-producer writer side and the single-consumer reader side.
+//!
+//! Both are safe code over [`SharedRegion`]; the protocol (claim with a CAS on
+//! `writer_index`, fill, publish the availability flag with release ordering;
+//! read when the flag matches with acquire ordering, then store `reader_index`
+//! with release ordering) is what makes the accesses exclusive.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::error::FormatError;
+use crate::layout::{RingGeometry, ring_header};
+use crate::region::SharedRegion;
+
+/// Why a write did not happen. The record is dropped and counted either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// Every slot holds a record the reader has not released yet.
+    Full,
+    /// The length-delimited record is larger than a slot.
+    TooLarge,
+}
+
+/// Drop counters of one ring, kept in the writing process.
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    /// Records dropped because the ring was full.
+    pub full: AtomicU64,
+    /// Records dropped because they were larger than a slot.
+    pub too_large: AtomicU64,
+}
+
+impl DropCounters {
+    /// All drops of this ring.
+    pub fn total(&self) -> u64 {
+        self.full.load(Ordering::Relaxed) + self.too_large.load(Ordering::Relaxed)
+    }
+}
+
+/// Number of bytes of the varint that encodes `v`.
+pub fn varint_len(v: u64) -> usize {
+    prost::encoding::encoded_len_varint(v)
+}
+
+/// The writer side of one ring. Many threads may write at once.
+#[derive(Debug)]
+pub struct RingWriter {
+    geo: RingGeometry,
+    /// Drop counters, readable by the application.
+    pub drops: DropCounters,
+}
+
+impl RingWriter {
+    pub(crate) fn new(geo: RingGeometry) -> Self {
+        RingWriter {
+            geo,
+            drops: DropCounters::default(),
+        }
+    }
+
+    /// The ring's geometry.
+    pub fn geometry(&self) -> RingGeometry {
+        self.geo
+    }
+
+    /// Largest message (before its length prefix) that fits a slot.
+    pub fn max_message_len(&self) -> usize {
+        let size = self.geo.buffer_size as usize;
+        let mut len = size.saturating_sub(1);
+        while len > 0 && len + varint_len(len as u64) > size {
+            len -= 1;
+        }
+        len
+    }
+
+    /// Writes one record of exactly `len` bytes, encoded by `encode` straight
+    /// into the slot (after the length prefix). Never blocks and allocates
+    /// nothing: when the ring is full or the record is larger than a slot, the
+    /// record is dropped, counted, and the error says why.
+    ///
+    /// `encode` must write exactly `len` bytes into the slice it is given.
+    pub fn try_write(
+        &self,
+        region: &SharedRegion,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<i64, WriteError> {
+        let framed = len + varint_len(len as u64);
+        if framed as u64 > self.geo.buffer_size {
+            self.drops.too_large.fetch_add(1, Ordering::Relaxed);
+            return Err(WriteError::TooLarge);
+        }
+        let (writer_index, reader_index) = match (
+            region.atomic_i64(self.geo.offset + ring_header::WRITER_INDEX),
+            region.atomic_i64(self.geo.offset + ring_header::READER_INDEX),
+        ) {
+            (Ok(w), Ok(r)) => (w, r),
+            // Unreachable for a layout this crate validated; counted as full, never a panic.
+            _ => {
+                self.drops.full.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Full);
+            }
+        };
+        let seq = match self.claim(writer_index, reader_index) {
+            Some(seq) => seq,
+            None => {
+                self.drops.full.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Full);
+            }
+        };
+        let slot = self.geo.slot_of(seq);
+        // SAFETY: the CAS in `claim` gave this thread sequence `seq`; its slot was
+        // released by the reader (seq - n <= reader_index) and no other writer
+        // can claim `seq`, so nobody reads or writes the slot until we publish.
+        let bytes = unsafe { region.bytes_mut(self.geo.slot_offset(slot), framed) };
+        if let Ok(mut buf) = bytes {
+            prost::encoding::encode_varint(len as u64, &mut buf);
+            encode(buf);
+        }
+        if let Ok(flag) = region.atomic_i32(self.geo.flag_offset(slot)) {
+            flag.store(self.geo.flag_of(seq), Ordering::Release);
+        }
+        Ok(seq)
+    }
+
+    /// Claims the next sequence number, or `None` when the ring is full.
+    /// Lock-free: a failed CAS means another writer made progress.
+    fn claim(&self, writer_index: &AtomicI64, reader_index: &AtomicI64) -> Option<i64> {
+        let n = self.geo.num_buffers as i64;
+        let mut w = writer_index.load(Ordering::Acquire);
+        loop {
+            let r = reader_index.load(Ordering::Acquire);
+            let next = w.wrapping_add(1);
+            // The slot of `next` was last used by `next - n`; it is free once the
+            // reader finished that sequence.
+            if next.wrapping_sub(n) > r {
+                return None;
+            }
+            match writer_index.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(next),
+                Err(current) => w = current,
+            }
+        }
+    }
+}
+
+/// What the reader found at its next sequence.
+#[derive(Debug)]
+pub enum Slot<'a> {
+    /// Nothing published yet.
+    Empty,
+    /// A published record: the message bytes after the length prefix.
+    Ready(&'a [u8]),
+    /// A published slot whose framing is broken; skip it.
+    Corrupt(FormatError),
+}
+
+/// The reader side of one ring. There is exactly one per ring.
+///
+/// It keeps its own copy of the next sequence to read, so that it touches the
+/// shared `reader_index` (which shares a cache line with `writer_index`) only
+/// when it releases slots.
+#[derive(Debug)]
+pub struct RingReader {
+    geo: RingGeometry,
+    next: i64,
+    released: i64,
+}
+
+impl RingReader {
+    /// Starts reading after the file's current `reader_index`.
+    pub fn new(region: &SharedRegion, geo: RingGeometry) -> Result<Self, FormatError> {
+        let r = region
+            .atomic_i64(geo.offset + ring_header::READER_INDEX)?
+            .load(Ordering::Acquire);
+        Ok(RingReader {
+            geo,
+            next: r.wrapping_add(1),
+            released: r,
+        })
+    }
+
+    /// The ring's geometry.
+    pub fn geometry(&self) -> RingGeometry {
+        self.geo
+    }
+
+    /// The next sequence number this reader will read.
+    pub fn next_sequence(&self) -> i64 {
+        self.next
+    }
+
+    /// The last sequence released to writers.
+    pub fn released(&self) -> i64 {
+        self.released
+    }
+
+    /// Looks at the next sequence without consuming it.
+    pub fn peek<'a>(&self, region: &'a SharedRegion) -> Slot<'a> {
+        let slot = self.geo.slot_of(self.next);
+        let flag = match region.atomic_i32(self.geo.flag_offset(slot)) {
+            Ok(f) => f.load(Ordering::Acquire),
+            Err(e) => return Slot::Corrupt(e),
+        };
+        if !self.geo.publishes(flag, self.next) {
+            return Slot::Empty;
+        }
+        match region.bytes(self.geo.slot_offset(slot), self.geo.buffer_size as usize) {
+            Ok(bytes) => match unframe(bytes) {
+                Ok(msg) => Slot::Ready(msg),
+                Err(e) => Slot::Corrupt(e),
+            },
+            Err(e) => Slot::Corrupt(e),
+        }
+    }
+
+    /// Moves past the current sequence (locally; see [`release`](Self::release)).
+    pub fn advance(&mut self) {
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// Gives every slot before the next sequence back to the writers.
+    pub fn release(&mut self, region: &SharedRegion) -> Result<(), FormatError> {
+        self.release_to(region, self.next.wrapping_sub(1))
+    }
+
+    /// Gives the slots up to and including `seq` back to the writers.
+    pub fn release_to(&mut self, region: &SharedRegion, seq: i64) -> Result<(), FormatError> {
+        if seq == self.released {
+            return Ok(());
+        }
+        region
+            .atomic_i64(self.geo.offset + ring_header::READER_INDEX)?
+            .store(seq, Ordering::Release);
+        self.released = seq;
+        Ok(())
+    }
+
+    /// Sequences claimed by writers and not yet released by this reader.
+    pub fn unreleased(&self, region: &SharedRegion) -> u64 {
+        let w = region
+            .atomic_i64(self.geo.offset + ring_header::WRITER_INDEX)
+            .map(|w| w.load(Ordering::Relaxed))
+            .unwrap_or(self.released);
+        (w.wrapping_sub(self.released)).clamp(0, self.geo.num_buffers as i64) as u64
+    }
+}
+
+/// Splits a slot into its message: a varint length that must fit inside the slot.
+pub fn unframe(slot: &[u8]) -> Result<&[u8], FormatError> {
+    let mut buf = slot;
+    let len = prost::encoding::decode_varint(&mut buf)
+        .map_err(|_| FormatError::BadLength("not a valid varint"))?;
+    if len > buf.len() as u64 {
+        return Err(FormatError::SlotOverflow {
+            len,
+            max: buf.len() as u64,
+        });
+    }
+    Ok(&buf[..len as usize])
+}

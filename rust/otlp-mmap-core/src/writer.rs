@@ -1,0 +1,260 @@
+//! `MmapWriter`: creates a file and writes records into its rings and dictionary.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use prost::Message;
+
+use crate::dictionary::read_entry;
+use crate::error::FormatError;
+use crate::layout::{
+    DICTIONARY_HEADER_LEN, FileConfig, FileLayout, RingKind, VERSION, dictionary_header, header,
+    ring_header,
+};
+use crate::region::SharedRegion;
+use crate::ring::{RingWriter, WriteError, varint_len};
+
+/// The writing side of one OTLP-MMAP file. Share it between threads (`Arc`);
+/// every method takes `&self`.
+#[derive(Debug)]
+pub struct MmapWriter {
+    path: PathBuf,
+    region: SharedRegion,
+    layout: FileLayout,
+    start_time_unix_nano: u64,
+    rings: [RingWriter; 3],
+    /// Serialises file growth (rare: only when the dictionary outgrows the file).
+    file: Mutex<File>,
+    /// Interned entries, so each distinct string or message is stored once.
+    interned: Mutex<HashMap<Box<[u8]>, i64>>,
+    dictionary_max_end: u64,
+}
+
+impl MmapWriter {
+    /// Creates a new file at `path` with the given sizes, replacing any file
+    /// there atomically (it is prepared under a temporary name and renamed), and
+    /// takes the writer's liveness lock (see [`crate::lock`]).
+    pub fn create(path: impl AsRef<Path>, config: &FileConfig) -> Result<Self, FormatError> {
+        Self::create_with_start_time(path, config, now_unix_nano())
+    }
+
+    /// As [`create`](Self::create), with a given start time.
+    pub fn create_with_start_time(
+        path: impl AsRef<Path>,
+        config: &FileConfig,
+        start_time_unix_nano: u64,
+    ) -> Result<Self, FormatError> {
+        let path = path.as_ref().to_path_buf();
+        let (layout, file_len) = config.layout()?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| FormatError::Config(format!("{} has no file name", path.display())))?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| FormatError::Io(format!("cannot create {}: {e}", tmp.display())))?;
+        file.set_len(file_len)?;
+        let dictionary_max_end =
+            layout.dictionary + DICTIONARY_HEADER_LEN + config.dictionary_max_size;
+        let region = SharedRegion::map(&file, dictionary_max_end as usize, file_len as usize)?;
+        let writer = MmapWriter {
+            path: path.clone(),
+            region,
+            layout,
+            start_time_unix_nano,
+            rings: RingKind::ALL.map(|k| RingWriter::new(layout.ring(k))),
+            file: Mutex::new(file),
+            interned: Mutex::new(HashMap::new()),
+            dictionary_max_end,
+        };
+        writer.initialise()?;
+        let guard = writer.file.lock().unwrap_or_else(|p| p.into_inner());
+        crate::lock::lock_writer(&guard)
+            .map_err(|e| FormatError::Io(format!("cannot take the writer lock: {e}")))?;
+        drop(guard);
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            FormatError::Io(format!(
+                "cannot rename {} to {}: {e}",
+                tmp.display(),
+                path.display()
+            ))
+        })?;
+        Ok(writer)
+    }
+
+    fn initialise(&self) -> Result<(), FormatError> {
+        let r = &self.region;
+        let l = &self.layout;
+        r.atomic_i64(header::VERSION)?
+            .store(VERSION, Ordering::Release);
+        for kind in RingKind::ALL {
+            let g = l.ring(kind);
+            r.atomic_i64(g.offset + ring_header::NUM_BUFFERS)?
+                .store(g.num_buffers as i64, Ordering::Relaxed);
+            r.atomic_i64(g.offset + ring_header::BUFFER_SIZE)?
+                .store(g.buffer_size as i64, Ordering::Relaxed);
+            r.atomic_i64(g.offset + ring_header::READER_INDEX)?
+                .store(-1, Ordering::Relaxed);
+            r.atomic_i64(g.offset + ring_header::WRITER_INDEX)?
+                .store(-1, Ordering::Relaxed);
+            for i in 0..g.num_buffers {
+                r.atomic_i32(g.flag_offset(i))?.store(-1, Ordering::Relaxed);
+            }
+        }
+        r.atomic_i64(l.dictionary + dictionary_header::END)?.store(
+            (l.dictionary + DICTIONARY_HEADER_LEN) as i64,
+            Ordering::Relaxed,
+        );
+        r.atomic_i64(l.dictionary + dictionary_header::NUM_ENTRIES)?
+            .store(0, Ordering::Relaxed);
+        for (field, kind) in [
+            (header::EVENTS, RingKind::Events),
+            (header::SPANS, RingKind::Spans),
+            (header::MEASUREMENTS, RingKind::Measurements),
+        ] {
+            r.atomic_i64(field)?
+                .store(l.ring(kind).offset as i64, Ordering::Release);
+        }
+        r.atomic_i64(header::DICTIONARY)?
+            .store(l.dictionary as i64, Ordering::Release);
+        r.atomic_u64(header::START_TIME)?
+            .store(self.start_time_unix_nano, Ordering::Release);
+        Ok(())
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's layout.
+    pub fn layout(&self) -> &FileLayout {
+        &self.layout
+    }
+
+    /// `start_time_unix_nano` from the file header.
+    pub fn start_time_unix_nano(&self) -> u64 {
+        self.start_time_unix_nano
+    }
+
+    /// The writer of one ring (its drop counters are public).
+    pub fn ring(&self, kind: RingKind) -> &RingWriter {
+        &self.rings[kind as usize]
+    }
+
+    /// Writes one record of `len` bytes, encoded by `encode` straight into the
+    /// slot. See [`RingWriter::try_write`].
+    #[inline]
+    pub fn try_write_with(
+        &self,
+        kind: RingKind,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<i64, WriteError> {
+        self.rings[kind as usize].try_write(&self.region, len, encode)
+    }
+
+    /// Writes one protobuf message (its encoding is sized first and written
+    /// straight into the slot; nothing is allocated).
+    pub fn try_write<M: Message>(&self, kind: RingKind, msg: &M) -> Result<i64, WriteError> {
+        let len = msg.encoded_len();
+        self.try_write_with(kind, len, |mut buf| {
+            // Cannot fail: the slice is exactly `len` bytes.
+            let _ = msg.encode(&mut buf);
+        })
+    }
+
+    /// Appends an entry to the dictionary (not interned) and returns its ref.
+    pub fn append_entry(&self, bytes: &[u8]) -> Result<i64, FormatError> {
+        let dict = self.layout.dictionary;
+        let total = (varint_len(bytes.len() as u64) + bytes.len()) as u64;
+        let end = self.region.atomic_i64(dict + dictionary_header::END)?;
+        let start = end.fetch_add(total as i64, Ordering::AcqRel) as u64;
+        let new_end = start + total;
+        if new_end > self.dictionary_max_end {
+            end.fetch_sub(total as i64, Ordering::AcqRel);
+            return Err(FormatError::DictionaryFull {
+                need: new_end - (dict + DICTIONARY_HEADER_LEN),
+                max: self.dictionary_max_end - (dict + DICTIONARY_HEADER_LEN),
+            });
+        }
+        self.ensure_len(new_end)?;
+        // SAFETY: the fetch-add on `end` reserved `start..new_end` for this call
+        // alone, and `ensure_len` made the file at least that long.
+        let mut buf = unsafe { self.region.bytes_mut(start, total as usize)? };
+        prost::encoding::encode_varint(bytes.len() as u64, &mut buf);
+        buf.copy_from_slice(bytes);
+        self.region
+            .atomic_i64(dict + dictionary_header::NUM_ENTRIES)?
+            .fetch_add(1, Ordering::AcqRel);
+        Ok(start as i64)
+    }
+
+    /// Stores `bytes` once and returns the ref of the entry; the same bytes
+    /// always give the same ref.
+    pub fn intern(&self, bytes: &[u8]) -> Result<i64, FormatError> {
+        let mut map = self.interned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&r) = map.get(bytes) {
+            return Ok(r);
+        }
+        let r = self.append_entry(bytes)?;
+        map.insert(bytes.into(), r);
+        Ok(r)
+    }
+
+    /// Interns a string.
+    pub fn intern_str(&self, s: &str) -> Result<i64, FormatError> {
+        if s.is_empty() {
+            return Ok(0);
+        }
+        self.intern(s.as_bytes())
+    }
+
+    /// Interns a protobuf message (resource, scope, metric definition, value).
+    pub fn intern_message<M: Message>(&self, msg: &M) -> Result<i64, FormatError> {
+        self.intern(&msg.encode_to_vec())
+    }
+
+    /// Reads back an entry (for tests and tools).
+    pub fn read_entry(&self, reference: i64) -> Result<&[u8], FormatError> {
+        read_entry(&self.region, self.layout.dictionary, reference)
+    }
+
+    fn ensure_len(&self, len: u64) -> Result<(), FormatError> {
+        if len as usize <= self.region.valid_len() {
+            return Ok(());
+        }
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = self.region.valid_len() as u64;
+        if len <= cur {
+            return Ok(());
+        }
+        let target = len.max(cur.saturating_mul(2)).min(self.dictionary_max_end);
+        file.set_len(target)?;
+        self.region.extend_valid_len(target as usize);
+        Ok(())
+    }
+}
+
+/// The wall clock in nanoseconds since the Unix epoch.
+pub fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
