@@ -1,1 +1,53 @@
+//! The reader side of the Collector: turns what the three rings of one
+//! OTLP-MMAP file deliver into OTLP export requests (opentelemetry-proto prost
+//! types), grouped by Resource and InstrumentationScope from the dictionary.
+//!
+//! - [`SpanAssembler`] builds spans from span events, bounded in memory, and
+//!   emits spans that never ended as incomplete spans;
+//! - [`logs::log_record`] turns each event into a LogRecord;
+//! - [`MetricAggregator`] aggregates raw measurements as each metric asks;
+//! - [`FileReader`] is the poll/commit API the Collector's receiver calls
+//!   (through the C ABI): non-blocking, bounded work per call, back-pressure
+//!   until a batch is committed;
+//! - [`dump()`] reads everything in a file once, for tools and tests.
+//!
+//! ```
+//! use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
+//! use otlp_mmap_core::{proto, FileConfig, MmapWriter, RingKind};
+//! use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+//! use prost::Message;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("app.otlp");
+//! let writer = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+//! let body = proto::AnyValue { value: Some(proto::any_value::Value::StringValue("hello".into())) };
+//! writer.try_write(RingKind::Events, &proto::Event { body: Some(body), ..Default::default() }).unwrap();
+//!
+//! let mut reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+//! let batch = reader.poll(Signal::Logs, 0).unwrap().expect("one log record");
+//! let request = ExportLogsServiceRequest::decode(batch.bytes).unwrap();
+//! assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 1);
+//! let token = batch.token;
+//! reader.commit(Signal::Logs, token).unwrap();
+//! assert!(reader.poll(Signal::Logs, 0).unwrap().is_none());
+//! ```
 
+pub mod dictionary;
+pub mod dump;
+pub mod exponential;
+pub mod file_reader;
+pub mod group;
+pub mod logs;
+pub mod metrics;
+pub mod spans;
+
+pub use dictionary::DictionaryCache;
+pub use dump::{Dump, DumpOptions, dump};
+pub use file_reader::{
+    Batch, CollectOutcome, FileReader, ReaderError, ReaderOptions, ReaderStats, Signal,
+};
+pub use metrics::MetricAggregator;
+pub use opentelemetry_proto;
+pub use spans::{
+    INCOMPLETE_ATTRIBUTE, INCOMPLETE_REASON_ATTRIBUTE, START_MISSING_ATTRIBUTE, SpanAssembler,
+};

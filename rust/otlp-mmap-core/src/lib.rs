@@ -36,6 +36,8 @@
 //! ring.release(reader.region()).unwrap();
 //! ```
 
+#[doc(hidden)]
+pub mod check;
 pub mod dictionary;
 pub mod error;
 pub mod layout;

@@ -32,9 +32,12 @@ pub enum WriterState {
 pub enum FileChange {
     /// Same file, same stream.
     None,
-    /// `start_time_unix_nano` changed, or another file now sits at the path:
-    /// the writer started over.
+    /// `start_time_unix_nano` changed in the mapped file: the writer started
+    /// over in place; what the old stream left unread is gone.
     Restarted,
+    /// Another file now sits at the path (a new writer created it): the mapped
+    /// file still holds the old stream, which can be drained first.
+    Replaced,
     /// Nothing is at the path any more.
     Removed,
 }
@@ -49,6 +52,7 @@ pub struct MmapReader {
     start_time_unix_nano: u64,
     dev_ino: (u64, u64),
     saw_writer_lock: bool,
+    last_writer_state: WriterState,
 }
 
 impl MmapReader {
@@ -118,6 +122,7 @@ impl MmapReader {
             layout,
             start_time_unix_nano,
             saw_writer_lock: false,
+            last_writer_state: WriterState::Unknown,
         };
         reader.writer_state();
         Ok(reader)
@@ -187,20 +192,26 @@ impl MmapReader {
         }
         match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == self.dev_ino => FileChange::None,
-            Ok(_) => FileChange::Restarted,
+            Ok(_) => FileChange::Replaced,
             Err(_) => FileChange::Removed,
         }
     }
 
     /// Whether the writer still holds its liveness lock.
     pub fn writer_state(&mut self) -> WriterState {
-        match crate::lock::writer_lock_held(&self.file) {
+        self.last_writer_state = match crate::lock::writer_lock_held(&self.file) {
             Ok(true) => {
                 self.saw_writer_lock = true;
                 WriterState::Alive
             }
             Ok(false) if self.saw_writer_lock => WriterState::Gone,
             _ => WriterState::Unknown,
-        }
+        };
+        self.last_writer_state
+    }
+
+    /// The writer state found by the last [`writer_state`](Self::writer_state) call.
+    pub fn writer_state_cached(&self) -> WriterState {
+        self.last_writer_state
     }
 }

@@ -1,0 +1,214 @@
+//! `DictionaryCache`: resolves dictionary refs into OTLP values, once per ref.
+//!
+//! Entries never change once written, so every decoded entry is cached by its
+//! ref. A ref that cannot be resolved (past the end, bad length, bad protobuf)
+//! makes that one field empty and is counted; it never fails a batch.
+
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::common::v1 as otlp_common;
+use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
+use otlp_mmap_core::{MmapReader, proto};
+use prost::Message;
+
+/// Deepest nesting of values followed (arrays, kvlists, value refs); deeper
+/// values are cut off and counted as bad refs, so a ref cycle cannot loop.
+const MAX_DEPTH: usize = 16;
+
+/// A scope as the dictionary describes it: the OTLP scope plus the ref of its resource.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeEntry {
+    pub scope: otlp_common::InstrumentationScope,
+    pub resource_ref: i64,
+}
+
+/// Decoded dictionary entries of one file, by ref.
+#[derive(Debug, Default)]
+pub struct DictionaryCache {
+    strings: HashMap<i64, Option<String>>,
+    values: HashMap<i64, Option<otlp_common::AnyValue>>,
+    scopes: HashMap<i64, ScopeEntry>,
+    resources: HashMap<i64, otlp_resource::Resource>,
+    metrics: HashMap<i64, Option<proto::MetricRef>>,
+    /// Refs that could not be resolved.
+    pub bad_refs: u64,
+}
+
+impl DictionaryCache {
+    /// Forgets every entry (the writer started over: refs mean other things now).
+    pub fn clear(&mut self) {
+        *self = DictionaryCache {
+            bad_refs: self.bad_refs,
+            ..Default::default()
+        };
+    }
+
+    /// The string at `reference` ("" for ref 0 or a bad ref).
+    pub fn string(&mut self, file: &MmapReader, reference: i64) -> String {
+        self.string_ref(file, reference)
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+
+    /// The string at `reference`, borrowed from the cache.
+    pub fn string_ref(&mut self, file: &MmapReader, reference: i64) -> Option<&str> {
+        if reference == 0 {
+            return None;
+        }
+        if !self.strings.contains_key(&reference) {
+            let s = match file.entry(reference) {
+                Ok(b) => match std::str::from_utf8(b) {
+                    Ok(s) => Some(s.to_owned()),
+                    Err(_) => Some(String::from_utf8_lossy(b).into_owned()),
+                },
+                Err(_) => None,
+            };
+            if s.is_none() {
+                self.bad_refs += 1;
+            }
+            self.strings.insert(reference, s);
+        }
+        self.strings.get(&reference).and_then(|s| s.as_deref())
+    }
+
+    /// The metric definition at `reference`.
+    pub fn metric(&mut self, file: &MmapReader, reference: i64) -> Option<&proto::MetricRef> {
+        if !self.metrics.contains_key(&reference) {
+            let m = self.decode::<proto::MetricRef>(file, reference);
+            self.metrics.insert(reference, m);
+        }
+        self.metrics.get(&reference).and_then(|m| m.as_ref())
+    }
+
+    /// The scope at `reference` (an empty scope for ref 0 or a bad ref).
+    pub fn scope(&mut self, file: &MmapReader, reference: i64) -> ScopeEntry {
+        if let Some(s) = self.scopes.get(&reference) {
+            return s.clone();
+        }
+        let entry = match self.decode::<proto::InstrumentationScope>(file, reference) {
+            Some(s) => ScopeEntry {
+                scope: otlp_common::InstrumentationScope {
+                    name: self.string(file, s.name_ref),
+                    version: self.string(file, s.version_ref),
+                    attributes: self.attributes(file, &s.attributes),
+                    dropped_attributes_count: s.dropped_attributes_count,
+                },
+                resource_ref: s.resource_ref,
+            },
+            None => ScopeEntry::default(),
+        };
+        self.scopes.insert(reference, entry.clone());
+        entry
+    }
+
+    /// The resource at `reference` (an empty resource for ref 0 or a bad ref).
+    pub fn resource(&mut self, file: &MmapReader, reference: i64) -> otlp_resource::Resource {
+        if let Some(r) = self.resources.get(&reference) {
+            return r.clone();
+        }
+        let res = match self.decode::<proto::Resource>(file, reference) {
+            Some(r) => otlp_resource::Resource {
+                attributes: self.attributes(file, &r.attributes),
+                dropped_attributes_count: r.dropped_attributes_count,
+                entity_refs: Vec::new(),
+            },
+            None => otlp_resource::Resource::default(),
+        };
+        self.resources.insert(reference, res.clone());
+        res
+    }
+
+    /// Converts attributes, resolving key refs and value refs.
+    pub fn attributes(
+        &mut self,
+        file: &MmapReader,
+        kvs: &[proto::KeyValueRef],
+    ) -> Vec<otlp_common::KeyValue> {
+        kvs.iter().map(|kv| self.key_value(file, kv, 0)).collect()
+    }
+
+    /// Converts one value, resolving value refs.
+    pub fn any_value(&mut self, file: &MmapReader, v: &proto::AnyValue) -> otlp_common::AnyValue {
+        self.value(file, v, 0)
+    }
+
+    fn key_value(
+        &mut self,
+        file: &MmapReader,
+        kv: &proto::KeyValueRef,
+        depth: usize,
+    ) -> otlp_common::KeyValue {
+        otlp_common::KeyValue {
+            key: self.string(file, kv.key_ref),
+            value: kv.value.as_ref().map(|v| self.value(file, v, depth)),
+            ..Default::default()
+        }
+    }
+
+    fn value(
+        &mut self,
+        file: &MmapReader,
+        v: &proto::AnyValue,
+        depth: usize,
+    ) -> otlp_common::AnyValue {
+        use otlp_common::any_value::Value as O;
+        use proto::any_value::Value as M;
+        if depth >= MAX_DEPTH {
+            self.bad_refs += 1;
+            return otlp_common::AnyValue { value: None };
+        }
+        let value = match &v.value {
+            None => None,
+            Some(M::StringValue(s)) => Some(O::StringValue(s.clone())),
+            Some(M::BoolValue(b)) => Some(O::BoolValue(*b)),
+            Some(M::IntValue(i)) => Some(O::IntValue(*i)),
+            Some(M::DoubleValue(d)) => Some(O::DoubleValue(*d)),
+            Some(M::BytesValue(b)) => Some(O::BytesValue(b.clone())),
+            Some(M::ArrayValue(a)) => Some(O::ArrayValue(otlp_common::ArrayValue {
+                values: a
+                    .values
+                    .iter()
+                    .map(|x| self.value(file, x, depth + 1))
+                    .collect(),
+            })),
+            Some(M::KvlistValue(l)) => Some(O::KvlistValue(otlp_common::KeyValueList {
+                values: l
+                    .values
+                    .iter()
+                    .map(|kv| self.key_value(file, kv, depth + 1))
+                    .collect(),
+            })),
+            Some(M::ValueRef(r)) => return self.value_ref(file, *r, depth + 1),
+        };
+        otlp_common::AnyValue { value }
+    }
+
+    fn value_ref(
+        &mut self,
+        file: &MmapReader,
+        reference: i64,
+        depth: usize,
+    ) -> otlp_common::AnyValue {
+        if let Some(v) = self.values.get(&reference) {
+            return v.clone().unwrap_or_default();
+        }
+        // Not cached yet: mark it as in progress (empty) so that a cycle ends.
+        self.values.insert(reference, None);
+        let resolved = self
+            .decode::<proto::AnyValue>(file, reference)
+            .map(|v| self.value(file, &v, depth));
+        self.values.insert(reference, resolved.clone());
+        resolved.unwrap_or_default()
+    }
+
+    fn decode<M: Message + Default>(&mut self, file: &MmapReader, reference: i64) -> Option<M> {
+        if reference == 0 {
+            return None;
+        }
+        let got = file.entry(reference).ok().and_then(|b| M::decode(b).ok());
+        if got.is_none() {
+            self.bad_refs += 1;
+        }
+        got
+    }
+}

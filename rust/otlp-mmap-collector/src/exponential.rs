@@ -1,0 +1,213 @@
+//! `ExponentialBuckets`: the base-2 exponential histogram aggregation of the
+//! OpenTelemetry SDKs: values map to buckets of `base = 2^(2^-scale)` with
+//! upper-inclusive bounds; when the values need more than `max_buckets`
+//! buckets, the scale is lowered (each step merges pairs of buckets).
+
+use std::collections::BTreeMap;
+
+/// One sign's buckets: index -> count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    pub counts: BTreeMap<i32, u64>,
+}
+
+impl Buckets {
+    fn range(&self) -> Option<(i32, i32)> {
+        Some((
+            *self.counts.keys().next()?,
+            *self.counts.keys().next_back()?,
+        ))
+    }
+
+    fn downscale(&mut self, by: u32) {
+        if by == 0 {
+            return;
+        }
+        let old = std::mem::take(&mut self.counts);
+        for (i, c) in old {
+            *self.counts.entry(i >> by).or_default() += c;
+        }
+    }
+
+    /// `(offset, dense counts)` as OTLP wants them.
+    pub fn dense(&self) -> (i32, Vec<u64>) {
+        let Some((lo, hi)) = self.range() else {
+            return (0, Vec::new());
+        };
+        let mut v = vec![0u64; (hi - lo + 1) as usize];
+        for (&i, &c) in &self.counts {
+            v[(i - lo) as usize] = c;
+        }
+        (lo, v)
+    }
+}
+
+/// An exponential histogram of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExponentialBuckets {
+    pub scale: i32,
+    max_buckets: usize,
+    pub zero_count: u64,
+    pub positive: Buckets,
+    pub negative: Buckets,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Smallest scale the mapping supports.
+const MIN_SCALE: i32 = -10;
+/// Largest scale the mapping supports.
+const MAX_SCALE: i32 = 20;
+
+impl ExponentialBuckets {
+    /// An empty histogram starting at `max_scale` (clamped to -10..=20) with at most
+    /// `max_buckets` buckets per sign (at least 2). Zeros/negatives give SDK defaults (160, 20).
+    pub fn new(max_buckets: i64, max_scale: i64) -> Self {
+        let max_buckets = if max_buckets <= 0 {
+            160
+        } else {
+            max_buckets.clamp(2, 16384)
+        } as usize;
+        let scale = if max_scale == 0 {
+            20
+        } else {
+            max_scale.clamp(MIN_SCALE as i64, MAX_SCALE as i64)
+        } as i32;
+        ExponentialBuckets {
+            scale,
+            max_buckets,
+            zero_count: 0,
+            positive: Buckets::default(),
+            negative: Buckets::default(),
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Records one value. NaN and infinities are ignored, as the SDKs do.
+    pub fn record(&mut self, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        if v == 0.0 {
+            self.zero_count += 1;
+            return;
+        }
+        let abs = v.abs();
+        let mut index = bucket_index(abs, self.scale);
+        let positive = v > 0.0;
+        // Lower the scale until this index fits with the existing buckets.
+        let (lo, hi) = {
+            let b = if positive {
+                &self.positive
+            } else {
+                &self.negative
+            };
+            match b.range() {
+                Some((lo, hi)) => (lo.min(index), hi.max(index)),
+                None => (index, index),
+            }
+        };
+        let mut change = 0u32;
+        let (mut l, mut h) = (lo as i64, hi as i64);
+        while h - l + 1 > self.max_buckets as i64 && self.scale - (change as i32) > MIN_SCALE {
+            l >>= 1;
+            h >>= 1;
+            change += 1;
+        }
+        if change > 0 {
+            self.scale -= change as i32;
+            self.positive.downscale(change);
+            self.negative.downscale(change);
+            index = bucket_index(abs, self.scale);
+        }
+        let b = if positive {
+            &mut self.positive
+        } else {
+            &mut self.negative
+        };
+        *b.counts.entry(index).or_default() += 1;
+    }
+}
+
+/// The bucket of `v > 0` at `scale`: bucket `i` holds `(base^i, base^(i+1)]`.
+pub fn bucket_index(v: f64, scale: i32) -> i32 {
+    let (frac, exp) = frexp(v);
+    if scale <= 0 {
+        // Exact powers of two belong to the bucket below (upper-inclusive bounds).
+        let correction = if frac == 0.5 { 2 } else { 1 };
+        return (exp - correction) >> (-scale);
+    }
+    let factor = f64::from(1u32 << scale) / std::f64::consts::LN_2;
+    let idx = (exp << scale) + (frac.ln() * factor) as i32 - 1;
+    if frac == 0.5 {
+        // v = 2^(exp-1) exactly: the last bucket below that power of two.
+        return ((exp - 1) << scale) - 1;
+    }
+    idx
+}
+
+/// `v = frac * 2^exp` with `frac` in [0.5, 1), for finite `v > 0`.
+fn frexp(v: f64) -> (f64, i32) {
+    let bits = v.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
+    if exp_bits == 0 {
+        // Subnormal: scale up first.
+        let (f, e) = frexp(v * f64::from_bits(0x4350_0000_0000_0000)); // 2^54
+        return (f, e - 54);
+    }
+    let exp = exp_bits - 1022;
+    let frac = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    (frac, exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn powers_of_two_are_upper_inclusive() {
+        // At scale 0, bucket i is (2^i, 2^(i+1)].
+        assert_eq!(bucket_index(1.0, 0), -1);
+        assert_eq!(bucket_index(2.0, 0), 0);
+        assert_eq!(bucket_index(3.0, 0), 1);
+        assert_eq!(bucket_index(4.0, 0), 1);
+        assert_eq!(bucket_index(4.0, 1), 3);
+        assert_eq!(bucket_index(4.0, -1), 0);
+        assert_eq!(frexp(8.0), (0.5, 4));
+    }
+
+    #[test]
+    fn downscales_to_fit_max_buckets() {
+        let mut h = ExponentialBuckets::new(4, 20);
+        for v in [1.0, 2.0, 4.0, 8.0, 16.0, 1000.0, -3.0, 0.0] {
+            h.record(v);
+        }
+        assert!(h.positive.counts.len() <= 4);
+        let total: u64 =
+            h.positive.counts.values().sum::<u64>() + h.negative.counts.values().sum::<u64>();
+        assert_eq!(total + h.zero_count, h.count);
+        assert_eq!(h.count, 8);
+        assert_eq!(h.zero_count, 1);
+        assert_eq!(h.min, -3.0);
+        assert_eq!(h.max, 1000.0);
+        // Every value lies in its bucket at the final scale.
+        let base = 2f64.powf(2f64.powi(-h.scale));
+        for v in [1.0f64, 2.0, 4.0, 8.0, 16.0, 1000.0] {
+            let i = bucket_index(v, h.scale);
+            assert!(
+                base.powi(i) < v * (1.0 + 1e-9) && v <= base.powi(i + 1) * (1.0 + 1e-9),
+                "{v} at {i}"
+            );
+            assert!(h.positive.counts.contains_key(&i));
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! `FileReader`: the poll/commit API over one OTLP-MMAP file, one signal at a time.
+//!
+//! `poll(signal, now)` does a bounded amount of work and returns the signal's
+//! pending export request (OTLP protobuf bytes) with a token, or nothing. The
+//! same batch is returned again until `commit(signal, token)` says the pipeline
+//! accepted it; meanwhile nothing more is read for that signal, so a refusing
+//! pipeline fills the ring (the writer's drops go up), not the reader's memory.
+//! It decides nothing about timers or threads: the caller passes `now`.
+//!
+//! What a Collector crash can lose or duplicate, per signal:
+//! - logs: `reader_index` is advanced only when a batch is committed, so a
+//!   restart re-reads the uncommitted batch: at most one batch is duplicated,
+//!   nothing is lost;
+//! - spans: span events are released as soon as they are in the assembler's
+//!   memory, so spans in flight in the Collector (open spans, completed spans
+//!   not yet committed) are lost with it; their later events come out as spans
+//!   with [`crate::spans::START_MISSING_ATTRIBUTE`];
+//! - metrics: measurements are released once aggregated, so the aggregates
+//!   since the last committed collection are lost.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use otlp_mmap_core::{
+    FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState, proto,
+};
+use prost::Message;
+
+use crate::dictionary::DictionaryCache;
+use crate::group::Grouper;
+use crate::logs::log_record;
+use crate::metrics::MetricAggregator;
+use crate::spans::{GiveUpReason, SpanAssembler};
+
+/// How often (reader clock) the path and the writer's lock are checked.
+const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
+/// Most span events or measurements ingested by one poll.
+const INGEST_BUDGET: usize = 65_536;
+
+/// The three signals, in the order of the C API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces = 0,
+    Logs = 1,
+    Metrics = 2,
+}
+
+impl Signal {
+    /// The ring this signal is read from.
+    pub fn ring(self) -> RingKind {
+        match self {
+            Signal::Traces => RingKind::Spans,
+            Signal::Logs => RingKind::Events,
+            Signal::Metrics => RingKind::Measurements,
+        }
+    }
+}
+
+/// Reader settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderOptions {
+    /// Most spans kept in flight; beyond it the oldest is emitted as incomplete.
+    pub max_in_flight_spans: usize,
+    /// Longest a span may stay open before it is emitted as incomplete.
+    pub max_span_age_nanos: u64,
+    /// Most spans per traces batch.
+    pub max_batch_spans: usize,
+    /// Most log records per logs batch.
+    pub max_batch_logs: usize,
+    /// Most series per metric (the rest fold into the overflow series).
+    pub metric_cardinality_limit: usize,
+    /// Whether to take the exclusive reader lock and store `reader_index`
+    /// (false for tools that only look at a file).
+    pub consume: bool,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            max_in_flight_spans: 100_000,
+            max_span_age_nanos: 600_000_000_000,
+            max_batch_spans: 1024,
+            max_batch_logs: 1024,
+            metric_cardinality_limit: 2000,
+            consume: true,
+        }
+    }
+}
+
+/// A pending export request.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// OTLP protobuf bytes of the export request.
+    pub bytes: &'a [u8],
+    /// Token to commit once the pipeline accepted the batch.
+    pub token: u64,
+    /// Spans, log records or data points in it.
+    pub items: u64,
+}
+
+/// What `collect_metrics` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectOutcome {
+    /// A metrics batch with this many data points is pending.
+    Collected(u64),
+    /// No series had data.
+    Nothing,
+    /// The previous metrics batch is not committed yet; the aggregates keep
+    /// accumulating into the next collection.
+    Busy,
+}
+
+/// Errors of the poll/commit API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReaderError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("token {got} is not the pending {signal:?} batch's (double commit or stale token)")]
+    Token { signal: Signal, got: u64 },
+}
+
+/// Counters and gauges of one reader.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderStats {
+    pub ring_capacity: [u64; 3],
+    pub ring_unread: [u64; 3],
+    pub records_read: [u64; 3],
+    pub corrupt_records: [u64; 3],
+    pub incomplete_spans: u64,
+    pub in_flight_spans: u64,
+    pub orphan_span_events: u64,
+    pub bad_refs: u64,
+    pub metric_overflows: u64,
+    pub writer_restarts: u64,
+    /// 1 alive, 0 gone, -1 unknown.
+    pub writer_alive: i32,
+    /// The file was removed and everything in it has been read.
+    pub finished: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    bytes: Vec<u8>,
+    token: u64,
+    items: u64,
+    /// For logs: the sequence to release on commit, in stream `generation`.
+    release: Option<(u64, i64)>,
+}
+
+/// One writer's stream: the mapping and what is derived from its refs.
+#[derive(Debug)]
+struct Stream {
+    file: MmapReader,
+    dict: DictionaryCache,
+    rings: [RingReader; 3],
+    generation: u64,
+}
+
+impl Stream {
+    fn open(path: &std::path::Path, consume: bool, generation: u64) -> Result<Self, FormatError> {
+        let file = MmapReader::open(path, consume)?;
+        let rings = [
+            file.ring_reader(Signal::Traces.ring())?,
+            file.ring_reader(Signal::Logs.ring())?,
+            file.ring_reader(Signal::Metrics.ring())?,
+        ];
+        Ok(Stream {
+            file,
+            dict: DictionaryCache::default(),
+            rings,
+            generation,
+        })
+    }
+}
+
+/// Reads one file and turns its rings into OTLP export requests.
+#[derive(Debug)]
+pub struct FileReader {
+    path: std::path::PathBuf,
+    options: ReaderOptions,
+    stream: Stream,
+    assembler: SpanAssembler,
+    aggregator: MetricAggregator,
+    pending: [Option<Pending>; 3],
+    next_token: u64,
+    stats: ReaderStats,
+    last_check: Option<u64>,
+    change: FileChange,
+    writer_gone: bool,
+    bad_refs_before: u64,
+}
+
+impl FileReader {
+    /// Opens the file at `path`.
+    pub fn open(
+        path: impl AsRef<std::path::Path>,
+        options: ReaderOptions,
+    ) -> Result<Self, FormatError> {
+        let path = path.as_ref().to_path_buf();
+        let stream = Stream::open(&path, options.consume, 0)?;
+        let start = stream.file.start_time_unix_nano();
+        Ok(FileReader {
+            path,
+            options,
+            stream,
+            assembler: SpanAssembler::new(options.max_in_flight_spans, options.max_span_age_nanos),
+            aggregator: MetricAggregator::new(options.metric_cardinality_limit, start),
+            pending: [None, None, None],
+            next_token: 1,
+            stats: ReaderStats::default(),
+            last_check: None,
+            change: FileChange::None,
+            writer_gone: false,
+            bad_refs_before: 0,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The file of the current stream.
+    pub fn file(&self) -> &MmapReader {
+        &self.stream.file
+    }
+
+    /// Returns the signal's pending batch, reading more of its ring first if
+    /// none is pending. Bounded work; never blocks.
+    pub fn poll(&mut self, signal: Signal, now: u64) -> Result<Option<Batch<'_>>, ReaderError> {
+        self.check_file(now);
+        if self.pending[signal as usize].is_none() {
+            let made = match signal {
+                Signal::Traces => self.poll_traces(now),
+                Signal::Logs => self.poll_logs(now),
+                Signal::Metrics => {
+                    self.ingest_measurements();
+                    None
+                }
+            };
+            self.pending[signal as usize] = made;
+        }
+        Ok(self.pending[signal as usize].as_ref().map(|p| Batch {
+            bytes: &p.bytes,
+            token: p.token,
+            items: p.items,
+        }))
+    }
+
+    /// Marks the signal's pending batch as accepted by the pipeline.
+    pub fn commit(&mut self, signal: Signal, token: u64) -> Result<(), ReaderError> {
+        let slot = &mut self.pending[signal as usize];
+        match slot {
+            Some(p) if p.token == token => {
+                if let Some((generation, seq)) = p.release
+                    && generation == self.stream.generation
+                    && self.options.consume
+                {
+                    self.stream.rings[signal as usize]
+                        .release_to(self.stream.file.region(), seq)?;
+                }
+                *slot = None;
+                Ok(())
+            }
+            _ => Err(ReaderError::Token { signal, got: token }),
+        }
+    }
+
+    /// Snapshots the metric aggregates into the pending metrics batch.
+    pub fn collect_metrics(&mut self, now: u64) -> CollectOutcome {
+        if self.pending[Signal::Metrics as usize].is_some() {
+            return CollectOutcome::Busy;
+        }
+        self.ingest_measurements();
+        let s = &mut self.stream;
+        match self.aggregator.collect(&s.file, &mut s.dict, now) {
+            Some((req, points)) => {
+                let token = self.token();
+                self.pending[Signal::Metrics as usize] = Some(Pending {
+                    bytes: req.encode_to_vec(),
+                    token,
+                    items: points,
+                    release: None,
+                });
+                CollectOutcome::Collected(points)
+            }
+            None => CollectOutcome::Nothing,
+        }
+    }
+
+    /// Gives up every in-flight span: they come out of the next traces polls
+    /// as incomplete spans.
+    pub fn abandon_spans(&mut self, now: u64) {
+        self.assembler.give_up_all(now, GiveUpReason::Abandoned);
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ReaderStats {
+        let mut st = self.stats;
+        let region = self.stream.file.region();
+        for (i, ring) in self.stream.rings.iter().enumerate() {
+            st.ring_capacity[i] = ring.geometry().num_buffers;
+            st.ring_unread[i] = ring.unreleased(region);
+        }
+        let c = self.assembler.counters;
+        st.incomplete_spans = c.incomplete;
+        st.orphan_span_events = c.orphan_events;
+        st.in_flight_spans = self.assembler.in_flight() as u64;
+        st.bad_refs = self.bad_refs_before + self.stream.dict.bad_refs;
+        st.metric_overflows = self.aggregator.counters.overflows;
+        st.writer_alive = if self.writer_gone || self.change == FileChange::Removed {
+            0
+        } else if matches!(self.stream.file.writer_state_cached(), WriterState::Alive) {
+            1
+        } else {
+            -1
+        };
+        st.finished = self.change == FileChange::Removed
+            && self.pending.iter().all(Option::is_none)
+            && self.assembler.in_flight() == 0
+            && self.assembler.completed_len() == 0;
+        st
+    }
+
+    fn token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// Notices a writer that started over, went away, or a removed file.
+    fn check_file(&mut self, now: u64) {
+        if !self.options.consume {
+            return;
+        }
+        if self
+            .last_check
+            .is_some_and(|t| now.saturating_sub(t) < CHECK_INTERVAL_NANOS)
+        {
+            return;
+        }
+        self.last_check = Some(now);
+        if self.change == FileChange::None {
+            self.change = self.stream.file.file_change();
+        }
+        match self.change {
+            FileChange::Restarted => self.switch_stream(now),
+            FileChange::Replaced => {
+                // Drain what the old stream holds, then follow the new file.
+                if self.rings_drained() {
+                    self.switch_stream(now);
+                }
+            }
+            FileChange::Removed | FileChange::None => {}
+        }
+        if self.stream.file.writer_state() == WriterState::Gone {
+            self.writer_gone = true;
+        }
+    }
+
+    fn rings_drained(&self) -> bool {
+        let region = self.stream.file.region();
+        self.pending[Signal::Logs as usize].is_none()
+            && self
+                .stream
+                .rings
+                .iter()
+                .all(|r| matches!(r.peek(region), Slot::Empty))
+    }
+
+    fn switch_stream(&mut self, now: u64) {
+        let generation = self.stream.generation + 1;
+        let Ok(next) = Stream::open(&self.path, self.options.consume, generation) else {
+            // The new file is not readable yet (still being initialised): try at the next check.
+            return;
+        };
+        // Spans still open in the old stream will never end.
+        self.ingest_spans(now);
+        self.assembler
+            .give_up_all(now, GiveUpReason::WriterRestarted);
+        // Keep the old stream's aggregates if they can still be delivered.
+        if self.pending[Signal::Metrics as usize].is_none() {
+            self.collect_metrics(now);
+        }
+        // Completed spans still reference the old stream's scopes: encode them now.
+        while self.assembler.completed_len() > 0 && self.pending[Signal::Traces as usize].is_none()
+        {
+            let made = self.encode_traces();
+            self.pending[Signal::Traces as usize] = made;
+        }
+        self.bad_refs_before += self.stream.dict.bad_refs;
+        self.stream = next;
+        self.aggregator = MetricAggregator::new(
+            self.options.metric_cardinality_limit,
+            self.stream.file.start_time_unix_nano(),
+        );
+        self.stats.writer_restarts += 1;
+        self.change = FileChange::None;
+        self.writer_gone = false;
+    }
+
+    fn poll_traces(&mut self, now: u64) -> Option<Pending> {
+        let ring_empty = self.ingest_spans(now);
+        self.assembler.expire(now);
+        if ring_empty
+            && (self.writer_gone || self.change == FileChange::Removed)
+            && self.assembler.in_flight() > 0
+        {
+            self.assembler.give_up_all(now, GiveUpReason::WriterGone);
+        }
+        self.encode_traces()
+    }
+
+    /// Reads span events until a batch is complete or the ring is empty.
+    /// Returns whether the ring was found empty.
+    fn ingest_spans(&mut self, now: u64) -> bool {
+        let max_batch = self.options.max_batch_spans;
+        let s = &mut self.stream;
+        let i = Signal::Traces as usize;
+        let mut empty = false;
+        for _ in 0..INGEST_BUDGET {
+            if self.assembler.completed_len() >= max_batch {
+                break;
+            }
+            match s.rings[i].peek(s.file.region()) {
+                Slot::Empty => {
+                    empty = true;
+                    break;
+                }
+                Slot::Ready(bytes) => match proto::SpanEvent::decode(bytes) {
+                    Ok(ev) => {
+                        self.stats.records_read[i] += 1;
+                        self.assembler.apply(&s.file, &mut s.dict, ev, now);
+                    }
+                    Err(_) => self.stats.corrupt_records[i] += 1,
+                },
+                Slot::Corrupt(_) => self.stats.corrupt_records[i] += 1,
+            }
+            s.rings[i].advance();
+        }
+        if self.options.consume {
+            // The events are in the assembler's memory now.
+            let _ = s.rings[i].release(s.file.region());
+        }
+        empty
+    }
+
+    fn encode_traces(&mut self) -> Option<Pending> {
+        let spans = self.assembler.take_completed(self.options.max_batch_spans);
+        if spans.is_empty() {
+            return None;
+        }
+        let items = spans.len() as u64;
+        let mut grouper = Grouper::default();
+        for s in spans {
+            grouper.push(s.scope_ref, s.span);
+        }
+        let s = &mut self.stream;
+        let resource_spans =
+            grouper.build(&s.file, &mut s.dict, |resource, scopes| ResourceSpans {
+                resource: Some(resource),
+                scope_spans: scopes
+                    .into_iter()
+                    .map(|(scope, spans)| ScopeSpans {
+                        scope: Some(scope),
+                        spans,
+                        schema_url: String::new(),
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            });
+        let token = self.token();
+        Some(Pending {
+            bytes: ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            token,
+            items,
+            release: None,
+        })
+    }
+
+    fn poll_logs(&mut self, now: u64) -> Option<Pending> {
+        let i = Signal::Logs as usize;
+        let s = &mut self.stream;
+        let mut grouper = Grouper::default();
+        let mut items = 0u64;
+        let mut advanced = false;
+        for _ in 0..self.options.max_batch_logs {
+            match s.rings[i].peek(s.file.region()) {
+                Slot::Empty => break,
+                Slot::Ready(bytes) => match proto::Event::decode(bytes) {
+                    Ok(ev) => {
+                        self.stats.records_read[i] += 1;
+                        let scope_ref = ev.scope_ref;
+                        grouper.push(scope_ref, log_record(&s.file, &mut s.dict, ev, now));
+                        items += 1;
+                    }
+                    Err(_) => self.stats.corrupt_records[i] += 1,
+                },
+                Slot::Corrupt(_) => self.stats.corrupt_records[i] += 1,
+            }
+            s.rings[i].advance();
+            advanced = true;
+        }
+        let last = s.rings[i].next_sequence().wrapping_sub(1);
+        if items == 0 {
+            if advanced && self.options.consume {
+                // Only corrupt slots: nothing to deliver, give them back now.
+                let _ = s.rings[i].release(s.file.region());
+            }
+            return None;
+        }
+        let resource_logs = grouper.build(&s.file, &mut s.dict, |resource, scopes| ResourceLogs {
+            resource: Some(resource),
+            scope_logs: scopes
+                .into_iter()
+                .map(|(scope, log_records)| ScopeLogs {
+                    scope: Some(scope),
+                    log_records,
+                    schema_url: String::new(),
+                })
+                .collect(),
+            schema_url: String::new(),
+        });
+        let generation = s.generation;
+        let token = self.token();
+        Some(Pending {
+            bytes: ExportLogsServiceRequest { resource_logs }.encode_to_vec(),
+            token,
+            items,
+            release: Some((generation, last)),
+        })
+    }
+
+    fn ingest_measurements(&mut self) {
+        let i = Signal::Metrics as usize;
+        let s = &mut self.stream;
+        let mut m = proto::Measurement::default();
+        for _ in 0..INGEST_BUDGET {
+            match s.rings[i].peek(s.file.region()) {
+                Slot::Empty => break,
+                Slot::Ready(bytes) => {
+                    m.clear();
+                    match m.merge(bytes) {
+                        Ok(()) => {
+                            self.stats.records_read[i] += 1;
+                            self.aggregator.record(&s.file, &mut s.dict, &m);
+                        }
+                        Err(_) => self.stats.corrupt_records[i] += 1,
+                    }
+                }
+                Slot::Corrupt(_) => self.stats.corrupt_records[i] += 1,
+            }
+            s.rings[i].advance();
+        }
+        if self.options.consume {
+            let _ = s.rings[i].release(s.file.region());
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! `MetricAggregator`: aggregates raw measurements per metric and attribute set,
+//! as each metric's `MetricRef` asks, and produces OTLP metrics on `collect`.
+//!
+//! - Sum: monotonic or not, DELTA or CUMULATIVE (UNSPECIFIED is taken as
+//!   CUMULATIVE); int points while every value was an int, double otherwise.
+//! - Gauge: the last value in ring order.
+//! - Histogram: explicit buckets with upper-inclusive bounds, count, sum, min, max.
+//! - Exponential histogram: see [`crate::exponential`].
+//!
+//! Cumulative series start at the file's `start_time_unix_nano` and live for
+//! the stream's lifetime; delta series (and gauges) cover one collection
+//! interval and are dropped after it is collected. Attribute sets are identified
+//! regardless of key order. Each metric keeps at most `cardinality_limit` series;
+//! the rest fold into one series with `otel.metric.overflow=true`, as the SDKs do.
+//! The last measurement with a span context of each series becomes its exemplar.
+
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, exponential_histogram_data_point, metric, number_data_point,
+};
+use otlp_mmap_core::{MmapReader, proto};
+use prost::Message;
+
+use crate::dictionary::DictionaryCache;
+use crate::exponential::ExponentialBuckets;
+use crate::group::Grouper;
+
+/// Attribute of the overflow series.
+pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Number {
+    Int(i64),
+    Double(f64),
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Double(d) => d,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Aggregate {
+    Sum {
+        int: i64,
+        double: f64,
+        is_double: bool,
+    },
+    Gauge {
+        value: Number,
+        time: u64,
+    },
+    Histogram {
+        counts: Vec<u64>,
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
+    Exponential(ExponentialBuckets),
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    attributes: Vec<KeyValue>,
+    aggregate: Aggregate,
+    exemplar: Option<Exemplar>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sum { monotonic: bool },
+    Gauge,
+    Histogram,
+    Exponential { max_buckets: i64, max_scale: i64 },
+}
+
+#[derive(Debug)]
+struct MetricState {
+    name: String,
+    description: String,
+    unit: String,
+    scope_ref: i64,
+    kind: Kind,
+    temporality: AggregationTemporality,
+    bounds: Vec<f64>,
+    series: HashMap<Box<[u8]>, Series>,
+    overflow: Option<Series>,
+    /// Start of the current delta interval.
+    interval_start: u64,
+}
+
+/// Counters of the aggregator.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MetricCounters {
+    /// Measurements folded into an overflow series.
+    pub overflows: u64,
+    /// Measurements whose metric_ref did not resolve to a metric definition.
+    pub unknown_metric: u64,
+    /// Measurements without a value.
+    pub no_value: u64,
+}
+
+/// Aggregates the measurements of one file.
+#[derive(Debug)]
+pub struct MetricAggregator {
+    metrics: HashMap<i64, MetricState>,
+    /// Metric refs in first-seen order (stable output order).
+    order: Vec<i64>,
+    cardinality_limit: usize,
+    stream_start: u64,
+    scratch: Vec<u8>,
+    sort_scratch: Vec<usize>,
+    pub counters: MetricCounters,
+}
+
+impl MetricAggregator {
+    /// An aggregator for a stream that started at `stream_start` (the file's start time).
+    pub fn new(cardinality_limit: usize, stream_start: u64) -> Self {
+        MetricAggregator {
+            metrics: HashMap::new(),
+            order: Vec::new(),
+            cardinality_limit: cardinality_limit.max(2),
+            stream_start,
+            scratch: Vec::new(),
+            sort_scratch: Vec::new(),
+            counters: MetricCounters::default(),
+        }
+    }
+
+    /// Number of series held (all metrics).
+    pub fn series_count(&self) -> usize {
+        self.metrics
+            .values()
+            .map(|m| m.series.len() + m.overflow.is_some() as usize)
+            .sum()
+    }
+
+    /// Aggregates one measurement.
+    pub fn record(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        m: &proto::Measurement,
+    ) {
+        let value = match m.value {
+            Some(proto::measurement::Value::AsLong(i)) => Number::Int(i),
+            Some(proto::measurement::Value::AsDouble(d)) => Number::Double(d),
+            None => {
+                self.counters.no_value += 1;
+                return;
+            }
+        };
+        if !self.metrics.contains_key(&m.metric_ref) {
+            let Some(def) = dict.metric(file, m.metric_ref).cloned() else {
+                self.counters.unknown_metric += 1;
+                return;
+            };
+            let state = new_state(def, self.stream_start);
+            self.metrics.insert(m.metric_ref, state);
+            self.order.push(m.metric_ref);
+        }
+        // Identity of the attribute set: the encoded attributes sorted by key ref.
+        self.sort_scratch.clear();
+        self.sort_scratch.extend(0..m.attributes.len());
+        self.sort_scratch.sort_by_key(|&i| m.attributes[i].key_ref);
+        self.scratch.clear();
+        for &i in &self.sort_scratch {
+            m.attributes[i]
+                .encode_length_delimited(&mut self.scratch)
+                .ok();
+        }
+        let limit = self.cardinality_limit;
+        let state = self.metrics.get_mut(&m.metric_ref).expect("inserted above");
+        let series = if let Some(s) = state.series.get_mut(self.scratch.as_slice()) {
+            s
+        } else if state.series.len() + 1 < limit {
+            let s = Series {
+                attributes: dict.attributes(file, &m.attributes),
+                aggregate: new_aggregate(state.kind, &state.bounds),
+                exemplar: None,
+            };
+            state
+                .series
+                .entry(self.scratch.clone().into_boxed_slice())
+                .or_insert(s)
+        } else {
+            self.counters.overflows += 1;
+            let (kind, bounds) = (state.kind, &state.bounds);
+            state.overflow.get_or_insert_with(|| Series {
+                attributes: vec![KeyValue {
+                    key: OVERFLOW_ATTRIBUTE.into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::BoolValue(true)),
+                    }),
+                    ..Default::default()
+                }],
+                aggregate: new_aggregate(kind, bounds),
+                exemplar: None,
+            })
+        };
+        update(
+            &mut series.aggregate,
+            &state.bounds,
+            value,
+            m.time_unix_nano,
+        );
+        if let Some(sc) = &m.span_context
+            && sc.trace_id.len() == 16
+            && sc.span_id.len() == 8
+        {
+            series.exemplar = Some(Exemplar {
+                filtered_attributes: Vec::new(),
+                time_unix_nano: m.time_unix_nano,
+                span_id: sc.span_id.clone(),
+                trace_id: sc.trace_id.clone(),
+                value: Some(match value {
+                    Number::Int(i) => exemplar::Value::AsInt(i),
+                    Number::Double(d) => exemplar::Value::AsDouble(d),
+                }),
+            });
+        }
+    }
+
+    /// Produces the metrics of the interval ending at `now`. Returns `None`
+    /// when there is nothing to report. Delta series and gauges are reset.
+    pub fn collect(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        now: u64,
+    ) -> Option<(ExportMetricsServiceRequest, u64)> {
+        let mut grouper: Grouper<Metric> = Grouper::default();
+        let mut points = 0u64;
+        for mref in &self.order {
+            let Some(state) = self.metrics.get_mut(mref) else {
+                continue;
+            };
+            let cumulative = state.temporality == AggregationTemporality::Cumulative;
+            let start = if cumulative {
+                self.stream_start
+            } else {
+                state.interval_start
+            };
+            let all: Vec<&Series> = state.series.values().chain(state.overflow.iter()).collect();
+            if all.is_empty() {
+                continue;
+            }
+            let data = to_otlp(state, &all, start, now);
+            points += all.len() as u64;
+            grouper.push(
+                state.scope_ref,
+                Metric {
+                    name: state.name.clone(),
+                    description: state.description.clone(),
+                    unit: state.unit.clone(),
+                    metadata: Vec::new(),
+                    data: Some(data),
+                },
+            );
+            let reset = !cumulative || state.kind == Kind::Gauge;
+            if reset {
+                state.series.clear();
+                state.overflow = None;
+            } else {
+                for s in state.series.values_mut().chain(state.overflow.iter_mut()) {
+                    s.exemplar = None;
+                }
+            }
+            state.interval_start = now;
+        }
+        if points == 0 {
+            return None;
+        }
+        let resource_metrics = grouper.build(file, dict, |resource, scopes| ResourceMetrics {
+            resource: Some(resource),
+            scope_metrics: scopes
+                .into_iter()
+                .map(|(scope, metrics)| ScopeMetrics {
+                    scope: Some(scope),
+                    metrics,
+                    schema_url: String::new(),
+                })
+                .collect(),
+            schema_url: String::new(),
+        });
+        Some((ExportMetricsServiceRequest { resource_metrics }, points))
+    }
+}
+
+fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
+    use proto::metric_ref::Aggregation;
+    let temporality = |t: i32| match t {
+        1 => AggregationTemporality::Delta,
+        _ => AggregationTemporality::Cumulative,
+    };
+    let (kind, temporality, bounds) = match def.aggregation {
+        Some(Aggregation::Sum(s)) => (
+            Kind::Sum {
+                monotonic: s.is_monotonic,
+            },
+            temporality(s.aggregation_temporality),
+            Vec::new(),
+        ),
+        Some(Aggregation::Histogram(h)) => {
+            let mut b: Vec<f64> = h
+                .bucket_boundaries
+                .into_iter()
+                .filter(|x| x.is_finite())
+                .collect();
+            b.sort_by(|a, c| a.total_cmp(c));
+            b.dedup();
+            (Kind::Histogram, temporality(h.aggregation_temporality), b)
+        }
+        Some(Aggregation::ExpHist(e)) => (
+            Kind::Exponential {
+                max_buckets: e.max_buckets,
+                max_scale: e.max_scale,
+            },
+            temporality(e.aggregation_temporality),
+            Vec::new(),
+        ),
+        // A gauge, or a definition without an aggregation: report the last value.
+        Some(Aggregation::Gauge(_)) | None => {
+            (Kind::Gauge, AggregationTemporality::Cumulative, Vec::new())
+        }
+    };
+    MetricState {
+        name: def.name,
+        description: def.description,
+        unit: def.unit,
+        scope_ref: def.instrumentation_scope_ref,
+        kind,
+        temporality,
+        bounds,
+        series: HashMap::new(),
+        overflow: None,
+        interval_start: stream_start,
+    }
+}
+
+fn new_aggregate(kind: Kind, bounds: &[f64]) -> Aggregate {
+    match kind {
+        Kind::Sum { .. } => Aggregate::Sum {
+            int: 0,
+            double: 0.0,
+            is_double: false,
+        },
+        Kind::Gauge => Aggregate::Gauge {
+            value: Number::Int(0),
+            time: 0,
+        },
+        Kind::Histogram => Aggregate::Histogram {
+            counts: vec![0; bounds.len() + 1],
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        },
+        Kind::Exponential {
+            max_buckets,
+            max_scale,
+        } => Aggregate::Exponential(ExponentialBuckets::new(max_buckets, max_scale)),
+    }
+}
+
+fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) {
+    match agg {
+        Aggregate::Sum {
+            int,
+            double,
+            is_double,
+        } => match value {
+            Number::Int(i) => {
+                *int = int.wrapping_add(i);
+                *double += i as f64;
+            }
+            Number::Double(d) => {
+                *is_double = true;
+                *double += d;
+            }
+        },
+        Aggregate::Gauge { value: v, time: t } => {
+            // The last value in ring order.
+            *v = value;
+            *t = time;
+        }
+        Aggregate::Histogram {
+            counts,
+            count,
+            sum,
+            min,
+            max,
+        } => {
+            let x = value.as_f64();
+            if x.is_nan() {
+                return;
+            }
+            // Bucket i counts values in (bounds[i-1], bounds[i]].
+            let i = bounds.partition_point(|b| *b < x);
+            if let Some(c) = counts.get_mut(i) {
+                *c += 1;
+            }
+            *count += 1;
+            *sum += x;
+            *min = min.min(x);
+            *max = max.max(x);
+        }
+        Aggregate::Exponential(h) => h.record(value.as_f64()),
+    }
+}
+
+fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
+    let temporality = state.temporality as i32;
+    let exemplars = |s: &Series| s.exemplar.iter().cloned().collect::<Vec<_>>();
+    match state.kind {
+        Kind::Sum { monotonic } => metric::Data::Sum(Sum {
+            data_points: all
+                .iter()
+                .map(|s| {
+                    let Aggregate::Sum {
+                        int,
+                        double,
+                        is_double,
+                    } = s.aggregate
+                    else {
+                        unreachable!("sum metrics hold sum aggregates")
+                    };
+                    NumberDataPoint {
+                        attributes: s.attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        exemplars: exemplars(s),
+                        flags: 0,
+                        value: Some(if is_double {
+                            number_data_point::Value::AsDouble(double)
+                        } else {
+                            number_data_point::Value::AsInt(int)
+                        }),
+                    }
+                })
+                .collect(),
+            aggregation_temporality: temporality,
+            is_monotonic: monotonic,
+        }),
+        Kind::Gauge => metric::Data::Gauge(Gauge {
+            data_points: all
+                .iter()
+                .map(|s| {
+                    let Aggregate::Gauge { value, time } = s.aggregate else {
+                        unreachable!("gauge metrics hold gauge aggregates")
+                    };
+                    NumberDataPoint {
+                        attributes: s.attributes.clone(),
+                        // A gauge has no start; its time is its last measurement's.
+                        start_time_unix_nano: 0,
+                        time_unix_nano: time,
+                        exemplars: exemplars(s),
+                        flags: 0,
+                        value: Some(match value {
+                            Number::Int(i) => number_data_point::Value::AsInt(i),
+                            Number::Double(d) => number_data_point::Value::AsDouble(d),
+                        }),
+                    }
+                })
+                .collect(),
+        }),
+        Kind::Histogram => metric::Data::Histogram(Histogram {
+            data_points: all
+                .iter()
+                .map(|s| {
+                    let Aggregate::Histogram {
+                        counts,
+                        count,
+                        sum,
+                        min,
+                        max,
+                    } = &s.aggregate
+                    else {
+                        unreachable!("histogram metrics hold histogram aggregates")
+                    };
+                    HistogramDataPoint {
+                        attributes: s.attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        count: *count,
+                        sum: Some(*sum),
+                        bucket_counts: counts.clone(),
+                        explicit_bounds: state.bounds.clone(),
+                        exemplars: exemplars(s),
+                        flags: 0,
+                        min: (*count > 0).then_some(*min),
+                        max: (*count > 0).then_some(*max),
+                    }
+                })
+                .collect(),
+            aggregation_temporality: temporality,
+        }),
+        Kind::Exponential { .. } => metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: all
+                .iter()
+                .map(|s| {
+                    let Aggregate::Exponential(h) = &s.aggregate else {
+                        unreachable!("exponential metrics hold exponential aggregates")
+                    };
+                    let (po, pc) = h.positive.dense();
+                    let (no, nc) = h.negative.dense();
+                    ExponentialHistogramDataPoint {
+                        attributes: s.attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        count: h.count,
+                        sum: Some(h.sum),
+                        scale: h.scale,
+                        zero_count: h.zero_count,
+                        positive: Some(exponential_histogram_data_point::Buckets {
+                            offset: po,
+                            bucket_counts: pc,
+                        }),
+                        negative: Some(exponential_histogram_data_point::Buckets {
+                            offset: no,
+                            bucket_counts: nc,
+                        }),
+                        flags: 0,
+                        exemplars: exemplars(s),
+                        min: (h.count > 0).then_some(h.min),
+                        max: (h.count > 0).then_some(h.max),
+                        zero_threshold: 0.0,
+                    }
+                })
+                .collect(),
+            aggregation_temporality: temporality,
+        }),
+    }
+}
