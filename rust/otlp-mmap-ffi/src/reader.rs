@@ -1,0 +1,327 @@
+//! `om_reader_*`: the poll/commit reader over one file.
+
+use std::ffi::c_char;
+
+use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderError, ReaderOptions, Signal};
+use otlp_mmap_core::FormatError;
+
+use crate::handles;
+use crate::status::*;
+
+/// A reader of one OTLP-MMAP file (opaque).
+pub struct OmReader {
+    reader: FileReader,
+}
+
+/// Reader settings; get the defaults with `om_reader_options_default`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OmReaderOptions {
+    /// Most spans kept in flight (default 100000); beyond it the oldest is emitted as incomplete.
+    pub max_in_flight_spans: u64,
+    /// Longest a span may stay open before it is emitted as incomplete (default 10 minutes).
+    pub max_span_age_nanos: u64,
+    /// Most spans per traces batch (default 1024).
+    pub max_batch_spans: u64,
+    /// Most log records per logs batch (default 1024).
+    pub max_batch_logs: u64,
+    /// Most series per metric (default 2000); the rest fold into the overflow series.
+    pub metric_cardinality_limit: u64,
+}
+
+/// One export request: OTLP protobuf bytes of an ExportTraceServiceRequest,
+/// ExportLogsServiceRequest or ExportMetricsServiceRequest. `data` belongs to
+/// the reader and stays valid until the next poll or commit of the same
+/// signal, or close.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OmBatch {
+    pub data: *const u8,
+    pub len: usize,
+    /// Pass to `om_reader_commit` once the pipeline accepted the batch.
+    pub token: u64,
+    /// Spans, log records or metric data points in the batch.
+    pub items: u64,
+}
+
+impl Default for OmBatch {
+    fn default() -> Self {
+        OmBatch {
+            data: std::ptr::null(),
+            len: 0,
+            token: 0,
+            items: 0,
+        }
+    }
+}
+
+/// Counters and gauges of one reader. Arrays are indexed by `OM_SIGNAL_*`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OmStats {
+    /// Slots per ring.
+    pub ring_capacity: [u64; 3],
+    /// Slots claimed by writers and not yet released by the reader.
+    pub ring_unread: [u64; 3],
+    /// Records decoded.
+    pub records_read: [u64; 3],
+    /// Slots skipped because they did not decode.
+    pub corrupt_records: [u64; 3],
+    /// Spans emitted as incomplete (never ended).
+    pub incomplete_spans: u64,
+    /// Spans started and not yet ended.
+    pub in_flight_spans: u64,
+    /// Span events for a span never seen starting.
+    pub orphan_span_events: u64,
+    /// Dictionary refs that could not be resolved.
+    pub bad_refs: u64,
+    /// Measurements folded into an overflow series.
+    pub metric_overflows: u64,
+    /// Times the writer started over.
+    pub writer_restarts: u64,
+    /// 1 alive, 0 gone (its lock was released or the file removed), -1 unknown.
+    pub writer_alive: i32,
+    /// 1 when the file was removed and everything in it has been delivered.
+    pub finished: i32,
+}
+
+fn signal(s: i32) -> Result<Signal, Failure> {
+    match s {
+        OM_SIGNAL_TRACES => Ok(Signal::Traces),
+        OM_SIGNAL_LOGS => Ok(Signal::Logs),
+        OM_SIGNAL_METRICS => Ok(Signal::Metrics),
+        _ => Err(Failure::new(OM_ERR_ARGUMENT, format!("unknown signal {s}"))),
+    }
+}
+
+fn failure(e: ReaderError) -> Failure {
+    match e {
+        ReaderError::Token { .. } => Failure::new(OM_ERR_TOKEN, e.to_string()),
+        ReaderError::Format(FormatError::Locked) => Failure::new(OM_ERR_LOCKED, e.to_string()),
+        ReaderError::Format(_) => Failure::new(OM_ERR_IO, e.to_string()),
+    }
+}
+
+fn to_usize(v: u64, default: usize) -> usize {
+    if v == 0 {
+        default
+    } else {
+        usize::try_from(v).unwrap_or(usize::MAX)
+    }
+}
+
+/// Fills `out` with the default options.
+///
+/// # Safety
+/// `out` is NULL (ignored) or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
+    if out.is_null() {
+        return;
+    }
+    let d = ReaderOptions::default();
+    // SAFETY: non-NULL and valid for writes by the caller's contract.
+    unsafe {
+        *out = OmReaderOptions {
+            max_in_flight_spans: d.max_in_flight_spans as u64,
+            max_span_age_nanos: d.max_span_age_nanos,
+            max_batch_spans: d.max_batch_spans as u64,
+            max_batch_logs: d.max_batch_logs as u64,
+            metric_cardinality_limit: d.metric_cardinality_limit as u64,
+        }
+    };
+}
+
+/// Opens the file at `path` (NUL-terminated UTF-8). `options` may be NULL
+/// (defaults); a zero field takes its default. On success `*out` is the
+/// handle, to be freed with `om_reader_close`.
+///
+/// # Safety
+/// Pointers are NULL or valid for the call; `out` valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_open(
+    path: *const c_char,
+    options: *const OmReaderOptions,
+    out: *mut *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let path = c_str(path, "path")?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let d = ReaderOptions::default();
+        // SAFETY: NULL or valid for reads by the caller's contract.
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
+        let opts = ReaderOptions {
+            max_in_flight_spans: to_usize(o.max_in_flight_spans, d.max_in_flight_spans),
+            max_span_age_nanos: if o.max_span_age_nanos == 0 {
+                d.max_span_age_nanos
+            } else {
+                o.max_span_age_nanos
+            },
+            max_batch_spans: to_usize(o.max_batch_spans, d.max_batch_spans),
+            max_batch_logs: to_usize(o.max_batch_logs, d.max_batch_logs),
+            metric_cardinality_limit: to_usize(
+                o.metric_cardinality_limit,
+                d.metric_cardinality_limit,
+            ),
+            consume: true,
+        };
+        let reader = FileReader::open(path, opts).map_err(|e| match e {
+            FormatError::Locked => Failure::new(OM_ERR_LOCKED, format!("{path}: {e}")),
+            _ => Failure::new(OM_ERR_OPEN, format!("{path}: {e}")),
+        })?;
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = handles::register(OmReader { reader }) };
+        Ok(OM_OK)
+    })
+}
+
+/// Returns the signal's pending batch in `*out` (`OM_OK`), reading more of its
+/// ring first if none is pending, or `OM_EMPTY`. The same batch comes back
+/// until it is committed. `now_unix_nano` is the caller's clock (used to age
+/// in-flight spans). Bounded work; never blocks.
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_poll(
+    reader: *mut OmReader,
+    signal_: i32,
+    now_unix_nano: u64,
+    out: *mut OmBatch,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        let sig = signal(signal_)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let batch = r.reader.poll(sig, now_unix_nano).map_err(failure)?;
+        let (code, b) = match batch {
+            Some(b) => (
+                OM_OK,
+                OmBatch {
+                    data: b.bytes.as_ptr(),
+                    len: b.bytes.len(),
+                    token: b.token,
+                    items: b.items,
+                },
+            ),
+            None => (OM_EMPTY, OmBatch::default()),
+        };
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = b };
+        Ok(code)
+    })
+}
+
+/// Marks the signal's pending batch (the one with `token`) as accepted. For
+/// logs this is when the ring's `reader_index` advances. A token that is not
+/// the pending batch's gives `OM_ERR_TOKEN`.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_commit(
+    reader: *mut OmReader,
+    signal_: i32,
+    token: u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        r.reader.commit(signal(signal_)?, token).map_err(failure)?;
+        Ok(OM_OK)
+    })
+}
+
+/// Snapshots the metric aggregates into a batch that the next
+/// `OM_SIGNAL_METRICS` poll returns. `OM_EMPTY` when no series had data,
+/// `OM_BUSY` when the previous metrics batch is not committed yet.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_collect_metrics(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        Ok(match r.reader.collect_metrics(now_unix_nano) {
+            CollectOutcome::Collected(_) => OM_OK,
+            CollectOutcome::Nothing => OM_EMPTY,
+            CollectOutcome::Busy => OM_BUSY,
+        })
+    })
+}
+
+/// Gives up every in-flight span: they come out of the next traces polls as
+/// incomplete spans.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_abandon_spans(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?.reader.abandon_spans(now_unix_nano);
+        Ok(OM_OK)
+    })
+}
+
+/// Fills `*out` with the reader's counters.
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_stats(
+    reader: *mut OmReader,
+    out: *mut OmStats,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let s = r.reader.stats();
+        let st = OmStats {
+            ring_capacity: s.ring_capacity,
+            ring_unread: s.ring_unread,
+            records_read: s.records_read,
+            corrupt_records: s.corrupt_records,
+            incomplete_spans: s.incomplete_spans,
+            in_flight_spans: s.in_flight_spans,
+            orphan_span_events: s.orphan_span_events,
+            bad_refs: s.bad_refs,
+            metric_overflows: s.metric_overflows,
+            writer_restarts: s.writer_restarts,
+            writer_alive: s.writer_alive,
+            finished: s.finished as i32,
+        };
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = st };
+        Ok(OM_OK)
+    })
+}
+
+/// Frees the reader (releasing its lock and mapping); every batch it returned
+/// becomes invalid. A NULL, closed or unknown handle gives `OM_ERR_HANDLE`.
+///
+/// # Safety
+/// `reader` must not be in use by another thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_close(reader: *mut OmReader) -> i32 {
+    guard(std::ptr::null_mut(), || {
+        handles::release(reader)?;
+        Ok(OM_OK)
+    })
+}

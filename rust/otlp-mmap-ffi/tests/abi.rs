@@ -1,0 +1,272 @@
+//! The C ABI used as C would use it: bad pointers and handles give codes, a
+//! long open/poll/commit/close loop does not leak.
+
+use std::ffi::CString;
+use std::ptr;
+
+use otlp_mmap_ffi::*;
+
+fn cpath(p: &std::path::Path) -> CString {
+    CString::new(p.to_str().unwrap()).unwrap()
+}
+
+fn writer(path: &CString) -> *mut OmWriter {
+    let mut w = ptr::null_mut();
+    let mut err = OmError::default();
+    // SAFETY: valid pointers for the call.
+    assert_eq!(
+        unsafe { om_writer_create(path.as_ptr(), 256, 512, &mut w, &mut err) },
+        OM_OK,
+        "{}",
+        err.message()
+    );
+    w
+}
+
+fn open(path: &CString) -> *mut OmReader {
+    let mut r = ptr::null_mut();
+    let mut err = OmError::default();
+    // SAFETY: valid pointers for the call; NULL options take the defaults.
+    assert_eq!(
+        unsafe { om_reader_open(path.as_ptr(), ptr::null(), &mut r, &mut err) },
+        OM_OK,
+        "{}",
+        err.message()
+    );
+    r
+}
+
+#[test]
+fn null_and_bad_handles_give_codes() {
+    let mut err = OmError::default();
+    let mut batch = OmBatch::default();
+    // SAFETY: every pointer is NULL, dangling-by-design (checked by the registry) or valid.
+    unsafe {
+        assert_eq!(
+            om_reader_poll(ptr::null_mut(), OM_SIGNAL_TRACES, 0, &mut batch, &mut err),
+            OM_ERR_HANDLE
+        );
+        assert_eq!(err.code, OM_ERR_HANDLE);
+        assert!(!err.message().is_empty());
+        assert_eq!(
+            om_reader_open(ptr::null(), ptr::null(), ptr::null_mut(), &mut err),
+            OM_ERR_NULL
+        );
+        let bogus = 0x1000 as *mut OmReader;
+        assert_eq!(
+            om_reader_commit(bogus, OM_SIGNAL_LOGS, 1, ptr::null_mut()),
+            OM_ERR_HANDLE
+        );
+        assert_eq!(om_reader_close(bogus), OM_ERR_HANDLE);
+        assert_eq!(om_reader_close(ptr::null_mut()), OM_ERR_HANDLE);
+        let missing = CString::new("/nonexistent/dir/x.otlp").unwrap();
+        let mut r = ptr::null_mut();
+        assert_eq!(
+            om_reader_open(missing.as_ptr(), ptr::null(), &mut r, &mut err),
+            OM_ERR_OPEN
+        );
+        assert!(
+            err.message().contains("/nonexistent/dir/x.otlp"),
+            "{}",
+            err.message()
+        );
+    }
+}
+
+#[test]
+fn wrong_signal_token_type_and_double_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let mut err = OmError::default();
+    let mut batch = OmBatch::default();
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        assert_eq!(
+            om_reader_poll(r, 7, 0, &mut batch, &mut err),
+            OM_ERR_ARGUMENT
+        );
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 0, ptr::null_mut(), &mut err),
+            OM_ERR_NULL
+        );
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 0, &mut batch, &mut err),
+            OM_EMPTY
+        );
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_TRACES, 42, &mut err),
+            OM_ERR_TOKEN
+        );
+        // A writer handle is not a reader handle.
+        assert_eq!(om_reader_close(w.cast()), OM_ERR_HANDLE);
+        // A second reader of the same file is refused.
+        let mut r2 = ptr::null_mut();
+        assert_eq!(
+            om_reader_open(path.as_ptr(), ptr::null(), &mut r2, &mut err),
+            OM_ERR_LOCKED
+        );
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_reader_close(r), OM_ERR_HANDLE);
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 0, &mut batch, &mut err),
+            OM_ERR_HANDLE
+        );
+        assert_eq!(om_writer_close(w), OM_OK);
+        assert_eq!(om_writer_close(w), OM_ERR_HANDLE);
+    }
+}
+
+#[test]
+fn all_signals_round_trip_and_batches_stay_until_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let mut err = OmError::default();
+    let name = CString::new("op").unwrap();
+    let key = CString::new("id").unwrap();
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        for i in 0..10u8 {
+            let v = CString::new(i.to_string()).unwrap();
+            let tid = [i + 1; 16];
+            let sid = [i + 1; 8];
+            assert_eq!(
+                om_writer_span(
+                    w,
+                    tid.as_ptr(),
+                    sid.as_ptr(),
+                    name.as_ptr(),
+                    key.as_ptr(),
+                    v.as_ptr(),
+                    1,
+                    2,
+                    &mut err
+                ),
+                OM_OK
+            );
+            assert_eq!(
+                om_writer_log(w, name.as_ptr(), key.as_ptr(), v.as_ptr(), 3, &mut err),
+                OM_OK
+            );
+            assert_eq!(
+                om_writer_counter_add(w, name.as_ptr(), key.as_ptr(), v.as_ptr(), 5, 4, &mut err),
+                OM_OK
+            );
+        }
+        let r = open(&path);
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(batch.items, 10);
+        let mut again = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 10, &mut again, &mut err),
+            OM_OK
+        );
+        assert_eq!(again.token, batch.token, "re-offered until committed");
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_TRACES, batch.token, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 10, &mut batch, &mut err),
+            OM_EMPTY
+        );
+
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_LOGS, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(batch.items, 10);
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
+            OM_OK
+        );
+
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_METRICS, 10, &mut batch, &mut err),
+            OM_EMPTY
+        );
+        assert_eq!(om_reader_collect_metrics(r, 20, &mut err), OM_OK);
+        assert_eq!(om_reader_collect_metrics(r, 20, &mut err), OM_BUSY);
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_METRICS, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(batch.items, 10, "one series per attribute value");
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_METRICS, batch.token, &mut err),
+            OM_OK
+        );
+
+        let mut stats = OmStats::default();
+        assert_eq!(om_reader_stats(r, &mut stats, &mut err), OM_OK);
+        assert_eq!(stats.records_read, [20, 10, 10]);
+        assert_eq!(stats.ring_capacity, [256, 256, 256]);
+        assert_eq!(stats.writer_alive, 1);
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn open_poll_commit_close_loop_does_not_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let mut err = OmError::default();
+    let body = CString::new("x".repeat(200)).unwrap();
+    let cycle = |n: usize| {
+        for _ in 0..n {
+            // SAFETY: handles from this library; other pointers valid.
+            unsafe {
+                for _ in 0..20 {
+                    om_writer_log(
+                        w,
+                        body.as_ptr(),
+                        ptr::null(),
+                        ptr::null(),
+                        1,
+                        ptr::null_mut(),
+                    );
+                }
+                let mut r = ptr::null_mut();
+                assert_eq!(
+                    om_reader_open(path.as_ptr(), ptr::null(), &mut r, ptr::null_mut()),
+                    OM_OK
+                );
+                let mut b = OmBatch::default();
+                while om_reader_poll(r, OM_SIGNAL_LOGS, 0, &mut b, ptr::null_mut()) == OM_OK {
+                    om_reader_commit(r, OM_SIGNAL_LOGS, b.token, ptr::null_mut());
+                }
+                assert_eq!(om_reader_close(r), OM_OK);
+            }
+        }
+    };
+    cycle(200);
+    let before = rss_kib();
+    cycle(2000);
+    let grown = rss_kib().saturating_sub(before);
+    // 2000 cycles that each allocate and free well over 10 KiB: a leak of even
+    // one batch per cycle would add tens of MiB.
+    assert!(
+        grown < 4096,
+        "RSS grew by {grown} KiB over 2000 open/poll/commit/close cycles"
+    );
+    // SAFETY: a handle from this library.
+    assert_eq!(unsafe { om_writer_close(w) }, OM_OK);
+    let _ = &mut err;
+}
