@@ -1,0 +1,92 @@
+# otelcol-mmap: `make run` builds everything and shows the demo's telemetry
+# arriving in the Collector; `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+GO ?= go
+CARGO ?= cargo
+CC ?= cc
+OCB_VERSION := v0.165.0
+BIN := $(ROOT)/bin
+OCB := $(BIN)/builder
+DIST := $(ROOT)/build/otelcol-mmap/otelcol-mmap
+FFI_LIB := $(ROOT)/target/release/libotlp_mmap_ffi.a
+FFI_NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+RELEASE_BINS := $(ROOT)/target/release/otlp-mmap $(ROOT)/target/release/examples/demo
+VECTORS ?= $(ROOT)/../shared/vectors/upstream-v1
+RUN_DIR ?= $(ROOT)/tmp/run
+RUN_FOR ?=
+CONFIG ?= $(ROOT)/testdata/configs/demo.yaml
+export CGO_ENABLED := 1
+
+.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e header lint fmt bench fuzz clean
+
+all: build
+
+## ffi: the Rust static library the Go receiver links (release).
+ffi:
+	$(CARGO) build --release -p otlp-mmap-ffi
+
+## release-bins: the otlp-mmap tool and the demo application (release).
+release-bins:
+	$(CARGO) build --release -p otlp-mmap-cli -p opentelemetry-mmap --bin otlp-mmap --example demo
+
+## ocb: the OpenTelemetry Collector Builder, installed into ./bin when missing.
+ocb: $(OCB)
+$(OCB):
+	GOBIN=$(BIN) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+
+## build: the otelcol-mmap distribution (ffi first, then ocb with cgo).
+build: ffi release-bins $(OCB)
+	mkdir -p $(ROOT)/build
+	$(OCB) --config $(ROOT)/builder-config.yaml
+
+## run: build, start otelcol-mmap with the default config and run the demo app (RUN_FOR=20s stops by itself).
+run: build
+	RUN_DIR=$(RUN_DIR) RUN_FOR=$(RUN_FOR) CONFIG=$(CONFIG) DIST=$(DIST) DEMO=$(ROOT)/target/release/examples/demo \
+		$(ROOT)/scripts/run.sh
+
+## test: every test: Rust, the C header and example, Go receiver, end-to-end.
+test: test-rust test-c test-go test-e2e
+
+test-rust:
+	OTLP_MMAP_VECTORS=$(VECTORS) $(CARGO) test --workspace
+
+## test-c: the header is current and a C program links the static library.
+test-c: ffi release-bins
+	$(CARGO) test -p otlp-mmap-ffi --test header
+	mkdir -p $(ROOT)/tmp/c
+	$(CC) -Wall -Werror -I$(ROOT)/rust/otlp-mmap-ffi/include $(ROOT)/rust/otlp-mmap-ffi/examples/c/count_spans.c \
+		$(FFI_LIB) $(FFI_NATIVE_LIBS) -o $(ROOT)/tmp/c/count_spans
+	cp $(VECTORS)/spans.otlp $(ROOT)/tmp/c/spans.otlp
+	test "$$($(ROOT)/tmp/c/count_spans $(ROOT)/tmp/c/spans.otlp)" = 16
+	cp $(VECTORS)/spans.otlp $(ROOT)/tmp/c/spans.otlp
+	test "$$($(ROOT)/tmp/c/count_spans $(ROOT)/tmp/c/spans.otlp --incomplete)" = 17
+	$(ROOT)/target/release/otlp-mmap write-sample --count 25 $(ROOT)/tmp/c/sample.otlp
+	test "$$($(ROOT)/tmp/c/count_spans $(ROOT)/tmp/c/sample.otlp)" = 25
+	@echo "C example: 3 passed, 0 failed"
+
+test-go: ffi
+	cd go/mmapreceiver && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## test-e2e: the real otelcol-mmap binary fed by real writers, checked at an OTLP endpoint.
+test-e2e: build
+	cd go/e2e && OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
+		DEMO_APP=$(ROOT)/target/release/examples/demo $(GO) test -count=1 -v ./...
+
+## header: regenerate the C header with cbindgen.
+header:
+	UPDATE_HEADER=1 $(CARGO) test -p otlp-mmap-ffi --test header
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd go/mmapreceiver && test -z "$$(gofmt -l .)" && $(GO) vet ./...
+
+fmt:
+	$(CARGO) fmt --all
+	gofmt -w go
+
+clean:
+	$(CARGO) clean
+	rm -rf build tmp bin
