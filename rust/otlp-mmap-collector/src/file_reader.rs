@@ -231,6 +231,7 @@ impl FileReader {
     pub fn poll(&mut self, signal: Signal, now: u64) -> Result<Option<Batch<'_>>, ReaderError> {
         self.check_file(now);
         if self.pending[signal as usize].is_none() {
+            self.stream.file.check_not_truncated()?;
             let made = match signal {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
@@ -272,7 +273,9 @@ impl FileReader {
         if self.pending[Signal::Metrics as usize].is_some() {
             return CollectOutcome::Busy;
         }
-        self.ingest_measurements();
+        if self.stream.file.check_not_truncated().is_ok() {
+            self.ingest_measurements();
+        }
         let s = &mut self.stream;
         match self.aggregator.collect(&s.file, &mut s.dict, now) {
             Some((req, points)) => {

@@ -165,6 +165,23 @@ impl MmapReader {
         }
     }
 
+    /// Checks that the file is still as long as the part of it this reader
+    /// uses. Touching a mapped page past the end of a truncated file would
+    /// kill the process with SIGBUS, so a reader calls this before each round
+    /// of reading and stops reading the file when it fails.
+    pub fn check_not_truncated(&self) -> Result<(), FormatError> {
+        let len = self.file.metadata()?.len();
+        let used = self.region.valid_len() as u64;
+        if len < used {
+            return Err(FormatError::Truncated {
+                what: "mapped part (the file was truncated while mapped)",
+                len,
+                need: used,
+            });
+        }
+        Ok(())
+    }
+
     /// Re-reads the file length; returns whether more of the file became readable.
     pub fn refresh_len(&self) -> bool {
         let Ok(meta) = self.file.metadata() else {

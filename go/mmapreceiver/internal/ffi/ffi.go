@@ -7,7 +7,7 @@ package ffi // import "github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../../../rust/otlp-mmap-ffi/include
-#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libotlp_mmap_ffi.a -lm -ldl -lpthread -lgcc_s -lc
+#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libotlp_mmap_ffi.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 #include <stdlib.h>
 #include "otlp_mmap.h"
 */
@@ -57,6 +57,7 @@ const (
 	StatusErrToken    = int32(C.OM_ERR_TOKEN)
 	StatusErrIO       = int32(C.OM_ERR_IO)
 	StatusErrFull     = int32(C.OM_ERR_FULL)
+	StatusErrHandle   = int32(C.OM_ERR_HANDLE)
 	StatusErrPanic    = int32(C.OM_ERR_PANIC)
 )
 
@@ -100,6 +101,8 @@ func codeName(code int32) string {
 		return "OM_ERR_IO"
 	case StatusErrFull:
 		return "OM_ERR_FULL"
+	case StatusErrHandle:
+		return "OM_ERR_HANDLE"
 	case StatusErrPanic:
 		return "OM_ERR_PANIC"
 	case StatusBusy:
@@ -213,12 +216,13 @@ func (r *Reader) Commit(sig Signal, token uint64) error {
 }
 
 // CollectMetrics snapshots the metric aggregates into a batch for the next
-// metrics Poll. busy is true when the previous metrics batch is still
-// uncommitted (the measurements keep aggregating; try again later).
+// metrics Poll (nothing happens when no series has data). busy is true when
+// the previous metrics batch is still uncommitted (the measurements keep
+// aggregating; try again later).
 func (r *Reader) CollectMetrics(now time.Time) (busy bool, err error) {
 	var e C.OmError
 	switch rc := C.om_reader_collect_metrics(r.p, unixNano(now), &e); rc {
-	case C.OM_OK:
+	case C.OM_OK, C.OM_EMPTY:
 		return false, nil
 	case C.OM_BUSY:
 		return true, nil
@@ -250,6 +254,7 @@ type Stats struct {
 	MetricOverflows  uint64
 	WriterRestarts   uint64
 	WriterAlive      int32 // 1 alive, 0 gone, -1 unknown
+	Finished         bool  // the file was removed and everything in it was delivered
 }
 
 // Stats returns the reader's counters.
@@ -273,6 +278,7 @@ func (r *Reader) Stats() (Stats, error) {
 	out.MetricOverflows = uint64(s.metric_overflows)
 	out.WriterRestarts = uint64(s.writer_restarts)
 	out.WriterAlive = int32(s.writer_alive)
+	out.Finished = s.finished == 1
 	return out, nil
 }
 
