@@ -1,1 +1,156 @@
+//! Write OpenTelemetry spans, logs and metrics into an OTLP-MMAP v1 file: a
+//! memory-mapped file whose ring buffers a collector process reads. Records
+//! are in shared pages the moment a call returns, so they survive the
+//! application's crash (even `abort()` or `SIGKILL`): the collector still
+//! finds every span started, every log written and every measurement taken.
+//!
+//! There are two ways in:
+//!
+//! 1. **Providers that implement the OpenTelemetry API directly**
+//!    ([`MmapTracerProvider`], [`MmapMeterProvider`], [`MmapLoggerProvider`]),
+//!    all built from one [`MmapExporterFile`]. Every span start and end,
+//!    attribute update, log record and metric measurement is encoded straight
+//!    into a ring slot: no queue, no batch, no background thread, no lock, and
+//!    no heap allocation of this crate's once a key or instrument has been used
+//!    (see `tests/no_alloc.rs`). See [`trace`], [`metrics`] and [`logs`] for
+//!    exactly what each call writes.
+//! 2. **Processors for applications that keep the OpenTelemetry SDK**:
+//!    [`MmapSpanProcessor`] (writes `StartSpan` at `on_start`, so that a span
+//!    in flight at a crash is known, and the rest at `on_end`) and
+//!    [`MmapLogProcessor`].
+//!
+//! ```
+//! use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
+//! use opentelemetry::metrics::MeterProvider;
+//! use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+//! use opentelemetry::KeyValue;
+//! use opentelemetry_mmap::{
+//!     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapTracerProvider,
+//! };
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("app.otlp");
+//! // Path and ring sizes from code, or from OTEL_MMAP_FILE & co (see `config`).
+//! let file = MmapExporterFile::builder()
+//!     .with_path(&path)
+//!     .with_resource(
+//!         opentelemetry_sdk::Resource::builder_empty()
+//!             .with_service_name("checkout")
+//!             .build(),
+//!     )
+//!     .build()?;
+//!
+//! let tracer = MmapTracerProvider::new(&file).tracer("checkout");
+//! let mut span = tracer
+//!     .span_builder("GET /cart")
+//!     .with_kind(SpanKind::Server)
+//!     .start(&tracer);
+//! span.set_attribute(KeyValue::new("http.response.status_code", 200));
+//! span.end();
+//!
+//! let meter = MmapMeterProvider::new(&file).meter("checkout");
+//! let requests = meter.u64_counter("requests").build();
+//! requests.add(1, &[KeyValue::new("route", "/cart")]);
+//!
+//! let logger = MmapLoggerProvider::new(&file).logger("checkout");
+//! let mut record = logger.create_log_record();
+//! record.set_severity_number(Severity::Info);
+//! record.set_body("cart loaded".into());
+//! logger.emit(record);
+//!
+//! assert_eq!(file.drop_stats().spans, 0);
+//! # Ok::<(), opentelemetry_mmap::Error>(())
+//! ```
+//!
+//! With the SDK:
+//!
+//! ```
+//! use opentelemetry::trace::{Tracer, TracerProvider};
+//! use opentelemetry_mmap::{MmapExporterFile, MmapSpanProcessor};
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let file = MmapExporterFile::builder()
+//!     .with_path(dir.path().join("app.otlp"))
+//!     .build()?;
+//! let provider = SdkTracerProvider::builder()
+//!     .with_span_processor(MmapSpanProcessor::new(&file))
+//!     .build();
+//! provider.tracer("app").in_span("work", |_cx| { /* ... */ });
+//! # Ok::<(), opentelemetry_mmap::Error>(())
+//! ```
+//!
+//! # The file
+//!
+//! One process writes one file ([`MmapExporterFile`]); it is created (any
+//! file at the path is replaced atomically) when the handle is built, with
+//! the ring sizes of [`config`], and stays open until the last handle, provider
+//! or processor is dropped. The resource (`OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`, the SDK's `telemetry.sdk.*` attributes, then
+//! [`MmapExporterFileBuilder::with_resource`]) is stored once as an interned
+//! `Resource` message, and each instrumentation scope once as an interned
+//! `InstrumentationScope` message pointing at it; attribute keys and event
+//! names are interned strings.
+//!
+//! **Writer liveness**: creating the file takes the writer's liveness lock, a
+//! Linux open-file-description read lock on the file's first 8 bytes
+//! (`otlp_mmap_core::lock`). The kernel releases it when the process exits,
+//! however it exits, so the collector can tell a live writer from a dead one
+//! and knows when it has read everything a crashed process left.
+//!
+//! **Full rings drop**: a write never blocks. When the collector falls behind
+//! and a ring is full, or a record is larger than a slot, the record is
+//! dropped and counted: see [`MmapExporterFile::drop_stats`], and
+//! [`MmapMeterProvider::export_drop_stats`] to report the counts as a metric.
+//!
+//! # Costs
+//!
+//! The hot path sizes each record exactly, then encodes it with a borrowed
+//! protobuf encoder ([`encode`](crate::encode) is private) straight into the
+//! claimed slot. Attribute keys are found in a per-thread cache; only a key's
+//! first use on a thread allocates and takes the dictionary's lock. Timestamps
+//! come from [`clock`], ids from [`ids`]. What the OpenTelemetry API itself
+//! allocates (it is not this crate's choice) is measured in `tests/no_alloc.rs`
+//! and listed in the README.
 
+pub mod clock;
+pub mod config;
+mod encode;
+mod file;
+pub mod ids;
+mod key_cache;
+mod log_events;
+mod log_processor;
+pub mod logs;
+pub mod metrics;
+mod observable;
+mod resource;
+mod span_events;
+mod span_processor;
+pub mod trace;
+
+pub use file::{DropStats, MmapExporterFile, MmapExporterFileBuilder};
+pub use log_processor::MmapLogProcessor;
+pub use logs::{MmapLogRecord, MmapLogger, MmapLoggerProvider};
+pub use metrics::MmapMeterProvider;
+pub use span_processor::MmapSpanProcessor;
+pub use trace::{MmapSpan, MmapTracer, MmapTracerProvider};
+
+/// Why the file could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither the builder nor `OTEL_MMAP_FILE` / `SDK_MMAP_EXPORTER_FILE` gave a path.
+    #[error("no file path: set OTEL_MMAP_FILE or call MmapExporterFileBuilder::with_path")]
+    NoPath,
+    /// An environment variable does not hold a number.
+    #[error("environment variable {name}={value:?} is not a valid number")]
+    BadEnv {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// The file could not be created (bad sizes, I/O error).
+    #[error(transparent)]
+    Format(#[from] otlp_mmap_core::FormatError),
+}

@@ -1,0 +1,221 @@
+//! Cost per operation: span start+end with 4 attributes through this crate's
+//! tracer provider, through `MmapSpanProcessor` inside the OpenTelemetry SDK,
+//! and through the SDK with a `BatchSpanProcessor` and an exporter that
+//! discards; plus a counter add and a log emit.
+//!
+//! A background thread drains the rings as a collector would, so that the
+//! benchmark measures writes, not drops (drops are printed at the end).
+//!
+//! Run: `cargo bench -p opentelemetry-mmap --bench spans -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::KeyValue;
+use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+use opentelemetry_mmap::{
+    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
+};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use otlp_mmap_core::{MmapReader, RingKind, Slot};
+
+/// Reads and releases every record of every ring until stopped.
+struct Drainer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drainer {
+    fn start(path: &Path) -> Self {
+        let reader = MmapReader::open(path, true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut rings: Vec<_> = RingKind::ALL
+                .iter()
+                .map(|k| reader.ring_reader(*k).unwrap())
+                .collect();
+            while !flag.load(Ordering::Relaxed) {
+                let mut any = false;
+                for ring in &mut rings {
+                    let mut n = 0;
+                    while let Slot::Ready(_) | Slot::Corrupt(_) = ring.peek(reader.region()) {
+                        ring.advance();
+                        n += 1;
+                        if n == 256 {
+                            break;
+                        }
+                    }
+                    if n > 0 {
+                        ring.release(reader.region()).unwrap();
+                        any = true;
+                    }
+                }
+                if !any {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        Drainer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingExporter;
+
+impl SpanExporter for DiscardingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn four_attributes() -> [KeyValue; 4] {
+    [
+        KeyValue::new("http.request.method", "GET"),
+        KeyValue::new("http.response.status_code", 200_i64),
+        KeyValue::new("server.duration", 1.25),
+        KeyValue::new("cache.hit", true),
+    ]
+}
+
+fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join(name))
+        .with_span_ring(1 << 16, 512)
+        .with_log_ring(1 << 15, 512)
+        .with_metric_ring(1 << 15, 256)
+        .build()
+        .unwrap();
+    let drainer = Drainer::start(file.path());
+    (file, drainer)
+}
+
+/// The directory for the files: `BENCH_DIR`, else tmpfs (`/dev/shm`) when
+/// there is one, else the system's temporary directory.
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(Path::new("/dev/shm").to_path_buf()).filter(|p| p.is_dir()))
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn spans(c: &mut Criterion) {
+    let dir = bench_dir();
+    let mut g = c.benchmark_group("span_start_end_4_attributes");
+
+    {
+        let (file, _drainer) = open(&dir, "provider.otlp");
+        let tracer = MmapTracerProvider::new(&file).tracer("bench");
+        g.bench_function("mmap_provider/set_attributes", |b| {
+            b.iter(|| {
+                let mut span = tracer.start("GET /items");
+                span.set_attributes(four_attributes());
+                span.end();
+            })
+        });
+        g.bench_function("mmap_provider/builder_attributes", |b| {
+            b.iter(|| {
+                let mut span = tracer
+                    .span_builder("GET /items")
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(four_attributes())
+                    .start(&tracer);
+                span.end();
+            })
+        });
+        eprintln!("mmap_provider drops: {:?}", file.drop_stats());
+    }
+
+    {
+        let (file, _drainer) = open(&dir, "processor.otlp");
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(MmapSpanProcessor::new(&file))
+            .build();
+        let tracer = provider.tracer("bench");
+        g.bench_function("sdk_with_mmap_span_processor", |b| {
+            b.iter(|| {
+                let mut span = tracer
+                    .span_builder("GET /items")
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(four_attributes())
+                    .start(&tracer);
+                span.end();
+            })
+        });
+        eprintln!(
+            "sdk_with_mmap_span_processor drops: {:?}",
+            file.drop_stats()
+        );
+        let _ = provider.shutdown();
+    }
+
+    {
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(BatchSpanProcessor::builder(DiscardingExporter).build())
+            .build();
+        let tracer = provider.tracer("bench");
+        g.bench_function("sdk_with_batch_processor_discarding_exporter", |b| {
+            b.iter(|| {
+                let mut span = tracer
+                    .span_builder("GET /items")
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(four_attributes())
+                    .start(&tracer);
+                span.end();
+            })
+        });
+        let _ = provider.shutdown();
+    }
+    g.finish();
+}
+
+fn metrics_and_logs(c: &mut Criterion) {
+    let dir = bench_dir();
+    let (file, _drainer) = open(&dir, "signals.otlp");
+    let meter = MmapMeterProvider::new(&file).meter("bench");
+    let counter = meter.u64_counter("requests").build();
+    let attrs = [
+        KeyValue::new("route", "/items"),
+        KeyValue::new("status", 200_i64),
+    ];
+    c.bench_function("counter_add_2_attributes", |b| {
+        b.iter(|| counter.add(black_box(1), &attrs))
+    });
+    let logger = MmapLoggerProvider::new(&file).logger("bench");
+    c.bench_function("log_emit_3_attributes", |b| {
+        b.iter(|| {
+            let mut rec = logger.create_log_record();
+            rec.set_severity_number(Severity::Info);
+            rec.set_body("served an item".into());
+            rec.add_attribute("item.id", 42_i64);
+            rec.add_attribute("item.kind", "book");
+            rec.add_attribute("cached", true);
+            logger.emit(rec);
+        })
+    });
+    eprintln!("metrics/logs drops: {:?}", file.drop_stats());
+}
+
+criterion_group!(benches, spans, metrics_and_logs);
+criterion_main!(benches);

@@ -1,0 +1,185 @@
+//! The per-thread cache of dictionary refs: attribute keys, event names and
+//! instrumentation scopes are interned in the file once (under the writer's
+//! lock) and then found again by each thread without any lock.
+//!
+//! Every thread keeps one small table per file it has written to. A lookup
+//! hashes the key's bytes with a fast multiplicative hash (keys are short) and
+//! compares them; only the first use of a key on a thread allocates (the boxed
+//! copy of the key) and takes the writer's interning lock.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use opentelemetry::InstrumentationScope;
+
+use crate::encode::KeyRefs;
+use crate::file::FileInner;
+
+/// A small, fast, non-cryptographic hasher (the multiply-rotate scheme of
+/// rustc's FxHash) for short keys that come from the application itself.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Fold the well-mixed high bits into the low bits the table indexes with.
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// One thread's refs for one file.
+struct FileCache {
+    file_id: u64,
+    keys: FastMap<Box<str>, i64>,
+    /// `(resource_ref, scope, scope_ref)`; a handful per file.
+    scopes: Vec<(i64, InstrumentationScope, i64)>,
+}
+
+thread_local! {
+    static CACHES: RefCell<Vec<FileCache>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Resolves keys for one file: through this thread's cache, or straight
+/// through the writer's interning when the cache is unavailable (during thread
+/// teardown, or re-entered).
+pub(crate) struct Keys<'a> {
+    file: &'a FileInner,
+    cache: Option<&'a mut FileCache>,
+}
+
+impl KeyRefs for Keys<'_> {
+    #[inline]
+    fn key_ref(&mut self, key: &str) -> i64 {
+        if key.is_empty() {
+            return 0;
+        }
+        match &mut self.cache {
+            Some(cache) => {
+                if let Some(&r) = cache.keys.get(key) {
+                    return r;
+                }
+                let r = self.file.intern_str(key);
+                if r != 0 {
+                    cache.keys.insert(key.into(), r);
+                }
+                r
+            }
+            None => self.file.intern_str(key),
+        }
+    }
+}
+
+impl Keys<'_> {
+    /// The ref of an interned `InstrumentationScope` message (with
+    /// `resource_ref`), cached on this thread.
+    pub(crate) fn scope_ref(&mut self, scope: &InstrumentationScope, resource_ref: i64) -> i64 {
+        if let Some(cache) = &mut self.cache {
+            let found = cache
+                .scopes
+                .iter()
+                .find(|(res, s, _)| *res == resource_ref && same_scope(s, scope));
+            if let Some((_, _, r)) = found {
+                return *r;
+            }
+            let r = self.file.scope_ref_with(scope, resource_ref);
+            cache.scopes.push((resource_ref, scope.clone(), r));
+            return r;
+        }
+        self.file.scope_ref_with(scope, resource_ref)
+    }
+}
+
+/// Name, version, schema URL and attributes (in order) are equal. Cheaper
+/// than `InstrumentationScope`'s own `PartialEq`, which sorts copies.
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    a.name() == b.name()
+        && a.version() == b.version()
+        && a.schema_url() == b.schema_url()
+        && a.attributes().eq(b.attributes())
+}
+
+/// Runs `f` with the key resolver of `file` on this thread.
+#[inline]
+pub(crate) fn with_keys<R>(file: &FileInner, f: impl FnOnce(&mut Keys<'_>) -> R) -> R {
+    let mut f = Some(f);
+    let done = CACHES.try_with(|caches| {
+        let Ok(mut caches) = caches.try_borrow_mut() else {
+            return None;
+        };
+        let index = match caches.iter().position(|c| c.file_id == file.id) {
+            Some(i) => i,
+            None => {
+                caches.push(FileCache {
+                    file_id: file.id,
+                    keys: FastMap::default(),
+                    scopes: Vec::new(),
+                });
+                caches.len() - 1
+            }
+        };
+        let f = f.take()?;
+        let mut keys = Keys {
+            file,
+            cache: Some(&mut caches[index]),
+        };
+        Some(f(&mut keys))
+    });
+    match (done, f) {
+        (Ok(Some(r)), _) => r,
+        (_, Some(f)) => f(&mut Keys { file, cache: None }),
+        // `f` ran and returned `None`-free; unreachable in practice.
+        (_, None) => unreachable!("key resolver ran without a result"),
+    }
+}
+
+/// Forgets the caches of a file that is gone (called when the file is dropped,
+/// on the dropping thread only; other threads' tables die with the threads).
+pub(crate) fn forget_file(file_id: u64) {
+    let _ = CACHES.try_with(|caches| {
+        if let Ok(mut caches) = caches.try_borrow_mut() {
+            caches.retain(|c| c.file_id != file_id);
+        }
+    });
+}

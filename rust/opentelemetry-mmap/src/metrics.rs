@@ -1,0 +1,417 @@
+//! The metrics API implemented directly on the file: [`MmapMeterProvider`]
+//! and its instruments.
+//!
+//! Each instrument's definition is stored once, when it is created, as an
+//! interned `MetricRef` (name, description, unit, scope, aggregation):
+//!
+//! | instrument | aggregation in `MetricRef` |
+//! |---|---|
+//! | `Counter<u64>`, `Counter<f64>`, observable counters | `Sum { CUMULATIVE, monotonic }` |
+//! | `UpDownCounter<i64>`, `UpDownCounter<f64>`, observable up-down counters | `Sum { CUMULATIVE, non-monotonic }` |
+//! | `Histogram<u64>`, `Histogram<f64>` | `Histogram { CUMULATIVE, bounds }`: the builder's boundaries, else OpenTelemetry's defaults ([`DEFAULT_HISTOGRAM_BOUNDARIES`]) |
+//! | `Gauge<u64/i64/f64>`, observable gauges | `Gauge` |
+//!
+//! Every `add`/`record` writes one raw `Measurement` (metric ref, attributes,
+//! time, `as_long` for integers or `as_double`, and the span context of the
+//! active span if there is one); the collector aggregates. A `u64` above
+//! `i64::MAX` is written as `as_double`.
+//!
+//! **Observable instruments** are supported: their callbacks run on one
+//! background thread per provider, every `OTEL_METRIC_EXPORT_INTERVAL`
+//! milliseconds (default 60 s, or [`MmapMeterProvider::with_interval`]), and
+//! on [`MmapMeterProvider::observe_now`]. Observable gauges write what they
+//! observe. Observable (up-down) counters observe running totals, while the
+//! collector sums raw measurements, so the provider writes the difference
+//! from the previous observation of the same attribute set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::metrics::{
+    AsyncInstrumentBuilder, Counter, Gauge, Histogram, HistogramBuilder, InstrumentBuilder,
+    InstrumentProvider, Meter, MeterProvider, ObservableCounter, ObservableGauge,
+    ObservableUpDownCounter, SyncInstrument, UpDownCounter,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use otlp_mmap_core::{RingKind, proto};
+
+use crate::clock::now_unix_nano;
+use crate::encode::{
+    KeyMemo, SlotWriter, SpanIds, attrs_len, fixed64_field_len, len_field_len, put_attrs,
+    put_span_context, span_context_len, varint_field_len, varint_field_nz_len,
+};
+use crate::file::{FileInner, MmapExporterFile};
+use crate::key_cache::with_keys;
+use crate::observable::{Observer, ObserverRegistry, Reporting};
+use crate::trace::active_span_ids;
+
+/// OpenTelemetry's default explicit bucket boundaries.
+pub const DEFAULT_HISTOGRAM_BOUNDARIES: [f64; 15] = [
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
+
+/// A `MeterProvider` whose measurements are written straight into the file.
+#[derive(Clone, Debug)]
+pub struct MmapMeterProvider {
+    file: MmapExporterFile,
+    observers: Arc<ObserverRegistry>,
+}
+
+impl MmapMeterProvider {
+    /// A provider writing into `file`; observable callbacks run every
+    /// `OTEL_METRIC_EXPORT_INTERVAL` ms (default 60 s).
+    pub fn new(file: &MmapExporterFile) -> Self {
+        Self::with_interval(file, crate::config::metric_interval_from_env())
+    }
+
+    /// A provider whose observable callbacks run every `interval`.
+    pub fn with_interval(file: &MmapExporterFile, interval: Duration) -> Self {
+        MmapMeterProvider {
+            file: file.clone(),
+            observers: Arc::new(ObserverRegistry::new(interval)),
+        }
+    }
+
+    /// The file written to.
+    pub fn file(&self) -> &MmapExporterFile {
+        &self.file
+    }
+
+    /// Runs every observable callback now, on this thread.
+    pub fn observe_now(&self) {
+        self.observers.observe_all();
+    }
+
+    /// Reports the file's drop counters as the application's own metric: an
+    /// observable counter `otlp_mmap.dropped` (unit `{record}`) with attribute
+    /// `signal` = `spans`, `logs`, `measurements` or `dictionary`, observed with
+    /// the other observable instruments.
+    pub fn export_drop_stats(&self) -> ObservableCounter<u64> {
+        let file = self.file.clone();
+        self.meter("opentelemetry-mmap")
+            .u64_observable_counter("otlp_mmap.dropped")
+            .with_description("Records the OTLP-MMAP writer dropped (ring full, record too large, dictionary full)")
+            .with_unit("{record}")
+            .with_callback(move |obs| {
+                let s = file.drop_stats();
+                for (signal, n) in [
+                    ("spans", s.spans),
+                    ("logs", s.logs),
+                    ("measurements", s.measurements),
+                    ("dictionary", s.dictionary),
+                ] {
+                    obs.observe(n, &[KeyValue::new("signal", signal)]);
+                }
+            })
+            .build()
+    }
+
+    /// Stops the callback thread and forgets every callback.
+    pub fn shutdown(&self) {
+        self.observers.shutdown();
+    }
+}
+
+impl MeterProvider for MmapMeterProvider {
+    fn meter_with_scope(&self, scope: InstrumentationScope) -> Meter {
+        Meter::new(Arc::new(MmapInstrumentProvider {
+            scope_ref: self.file.scope_ref(&scope),
+            file: self.file.inner.clone(),
+            observers: self.observers.clone(),
+        }))
+    }
+}
+
+/// Creates the instruments of one meter.
+struct MmapInstrumentProvider {
+    file: Arc<FileInner>,
+    scope_ref: i64,
+    observers: Arc<ObserverRegistry>,
+}
+
+/// The aggregation an instrument asks the collector for.
+#[derive(Clone, Copy)]
+pub(crate) enum Aggregation<'a> {
+    MonotonicSum,
+    Sum,
+    Histogram(&'a [f64]),
+    Gauge,
+}
+
+impl MmapInstrumentProvider {
+    fn metric_ref(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        unit: Option<&str>,
+        aggregation: Aggregation<'_>,
+    ) -> i64 {
+        use proto::metric_ref::{Aggregation as A, Gauge, Histogram, Sum};
+        let cumulative = proto::AggregationTemporality::Cumulative as i32;
+        let aggregation = match aggregation {
+            Aggregation::MonotonicSum | Aggregation::Sum => A::Sum(Sum {
+                aggregation_temporality: cumulative,
+                is_monotonic: matches!(aggregation, Aggregation::MonotonicSum),
+            }),
+            Aggregation::Histogram(bounds) => A::Histogram(Histogram {
+                aggregation_temporality: cumulative,
+                bucket_boundaries: bounds.to_vec(),
+            }),
+            Aggregation::Gauge => A::Gauge(Gauge {}),
+        };
+        self.file.intern_message(&proto::MetricRef {
+            name: name.to_owned(),
+            description: description.unwrap_or_default().to_owned(),
+            unit: unit.unwrap_or_default().to_owned(),
+            instrumentation_scope_ref: self.scope_ref,
+            aggregation: Some(aggregation),
+        })
+    }
+
+    fn sync<T>(
+        &self,
+        b: &InstrumentBuilder<'_, T>,
+        aggregation: Aggregation<'_>,
+    ) -> Arc<MmapInstrument> {
+        Arc::new(MmapInstrument {
+            metric_ref: self.metric_ref(
+                &b.name,
+                b.description.as_deref(),
+                b.unit.as_deref(),
+                aggregation,
+            ),
+            file: self.file.clone(),
+        })
+    }
+
+    fn histogram<T>(&self, b: &HistogramBuilder<'_, T>) -> Arc<MmapInstrument> {
+        let bounds = b
+            .boundaries
+            .as_deref()
+            .unwrap_or(&DEFAULT_HISTOGRAM_BOUNDARIES);
+        Arc::new(MmapInstrument {
+            metric_ref: self.metric_ref(
+                &b.name,
+                b.description.as_deref(),
+                b.unit.as_deref(),
+                Aggregation::Histogram(bounds),
+            ),
+            file: self.file.clone(),
+        })
+    }
+
+    fn observable<I, M: Number>(
+        &self,
+        b: AsyncInstrumentBuilder<'_, I, M>,
+        aggregation: Aggregation<'_>,
+    ) {
+        let metric_ref = self.metric_ref(
+            &b.name,
+            b.description.as_deref(),
+            b.unit.as_deref(),
+            aggregation,
+        );
+        let reporting = match aggregation {
+            Aggregation::Gauge => Reporting::AsObserved,
+            _ => Reporting::Difference,
+        };
+        let observer = Arc::new(Observer::new(self.file.clone(), metric_ref, reporting));
+        for callback in b.callbacks {
+            let observer = observer.clone();
+            self.observers.register(Box::new(move || {
+                callback(&*observer as &dyn opentelemetry::metrics::AsyncInstrument<M>)
+            }));
+        }
+    }
+}
+
+impl InstrumentProvider for MmapInstrumentProvider {
+    fn u64_counter(&self, b: InstrumentBuilder<'_, Counter<u64>>) -> Counter<u64> {
+        Counter::new(self.sync(&b, Aggregation::MonotonicSum))
+    }
+    fn f64_counter(&self, b: InstrumentBuilder<'_, Counter<f64>>) -> Counter<f64> {
+        Counter::new(self.sync(&b, Aggregation::MonotonicSum))
+    }
+    fn i64_up_down_counter(
+        &self,
+        b: InstrumentBuilder<'_, UpDownCounter<i64>>,
+    ) -> UpDownCounter<i64> {
+        UpDownCounter::new(self.sync(&b, Aggregation::Sum))
+    }
+    fn f64_up_down_counter(
+        &self,
+        b: InstrumentBuilder<'_, UpDownCounter<f64>>,
+    ) -> UpDownCounter<f64> {
+        UpDownCounter::new(self.sync(&b, Aggregation::Sum))
+    }
+    fn u64_gauge(&self, b: InstrumentBuilder<'_, Gauge<u64>>) -> Gauge<u64> {
+        Gauge::new(self.sync(&b, Aggregation::Gauge))
+    }
+    fn i64_gauge(&self, b: InstrumentBuilder<'_, Gauge<i64>>) -> Gauge<i64> {
+        Gauge::new(self.sync(&b, Aggregation::Gauge))
+    }
+    fn f64_gauge(&self, b: InstrumentBuilder<'_, Gauge<f64>>) -> Gauge<f64> {
+        Gauge::new(self.sync(&b, Aggregation::Gauge))
+    }
+    fn f64_histogram(&self, b: HistogramBuilder<'_, Histogram<f64>>) -> Histogram<f64> {
+        Histogram::new(self.histogram(&b))
+    }
+    fn u64_histogram(&self, b: HistogramBuilder<'_, Histogram<u64>>) -> Histogram<u64> {
+        Histogram::new(self.histogram(&b))
+    }
+    fn u64_observable_counter(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableCounter<u64>, u64>,
+    ) -> ObservableCounter<u64> {
+        self.observable(b, Aggregation::MonotonicSum);
+        ObservableCounter::new()
+    }
+    fn f64_observable_counter(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableCounter<f64>, f64>,
+    ) -> ObservableCounter<f64> {
+        self.observable(b, Aggregation::MonotonicSum);
+        ObservableCounter::new()
+    }
+    fn i64_observable_up_down_counter(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableUpDownCounter<i64>, i64>,
+    ) -> ObservableUpDownCounter<i64> {
+        self.observable(b, Aggregation::Sum);
+        ObservableUpDownCounter::new()
+    }
+    fn f64_observable_up_down_counter(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableUpDownCounter<f64>, f64>,
+    ) -> ObservableUpDownCounter<f64> {
+        self.observable(b, Aggregation::Sum);
+        ObservableUpDownCounter::new()
+    }
+    fn u64_observable_gauge(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableGauge<u64>, u64>,
+    ) -> ObservableGauge<u64> {
+        self.observable(b, Aggregation::Gauge);
+        ObservableGauge::new()
+    }
+    fn i64_observable_gauge(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableGauge<i64>, i64>,
+    ) -> ObservableGauge<i64> {
+        self.observable(b, Aggregation::Gauge);
+        ObservableGauge::new()
+    }
+    fn f64_observable_gauge(
+        &self,
+        b: AsyncInstrumentBuilder<'_, ObservableGauge<f64>, f64>,
+    ) -> ObservableGauge<f64> {
+        self.observable(b, Aggregation::Gauge);
+        ObservableGauge::new()
+    }
+}
+
+/// A measured value as the `Measurement` oneof carries it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum NumberValue {
+    Long(i64),
+    Double(f64),
+}
+
+/// The number types instruments measure.
+pub(crate) trait Number: Copy + Send + Sync + 'static {
+    fn value(self) -> NumberValue;
+}
+
+impl Number for u64 {
+    #[inline]
+    fn value(self) -> NumberValue {
+        match i64::try_from(self) {
+            Ok(v) => NumberValue::Long(v),
+            Err(_) => NumberValue::Double(self as f64),
+        }
+    }
+}
+
+impl Number for i64 {
+    #[inline]
+    fn value(self) -> NumberValue {
+        NumberValue::Long(self)
+    }
+}
+
+impl Number for f64 {
+    #[inline]
+    fn value(self) -> NumberValue {
+        NumberValue::Double(self)
+    }
+}
+
+// Measurement fields.
+const METRIC_REF: u32 = 1;
+const ATTRIBUTES: u32 = 2;
+const TIME: u32 = 3;
+const AS_LONG: u32 = 4;
+const AS_DOUBLE: u32 = 5;
+const SPAN_CONTEXT: u32 = 6;
+
+/// Writes one `Measurement`.
+#[inline]
+pub(crate) fn write_measurement(
+    file: &FileInner,
+    metric_ref: i64,
+    value: NumberValue,
+    attrs: &[KeyValue],
+    span: Option<SpanIds>,
+) {
+    let time = now_unix_nano();
+    with_keys(file, |keys| {
+        let mut memo = KeyMemo::new();
+        let len = varint_field_nz_len(METRIC_REF, metric_ref as u64)
+            + attrs_len(ATTRIBUTES, attrs, keys, &mut memo)
+            + fixed64_field_len(TIME)
+            + match value {
+                NumberValue::Long(v) => varint_field_len(AS_LONG, v as u64),
+                NumberValue::Double(_) => fixed64_field_len(AS_DOUBLE),
+            }
+            + span
+                .as_ref()
+                .map_or(0, |s| len_field_len(SPAN_CONTEXT, span_context_len(s)));
+        let _ = file
+            .writer
+            .try_write_with(RingKind::Measurements, len, |buf| {
+                let mut w = SlotWriter::new(buf);
+                w.varint_field_nz(METRIC_REF, metric_ref as u64);
+                put_attrs(&mut w, ATTRIBUTES, attrs, keys, &mut memo);
+                w.fixed64_field(TIME, time);
+                match value {
+                    NumberValue::Long(v) => w.varint_field(AS_LONG, v as u64),
+                    NumberValue::Double(v) => w.fixed64_field(AS_DOUBLE, v.to_bits()),
+                }
+                if let Some(s) = &span {
+                    w.message_header(SPAN_CONTEXT, span_context_len(s));
+                    put_span_context(&mut w, s);
+                }
+                debug_assert!(w.is_full(), "measurement size mismatch");
+            });
+    });
+}
+
+/// A synchronous instrument: every measurement is one record.
+struct MmapInstrument {
+    file: Arc<FileInner>,
+    metric_ref: i64,
+}
+
+impl<T: Number> SyncInstrument<T> for MmapInstrument {
+    #[inline]
+    fn measure(&self, measurement: T, attributes: &[KeyValue]) {
+        write_measurement(
+            &self.file,
+            self.metric_ref,
+            measurement.value(),
+            attributes,
+            active_span_ids(),
+        );
+    }
+}
