@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message;
 
@@ -46,10 +47,27 @@ impl DrainReport {
     }
 }
 
-/// Opens `path` as a look-only reader and drains it with [`drain_all`].
+/// Opens `path` without the exclusive reader lock and drains it with
+/// [`drain_all`]. Draining releases the slots it reads (it stores
+/// `reader_index`): use it on copies, not on a file a collector is reading.
 pub fn open_and_drain(path: impl AsRef<Path>) -> Result<DrainReport, FormatError> {
     let reader = MmapReader::open(path, false)?;
     Ok(drain_all(&reader))
+}
+
+/// Writes `bytes` to a fresh file in `dir`, runs [`open_and_drain`] on it and
+/// removes the file: what the fuzz target does with each input.
+pub fn drain_bytes_in(dir: &Path, bytes: &[u8]) -> Result<DrainReport, FormatError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = dir.join(format!(
+        "otlp-mmap-drain-{}-{}.otlp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, bytes)?;
+    let result = open_and_drain(&path);
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// What a dictionary entry is expected to hold, known from the referring field.

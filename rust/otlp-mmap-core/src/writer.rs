@@ -183,14 +183,26 @@ impl MmapWriter {
     pub fn append_entry(&self, bytes: &[u8]) -> Result<i64, FormatError> {
         let dict = self.layout.dictionary;
         let total = (varint_len(bytes.len() as u64) + bytes.len()) as u64;
+        let first = dict + DICTIONARY_HEADER_LEN;
         let end = self.region.atomic_i64(dict + dictionary_header::END)?;
-        let start = end.fetch_add(total as i64, Ordering::AcqRel) as u64;
+        let old_end = end.fetch_add(total as i64, Ordering::AcqRel);
+        // `end` lives in the shared file, where another process can corrupt it:
+        // never let it place an entry outside the dictionary (over the file
+        // header or a ring) or overflow the arithmetic below.
+        if old_end < first as i64 {
+            end.fetch_sub(total as i64, Ordering::AcqRel);
+            return Err(FormatError::BadDictionaryEnd {
+                end: old_end,
+                reason: "before the first entry",
+            });
+        }
+        let start = old_end as u64;
         let new_end = start + total;
         if new_end > self.dictionary_max_end {
             end.fetch_sub(total as i64, Ordering::AcqRel);
             return Err(FormatError::DictionaryFull {
-                need: new_end - (dict + DICTIONARY_HEADER_LEN),
-                max: self.dictionary_max_end - (dict + DICTIONARY_HEADER_LEN),
+                need: new_end - first,
+                max: self.dictionary_max_end - first,
             });
         }
         self.ensure_len(new_end)?;
