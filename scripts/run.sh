@@ -21,7 +21,7 @@ echo "==> otelcol-mmap --config $CONFIG   (reading $RUN_DIR/*.otlp)"
 pids+=($!)
 sleep 1
 echo "==> demo app writing $RUN_DIR/demo.otlp (Ctrl-C to stop)"
-OTEL_SERVICE_NAME=otelcol-mmap-demo "$DEMO" "$RUN_DIR/demo.otlp" &
+"$DEMO" "$RUN_DIR/demo.otlp" &
 pids+=($!)
 
 if [ -n "${RUN_FOR:-}" ]; then
