@@ -312,18 +312,23 @@ impl FileReader {
         st.in_flight_spans = self.assembler.in_flight() as u64;
         st.bad_refs = self.bad_refs_before + self.stream.dict.bad_refs;
         st.metric_overflows = self.aggregator.counters.overflows;
-        st.writer_alive = if self.writer_gone || self.change == FileChange::Removed {
+        st.writer_alive = if self.writer_gone || self.gone_from_path() {
             0
         } else if matches!(self.stream.file.writer_state_cached(), WriterState::Alive) {
             1
         } else {
             -1
         };
-        st.finished = self.change == FileChange::Removed
+        st.finished = self.gone_from_path()
             && self.pending.iter().all(Option::is_none)
             && self.assembler.in_flight() == 0
             && self.assembler.completed_len() == 0;
         st
+    }
+
+    /// The file was removed, or replaced by another writer's file.
+    fn gone_from_path(&self) -> bool {
+        matches!(self.change, FileChange::Removed | FileChange::Replaced)
     }
 
     fn token(&mut self) -> u64 {
@@ -349,27 +354,18 @@ impl FileReader {
         }
         match self.change {
             FileChange::Restarted => self.switch_stream(now),
-            FileChange::Replaced => {
-                // Drain what the old stream holds, then follow the new file.
-                if self.rings_drained() {
-                    self.switch_stream(now);
-                }
-            }
-            FileChange::Removed | FileChange::None => {}
+            // Another file at the path is another writer's stream: this
+            // reader only drains the old one, like a removed file, and the
+            // caller opens the new file with a reader of its own. (Following
+            // the path here used to take the new file's reader lock while the
+            // caller was draining this reader, so the caller could not open
+            // the new file, and the new stream's open spans were dropped with
+            // this reader when it closed.)
+            FileChange::Replaced | FileChange::Removed | FileChange::None => {}
         }
         if self.stream.file.writer_state() == WriterState::Gone {
             self.writer_gone = true;
         }
-    }
-
-    fn rings_drained(&self) -> bool {
-        let region = self.stream.file.region();
-        self.pending[Signal::Logs as usize].is_none()
-            && self
-                .stream
-                .rings
-                .iter()
-                .all(|r| matches!(r.peek(region), Slot::Empty))
     }
 
     fn switch_stream(&mut self, now: u64) {
@@ -407,7 +403,7 @@ impl FileReader {
         let ring_empty = self.ingest_spans(now);
         self.assembler.expire(now);
         if ring_empty
-            && (self.writer_gone || self.change == FileChange::Removed)
+            && (self.writer_gone || self.gone_from_path())
             && self.assembler.in_flight() > 0
         {
             self.assembler.give_up_all(now, GiveUpReason::WriterGone);
@@ -538,18 +534,14 @@ impl FileReader {
     fn ingest_measurements(&mut self) {
         let i = Signal::Metrics as usize;
         let s = &mut self.stream;
-        let mut m = proto::Measurement::default();
         for _ in 0..INGEST_BUDGET {
             match s.rings[i].peek(s.file.region()) {
                 Slot::Empty => break,
                 Slot::Ready(bytes) => {
-                    m.clear();
-                    match m.merge(bytes) {
-                        Ok(()) => {
-                            self.stats.records_read[i] += 1;
-                            self.aggregator.record(&s.file, &mut s.dict, &m);
-                        }
-                        Err(_) => self.stats.corrupt_records[i] += 1,
+                    if self.aggregator.record_encoded(&s.file, &mut s.dict, bytes) {
+                        self.stats.records_read[i] += 1;
+                    } else {
+                        self.stats.corrupt_records[i] += 1;
                     }
                 }
                 Slot::Corrupt(_) => self.stats.corrupt_records[i] += 1,

@@ -9,6 +9,9 @@ use otlp_mmap_core::MmapReader;
 
 use crate::dictionary::DictionaryCache;
 
+/// The scopes of one resource, each with its records.
+pub type ScopeGroups<T> = Vec<(InstrumentationScope, Vec<T>)>;
+
 /// Records of one export request, by scope ref.
 #[derive(Debug)]
 pub struct Grouper<T> {
@@ -45,9 +48,9 @@ impl<T> Grouper<T> {
         self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
-        mut make: impl FnMut(Resource, Vec<(InstrumentationScope, Vec<T>)>) -> R,
+        mut make: impl FnMut(Resource, ScopeGroups<T>) -> R,
     ) -> Vec<R> {
-        let mut resources: Vec<(i64, Vec<(InstrumentationScope, Vec<T>)>)> = Vec::new();
+        let mut resources: Vec<(i64, ScopeGroups<T>)> = Vec::new();
         for (scope_ref, items) in self.scopes {
             let entry = dict.scope(file, scope_ref);
             match resources.iter_mut().find(|(r, _)| *r == entry.resource_ref) {

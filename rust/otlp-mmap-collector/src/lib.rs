@@ -39,6 +39,7 @@ pub mod file_reader;
 pub mod group;
 pub mod logs;
 pub mod metrics;
+pub mod raw;
 pub mod spans;
 
 pub use dictionary::DictionaryCache;

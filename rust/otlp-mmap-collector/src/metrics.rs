@@ -14,7 +14,7 @@
 //! the rest fold into one series with `otel.metric.overflow=true`, as the SDKs do.
 //! The last measurement with a span context of each series becomes its exemplar.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -29,6 +29,10 @@ use prost::Message;
 use crate::dictionary::DictionaryCache;
 use crate::exponential::ExponentialBuckets;
 use crate::group::Grouper;
+use crate::raw::{RawMeasurement, RawValue};
+
+/// Where a raw attribute encoding leads: a series index, or the overflow series.
+const OVERFLOW_SERIES: usize = usize::MAX;
 
 /// Attribute of the overflow series.
 pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
@@ -93,7 +97,13 @@ struct MetricState {
     kind: Kind,
     temporality: AggregationTemporality,
     bounds: Vec<f64>,
-    series: HashMap<Box<[u8]>, Series>,
+    /// Series in creation order.
+    series: Vec<Series>,
+    /// Canonical attribute key (entries sorted by key ref) -> series index.
+    canonical: FxHashMap<Box<[u8]>, usize>,
+    /// Attribute entries exactly as a writer encoded them -> series index (or
+    /// OVERFLOW_SERIES): the fast path, which neither decodes nor sorts.
+    aliases: FxHashMap<Box<[u8]>, usize>,
     overflow: Option<Series>,
     /// Start of the current delta interval.
     interval_start: u64,
@@ -113,13 +123,15 @@ pub struct MetricCounters {
 /// Aggregates the measurements of one file.
 #[derive(Debug)]
 pub struct MetricAggregator {
-    metrics: HashMap<i64, MetricState>,
+    metrics: FxHashMap<i64, MetricState>,
     /// Metric refs in first-seen order (stable output order).
     order: Vec<i64>,
     cardinality_limit: usize,
     stream_start: u64,
     scratch: Vec<u8>,
+    raw_key: Vec<u8>,
     sort_scratch: Vec<usize>,
+    decoded: proto::Measurement,
     pub counters: MetricCounters,
 }
 
@@ -127,12 +139,14 @@ impl MetricAggregator {
     /// An aggregator for a stream that started at `stream_start` (the file's start time).
     pub fn new(cardinality_limit: usize, stream_start: u64) -> Self {
         MetricAggregator {
-            metrics: HashMap::new(),
+            metrics: FxHashMap::default(),
             order: Vec::new(),
             cardinality_limit: cardinality_limit.max(2),
             stream_start,
             scratch: Vec::new(),
+            raw_key: Vec::new(),
             sort_scratch: Vec::new(),
+            decoded: proto::Measurement::default(),
             counters: MetricCounters::default(),
         }
     }
@@ -145,7 +159,87 @@ impl MetricAggregator {
             .sum()
     }
 
-    /// Aggregates one measurement.
+    /// Aggregates one measurement from its encoded bytes. Returns false when
+    /// the bytes are not a Measurement.
+    ///
+    /// The fast path looks the series up by the attributes' bytes as the
+    /// writer encoded them (writers encode the same set the same way every
+    /// time), so it neither allocates nor decodes attributes; only the first
+    /// measurement of each encoding takes the slow path, which resolves the
+    /// set regardless of key order.
+    pub fn record_encoded(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        bytes: &[u8],
+    ) -> bool {
+        let Some(raw) = RawMeasurement::parse(bytes) else {
+            let mut m = std::mem::take(&mut self.decoded);
+            m.clear();
+            let ok = m.merge(bytes).is_ok();
+            if ok {
+                self.record(file, dict, &m);
+            }
+            self.decoded = m;
+            return ok;
+        };
+        let value = match raw.value {
+            Some(RawValue::Long(i)) => Number::Int(i),
+            Some(RawValue::Double(d)) => Number::Double(d),
+            None => {
+                self.counters.no_value += 1;
+                return true;
+            }
+        };
+        if !self.ensure_metric(file, dict, raw.metric_ref) {
+            return true;
+        }
+        self.raw_key.clear();
+        for entry in raw.attribute_entries() {
+            self.raw_key
+                .extend_from_slice(&(entry.len() as u32).to_le_bytes());
+            self.raw_key.extend_from_slice(entry);
+        }
+        let state = self
+            .metrics
+            .get_mut(&raw.metric_ref)
+            .expect("ensured above");
+        let index = match state.aliases.get(self.raw_key.as_slice()) {
+            Some(&i) => i,
+            None => {
+                // Slow path, once per distinct encoding.
+                let mut m = std::mem::take(&mut self.decoded);
+                m.clear();
+                if m.merge(bytes).is_err() {
+                    self.decoded = m;
+                    return false;
+                }
+                let i = self.series_index(file, dict, &m);
+                self.decoded = m;
+                let state = self
+                    .metrics
+                    .get_mut(&raw.metric_ref)
+                    .expect("ensured above");
+                if state.aliases.len() < 4 * self.cardinality_limit {
+                    state.aliases.insert(self.raw_key.as_slice().into(), i);
+                }
+                i
+            }
+        };
+        let exemplar = raw
+            .span_context
+            .and_then(|b| proto::SpanContext::decode(b).ok());
+        self.update_series(
+            raw.metric_ref,
+            index,
+            value,
+            raw.time_unix_nano,
+            exemplar.as_ref(),
+        );
+        true
+    }
+
+    /// Aggregates one decoded measurement.
     pub fn record(
         &mut self,
         file: &MmapReader,
@@ -160,16 +254,47 @@ impl MetricAggregator {
                 return;
             }
         };
-        if !self.metrics.contains_key(&m.metric_ref) {
-            let Some(def) = dict.metric(file, m.metric_ref).cloned() else {
-                self.counters.unknown_metric += 1;
-                return;
-            };
-            let state = new_state(def, self.stream_start);
-            self.metrics.insert(m.metric_ref, state);
-            self.order.push(m.metric_ref);
+        if !self.ensure_metric(file, dict, m.metric_ref) {
+            return;
         }
-        // Identity of the attribute set: the encoded attributes sorted by key ref.
+        let index = self.series_index(file, dict, m);
+        self.update_series(
+            m.metric_ref,
+            index,
+            value,
+            m.time_unix_nano,
+            m.span_context.as_ref(),
+        );
+    }
+
+    /// Makes sure the metric's state exists; false when its definition does not resolve.
+    fn ensure_metric(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        metric_ref: i64,
+    ) -> bool {
+        if self.metrics.contains_key(&metric_ref) {
+            return true;
+        }
+        let Some(def) = dict.metric(file, metric_ref).cloned() else {
+            self.counters.unknown_metric += 1;
+            return false;
+        };
+        self.metrics
+            .insert(metric_ref, new_state(def, self.stream_start));
+        self.order.push(metric_ref);
+        true
+    }
+
+    /// The series of `m`'s attribute set (creating it, or the overflow series
+    /// past the cardinality limit). The set's identity ignores key order.
+    fn series_index(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        m: &proto::Measurement,
+    ) -> usize {
         self.sort_scratch.clear();
         self.sort_scratch.extend(0..m.attributes.len());
         self.sort_scratch.sort_by_key(|&i| m.attributes[i].key_ref);
@@ -180,20 +305,38 @@ impl MetricAggregator {
                 .ok();
         }
         let limit = self.cardinality_limit;
-        let state = self.metrics.get_mut(&m.metric_ref).expect("inserted above");
-        let series = if let Some(s) = state.series.get_mut(self.scratch.as_slice()) {
-            s
-        } else if state.series.len() + 1 < limit {
-            let s = Series {
-                attributes: dict.attributes(file, &m.attributes),
-                aggregate: new_aggregate(state.kind, &state.bounds),
-                exemplar: None,
-            };
-            state
-                .series
-                .entry(self.scratch.clone().into_boxed_slice())
-                .or_insert(s)
-        } else {
+        let state = self
+            .metrics
+            .get_mut(&m.metric_ref)
+            .expect("ensured by the caller");
+        if let Some(&i) = state.canonical.get(self.scratch.as_slice()) {
+            return i;
+        }
+        if state.series.len() + 1 >= limit {
+            return OVERFLOW_SERIES;
+        }
+        state.series.push(Series {
+            attributes: dict.attributes(file, &m.attributes),
+            aggregate: new_aggregate(state.kind, &state.bounds),
+            exemplar: None,
+        });
+        let i = state.series.len() - 1;
+        state.canonical.insert(self.scratch.as_slice().into(), i);
+        i
+    }
+
+    fn update_series(
+        &mut self,
+        metric_ref: i64,
+        index: usize,
+        value: Number,
+        time: u64,
+        span_context: Option<&proto::SpanContext>,
+    ) {
+        let Some(state) = self.metrics.get_mut(&metric_ref) else {
+            return;
+        };
+        let series = if index == OVERFLOW_SERIES {
             self.counters.overflows += 1;
             let (kind, bounds) = (state.kind, &state.bounds);
             state.overflow.get_or_insert_with(|| Series {
@@ -207,20 +350,20 @@ impl MetricAggregator {
                 aggregate: new_aggregate(kind, bounds),
                 exemplar: None,
             })
+        } else {
+            match state.series.get_mut(index) {
+                Some(s) => s,
+                None => return,
+            }
         };
-        update(
-            &mut series.aggregate,
-            &state.bounds,
-            value,
-            m.time_unix_nano,
-        );
-        if let Some(sc) = &m.span_context
+        update(&mut series.aggregate, &state.bounds, value, time);
+        if let Some(sc) = span_context
             && sc.trace_id.len() == 16
             && sc.span_id.len() == 8
         {
             series.exemplar = Some(Exemplar {
                 filtered_attributes: Vec::new(),
-                time_unix_nano: m.time_unix_nano,
+                time_unix_nano: time,
                 span_id: sc.span_id.clone(),
                 trace_id: sc.trace_id.clone(),
                 value: Some(match value {
@@ -251,7 +394,7 @@ impl MetricAggregator {
             } else {
                 state.interval_start
             };
-            let all: Vec<&Series> = state.series.values().chain(state.overflow.iter()).collect();
+            let all: Vec<&Series> = state.series.iter().chain(state.overflow.iter()).collect();
             if all.is_empty() {
                 continue;
             }
@@ -270,9 +413,11 @@ impl MetricAggregator {
             let reset = !cumulative || state.kind == Kind::Gauge;
             if reset {
                 state.series.clear();
+                state.canonical.clear();
+                state.aliases.clear();
                 state.overflow = None;
             } else {
-                for s in state.series.values_mut().chain(state.overflow.iter_mut()) {
+                for s in state.series.iter_mut().chain(state.overflow.iter_mut()) {
                     s.exemplar = None;
                 }
             }
@@ -342,7 +487,9 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
         kind,
         temporality,
         bounds,
-        series: HashMap::new(),
+        series: Vec::new(),
+        canonical: FxHashMap::default(),
+        aliases: FxHashMap::default(),
         overflow: None,
         interval_start: stream_start,
     }
