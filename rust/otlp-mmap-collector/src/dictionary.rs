@@ -4,7 +4,7 @@
 //! ref. A ref that cannot be resolved (past the end, bad length, bad protobuf)
 //! makes that one field empty and is counted; it never fails a batch.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;

@@ -229,9 +229,13 @@ impl FileReader {
     /// Returns the signal's pending batch, reading more of its ring first if
     /// none is pending. Bounded work; never blocks.
     pub fn poll(&mut self, signal: Signal, now: u64) -> Result<Option<Batch<'_>>, ReaderError> {
+        // Every call that touches the mapping checks the file's length first:
+        // a page past the end of a truncated file raises SIGBUS. (A truncation
+        // between this fstat and the reads below is not caught: the window is
+        // one poll's worth of work.)
+        self.stream.file.check_not_truncated()?;
         self.check_file(now);
         if self.pending[signal as usize].is_none() {
-            self.stream.file.check_not_truncated()?;
             let made = match signal {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
@@ -258,6 +262,7 @@ impl FileReader {
                     && generation == self.stream.generation
                     && self.options.consume
                 {
+                    self.stream.file.check_not_truncated()?;
                     self.stream.rings[signal as usize]
                         .release_to(self.stream.file.region(), seq)?;
                 }
@@ -273,9 +278,12 @@ impl FileReader {
         if self.pending[Signal::Metrics as usize].is_some() {
             return CollectOutcome::Busy;
         }
-        if self.stream.file.check_not_truncated().is_ok() {
-            self.ingest_measurements();
+        if self.stream.file.check_not_truncated().is_err() {
+            // Collecting resolves dictionary refs in the mapping: not in a
+            // truncated file. Its aggregates are lost with it.
+            return CollectOutcome::Nothing;
         }
+        self.ingest_measurements();
         let s = &mut self.stream;
         match self.aggregator.collect(&s.file, &mut s.dict, now) {
             Some((req, points)) => {
@@ -302,9 +310,11 @@ impl FileReader {
     pub fn stats(&self) -> ReaderStats {
         let mut st = self.stats;
         let region = self.stream.file.region();
+        // The ring headers are in the mapping: not read from a truncated file.
+        let intact = self.stream.file.check_not_truncated().is_ok();
         for (i, ring) in self.stream.rings.iter().enumerate() {
             st.ring_capacity[i] = ring.geometry().num_buffers;
-            st.ring_unread[i] = ring.unreleased(region);
+            st.ring_unread[i] = if intact { ring.unreleased(region) } else { 0 };
         }
         let c = self.assembler.counters;
         st.incomplete_spans = c.incomplete;

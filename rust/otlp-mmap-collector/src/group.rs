@@ -1,7 +1,7 @@
 //! `Grouper`: groups records by InstrumentationScope and then Resource, as the
 //! dictionary describes them, in first-seen order.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -23,7 +23,7 @@ impl<T> Default for Grouper<T> {
     fn default() -> Self {
         Grouper {
             scopes: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! when it was given up, status ERROR, attribute [`INCOMPLETE_ATTRIBUTE`]), so
 //! that after a crash the Collector still shows what the process was doing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
@@ -96,7 +98,7 @@ impl SpanAssembler {
     /// An assembler keeping at most `max_in_flight` open spans, each for at most `max_age_nanos`.
     pub fn new(max_in_flight: usize, max_age_nanos: u64) -> Self {
         SpanAssembler {
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             order: VecDeque::new(),
             next_generation: 0,
             max_in_flight: max_in_flight.max(1),
