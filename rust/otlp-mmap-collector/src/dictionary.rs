@@ -8,12 +8,36 @@ use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
+use otlp_mmap_core::view::{AnyValueView, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 /// Deepest nesting of values followed (arrays, kvlists, value refs); deeper
 /// values are cut off and counted as bad refs, so a ref cycle cannot loop.
 const MAX_DEPTH: usize = 16;
+
+/// Most [`units`] that copies of already resolved value refs may add to one
+/// value ref's resolution (refs nested in it included). Beyond it the ref
+/// resolves to an empty value and is counted as a bad ref, so refs that
+/// multiply each other cannot expand a few bytes of dictionary into
+/// gigabytes. The bytes of an entry itself are bounded by the file.
+pub const MAX_REF_EXPANSION: usize = 1 << 16;
+
+/// Size of a value: one per value plus one per 64 bytes of string or bytes.
+fn units(v: &otlp_common::AnyValue) -> usize {
+    use otlp_common::any_value::Value as O;
+    1 + match &v.value {
+        Some(O::StringValue(s)) => s.len() / 64,
+        Some(O::BytesValue(b)) => b.len() / 64,
+        Some(O::ArrayValue(a)) => a.values.iter().map(units).sum(),
+        Some(O::KvlistValue(l)) => l
+            .values
+            .iter()
+            .map(|kv| 1 + kv.key.len() / 64 + kv.value.as_ref().map_or(0, units))
+            .sum(),
+        _ => 0,
+    }
+}
 
 /// A scope as the dictionary describes it: the OTLP scope plus the ref of its resource.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +50,12 @@ pub struct ScopeEntry {
 #[derive(Debug, Default)]
 pub struct DictionaryCache {
     strings: HashMap<i64, Option<String>>,
-    values: HashMap<i64, Option<otlp_common::AnyValue>>,
+    /// Resolved value refs with their size in [`units`].
+    values: HashMap<i64, Option<(otlp_common::AnyValue, usize)>>,
+    /// What copies of cached values may still cost in the current
+    /// outermost value-ref resolution, and how deep resolutions are nested.
+    ref_budget: usize,
+    ref_nesting: usize,
     scopes: HashMap<i64, ScopeEntry>,
     resources: HashMap<i64, otlp_resource::Resource>,
     metrics: HashMap<i64, Option<proto::MetricRef>>,
@@ -127,6 +156,74 @@ impl DictionaryCache {
         kvs.iter().map(|kv| self.key_value(file, kv, 0)).collect()
     }
 
+    /// Converts encoded attributes (borrowed from a slot), resolving key and
+    /// value refs. An entry that does not decode is skipped and counted.
+    pub fn attributes_encoded(
+        &mut self,
+        file: &MmapReader,
+        entries: Repeated<'_>,
+    ) -> Vec<otlp_common::KeyValue> {
+        let mut out = Vec::new();
+        for entry in entries.iter() {
+            match KeyValueRefView::parse(entry) {
+                Ok(kv) => out.push(otlp_common::KeyValue {
+                    key: self.string(file, kv.key_ref),
+                    value: kv.value.map(|v| self.value_encoded(file, v, 0)),
+                    ..Default::default()
+                }),
+                Err(_) => self.bad_refs += 1,
+            }
+        }
+        out
+    }
+
+    /// Converts an encoded value (borrowed from a slot), resolving value refs.
+    pub fn value_encoded(
+        &mut self,
+        file: &MmapReader,
+        bytes: &[u8],
+        depth: usize,
+    ) -> otlp_common::AnyValue {
+        use otlp_common::any_value::Value as O;
+        if depth >= MAX_DEPTH {
+            self.bad_refs += 1;
+            return otlp_common::AnyValue { value: None };
+        }
+        let value = match AnyValueView::parse(bytes) {
+            Err(_) => {
+                self.bad_refs += 1;
+                None
+            }
+            Ok(AnyValueView::Empty) => None,
+            Ok(AnyValueView::String(s)) => {
+                Some(O::StringValue(String::from_utf8_lossy(s).into_owned()))
+            }
+            Ok(AnyValueView::Bool(b)) => Some(O::BoolValue(b)),
+            Ok(AnyValueView::Int(i)) => Some(O::IntValue(i)),
+            Ok(AnyValueView::Double(d)) => Some(O::DoubleValue(d)),
+            Ok(AnyValueView::Bytes(b)) => Some(O::BytesValue(b.to_vec())),
+            Ok(AnyValueView::Array(a)) => Some(O::ArrayValue(otlp_common::ArrayValue {
+                values: a
+                    .iter()
+                    .map(|x| self.value_encoded(file, x, depth + 1))
+                    .collect(),
+            })),
+            Ok(AnyValueView::KvList(l)) => Some(O::KvlistValue(otlp_common::KeyValueList {
+                values: l
+                    .iter()
+                    .filter_map(|e| KeyValueRefView::parse(e).ok())
+                    .map(|kv| otlp_common::KeyValue {
+                        key: self.string(file, kv.key_ref),
+                        value: kv.value.map(|v| self.value_encoded(file, v, depth + 1)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            Ok(AnyValueView::Ref(r)) => return self.value_ref(file, r, depth + 1),
+        };
+        otlp_common::AnyValue { value }
+    }
+
     /// Converts one value, resolving value refs.
     pub fn any_value(&mut self, file: &MmapReader, v: &proto::AnyValue) -> otlp_common::AnyValue {
         self.value(file, v, 0)
@@ -189,16 +286,41 @@ impl DictionaryCache {
         reference: i64,
         depth: usize,
     ) -> otlp_common::AnyValue {
+        if self.ref_nesting == 0 {
+            self.ref_budget = MAX_REF_EXPANSION;
+        }
         if let Some(v) = self.values.get(&reference) {
-            return v.clone().unwrap_or_default();
+            return match v {
+                Some((v, size)) if *size <= self.ref_budget => {
+                    self.ref_budget -= size;
+                    v.clone()
+                }
+                Some(_) => {
+                    // Refs that multiply each other ("billion laughs"): each
+                    // copy is small, the whole would not fit in memory.
+                    self.bad_refs += 1;
+                    otlp_common::AnyValue::default()
+                }
+                None => otlp_common::AnyValue::default(),
+            };
         }
         // Not cached yet: mark it as in progress (empty) so that a cycle ends.
         self.values.insert(reference, None);
+        self.ref_nesting += 1;
         let resolved = self
             .decode::<proto::AnyValue>(file, reference)
             .map(|v| self.value(file, &v, depth));
-        self.values.insert(reference, resolved.clone());
-        resolved.unwrap_or_default()
+        self.ref_nesting -= 1;
+        let resolved = resolved.map(|v| {
+            let size = units(&v);
+            (v, size)
+        });
+        let out = resolved
+            .as_ref()
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default();
+        self.values.insert(reference, resolved);
+        out
     }
 
     fn decode<M: Message + Default>(&mut self, file: &MmapReader, reference: i64) -> Option<M> {

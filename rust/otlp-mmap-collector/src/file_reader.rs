@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use otlp_mmap_core::view::SpanEventView;
 use otlp_mmap_core::{
     FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState, proto,
 };
@@ -437,10 +438,10 @@ impl FileReader {
                     empty = true;
                     break;
                 }
-                Slot::Ready(bytes) => match proto::SpanEvent::decode(bytes) {
+                Slot::Ready(bytes) => match SpanEventView::parse(bytes) {
                     Ok(ev) => {
                         self.stats.records_read[i] += 1;
-                        self.assembler.apply(&s.file, &mut s.dict, ev, now);
+                        self.assembler.apply(&s.file, &mut s.dict, &ev, now);
                     }
                     Err(_) => self.stats.corrupt_records[i] += 1,
                 },

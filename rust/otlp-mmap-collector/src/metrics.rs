@@ -118,7 +118,16 @@ pub struct MetricCounters {
     pub unknown_metric: u64,
     /// Measurements without a value.
     pub no_value: u64,
+    /// Measurements dropped because the file already has [`MAX_METRICS`] metrics.
+    pub too_many_metrics: u64,
 }
+
+/// Most metrics (distinct metric definitions) aggregated per file; with
+/// `cardinality_limit` series each, this bounds the series of a file.
+pub const MAX_METRICS: usize = 10_000;
+/// Most explicit bucket bounds of a histogram (the SDKs' defaults have 15);
+/// further bounds are ignored (their values count in the last bucket).
+pub const MAX_HISTOGRAM_BOUNDS: usize = 4096;
 
 /// Aggregates the measurements of one file.
 #[derive(Debug)]
@@ -276,6 +285,10 @@ impl MetricAggregator {
     ) -> bool {
         if self.metrics.contains_key(&metric_ref) {
             return true;
+        }
+        if self.metrics.len() >= MAX_METRICS {
+            self.counters.too_many_metrics += 1;
+            return false;
         }
         let Some(def) = dict.metric(file, metric_ref).cloned() else {
             self.counters.unknown_metric += 1;
@@ -464,6 +477,9 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
                 .collect();
             b.sort_by(|a, c| a.total_cmp(c));
             b.dedup();
+            // Every series holds a count per bucket: a definition claiming
+            // millions of bounds must not cost that much per series.
+            b.truncate(MAX_HISTOGRAM_BOUNDS);
             (Kind::Histogram, temporality(h.aggregation_temporality), b)
         }
         Some(Aggregation::ExpHist(e)) => (

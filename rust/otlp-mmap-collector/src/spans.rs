@@ -13,7 +13,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
-use otlp_mmap_core::{MmapReader, proto};
+use otlp_mmap_core::MmapReader;
+use otlp_mmap_core::view::{LinkView, SpanEventKind, SpanEventView};
 
 use crate::dictionary::DictionaryCache;
 
@@ -124,47 +125,57 @@ impl SpanAssembler {
         self.completed.drain(..n).collect()
     }
 
-    /// Applies one span event. `now` is the reader's clock (unix nanos).
+    /// Applies one span event, read straight from its slot. `now` is the
+    /// reader's clock (unix nanos).
     pub fn apply(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
-        ev: proto::SpanEvent,
+        ev: &SpanEventView<'_>,
         now: u64,
     ) {
-        use proto::span_event::Event;
         let (Ok(trace_id), Ok(span_id)) = (
-            <[u8; 16]>::try_from(ev.trace_id.as_slice()),
-            <[u8; 8]>::try_from(ev.span_id.as_slice()),
+            <[u8; 16]>::try_from(ev.trace_id),
+            <[u8; 8]>::try_from(ev.span_id),
         ) else {
             self.counters.invalid_ids += 1;
             return;
         };
         let key = (trace_id, span_id);
         match ev.event {
-            Some(Event::Start(start)) => {
+            SpanEventKind::Start {
+                parent_span_id,
+                name,
+                kind,
+                start_time_unix_nano,
+                attributes,
+                flags,
+            } => {
                 let span = Span {
                     trace_id: trace_id.to_vec(),
                     span_id: span_id.to_vec(),
-                    parent_span_id: start.parent_span_id,
-                    flags: start.flags,
-                    name: start.name,
-                    kind: start.kind,
-                    start_time_unix_nano: start.start_time_unix_nano,
-                    attributes: dict.attributes(file, &start.attributes),
+                    parent_span_id: parent_span_id.to_vec(),
+                    flags,
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    kind,
+                    start_time_unix_nano,
+                    attributes: dict.attributes_encoded(file, attributes),
                     ..Default::default()
                 };
                 self.open(key, span, ev.scope_ref, now);
             }
-            Some(Event::End(end)) => {
-                let status = end.status.map(|s| Status {
-                    message: s.message,
+            SpanEventKind::End {
+                end_time_unix_nano,
+                status,
+            } => {
+                let status = status.map(|s| Status {
+                    message: String::from_utf8_lossy(s.message).into_owned(),
                     code: s.code,
                 });
                 match self.in_flight.remove(&key) {
                     Some(open) => {
                         let mut span = open.span;
-                        span.end_time_unix_nano = end.end_time_unix_nano;
+                        span.end_time_unix_nano = end_time_unix_nano;
                         span.status = status;
                         self.completed.push_back(AssembledSpan {
                             scope_ref: open.scope_ref,
@@ -178,8 +189,8 @@ impl SpanAssembler {
                         let span = Span {
                             trace_id: trace_id.to_vec(),
                             span_id: span_id.to_vec(),
-                            start_time_unix_nano: end.end_time_unix_nano,
-                            end_time_unix_nano: end.end_time_unix_nano,
+                            start_time_unix_nano: end_time_unix_nano,
+                            end_time_unix_nano,
                             status,
                             attributes: vec![bool_attr(START_MISSING_ATTRIBUTE, true)],
                             ..Default::default()
@@ -191,35 +202,35 @@ impl SpanAssembler {
                     }
                 }
             }
-            Some(Event::Name(n)) => match self.in_flight.get_mut(&key) {
-                Some(open) => open.span.name = n.name,
+            SpanEventKind::Name(name) => match self.in_flight.get_mut(&key) {
+                Some(open) => open.span.name = String::from_utf8_lossy(name).into_owned(),
                 None => self.counters.orphan_events += 1,
             },
-            Some(Event::Attributes(a)) => {
+            SpanEventKind::Attributes(attributes) => {
                 if !self.in_flight.contains_key(&key) {
                     self.counters.orphan_events += 1;
                     return;
                 }
-                let kvs = dict.attributes(file, &a.attributes);
+                let kvs = dict.attributes_encoded(file, attributes);
                 if let Some(open) = self.in_flight.get_mut(&key) {
                     for kv in kvs {
                         upsert(&mut open.span.attributes, kv);
                     }
                 }
             }
-            Some(Event::Link(l)) => {
+            SpanEventKind::Links(links) => {
                 if !self.in_flight.contains_key(&key) {
                     self.counters.orphan_events += 1;
                     return;
                 }
-                let links: Vec<span::Link> = l
-                    .links
-                    .into_iter()
+                let links: Vec<span::Link> = links
+                    .iter()
+                    .filter_map(|b| LinkView::parse(b).ok())
                     .map(|link| span::Link {
-                        trace_id: link.trace_id,
-                        span_id: link.span_id,
-                        trace_state: link.trace_state,
-                        attributes: dict.attributes(file, &link.attributes),
+                        trace_id: link.trace_id.to_vec(),
+                        span_id: link.span_id.to_vec(),
+                        trace_state: String::from_utf8_lossy(link.trace_state).into_owned(),
+                        attributes: dict.attributes_encoded(file, link.attributes),
                         dropped_attributes_count: link.dropped_attributes_count,
                         flags: link.flags,
                     })
@@ -228,7 +239,7 @@ impl SpanAssembler {
                     open.span.links.extend(links);
                 }
             }
-            None => self.counters.orphan_events += 1,
+            SpanEventKind::None => self.counters.orphan_events += 1,
         }
     }
 

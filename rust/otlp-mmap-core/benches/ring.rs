@@ -16,12 +16,16 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use otlp_mmap_core::proto::{self, any_value::Value, span_event};
+use otlp_mmap_core::view::{KeyValueRefView, SpanEventKind, SpanEventView};
 use otlp_mmap_core::{
     FileConfig, MmapReader, MmapWriter, RingConfig, RingKind, RingReader, Slot, WriteError,
 };
 use prost::Message;
 
 const SLOTS: u64 = 4096;
+/// Records written, then decoded, per round of the decode benchmarks: few
+/// enough to stay in the cache, as for a reader that keeps up.
+const DECODE_BATCH: u64 = 256;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -261,7 +265,7 @@ fn bench_read(c: &mut Criterion) {
             let mut left = iters;
             let mut elapsed = Duration::ZERO;
             while left > 0 {
-                let batch = left.min(SLOTS);
+                let batch = left.min(DECODE_BATCH);
                 for i in 0..batch {
                     let ev = if i % 2 == 0 { &start } else { &end };
                     f.writer.try_write(RingKind::Spans, ev).unwrap();
@@ -272,6 +276,37 @@ fn bench_read(c: &mut Criterion) {
                         panic!("slot not published")
                     };
                     black_box(proto::SpanEvent::decode(bytes).unwrap());
+                    ring.advance();
+                }
+                ring.release(f.reader.region()).unwrap();
+                elapsed += t0.elapsed();
+                left -= batch;
+            }
+            elapsed
+        });
+    });
+    g.bench_function("view", |b| {
+        b.iter_custom(|iters| {
+            let mut left = iters;
+            let mut elapsed = Duration::ZERO;
+            while left > 0 {
+                let batch = left.min(DECODE_BATCH);
+                for i in 0..batch {
+                    let ev = if i % 2 == 0 { &start } else { &end };
+                    f.writer.try_write(RingKind::Spans, ev).unwrap();
+                }
+                let t0 = Instant::now();
+                for _ in 0..batch {
+                    let Slot::Ready(bytes) = ring.peek(f.reader.region()) else {
+                        panic!("slot not published")
+                    };
+                    let view = SpanEventView::parse(bytes).unwrap();
+                    if let SpanEventKind::Start { attributes, .. } = view.event {
+                        for kv in attributes.iter() {
+                            black_box(KeyValueRefView::parse(kv).unwrap());
+                        }
+                    }
+                    black_box(view);
                     ring.advance();
                 }
                 ring.release(f.reader.region()).unwrap();

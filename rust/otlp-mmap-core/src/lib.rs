@@ -45,6 +45,7 @@ pub mod lock;
 pub mod reader;
 pub mod region;
 pub mod ring;
+pub mod view;
 pub mod writer;
 
 /// The OTLP-MMAP v1 messages, generated from `proto/mmap.proto`.

@@ -1,0 +1,522 @@
+//! Borrowed decoding: records read straight from their slot bytes, without
+//! allocating. A view holds sub-slices of the slot; strings and nested
+//! messages are decoded only when asked for.
+//!
+//! The views follow protobuf's rules where they matter to a reader: the last
+//! occurrence of a scalar or oneof field wins, repeated fields are yielded in
+//! wire order, and unknown fields are skipped. Malformed input (a truncated
+//! varint, a length past the end, a group or an unknown wire type) is an
+//! error, never a panic or an out-of-bounds read.
+
+use prost::encoding::decode_varint;
+
+/// A protobuf wire value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32(u32),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Wire<'a> {
+    fn varint(self) -> u64 {
+        match self {
+            Wire::Varint(v) => v,
+            _ => 0,
+        }
+    }
+    fn fixed64(self) -> u64 {
+        match self {
+            Wire::Fixed64(v) => v,
+            _ => 0,
+        }
+    }
+    fn fixed32(self) -> u32 {
+        match self {
+            Wire::Fixed32(v) => v,
+            _ => 0,
+        }
+    }
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Wire::Bytes(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// The record is not valid protobuf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireError;
+
+/// Iterates over the fields of one message: `(field number, value)`.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, failed: false }
+    }
+
+    fn next_field(&mut self) -> Result<(u32, Wire<'a>), WireError> {
+        let key = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+        let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
+        if field == 0 {
+            return Err(WireError);
+        }
+        let value = match key & 7 {
+            0 => Wire::Varint(decode_varint(&mut self.buf).map_err(|_| WireError)?),
+            1 => {
+                let (v, rest) = self.buf.split_first_chunk::<8>().ok_or(WireError)?;
+                self.buf = rest;
+                Wire::Fixed64(u64::from_le_bytes(*v))
+            }
+            2 => {
+                let len = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+                if len > self.buf.len() as u64 {
+                    return Err(WireError);
+                }
+                let (v, rest) = self.buf.split_at(len as usize);
+                self.buf = rest;
+                Wire::Bytes(v)
+            }
+            5 => {
+                let (v, rest) = self.buf.split_first_chunk::<4>().ok_or(WireError)?;
+                self.buf = rest;
+                Wire::Fixed32(u32::from_le_bytes(*v))
+            }
+            _ => return Err(WireError),
+        };
+        Ok((field, value))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Wire<'a>), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() || self.failed {
+            return None;
+        }
+        let r = self.next_field();
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
+
+/// The entries of one repeated message field, in wire order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Repeated<'a> {
+    msg: &'a [u8],
+    field: u32,
+}
+
+impl<'a> Repeated<'a> {
+    /// Every entry (a malformed message ends the iteration; it was checked
+    /// when the enclosing view was parsed).
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let field = self.field;
+        Fields::new(self.msg)
+            .map_while(Result::ok)
+            .filter_map(move |(f, w)| match w {
+                Wire::Bytes(b) if f == field => Some(b),
+                _ => None,
+            })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+fn check(msg: &[u8]) -> Result<(), WireError> {
+    for f in Fields::new(msg) {
+        f?;
+    }
+    Ok(())
+}
+
+/// A `KeyValueRef`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyValueRefView<'a> {
+    pub key_ref: i64,
+    /// The encoded `AnyValue`, when present.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> KeyValueRefView<'a> {
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = KeyValueRefView::default();
+        for f in Fields::new(msg) {
+            match f? {
+                (1, w) => v.key_ref = w.varint() as i64,
+                (2, w) => v.value = Some(w.bytes()),
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// An `AnyValue`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnyValueView<'a> {
+    Empty,
+    /// UTF-8 by the schema; checked by whoever turns it into a string.
+    String(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    /// An encoded `ArrayValue` (field 1: repeated AnyValue).
+    Array(Repeated<'a>),
+    /// An encoded `KeyValueList` (field 1: repeated KeyValueRef).
+    KvList(Repeated<'a>),
+    Bytes(&'a [u8]),
+    /// A dictionary ref of an `AnyValue` entry.
+    Ref(i64),
+}
+
+impl PartialEq for Repeated<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.msg == other.msg && self.field == other.field
+    }
+}
+
+impl<'a> AnyValueView<'a> {
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = AnyValueView::Empty;
+        for f in Fields::new(msg) {
+            v = match f? {
+                (1, w) => AnyValueView::String(w.bytes()),
+                (2, w) => AnyValueView::Bool(w.varint() != 0),
+                (3, w) => AnyValueView::Int(w.varint() as i64),
+                (4, w) => AnyValueView::Double(f64::from_bits(w.fixed64())),
+                (5, w) => {
+                    check(w.bytes())?;
+                    AnyValueView::Array(Repeated {
+                        msg: w.bytes(),
+                        field: 1,
+                    })
+                }
+                (6, w) => {
+                    check(w.bytes())?;
+                    AnyValueView::KvList(Repeated {
+                        msg: w.bytes(),
+                        field: 1,
+                    })
+                }
+                (7, w) => AnyValueView::Bytes(w.bytes()),
+                (8, w) => AnyValueView::Ref(w.varint() as i64),
+                _ => v,
+            };
+        }
+        Ok(v)
+    }
+}
+
+/// A `Status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatusView<'a> {
+    pub message: &'a [u8],
+    pub code: i32,
+}
+
+/// A `SpanEvent.AddLink.Link`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkView<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub trace_state: &'a [u8],
+    pub attributes: Repeated<'a>,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+}
+
+impl<'a> LinkView<'a> {
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = LinkView {
+            attributes: Repeated { msg, field: 4 },
+            ..Default::default()
+        };
+        for f in Fields::new(msg) {
+            match f? {
+                (1, w) => v.trace_id = w.bytes(),
+                (2, w) => v.span_id = w.bytes(),
+                (3, w) => v.trace_state = w.bytes(),
+                (5, w) => v.dropped_attributes_count = w.varint() as u32,
+                (6, w) => v.flags = w.fixed32(),
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// What a span event does.
+#[derive(Debug, Clone, Copy)]
+pub enum SpanEventKind<'a> {
+    Start {
+        parent_span_id: &'a [u8],
+        name: &'a [u8],
+        kind: i32,
+        start_time_unix_nano: u64,
+        attributes: Repeated<'a>,
+        flags: u32,
+    },
+    End {
+        end_time_unix_nano: u64,
+        status: Option<StatusView<'a>>,
+    },
+    Name(&'a [u8]),
+    Attributes(Repeated<'a>),
+    /// Entries decode with [`LinkView::parse`].
+    Links(Repeated<'a>),
+    None,
+}
+
+/// A `SpanEvent`.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanEventView<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub scope_ref: i64,
+    pub event: SpanEventKind<'a>,
+}
+
+impl<'a> SpanEventView<'a> {
+    /// Parses a SpanEvent and checks every nested message it will hand out.
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = SpanEventView {
+            trace_id: &[],
+            span_id: &[],
+            scope_ref: 0,
+            event: SpanEventKind::None,
+        };
+        for f in Fields::new(msg) {
+            match f? {
+                (1, w) => v.trace_id = w.bytes(),
+                (2, w) => v.span_id = w.bytes(),
+                (20, w) => v.scope_ref = w.varint() as i64,
+                (11, w) => v.event = parse_start(w.bytes())?,
+                (12, w) => v.event = parse_end(w.bytes())?,
+                (13, w) => {
+                    let mut name: &[u8] = &[];
+                    for f in Fields::new(w.bytes()) {
+                        if let (5, n) = f? {
+                            name = n.bytes();
+                        }
+                    }
+                    v.event = SpanEventKind::Name(name);
+                }
+                (14, w) => {
+                    check_entries(w.bytes(), 9)?;
+                    v.event = SpanEventKind::Attributes(Repeated {
+                        msg: w.bytes(),
+                        field: 9,
+                    });
+                }
+                (15, w) => {
+                    check_entries(w.bytes(), 13)?;
+                    v.event = SpanEventKind::Links(Repeated {
+                        msg: w.bytes(),
+                        field: 13,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// Checks a message and each entry of its repeated field `field`.
+fn check_entries(msg: &[u8], field: u32) -> Result<(), WireError> {
+    for f in Fields::new(msg) {
+        if let (n, Wire::Bytes(b)) = f?
+            && n == field
+        {
+            check(b)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
+    let (mut parent, mut name, mut kind, mut start, mut flags) = (&[][..], &[][..], 0, 0, 0);
+    for f in Fields::new(msg) {
+        match f? {
+            (4, w) => parent = w.bytes(),
+            (5, w) => name = w.bytes(),
+            (6, w) => kind = w.varint() as i32,
+            (7, w) => start = w.fixed64(),
+            (9, w) => check(w.bytes())?,
+            (16, w) => flags = w.fixed32(),
+            _ => {}
+        }
+    }
+    Ok(SpanEventKind::Start {
+        parent_span_id: parent,
+        name,
+        kind,
+        start_time_unix_nano: start,
+        attributes: Repeated { msg, field: 9 },
+        flags,
+    })
+}
+
+fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
+    let (mut end, mut status) = (0, None);
+    for f in Fields::new(msg) {
+        match f? {
+            (8, w) => end = w.fixed64(),
+            (15, w) => {
+                let mut s = StatusView::default();
+                for f in Fields::new(w.bytes()) {
+                    match f? {
+                        (2, m) => s.message = m.bytes(),
+                        (3, c) => s.code = c.varint() as i32,
+                        _ => {}
+                    }
+                }
+                status = Some(s);
+            }
+            _ => {}
+        }
+    }
+    Ok(SpanEventKind::End {
+        end_time_unix_nano: end,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{self, any_value::Value, span_event::Event};
+    use prost::Message;
+
+    fn kv(k: i64, v: Value) -> proto::KeyValueRef {
+        proto::KeyValueRef {
+            key_ref: k,
+            value: Some(proto::AnyValue { value: Some(v) }),
+        }
+    }
+
+    #[test]
+    fn views_agree_with_prost() {
+        let start = proto::SpanEvent {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            scope_ref: 77,
+            event: Some(Event::Start(proto::span_event::StartSpan {
+                parent_span_id: vec![3; 8],
+                name: "op".into(),
+                kind: 2,
+                start_time_unix_nano: 123,
+                attributes: vec![
+                    kv(5, Value::IntValue(-4)),
+                    kv(6, Value::StringValue("s".into())),
+                ],
+                flags: 0x301,
+            })),
+        };
+        let bytes = start.encode_to_vec();
+        let v = SpanEventView::parse(&bytes).unwrap();
+        assert_eq!(
+            (v.trace_id, v.span_id, v.scope_ref),
+            (&[1u8; 16][..], &[2u8; 8][..], 77)
+        );
+        let SpanEventKind::Start {
+            parent_span_id,
+            name,
+            kind,
+            start_time_unix_nano,
+            attributes,
+            flags,
+        } = v.event
+        else {
+            panic!("not a start")
+        };
+        assert_eq!(
+            (parent_span_id, name, kind, start_time_unix_nano, flags),
+            (&[3u8; 8][..], &b"op"[..], 2, 123, 0x301)
+        );
+        let kvs: Vec<_> = attributes
+            .iter()
+            .map(|b| KeyValueRefView::parse(b).unwrap())
+            .collect();
+        assert_eq!(kvs.len(), 2);
+        assert_eq!(kvs[0].key_ref, 5);
+        assert_eq!(
+            AnyValueView::parse(kvs[0].value.unwrap()).unwrap(),
+            AnyValueView::Int(-4)
+        );
+        assert_eq!(
+            AnyValueView::parse(kvs[1].value.unwrap()).unwrap(),
+            AnyValueView::String(b"s")
+        );
+
+        let end = proto::SpanEvent {
+            event: Some(Event::End(proto::span_event::EndSpan {
+                end_time_unix_nano: 9,
+                status: Some(proto::Status {
+                    message: "bad".into(),
+                    code: 2,
+                }),
+            })),
+            ..Default::default()
+        };
+        let bytes = end.encode_to_vec();
+        let SpanEventKind::End {
+            end_time_unix_nano,
+            status,
+        } = SpanEventView::parse(&bytes).unwrap().event
+        else {
+            panic!("not an end")
+        };
+        assert_eq!(end_time_unix_nano, 9);
+        assert_eq!(
+            status,
+            Some(StatusView {
+                message: b"bad",
+                code: 2
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        let good = proto::SpanEvent {
+            trace_id: vec![1; 16],
+            event: Some(Event::Name(proto::span_event::ChangeSpanName {
+                name: "n".into(),
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        for cut in 0..good.len() {
+            // Every prefix either parses or fails; none panics.
+            let _ = SpanEventView::parse(&good[..cut]);
+        }
+        assert!(
+            SpanEventView::parse(&[0x0a, 0x20, 1, 2]).is_err(),
+            "length past the end"
+        );
+        assert!(SpanEventView::parse(&[0x0b]).is_err(), "group wire type");
+        assert!(SpanEventView::parse(&[0x80]).is_err(), "truncated varint");
+        assert!(
+            AnyValueView::parse(&[0x2a, 0x02, 0x0a, 0x05]).is_err(),
+            "array entry past its end"
+        );
+    }
+}
