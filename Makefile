@@ -12,14 +12,14 @@ OCB := $(BIN)/builder
 DIST := $(ROOT)/build/otelcol-mmap/otelcol-mmap
 FFI_LIB := $(ROOT)/target/release/libotlp_mmap_ffi.a
 FFI_NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-RELEASE_BINS := $(ROOT)/target/release/otlp-mmap $(ROOT)/target/release/examples/demo
+RELEASE_BINS := $(ROOT)/target/release/otlp-mmap $(ROOT)/target/release/examples/demo $(ROOT)/target/release/examples/crashy
 VECTORS ?= $(ROOT)/../shared/vectors/upstream-v1
 RUN_DIR ?= $(ROOT)/tmp/run
 RUN_FOR ?=
 CONFIG ?= $(ROOT)/testdata/configs/demo.yaml
 export CGO_ENABLED := 1
 
-.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e header lint fmt bench fuzz clean
+.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e soak fuzz header lint fmt bench clean
 
 all: build
 
@@ -29,7 +29,7 @@ ffi:
 
 ## release-bins: the otlp-mmap tool and the demo application (release).
 release-bins:
-	$(CARGO) build --release -p otlp-mmap-cli -p opentelemetry-mmap --bin otlp-mmap --example demo
+	$(CARGO) build --release -p otlp-mmap-cli -p opentelemetry-mmap --bin otlp-mmap --example demo --example crashy
 
 ## ocb: the OpenTelemetry Collector Builder, installed into ./bin when missing.
 ocb: $(OCB)
@@ -72,7 +72,31 @@ test-go: ffi
 ## test-e2e: the real otelcol-mmap binary fed by real writers, checked at an OTLP endpoint.
 test-e2e: build
 	cd go/e2e && OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
-		DEMO_APP=$(ROOT)/target/release/examples/demo $(GO) test -count=1 -v ./...
+		DEMO_APP=$(ROOT)/target/release/examples/demo CRASHY=$(ROOT)/target/release/examples/crashy $(GO) test -count=1 -v ./...
+
+## soak: the long reliability tests (RELIABILITY.md): kills, restarts, a refusing
+## pipeline, truncation races, 500 writers; each about SOAK_SECONDS (default 60).
+SOAK_SECONDS ?= 60
+soak: build
+	cd go/e2e && SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
+		DEMO_APP=$(ROOT)/target/release/examples/demo CRASHY=$(ROOT)/target/release/examples/crashy \
+		$(GO) test -count=1 -v -timeout 30m -run 'TestWriterKilledMidStream|TestCollectorKilledAndRestarted|TestSoakTruncationRace|TestPipelineRefuses|TestManyWriters' ./...
+
+## fuzz: hostile files for FUZZ_SECONDS (default 60): libFuzzer via cargo-fuzz on
+## nightly when installed, otherwise the proptest corruption suite in release
+## with an unbounded case count, stopped after FUZZ_SECONDS (a timeout is a pass).
+FUZZ_SECONDS ?= 60
+fuzz:
+	if $(CARGO) fuzz --version >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then \
+		cd rust/otlp-mmap-core/fuzz && $(CARGO) +nightly fuzz run open_and_drain -- -max_total_time=$(FUZZ_SECONDS); \
+	else \
+		echo "cargo-fuzz or nightly missing: running the proptest corruption suite for $(FUZZ_SECONDS)s instead"; \
+		$(CARGO) test --release -p otlp-mmap-core --test corruption --no-run; \
+		$(CARGO) test --release -p otlp-mmap-collector --test hostile; \
+		rc=0; OTLP_MMAP_FUZZ_CASES=100000000 timeout $(FUZZ_SECONDS) \
+			$(CARGO) test --release -p otlp-mmap-core --test corruption -- --test-threads=2 || rc=$$?; \
+		if [ $$rc -eq 124 ]; then echo "fuzz: no failure in $(FUZZ_SECONDS)s"; else exit $$rc; fi; \
+	fi
 
 ## header: regenerate the C header with cbindgen.
 header:
@@ -90,3 +114,17 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf build tmp bin
+
+## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (< 15 min on 2 cores); writes BENCHMARKS.md and bench/img/*.png.
+BENCH_VENV := $(ROOT)/tmp/bench-venv
+bench: build
+	$(CARGO) build --release -p otlp-mmap-bench
+	mkdir -p $(ROOT)/tmp/bench
+	cd $(ROOT)/bench/sink && $(GO) build -o $(ROOT)/tmp/bench/sink .
+	cd $(ROOT)/build/otelcol-mmap && $(GO) build -mod=mod -trimpath -o $(ROOT)/tmp/bench/otelcol-mmap-symbols .
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(BENCH_VENV)/bin/pip install --quiet 'matplotlib>=3.8,<4'
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) || echo "valgrind unavailable: no instruction counts"
+	command -v perf >/dev/null || echo "perf unavailable: no profiles"
+	OTELCOL_MMAP=$(DIST) python3 $(ROOT)/bench/run.py
+	$(BENCH_VENV)/bin/python $(ROOT)/bench/report.py

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,18 +36,45 @@ type sink struct {
 	other   int
 	url     string
 	srv     *http.Server
+
+	// Used by the reliability tests.
+	spanCount   map[string]int      // span name -> times received
+	spanService map[string]string   // span name -> service.name of its resource
+	svcMetrics  map[string][]sample // "service/metric" -> every int sum received, in order
+	requests    map[string]int      // path -> requests answered 200
+	refuse      atomic.Bool         // answer 503 to everything while set
+}
+
+// sample is one received value of a metric.
+type sample struct {
+	at    time.Time
+	value int64
 }
 
 func newSink(t *testing.T) *sink {
 	t.Helper()
-	s := &sink{spans: map[string]map[string]any{}, logs: map[string]int{}, metrics: map[string]int64{}}
+	s := &sink{spans: map[string]map[string]any{}, logs: map[string]int{}, metrics: map[string]int64{},
+		spanCount: map[string]int{}, spanService: map[string]string{}, svcMetrics: map[string][]sample{}, requests: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.url = "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/traces", func(w http.ResponseWriter, r *http.Request) {
+	handle := func(path string, h http.HandlerFunc) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if s.refuse.Load() {
+				_, _ = io.Copy(io.Discard, r.Body)
+				http.Error(w, "refusing (test)", http.StatusServiceUnavailable)
+				return
+			}
+			h(w, r)
+			s.mu.Lock()
+			s.requests[path]++
+			s.mu.Unlock()
+		})
+	}
+	handle("/v1/traces", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		req := ptraceotlp.NewExportRequest()
 		if err := req.UnmarshalProto(body); err != nil {
@@ -56,19 +84,22 @@ func newSink(t *testing.T) *sink {
 		s.mu.Lock()
 		rss := req.Traces().ResourceSpans()
 		for i := 0; i < rss.Len(); i++ {
+			svc, _ := rss.At(i).Resource().Attributes().Get("service.name")
 			sss := rss.At(i).ScopeSpans()
 			for j := 0; j < sss.Len(); j++ {
 				spans := sss.At(j).Spans()
 				for k := 0; k < spans.Len(); k++ {
 					sp := spans.At(k)
 					s.spans[sp.Name()] = sp.Attributes().AsRaw()
+					s.spanCount[sp.Name()]++
+					s.spanService[sp.Name()] = svc.AsString()
 				}
 			}
 		}
 		s.mu.Unlock()
 		writeOK(w)
 	})
-	mux.HandleFunc("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
+	handle("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		req := plogotlp.NewExportRequest()
 		if err := req.UnmarshalProto(body); err != nil {
@@ -89,7 +120,7 @@ func newSink(t *testing.T) *sink {
 		s.mu.Unlock()
 		writeOK(w)
 	})
-	mux.HandleFunc("/v1/metrics", func(w http.ResponseWriter, r *http.Request) {
+	handle("/v1/metrics", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		req := pmetricotlp.NewExportRequest()
 		if err := req.UnmarshalProto(body); err != nil {
@@ -99,6 +130,7 @@ func newSink(t *testing.T) *sink {
 		s.mu.Lock()
 		rms := req.Metrics().ResourceMetrics()
 		for i := 0; i < rms.Len(); i++ {
+			svc, _ := rms.At(i).Resource().Attributes().Get("service.name")
 			sms := rms.At(i).ScopeMetrics()
 			for j := 0; j < sms.Len(); j++ {
 				ms := sms.At(j).Metrics()
@@ -111,6 +143,8 @@ func newSink(t *testing.T) *sink {
 							total += dps.At(p).IntValue()
 						}
 						s.metrics[m.Name()] = total
+						key := svc.AsString() + "/" + m.Name()
+						s.svcMetrics[key] = append(s.svcMetrics[key], sample{at: time.Now(), value: total})
 					} else {
 						s.metrics[m.Name()] = -1
 					}

@@ -3,7 +3,9 @@ package mmapreceiver // import "github.com/otelcol-mmap/mmapreceiver"
 import (
 	"errors"
 	"fmt"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -36,6 +38,22 @@ type Config struct {
 	// ScanInterval is how often the Include/Exclude globs are evaluated again
 	// to pick up new files and let go of removed ones.
 	ScanInterval time.Duration `mapstructure:"scan_interval"`
+
+	// AllowedOwners lists the users (numeric uids or user names) whose
+	// files are read; a file owned by anyone else is skipped. Empty: any owner.
+	AllowedOwners []string `mapstructure:"allowed_owners"`
+	// RejectWorldWritable skips files that every local user may write
+	// (mode o+w): anyone could have put anything in them. Default true.
+	RejectWorldWritable bool `mapstructure:"reject_world_writable"`
+	// RejectGroupWritable skips files that their group may write (mode g+w).
+	// Default false: a Collector running as another user than the
+	// application needs write access (it stores its read position in the
+	// file), which a shared group usually gives.
+	RejectGroupWritable bool `mapstructure:"reject_group_writable"`
+	// FollowSymlinks lets a matching symbolic link point anywhere. Default
+	// false: a link is followed only when its target lies in a directory
+	// that one of the Include patterns covers.
+	FollowSymlinks bool `mapstructure:"follow_symlinks"`
 
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
@@ -97,8 +115,9 @@ var _ component.Config = (*Config)(nil)
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		PollInterval: defaultPollInterval,
-		ScanInterval: defaultScanInterval,
+		PollInterval:        defaultPollInterval,
+		ScanInterval:        defaultScanInterval,
+		RejectWorldWritable: true,
 		Traces: TracesConfig{
 			MaxBatchSize:     defaultMaxBatchSize,
 			MaxInFlightSpans: defaultMaxInFlightSpans,
@@ -124,6 +143,9 @@ func (cfg *Config) Validate() error {
 	}
 	errs = append(errs, validateGlobs("include", cfg.Include)...)
 	errs = append(errs, validateGlobs("exclude", cfg.Exclude)...)
+	if _, err := resolveOwners(cfg.AllowedOwners); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs,
 		positiveDuration("poll_interval", cfg.PollInterval),
 		positiveDuration("scan_interval", cfg.ScanInterval),
@@ -170,4 +192,35 @@ func positiveInt(key string, v int) error {
 		return fmt.Errorf("%s: must be a positive number, got %d", key, v)
 	}
 	return nil
+}
+
+// resolveOwners turns allowed_owners into uids; nil means any owner.
+func resolveOwners(owners []string) (map[uint32]bool, error) {
+	if len(owners) == 0 {
+		return nil, nil
+	}
+	uids := map[uint32]bool{}
+	var errs []error
+	for i, o := range owners {
+		if uid, err := strconv.ParseUint(o, 10, 32); err == nil {
+			uids[uint32(uid)] = true
+			continue
+		}
+		if o == "" {
+			errs = append(errs, fmt.Errorf("allowed_owners[%d]: empty user", i))
+			continue
+		}
+		u, err := user.Lookup(o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allowed_owners[%d]: unknown user %q: %w", i, o, err))
+			continue
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allowed_owners[%d]: user %q has a non-numeric uid %q", i, o, u.Uid))
+			continue
+		}
+		uids[uint32(uid)] = true
+	}
+	return uids, errors.Join(errs...)
 }

@@ -26,6 +26,10 @@ func TestCreateDefaultConfig(t *testing.T) {
 	assert.Equal(t, 2000, cfg.Metrics.CardinalityLimit)
 	assert.Equal(t, 10*time.Millisecond, cfg.RetryOnFailure.InitialInterval)
 	assert.Equal(t, time.Second, cfg.RetryOnFailure.MaxInterval)
+	assert.Empty(t, cfg.AllowedOwners)
+	assert.True(t, cfg.RejectWorldWritable)
+	assert.False(t, cfg.RejectGroupWritable)
+	assert.False(t, cfg.FollowSymlinks)
 	// The defaults lack the required include list.
 	require.ErrorContains(t, confmap.Validate(cfg), "include")
 }
@@ -53,10 +57,14 @@ func TestLoadValidConfig(t *testing.T) {
 	cfg, err = loadConfig(t, "custom")
 	require.NoError(t, err)
 	assert.Equal(t, &Config{
-		Include:      []string{"/var/run/otlp-mmap/*.otlp", "/tmp/app-*.otlp"},
-		Exclude:      []string{"/tmp/app-test-*.otlp"},
-		PollInterval: 2 * time.Millisecond,
-		ScanInterval: 250 * time.Millisecond,
+		Include:             []string{"/var/run/otlp-mmap/*.otlp", "/tmp/app-*.otlp"},
+		Exclude:             []string{"/tmp/app-test-*.otlp"},
+		PollInterval:        2 * time.Millisecond,
+		ScanInterval:        250 * time.Millisecond,
+		AllowedOwners:       []string{"0", "1000"},
+		RejectWorldWritable: false,
+		RejectGroupWritable: true,
+		FollowSymlinks:      true,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,
@@ -95,6 +103,7 @@ func TestLoadInvalidConfig(t *testing.T) {
 		{"zero_initial_interval", "retry_on_failure::initial_interval: must be a positive duration"},
 		{"zero_max_interval", "retry_on_failure::max_interval: must be a positive duration"},
 		{"max_below_initial_interval", "retry_on_failure::max_interval: 1s is shorter than"},
+		{"unknown_allowed_owner", `allowed_owners[0]: unknown user "no-such-user-otlp-mmap"`},
 		{"unknown_key", "pol_interval"},
 	}
 	for _, tt := range tests {

@@ -57,9 +57,12 @@ type mmapReceiver struct {
 
 	signalAttrs [3]metric.MeasurementOption
 
+	owners map[uint32]bool // allowed_owners as uids; nil: any
+
 	mu          sync.Mutex
 	files       map[string]*fileReader // open files by path
 	openFailed  map[string]int32       // path -> status code of the failure already logged
+	rejected    map[string]string      // path -> why it is not read (already logged)
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
 	started     bool
@@ -80,13 +83,19 @@ func newMmapReceiver(set receiver.Settings, cfg *Config) (*mmapReceiver, error) 
 	if err != nil {
 		return nil, err
 	}
+	owners, err := resolveOwners(cfg.AllowedOwners)
+	if err != nil {
+		return nil, err
+	}
 	r := &mmapReceiver{
 		cfg:        cfg,
 		set:        set,
 		obsrep:     obsrep,
 		tel:        tel,
+		owners:     owners,
 		files:      map[string]*fileReader{},
 		openFailed: map[string]int32{},
+		rejected:   map[string]string{},
 	}
 	for _, sig := range ffi.Signals {
 		r.signalAttrs[sig] = metric.WithAttributeSet(attribute.NewSet(attribute.String("signal", sig.String())))
@@ -233,9 +242,12 @@ func statKey(path string) (fileKey, bool) {
 	return fileKey{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true //nolint:unconvert // field widths differ per platform
 }
 
-// match evaluates include minus exclude. Paths are made absolute.
+// match evaluates include minus exclude, minus the files that the
+// allowed_owners, reject_*_writable and follow_symlinks settings refuse
+// (logged once per path and reason). Paths are made absolute.
 func (r *mmapReceiver) match() map[string]fileKey {
 	out := map[string]fileKey{}
+	refused := map[string]string{}
 	for _, pattern := range r.cfg.Include {
 		matches, err := filepath.Glob(pattern)
 		if err != nil {
@@ -249,12 +261,81 @@ func (r *mmapReceiver) match() map[string]fileKey {
 			if _, seen := out[abs]; seen || r.excluded(m, abs) {
 				continue
 			}
+			if why := r.refuse(abs); why != "" {
+				refused[abs] = why
+				continue
+			}
 			if key, ok := statKey(abs); ok {
 				out[abs] = key
 			}
 		}
 	}
+	for path, why := range refused {
+		if r.rejected[path] != why {
+			r.set.Logger.Warn("Not reading OTLP-MMAP file", zap.String("path", path), zap.String("reason", why))
+			r.tel.ReceiverMmapOpenFailures.Add(context.Background(), 1)
+		}
+	}
+	r.rejected = refused
 	return out
+}
+
+// refuse says why the file at path must not be read, or "" when it may be.
+// The owner and mode are those of the file a symbolic link points to.
+func (r *mmapReceiver) refuse(path string) string {
+	lfi, err := os.Lstat(path)
+	if err != nil {
+		return "" // gone: statKey drops it
+	}
+	if lfi.Mode()&os.ModeSymlink != 0 && !r.cfg.FollowSymlinks {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return "" // dangling: statKey drops it
+		}
+		if !r.insideIncludeDirs(target) {
+			return fmt.Sprintf("symbolic link to %s, outside the include directories (follow_symlinks is false)", target)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	perm := fi.Mode().Perm()
+	if r.cfg.RejectWorldWritable && perm&0o002 != 0 {
+		return fmt.Sprintf("world-writable (mode %v; reject_world_writable is true)", perm)
+	}
+	if r.cfg.RejectGroupWritable && perm&0o020 != 0 {
+		return fmt.Sprintf("group-writable (mode %v; reject_group_writable is true)", perm)
+	}
+	if r.owners != nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !r.owners[st.Uid] {
+			return fmt.Sprintf("owned by uid %d, not one of allowed_owners", st.Uid)
+		}
+	}
+	return ""
+}
+
+// insideIncludeDirs: whether target lies in a directory matched by the
+// directory part of an include pattern (both taken with symlinks resolved).
+func (r *mmapReceiver) insideIncludeDirs(target string) bool {
+	dir := filepath.Dir(target)
+	for _, pattern := range r.cfg.Include {
+		abs, err := filepath.Abs(pattern)
+		if err != nil {
+			continue
+		}
+		pdir := filepath.Dir(abs)
+		if ok, _ := filepath.Match(pdir, dir); ok {
+			return true
+		}
+		// The pattern's directory may itself be reached through a link.
+		if real, err := filepath.EvalSymlinks(pdir); err == nil {
+			if ok, _ := filepath.Match(real, dir); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *mmapReceiver) excluded(path, abs string) bool {
