@@ -200,7 +200,15 @@ impl FileReader {
     ) -> Result<Self, FormatError> {
         let path = path.as_ref().to_path_buf();
         let stream = Stream::open(&path, options.consume, 0)?;
-        let start = stream.file.start_time_unix_nano();
+        // Cumulative series start with the stream. When an earlier reader
+        // already consumed measurements (a Collector restart), what it had
+        // aggregated is gone: the series restart now, with a new start time,
+        // so that a backend sees a reset rather than a counter going down.
+        let start = if stream.rings[Signal::Metrics as usize].released() < 0 {
+            stream.file.start_time_unix_nano()
+        } else {
+            otlp_mmap_core::now_unix_nano()
+        };
         Ok(FileReader {
             path,
             options,

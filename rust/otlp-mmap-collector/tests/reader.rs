@@ -421,3 +421,58 @@ fn a_million_never_ended_spans_stay_bounded() {
     assert_eq!(rest, LIMIT as u64);
     assert_eq!(r.stats().in_flight_spans, 0);
 }
+
+#[test]
+fn cumulative_series_restart_with_a_new_start_time_after_a_reader_restart() {
+    use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &small_rings(64), START).unwrap();
+    let scope = scope(&w);
+    let counter = w
+        .intern_message(&proto::MetricRef {
+            name: "c".into(),
+            instrumentation_scope_ref: scope,
+            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+    let add = |v| {
+        let m = proto::Measurement {
+            metric_ref: counter,
+            value: Some(proto::measurement::Value::AsLong(v)),
+            ..Default::default()
+        };
+        w.try_write(RingKind::Measurements, &m).unwrap();
+    };
+    let collect = |r: &mut FileReader| -> (u64, i64) {
+        r.poll(Signal::Metrics, 0).unwrap();
+        r.collect_metrics(START + 1_000);
+        let b = r.poll(Signal::Metrics, 0).unwrap().unwrap();
+        let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
+        let t = b.token;
+        r.commit(Signal::Metrics, t).unwrap();
+        let Some(Data::Sum(sum)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+            panic!("a sum")
+        };
+        let p = &sum.data_points[0];
+        let v = match p.value {
+            Some(otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i,
+            other => panic!("{other:?}"),
+        };
+        (p.start_time_unix_nano, v)
+    };
+    add(5);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(collect(&mut first), (START, 5), "a fresh stream starts at the file's start time");
+    drop(first);
+    add(7);
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let (start, value) = collect(&mut second);
+    assert_eq!(value, 7, "the restarted reader counts from zero");
+    assert!(start > START, "and says so with a new start time");
+}

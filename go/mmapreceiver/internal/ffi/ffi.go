@@ -20,6 +20,15 @@ import (
 	"unsafe"
 )
 
+// libraryDigest is set by the Makefile (`-ldflags -X`) to a digest of the
+// static library. Go's build cache does not look at files named in
+// `#cgo LDFLAGS`, so without a link flag that changes with the library a
+// rebuilt library would not be linked in again.
+var libraryDigest = "unset"
+
+// LibraryDigest is the digest of the linked Rust library, as the build saw it.
+func LibraryDigest() string { return libraryDigest }
+
 // Signal selects one of the three rings of a file.
 type Signal int32
 
