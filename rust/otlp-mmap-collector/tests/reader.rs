@@ -468,7 +468,11 @@ fn cumulative_series_restart_with_a_new_start_time_after_a_reader_restart() {
     };
     add(5);
     let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
-    assert_eq!(collect(&mut first), (START, 5), "a fresh stream starts at the file's start time");
+    assert_eq!(
+        collect(&mut first),
+        (START, 5),
+        "a fresh stream starts at the file's start time"
+    );
     drop(first);
     add(7);
     let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
