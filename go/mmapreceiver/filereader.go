@@ -116,9 +116,11 @@ const (
 
 // signalLoop is the state of one signal's loop.
 type signalLoop struct {
-	fr       *fileReader
-	sig      ffi.Signal
-	lastRead uint64 // records read+skipped at the previous empty poll
+	fr        *fileReader
+	sig       ffi.Signal
+	lastRead  uint64 // records taken from the ring at the previous poll
+	lastFull  bool   // the last delivered batch was full
+	batchSize uint64 // the signal's max_batch_size (0: no limit)
 
 	// metrics only
 	readAtCollect uint64    // records read+skipped at the last collection
@@ -136,18 +138,15 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 		return stepEmpty, err
 	}
 	if !ok {
-		s, err := fr.rd.Stats()
 		fr.mu.Unlock()
-		if err != nil {
-			return stepEmpty, err
-		}
-		read := s.RecordsRead[l.sig] + s.CorruptRecords[l.sig]
-		if read != l.lastRead {
-			l.lastRead = read
+		if b.RecordsConsumed != l.lastRead {
+			l.lastRead = b.RecordsConsumed
 			return stepProgress, nil
 		}
 		return stepEmpty, nil
 	}
+	l.lastRead = b.RecordsConsumed
+	l.lastFull = b.Items >= l.batchSize
 	// The bytes are only valid until the next poll/commit: unmarshal (which
 	// copies) before anything else happens to this ring.
 	p, uerr := unmarshal(l.sig, b.Data)
@@ -227,6 +226,16 @@ func (l *signalLoop) abandonSpans() error {
 func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
 	cfg := fr.r.cfg
 	l := &signalLoop{fr: fr, sig: sig, lastCollect: time.Now()}
+	switch sig {
+	case ffi.Traces:
+		l.batchSize = uint64(cfg.Traces.MaxBatchSize)
+	case ffi.Logs:
+		l.batchSize = uint64(cfg.Logs.MaxBatchSize)
+	}
+	// After a partial batch, or records read without a batch, wait this long
+	// so that the next batch is fuller: per-batch costs (cgo, pipeline,
+	// wake-ups) then stay small next to per-record costs.
+	fillWait := min(batchFillWait, cfg.PollInterval)
 	refreshEvery := max(cfg.Metrics.CollectionInterval, minMetricsRefresh)
 	retryDelay := cfg.RetryOnFailure.InitialInterval
 	idle := time.Duration(0)
@@ -291,10 +300,19 @@ func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
 		case stepDelivered:
 			idle = 0
 			retryDelay = cfg.RetryOnFailure.InitialInterval
-			continue
+			if l.lastFull || draining {
+				continue // busy: read on at once
+			}
+			wait = fillWait
 		case stepProgress:
 			idle = 0
-			continue
+			if draining {
+				continue
+			}
+			wait = fillWait
+			if sig == ffi.Metrics && !collectPending {
+				wait = max(min(wait, time.Until(collectDue)), 0)
+			}
 		case stepRefused:
 			fr.r.tel.ReceiverMmapConsumeRetries.Add(context.Background(), 1, fr.r.signalAttrs[sig])
 			wait = retryDelay

@@ -33,6 +33,11 @@ const (
 	// minIdleSleep is the first sleep after a reader found nothing to do;
 	// it doubles up to poll_interval while the file stays idle.
 	minIdleSleep = 50 * time.Microsecond
+	// batchFillWait: after a batch that was not full (or records read without
+	// a batch) a reader waits this long (at most poll_interval) before it
+	// polls again, so that batches fill up instead of carrying a few records
+	// each; full batches are read back to back.
+	batchFillWait = 5 * time.Millisecond
 	// minMetricsRefresh: a file whose metrics ring got no new measurement
 	// since the previous collection is collected again (re-sending the
 	// unchanged cumulative values) only after this long, or after

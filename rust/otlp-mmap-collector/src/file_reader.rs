@@ -315,6 +315,12 @@ impl FileReader {
         self.assembler.give_up_all(now, GiveUpReason::Abandoned);
     }
 
+    /// Records taken from the signal's ring so far (decoded or skipped as
+    /// corrupt): a caller sees progress without a batch by comparing it.
+    pub fn records_consumed(&self, signal: Signal) -> u64 {
+        self.stats.records_read[signal as usize] + self.stats.corrupt_records[signal as usize]
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ReaderStats {
         let mut st = self.stats;

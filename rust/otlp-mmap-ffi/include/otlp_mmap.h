@@ -166,6 +166,12 @@ typedef struct OmBatch {
    Spans, log records or metric data points in the batch.
    */
   uint64_t items;
+  /*
+   Records taken from the signal's ring so far (decoded or skipped as
+   corrupt), set by every poll, `OM_EMPTY` included: a caller sees that a
+   poll made progress without producing a batch by comparing it.
+   */
+  uint64_t records_consumed;
 } OmBatch;
 
 /*

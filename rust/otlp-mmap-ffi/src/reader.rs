@@ -42,6 +42,10 @@ pub struct OmBatch {
     pub token: u64,
     /// Spans, log records or metric data points in the batch.
     pub items: u64,
+    /// Records taken from the signal's ring so far (decoded or skipped as
+    /// corrupt), set by every poll, `OM_EMPTY` included: a caller sees that a
+    /// poll made progress without producing a batch by comparing it.
+    pub records_consumed: u64,
 }
 
 impl Default for OmBatch {
@@ -51,6 +55,7 @@ impl Default for OmBatch {
             len: 0,
             token: 0,
             items: 0,
+            records_consumed: 0,
         }
     }
 }
@@ -200,7 +205,7 @@ pub unsafe extern "C" fn om_reader_poll(
             return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
         }
         let batch = r.reader.poll(sig, now_unix_nano).map_err(failure)?;
-        let (code, b) = match batch {
+        let (code, mut b) = match batch {
             Some(b) => (
                 OM_OK,
                 OmBatch {
@@ -208,10 +213,12 @@ pub unsafe extern "C" fn om_reader_poll(
                     len: b.bytes.len(),
                     token: b.token,
                     items: b.items,
+                    records_consumed: 0,
                 },
             ),
             None => (OM_EMPTY, OmBatch::default()),
         };
+        b.records_consumed = r.reader.records_consumed(sig);
         // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
         unsafe { *out = b };
         Ok(code)

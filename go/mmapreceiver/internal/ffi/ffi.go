@@ -192,6 +192,9 @@ type Batch struct {
 	Data  []byte
 	Token uint64
 	Items uint64
+	// RecordsConsumed counts the records taken from the signal's ring so
+	// far; every Poll sets it, also when there is no batch.
+	RecordsConsumed uint64
 }
 
 // Poll reads more of the signal's ring and returns its pending batch;
@@ -203,10 +206,11 @@ func (r *Reader) Poll(sig Signal, now time.Time) (b Batch, ok bool, err error) {
 	switch rc {
 	case C.OM_OK:
 	case C.OM_EMPTY:
-		return Batch{}, false, nil
+		return Batch{RecordsConsumed: uint64(out.records_consumed)}, false, nil
 	default:
 		return Batch{}, false, newError("om_reader_poll", rc, &e)
 	}
+	b.RecordsConsumed = uint64(out.records_consumed)
 	b.Token = uint64(out.token)
 	b.Items = uint64(out.items)
 	if out.len > 0 && out.data != nil {

@@ -1,0 +1,141 @@
+package ffi
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// The receiver's hot path per batch, without the receiver's loop:
+// om_reader_poll (decode the ring, assemble spans, encode an OTLP request),
+// unmarshal into pdata, hand to a consumer (a no-op here), om_reader_commit.
+// Each iteration first writes benchBatch completed spans (or log records)
+// with the om_writer_* C API, timer stopped.
+//
+//	cd go/mmapreceiver && go test -run '^$' -bench . -benchmem ./internal/ffi/
+const benchBatch = 1024
+
+func benchReader(b *testing.B) (*Writer, *Reader) {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "bench.otlp")
+	w, err := CreateWriter(path, 4*benchBatch, 512)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := Open(path, DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = r.Close()
+		_ = w.Close()
+	})
+	return w, r
+}
+
+// drain polls sig until n items were consumed.
+func drain(b *testing.B, r *Reader, sig Signal, n int, consume func([]byte) (int, error)) {
+	got := 0
+	for got < n {
+		batch, ok, err := r.Poll(sig, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		c, err := consume(batch.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += c
+		if err := r.Commit(sig, batch.Token); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPollConsumeSpans(b *testing.B) {
+	w, r := benchReader(b)
+	sink := consumertest.NewNop()
+	var um ptrace.ProtoUnmarshaler
+	ctx := context.Background()
+	now := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for j := 0; j < benchBatch; j++ {
+			tid := [16]byte{1, byte(i), byte(i >> 8), byte(j), byte(j >> 8)}
+			sid := [8]byte{2, byte(i), byte(i >> 8), byte(j), byte(j >> 8)}
+			if err := w.Span(tid, sid, "GET /items", "http.route", "/items", now, now.Add(time.Millisecond)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		drain(b, r, Traces, benchBatch, func(data []byte) (int, error) {
+			td, err := um.UnmarshalTraces(data)
+			if err != nil {
+				return 0, err
+			}
+			return td.SpanCount(), sink.ConsumeTraces(ctx, td)
+		})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/span")
+}
+
+func BenchmarkPollConsumeLogs(b *testing.B) {
+	w, r := benchReader(b)
+	sink := consumertest.NewNop()
+	var um plog.ProtoUnmarshaler
+	ctx := context.Background()
+	now := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for j := 0; j < benchBatch; j++ {
+			if err := w.Log(fmt.Sprintf("served item %d", j), "item.kind", "book", now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		drain(b, r, Logs, benchBatch, func(data []byte) (int, error) {
+			ld, err := um.UnmarshalLogs(data)
+			if err != nil {
+				return 0, err
+			}
+			return ld.LogRecordCount(), sink.ConsumeLogs(ctx, ld)
+		})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/record")
+}
+
+// BenchmarkIdlePoll is what every wake-up of an idle reader loop costs in
+// the library: om_reader_poll on an empty ring (BenchmarkIdleStats: the
+// om_reader_stats call that follows it, which checks the file's size with
+// fstat), without the Go scheduler's and timers' share.
+func BenchmarkIdlePoll(b *testing.B) {
+	_, r := benchReader(b)
+	now := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok, err := r.Poll(Traces, now); err != nil || ok {
+			b.Fatal("unexpected batch", err)
+		}
+	}
+}
+
+func BenchmarkIdleStats(b *testing.B) {
+	_, r := benchReader(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := r.Stats(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
