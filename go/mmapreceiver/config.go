@@ -13,7 +13,7 @@ import (
 
 // Default values of the configuration keys (documented in README.md).
 const (
-	defaultPollInterval       = 20 * time.Millisecond
+	defaultPollInterval       = 100 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxBatchSize       = 1024
 	defaultMaxInFlightSpans   = 100000
