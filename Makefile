@@ -54,7 +54,7 @@ run: build
 test: test-rust test-c test-go test-e2e
 
 test-rust:
-	OTLP_MMAP_VECTORS=$(VECTORS) $(CARGO) test --workspace
+	OTLP_MMAP_VECTORS=$(VECTORS) $(CARGO) test --workspace --exclude otlp-mmap-bench
 
 ## test-c: the header is current and a C program links the static library.
 test-c: ffi release-bins
@@ -125,7 +125,7 @@ bench: build
 	$(CARGO) build --release -p otlp-mmap-bench
 	mkdir -p $(ROOT)/tmp/bench
 	cd $(ROOT)/bench/sink && $(GO) build -o $(ROOT)/tmp/bench/sink .
-	cd $(ROOT)/build/otelcol-mmap && $(GO) build -mod=mod -trimpath -o $(ROOT)/tmp/bench/otelcol-mmap-symbols .
+	cd $(ROOT)/build/otelcol-mmap && $(GO) build -mod=mod -trimpath -ldflags='$(FFI_LDFLAGS)' -o $(ROOT)/tmp/bench/otelcol-mmap-symbols .
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(BENCH_VENV)/bin/pip install --quiet 'matplotlib>=3.8,<4'
 	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) || echo "valgrind unavailable: no instruction counts"
