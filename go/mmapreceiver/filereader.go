@@ -68,11 +68,7 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.ctx, fr.cancel = context.WithCancel(parent)
 	defer fr.cancel()
 
-	var wg sync.WaitGroup
-	for _, sig := range fr.signals {
-		wg.Go(func() { fr.loop(parent, sig) })
-	}
-	wg.Wait()
+	fr.loop(parent)
 
 	fr.mu.Lock()
 	if s, err := fr.rd.Stats(); err == nil {
@@ -122,9 +118,20 @@ type signalLoop struct {
 	lastFull  bool   // the last delivered batch was full
 	batchSize uint64 // the signal's max_batch_size (0: no limit)
 
+	// schedule
+	nextAt       time.Time     // when the signal is due again
+	done         bool          // drained after the file went away
+	draining     bool          // the file went away
+	idle         time.Duration // current idle backoff
+	retryDelay   time.Duration // next wait after a refusal
+	fillWait     time.Duration // wait after a partial batch
+	refreshEvery time.Duration // re-send unchanged metrics at least this often
+
 	// metrics only
-	readAtCollect uint64    // records read+skipped at the last collection
-	lastCollect   time.Time // time of the last collection
+	readAtCollect  uint64    // records read+skipped at the last collection
+	lastCollect    time.Time // time of the last collection
+	collectDue     time.Time // next collection
+	collectPending bool      // a collection is owed (busy, or the file went away)
 }
 
 // step polls the signal once and, when a batch comes back, offers it to the
@@ -221,28 +228,20 @@ func (l *signalLoop) abandonSpans() error {
 	return l.fr.rd.AbandonSpans(time.Now())
 }
 
-// loop reads one signal of the file until shutdown, failure, or - after the
-// file went away - until everything left was delivered.
-func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
+// loop reads every signal of the file in one goroutine until shutdown,
+// failure, or - after the file went away - until everything left was
+// delivered. Each signal keeps its own schedule (backoff after a refusal,
+// idle backoff, fill wait, metrics collection); the goroutine sleeps until the
+// earliest one is due, so an idle file costs one wake-up per poll_interval,
+// whatever the number of signals.
+func (fr *fileReader) loop(parent context.Context) {
 	cfg := fr.r.cfg
-	l := &signalLoop{fr: fr, sig: sig, lastCollect: time.Now()}
-	switch sig {
-	case ffi.Traces:
-		l.batchSize = uint64(cfg.Traces.MaxBatchSize)
-	case ffi.Logs:
-		l.batchSize = uint64(cfg.Logs.MaxBatchSize)
+	loops := make([]*signalLoop, 0, len(fr.signals))
+	for _, sig := range fr.signals {
+		loops = append(loops, newSignalLoop(fr, sig))
 	}
-	// After a partial batch, or records read without a batch, wait this long
-	// so that the next batch is fuller: per-batch costs (cgo, pipeline,
-	// wake-ups) then stay small next to per-record costs.
-	fillWait := min(batchFillWait, cfg.PollInterval)
-	refreshEvery := max(cfg.Metrics.CollectionInterval, minMetricsRefresh)
-	retryDelay := cfg.RetryOnFailure.InitialInterval
-	idle := time.Duration(0)
 	drainCh := fr.drainCh
-	draining := false
-	collectDue := time.Now().Add(cfg.Metrics.CollectionInterval)
-	collectPending := false
+	slack := cfg.PollInterval / 4
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -250,22 +249,17 @@ func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
 
 	startDrain := func() {
 		drainCh = nil
-		draining = true
-		switch sig {
-		case ffi.Traces:
-			// Nothing will end the spans of a file that is gone.
-			if err := l.abandonSpans(); err != nil {
-				fr.fail(err)
-			}
-		case ffi.Metrics:
-			collectPending = true
+		for _, l := range loops {
+			l.startDrain()
 		}
 	}
 
 	for {
 		if fr.ctx.Err() != nil {
 			if parent.Err() != nil && !fr.broken.Load() {
-				l.finalOffer()
+				for _, l := range loops {
+					l.finalOffer()
+				}
 			}
 			return
 		}
@@ -276,58 +270,34 @@ func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
 			default:
 			}
 		}
-		if sig == ffi.Metrics {
-			if now := time.Now(); collectPending || !now.Before(collectDue) {
-				busy, err := l.collect(now, now.Sub(l.lastCollect) >= refreshEvery)
-				if err != nil {
-					fr.fail(err)
-					continue
-				}
-				collectPending = busy
-				if !busy {
-					collectDue = now.Add(cfg.Metrics.CollectionInterval)
-				}
-			}
-		}
-
-		res, err := l.step(fr.ctx)
-		if err != nil {
-			fr.fail(err)
-			continue
-		}
-		var wait time.Duration
-		switch res {
-		case stepDelivered:
-			idle = 0
-			retryDelay = cfg.RetryOnFailure.InitialInterval
-			if l.lastFull || draining {
-				continue // busy: read on at once
-			}
-			wait = fillWait
-		case stepProgress:
-			idle = 0
-			if draining {
+		now := time.Now()
+		wait := cfg.PollInterval
+		active := false
+		for _, l := range loops {
+			if l.done {
 				continue
 			}
-			wait = fillWait
-			if sig == ffi.Metrics && !collectPending {
-				wait = max(min(wait, time.Until(collectDue)), 0)
+			active = true
+			// A signal due within the slack is served now too, so that the
+			// signals of an idle file share one wake-up.
+			if now.Add(slack).Before(l.nextAt) {
+				wait = min(wait, l.nextAt.Sub(now))
+				continue
 			}
-		case stepRefused:
-			fr.r.tel.ReceiverMmapConsumeRetries.Add(context.Background(), 1, fr.r.signalAttrs[sig])
-			wait = retryDelay
-			retryDelay = min(2*retryDelay, cfg.RetryOnFailure.MaxInterval)
-		case stepEmpty:
-			if draining && !collectPending {
-				return
+			w, done := l.tick()
+			if done {
+				l.done = true
+				continue
 			}
-			idle = min(max(2*idle, minIdleSleep), cfg.PollInterval)
-			wait = idle
-			if sig == ffi.Metrics && !collectPending {
-				wait = max(min(wait, time.Until(collectDue)), 0)
-			}
+			l.nextAt = time.Now().Add(w)
+			wait = min(wait, w)
 		}
-
+		if !active {
+			return
+		}
+		if wait <= 0 {
+			continue
+		}
 		timer.Reset(wait)
 		select {
 		case <-fr.ctx.Done():
@@ -337,6 +307,98 @@ func (fr *fileReader) loop(parent context.Context, sig ffi.Signal) {
 		}
 		timer.Stop()
 	}
+}
+
+func newSignalLoop(fr *fileReader, sig ffi.Signal) *signalLoop {
+	cfg := fr.r.cfg
+	l := &signalLoop{
+		fr:          fr,
+		sig:         sig,
+		lastCollect: time.Now(),
+		// After a partial batch, or records read without a batch, wait this
+		// long so that the next batch is fuller: per-batch costs (cgo,
+		// pipeline, wake-ups) then stay small next to per-record costs.
+		fillWait:     min(batchFillWait, cfg.PollInterval),
+		refreshEvery: max(cfg.Metrics.CollectionInterval, minMetricsRefresh),
+		retryDelay:   cfg.RetryOnFailure.InitialInterval,
+		collectDue:   time.Now().Add(cfg.Metrics.CollectionInterval),
+	}
+	switch sig {
+	case ffi.Traces:
+		l.batchSize = uint64(cfg.Traces.MaxBatchSize)
+	case ffi.Logs:
+		l.batchSize = uint64(cfg.Logs.MaxBatchSize)
+	}
+	return l
+}
+
+// startDrain: the file went away; deliver what is left, then stop.
+func (l *signalLoop) startDrain() {
+	l.draining = true
+	switch l.sig {
+	case ffi.Traces:
+		// Nothing will end the spans of a file that is gone.
+		if err := l.abandonSpans(); err != nil {
+			l.fr.fail(err)
+		}
+	case ffi.Metrics:
+		l.collectPending = true
+	}
+}
+
+// tick does one round of the signal's work and says how long to wait before
+// the next one; done is true once a draining signal has nothing left.
+func (l *signalLoop) tick() (wait time.Duration, done bool) {
+	fr, cfg := l.fr, l.fr.r.cfg
+	if l.sig == ffi.Metrics {
+		if now := time.Now(); l.collectPending || !now.Before(l.collectDue) {
+			busy, err := l.collect(now, now.Sub(l.lastCollect) >= l.refreshEvery)
+			if err != nil {
+				fr.fail(err)
+				return 0, false
+			}
+			l.collectPending = busy
+			if !busy {
+				l.collectDue = now.Add(cfg.Metrics.CollectionInterval)
+			}
+		}
+	}
+
+	res, err := l.step(fr.ctx)
+	if err != nil {
+		fr.fail(err)
+		return 0, false
+	}
+	switch res {
+	case stepDelivered:
+		l.idle = 0
+		l.retryDelay = cfg.RetryOnFailure.InitialInterval
+		if l.lastFull || l.draining {
+			return 0, false // busy: read on at once
+		}
+		wait = l.fillWait
+	case stepProgress:
+		l.idle = 0
+		if l.draining {
+			return 0, false
+		}
+		wait = l.fillWait
+	case stepRefused:
+		fr.r.tel.ReceiverMmapConsumeRetries.Add(context.Background(), 1, fr.r.signalAttrs[l.sig])
+		wait = l.retryDelay
+		l.retryDelay = min(2*l.retryDelay, cfg.RetryOnFailure.MaxInterval)
+		return wait, false
+	case stepEmpty:
+		if l.draining && !l.collectPending {
+			return 0, true
+		}
+		l.idle = min(max(2*l.idle, minIdleSleep), cfg.PollInterval)
+		wait = l.idle
+	}
+	if l.sig == ffi.Metrics && !l.collectPending {
+		wait = max(min(wait, time.Until(l.collectDue)), 0)
+	}
+	return wait, false
 }
 
 // finalOffer runs at shutdown: it reads what is left of the ring and offers
