@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
-use otlp_mmap_core::view::{AnyValueView, KeyValueRefView, Repeated};
+use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
@@ -114,18 +114,26 @@ impl DictionaryCache {
         if let Some(s) = self.scopes.get(&reference) {
             return s.clone();
         }
-        let entry = match self.decode::<proto::InstrumentationScope>(file, reference) {
-            Some(s) => ScopeEntry {
-                scope: otlp_common::InstrumentationScope {
-                    name: self.string(file, s.name_ref),
-                    version: self.string(file, s.version_ref),
-                    attributes: self.attributes(file, &s.attributes),
-                    dropped_attributes_count: s.dropped_attributes_count,
-                },
-                resource_ref: s.resource_ref,
-            },
-            None => ScopeEntry::default(),
-        };
+        let mut entry = ScopeEntry::default();
+        if let Some(bytes) = self.entry(file, reference) {
+            let (mut name, mut version) = (0, 0);
+            for f in Fields::new(bytes) {
+                match f {
+                    Ok((1, w)) => name = w.varint() as i64,
+                    Ok((2, w)) => version = w.varint() as i64,
+                    Ok((4, w)) => entry.scope.dropped_attributes_count = w.varint() as u32,
+                    Ok((5, w)) => entry.resource_ref = w.varint() as i64,
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.bad_refs += 1;
+                        break;
+                    }
+                }
+            }
+            entry.scope.name = self.string(file, name);
+            entry.scope.version = self.string(file, version);
+            entry.scope.attributes = self.attributes(file, Repeated::new(bytes, 3));
+        }
         self.scopes.insert(reference, entry.clone());
         entry
     }
@@ -135,30 +143,28 @@ impl DictionaryCache {
         if let Some(r) = self.resources.get(&reference) {
             return r.clone();
         }
-        let res = match self.decode::<proto::Resource>(file, reference) {
-            Some(r) => otlp_resource::Resource {
-                attributes: self.attributes(file, &r.attributes),
-                dropped_attributes_count: r.dropped_attributes_count,
-                entity_refs: Vec::new(),
-            },
-            None => otlp_resource::Resource::default(),
-        };
+        let mut res = otlp_resource::Resource::default();
+        if let Some(bytes) = self.entry(file, reference) {
+            for f in Fields::new(bytes) {
+                match f {
+                    Ok((2, w)) => res.dropped_attributes_count = w.varint() as u32,
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.bad_refs += 1;
+                        break;
+                    }
+                }
+            }
+            res.attributes = self.attributes(file, Repeated::new(bytes, 1));
+        }
         self.resources.insert(reference, res.clone());
         res
     }
 
-    /// Converts attributes, resolving key refs and value refs.
+    /// Converts encoded attributes (borrowed from a slot or an entry),
+    /// resolving key and value refs. An entry that does not decode is skipped
+    /// and counted.
     pub fn attributes(
-        &mut self,
-        file: &MmapReader,
-        kvs: &[proto::KeyValueRef],
-    ) -> Vec<otlp_common::KeyValue> {
-        kvs.iter().map(|kv| self.key_value(file, kv, 0)).collect()
-    }
-
-    /// Converts encoded attributes (borrowed from a slot), resolving key and
-    /// value refs. An entry that does not decode is skipped and counted.
-    pub fn attributes_encoded(
         &mut self,
         file: &MmapReader,
         entries: Repeated<'_>,
@@ -168,7 +174,7 @@ impl DictionaryCache {
             match KeyValueRefView::parse(entry) {
                 Ok(kv) => out.push(otlp_common::KeyValue {
                     key: self.string(file, kv.key_ref),
-                    value: kv.value.map(|v| self.value_encoded(file, v, 0)),
+                    value: kv.value.map(|v| self.value_at(file, v, 0)),
                     ..Default::default()
                 }),
                 Err(_) => self.bad_refs += 1,
@@ -177,13 +183,12 @@ impl DictionaryCache {
         out
     }
 
-    /// Converts an encoded value (borrowed from a slot), resolving value refs.
-    pub fn value_encoded(
-        &mut self,
-        file: &MmapReader,
-        bytes: &[u8],
-        depth: usize,
-    ) -> otlp_common::AnyValue {
+    /// Converts an encoded value (borrowed from a slot or an entry), resolving value refs.
+    pub fn value(&mut self, file: &MmapReader, bytes: &[u8]) -> otlp_common::AnyValue {
+        self.value_at(file, bytes, 0)
+    }
+
+    fn value_at(&mut self, file: &MmapReader, bytes: &[u8], depth: usize) -> otlp_common::AnyValue {
         use otlp_common::any_value::Value as O;
         if depth >= MAX_DEPTH {
             self.bad_refs += 1;
@@ -205,7 +210,7 @@ impl DictionaryCache {
             Ok(AnyValueView::Array(a)) => Some(O::ArrayValue(otlp_common::ArrayValue {
                 values: a
                     .iter()
-                    .map(|x| self.value_encoded(file, x, depth + 1))
+                    .map(|x| self.value_at(file, x, depth + 1))
                     .collect(),
             })),
             Ok(AnyValueView::KvList(l)) => Some(O::KvlistValue(otlp_common::KeyValueList {
@@ -214,68 +219,12 @@ impl DictionaryCache {
                     .filter_map(|e| KeyValueRefView::parse(e).ok())
                     .map(|kv| otlp_common::KeyValue {
                         key: self.string(file, kv.key_ref),
-                        value: kv.value.map(|v| self.value_encoded(file, v, depth + 1)),
+                        value: kv.value.map(|v| self.value_at(file, v, depth + 1)),
                         ..Default::default()
                     })
                     .collect(),
             })),
             Ok(AnyValueView::Ref(r)) => return self.value_ref(file, r, depth + 1),
-        };
-        otlp_common::AnyValue { value }
-    }
-
-    /// Converts one value, resolving value refs.
-    pub fn any_value(&mut self, file: &MmapReader, v: &proto::AnyValue) -> otlp_common::AnyValue {
-        self.value(file, v, 0)
-    }
-
-    fn key_value(
-        &mut self,
-        file: &MmapReader,
-        kv: &proto::KeyValueRef,
-        depth: usize,
-    ) -> otlp_common::KeyValue {
-        otlp_common::KeyValue {
-            key: self.string(file, kv.key_ref),
-            value: kv.value.as_ref().map(|v| self.value(file, v, depth)),
-            ..Default::default()
-        }
-    }
-
-    fn value(
-        &mut self,
-        file: &MmapReader,
-        v: &proto::AnyValue,
-        depth: usize,
-    ) -> otlp_common::AnyValue {
-        use otlp_common::any_value::Value as O;
-        use proto::any_value::Value as M;
-        if depth >= MAX_DEPTH {
-            self.bad_refs += 1;
-            return otlp_common::AnyValue { value: None };
-        }
-        let value = match &v.value {
-            None => None,
-            Some(M::StringValue(s)) => Some(O::StringValue(s.clone())),
-            Some(M::BoolValue(b)) => Some(O::BoolValue(*b)),
-            Some(M::IntValue(i)) => Some(O::IntValue(*i)),
-            Some(M::DoubleValue(d)) => Some(O::DoubleValue(*d)),
-            Some(M::BytesValue(b)) => Some(O::BytesValue(b.clone())),
-            Some(M::ArrayValue(a)) => Some(O::ArrayValue(otlp_common::ArrayValue {
-                values: a
-                    .values
-                    .iter()
-                    .map(|x| self.value(file, x, depth + 1))
-                    .collect(),
-            })),
-            Some(M::KvlistValue(l)) => Some(O::KvlistValue(otlp_common::KeyValueList {
-                values: l
-                    .values
-                    .iter()
-                    .map(|kv| self.key_value(file, kv, depth + 1))
-                    .collect(),
-            })),
-            Some(M::ValueRef(r)) => return self.value_ref(file, *r, depth + 1),
         };
         otlp_common::AnyValue { value }
     }
@@ -308,8 +257,8 @@ impl DictionaryCache {
         self.values.insert(reference, None);
         self.ref_nesting += 1;
         let resolved = self
-            .decode::<proto::AnyValue>(file, reference)
-            .map(|v| self.value(file, &v, depth));
+            .entry(file, reference)
+            .map(|bytes| self.value_at(file, bytes, depth));
         self.ref_nesting -= 1;
         let resolved = resolved.map(|v| {
             let size = units(&v);
@@ -321,6 +270,18 @@ impl DictionaryCache {
             .unwrap_or_default();
         self.values.insert(reference, resolved);
         out
+    }
+
+    /// The raw bytes of the entry at `reference` (None, counted, when it does not resolve).
+    fn entry<'f>(&mut self, file: &'f MmapReader, reference: i64) -> Option<&'f [u8]> {
+        if reference == 0 {
+            return None;
+        }
+        let got = file.entry(reference).ok();
+        if got.is_none() {
+            self.bad_refs += 1;
+        }
+        got
     }
 
     fn decode<M: Message + Default>(&mut self, file: &MmapReader, reference: i64) -> Option<M> {

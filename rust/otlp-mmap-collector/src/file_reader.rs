@@ -22,9 +22,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-use otlp_mmap_core::view::SpanEventView;
+use otlp_mmap_core::view::{EventView, SpanEventView};
 use otlp_mmap_core::{
-    FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState, proto,
+    FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState,
 };
 use prost::Message;
 
@@ -512,11 +512,10 @@ impl FileReader {
         for _ in 0..self.options.max_batch_logs {
             match s.rings[i].peek(s.file.region()) {
                 Slot::Empty => break,
-                Slot::Ready(bytes) => match proto::Event::decode(bytes) {
+                Slot::Ready(bytes) => match EventView::parse(bytes) {
                     Ok(ev) => {
                         self.stats.records_read[i] += 1;
-                        let scope_ref = ev.scope_ref;
-                        grouper.push(scope_ref, log_record(&s.file, &mut s.dict, ev, now));
+                        grouper.push(ev.scope_ref, log_record(&s.file, &mut s.dict, &ev, now));
                         items += 1;
                     }
                     Err(_) => self.stats.corrupt_records[i] += 1,

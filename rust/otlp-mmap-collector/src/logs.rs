@@ -1,15 +1,16 @@
 //! Log records: each `Event` of the events ring becomes one OTLP `LogRecord`.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use otlp_mmap_core::{MmapReader, proto};
+use otlp_mmap_core::MmapReader;
+use otlp_mmap_core::view::EventView;
 
 use crate::dictionary::DictionaryCache;
 
-/// Converts one event. `observed` is when the reader read it.
+/// Converts one event, read straight from its slot. `observed` is when the reader read it.
 pub fn log_record(
     file: &MmapReader,
     dict: &mut DictionaryCache,
-    ev: proto::Event,
+    ev: &EventView<'_>,
     observed: u64,
 ) -> LogRecord {
     let (trace_id, span_id, flags) = match ev.span_context {
@@ -20,9 +21,9 @@ pub fn log_record(
         time_unix_nano: ev.time_unix_nano,
         observed_time_unix_nano: observed,
         severity_number: ev.severity_number,
-        severity_text: ev.severity_text,
-        body: ev.body.as_ref().map(|b| dict.any_value(file, b)),
-        attributes: dict.attributes(file, &ev.attributes),
+        severity_text: String::from_utf8_lossy(ev.severity_text).into_owned(),
+        body: ev.body.map(|b| dict.value(file, b)),
+        attributes: dict.attributes(file, ev.attributes),
         dropped_attributes_count: 0,
         flags,
         trace_id,
@@ -32,9 +33,9 @@ pub fn log_record(
 }
 
 /// An id of the right length, or empty (OTLP: an invalid id is an absent one).
-fn valid_id(id: Vec<u8>, len: usize) -> Vec<u8> {
+fn valid_id(id: &[u8], len: usize) -> Vec<u8> {
     if id.len() == len && id.iter().any(|&b| b != 0) {
-        id
+        id.to_vec()
     } else {
         Vec::new()
     }

@@ -30,6 +30,7 @@ use crate::dictionary::DictionaryCache;
 use crate::exponential::ExponentialBuckets;
 use crate::group::Grouper;
 use crate::raw::{RawMeasurement, RawValue};
+use otlp_mmap_core::view::{KeyValueRefView, Repeated, SpanContextView};
 
 /// Where a raw attribute encoding leads: a series index, or the overflow series.
 const OVERFLOW_SERIES: usize = usize::MAX;
@@ -139,8 +140,6 @@ pub struct MetricAggregator {
     stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
-    sort_scratch: Vec<usize>,
-    decoded: proto::Measurement,
     pub counters: MetricCounters,
 }
 
@@ -154,8 +153,6 @@ impl MetricAggregator {
             stream_start,
             scratch: Vec::new(),
             raw_key: Vec::new(),
-            sort_scratch: Vec::new(),
-            decoded: proto::Measurement::default(),
             counters: MetricCounters::default(),
         }
     }
@@ -168,8 +165,8 @@ impl MetricAggregator {
             .sum()
     }
 
-    /// Aggregates one measurement from its encoded bytes. Returns false when
-    /// the bytes are not a Measurement.
+    /// Aggregates one measurement from its encoded bytes, read straight from
+    /// its slot. Returns false when the bytes are not a Measurement.
     ///
     /// The fast path looks the series up by the attributes' bytes as the
     /// writer encoded them (writers encode the same set the same way every
@@ -183,14 +180,7 @@ impl MetricAggregator {
         bytes: &[u8],
     ) -> bool {
         let Some(raw) = RawMeasurement::parse(bytes) else {
-            let mut m = std::mem::take(&mut self.decoded);
-            m.clear();
-            let ok = m.merge(bytes).is_ok();
-            if ok {
-                self.record(file, dict, &m);
-            }
-            self.decoded = m;
-            return ok;
+            return false;
         };
         let value = match raw.value {
             Some(RawValue::Long(i)) => Number::Int(i),
@@ -204,7 +194,7 @@ impl MetricAggregator {
             return true;
         }
         self.raw_key.clear();
-        for entry in raw.attribute_entries() {
+        for entry in raw.attributes.iter() {
             self.raw_key
                 .extend_from_slice(&(entry.len() as u32).to_le_bytes());
             self.raw_key.extend_from_slice(entry);
@@ -217,14 +207,7 @@ impl MetricAggregator {
             Some(&i) => i,
             None => {
                 // Slow path, once per distinct encoding.
-                let mut m = std::mem::take(&mut self.decoded);
-                m.clear();
-                if m.merge(bytes).is_err() {
-                    self.decoded = m;
-                    return false;
-                }
-                let i = self.series_index(file, dict, &m);
-                self.decoded = m;
+                let i = self.series_index(file, dict, raw.metric_ref, raw.attributes);
                 let state = self
                     .metrics
                     .get_mut(&raw.metric_ref)
@@ -237,7 +220,7 @@ impl MetricAggregator {
         };
         let exemplar = raw
             .span_context
-            .and_then(|b| proto::SpanContext::decode(b).ok());
+            .and_then(|b| SpanContextView::parse(b).ok());
         self.update_series(
             raw.metric_ref,
             index,
@@ -248,32 +231,15 @@ impl MetricAggregator {
         true
     }
 
-    /// Aggregates one decoded measurement.
+    /// Aggregates one decoded measurement (it is encoded again and takes the
+    /// same path as a record read from a slot).
     pub fn record(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         m: &proto::Measurement,
     ) {
-        let value = match m.value {
-            Some(proto::measurement::Value::AsLong(i)) => Number::Int(i),
-            Some(proto::measurement::Value::AsDouble(d)) => Number::Double(d),
-            None => {
-                self.counters.no_value += 1;
-                return;
-            }
-        };
-        if !self.ensure_metric(file, dict, m.metric_ref) {
-            return;
-        }
-        let index = self.series_index(file, dict, m);
-        self.update_series(
-            m.metric_ref,
-            index,
-            value,
-            m.time_unix_nano,
-            m.span_context.as_ref(),
-        );
+        self.record_encoded(file, dict, &m.encode_to_vec());
     }
 
     /// Makes sure the metric's state exists; false when its definition does not resolve.
@@ -300,27 +266,31 @@ impl MetricAggregator {
         true
     }
 
-    /// The series of `m`'s attribute set (creating it, or the overflow series
-    /// past the cardinality limit). The set's identity ignores key order.
+    /// The series of an attribute set (creating it, or the overflow series
+    /// past the cardinality limit). The set's identity ignores key order:
+    /// its key is the encoded entries sorted by key ref.
     fn series_index(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
-        m: &proto::Measurement,
+        metric_ref: i64,
+        attributes: Repeated<'_>,
     ) -> usize {
-        self.sort_scratch.clear();
-        self.sort_scratch.extend(0..m.attributes.len());
-        self.sort_scratch.sort_by_key(|&i| m.attributes[i].key_ref);
+        let mut entries: Vec<(i64, &[u8])> = attributes
+            .iter()
+            .map(|e| (KeyValueRefView::parse(e).map_or(0, |kv| kv.key_ref), e))
+            .collect();
+        entries.sort_by_key(|&(key_ref, _)| key_ref);
         self.scratch.clear();
-        for &i in &self.sort_scratch {
-            m.attributes[i]
-                .encode_length_delimited(&mut self.scratch)
-                .ok();
+        for (_, e) in &entries {
+            self.scratch
+                .extend_from_slice(&(e.len() as u32).to_le_bytes());
+            self.scratch.extend_from_slice(e);
         }
         let limit = self.cardinality_limit;
         let state = self
             .metrics
-            .get_mut(&m.metric_ref)
+            .get_mut(&metric_ref)
             .expect("ensured by the caller");
         if let Some(&i) = state.canonical.get(self.scratch.as_slice()) {
             return i;
@@ -329,7 +299,7 @@ impl MetricAggregator {
             return OVERFLOW_SERIES;
         }
         state.series.push(Series {
-            attributes: dict.attributes(file, &m.attributes),
+            attributes: dict.attributes(file, attributes),
             aggregate: new_aggregate(state.kind, &state.bounds),
             exemplar: None,
         });
@@ -344,7 +314,7 @@ impl MetricAggregator {
         index: usize,
         value: Number,
         time: u64,
-        span_context: Option<&proto::SpanContext>,
+        span_context: Option<&SpanContextView<'_>>,
     ) {
         let Some(state) = self.metrics.get_mut(&metric_ref) else {
             return;
@@ -377,8 +347,8 @@ impl MetricAggregator {
             series.exemplar = Some(Exemplar {
                 filtered_attributes: Vec::new(),
                 time_unix_nano: time,
-                span_id: sc.span_id.clone(),
-                trace_id: sc.trace_id.clone(),
+                span_id: sc.span_id.to_vec(),
+                trace_id: sc.trace_id.to_vec(),
                 value: Some(match value {
                     Number::Int(i) => exemplar::Value::AsInt(i),
                     Number::Double(d) => exemplar::Value::AsDouble(d),

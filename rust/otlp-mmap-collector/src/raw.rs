@@ -4,7 +4,7 @@
 //! that does not parse) makes `parse` return `None` and the caller falls back
 //! to the full prost decode.
 
-use prost::encoding::decode_varint;
+use otlp_mmap_core::view::{Fields, Repeated, Wire};
 
 /// The value of a measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,10 +17,8 @@ pub enum RawValue {
 #[derive(Debug, Clone, Copy)]
 pub struct RawMeasurement<'a> {
     pub metric_ref: i64,
-    /// The whole message (attributes are found again with [`attribute_entries`](Self::attribute_entries)).
-    pub bytes: &'a [u8],
-    /// Number of attribute entries.
-    pub attribute_count: usize,
+    /// The encoded KeyValueRef entries, in wire order.
+    pub attributes: Repeated<'a>,
     pub time_unix_nano: u64,
     pub value: Option<RawValue>,
     /// The encoded SpanContext, when present.
@@ -28,79 +26,31 @@ pub struct RawMeasurement<'a> {
 }
 
 impl<'a> RawMeasurement<'a> {
-    /// Parses the message, or `None` if it is not plainly well-formed.
+    /// Parses the message (unknown fields are skipped, as protobuf does), or
+    /// `None` if it is not well-formed.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
         let mut m = RawMeasurement {
             metric_ref: 0,
-            bytes,
-            attribute_count: 0,
+            attributes: Repeated::new(bytes, 2),
             time_unix_nano: 0,
             value: None,
             span_context: None,
         };
-        let mut buf = bytes;
-        while !buf.is_empty() {
-            let key = decode_varint(&mut buf).ok()?;
-            let (field, wire) = (key >> 3, key & 7);
-            match (field, wire) {
-                (1, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
-                (2, 2) => {
-                    take_len(&mut buf)?;
-                    m.attribute_count += 1;
+        for f in Fields::new(bytes) {
+            match f.ok()? {
+                (1, w) => m.metric_ref = w.varint() as i64,
+                (2, Wire::Bytes(entry)) => {
+                    Fields::new(entry).try_for_each(|f| f.map(|_| ())).ok()?
                 }
-                (3, 1) => m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?),
-                (4, 0) => m.value = Some(RawValue::Long(decode_varint(&mut buf).ok()? as i64)),
-                (5, 1) => {
-                    m.value = Some(RawValue::Double(f64::from_le_bytes(take_fixed(&mut buf)?)))
-                }
-                (6, 2) => m.span_context = Some(take_len(&mut buf)?),
-                _ => return None,
+                (3, w) => m.time_unix_nano = w.fixed64(),
+                (4, w) => m.value = Some(RawValue::Long(w.varint() as i64)),
+                (5, w) => m.value = Some(RawValue::Double(f64::from_bits(w.fixed64()))),
+                (6, w) => m.span_context = Some(w.bytes()),
+                _ => {}
             }
         }
         Some(m)
     }
-
-    /// The encoded KeyValueRef entries, in wire order.
-    pub fn attribute_entries(&self) -> impl Iterator<Item = &'a [u8]> {
-        let mut buf = self.bytes;
-        std::iter::from_fn(move || {
-            while !buf.is_empty() {
-                let key = decode_varint(&mut buf).ok()?;
-                match key & 7 {
-                    0 => {
-                        decode_varint(&mut buf).ok()?;
-                    }
-                    1 => {
-                        take_fixed(&mut buf)?;
-                    }
-                    2 => {
-                        let v = take_len(&mut buf)?;
-                        if key >> 3 == 2 {
-                            return Some(v);
-                        }
-                    }
-                    _ => return None,
-                }
-            }
-            None
-        })
-    }
-}
-
-fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = decode_varint(buf).ok()?;
-    if len > buf.len() as u64 {
-        return None;
-    }
-    let (v, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    Some(v)
-}
-
-fn take_fixed(buf: &mut &[u8]) -> Option<[u8; 8]> {
-    let (v, rest) = buf.split_first_chunk::<8>()?;
-    *buf = rest;
-    Some(*v)
 }
 
 #[cfg(test)]
@@ -136,12 +86,11 @@ mod tests {
         let bytes = m.encode_to_vec();
         let raw = RawMeasurement::parse(&bytes).unwrap();
         assert_eq!(raw.metric_ref, 1234);
-        assert_eq!(raw.attribute_count, 2);
         assert_eq!(raw.time_unix_nano, 42);
         assert_eq!(raw.value, Some(RawValue::Double(2.5)));
         let sc = proto::SpanContext::decode(raw.span_context.unwrap()).unwrap();
         assert_eq!(sc.flags, 1);
-        let entries: Vec<_> = raw.attribute_entries().collect();
+        let entries: Vec<_> = raw.attributes.iter().collect();
         assert_eq!(entries.len(), 2);
         assert_eq!(
             proto::KeyValueRef::decode(entries[0]).unwrap(),

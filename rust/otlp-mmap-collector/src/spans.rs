@@ -159,7 +159,7 @@ impl SpanAssembler {
                     name: String::from_utf8_lossy(name).into_owned(),
                     kind,
                     start_time_unix_nano,
-                    attributes: dict.attributes_encoded(file, attributes),
+                    attributes: dict.attributes(file, attributes),
                     ..Default::default()
                 };
                 self.open(key, span, ev.scope_ref, now);
@@ -211,7 +211,7 @@ impl SpanAssembler {
                     self.counters.orphan_events += 1;
                     return;
                 }
-                let kvs = dict.attributes_encoded(file, attributes);
+                let kvs = dict.attributes(file, attributes);
                 if let Some(open) = self.in_flight.get_mut(&key) {
                     for kv in kvs {
                         upsert(&mut open.span.attributes, kv);
@@ -230,7 +230,7 @@ impl SpanAssembler {
                         trace_id: link.trace_id.to_vec(),
                         span_id: link.span_id.to_vec(),
                         trace_state: String::from_utf8_lossy(link.trace_state).into_owned(),
-                        attributes: dict.attributes_encoded(file, link.attributes),
+                        attributes: dict.attributes(file, link.attributes),
                         dropped_attributes_count: link.dropped_attributes_count,
                         flags: link.flags,
                     })

@@ -20,25 +20,29 @@ pub enum Wire<'a> {
 }
 
 impl<'a> Wire<'a> {
-    fn varint(self) -> u64 {
+    /// The value of a varint field (0 for another wire type).
+    pub fn varint(self) -> u64 {
         match self {
             Wire::Varint(v) => v,
             _ => 0,
         }
     }
-    fn fixed64(self) -> u64 {
+    /// The value of a fixed64 field (0 for another wire type).
+    pub fn fixed64(self) -> u64 {
         match self {
             Wire::Fixed64(v) => v,
             _ => 0,
         }
     }
-    fn fixed32(self) -> u32 {
+    /// The value of a fixed32 field (0 for another wire type).
+    pub fn fixed32(self) -> u32 {
         match self {
             Wire::Fixed32(v) => v,
             _ => 0,
         }
     }
-    fn bytes(self) -> &'a [u8] {
+    /// The bytes of a length-delimited field (empty for another wire type).
+    pub fn bytes(self) -> &'a [u8] {
         match self {
             Wire::Bytes(b) => b,
             _ => &[],
@@ -116,6 +120,11 @@ pub struct Repeated<'a> {
 }
 
 impl<'a> Repeated<'a> {
+    /// The entries of field `field` of the message `msg`.
+    pub fn new(msg: &'a [u8], field: u32) -> Self {
+        Repeated { msg, field }
+    }
+
     /// Every entry (a malformed message ends the iteration; it was checked
     /// when the enclosing view was parsed).
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -255,6 +264,70 @@ impl<'a> LinkView<'a> {
                 (3, w) => v.trace_state = w.bytes(),
                 (5, w) => v.dropped_attributes_count = w.varint() as u32,
                 (6, w) => v.flags = w.fixed32(),
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// A `SpanContext`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanContextView<'a> {
+    pub span_id: &'a [u8],
+    pub trace_id: &'a [u8],
+    pub flags: u32,
+}
+
+impl<'a> SpanContextView<'a> {
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = SpanContextView::default();
+        for f in Fields::new(msg) {
+            match f? {
+                (1, w) => v.span_id = w.bytes(),
+                (2, w) => v.trace_id = w.bytes(),
+                (3, w) => v.flags = w.fixed32(),
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// An `Event` (a log record).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventView<'a> {
+    pub scope_ref: i64,
+    pub time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: &'a [u8],
+    /// The encoded body `AnyValue`, when present.
+    pub body: Option<&'a [u8]>,
+    pub event_name_ref: i64,
+    pub span_context: Option<SpanContextView<'a>>,
+    pub attributes: Repeated<'a>,
+}
+
+impl<'a> EventView<'a> {
+    /// Parses an Event and checks every nested message it will hand out.
+    pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        let mut v = EventView {
+            attributes: Repeated { msg, field: 8 },
+            ..Default::default()
+        };
+        for f in Fields::new(msg) {
+            match f? {
+                (1, w) => v.scope_ref = w.varint() as i64,
+                (2, w) => v.time_unix_nano = w.fixed64(),
+                (3, w) => v.severity_number = w.varint() as i32,
+                (4, w) => v.severity_text = w.bytes(),
+                (5, w) => {
+                    check(w.bytes())?;
+                    v.body = Some(w.bytes());
+                }
+                (6, w) => v.event_name_ref = w.varint() as i64,
+                (7, w) => v.span_context = Some(SpanContextView::parse(w.bytes())?),
+                (8, w) => check(w.bytes())?,
                 _ => {}
             }
         }
