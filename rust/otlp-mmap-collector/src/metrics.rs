@@ -194,7 +194,7 @@ impl MetricAggregator {
             return true;
         }
         self.raw_key.clear();
-        for entry in raw.attributes.iter() {
+        for entry in raw.attribute_entries() {
             self.raw_key
                 .extend_from_slice(&(entry.len() as u32).to_le_bytes());
             self.raw_key.extend_from_slice(entry);
@@ -207,7 +207,7 @@ impl MetricAggregator {
             Some(&i) => i,
             None => {
                 // Slow path, once per distinct encoding.
-                let i = self.series_index(file, dict, raw.metric_ref, raw.attributes);
+                let i = self.series_index(file, dict, raw.metric_ref, raw.attributes());
                 let state = self
                     .metrics
                     .get_mut(&raw.metric_ref)
