@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use otlp_mmap_core::ring::StrandedSlots;
 use otlp_mmap_core::view::{EventView, SpanEventView};
 use otlp_mmap_core::{
     FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState,
@@ -38,6 +39,11 @@ use crate::spans::{GiveUpReason, SpanAssembler};
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
 /// Most span events or measurements ingested by one poll.
 const INGEST_BUDGET: usize = 65_536;
+/// Default of [`ReaderOptions::stuck_slot_timeout_nanos`]: 2 s. A writer
+/// thread preempted between its claim and its publish stalls far less than
+/// that even on an overloaded machine (RELIABILITY.md gives the measurement),
+/// and a dead writer of ours is detected by its lock, not by this timeout.
+pub const DEFAULT_STUCK_SLOT_TIMEOUT_NANOS: u64 = 2_000_000_000;
 
 /// The three signals, in the order of the C API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +77,10 @@ pub struct ReaderOptions {
     pub max_batch_logs: usize,
     /// Most series per metric (the rest fold into the overflow series).
     pub metric_cardinality_limit: usize,
+    /// How long a slot a writer claimed may stay unpublished, with later
+    /// slots published, before the reader skips it as abandoned (for writers
+    /// that may be alive; a dead writer's claims are skipped at once).
+    pub stuck_slot_timeout_nanos: u64,
     /// Whether to take the exclusive reader lock and store `reader_index`
     /// (false for tools that only look at a file).
     pub consume: bool,
@@ -84,6 +94,7 @@ impl Default for ReaderOptions {
             max_batch_spans: 1024,
             max_batch_logs: 1024,
             metric_cardinality_limit: 2000,
+            stuck_slot_timeout_nanos: DEFAULT_STUCK_SLOT_TIMEOUT_NANOS,
             consume: true,
         }
     }
@@ -128,6 +139,8 @@ pub struct ReaderStats {
     pub ring_unread: [u64; 3],
     pub records_read: [u64; 3],
     pub corrupt_records: [u64; 3],
+    /// Claimed slots skipped because their writer never published them.
+    pub abandoned_slots: [u64; 3],
     pub incomplete_spans: u64,
     pub in_flight_spans: u64,
     pub orphan_span_events: u64,
@@ -238,23 +251,22 @@ impl FileReader {
     /// Returns the signal's pending batch, reading more of its ring first if
     /// none is pending. Bounded work; never blocks.
     pub fn poll(&mut self, signal: Signal, now: u64) -> Result<Option<Batch<'_>>, ReaderError> {
-        // Every call that touches the mapping checks the file's length first:
-        // a page past the end of a truncated file raises SIGBUS. (A truncation
-        // between this fstat and the reads below is not caught: the window is
-        // one poll's worth of work.)
-        self.stream.file.check_not_truncated()?;
+        // A page that vanished because the file was truncated reads as zeros
+        // (the SIGBUS guard) and poisons the mapping: the file is given up.
+        self.check_poisoned()?;
         self.check_file(now);
         if self.pending[signal as usize].is_none() {
             let made = match signal {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
                 Signal::Metrics => {
-                    self.ingest_measurements();
+                    self.ingest_measurements(now);
                     None
                 }
             };
             self.pending[signal as usize] = made;
         }
+        self.check_poisoned()?;
         Ok(self.pending[signal as usize].as_ref().map(|p| Batch {
             bytes: &p.bytes,
             token: p.token,
@@ -264,22 +276,28 @@ impl FileReader {
 
     /// Marks the signal's pending batch as accepted by the pipeline.
     pub fn commit(&mut self, signal: Signal, token: u64) -> Result<(), ReaderError> {
-        let slot = &mut self.pending[signal as usize];
-        match slot {
-            Some(p) if p.token == token => {
-                if let Some((generation, seq)) = p.release
-                    && generation == self.stream.generation
-                    && self.options.consume
-                {
-                    self.stream.file.check_not_truncated()?;
-                    self.stream.rings[signal as usize]
-                        .release_to(self.stream.file.region(), seq)?;
-                }
-                *slot = None;
-                Ok(())
+        let release = match &self.pending[signal as usize] {
+            Some(p) if p.token == token => p.release,
+            _ => return Err(ReaderError::Token { signal, got: token }),
+        };
+        self.pending[signal as usize] = None;
+        if let Some((generation, seq)) = release
+            && generation == self.stream.generation
+            && self.options.consume
+        {
+            self.check_poisoned()?;
+            let region = self.stream.file.region();
+            if self.stream.rings[signal as usize]
+                .release_to(region, seq)
+                .is_err()
+            {
+                // reader_index moved under us: the writer started over in
+                // place. The batch was delivered; the next poll switches to
+                // the new stream.
+                self.change = FileChange::Restarted;
             }
-            _ => Err(ReaderError::Token { signal, got: token }),
         }
+        Ok(())
     }
 
     /// Snapshots the metric aggregates into the pending metrics batch.
@@ -287,12 +305,11 @@ impl FileReader {
         if self.pending[Signal::Metrics as usize].is_some() {
             return CollectOutcome::Busy;
         }
-        if self.stream.file.check_not_truncated().is_err() {
-            // Collecting resolves dictionary refs in the mapping: not in a
-            // truncated file. Its aggregates are lost with it.
+        if self.check_poisoned().is_err() {
+            // The file shrank: its aggregates are lost with it.
             return CollectOutcome::Nothing;
         }
-        self.ingest_measurements();
+        self.ingest_measurements(now);
         let s = &mut self.stream;
         match self.aggregator.collect(&s.file, &mut s.dict, now) {
             Some((req, points)) => {
@@ -318,18 +335,21 @@ impl FileReader {
     /// Records taken from the signal's ring so far (decoded or skipped as
     /// corrupt): a caller sees progress without a batch by comparing it.
     pub fn records_consumed(&self, signal: Signal) -> u64 {
-        self.stats.records_read[signal as usize] + self.stats.corrupt_records[signal as usize]
+        self.stats.records_read[signal as usize]
+            + self.stats.corrupt_records[signal as usize]
+            + self.stream.rings[signal as usize].abandoned()
     }
 
     /// Current counters.
     pub fn stats(&self) -> ReaderStats {
         let mut st = self.stats;
         let region = self.stream.file.region();
-        // The ring headers are in the mapping: not read from a truncated file.
-        let intact = self.stream.file.check_not_truncated().is_ok();
+        // A shrunk file's ring headers may read as zeros: no gauge from them.
+        let intact = !region.poisoned();
         for (i, ring) in self.stream.rings.iter().enumerate() {
             st.ring_capacity[i] = ring.geometry().num_buffers;
             st.ring_unread[i] = if intact { ring.unreleased(region) } else { 0 };
+            st.abandoned_slots[i] += ring.abandoned();
         }
         let c = self.assembler.counters;
         st.incomplete_spans = c.incomplete;
@@ -356,6 +376,25 @@ impl FileReader {
         matches!(self.change, FileChange::Removed | FileChange::Replaced)
     }
 
+    /// Fails once the SIGBUS guard replaced a page of the mapping.
+    fn check_poisoned(&self) -> Result<(), FormatError> {
+        if self.stream.file.region().poisoned() {
+            return Err(FormatError::Shrunk);
+        }
+        Ok(())
+    }
+
+    /// How the rings treat slots claimed and not published.
+    fn stranded_policy(&self) -> StrandedSlots {
+        if self.writer_gone {
+            StrandedSlots::WriterDead
+        } else {
+            StrandedSlots::SkipAfter {
+                timeout_nanos: self.options.stuck_slot_timeout_nanos,
+            }
+        }
+    }
+
     fn token(&mut self) -> u64 {
         let t = self.next_token;
         self.next_token += 1;
@@ -366,6 +405,18 @@ impl FileReader {
     fn check_file(&mut self, now: u64) {
         if !self.options.consume {
             return;
+        }
+        // A writer that starts over in place rewrites the start time first:
+        // one atomic load, checked at every poll, so that no record of the new
+        // stream is read as the old stream's.
+        if self.change == FileChange::None && self.stream.file.start_time_changed() {
+            self.change = FileChange::Restarted;
+        }
+        if self.change == FileChange::Restarted {
+            self.switch_stream(now);
+            if self.change == FileChange::Restarted {
+                return;
+            }
         }
         if self
             .last_check
@@ -414,6 +465,9 @@ impl FileReader {
             self.pending[Signal::Traces as usize] = made;
         }
         self.bad_refs_before += self.stream.dict.bad_refs;
+        for (i, ring) in self.stream.rings.iter().enumerate() {
+            self.stats.abandoned_slots[i] += ring.abandoned();
+        }
         self.stream = next;
         self.aggregator = MetricAggregator::new(
             self.options.metric_cardinality_limit,
@@ -440,6 +494,7 @@ impl FileReader {
     /// Returns whether the ring was found empty.
     fn ingest_spans(&mut self, now: u64) -> bool {
         let max_batch = self.options.max_batch_spans;
+        let policy = self.stranded_policy();
         let s = &mut self.stream;
         let i = Signal::Traces as usize;
         let mut empty = false;
@@ -448,6 +503,7 @@ impl FileReader {
                 break;
             }
             match s.rings[i].peek(s.file.region()) {
+                Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => continue,
                 Slot::Empty => {
                     empty = true;
                     break;
@@ -463,9 +519,10 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume {
-            // The events are in the assembler's memory now.
-            let _ = s.rings[i].release(s.file.region());
+        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+            // The events are in the assembler's memory now; reader_index moved
+            // under us: the writer started over.
+            self.change = FileChange::Restarted;
         }
         empty
     }
@@ -505,12 +562,17 @@ impl FileReader {
 
     fn poll_logs(&mut self, now: u64) -> Option<Pending> {
         let i = Signal::Logs as usize;
+        let policy = self.stranded_policy();
         let s = &mut self.stream;
         let mut grouper = Grouper::default();
         let mut items = 0u64;
         let mut advanced = false;
         for _ in 0..self.options.max_batch_logs {
             match s.rings[i].peek(s.file.region()) {
+                Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => {
+                    advanced = true;
+                    continue;
+                }
                 Slot::Empty => break,
                 Slot::Ready(bytes) => match EventView::parse(bytes) {
                     Ok(ev) => {
@@ -527,9 +589,10 @@ impl FileReader {
         }
         let last = s.rings[i].next_sequence().wrapping_sub(1);
         if items == 0 {
-            if advanced && self.options.consume {
-                // Only corrupt slots: nothing to deliver, give them back now.
-                let _ = s.rings[i].release(s.file.region());
+            if advanced && self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+                // Only corrupt or abandoned slots: nothing to deliver, they
+                // were given back now, unless the writer started over.
+                self.change = FileChange::Restarted;
             }
             return None;
         }
@@ -555,11 +618,13 @@ impl FileReader {
         })
     }
 
-    fn ingest_measurements(&mut self) {
+    fn ingest_measurements(&mut self, now: u64) {
         let i = Signal::Metrics as usize;
+        let policy = self.stranded_policy();
         let s = &mut self.stream;
         for _ in 0..INGEST_BUDGET {
             match s.rings[i].peek(s.file.region()) {
+                Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => continue,
                 Slot::Empty => break,
                 Slot::Ready(bytes) => {
                     if self.aggregator.record_encoded(&s.file, &mut s.dict, bytes) {
@@ -572,8 +637,8 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume {
-            let _ = s.rings[i].release(s.file.region());
+        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+            self.change = FileChange::Restarted;
         }
     }
 }

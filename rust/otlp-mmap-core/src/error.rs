@@ -64,6 +64,14 @@ pub enum FormatError {
     Config(String),
     #[error("another reader already reads this file (its reader lock is held)")]
     Locked,
+    #[error(
+        "reader_index is {found}, not the {expected} this reader stored: the writer started over in place, or another reader is at work"
+    )]
+    ReaderIndexMoved { expected: i64, found: i64 },
+    #[error(
+        "the file shrank while it was mapped (a page vanished under the reader): the file is given up"
+    )]
+    Shrunk,
     #[error("record of {len} bytes does not fit a {slot}-byte slot")]
     TooLarge { len: usize, slot: usize },
 }

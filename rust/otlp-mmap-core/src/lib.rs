@@ -45,6 +45,7 @@ pub mod lock;
 pub mod reader;
 pub mod region;
 pub mod ring;
+pub mod sigbus;
 pub mod view;
 pub mod writer;
 

@@ -87,7 +87,7 @@ impl MmapReader {
         }
         let valid =
             usize::try_from(file_len).map_err(|_| FormatError::Io("file too large".into()))?;
-        let region = SharedRegion::map(&file, DEFAULT_READER_RESERVATION, valid)?;
+        let region = SharedRegion::map_guarded(&file, DEFAULT_READER_RESERVATION, valid)?;
         let word = |off: u64| -> Result<i64, FormatError> {
             Ok(region.atomic_i64(off)?.load(Ordering::Acquire))
         };
@@ -195,6 +195,15 @@ impl MmapReader {
     /// `(end, num_entries)` from the dictionary header.
     pub fn dictionary_header(&self) -> Result<(i64, i64), FormatError> {
         dictionary::read_header(&self.region, self.layout.dictionary)
+    }
+
+    /// Whether `start_time_unix_nano` in the mapped file differs from the one
+    /// seen at open: the writer started over in place. One atomic load.
+    pub fn start_time_changed(&self) -> bool {
+        self.region
+            .atomic_u64(header::START_TIME)
+            .map(|t| t.load(Ordering::Acquire) != self.start_time_unix_nano)
+            .unwrap_or(false)
     }
 
     /// Checks whether the writer started over or the file went away.

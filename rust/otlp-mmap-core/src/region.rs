@@ -10,6 +10,11 @@
 //! reservation is therefore never remapped while other threads hold references
 //! into it, which is what lets many writer threads share one mapping without a
 //! lock.
+//!
+//! A reader cannot stop the writer (or anyone else) from truncating the file
+//! while it reads; reader mappings are therefore registered with the SIGBUS
+//! guard ([`crate::sigbus`]), which turns a vanished page into zeros and a
+//! poison flag rather than a dead process.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -17,10 +22,14 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::FormatError;
+use crate::sigbus::Registration;
 
 /// A shared mapping of an OTLP-MMAP file.
 #[derive(Debug)]
 pub struct SharedRegion {
+    /// The SIGBUS guard of a reader's mapping. Declared before `map` so that it
+    /// is dropped (unregistered) before the mapping is unmapped.
+    guard: Option<Registration>,
     map: MmapRaw,
     /// Bytes of the file that are known to exist (never more than `map.len()`).
     valid_len: AtomicUsize,
@@ -36,9 +45,33 @@ impl SharedRegion {
             .map_raw(file)
             .map_err(|e| FormatError::Io(format!("mmap of {reserve} bytes failed: {e}")))?;
         Ok(Self {
+            guard: None,
             map,
             valid_len: AtomicUsize::new(valid_len),
         })
+    }
+
+    /// As [`map`](Self::map), for a reader: the mapping is registered with the
+    /// SIGBUS guard ([`crate::sigbus`]), so a page that vanishes because another
+    /// process truncated the file reads as zeros and poisons the region
+    /// instead of killing the process.
+    pub(crate) fn map_guarded(
+        file: &File,
+        reserve: usize,
+        valid_len: usize,
+    ) -> Result<Self, FormatError> {
+        let mut region = Self::map(file, reserve, valid_len)?;
+        region.guard = Some(
+            Registration::new(region.map.as_ptr(), region.map.len()).map_err(FormatError::Io)?,
+        );
+        Ok(region)
+    }
+
+    /// Whether a page of this (guarded) mapping vanished under the reader: the
+    /// file shrank, and bytes read since may be zeros. A poisoned region stays
+    /// poisoned; its reader gives the file up.
+    pub fn poisoned(&self) -> bool {
+        self.guard.as_ref().is_some_and(Registration::poisoned)
     }
 
     /// Bytes of the reservation (the largest the file can grow to without a new mapping).

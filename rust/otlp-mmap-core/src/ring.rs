@@ -154,16 +154,47 @@ pub enum Slot<'a> {
     Corrupt(FormatError),
 }
 
+/// Most slots after a stuck one that [`RingReader::skip_abandoned`] looks at
+/// for a published record (bounded work per call).
+const LATER_SLOTS_SCANNED: i64 = 256;
+
+/// How the reader treats a slot that a writer claimed and has not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrandedSlots {
+    /// The writer is known to be dead (its liveness lock was released): no
+    /// claimed slot will ever be published; skip them all at once.
+    WriterDead,
+    /// The writer may be alive (or takes no liveness lock): skip a claimed slot
+    /// only once a later slot is published and this one stayed unpublished
+    /// for `timeout_nanos` (reader clock).
+    SkipAfter {
+        /// How long a claimed slot may stay unpublished behind published ones.
+        timeout_nanos: u64,
+    },
+}
+
 /// The reader side of one ring. There is exactly one per ring.
 ///
 /// It keeps its own copy of the next sequence to read, so that it touches the
 /// shared `reader_index` (which shares a cache line with `writer_index`) only
-/// when it releases slots.
+/// when it releases slots, and its own copy of the last `writer_index` it saw,
+/// so that it loads `writer_index` only when it has caught up with it.
+///
+/// Invariants:
+/// - `released < next`: every sequence up to `released` was handed back to the
+///   writers; `next` is the first sequence not consumed yet.
+/// - `writer_seen` is a value `writer_index` held; a sequence above it is never
+///   read, whatever its slot's flag says (a writer claims before it publishes,
+///   so a flag that seems to publish such a sequence is stale).
 #[derive(Debug)]
 pub struct RingReader {
     geo: RingGeometry,
     next: i64,
     released: i64,
+    writer_seen: i64,
+    /// The sequence found claimed but unpublished, and when that was first seen.
+    stuck: Option<(i64, u64)>,
+    abandoned: u64,
 }
 
 impl RingReader {
@@ -176,6 +207,9 @@ impl RingReader {
             geo,
             next: r.wrapping_add(1),
             released: r,
+            writer_seen: r,
+            stuck: None,
+            abandoned: 0,
         })
     }
 
@@ -194,8 +228,31 @@ impl RingReader {
         self.released
     }
 
+    /// Claimed slots this reader skipped because they were never published.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned
+    }
+
+    fn load_writer_index(&mut self, region: &SharedRegion) -> i64 {
+        if let Ok(w) = region.atomic_i64(self.geo.offset + ring_header::WRITER_INDEX) {
+            self.writer_seen = w.load(Ordering::Acquire);
+        }
+        self.writer_seen
+    }
+
+    /// Whether `seq` was claimed by a writer, as far as `writer_seen` tells.
+    fn claimed(&self, seq: i64) -> bool {
+        seq.wrapping_sub(self.writer_seen) <= 0
+    }
+
     /// Looks at the next sequence without consuming it.
-    pub fn peek<'a>(&self, region: &'a SharedRegion) -> Slot<'a> {
+    pub fn peek<'a>(&mut self, region: &'a SharedRegion) -> Slot<'a> {
+        if !self.claimed(self.next) {
+            self.load_writer_index(region);
+            if !self.claimed(self.next) {
+                return Slot::Empty;
+            }
+        }
         let slot = self.geo.slot_of(self.next);
         let flag = match region.atomic_i32(self.geo.flag_offset(slot)) {
             Ok(f) => f.load(Ordering::Acquire),
@@ -213,6 +270,65 @@ impl RingReader {
         }
     }
 
+    /// Called after [`peek`](Self::peek) found nothing: when the next sequence
+    /// was claimed by a writer that will never publish it (see
+    /// [`StrandedSlots`]), moves past it, counts it as abandoned and returns
+    /// true. Returns false when the reader should wait.
+    ///
+    /// A skipped slot that a slow (not dead) writer publishes later is never
+    /// taken for a record: its flag publishes the skipped sequence `s`, and the
+    /// reader only ever looks for sequences above `s` in that slot, whose flags
+    /// differ (see [`RingGeometry::publishes`]).
+    pub fn skip_abandoned(
+        &mut self,
+        region: &SharedRegion,
+        now: u64,
+        policy: StrandedSlots,
+    ) -> bool {
+        let w = self.load_writer_index(region);
+        if !self.claimed(self.next) {
+            self.stuck = None;
+            return false;
+        }
+        let skip = match policy {
+            StrandedSlots::WriterDead => true,
+            StrandedSlots::SkipAfter { timeout_nanos } => {
+                let since = match self.stuck {
+                    Some((seq, since)) if seq == self.next => since,
+                    _ => {
+                        self.stuck = Some((self.next, now));
+                        now
+                    }
+                };
+                now.saturating_sub(since) >= timeout_nanos && self.later_published(region, w)
+            }
+        };
+        if skip {
+            self.stuck = None;
+            self.abandoned += 1;
+            self.advance();
+        }
+        skip
+    }
+
+    /// Whether a sequence after `next` (up to `w`, at most
+    /// [`LATER_SLOTS_SCANNED`] of them) is published.
+    fn later_published(&self, region: &SharedRegion, w: i64) -> bool {
+        let last = w.min(self.next.saturating_add(LATER_SLOTS_SCANNED));
+        let mut seq = self.next.wrapping_add(1);
+        while seq.wrapping_sub(last) <= 0 {
+            let published = region
+                .atomic_i32(self.geo.flag_offset(self.geo.slot_of(seq)))
+                .map(|f| self.geo.publishes(f.load(Ordering::Acquire), seq))
+                .unwrap_or(false);
+            if published {
+                return true;
+            }
+            seq = seq.wrapping_add(1);
+        }
+        false
+    }
+
     /// Moves past the current sequence (locally; see [`release`](Self::release)).
     pub fn advance(&mut self) {
         self.next = self.next.wrapping_add(1);
@@ -224,13 +340,22 @@ impl RingReader {
     }
 
     /// Gives the slots up to and including `seq` back to the writers.
+    ///
+    /// The store is a compare-and-swap from the value this reader last
+    /// released: if `reader_index` holds anything else, the writer started
+    /// over in place (it reset the ring) or another reader is at work, and
+    /// [`FormatError::ReaderIndexMoved`] says so; nothing is stored then.
     pub fn release_to(&mut self, region: &SharedRegion, seq: i64) -> Result<(), FormatError> {
         if seq == self.released {
             return Ok(());
         }
         region
             .atomic_i64(self.geo.offset + ring_header::READER_INDEX)?
-            .store(seq, Ordering::Release);
+            .compare_exchange(self.released, seq, Ordering::Release, Ordering::Relaxed)
+            .map_err(|found| FormatError::ReaderIndexMoved {
+                expected: self.released,
+                found,
+            })?;
         self.released = seq;
         Ok(())
     }

@@ -138,6 +138,12 @@ typedef struct OmReaderOptions {
    Most series per metric (default 2000); the rest fold into the overflow series.
    */
   uint64_t metric_cardinality_limit;
+  /*
+   How long a slot a live writer claimed may stay unpublished, with later
+   slots published, before it is skipped as abandoned (default 2 s). A
+   dead writer's claimed slots are skipped at once.
+   */
+  uint64_t stuck_slot_timeout_nanos;
 } OmReaderOptions;
 
 /*
@@ -194,6 +200,11 @@ typedef struct OmStats {
    Slots skipped because they did not decode.
    */
   uint64_t corrupt_records[3];
+  /*
+   Slots a writer claimed and never published (it died, or stalled past
+   the stuck-slot timeout), skipped.
+   */
+  uint64_t abandoned_slots[3];
   /*
    Spans emitted as incomplete (never ended).
    */

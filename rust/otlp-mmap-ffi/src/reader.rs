@@ -27,6 +27,10 @@ pub struct OmReaderOptions {
     pub max_batch_logs: u64,
     /// Most series per metric (default 2000); the rest fold into the overflow series.
     pub metric_cardinality_limit: u64,
+    /// How long a slot a live writer claimed may stay unpublished, with later
+    /// slots published, before it is skipped as abandoned (default 2 s). A
+    /// dead writer's claimed slots are skipped at once.
+    pub stuck_slot_timeout_nanos: u64,
 }
 
 /// One export request: OTLP protobuf bytes of an ExportTraceServiceRequest,
@@ -72,6 +76,9 @@ pub struct OmStats {
     pub records_read: [u64; 3],
     /// Slots skipped because they did not decode.
     pub corrupt_records: [u64; 3],
+    /// Slots a writer claimed and never published (it died, or stalled past
+    /// the stuck-slot timeout), skipped.
+    pub abandoned_slots: [u64; 3],
     /// Spans emitted as incomplete (never ended).
     pub incomplete_spans: u64,
     /// Spans started and not yet ended.
@@ -133,6 +140,7 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
             max_batch_spans: d.max_batch_spans as u64,
             max_batch_logs: d.max_batch_logs as u64,
             metric_cardinality_limit: d.metric_cardinality_limit as u64,
+            stuck_slot_timeout_nanos: d.stuck_slot_timeout_nanos,
         }
     };
 }
@@ -171,6 +179,11 @@ pub unsafe extern "C" fn om_reader_open(
                 o.metric_cardinality_limit,
                 d.metric_cardinality_limit,
             ),
+            stuck_slot_timeout_nanos: if o.stuck_slot_timeout_nanos == 0 {
+                d.stuck_slot_timeout_nanos
+            } else {
+                o.stuck_slot_timeout_nanos
+            },
             consume: true,
         };
         let reader = FileReader::open(path, opts).map_err(|e| match e {
@@ -305,6 +318,7 @@ pub unsafe extern "C" fn om_reader_stats(
             ring_unread: s.ring_unread,
             records_read: s.records_read,
             corrupt_records: s.corrupt_records,
+            abandoned_slots: s.abandoned_slots,
             incomplete_spans: s.incomplete_spans,
             in_flight_spans: s.in_flight_spans,
             orphan_span_events: s.orphan_span_events,
