@@ -173,7 +173,10 @@ struct Stream {
 
 impl Stream {
     fn open(path: &std::path::Path, consume: bool, generation: u64) -> Result<Self, FormatError> {
-        let file = MmapReader::open(path, consume)?;
+        Self::over(MmapReader::open(path, consume)?, generation)
+    }
+
+    fn over(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
         let rings = [
             file.ring_reader(Signal::Traces.ring())?,
             file.ring_reader(Signal::Logs.ring())?,
@@ -446,7 +449,10 @@ impl FileReader {
 
     fn switch_stream(&mut self, now: u64) {
         let generation = self.stream.generation + 1;
-        let Ok(next) = Stream::open(&self.path, self.options.consume, generation) else {
+        // The same file, through the same open file description: the reader
+        // lock this reader holds carries over.
+        let reopened = self.stream.file.reopen();
+        let Ok(next) = reopened.and_then(|f| Stream::over(f, generation)) else {
             // The new file is not readable yet (still being initialised): try at the next check.
             return;
         };

@@ -53,6 +53,7 @@ pub struct MmapReader {
     dev_ino: (u64, u64),
     saw_writer_lock: bool,
     last_writer_state: WriterState,
+    exclusive: bool,
 }
 
 impl MmapReader {
@@ -67,6 +68,12 @@ impl MmapReader {
             .write(true)
             .open(&path)
             .map_err(|e| FormatError::Io(format!("cannot open {}: {e}", path.display())))?;
+        Self::open_file(file, path, exclusive)
+    }
+
+    /// As [`open`](Self::open), over a file the caller opened (read-write);
+    /// `path` is where it was found.
+    pub fn open_file(file: File, path: PathBuf, exclusive: bool) -> Result<Self, FormatError> {
         if exclusive {
             crate::lock::lock_reader(&file).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -123,6 +130,7 @@ impl MmapReader {
             start_time_unix_nano,
             saw_writer_lock: false,
             last_writer_state: WriterState::Unknown,
+            exclusive,
         };
         reader.writer_state();
         Ok(reader)
@@ -163,6 +171,14 @@ impl MmapReader {
             }
             other => other,
         }
+    }
+
+    /// Opens the same file again, through the same open file description
+    /// (so this reader's lock carries over), as it is now: for a writer that
+    /// started over in place.
+    pub fn reopen(&self) -> Result<Self, FormatError> {
+        let file = self.file.try_clone()?;
+        Self::open_file(file, self.path.clone(), self.exclusive)
     }
 
     /// Checks that the file is still as long as the part of it this reader
