@@ -6,6 +6,7 @@
 //! ```text
 //! crashy PATH [--service NAME] [--prefix P] [--count N] [--open K]
 //!             [--rate R] [--duration-secs S] [--exit]
+//! crashy PATH --threads T [--prefix P] [--stall]
 //! ```
 //!
 //! 1. writes records `0..N`: for each `i`, a span `"{P} span {i}"` (attribute
@@ -17,6 +18,16 @@
 //!    (every record below I is published), for `--duration-secs` or forever;
 //! 4. prints `done written=W dropped_spans=.. dropped_logs=.. dropped_measurements=..`
 //!    and then waits to be killed, or exits with `--exit`.
+//!
+//! With `--threads T`, T threads write log records `"{P}{t} log {i}"`
+//! (t = 0..T, i = 0, 1, ... per thread) through the one shared `MmapWriter`
+//! as fast as they can, until the process is killed. A record that finds the
+//! ring full is retried, so each thread's records are published in order and
+//! without gaps; the main thread prints `published t0=I0 t1=I1 ...` every
+//! 20 ms (every record of thread t below It is published). With `--stall`,
+//! thread 0 claims a slot after its 100th record and never publishes it (it
+//! hangs while encoding, like a thread stopped by a debugger or stuck on a
+//! page fault), so the file always holds a stranded slot when it is killed.
 //!
 //! Ring sizes come from the `OTEL_MMAP_*` environment variables.
 
@@ -40,6 +51,8 @@ struct Args {
     rate: f64,
     duration: Option<Duration>,
     exit: bool,
+    threads: usize,
+    stall: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
         rate: 0.0,
         duration: None,
         exit: false,
+        threads: 0,
+        stall: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +85,8 @@ fn parse_args() -> Result<Args, String> {
                 )?))
             }
             "--exit" => a.exit = true,
+            "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
+            "--stall" => a.stall = true,
             p if !p.starts_with("--") && a.path.is_empty() => a.path = p.to_owned(),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -104,6 +121,9 @@ fn main() {
         }
     };
     let scope = InstrumentationScope::builder("crashy").build();
+    if args.threads > 0 {
+        write_from_threads(&file, &scope, &args.prefix, args.threads, args.stall);
+    }
     let tracer = MmapTracerProvider::new(&file).tracer_with_scope(scope.clone());
     let meters = MmapMeterProvider::new(&file);
     let counter = meters
@@ -174,4 +194,75 @@ fn main() {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// `--threads`: unpaced writers sharing one file, until the process is killed.
+fn write_from_threads(
+    file: &MmapExporterFile,
+    scope: &InstrumentationScope,
+    prefix: &str,
+    threads: usize,
+    stall: bool,
+) -> ! {
+    use otlp_mmap_core::proto::{AnyValue, Event, any_value::Value};
+    use otlp_mmap_core::{RingKind, ring::WriteError};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const PADDING: &str = concat!(
+        "INFO: a log record of a realistic size, padded so that encoding it takes ",
+        "as long as encoding a typical request log with a few attributes does; ",
+        "a thread killed while it encodes leaves its claimed slot unpublished."
+    );
+    let scope_ref = file.scope_ref(scope);
+    let published: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+    std::thread::scope(|s| {
+        for (t, count) in published.iter().enumerate() {
+            s.spawn(move || {
+                for i in 0u64.. {
+                    if stall && t == 0 && i == 100 {
+                        // Claims a slot and hangs inside it for good.
+                        let _ = file.writer().try_write_with(RingKind::Events, 16, |_| {
+                            loop {
+                                std::thread::sleep(Duration::from_secs(3600));
+                            }
+                        });
+                    }
+                    let event = Event {
+                        scope_ref,
+                        severity_number: 9,
+                        // A realistically sized record: its encoding is what a
+                        // thread does while it holds a claimed slot.
+                        severity_text: PADDING.into(),
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(format!("{prefix}{t} log {i}"))),
+                        }),
+                        ..Default::default()
+                    };
+                    loop {
+                        match file.writer().try_write(RingKind::Events, &event) {
+                            Ok(_) => break,
+                            // Full: wait for the reader like an app that
+                            // retries would, then race the other threads
+                            // for the slots it frees.
+                            Err(WriteError::Full) => std::thread::sleep(Duration::from_micros(200)),
+                            Err(e) => panic!("record {i} of thread {t}: {e:?}"),
+                        }
+                    }
+                    count.store(i + 1, Ordering::Release);
+                }
+            });
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready written=0");
+        loop {
+            let line: Vec<String> = published
+                .iter()
+                .enumerate()
+                .map(|(t, c)| format!("t{t}={}", c.load(Ordering::Acquire)))
+                .collect();
+            let _ = writeln!(out, "published {}", line.join(" "));
+            let _ = out.flush();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
 }

@@ -29,8 +29,19 @@ pub fn run(path: &Path) -> Result<(), String> {
         let r = word(g.offset + ring_header::READER_INDEX);
         let w = word(g.offset + ring_header::WRITER_INDEX);
         let unread = w.saturating_sub(r).clamp(0, g.num_buffers as i64);
+        // Claimed (up to writer_index) and not published: a writer is filling
+        // them, or died holding them (the reader skips those as abandoned).
+        let unpublished = (1..=unread)
+            .filter(|k| {
+                let seq = r + k;
+                region
+                    .atomic_i32(g.flag_offset(g.slot_of(seq)))
+                    .map(|f| !g.publishes(f.load(Ordering::Acquire), seq))
+                    .unwrap_or(true)
+            })
+            .count();
         println!(
-            "{:<13}offset {:>9}  slots {:>6} x {:>6} B  reader_index {:>12}  writer_index {:>12}  fill {}/{} ({:.1}%)",
+            "{:<13}offset {:>9}  slots {:>6} x {:>6} B  reader_index {:>12}  writer_index {:>12}  fill {}/{} ({:.1}%)  unpublished {}",
             format!("{} ring:", kind.name()),
             g.offset,
             g.num_buffers,
@@ -39,7 +50,8 @@ pub fn run(path: &Path) -> Result<(), String> {
             w,
             unread,
             g.num_buffers,
-            100.0 * unread as f64 / g.num_buffers as f64
+            100.0 * unread as f64 / g.num_buffers as f64,
+            unpublished
         );
     }
     let (end, entries) = file.dictionary_header().map_err(|e| e.to_string())?;
