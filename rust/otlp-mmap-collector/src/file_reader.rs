@@ -160,7 +160,10 @@ struct Stream {
 
 impl Stream {
     fn open(path: &std::path::Path, consume: bool, generation: u64) -> Result<Self, FormatError> {
-        let file = MmapReader::open(path, consume)?;
+        Self::new(MmapReader::open(path, consume)?, generation)
+    }
+
+    fn new(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
         let rings = [
             file.ring_reader(Signal::Traces.ring())?,
             file.ring_reader(Signal::Logs.ring())?,
@@ -198,8 +201,22 @@ impl FileReader {
         path: impl AsRef<std::path::Path>,
         options: ReaderOptions,
     ) -> Result<Self, FormatError> {
-        let path = path.as_ref().to_path_buf();
-        let stream = Stream::open(&path, options.consume, 0)?;
+        Self::with_file(MmapReader::open(path, options.consume)?, options)
+    }
+
+    /// Reads `file`, which the caller opened read-write (see
+    /// [`MmapReader::open_file`]); `path` is where it was found.
+    pub fn open_file(
+        file: std::fs::File,
+        path: impl AsRef<std::path::Path>,
+        options: ReaderOptions,
+    ) -> Result<Self, FormatError> {
+        Self::with_file(MmapReader::open_file(file, path, options.consume)?, options)
+    }
+
+    fn with_file(file: MmapReader, options: ReaderOptions) -> Result<Self, FormatError> {
+        let path = file.path().to_path_buf();
+        let stream = Stream::new(file, 0)?;
         // Cumulative series start with the stream. When an earlier reader
         // already consumed measurements (a Collector restart), what it had
         // aggregated is gone: the series restart now, with a new start time,

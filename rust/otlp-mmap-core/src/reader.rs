@@ -61,12 +61,26 @@ impl MmapReader {
     /// every ring's geometry before anything else is read. Takes the exclusive
     /// reader lock unless `exclusive` is false (tools that only look).
     pub fn open(path: impl AsRef<Path>, exclusive: bool) -> Result<Self, FormatError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&path)
+            .open(path)
             .map_err(|e| FormatError::Io(format!("cannot open {}: {e}", path.display())))?;
+        Self::open_file(file, path, exclusive)
+    }
+
+    /// Like [`open`](Self::open), over a file the caller has already opened
+    /// read-write (for example without following links, after checking the
+    /// open descriptor). `path` is where the file was found: it names the file
+    /// in errors, and [`file_change`](Self::file_change) compares what is at
+    /// `path` later with this file's device and inode.
+    pub fn open_file(
+        file: File,
+        path: impl AsRef<Path>,
+        exclusive: bool,
+    ) -> Result<Self, FormatError> {
+        let path = path.as_ref().to_path_buf();
         if exclusive {
             crate::lock::lock_reader(&file).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
