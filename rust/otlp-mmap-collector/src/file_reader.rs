@@ -159,8 +159,15 @@ struct Stream {
 }
 
 impl Stream {
-    fn open(path: &std::path::Path, consume: bool, generation: u64) -> Result<Self, FormatError> {
-        Self::new(MmapReader::open(path, consume)?, generation)
+    /// The stream a writer started over in place, in the same file: opened
+    /// through the file already open (its reader lock, and no new open of
+    /// the path, which may lead elsewhere by now).
+    fn reopen(&self, consume: bool, generation: u64) -> Result<Self, FormatError> {
+        let file = self.file.try_clone_file()?;
+        Self::new(
+            MmapReader::open_file(file, self.file.path(), consume)?,
+            generation,
+        )
     }
 
     fn new(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
@@ -412,7 +419,7 @@ impl FileReader {
 
     fn switch_stream(&mut self, now: u64) {
         let generation = self.stream.generation + 1;
-        let Ok(next) = Stream::open(&self.path, self.options.consume, generation) else {
+        let Ok(next) = self.stream.reopen(self.options.consume, generation) else {
             // The new file is not readable yet (still being initialised): try at the next check.
             return;
         };

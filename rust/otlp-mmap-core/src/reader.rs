@@ -147,6 +147,12 @@ impl MmapReader {
         &self.path
     }
 
+    /// Another handle on the open file (the same open file description, so
+    /// it holds the same locks).
+    pub fn try_clone_file(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// The validated layout.
     pub fn layout(&self) -> &FileLayout {
         &self.layout
