@@ -4,17 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+
+	"github.com/otelcol-mmap/mmapreceiver/internal/finder"
 )
 
 // Default values of the configuration keys (documented in README.md).
 const (
 	defaultPollInterval       = 100 * time.Millisecond
 	defaultScanInterval       = time.Second
+	defaultMaxFiles           = 1024
 	defaultMaxBatchSize       = 1024
 	defaultMaxInFlightSpans   = 100000
 	defaultMaxSpanAge         = 10 * time.Minute
@@ -26,8 +28,8 @@ const (
 
 // Config defines the configuration of the mmap receiver.
 type Config struct {
-	// Include lists glob patterns (path/filepath.Match syntax) of the
-	// OTLP-MMAP files to read. Required.
+	// Include lists glob patterns (path/filepath.Match syntax plus `**` for
+	// any number of directories) of the OTLP-MMAP files to read. Required.
 	Include []string `mapstructure:"include"`
 	// Exclude lists glob patterns of files to leave alone even though they
 	// match Include.
@@ -38,6 +40,9 @@ type Config struct {
 	// ScanInterval is how often the Include/Exclude globs are evaluated again
 	// to pick up new files and let go of removed ones.
 	ScanInterval time.Duration `mapstructure:"scan_interval"`
+	// MaxFiles caps the files read at once; further matching files are
+	// opened only when others are closed.
+	MaxFiles int `mapstructure:"max_files"`
 
 	// AllowedOwners lists the users (numeric uids or user names) whose
 	// files are read; a file owned by anyone else is skipped. Empty: any owner.
@@ -117,6 +122,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		PollInterval:        defaultPollInterval,
 		ScanInterval:        defaultScanInterval,
+		MaxFiles:            defaultMaxFiles,
 		RejectWorldWritable: true,
 		Traces: TracesConfig{
 			MaxBatchSize:     defaultMaxBatchSize,
@@ -149,6 +155,7 @@ func (cfg *Config) Validate() error {
 	errs = append(errs,
 		positiveDuration("poll_interval", cfg.PollInterval),
 		positiveDuration("scan_interval", cfg.ScanInterval),
+		positiveInt("max_files", cfg.MaxFiles),
 		positiveInt("traces::max_batch_size", cfg.Traces.MaxBatchSize),
 		positiveInt("traces::max_in_flight_spans", cfg.Traces.MaxInFlightSpans),
 		positiveDuration("traces::max_span_age", cfg.Traces.MaxSpanAge),
@@ -169,12 +176,8 @@ func (cfg *Config) Validate() error {
 func validateGlobs(key string, patterns []string) []error {
 	var errs []error
 	for i, p := range patterns {
-		if p == "" {
-			errs = append(errs, fmt.Errorf("%s[%d]: empty glob pattern", key, i))
-			continue
-		}
-		if _, err := filepath.Match(p, ""); err != nil {
-			errs = append(errs, fmt.Errorf("%s[%d]: invalid glob pattern %q: %w", key, i, p, err))
+		if err := finder.Validate(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", key, i, err))
 		}
 	}
 	return errs

@@ -18,6 +18,7 @@ func TestCreateDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.Equal(t, 100*time.Millisecond, cfg.PollInterval)
 	assert.Equal(t, time.Second, cfg.ScanInterval)
+	assert.Equal(t, 1024, cfg.MaxFiles)
 	assert.Equal(t, 1024, cfg.Traces.MaxBatchSize)
 	assert.Equal(t, 100000, cfg.Traces.MaxInFlightSpans)
 	assert.Equal(t, 10*time.Minute, cfg.Traces.MaxSpanAge)
@@ -61,6 +62,7 @@ func TestLoadValidConfig(t *testing.T) {
 		Exclude:             []string{"/tmp/app-test-*.otlp"},
 		PollInterval:        2 * time.Millisecond,
 		ScanInterval:        250 * time.Millisecond,
+		MaxFiles:            64,
 		AllowedOwners:       []string{"0", "1000"},
 		RejectWorldWritable: false,
 		RejectGroupWritable: true,
@@ -94,6 +96,7 @@ func TestLoadInvalidConfig(t *testing.T) {
 		{"bad_exclude_glob", "exclude[0]: invalid glob pattern"},
 		{"zero_poll_interval", "poll_interval: must be a positive duration"},
 		{"negative_scan_interval", "scan_interval: must be a positive duration"},
+		{"zero_max_files", "max_files: must be a positive number"},
 		{"zero_traces_max_batch_size", "traces::max_batch_size: must be a positive number"},
 		{"negative_max_in_flight_spans", "traces::max_in_flight_spans: must be a positive number"},
 		{"zero_max_span_age", "traces::max_span_age: must be a positive duration"},

@@ -9,15 +9,57 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-mmap/mmapreceiver/internal/access"
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 )
 
-// fileReader reads one file: one goroutine per enabled signal, all sharing
-// one library reader whose calls are serialized by mu.
+const (
+	// minIdleSleep is the first sleep after a reader found nothing to do;
+	// it doubles up to poll_interval while the file stays idle.
+	minIdleSleep = 50 * time.Microsecond
+	// batchFillWait: after a batch that was not full (or records read without
+	// a batch) a reader waits this long (at most poll_interval) before it
+	// polls again, so that batches fill up instead of carrying a few records
+	// each; full batches are read back to back.
+	batchFillWait = 5 * time.Millisecond
+	// minMetricsRefresh: a file whose metrics ring got no new measurement
+	// since the previous collection is collected again (re-sending the
+	// unchanged cumulative values) only after this long, or after
+	// collection_interval when that is longer.
+	minMetricsRefresh = time.Minute
+)
+
+// readerOptions are the settings of every file reader, from Config.
+type readerOptions struct {
+	pollInterval       time.Duration
+	collectionInterval time.Duration
+	retryInitial       time.Duration
+	retryMax           time.Duration
+	batchSize          [3]uint64 // per signal; 0: no limit (metrics)
+}
+
+// readerDeps is what a file reader uses besides its file; the receiver
+// provides them.
+type readerDeps struct {
+	logger    *zap.Logger
+	telemetry *telemetry
+	// consumers holds the pipeline of each signal; a signal without one is
+	// not read.
+	consumers [3]signalConsumer
+	options   readerOptions
+	// finalOffer returns the context and deadline of the last offers made
+	// at shutdown.
+	finalOffer func() (context.Context, time.Time)
+	// closed is called once the reader has closed its file.
+	closed func()
+}
+
+// fileReader reads one file: one goroutine serves every enabled signal, all
+// through one library reader whose calls are serialized by mu.
 type fileReader struct {
-	r       *mmapReceiver
+	deps    readerDeps
 	path    string
-	key     fileKey
+	id      access.FileID
 	signals []ffi.Signal
 
 	mu     sync.Mutex // guards rd, last and closed
@@ -35,11 +77,17 @@ type fileReader struct {
 	done      chan struct{} // closed once the reader is closed
 }
 
-func newFileReader(r *mmapReceiver, path string, key fileKey, rd *ffi.Reader, signals []ffi.Signal) *fileReader {
+func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reader) *fileReader {
+	var signals []ffi.Signal
+	for _, sig := range ffi.Signals {
+		if deps.consumers[sig] != nil {
+			signals = append(signals, sig)
+		}
+	}
 	return &fileReader{
-		r:       r,
+		deps:    deps,
 		path:    path,
-		key:     key,
+		id:      id,
 		signals: signals,
 		rd:      rd,
 		drainCh: make(chan struct{}),
@@ -56,7 +104,7 @@ func (fr *fileReader) requestDrain() {
 // again at its next pass.
 func (fr *fileReader) fail(err error) {
 	fr.failOnce.Do(func() {
-		fr.r.set.Logger.Warn("OTLP-MMAP reader failed; closing the file, it is reopened at the next scan",
+		fr.deps.logger.Warn("OTLP-MMAP reader failed; closing the file, it is reopened at the next scan",
 			zap.String("path", fr.path), zap.Error(err))
 		fr.broken.Store(true)
 		fr.cancel()
@@ -72,16 +120,16 @@ func (fr *fileReader) run(parent context.Context) {
 
 	fr.mu.Lock()
 	if s, err := fr.rd.Stats(); err == nil {
-		fr.r.recordStatsDelta(&fr.last, &s)
+		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 		fr.last = s
 	}
 	if err := fr.rd.Close(); err != nil {
-		fr.r.set.Logger.Warn("Closing OTLP-MMAP reader failed", zap.String("path", fr.path), zap.Error(err))
+		fr.deps.logger.Warn("Closing OTLP-MMAP reader failed", zap.String("path", fr.path), zap.Error(err))
 	}
 	fr.closed = true
 	fr.mu.Unlock()
-	fr.r.tel.ReceiverMmapOpenFiles.Add(context.Background(), -1)
-	fr.r.set.Logger.Debug("Closed OTLP-MMAP file", zap.String("path", fr.path))
+	fr.deps.closed()
+	fr.deps.logger.Debug("Closed OTLP-MMAP file", zap.String("path", fr.path))
 }
 
 // refreshStats reads the library counters and records what grew since the
@@ -96,7 +144,7 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 	if err != nil {
 		return s, false
 	}
-	fr.r.recordStatsDelta(&fr.last, &s)
+	fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 	fr.last = s
 	return s, true
 }
@@ -114,6 +162,7 @@ const (
 type signalLoop struct {
 	fr        *fileReader
 	sig       ffi.Signal
+	consumer  signalConsumer
 	lastRead  uint64 // records taken from the ring at the previous poll
 	lastFull  bool   // the last delivered batch was full
 	batchSize uint64 // the signal's max_batch_size (0: no limit)
@@ -137,7 +186,7 @@ type signalLoop struct {
 // step polls the signal once and, when a batch comes back, offers it to the
 // next consumer and commits it once it was accepted or refused for good.
 func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
-	fr, r := l.fr, l.fr.r
+	fr := l.fr
 	fr.mu.Lock()
 	b, ok, err := fr.rd.Poll(l.sig, time.Now())
 	if err != nil {
@@ -156,24 +205,23 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 	l.lastFull = b.Items >= l.batchSize
 	// The bytes are only valid until the next poll/commit: unmarshal (which
 	// copies) before anything else happens to this ring.
-	p, uerr := unmarshal(l.sig, b.Data)
+	batch, uerr := l.consumer.unmarshal(b.Data)
 	fr.mu.Unlock()
 
 	if uerr != nil {
 		// The library handed out bytes that do not decode: waiting will
 		// not fix that, so drop the batch and keep the file flowing.
-		r.set.Logger.Error("Dropping a batch that does not decode",
+		fr.deps.logger.Error("Dropping a batch that does not decode",
 			zap.String("path", fr.path), zap.Stringer("signal", l.sig), zap.Uint64("items", b.Items), zap.Error(uerr))
-		r.tel.ReceiverMmapDroppedItems.Add(context.Background(), int64(b.Items), r.signalAttrs[l.sig])
-	} else if count(l.sig, p) > 0 {
-		n, cerr := r.consume(ctx, l.sig, p)
-		if cerr != nil {
+		fr.deps.telemetry.droppedItems(l.sig, int(b.Items))
+	} else if batch.items > 0 {
+		if cerr := batch.consume(ctx); cerr != nil {
 			if !consumererror.IsPermanent(cerr) {
 				return stepRefused, nil
 			}
-			r.tel.ReceiverMmapDroppedItems.Add(context.Background(), int64(n), r.signalAttrs[l.sig])
-			r.set.Logger.Debug("Next consumer refused a batch permanently; dropped",
-				zap.String("path", fr.path), zap.Stringer("signal", l.sig), zap.Int("items", n), zap.Error(cerr))
+			fr.deps.telemetry.droppedItems(l.sig, batch.items)
+			fr.deps.logger.Debug("Next consumer refused a batch permanently; dropped",
+				zap.String("path", fr.path), zap.Stringer("signal", l.sig), zap.Int("items", batch.items), zap.Error(cerr))
 		}
 	}
 
@@ -184,18 +232,6 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 		return stepEmpty, err
 	}
 	return stepDelivered, nil
-}
-
-func count(sig ffi.Signal, p payload) int {
-	switch sig {
-	case ffi.Traces:
-		return p.traces.SpanCount()
-	case ffi.Logs:
-		return p.logs.LogRecordCount()
-	case ffi.Metrics:
-		return p.metrics.DataPointCount()
-	}
-	return 0
 }
 
 // collect snapshots the metric aggregates into a batch, but only when
@@ -235,13 +271,13 @@ func (l *signalLoop) abandonSpans() error {
 // earliest one is due, so an idle file costs one wake-up per poll_interval,
 // whatever the number of signals.
 func (fr *fileReader) loop(parent context.Context) {
-	cfg := fr.r.cfg
+	opts := fr.deps.options
 	loops := make([]*signalLoop, 0, len(fr.signals))
 	for _, sig := range fr.signals {
 		loops = append(loops, newSignalLoop(fr, sig))
 	}
 	drainCh := fr.drainCh
-	slack := cfg.PollInterval / 4
+	slack := opts.pollInterval / 4
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -271,7 +307,7 @@ func (fr *fileReader) loop(parent context.Context) {
 			}
 		}
 		now := time.Now()
-		wait := cfg.PollInterval
+		wait := opts.pollInterval
 		active := false
 		for _, l := range loops {
 			if l.done {
@@ -310,26 +346,21 @@ func (fr *fileReader) loop(parent context.Context) {
 }
 
 func newSignalLoop(fr *fileReader, sig ffi.Signal) *signalLoop {
-	cfg := fr.r.cfg
-	l := &signalLoop{
+	opts := fr.deps.options
+	return &signalLoop{
 		fr:          fr,
 		sig:         sig,
+		consumer:    fr.deps.consumers[sig],
+		batchSize:   opts.batchSize[sig],
 		lastCollect: time.Now(),
 		// After a partial batch, or records read without a batch, wait this
 		// long so that the next batch is fuller: per-batch costs (cgo,
 		// pipeline, wake-ups) then stay small next to per-record costs.
-		fillWait:     min(batchFillWait, cfg.PollInterval),
-		refreshEvery: max(cfg.Metrics.CollectionInterval, minMetricsRefresh),
-		retryDelay:   cfg.RetryOnFailure.InitialInterval,
-		collectDue:   time.Now().Add(cfg.Metrics.CollectionInterval),
+		fillWait:     min(batchFillWait, opts.pollInterval),
+		refreshEvery: max(opts.collectionInterval, minMetricsRefresh),
+		retryDelay:   opts.retryInitial,
+		collectDue:   time.Now().Add(opts.collectionInterval),
 	}
-	switch sig {
-	case ffi.Traces:
-		l.batchSize = uint64(cfg.Traces.MaxBatchSize)
-	case ffi.Logs:
-		l.batchSize = uint64(cfg.Logs.MaxBatchSize)
-	}
-	return l
 }
 
 // startDrain: the file went away; deliver what is left, then stop.
@@ -349,7 +380,7 @@ func (l *signalLoop) startDrain() {
 // tick does one round of the signal's work and says how long to wait before
 // the next one; done is true once a draining signal has nothing left.
 func (l *signalLoop) tick() (wait time.Duration, done bool) {
-	fr, cfg := l.fr, l.fr.r.cfg
+	fr, opts := l.fr, l.fr.deps.options
 	if l.sig == ffi.Metrics {
 		if now := time.Now(); l.collectPending || !now.Before(l.collectDue) {
 			busy, err := l.collect(now, now.Sub(l.lastCollect) >= l.refreshEvery)
@@ -359,7 +390,7 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 			}
 			l.collectPending = busy
 			if !busy {
-				l.collectDue = now.Add(cfg.Metrics.CollectionInterval)
+				l.collectDue = now.Add(opts.collectionInterval)
 			}
 		}
 	}
@@ -372,7 +403,7 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 	switch res {
 	case stepDelivered:
 		l.idle = 0
-		l.retryDelay = cfg.RetryOnFailure.InitialInterval
+		l.retryDelay = opts.retryInitial
 		if l.lastFull || l.draining {
 			return 0, false // busy: read on at once
 		}
@@ -384,15 +415,15 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		}
 		wait = l.fillWait
 	case stepRefused:
-		fr.r.tel.ReceiverMmapConsumeRetries.Add(context.Background(), 1, fr.r.signalAttrs[l.sig])
+		fr.deps.telemetry.consumeRetry(l.sig)
 		wait = l.retryDelay
-		l.retryDelay = min(2*l.retryDelay, cfg.RetryOnFailure.MaxInterval)
+		l.retryDelay = min(2*l.retryDelay, opts.retryMax)
 		return wait, false
 	case stepEmpty:
 		if l.draining && !l.collectPending {
 			return 0, true
 		}
-		l.idle = min(max(2*l.idle, minIdleSleep), cfg.PollInterval)
+		l.idle = min(max(2*l.idle, minIdleSleep), opts.pollInterval)
 		wait = l.idle
 	}
 	if l.sig == ffi.Metrics && !l.collectPending {
@@ -405,9 +436,7 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 // each pending batch once (no retries); metrics are collected one last time.
 // Whatever is refused stays uncommitted in the file.
 func (l *signalLoop) finalOffer() {
-	r := l.fr.r
-	ctx := r.finalContext()
-	deadline := r.finalDeadline()
+	ctx, deadline := l.fr.deps.finalOffer()
 
 	// drainRing polls until the ring has nothing more to give; false means
 	// stop offering (refusal, error or out of time).
@@ -415,7 +444,7 @@ func (l *signalLoop) finalOffer() {
 		for time.Now().Before(deadline) {
 			res, err := l.step(ctx)
 			if err != nil {
-				r.set.Logger.Debug("Final read failed", zap.String("path", l.fr.path), zap.Error(err))
+				l.fr.deps.logger.Debug("Final read failed", zap.String("path", l.fr.path), zap.Error(err))
 				return false
 			}
 			switch res {

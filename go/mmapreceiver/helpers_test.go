@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
 )
 
 const (
@@ -44,7 +45,7 @@ type testWriter struct {
 	t    testing.TB
 	path string
 	mu   sync.Mutex
-	w    *ffi.Writer
+	w    *ffitest.Writer
 }
 
 var idSeq atomic.Int64
@@ -55,7 +56,7 @@ func nextID(prefix string) string {
 
 func newTestWriter(t testing.TB, path string) *testWriter {
 	t.Helper()
-	w, err := ffi.CreateWriter(path, testRingSlots, testSlotSize)
+	w, err := ffitest.CreateWriter(path, testRingSlots, testSlotSize)
 	require.NoError(t, err)
 	tw := &testWriter{t: t, path: path, w: w}
 	t.Cleanup(func() { tw.close() })

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
 	"github.com/otelcol-mmap/mmapreceiver/internal/metadata"
 )
 
@@ -472,7 +473,7 @@ func TestOnlyConfiguredSignalIsRead(t *testing.T) {
 	require.NoError(t, stop())
 
 	// The logs ring was left alone: every log record is still there.
-	rd, err := ffi.Open(path, ffi.DefaultOptions())
+	rd, err := ffitest.OpenReader(path, ffi.DefaultOptions())
 	require.NoError(t, err)
 	defer func() { require.NoError(t, rd.Close()) }()
 	logs := 0

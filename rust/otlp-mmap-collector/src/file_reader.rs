@@ -172,11 +172,18 @@ struct Stream {
 }
 
 impl Stream {
-    fn open(path: &std::path::Path, consume: bool, generation: u64) -> Result<Self, FormatError> {
-        Self::over(MmapReader::open(path, consume)?, generation)
+    /// The stream a writer started over in place, in the same file: opened
+    /// through the file already open (its reader lock, and no new open of
+    /// the path, which may lead elsewhere by now).
+    fn reopen(&self, consume: bool, generation: u64) -> Result<Self, FormatError> {
+        let file = self.file.try_clone_file()?;
+        Self::new(
+            MmapReader::open_file(file, self.file.path(), consume)?,
+            generation,
+        )
     }
 
-    fn over(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
+    fn new(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
         let rings = [
             file.ring_reader(Signal::Traces.ring())?,
             file.ring_reader(Signal::Logs.ring())?,
@@ -214,8 +221,22 @@ impl FileReader {
         path: impl AsRef<std::path::Path>,
         options: ReaderOptions,
     ) -> Result<Self, FormatError> {
-        let path = path.as_ref().to_path_buf();
-        let stream = Stream::open(&path, options.consume, 0)?;
+        Self::with_file(MmapReader::open(path, options.consume)?, options)
+    }
+
+    /// Reads `file`, which the caller opened read-write (see
+    /// [`MmapReader::open_file`]); `path` is where it was found.
+    pub fn open_file(
+        file: std::fs::File,
+        path: impl AsRef<std::path::Path>,
+        options: ReaderOptions,
+    ) -> Result<Self, FormatError> {
+        Self::with_file(MmapReader::open_file(file, path, options.consume)?, options)
+    }
+
+    fn with_file(file: MmapReader, options: ReaderOptions) -> Result<Self, FormatError> {
+        let path = file.path().to_path_buf();
+        let stream = Stream::new(file, 0)?;
         // Cumulative series start with the stream. When an earlier reader
         // already consumed measurements (a Collector restart), what it had
         // aggregated is gone: the series restart now, with a new start time,
@@ -449,10 +470,7 @@ impl FileReader {
 
     fn switch_stream(&mut self, now: u64) {
         let generation = self.stream.generation + 1;
-        // The same file, through the same open file description: the reader
-        // lock this reader holds carries over.
-        let reopened = self.stream.file.reopen();
-        let Ok(next) = reopened.and_then(|f| Stream::over(f, generation)) else {
+        let Ok(next) = self.stream.reopen(self.options.consume, generation) else {
             // The new file is not readable yet (still being initialised): try at the next check.
             return;
         };

@@ -53,7 +53,6 @@ pub struct MmapReader {
     dev_ino: (u64, u64),
     saw_writer_lock: bool,
     last_writer_state: WriterState,
-    exclusive: bool,
 }
 
 impl MmapReader {
@@ -62,18 +61,26 @@ impl MmapReader {
     /// every ring's geometry before anything else is read. Takes the exclusive
     /// reader lock unless `exclusive` is false (tools that only look).
     pub fn open(path: impl AsRef<Path>, exclusive: bool) -> Result<Self, FormatError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&path)
+            .open(path)
             .map_err(|e| FormatError::Io(format!("cannot open {}: {e}", path.display())))?;
         Self::open_file(file, path, exclusive)
     }
 
-    /// As [`open`](Self::open), over a file the caller opened (read-write);
-    /// `path` is where it was found.
-    pub fn open_file(file: File, path: PathBuf, exclusive: bool) -> Result<Self, FormatError> {
+    /// Like [`open`](Self::open), over a file the caller has already opened
+    /// read-write (for example without following links, after checking the
+    /// open descriptor). `path` is where the file was found: it names the file
+    /// in errors, and [`file_change`](Self::file_change) compares what is at
+    /// `path` later with this file's device and inode.
+    pub fn open_file(
+        file: File,
+        path: impl AsRef<Path>,
+        exclusive: bool,
+    ) -> Result<Self, FormatError> {
+        let path = path.as_ref().to_path_buf();
         if exclusive {
             crate::lock::lock_reader(&file).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -130,7 +137,6 @@ impl MmapReader {
             start_time_unix_nano,
             saw_writer_lock: false,
             last_writer_state: WriterState::Unknown,
-            exclusive,
         };
         reader.writer_state();
         Ok(reader)
@@ -139,6 +145,12 @@ impl MmapReader {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Another handle on the open file (the same open file description, so
+    /// it holds the same locks).
+    pub fn try_clone_file(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
     /// The validated layout.
@@ -171,14 +183,6 @@ impl MmapReader {
             }
             other => other,
         }
-    }
-
-    /// Opens the same file again, through the same open file description
-    /// (so this reader's lock carries over), as it is now: for a writer that
-    /// started over in place.
-    pub fn reopen(&self) -> Result<Self, FormatError> {
-        let file = self.file.try_clone()?;
-        Self::open_file(file, self.path.clone(), self.exclusive)
     }
 
     /// Checks that the file is still as long as the part of it this reader

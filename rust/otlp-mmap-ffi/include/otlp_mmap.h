@@ -265,6 +265,25 @@ int32_t om_reader_open(const char *path,
                        struct OmError *err);
 
 /*
+ Reads the file open as `fd` (read-write), found at `path` (NUL-terminated
+ UTF-8; used in messages and to notice when the file is removed or
+ replaced). The caller opens and checks the file (for example with
+ `O_NOFOLLOW`, then `fstat` on the descriptor), so that nothing is opened
+ by path after its checks. The library duplicates `fd` (close-on-exec):
+ the caller keeps `fd` and closes it whenever it likes. Otherwise as
+ `om_reader_open`.
+
+ # Safety
+ `fd` is an open file descriptor for the duration of the call; pointers are
+ NULL or valid for the call; `out` valid for writes.
+ */
+int32_t om_reader_open_fd(int fd,
+                          const char *path,
+                          const struct OmReaderOptions *options,
+                          struct OmReader **out,
+                          struct OmError *err);
+
+/*
  Returns the signal's pending batch in `*out` (`OM_OK`), reading more of its
  ring first if none is pending, or `OM_EMPTY`. The same batch comes back
  until it is committed. `now_unix_nano` is the caller's clock (used to age

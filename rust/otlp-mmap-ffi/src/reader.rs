@@ -1,6 +1,7 @@
 //! `om_reader_*`: the poll/commit reader over one file.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::os::fd::BorrowedFd;
 
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderError, ReaderOptions, Signal};
 use otlp_mmap_core::FormatError;
@@ -145,6 +146,46 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
     };
 }
 
+/// The reader settings from `options` (NULL: defaults; a zero field takes its default).
+fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
+    let d = ReaderOptions::default();
+    // SAFETY: NULL or valid for reads by the caller's contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
+    ReaderOptions {
+        max_in_flight_spans: to_usize(o.max_in_flight_spans, d.max_in_flight_spans),
+        max_span_age_nanos: if o.max_span_age_nanos == 0 {
+            d.max_span_age_nanos
+        } else {
+            o.max_span_age_nanos
+        },
+        max_batch_spans: to_usize(o.max_batch_spans, d.max_batch_spans),
+        max_batch_logs: to_usize(o.max_batch_logs, d.max_batch_logs),
+        metric_cardinality_limit: to_usize(o.metric_cardinality_limit, d.metric_cardinality_limit),
+        stuck_slot_timeout_nanos: if o.stuck_slot_timeout_nanos == 0 {
+            d.stuck_slot_timeout_nanos
+        } else {
+            o.stuck_slot_timeout_nanos
+        },
+        consume: true,
+    }
+}
+
+/// Stores a newly opened reader in `*out`, or turns the open's error into a failure.
+fn register_reader(
+    opened: Result<FileReader, FormatError>,
+    path: &str,
+    out: *mut *mut OmReader,
+) -> Result<i32, Failure> {
+    let reader = opened.map_err(|e| match e {
+        FormatError::Locked => Failure::new(OM_ERR_LOCKED, format!("{path}: {e}")),
+        _ => Failure::new(OM_ERR_OPEN, format!("{path}: {e}")),
+    })?;
+    // SAFETY: `out` is non-NULL (checked by the callers) and valid for writes
+    // by the caller's contract.
+    unsafe { *out = handles::register(OmReader { reader }) };
+    Ok(OM_OK)
+}
+
 /// Opens the file at `path` (NUL-terminated UTF-8). `options` may be NULL
 /// (defaults); a zero field takes its default. On success `*out` is the
 /// handle, to be freed with `om_reader_close`.
@@ -163,36 +204,57 @@ pub unsafe extern "C" fn om_reader_open(
         if out.is_null() {
             return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
         }
-        let d = ReaderOptions::default();
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
-        let opts = ReaderOptions {
-            max_in_flight_spans: to_usize(o.max_in_flight_spans, d.max_in_flight_spans),
-            max_span_age_nanos: if o.max_span_age_nanos == 0 {
-                d.max_span_age_nanos
-            } else {
-                o.max_span_age_nanos
-            },
-            max_batch_spans: to_usize(o.max_batch_spans, d.max_batch_spans),
-            max_batch_logs: to_usize(o.max_batch_logs, d.max_batch_logs),
-            metric_cardinality_limit: to_usize(
-                o.metric_cardinality_limit,
-                d.metric_cardinality_limit,
-            ),
-            stuck_slot_timeout_nanos: if o.stuck_slot_timeout_nanos == 0 {
-                d.stuck_slot_timeout_nanos
-            } else {
-                o.stuck_slot_timeout_nanos
-            },
-            consume: true,
-        };
-        let reader = FileReader::open(path, opts).map_err(|e| match e {
-            FormatError::Locked => Failure::new(OM_ERR_LOCKED, format!("{path}: {e}")),
-            _ => Failure::new(OM_ERR_OPEN, format!("{path}: {e}")),
-        })?;
-        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
-        unsafe { *out = handles::register(OmReader { reader }) };
-        Ok(OM_OK)
+        register_reader(FileReader::open(path, reader_options(options)), path, out)
+    })
+}
+
+/// Reads the file open as `fd` (read-write), found at `path` (NUL-terminated
+/// UTF-8; used in messages and to notice when the file is removed or
+/// replaced). The caller opens and checks the file (for example with
+/// `O_NOFOLLOW`, then `fstat` on the descriptor), so that nothing is opened
+/// by path after its checks. The library duplicates `fd` (close-on-exec):
+/// the caller keeps `fd` and closes it whenever it likes. Otherwise as
+/// `om_reader_open`.
+///
+/// # Safety
+/// `fd` is an open file descriptor for the duration of the call; pointers are
+/// NULL or valid for the call; `out` valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_open_fd(
+    fd: c_int,
+    path: *const c_char,
+    options: *const OmReaderOptions,
+    out: *mut *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let path = c_str(path, "path")?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        if fd < 0 {
+            return Err(Failure::new(
+                OM_ERR_ARGUMENT,
+                format!("fd {fd} is not a file descriptor"),
+            ));
+        }
+        // SAFETY: `fd` is not -1 and is open for the duration of this call by
+        // the caller's contract; the borrow does not outlive the call.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let file = borrowed
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| {
+                Failure::new(
+                    OM_ERR_OPEN,
+                    format!("{path}: cannot duplicate fd {fd}: {e}"),
+                )
+            })?;
+        register_reader(
+            FileReader::open_file(file, path, reader_options(options)),
+            path,
+            out,
+        )
     })
 }
 

@@ -270,3 +270,127 @@ fn open_poll_commit_close_loop_does_not_leak() {
     assert_eq!(unsafe { om_writer_close(w) }, OM_OK);
     let _ = &mut err;
 }
+
+#[test]
+fn open_fd_reads_through_its_own_duplicate() {
+    use std::os::fd::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let cp = cpath(&path);
+    let w = writer(&cp);
+    let mut err = OmError::default();
+    let body = c"hello";
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // SAFETY: handles from this library; the fd is open for each call; other
+    // pointers valid or NULL.
+    unsafe {
+        assert_eq!(
+            om_writer_log(w, body.as_ptr(), ptr::null(), ptr::null(), 1, &mut err),
+            OM_OK
+        );
+        let mut r = ptr::null_mut();
+        assert_eq!(
+            om_reader_open_fd(file.as_raw_fd(), cp.as_ptr(), ptr::null(), &mut r, &mut err),
+            OM_OK,
+            "{}",
+            err.message()
+        );
+        // The caller closes its descriptor: the reader has its own.
+        drop(file);
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_LOGS, 2, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(batch.items, 1);
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
+            OM_OK
+        );
+
+        // A second reader through another descriptor of the same file is locked out.
+        let again = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut r2 = ptr::null_mut();
+        assert_eq!(
+            om_reader_open_fd(
+                again.as_raw_fd(),
+                cp.as_ptr(),
+                ptr::null(),
+                &mut r2,
+                &mut err
+            ),
+            OM_ERR_LOCKED
+        );
+        assert!(r2.is_null());
+        assert_eq!(om_reader_close(r), OM_OK);
+        // Closing the reader released the lock: the same descriptor opens now.
+        assert_eq!(
+            om_reader_open_fd(
+                again.as_raw_fd(),
+                cp.as_ptr(),
+                ptr::null(),
+                &mut r2,
+                &mut err
+            ),
+            OM_OK,
+            "{}",
+            err.message()
+        );
+        assert_eq!(om_reader_close(r2), OM_OK);
+
+        // Bad arguments give codes.
+        assert_eq!(
+            om_reader_open_fd(-1, cp.as_ptr(), ptr::null(), &mut r2, &mut err),
+            OM_ERR_ARGUMENT
+        );
+        assert_eq!(
+            om_reader_open_fd(
+                again.as_raw_fd(),
+                ptr::null(),
+                ptr::null(),
+                &mut r2,
+                &mut err
+            ),
+            OM_ERR_NULL
+        );
+        assert_eq!(
+            om_reader_open_fd(
+                again.as_raw_fd(),
+                cp.as_ptr(),
+                ptr::null(),
+                ptr::null_mut(),
+                &mut err
+            ),
+            OM_ERR_NULL
+        );
+        // Not an OTLP-MMAP file.
+        let junk_path = dir.path().join("junk");
+        std::fs::write(&junk_path, b"junk").unwrap();
+        let junk = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&junk_path)
+            .unwrap();
+        assert_eq!(
+            om_reader_open_fd(
+                junk.as_raw_fd(),
+                cp.as_ptr(),
+                ptr::null(),
+                &mut r2,
+                &mut err
+            ),
+            OM_ERR_OPEN
+        );
+        assert!(err.message().contains("a.otlp"), "{}", err.message());
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}

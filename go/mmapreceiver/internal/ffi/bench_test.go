@@ -1,4 +1,4 @@
-package ffi
+package ffi_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
 )
 
 // The receiver's hot path per batch, without the receiver's loop:
@@ -21,14 +24,14 @@ import (
 //	cd go/mmapreceiver && go test -run '^$' -bench . -benchmem ./internal/ffi/
 const benchBatch = 1024
 
-func benchReader(b *testing.B) (*Writer, *Reader) {
+func benchReader(b *testing.B) (*ffitest.Writer, *ffi.Reader) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "bench.otlp")
-	w, err := CreateWriter(path, 4*benchBatch, 512)
+	w, err := ffitest.CreateWriter(path, 4*benchBatch, 512)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := Open(path, DefaultOptions())
+	r, err := ffitest.OpenReader(path, ffi.DefaultOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func benchReader(b *testing.B) (*Writer, *Reader) {
 }
 
 // drain polls sig until n items were consumed.
-func drain(b *testing.B, r *Reader, sig Signal, n int, consume func([]byte) (int, error)) {
+func drain(b *testing.B, r *ffi.Reader, sig ffi.Signal, n int, consume func([]byte) (int, error)) {
 	got := 0
 	for got < n {
 		batch, ok, err := r.Poll(sig, time.Now())
@@ -78,7 +81,7 @@ func BenchmarkPollConsumeSpans(b *testing.B) {
 			}
 		}
 		b.StartTimer()
-		drain(b, r, Traces, benchBatch, func(data []byte) (int, error) {
+		drain(b, r, ffi.Traces, benchBatch, func(data []byte) (int, error) {
 			td, err := um.UnmarshalTraces(data)
 			if err != nil {
 				return 0, err
@@ -104,7 +107,7 @@ func BenchmarkPollConsumeLogs(b *testing.B) {
 			}
 		}
 		b.StartTimer()
-		drain(b, r, Logs, benchBatch, func(data []byte) (int, error) {
+		drain(b, r, ffi.Logs, benchBatch, func(data []byte) (int, error) {
 			ld, err := um.UnmarshalLogs(data)
 			if err != nil {
 				return 0, err
@@ -124,7 +127,7 @@ func BenchmarkIdlePoll(b *testing.B) {
 	now := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, ok, err := r.Poll(Traces, now); err != nil || ok {
+		if _, ok, err := r.Poll(ffi.Traces, now); err != nil || ok {
 			b.Fatal("unexpected batch", err)
 		}
 	}

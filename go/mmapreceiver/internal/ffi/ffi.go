@@ -16,6 +16,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 )
@@ -23,11 +24,9 @@ import (
 // libraryDigest is set by the Makefile (`-ldflags -X`) to a digest of the
 // static library. Go's build cache does not look at files named in
 // `#cgo LDFLAGS`, so without a link flag that changes with the library a
-// rebuilt library would not be linked in again.
-var libraryDigest = "unset"
-
-// LibraryDigest is the digest of the linked Rust library, as the build saw it.
-func LibraryDigest() string { return libraryDigest }
+// rebuilt library would not be linked in again. Nothing reads it: setting it
+// is what matters.
+var libraryDigest = "unset" //nolint:unused // set by -ldflags -X
 
 // Signal selects one of the three rings of a file.
 type Signal int32
@@ -162,10 +161,38 @@ type Reader struct {
 	p *C.OmReader
 }
 
-// Open opens path for reading.
-func Open(path string, opts Options) (*Reader, error) {
-	cpath := C.CString(path)
+// OpenFile reads the OTLP-MMAP file open as f (read-write), which the
+// caller opened and checked; f.Name() is the path where it was found. The
+// library keeps a duplicate of the descriptor: the caller still owns f and
+// may close it at once.
+func OpenFile(f *os.File, opts Options) (*Reader, error) {
+	cpath := C.CString(f.Name())
 	defer C.free(unsafe.Pointer(cpath))
+	o := cOptions(opts)
+	var out *C.OmReader
+	var e C.OmError
+	var rc C.int32_t
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	// Control keeps the descriptor open (and f from being closed) while
+	// the library duplicates it.
+	if err := conn.Control(func(fd uintptr) {
+		rc = C.om_reader_open_fd(C.int(fd), cpath, &o, &out, &e)
+	}); err != nil {
+		return nil, err
+	}
+	if rc != C.OM_OK {
+		return nil, newError("om_reader_open_fd", rc, &e)
+	}
+	if out == nil {
+		return nil, &Error{Op: "om_reader_open_fd", Code: StatusErrNull, Message: "library returned no reader"}
+	}
+	return &Reader{p: out}, nil
+}
+
+func cOptions(opts Options) C.OmReaderOptions {
 	var o C.OmReaderOptions
 	C.om_reader_options_default(&o)
 	o.max_in_flight_spans = C.uint64_t(opts.MaxInFlightSpans)
@@ -173,15 +200,7 @@ func Open(path string, opts Options) (*Reader, error) {
 	o.max_batch_spans = C.uint64_t(opts.MaxBatchSpans)
 	o.max_batch_logs = C.uint64_t(opts.MaxBatchLogs)
 	o.metric_cardinality_limit = C.uint64_t(opts.MetricCardinalityLimit)
-	var out *C.OmReader
-	var e C.OmError
-	if rc := C.om_reader_open(cpath, &o, &out, &e); rc != C.OM_OK {
-		return nil, newError("om_reader_open", rc, &e)
-	}
-	if out == nil {
-		return nil, &Error{Op: "om_reader_open", Code: StatusErrNull, Message: "library returned no reader"}
-	}
-	return &Reader{p: out}, nil
+	return o
 }
 
 // Batch is one export request handed out by Poll.
@@ -266,8 +285,6 @@ type Stats struct {
 	BadRefs          uint64
 	MetricOverflows  uint64
 	WriterRestarts   uint64
-	WriterAlive      int32 // 1 alive, 0 gone, -1 unknown
-	Finished         bool  // the file was removed and everything in it was delivered
 }
 
 // Stats returns the reader's counters.
@@ -290,8 +307,6 @@ func (r *Reader) Stats() (Stats, error) {
 	out.BadRefs = uint64(s.bad_refs)
 	out.MetricOverflows = uint64(s.metric_overflows)
 	out.WriterRestarts = uint64(s.writer_restarts)
-	out.WriterAlive = int32(s.writer_alive)
-	out.Finished = s.finished == 1
 	return out, nil
 }
 
@@ -305,89 +320,6 @@ func (r *Reader) Close() error {
 	r.p = nil
 	if rc != C.OM_OK {
 		return &Error{Op: "om_reader_close", Code: int32(rc)}
-	}
-	return nil
-}
-
-// Writer is the library's minimal writer (OmWriter), used by tests.
-type Writer struct {
-	p *C.OmWriter
-}
-
-// CreateWriter creates (or starts over) the file at path.
-func CreateWriter(path string, ringSlots, slotSize uint32) (*Writer, error) {
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	var out *C.OmWriter
-	var e C.OmError
-	if rc := C.om_writer_create(cpath, C.uint32_t(ringSlots), C.uint32_t(slotSize), &out, &e); rc != C.OM_OK {
-		return nil, newError("om_writer_create", rc, &e)
-	}
-	return &Writer{p: out}, nil
-}
-
-type cstrings []*C.char
-
-func (c *cstrings) add(s string) *C.char {
-	p := C.CString(s)
-	*c = append(*c, p)
-	return p
-}
-
-func (c cstrings) free() {
-	for _, p := range c {
-		C.free(unsafe.Pointer(p))
-	}
-}
-
-// Span writes a completed span with one string attribute.
-func (w *Writer) Span(traceID [16]byte, spanID [8]byte, name, attrKey, attrValue string, start, end time.Time) error {
-	var cs cstrings
-	defer cs.free()
-	tid := (*C.uint8_t)(C.CBytes(traceID[:]))
-	defer C.free(unsafe.Pointer(tid))
-	sid := (*C.uint8_t)(C.CBytes(spanID[:]))
-	defer C.free(unsafe.Pointer(sid))
-	var e C.OmError
-	rc := C.om_writer_span(w.p, tid, sid, cs.add(name), cs.add(attrKey), cs.add(attrValue), unixNano(start), unixNano(end), &e)
-	if rc != C.OM_OK {
-		return newError("om_writer_span", rc, &e)
-	}
-	return nil
-}
-
-// Log writes a log record with a string body and one string attribute.
-func (w *Writer) Log(body, attrKey, attrValue string, t time.Time) error {
-	var cs cstrings
-	defer cs.free()
-	var e C.OmError
-	if rc := C.om_writer_log(w.p, cs.add(body), cs.add(attrKey), cs.add(attrValue), unixNano(t), &e); rc != C.OM_OK {
-		return newError("om_writer_log", rc, &e)
-	}
-	return nil
-}
-
-// CounterAdd records one measurement of a monotonic cumulative int sum.
-func (w *Writer) CounterAdd(metricName, attrKey, attrValue string, value int64, t time.Time) error {
-	var cs cstrings
-	defer cs.free()
-	var e C.OmError
-	rc := C.om_writer_counter_add(w.p, cs.add(metricName), cs.add(attrKey), cs.add(attrValue), C.int64_t(value), unixNano(t), &e)
-	if rc != C.OM_OK {
-		return newError("om_writer_counter_add", rc, &e)
-	}
-	return nil
-}
-
-// Close closes the writer. Closing twice is harmless.
-func (w *Writer) Close() error {
-	if w.p == nil {
-		return nil
-	}
-	rc := C.om_writer_close(w.p)
-	w.p = nil
-	if rc != C.OM_OK {
-		return &Error{Op: "om_writer_close", Code: int32(rc)}
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ type TelemetryBuilder struct {
 	ReceiverMmapConsumeRetries   metric.Int64Counter
 	ReceiverMmapCorruptRecords   metric.Int64Counter
 	ReceiverMmapDroppedItems     metric.Int64Counter
+	ReceiverMmapFilesOverLimit   metric.Int64Counter
 	ReceiverMmapInFlightSpans    metric.Int64Gauge
 	ReceiverMmapIncompleteSpans  metric.Int64Counter
 	ReceiverMmapMetricOverflows  metric.Int64Counter
@@ -92,6 +93,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_mmap_dropped_items",
 		metric.WithDescription("Spans, log records or metric data points dropped because the next consumer refused them with a permanent error. [Alpha]"),
 		metric.WithUnit("{item}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapFilesOverLimit, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_files_over_limit",
+		metric.WithDescription("Matching files left unopened because max_files files were open, counted when a file is first held back. [Alpha]"),
+		metric.WithUnit("{file}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapInFlightSpans, err = builder.meter.Int64Gauge(

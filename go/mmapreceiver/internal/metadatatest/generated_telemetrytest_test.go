@@ -23,6 +23,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverMmapConsumeRetries.Add(context.Background(), 1)
 	tb.ReceiverMmapCorruptRecords.Add(context.Background(), 1)
 	tb.ReceiverMmapDroppedItems.Add(context.Background(), 1)
+	tb.ReceiverMmapFilesOverLimit.Add(context.Background(), 1)
 	tb.ReceiverMmapInFlightSpans.Record(context.Background(), 1)
 	tb.ReceiverMmapIncompleteSpans.Add(context.Background(), 1)
 	tb.ReceiverMmapMetricOverflows.Add(context.Background(), 1)
@@ -42,6 +43,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverMmapDroppedItems(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverMmapFilesOverLimit(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverMmapInFlightSpans(t, testTel,
