@@ -286,12 +286,12 @@ func TestCollectorDeliversEverySignal(t *testing.T) {
 	collector(t, "collector", fmt.Sprintf(`
 receivers:%s
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlphttp")))
+%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlp_http")))
 	const n = 2000
 	writeSample(t, dir, n)
 	checkSample(t, s, n)
@@ -307,12 +307,12 @@ receivers:
     protocols:
       grpc: {endpoint: "127.0.0.1:%d"}
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, port, s.url, fmt.Sprintf(pipelines, "otlp", "otlphttp")))
+%s`, port, s.url, fmt.Sprintf(pipelines, "otlp", "otlp_http")))
 	agent, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "agent.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -330,12 +330,12 @@ func TestDemoAppTelemetryArrives(t *testing.T) {
 	collector(t, "collector", fmt.Sprintf(`
 receivers:%s
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlphttp")))
+%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlp_http")))
 	demo := exec.Command(env(t, "DEMO_APP"), filepath.Join(dir, "demo.otlp"), "--duration-secs", "3")
 	demo.Env = append(os.Environ(), "OTEL_SERVICE_NAME=e2e-demo")
 	if out, err := demo.CombinedOutput(); err != nil {
