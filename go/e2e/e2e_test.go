@@ -209,8 +209,9 @@ func collector(t *testing.T, name, config string, extraEnv ...string) {
 		cancel()
 		_ = cmd.Wait()
 		_ = log.Close()
+		out, _ := os.ReadFile(log.Name())
+		checkNoDeprecationWarning(t, name, string(out))
 		if t.Failed() {
-			out, _ := os.ReadFile(log.Name())
 			t.Logf("%s log:\n%s", name, out)
 		}
 	})

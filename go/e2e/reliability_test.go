@@ -71,6 +71,7 @@ func startCollector(t *testing.T, name, config string, extraEnv ...string) *proc
 				<-p.exited
 			}
 		}
+		checkNoDeprecationWarning(t, name, p.log())
 		if t.Failed() {
 			out, _ := os.ReadFile(logPath)
 			if len(out) > 200000 {
