@@ -45,7 +45,8 @@ build: ffi release-bins $(OCB)
 	mkdir -p $(ROOT)/build
 	$(OCB) --config $(ROOT)/builder-config.yaml --ldflags='-s -w $(FFI_LDFLAGS)'
 
-## run: build, start otelcol-mmap with the default config and run the demo app (RUN_FOR=20s stops by itself).
+## run: build, start otelcol-mmap with the default config and run the demo app; it ends (RUN_FOR=30s, or
+## Ctrl-C) by killing the demo with SIGKILL mid-request and showing its open spans arrive as incomplete spans.
 run: build
 	RUN_DIR=$(RUN_DIR) RUN_FOR=$(RUN_FOR) CONFIG=$(CONFIG) DIST=$(DIST) DEMO=$(ROOT)/target/release/examples/demo \
 		$(ROOT)/scripts/run.sh
