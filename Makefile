@@ -13,7 +13,7 @@ DIST := $(ROOT)/build/otelcol-mmap/otelcol-mmap
 FFI_LIB := $(ROOT)/target/release/libotlp_mmap_ffi.a
 FFI_NATIVE_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 RELEASE_BINS := $(ROOT)/target/release/otlp-mmap $(ROOT)/target/release/examples/demo $(ROOT)/target/release/examples/crashy
-VECTORS ?= $(ROOT)/../shared/vectors/upstream-v1
+VECTORS := $(ROOT)/testdata/vectors/upstream-v1
 RUN_DIR ?= $(ROOT)/tmp/run
 RUN_FOR ?=
 CONFIG ?= $(ROOT)/testdata/configs/demo.yaml
@@ -45,7 +45,8 @@ build: ffi release-bins $(OCB)
 	mkdir -p $(ROOT)/build
 	$(OCB) --config $(ROOT)/builder-config.yaml --ldflags='-s -w $(FFI_LDFLAGS)'
 
-## run: build, start otelcol-mmap with the default config and run the demo app (RUN_FOR=20s stops by itself).
+## run: build, start otelcol-mmap with the default config and run the demo app; it ends (RUN_FOR=30s, or
+## Ctrl-C) by killing the demo with SIGKILL mid-request and showing its open spans arrive as incomplete spans.
 run: build
 	RUN_DIR=$(RUN_DIR) RUN_FOR=$(RUN_FOR) CONFIG=$(CONFIG) DIST=$(DIST) DEMO=$(ROOT)/target/release/examples/demo \
 		$(ROOT)/scripts/run.sh
@@ -54,7 +55,7 @@ run: build
 test: test-rust test-c test-go test-e2e
 
 test-rust:
-	OTLP_MMAP_VECTORS=$(VECTORS) $(CARGO) test --workspace --exclude otlp-mmap-bench
+	$(CARGO) test --workspace --exclude otlp-mmap-bench
 
 ## test-c: the header is current and a C program links the static library.
 test-c: ffi release-bins
@@ -128,7 +129,8 @@ bench: build
 	cd $(ROOT)/build/otelcol-mmap && $(GO) build -mod=mod -trimpath -ldflags='$(FFI_LDFLAGS)' -o $(ROOT)/tmp/bench/otelcol-mmap-symbols .
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(BENCH_VENV)/bin/pip install --quiet 'matplotlib>=3.8,<4'
-	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) || echo "valgrind unavailable: no instruction counts"
-	command -v perf >/dev/null || echo "perf unavailable: no profiles"
+	@# valgrind and perf are optional: missing, their sections are skipped (nothing is installed).
+	@command -v valgrind >/dev/null || echo "bench: valgrind not installed: instruction counts (callgrind) skipped"
+	@command -v perf >/dev/null || echo "bench: perf not installed: profiles skipped"
 	OTELCOL_MMAP=$(DIST) python3 $(ROOT)/bench/run.py
 	$(BENCH_VENV)/bin/python $(ROOT)/bench/report.py

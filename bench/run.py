@@ -95,7 +95,7 @@ def proc_status_kb(pid, key):
 
 
 class Collector:
-    """otelcol-mmap with one receiver and the nop (or otlphttp) exporter."""
+    """otelcol-mmap with one receiver and the nop (or otlp_http) exporter."""
 
     def __init__(self, name, receiver, workdir, exporter="nop", sink_url=None, extra_receiver_cfg="", binary=None):
         self.name = name
@@ -123,7 +123,7 @@ class Collector:
         if exporter == "nop":
             exp = "  nop:\n"
         else:
-            exp = f"""  otlphttp:
+            exp = f"""  otlp_http:
     endpoint: {sink_url}
     compression: none
 """
@@ -386,7 +386,7 @@ def throughput(results, workdir):
 
 
 def latency(results, workdir):
-    """5: span end -> Collector -> otlphttp -> sink arrival, at LATENCY_RATE spans/s."""
+    """5: span end -> Collector -> otlp_http -> sink arrival, at LATENCY_RATE spans/s."""
     if not SINK.exists():
         log(f"{SINK} missing: skipping latency")
         return
@@ -412,7 +412,7 @@ def latency(results, workdir):
             receiver = "otlp" if mode == "otlp" else "mmap"
             rate = SPORADIC_RATE if "sporadic" in label else LATENCY_RATE
             with Collector(f"latency-{mode}{'-sporadic' if rate != LATENCY_RATE else ''}", receiver, workdir,
-                           exporter="otlphttp", sink_url=url) as col:
+                           exporter="otlp_http", sink_url=url) as col:
                 urllib.request.urlopen(urllib.request.Request(url + "/reset", method="POST"), timeout=5).read()
                 count = int(rate * LATENCY_SECONDS * max(SCALE, 0.2) * (2 if rate != LATENCY_RATE else 1))
                 before = col.delivered("spans")
@@ -563,6 +563,9 @@ def idle(results, workdir):
 def profiles(results, workdir):
     """Where the time goes: perf (cpu-clock) of the app of each path emitting spans at 100 000/s into a
     running Collector (default ring sizes, nothing dropped), and of the Collector under 20 000 spans/s."""
+    if not shutil.which("perf"):
+        log("perf missing: skipping profiles")
+        return
     out = {}
     for mode in ["mmap-provider", "mmap-processor", "otlp"]:
         receiver = "otlp" if mode == "otlp" else "mmap"

@@ -209,8 +209,9 @@ func collector(t *testing.T, name, config string, extraEnv ...string) {
 		cancel()
 		_ = cmd.Wait()
 		_ = log.Close()
+		out, _ := os.ReadFile(log.Name())
+		checkNoDeprecationWarning(t, name, string(out))
 		if t.Failed() {
-			out, _ := os.ReadFile(log.Name())
 			t.Logf("%s log:\n%s", name, out)
 		}
 	})
@@ -286,12 +287,12 @@ func TestCollectorDeliversEverySignal(t *testing.T) {
 	collector(t, "collector", fmt.Sprintf(`
 receivers:%s
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlphttp")))
+%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlp_http")))
 	const n = 2000
 	writeSample(t, dir, n)
 	checkSample(t, s, n)
@@ -307,12 +308,12 @@ receivers:
     protocols:
       grpc: {endpoint: "127.0.0.1:%d"}
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, port, s.url, fmt.Sprintf(pipelines, "otlp", "otlphttp")))
+%s`, port, s.url, fmt.Sprintf(pipelines, "otlp", "otlp_http")))
 	agent, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "agent.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -330,12 +331,12 @@ func TestDemoAppTelemetryArrives(t *testing.T) {
 	collector(t, "collector", fmt.Sprintf(`
 receivers:%s
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
 service:
   telemetry: {metrics: {level: none}}
-%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlphttp")))
+%s`, mmapReceiver(dir), s.url, fmt.Sprintf(pipelines, "mmap", "otlp_http")))
 	demo := exec.Command(env(t, "DEMO_APP"), filepath.Join(dir, "demo.otlp"), "--duration-secs", "3")
 	demo.Env = append(os.Environ(), "OTEL_SERVICE_NAME=e2e-demo")
 	if out, err := demo.CombinedOutput(); err != nil {

@@ -71,6 +71,7 @@ func startCollector(t *testing.T, name, config string, extraEnv ...string) *proc
 				<-p.exited
 			}
 		}
+		checkNoDeprecationWarning(t, name, p.log())
 		if t.Failed() {
 			out, _ := os.ReadFile(logPath)
 			if len(out) > 200000 {
@@ -235,7 +236,7 @@ type rxOpts struct {
 	queue                bool // keep the exporter's in-memory sending queue
 }
 
-// reliabilityConfig: one mmap receiver on dir/*.otlp, an otlphttp exporter
+// reliabilityConfig: one mmap receiver on dir/*.otlp, an otlp_http exporter
 // without an in-memory sending queue (so that a batch the receiver committed
 // has reached the sink) and without exporter retries (the receiver retries).
 func reliabilityConfig(dir, url string, o rxOpts) string {
@@ -260,14 +261,14 @@ receivers:
     metrics: {collection_interval: 500ms}
     retry_on_failure: {initial_interval: 10ms, max_interval: 200ms}
 exporters:
-  otlphttp:
+  otlp_http:
     endpoint: %q
     compression: none
     %s
     retry_on_failure: {enabled: false}
 service:
   telemetry: {metrics: {level: none}}
-%s`, filepath.Join(dir, "*.otlp"), o.traceBatch, o.logBatch, url, queue, fmt.Sprintf(pipelines, "mmap", "otlphttp"))
+%s`, filepath.Join(dir, "*.otlp"), o.traceBatch, o.logBatch, url, queue, fmt.Sprintf(pipelines, "mmap", "otlp_http"))
 }
 
 // ---- checks ----

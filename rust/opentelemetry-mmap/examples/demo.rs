@@ -9,8 +9,13 @@
 //!
 //! PATH defaults to `OTEL_MMAP_FILE`, then `/tmp/otlp-mmap/demo.otlp` (the
 //! directory is created). Runs until Ctrl-C / SIGTERM, or for
-//! `--duration-secs`; `--rate` is requests per second (default 100). Prints a
+//! `--duration-secs`; `--rate` is requests per second (default 5). Prints a
 //! summary line every second.
+//!
+//! On SIGUSR1 the next request gets stuck: its call to a payment service never
+//! returns, so its SERVER and CLIENT spans stay open until the process is
+//! stopped. `make run` uses it to kill the demo with SIGKILL in the middle of
+//! a request and show the open spans arriving as incomplete spans.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,13 +25,18 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_mmap::{
-    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapTracerProvider,
+    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapTracer, MmapTracerProvider,
 };
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static GET_STUCK: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_stop(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_get_stuck(_: libc::c_int) {
+    GET_STUCK.store(true, Ordering::Relaxed);
 }
 
 struct Args {
@@ -37,7 +47,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut path = None;
-    let mut rate = 100.0;
+    let mut rate = 5.0;
     let mut duration = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -100,10 +110,14 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handlers only store to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGUSR1,
+            on_get_stuck as *const () as libc::sighandler_t,
+        );
     }
 
     let file = match MmapExporterFile::builder()
@@ -121,7 +135,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("writing to {} at {} requests/s", args.path, args.rate);
+    println!(
+        "demo: writing to {} at {} requests/s (3 spans and 3 log records each)",
+        args.path, args.rate
+    );
 
     let tracer = MmapTracerProvider::new(&file).tracer("demo-server");
     let meters = MmapMeterProvider::with_interval(&file, Duration::from_secs(5));
@@ -156,8 +173,16 @@ fn main() {
     let mut last_report = Instant::now();
     let mut dice = Dice(0x2545_f491_4f6c_dd1d);
     let mut handled: u64 = 0;
+    let dropped = || {
+        let d = file.drop_stats();
+        d.spans + d.logs + d.measurements + d.dictionary
+    };
 
     while !STOP.load(Ordering::Relaxed) && args.duration.is_none_or(|d| started.elapsed() < d) {
+        if GET_STUCK.swap(false, Ordering::Relaxed) {
+            stuck_request(&tracer, &log, handled + 1);
+            continue;
+        }
         let t0 = Instant::now();
         let route = ROUTES[dice.below(ROUTES.len() as u64) as usize];
         in_flight.record(1, &[KeyValue::new("http.route", route)]);
@@ -229,10 +254,9 @@ fn main() {
         handled += 1;
 
         if last_report.elapsed() >= Duration::from_secs(1) {
-            let d = file.drop_stats();
             println!(
-                "requests={handled} dropped: spans={} logs={} measurements={} dictionary={}",
-                d.spans, d.logs, d.measurements, d.dictionary
+                "demo: {handled} requests handled, {} records dropped",
+                dropped()
             );
             last_report = Instant::now();
         }
@@ -245,9 +269,57 @@ fn main() {
         }
     }
     meters.observe_now();
-    let d = file.drop_stats();
     println!(
-        "done: requests={handled} dropped: spans={} logs={} measurements={} dictionary={}",
-        d.spans, d.logs, d.measurements, d.dictionary
+        "demo: done, {handled} requests handled, {} records dropped",
+        dropped()
     );
+}
+
+/// A checkout whose call to the payment service never returns: the SERVER
+/// span and its CLIENT child stay open until the process stops. Stopped
+/// normally (SIGINT, SIGTERM), it ends them with an error; killed, it never
+/// does, and the reader reports them as incomplete spans.
+fn stuck_request(
+    tracer: &MmapTracer,
+    log: &impl Fn(Severity, &'static str, &[(&'static str, i64)]),
+    number: u64,
+) {
+    let server = tracer
+        .span_builder("/checkout")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("http.route", "/checkout"),
+            KeyValue::new("server.port", 8080_i64),
+        ])
+        .start(tracer);
+    let cx = Context::current_with_span(server);
+    let _active = cx.clone().attach();
+    log(
+        Severity::Info,
+        "request received",
+        &[("request.number", number as i64)],
+    );
+    let mut payment = tracer
+        .span_builder("POST /payments")
+        .with_kind(SpanKind::Client)
+        .with_attributes([
+            KeyValue::new("server.address", "payment-service"),
+            KeyValue::new("http.request.method", "POST"),
+        ])
+        .start(tracer);
+    log(
+        Severity::Info,
+        "calling the payment service",
+        &[("request.number", number as i64)],
+    );
+    println!(
+        "demo: request {number} (POST /checkout) is stuck waiting for the payment service, its spans open"
+    );
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    payment.set_status(Status::error("interrupted"));
+    payment.end();
+    cx.span().set_status(Status::error("interrupted"));
 }

@@ -12,11 +12,7 @@ use otlp_mmap_collector::{DumpOptions, INCOMPLETE_ATTRIBUTE, dump};
 use serde_json::{Value, json};
 
 fn vectors_dir() -> PathBuf {
-    std::env::var_os("OTLP_MMAP_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/upstream-v1")
-        })
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors/upstream-v1")
 }
 
 fn copy_vector(name: &str) -> (tempfile::TempDir, PathBuf, Value) {

@@ -8,11 +8,7 @@ use prost::Message;
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
-    std::env::var_os("OTLP_MMAP_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/upstream-v1")
-        })
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors/upstream-v1")
 }
 
 /// Copies a vector into a scratch directory (a reader writes `reader_index`).

@@ -26,11 +26,7 @@ pub fn config(slots: u64, size: u64, dict: u64) -> FileConfig {
 
 /// The directory of the upstream reference vectors (read-only: copy first).
 pub fn vectors_dir() -> PathBuf {
-    std::env::var_os("OTLP_MMAP_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/upstream-v1")
-        })
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors/upstream-v1")
 }
 
 /// The names of the upstream vectors (without `.otlp`).
