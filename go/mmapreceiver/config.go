@@ -9,19 +9,19 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 	"github.com/otelcol-mmap/mmapreceiver/internal/finder"
 )
 
-// Default values of the configuration keys (documented in README.md).
+// Default values of the configuration keys of the receiver itself
+// (documented in README.md). The defaults of the keys that configure the
+// library's reader (batch sizes, span limits, cardinality, stuck slots) are
+// the library's own, read with ffi.DefaultOptions: one source of truth.
 const (
 	defaultPollInterval       = 100 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxFiles           = 1024
-	defaultMaxBatchSize       = 1024
-	defaultMaxInFlightSpans   = 100000
-	defaultMaxSpanAge         = 10 * time.Minute
 	defaultCollectionInterval = 60 * time.Second
-	defaultCardinalityLimit   = 2000
 	defaultRetryInitial       = 10 * time.Millisecond
 	defaultRetryMax           = time.Second
 )
@@ -59,6 +59,14 @@ type Config struct {
 	// false: a link is followed only when its target lies in a directory
 	// that one of the Include patterns covers.
 	FollowSymlinks bool `mapstructure:"follow_symlinks"`
+
+	// StuckSlotTimeout is how long a ring slot that a writer claimed may
+	// stay unpublished, while later slots are published, before the reader
+	// skips it as abandoned (counted in otelcol_receiver_mmap_abandoned_slots).
+	// It matters for writers that may still be alive or that take no
+	// liveness lock; the slots of a writer known to be dead are skipped at
+	// once.
+	StuckSlotTimeout time.Duration `mapstructure:"stuck_slot_timeout"`
 
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
@@ -119,20 +127,22 @@ type RetryConfig struct {
 var _ component.Config = (*Config)(nil)
 
 func createDefaultConfig() component.Config {
+	lib := ffi.DefaultOptions()
 	return &Config{
 		PollInterval:        defaultPollInterval,
 		ScanInterval:        defaultScanInterval,
 		MaxFiles:            defaultMaxFiles,
 		RejectWorldWritable: true,
+		StuckSlotTimeout:    lib.StuckSlotTimeout,
 		Traces: TracesConfig{
-			MaxBatchSize:     defaultMaxBatchSize,
-			MaxInFlightSpans: defaultMaxInFlightSpans,
-			MaxSpanAge:       defaultMaxSpanAge,
+			MaxBatchSize:     int(lib.MaxBatchSpans),
+			MaxInFlightSpans: int(lib.MaxInFlightSpans),
+			MaxSpanAge:       lib.MaxSpanAge,
 		},
-		Logs: LogsConfig{MaxBatchSize: defaultMaxBatchSize},
+		Logs: LogsConfig{MaxBatchSize: int(lib.MaxBatchLogs)},
 		Metrics: MetricsConfig{
 			CollectionInterval: defaultCollectionInterval,
-			CardinalityLimit:   defaultCardinalityLimit,
+			CardinalityLimit:   int(lib.MetricCardinalityLimit),
 		},
 		RetryOnFailure: RetryConfig{
 			InitialInterval: defaultRetryInitial,
@@ -155,6 +165,7 @@ func (cfg *Config) Validate() error {
 	errs = append(errs,
 		positiveDuration("poll_interval", cfg.PollInterval),
 		positiveDuration("scan_interval", cfg.ScanInterval),
+		positiveDuration("stuck_slot_timeout", cfg.StuckSlotTimeout),
 		positiveInt("max_files", cfg.MaxFiles),
 		positiveInt("traces::max_batch_size", cfg.Traces.MaxBatchSize),
 		positiveInt("traces::max_in_flight_spans", cfg.Traces.MaxInFlightSpans),

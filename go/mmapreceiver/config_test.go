@@ -31,6 +31,7 @@ func TestCreateDefaultConfig(t *testing.T) {
 	assert.True(t, cfg.RejectWorldWritable)
 	assert.False(t, cfg.RejectGroupWritable)
 	assert.False(t, cfg.FollowSymlinks)
+	assert.Equal(t, 2*time.Second, cfg.StuckSlotTimeout)
 	// The defaults lack the required include list.
 	require.ErrorContains(t, confmap.Validate(cfg), "include")
 }
@@ -67,6 +68,7 @@ func TestLoadValidConfig(t *testing.T) {
 		RejectWorldWritable: false,
 		RejectGroupWritable: true,
 		FollowSymlinks:      true,
+		StuckSlotTimeout:    5 * time.Second,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,

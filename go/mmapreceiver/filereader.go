@@ -65,6 +65,7 @@ type fileReader struct {
 	mu     sync.Mutex // guards rd, last and closed
 	rd     *ffi.Reader
 	last   ffi.Stats
+	drops  dropWarner
 	closed bool
 
 	ctx    context.Context // ends at shutdown or when the file broke
@@ -121,6 +122,7 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.mu.Lock()
 	if s, err := fr.rd.Stats(); err == nil {
 		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
+		fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), true)
 		fr.last = s
 	}
 	if err := fr.rd.Close(); err != nil {
@@ -145,6 +147,7 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 		return s, false
 	}
 	fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
+	fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), false)
 	fr.last = s
 	return s, true
 }

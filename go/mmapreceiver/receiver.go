@@ -111,6 +111,7 @@ func (r *mmapReceiver) libraryOptions() ffi.Options {
 		MaxBatchSpans:          uint64(r.cfg.Traces.MaxBatchSize),
 		MaxBatchLogs:           uint64(r.cfg.Logs.MaxBatchSize),
 		MetricCardinalityLimit: uint64(r.cfg.Metrics.CardinalityLimit),
+		StuckSlotTimeout:       r.cfg.StuckSlotTimeout,
 	}
 }
 

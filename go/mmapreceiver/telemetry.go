@@ -96,6 +96,7 @@ func (t *telemetry) recordStatsDelta(prev, cur *ffi.Stats) {
 	for _, sig := range ffi.Signals {
 		add(m.ReceiverMmapRecordsRead, delta(prev.RecordsRead[sig], cur.RecordsRead[sig]), t.signalAttrs[sig])
 		add(m.ReceiverMmapCorruptRecords, delta(prev.CorruptRecords[sig], cur.CorruptRecords[sig]), t.signalAttrs[sig])
+		add(m.ReceiverMmapAbandonedSlots, delta(prev.AbandonedSlots[sig], cur.AbandonedSlots[sig]), t.signalAttrs[sig])
 	}
 	add(m.ReceiverMmapIncompleteSpans, delta(prev.IncompleteSpans, cur.IncompleteSpans))
 	add(m.ReceiverMmapOrphanSpanEvents, delta(prev.OrphanSpanEvents, cur.OrphanSpanEvents))

@@ -141,6 +141,7 @@ type Options struct {
 	MaxBatchSpans          uint64
 	MaxBatchLogs           uint64
 	MetricCardinalityLimit uint64
+	StuckSlotTimeout       time.Duration
 }
 
 // DefaultOptions returns the library's default options.
@@ -153,6 +154,7 @@ func DefaultOptions() Options {
 		MaxBatchSpans:          uint64(o.max_batch_spans),
 		MaxBatchLogs:           uint64(o.max_batch_logs),
 		MetricCardinalityLimit: uint64(o.metric_cardinality_limit),
+		StuckSlotTimeout:       time.Duration(o.stuck_slot_timeout_nanos),
 	}
 }
 
@@ -200,6 +202,7 @@ func cOptions(opts Options) C.OmReaderOptions {
 	o.max_batch_spans = C.uint64_t(opts.MaxBatchSpans)
 	o.max_batch_logs = C.uint64_t(opts.MaxBatchLogs)
 	o.metric_cardinality_limit = C.uint64_t(opts.MetricCardinalityLimit)
+	o.stuck_slot_timeout_nanos = C.uint64_t(opts.StuckSlotTimeout.Nanoseconds())
 	return o
 }
 
@@ -279,6 +282,7 @@ type Stats struct {
 	RingUnread       [3]uint64
 	RecordsRead      [3]uint64
 	CorruptRecords   [3]uint64
+	AbandonedSlots   [3]uint64
 	IncompleteSpans  uint64
 	InFlightSpans    uint64
 	OrphanSpanEvents uint64
@@ -300,6 +304,7 @@ func (r *Reader) Stats() (Stats, error) {
 		out.RingUnread[i] = uint64(s.ring_unread[i])
 		out.RecordsRead[i] = uint64(s.records_read[i])
 		out.CorruptRecords[i] = uint64(s.corrupt_records[i])
+		out.AbandonedSlots[i] = uint64(s.abandoned_slots[i])
 	}
 	out.IncompleteSpans = uint64(s.incomplete_spans)
 	out.InFlightSpans = uint64(s.in_flight_spans)

@@ -29,6 +29,7 @@ type TelemetryBuilder struct {
 	ReceiverMmapBadRefs          metric.Int64Counter
 	ReceiverMmapConsumeRetries   metric.Int64Counter
 	ReceiverMmapCorruptRecords   metric.Int64Counter
+	ReceiverMmapAbandonedSlots   metric.Int64Counter
 	ReceiverMmapDroppedItems     metric.Int64Counter
 	ReceiverMmapFilesOverLimit   metric.Int64Counter
 	ReceiverMmapInFlightSpans    metric.Int64Gauge
@@ -81,6 +82,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_mmap_consume_retries",
 		metric.WithDescription("Times a batch was offered again after the next consumer refused it with a retryable error. [Alpha]"),
 		metric.WithUnit("{retry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapAbandonedSlots, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_abandoned_slots",
+		metric.WithDescription("Ring slots a writer claimed and never published (it died holding them, or stalled past stuck_slot_timeout), skipped so that the records behind them are read. [Alpha]"),
+		metric.WithUnit("{slot}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapCorruptRecords, err = builder.meter.Int64Counter(
