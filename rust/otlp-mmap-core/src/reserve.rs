@@ -83,7 +83,7 @@ fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut at = offset;
     let end = offset + len;
     while at < end {
