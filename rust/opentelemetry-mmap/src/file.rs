@@ -96,10 +96,12 @@ pub struct DropStats {
     pub logs: u64,
     /// Metric measurements dropped.
     pub measurements: u64,
-    /// Dictionary entries that could not be stored: the dictionary was full,
-    /// or the filesystem had no space to grow the file.
+    /// Attempts to store a dictionary entry that failed: the dictionary was
+    /// full, or the filesystem had no space to grow the file. An entry that
+    /// is not stored is tried again by the next record that needs it, and
+    /// counted again.
     pub dictionary: u64,
-    /// Of `dictionary`: entries refused because the filesystem had no space
+    /// Of `dictionary`: attempts refused because the filesystem had no space
     /// for the file to grow (full disk or tmpfs, quota, `RLIMIT_FSIZE`).
     pub dictionary_no_space: u64,
     /// Of `spans + logs + measurements`: records dropped because a dictionary

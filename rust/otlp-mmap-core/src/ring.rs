@@ -116,6 +116,8 @@ impl RingWriter {
     /// larger than the slot, which [`unframe`] (and so every reader of this
     /// crate) rejects as corrupt and skips; the record is counted in
     /// [`DropCounters::size_mismatch`] or [`DropCounters::encoder_panics`].
+    /// (Built with `panic = "abort"`, a panic ends the process, as any panic
+    /// does; the reader then sees a dead writer.)
     pub fn try_write(
         &self,
         region: &SharedRegion,
