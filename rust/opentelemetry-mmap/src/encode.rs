@@ -5,9 +5,11 @@
 //!
 //! Sizes use `prost::encoding::{encoded_len_varint, key_len}`, so they agree
 //! with prost's own encoding byte for byte (the tests compare both). The
-//! writer ([`SlotWriter`]) never panics: if a computed size were ever wrong it
-//! stops at the end of the slot, and the reader skips the malformed record,
-//! rather than leaving a claimed slot unpublished.
+//! writer ([`SlotWriter`]) never panics: it writes nothing past the end of the
+//! slot and counts every byte the record takes ([`SlotWriter::written`]), so
+//! that if a computed size were ever wrong the ring publishes the slot as a
+//! record the reader rejects, and counts it, rather than leaving a claimed slot
+//! unpublished or stale bytes in it.
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceId};
@@ -22,6 +24,7 @@ const FIXED32: u64 = 5;
 /// Writes protobuf fields into a slot of exactly the computed size.
 pub(crate) struct SlotWriter<'a> {
     buf: &'a mut [u8],
+    /// Bytes the record has taken so far, including any that did not fit.
     pos: usize,
 }
 
@@ -31,18 +34,19 @@ impl<'a> SlotWriter<'a> {
         SlotWriter { buf, pos: 0 }
     }
 
-    /// Whether exactly the whole slot was written.
+    /// Bytes the record took: those written, plus any that did not fit the
+    /// slot. Equal to the slot's length exactly when the size was right.
     #[inline]
-    pub(crate) fn is_full(&self) -> bool {
-        self.pos == self.buf.len()
+    pub(crate) fn written(&self) -> usize {
+        self.pos
     }
 
     #[inline]
     fn byte(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.pos) {
             *slot = b;
-            self.pos += 1;
         }
+        self.pos = self.pos.saturating_add(1);
     }
 
     #[inline]
@@ -56,9 +60,10 @@ impl<'a> SlotWriter<'a> {
 
     #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
-        let end = (self.pos + bytes.len()).min(self.buf.len());
-        let n = end - self.pos;
-        self.buf[self.pos..end].copy_from_slice(&bytes[..n]);
+        let end = self.pos.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+        }
         self.pos = end;
     }
 
@@ -161,7 +166,14 @@ pub(crate) fn bytes_field_ne_len(field: u32, len: usize) -> usize {
 
 /// Looks up the dictionary ref of an attribute key (or of an event name).
 pub(crate) trait KeyRefs {
+    /// The key's ref; 0 for the empty key, and for a key the dictionary could
+    /// not store (counted in [`unresolved`](Self::unresolved)).
     fn key_ref(&mut self, key: &str) -> i64;
+
+    /// Non-empty keys this resolver could not store so far. A record whose
+    /// sizing raised it needs an entry the file does not have: its writer
+    /// drops it (see `FileInner::drop_for_missing_entry`).
+    fn unresolved(&self) -> u64;
 }
 
 /// An attribute value of either OpenTelemetry value type.

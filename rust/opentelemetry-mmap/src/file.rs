@@ -28,8 +28,11 @@ pub(crate) struct FileInner {
     pub id: u64,
     pub writer: MmapWriter,
     pub resource_ref: i64,
-    /// Dictionary entries that could not be stored (the dictionary was full);
-    /// the records that needed them were written with ref 0.
+    /// Dictionary entries that could not be stored (the dictionary was full,
+    /// or the filesystem had no space to grow the file). A record that needed
+    /// one of them for an attribute key, an event name or its metric is
+    /// dropped (counted in its ring's `missing_entry`); scope and resource
+    /// refs that could not be stored are written as 0 (none).
     pub intern_failures: AtomicU64,
 }
 
@@ -55,6 +58,17 @@ impl FileInner {
         })
     }
 
+    /// Counts a record of `kind` dropped because a dictionary entry it needs
+    /// could not be stored.
+    #[cold]
+    pub(crate) fn drop_for_missing_entry(&self, kind: RingKind) {
+        self.writer
+            .ring(kind)
+            .drops
+            .missing_entry
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Interns an instrumentation scope under `resource_ref`.
     pub(crate) fn scope_ref_with(&self, scope: &InstrumentationScope, resource_ref: i64) -> i64 {
         let msg = scope_message(scope, resource_ref, &mut |s| self.intern_str(s));
@@ -70,8 +84,10 @@ impl FileInner {
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Records dropped so far, per signal (the ring was full or the record larger
-/// than a slot), and dictionary entries that could not be stored.
+/// Records dropped so far, per signal, for every reason (the ring was full,
+/// the record was larger than a slot, a dictionary entry it needed could not
+/// be stored, or it was encoded wrongly), and dictionary entries that could
+/// not be stored. The last three fields break some of these counts down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropStats {
     /// Span events (start, end, name, attributes, links) dropped.
@@ -80,8 +96,22 @@ pub struct DropStats {
     pub logs: u64,
     /// Metric measurements dropped.
     pub measurements: u64,
-    /// Dictionary entries that did not fit (their refs were written as 0).
+    /// Attempts to store a dictionary entry that failed: the dictionary was
+    /// full, or the filesystem had no space to grow the file. An entry that
+    /// is not stored is tried again by the next record that needs it, and
+    /// counted again.
     pub dictionary: u64,
+    /// Of `dictionary`: attempts refused because the filesystem had no space
+    /// for the file to grow (full disk or tmpfs, quota, `RLIMIT_FSIZE`).
+    pub dictionary_no_space: u64,
+    /// Of `spans + logs + measurements`: records dropped because a dictionary
+    /// entry they needed (an attribute key, an event name, their metric's
+    /// definition) could not be stored.
+    pub missing_entry: u64,
+    /// Of `spans + logs + measurements`: records whose encoding went wrong (a
+    /// size other than announced, or a panic; a bug in this crate). Their
+    /// slots were published as records the reader counts as corrupt and skips.
+    pub encoding_errors: u64,
 }
 
 impl MmapExporterFile {
@@ -120,11 +150,18 @@ impl MmapExporterFile {
     /// Everything dropped so far.
     pub fn drop_stats(&self) -> DropStats {
         let w = &self.inner.writer;
+        let rings = RingKind::ALL.map(|k| &w.ring(k).drops);
         DropStats {
             spans: w.ring(RingKind::Spans).drops.total(),
             logs: w.ring(RingKind::Events).drops.total(),
             measurements: w.ring(RingKind::Measurements).drops.total(),
             dictionary: self.inner.intern_failures.load(Ordering::Relaxed),
+            dictionary_no_space: w.dictionary_drops().no_space.load(Ordering::Relaxed),
+            missing_entry: rings
+                .iter()
+                .map(|d| d.missing_entry.load(Ordering::Relaxed))
+                .sum(),
+            encoding_errors: rings.iter().map(|d| d.encoding_errors()).sum(),
         }
     }
 

@@ -87,6 +87,8 @@ thread_local! {
 pub(crate) struct Keys<'a> {
     file: &'a FileInner,
     cache: Option<&'a mut FileCache>,
+    /// Non-empty keys that could not be interned (see [`KeyRefs::unresolved`]).
+    unresolved: u64,
 }
 
 impl KeyRefs for Keys<'_> {
@@ -95,7 +97,7 @@ impl KeyRefs for Keys<'_> {
         if key.is_empty() {
             return 0;
         }
-        match &mut self.cache {
+        let r = match &mut self.cache {
             Some(cache) => {
                 if let Some(&r) = cache.keys.get(key) {
                     return r;
@@ -107,7 +109,16 @@ impl KeyRefs for Keys<'_> {
                 r
             }
             None => self.file.intern_str(key),
+        };
+        if r == 0 {
+            self.unresolved += 1;
         }
+        r
+    }
+
+    #[inline]
+    fn unresolved(&self) -> u64 {
+        self.unresolved
     }
 }
 
@@ -163,12 +174,17 @@ pub(crate) fn with_keys<R>(file: &FileInner, f: impl FnOnce(&mut Keys<'_>) -> R)
         let mut keys = Keys {
             file,
             cache: Some(&mut caches[index]),
+            unresolved: 0,
         };
         Some(f(&mut keys))
     });
     match (done, f) {
         (Ok(Some(r)), _) => r,
-        (_, Some(f)) => f(&mut Keys { file, cache: None }),
+        (_, Some(f)) => f(&mut Keys {
+            file,
+            cache: None,
+            unresolved: 0,
+        }),
         // `f` ran and returned `None`-free; unreachable in practice.
         (_, None) => unreachable!("key resolver ran without a result"),
     }

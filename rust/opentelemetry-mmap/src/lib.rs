@@ -103,6 +103,18 @@
 //! dropped and counted: see [`MmapExporterFile::drop_stats`], and
 //! [`MmapMeterProvider::export_drop_stats`] to report the counts as a metric.
 //!
+//! **No SIGBUS on a full disk**: the file's blocks are allocated
+//! (`posix_fallocate`) when it is created and whenever the dictionary grows,
+//! before any page of them is written, so a full filesystem, a full tmpfs, a
+//! quota or `RLIMIT_FSIZE` never makes a store into the mapping fault. At
+//! creation, [`MmapExporterFileBuilder::build`] then fails with a
+//! "no space" error; later, the dictionary entry that needed the space is not
+//! stored and the record that needed the entry is dropped and counted
+//! ([`DropStats::dictionary_no_space`], [`DropStats::missing_entry`]). A
+//! claimed slot is always published: if a record's encoding ever went wrong,
+//! its slot holds a record the collector rejects, and the drop is counted
+//! ([`DropStats::encoding_errors`]).
+//!
 //! # Costs
 //!
 //! The hot path sizes each record exactly, then encodes it with a borrowed

@@ -41,6 +41,7 @@ pub(crate) fn write_log_event(
     attrs: &(impl Attrs + ?Sized),
 ) {
     let mut memo = KeyMemo::new();
+    let unresolved = keys.unresolved();
     let name_ref = keys.key_ref(info.event_name);
     let body_len = info.body.map(|b| value_len(b, keys));
     let len = varint_field_nz_len(SCOPE_REF, info.scope_ref as u64)
@@ -58,6 +59,10 @@ pub(crate) fn write_log_event(
             .as_ref()
             .map_or(0, |s| len_field_len(SPAN_CONTEXT, span_context_len(s)))
         + attrs_len(ATTRIBUTES, attrs, keys, &mut memo);
+    if keys.unresolved() != unresolved {
+        file.drop_for_missing_entry(RingKind::Events);
+        return;
+    }
     let _ = file.writer.try_write_with(RingKind::Events, len, |buf| {
         let mut w = SlotWriter::new(buf);
         w.varint_field_nz(SCOPE_REF, info.scope_ref as u64);
@@ -76,6 +81,6 @@ pub(crate) fn write_log_event(
             put_span_context(&mut w, span);
         }
         put_attrs(&mut w, ATTRIBUTES, attrs, keys, &mut memo);
-        debug_assert!(w.is_full(), "log event size mismatch");
+        w.written()
     });
 }

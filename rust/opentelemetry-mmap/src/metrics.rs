@@ -37,7 +37,7 @@ use otlp_mmap_core::{RingKind, proto};
 
 use crate::clock::now_unix_nano;
 use crate::encode::{
-    KeyMemo, SlotWriter, SpanIds, attrs_len, fixed64_field_len, len_field_len, put_attrs,
+    KeyMemo, KeyRefs, SlotWriter, SpanIds, attrs_len, fixed64_field_len, len_field_len, put_attrs,
     put_span_context, span_context_len, varint_field_len, varint_field_nz_len,
 };
 use crate::file::{FileInner, MmapExporterFile};
@@ -91,7 +91,7 @@ impl MmapMeterProvider {
         let file = self.file.clone();
         self.meter("opentelemetry-mmap")
             .u64_observable_counter("otlp_mmap.dropped")
-            .with_description("Records the OTLP-MMAP writer dropped (ring full, record too large, dictionary full)")
+            .with_description("Records the OTLP-MMAP writer dropped (ring full, record too large, dictionary entry not stored, encoding error)")
             .with_unit("{record}")
             .with_callback(move |obs| {
                 let s = file.drop_stats();
@@ -364,9 +364,16 @@ pub(crate) fn write_measurement(
     attrs: &[KeyValue],
     span: Option<SpanIds>,
 ) {
+    if metric_ref == 0 {
+        // The instrument's definition is not in the dictionary: no reader
+        // could tell which metric this measurement belongs to.
+        file.drop_for_missing_entry(RingKind::Measurements);
+        return;
+    }
     let time = now_unix_nano();
     with_keys(file, |keys| {
         let mut memo = KeyMemo::new();
+        let unresolved = keys.unresolved();
         let len = varint_field_nz_len(METRIC_REF, metric_ref as u64)
             + attrs_len(ATTRIBUTES, attrs, keys, &mut memo)
             + fixed64_field_len(TIME)
@@ -377,6 +384,10 @@ pub(crate) fn write_measurement(
             + span
                 .as_ref()
                 .map_or(0, |s| len_field_len(SPAN_CONTEXT, span_context_len(s)));
+        if keys.unresolved() != unresolved {
+            file.drop_for_missing_entry(RingKind::Measurements);
+            return;
+        }
         let _ = file
             .writer
             .try_write_with(RingKind::Measurements, len, |buf| {
@@ -392,7 +403,7 @@ pub(crate) fn write_measurement(
                     w.message_header(SPAN_CONTEXT, span_context_len(s));
                     put_span_context(&mut w, s);
                 }
-                debug_assert!(w.is_full(), "measurement size mismatch");
+                w.written()
             });
     });
 }

@@ -87,7 +87,7 @@ fn write_event(
         w.message_header(field, body_len);
         body(&mut w);
         w.varint_field_nz(SCOPE_REF, key.scope_ref as u64);
-        debug_assert!(w.is_full(), "span event size mismatch");
+        w.written()
     });
 }
 
@@ -110,6 +110,7 @@ pub(crate) fn write_start(
     attrs: &(impl Attrs + ?Sized),
 ) {
     let mut memo = KeyMemo::new();
+    let unresolved = keys.unresolved();
     let time_len = if info.start_time_unix_nano != 0 {
         fixed64_field_len(START_TIME)
     } else {
@@ -127,6 +128,10 @@ pub(crate) fn write_start(
         } else {
             0
         };
+    if keys.unresolved() != unresolved {
+        file.drop_for_missing_entry(RingKind::Spans);
+        return;
+    }
     write_event(file, key, START, body_len, |w| {
         if let Some(parent) = &info.parent_span_id {
             w.bytes_field(START_PARENT, parent);
@@ -188,7 +193,12 @@ pub(crate) fn write_attributes(
     attrs: &(impl Attrs + ?Sized),
 ) {
     let mut memo = KeyMemo::new();
+    let unresolved = keys.unresolved();
     let body_len = attrs_len(UPDATE_ATTRIBUTES, attrs, keys, &mut memo);
+    if keys.unresolved() != unresolved {
+        file.drop_for_missing_entry(RingKind::Spans);
+        return;
+    }
     write_event(file, key, ATTRIBUTES, body_len, |w| {
         put_attrs(w, UPDATE_ATTRIBUTES, attrs, keys, &mut memo)
     });
@@ -229,6 +239,7 @@ pub(crate) fn write_links(file: &FileInner, keys: &mut dyn KeyRefs, key: &SpanKe
     if links.is_empty() {
         return;
     }
+    let unresolved = keys.unresolved();
     let states: Vec<String> = links
         .iter()
         .map(|l| trace_state_header(l.span_context.trace_state()))
@@ -238,6 +249,10 @@ pub(crate) fn write_links(file: &FileInner, keys: &mut dyn KeyRefs, key: &SpanKe
         .zip(&states)
         .map(|(l, ts)| len_field_len(LINKS, link_len(l, ts, keys)))
         .sum();
+    if keys.unresolved() != unresolved {
+        file.drop_for_missing_entry(RingKind::Spans);
+        return;
+    }
     write_event(file, key, LINK, body_len, |w| {
         for (link, ts) in links.iter().zip(&states) {
             let sc = &link.span_context;

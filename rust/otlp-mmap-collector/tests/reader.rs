@@ -390,6 +390,7 @@ fn a_million_never_ended_spans_stay_bounded() {
                 slot.copy_from_slice(&template);
                 slot[id_at + 8..id_at + 16].copy_from_slice(&i.to_be_bytes());
                 slot[sid_at..sid_at + 8].copy_from_slice(&(i + 1).to_be_bytes());
+                slot.len()
             });
             if ok.is_err() {
                 break;

@@ -195,7 +195,8 @@ fn bench_write(c: &mut Criterion) {
                 while f
                     .writer
                     .try_write_with(RingKind::Spans, bytes.len(), |slot| {
-                        slot.copy_from_slice(bytes)
+                        slot.copy_from_slice(bytes);
+                        slot.len()
                     })
                     .is_err()
                 {

@@ -60,6 +60,11 @@ pub enum FormatError {
     BadDictionaryEnd { end: i64, reason: &'static str },
     #[error("dictionary is full: {need} bytes needed, at most {max} allowed")]
     DictionaryFull { need: u64, max: u64 },
+    /// The filesystem could not allocate the blocks of a file of `len` bytes
+    /// (full disk or tmpfs, quota, `RLIMIT_FSIZE`): the writer does not use
+    /// space it could not reserve, since touching such a page would SIGBUS.
+    #[error("no space for the file to reach {len} bytes: {reason}")]
+    NoSpace { len: u64, reason: String },
     #[error("invalid writer configuration: {0}")]
     Config(String),
     #[error("another reader already reads this file (its reader lock is held)")]

@@ -5,6 +5,7 @@
 //! read when the flag matches with acquire ordering, then store `reader_index`
 //! with release ordering) is what makes the accesses exclusive.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::error::FormatError;
@@ -18,6 +19,13 @@ pub enum WriteError {
     Full,
     /// The length-delimited record is larger than a slot.
     TooLarge,
+    /// The encoder wrote a different number of bytes than it announced. The
+    /// slot was published holding a length prefix that overflows it, which
+    /// every reader rejects as corrupt (see [`unframe`]).
+    SizeMismatch,
+    /// The encoder panicked. The panic was caught and the slot published as
+    /// for [`SizeMismatch`](Self::SizeMismatch).
+    EncoderPanicked,
 }
 
 /// Drop counters of one ring, kept in the writing process.
@@ -27,12 +35,35 @@ pub struct DropCounters {
     pub full: AtomicU64,
     /// Records dropped because they were larger than a slot.
     pub too_large: AtomicU64,
+    /// Records whose encoder wrote a different number of bytes than it
+    /// announced (a bug in the encoder); each one's slot was published as a
+    /// record the reader rejects and counts as corrupt.
+    pub size_mismatch: AtomicU64,
+    /// Records whose encoder panicked (a bug in the encoder); each one's slot
+    /// was published as a record the reader rejects and counts as corrupt.
+    pub encoder_panics: AtomicU64,
+    /// Records a writer dropped because a dictionary entry they needed (an
+    /// attribute key, an event name, a metric definition) could not be
+    /// stored. This ring never counts these itself: writers that intern
+    /// before they write (the SDK) count them here, so that [`total`](Self::total)
+    /// holds every record of this ring that was lost.
+    pub missing_entry: AtomicU64,
 }
 
 impl DropCounters {
     /// All drops of this ring.
     pub fn total(&self) -> u64 {
-        self.full.load(Ordering::Relaxed) + self.too_large.load(Ordering::Relaxed)
+        self.full.load(Ordering::Relaxed)
+            + self.too_large.load(Ordering::Relaxed)
+            + self.size_mismatch.load(Ordering::Relaxed)
+            + self.encoder_panics.load(Ordering::Relaxed)
+            + self.missing_entry.load(Ordering::Relaxed)
+    }
+
+    /// Records published as slots the reader rejects: size mismatches and
+    /// encoder panics.
+    pub fn encoding_errors(&self) -> u64 {
+        self.size_mismatch.load(Ordering::Relaxed) + self.encoder_panics.load(Ordering::Relaxed)
     }
 }
 
@@ -77,14 +108,23 @@ impl RingWriter {
     /// nothing: when the ring is full or the record is larger than a slot, the
     /// record is dropped, counted, and the error says why.
     ///
-    /// `encode` must write exactly `len` bytes into the slice it is given.
+    /// `encode` is given exactly `len` bytes and returns how many bytes the
+    /// record took (those it wrote, or would have written had the slice been
+    /// long enough). Once a slot is claimed it is always published, whatever
+    /// `encode` does: when it returns a count other than `len`, or panics (the
+    /// panic is caught here), the slot is published holding a length prefix
+    /// larger than the slot, which [`unframe`] (and so every reader of this
+    /// crate) rejects as corrupt and skips; the record is counted in
+    /// [`DropCounters::size_mismatch`] or [`DropCounters::encoder_panics`].
+    /// (Built with `panic = "abort"`, a panic ends the process, as any panic
+    /// does; the reader then sees a dead writer.)
     pub fn try_write(
         &self,
         region: &SharedRegion,
         len: usize,
-        encode: impl FnOnce(&mut [u8]),
+        encode: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<i64, WriteError> {
-        let framed = len + varint_len(len as u64);
+        let framed = len.saturating_add(varint_len(len as u64));
         if framed as u64 > self.geo.buffer_size {
             self.drops.too_large.fetch_add(1, Ordering::Relaxed);
             return Err(WriteError::TooLarge);
@@ -107,19 +147,55 @@ impl RingWriter {
                 return Err(WriteError::Full);
             }
         };
+        // From here on nothing may return, unwind or panic before the publish below.
         let slot = self.geo.slot_of(seq);
+        let offset = self.geo.slot_offset(slot);
         // SAFETY: the CAS in `claim` gave this thread sequence `seq`; its slot was
         // released by the reader (seq - n <= reader_index) and no other writer
         // can claim `seq`, so nobody reads or writes the slot until we publish.
-        let bytes = unsafe { region.bytes_mut(self.geo.slot_offset(slot), framed) };
-        if let Ok(mut buf) = bytes {
-            prost::encoding::encode_varint(len as u64, &mut buf);
-            encode(buf);
+        let outcome = match unsafe { region.bytes_mut(offset, framed) } {
+            Ok(mut buf) => {
+                prost::encoding::encode_varint(len as u64, &mut buf);
+                // `buf` is the `len` bytes after the prefix (`framed` was sized for both).
+                match std::panic::catch_unwind(AssertUnwindSafe(|| encode(buf))) {
+                    Ok(n) if n == len => Ok(seq),
+                    Ok(_) => Err(WriteError::SizeMismatch),
+                    Err(_) => Err(WriteError::EncoderPanicked),
+                }
+            }
+            // Unreachable for a layout this crate validated (the slot lies in the file).
+            Err(_) => Err(WriteError::SizeMismatch),
+        };
+        match outcome {
+            Ok(_) => {}
+            Err(WriteError::EncoderPanicked) => {
+                self.drops.encoder_panics.fetch_add(1, Ordering::Relaxed);
+                self.reject(region, offset);
+            }
+            Err(_) => {
+                self.drops.size_mismatch.fetch_add(1, Ordering::Relaxed);
+                self.reject(region, offset);
+            }
         }
         if let Ok(flag) = region.atomic_i32(self.geo.flag_offset(slot)) {
             flag.store(self.geo.flag_of(seq), Ordering::Release);
         }
-        Ok(seq)
+        outcome
+    }
+
+    /// Makes the claimed, unpublished slot at `offset` one that every reader
+    /// rejects: its length prefix says `buffer_size` bytes follow, but at most
+    /// `buffer_size - 1` do (the prefix takes at least one byte), so [`unframe`]
+    /// fails with [`FormatError::SlotOverflow`]. The prefix always fits: a
+    /// varint of `b >= 1` takes at most `b` bytes.
+    fn reject(&self, region: &SharedRegion, offset: u64) {
+        let size = self.geo.buffer_size;
+        // SAFETY: called only by `try_write` for the slot it claimed and has
+        // not published yet (see there); the encoder that held a slice into it
+        // has returned or unwound, so this is the only reference.
+        if let Ok(mut buf) = unsafe { region.bytes_mut(offset, varint_len(size)) } {
+            prost::encoding::encode_varint(size, &mut buf);
+        }
     }
 
     /// Claims the next sequence number, or `None` when the ring is full.

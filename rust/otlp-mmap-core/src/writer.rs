@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message;
 
@@ -15,7 +15,20 @@ use crate::layout::{
     ring_header,
 };
 use crate::region::SharedRegion;
+use crate::reserve::reserve;
 use crate::ring::{RingWriter, WriteError, varint_len};
+
+/// Dictionary entries that could not be stored, counted in the writing process.
+#[derive(Debug, Default)]
+pub struct DictionaryDrops {
+    /// Entries refused because the dictionary reached its maximum size
+    /// ([`FormatError::DictionaryFull`]).
+    pub full: AtomicU64,
+    /// Entries refused because the file could not be grown: the filesystem
+    /// had no blocks for it (full disk or tmpfs, quota, `RLIMIT_FSIZE`,
+    /// [`FormatError::NoSpace`]). The file keeps its size.
+    pub no_space: AtomicU64,
+}
 
 /// The writing side of one OTLP-MMAP file. Share it between threads (`Arc`);
 /// every method takes `&self`.
@@ -31,6 +44,7 @@ pub struct MmapWriter {
     /// Interned entries, so each distinct string or message is stored once.
     interned: Mutex<HashMap<Box<[u8]>, i64>>,
     dictionary_max_end: u64,
+    dictionary_drops: DictionaryDrops,
 }
 
 impl MmapWriter {
@@ -68,12 +82,43 @@ impl MmapWriter {
             .truncate(true)
             .open(&tmp)
             .map_err(|e| FormatError::Io(format!("cannot create {}: {e}", tmp.display())))?;
-        file.set_len(file_len)?;
+        let created = Self::prepare(
+            file,
+            &path,
+            &tmp,
+            layout,
+            file_len,
+            config,
+            start_time_unix_nano,
+        );
+        if created.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        created
+    }
+
+    /// Everything of [`create_with_start_time`](Self::create_with_start_time)
+    /// after the temporary file exists (which the caller removes on error).
+    fn prepare(
+        file: File,
+        path: &Path,
+        tmp: &Path,
+        layout: FileLayout,
+        file_len: u64,
+        config: &FileConfig,
+        start_time_unix_nano: u64,
+    ) -> Result<Self, FormatError> {
+        // Every block is allocated before the first page is touched: a store
+        // into a sparse page of a full filesystem would SIGBUS (see `reserve`).
+        reserve(&file, 0, file_len).map_err(|e| FormatError::NoSpace {
+            len: file_len,
+            reason: format!("{}: {e}", tmp.display()),
+        })?;
         let dictionary_max_end =
             layout.dictionary + DICTIONARY_HEADER_LEN + config.dictionary_max_size;
         let region = SharedRegion::map(&file, dictionary_max_end as usize, file_len as usize)?;
         let writer = MmapWriter {
-            path: path.clone(),
+            path: path.to_path_buf(),
             region,
             layout,
             start_time_unix_nano,
@@ -81,13 +126,14 @@ impl MmapWriter {
             file: Mutex::new(file),
             interned: Mutex::new(HashMap::new()),
             dictionary_max_end,
+            dictionary_drops: DictionaryDrops::default(),
         };
         writer.initialise()?;
         let guard = writer.file.lock().unwrap_or_else(|p| p.into_inner());
         crate::lock::lock_writer(&guard)
             .map_err(|e| FormatError::Io(format!("cannot take the writer lock: {e}")))?;
         drop(guard);
-        std::fs::rename(&tmp, &path).map_err(|e| {
+        std::fs::rename(tmp, path).map_err(|e| {
             FormatError::Io(format!(
                 "cannot rename {} to {}: {e}",
                 tmp.display(),
@@ -157,14 +203,21 @@ impl MmapWriter {
         &self.rings[kind as usize]
     }
 
+    /// Dictionary entries refused so far, by reason.
+    pub fn dictionary_drops(&self) -> &DictionaryDrops {
+        &self.dictionary_drops
+    }
+
     /// Writes one record of `len` bytes, encoded by `encode` straight into the
-    /// slot. See [`RingWriter::try_write`].
+    /// slot; `encode` returns how many bytes the record took. A claimed slot
+    /// is always published, also when `encode` miscounts or panics. See
+    /// [`RingWriter::try_write`].
     #[inline]
     pub fn try_write_with(
         &self,
         kind: RingKind,
         len: usize,
-        encode: impl FnOnce(&mut [u8]),
+        encode: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<i64, WriteError> {
         self.rings[kind as usize].try_write(&self.region, len, encode)
     }
@@ -174,39 +227,68 @@ impl MmapWriter {
     pub fn try_write<M: Message>(&self, kind: RingKind, msg: &M) -> Result<i64, WriteError> {
         let len = msg.encoded_len();
         self.try_write_with(kind, len, |mut buf| {
-            // Cannot fail: the slice is exactly `len` bytes.
-            let _ = msg.encode(&mut buf);
+            let room = buf.len();
+            match msg.encode(&mut buf) {
+                Ok(()) => room - buf.len(),
+                // Only if the message changed since it was sized.
+                Err(e) => e.required_capacity(),
+            }
         })
     }
 
     /// Appends an entry to the dictionary (not interned) and returns its ref.
+    ///
+    /// When the entry needs the file to grow and the filesystem has no blocks
+    /// for it, the file is not grown, nothing is written, and the entry is
+    /// refused with [`FormatError::NoSpace`] (counted in
+    /// [`dictionary_drops`](Self::dictionary_drops)); a later call may succeed
+    /// once space is freed.
     pub fn append_entry(&self, bytes: &[u8]) -> Result<i64, FormatError> {
         let dict = self.layout.dictionary;
         let total = (varint_len(bytes.len() as u64) + bytes.len()) as u64;
         let first = dict + DICTIONARY_HEADER_LEN;
         let end = self.region.atomic_i64(dict + dictionary_header::END)?;
-        let old_end = end.fetch_add(total as i64, Ordering::AcqRel);
-        // `end` lives in the shared file, where another process can corrupt it:
-        // never let it place an entry outside the dictionary (over the file
-        // header or a ring) or overflow the arithmetic below.
-        if old_end < first as i64 {
-            end.fetch_sub(total as i64, Ordering::AcqRel);
-            return Err(FormatError::BadDictionaryEnd {
-                end: old_end,
-                reason: "before the first entry",
-            });
-        }
-        let start = old_end as u64;
-        let new_end = start + total;
-        if new_end > self.dictionary_max_end {
-            end.fetch_sub(total as i64, Ordering::AcqRel);
-            return Err(FormatError::DictionaryFull {
-                need: new_end - first,
-                max: self.dictionary_max_end - first,
-            });
-        }
-        self.ensure_len(new_end)?;
-        // SAFETY: the fetch-add on `end` reserved `start..new_end` for this call
+        // Space is reserved by a compare-and-swap on `end` (the same atomic
+        // reservation as the format's fetch-add) made only once the entry is
+        // known to fit, so a refused entry never moves `end`.
+        let mut old_end = end.load(Ordering::Acquire);
+        let start = loop {
+            // `end` lives in the shared file, where another process can corrupt it:
+            // never let it place an entry outside the dictionary (over the file
+            // header or a ring) or overflow the arithmetic below.
+            if old_end < first as i64 {
+                return Err(FormatError::BadDictionaryEnd {
+                    end: old_end,
+                    reason: "before the first entry",
+                });
+            }
+            let new_end = old_end as u64 + total;
+            if new_end > self.dictionary_max_end {
+                self.dictionary_drops.full.fetch_add(1, Ordering::Relaxed);
+                return Err(FormatError::DictionaryFull {
+                    need: new_end - first,
+                    max: self.dictionary_max_end - first,
+                });
+            }
+            if let Err(e) = self.ensure_len(new_end) {
+                if matches!(e, FormatError::NoSpace { .. }) {
+                    self.dictionary_drops
+                        .no_space
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+            match end.compare_exchange_weak(
+                old_end,
+                new_end as i64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break old_end as u64,
+                Err(current) => old_end = current,
+            }
+        };
+        // SAFETY: the CAS on `end` reserved `start..start + total` for this call
         // alone, and `ensure_len` made the file at least that long.
         let mut buf = unsafe { self.region.bytes_mut(start, total as usize)? };
         prost::encoding::encode_varint(bytes.len() as u64, &mut buf);
@@ -247,6 +329,11 @@ impl MmapWriter {
         read_entry(&self.region, self.layout.dictionary, reference)
     }
 
+    /// Makes the file at least `len` bytes long, its blocks allocated, before
+    /// `valid_len` lets anyone touch them. Grows by doubling (up to the
+    /// dictionary's maximum); when the filesystem cannot give that much, by
+    /// exactly what is needed; when not even that, not at all
+    /// ([`FormatError::NoSpace`]).
     fn ensure_len(&self, len: u64) -> Result<(), FormatError> {
         if len as usize <= self.region.valid_len() {
             return Ok(());
@@ -257,8 +344,16 @@ impl MmapWriter {
             return Ok(());
         }
         let target = len.max(cur.saturating_mul(2)).min(self.dictionary_max_end);
-        file.set_len(target)?;
-        self.region.extend_valid_len(target as usize);
+        let grown = match reserve(&file, cur, target - cur) {
+            Ok(()) => Ok(target),
+            Err(_) if target > len => reserve(&file, cur, len - cur).map(|()| len),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| FormatError::NoSpace {
+            len,
+            reason: format!("{}: {e}", self.path.display()),
+        })?;
+        self.region.extend_valid_len(grown as usize);
         Ok(())
     }
 }

@@ -249,8 +249,11 @@ fn writer_file(slots: u64, size: u64, dict: u64, hostile: bool) -> Vec<u8> {
         let mut ring = reader.ring_reader(kind).unwrap();
         for i in 0..total {
             let bytes = make(i);
-            w.try_write_with(kind, bytes.len(), |b| b.copy_from_slice(&bytes))
-                .unwrap();
+            w.try_write_with(kind, bytes.len(), |b| {
+                b.copy_from_slice(&bytes);
+                b.len()
+            })
+            .unwrap();
             if i < total - unread {
                 assert!(matches!(ring.peek(reader.region()), Slot::Ready(_)));
                 ring.advance();

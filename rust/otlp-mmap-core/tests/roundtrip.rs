@@ -423,6 +423,7 @@ fn oversized_record_is_refused_without_claiming_a_slot() {
         w.try_write_with(RingKind::Events, max, |b| {
             assert_eq!(b.len(), max);
             b.fill(0xa5);
+            b.len()
         }),
         Ok(0)
     );

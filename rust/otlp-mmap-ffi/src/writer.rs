@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::ffi::c_char;
 
-use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind, WriteError, proto};
+use otlp_mmap_core::{
+    FileConfig, FormatError, MmapWriter, RingConfig, RingKind, WriteError, proto,
+};
 
 use crate::handles;
 use crate::status::*;
@@ -27,6 +29,10 @@ fn written(r: Result<i64, WriteError>) -> Result<i32, Failure> {
         Err(WriteError::TooLarge) => Err(Failure::new(
             OM_ERR_FULL,
             "record larger than a slot: dropped",
+        )),
+        Err(e @ (WriteError::SizeMismatch | WriteError::EncoderPanicked)) => Err(Failure::new(
+            OM_ERR_IO,
+            format!("record encoding failed ({e:?}): published as a corrupt slot"),
         )),
     }
 }
@@ -82,8 +88,10 @@ pub unsafe extern "C" fn om_writer_create(
             measurements: ring,
             ..FileConfig::default()
         };
-        let writer = MmapWriter::create(path, &config)
-            .map_err(|e| Failure::new(OM_ERR_ARGUMENT, e.to_string()))?;
+        let writer = MmapWriter::create(path, &config).map_err(|e| match e {
+            FormatError::Io(_) | FormatError::NoSpace { .. } => io(e),
+            _ => Failure::new(OM_ERR_ARGUMENT, e.to_string()),
+        })?;
         let service =
             std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "otlp-mmap-writer".into());
         let resource = proto::Resource {
