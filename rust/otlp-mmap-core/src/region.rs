@@ -5,7 +5,7 @@
 //! a file is allowed; only touching such pages faults). `valid_len` is the
 //! number of bytes known to exist in the file: every accessor checks its range
 //! against it, so nothing ever touches a page past the end of the file. The
-//! writer grows the file with `set_len` before it raises `valid_len`; the reader
+//! writer reserves the file's blocks (`reserve`: `posix_fallocate`) before it raises `valid_len`; the reader
 //! raises `valid_len` only after `fstat` showed the file is that long. The
 //! reservation is therefore never remapped while other threads hold references
 //! into it, which is what lets many writer threads share one mapping without a
