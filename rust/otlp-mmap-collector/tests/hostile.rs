@@ -147,7 +147,9 @@ fn value_ref_cycles_end() {
 }
 
 /// "Billion laughs": 6 levels of arrays of 64 refs to the level below: a
-/// few KiB of dictionary describing 64^6 values. Resolving it stays small.
+/// few KiB of dictionary describing 64^6 values. Resolving it stays within
+/// the record budget: the records are dropped and counted as oversized, the
+/// record after them arrives.
 #[test]
 fn multiplying_value_refs_are_cut_off() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,17 +167,30 @@ fn multiplying_value_refs_are_cut_off() {
     }
     log_with_value(&w, value_ref(level));
     log_with_value(&w, value_ref(level));
+    log_with_value(&w, string("ordinary"));
+    let copy = dir.path().join("laughs-copy.otlp");
+    std::fs::copy(&path, &copy).unwrap();
     let mut r = FileReader::open(&path, options()).unwrap();
-    let started = Instant::now();
     let (req, peak) = peak_during(|| poll_logs(&mut r));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    // One record's budget (1 MiB) plus the cached levels below the cut.
+    assert!(peak < 8 * MIB, "resolving took {} KiB", peak >> 10);
+    let records = &req.resource_logs[0].scope_logs[0].log_records;
+    assert_eq!(records.len(), 1, "only the ordinary record");
+    assert_eq!(r.stats().oversized_records[Signal::Logs as usize], 2);
+    // Without a record budget, the expansion limit cuts it off instead.
+    let mut unbounded = FileReader::open(
+        &copy,
+        ReaderOptions {
+            max_record_bytes: usize::MAX,
+            max_batch_bytes: usize::MAX,
+            ..options()
+        },
+    )
+    .unwrap();
+    let (req, peak) = peak_during(|| poll_logs(&mut unbounded));
     assert!(peak < 256 * MIB, "resolving took {} MiB", peak / MIB);
-    assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 2);
-    assert!(r.stats().bad_refs > 0, "the cut-off is counted");
+    assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 3);
+    assert!(unbounded.stats().bad_refs > 0, "the cut-off is counted");
     // Ordinary refs still resolve in full.
     let dir2 = tempfile::tempdir().unwrap();
     let path2 = dir2.path().join("ok.otlp");
@@ -199,20 +214,17 @@ fn multiplying_value_refs_are_cut_off() {
     assert_eq!(r2.stats().bad_refs, 0);
 }
 
-/// A histogram definition with a million bucket bounds, measured in 100
-/// series: each series keeps at most MAX_HISTOGRAM_BOUNDS + 1 counts.
-#[test]
-fn huge_bucket_lists_are_capped() {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("buckets.otlp");
+/// A file whose histogram definition has `bounds` bucket bounds, measured
+/// 200 times in 200 attribute sets.
+fn histogram_file(dir: &std::path::Path, bounds: u32) -> std::path::PathBuf {
+    let path = dir.join(format!("buckets-{bounds}.otlp"));
     let w = MmapWriter::create(&path, &big_dictionary()).unwrap();
     let def = proto::MetricRef {
         name: "huge".into(),
         aggregation: Some(proto::metric_ref::Aggregation::Histogram(
             proto::metric_ref::Histogram {
                 aggregation_temporality: 2,
-                bucket_boundaries: (0..1_000_000).map(f64::from).collect(),
+                bucket_boundaries: (0..bounds).map(f64::from).collect(),
             },
         )),
         ..Default::default()
@@ -233,12 +245,25 @@ fn huge_bucket_lists_are_capped() {
         };
         w.try_write(RingKind::Measurements, &m).unwrap();
     }
+    path
+}
+
+/// A histogram definition with 100,000 bucket bounds (800 KB), measured in
+/// 100 series: each series keeps at most MAX_HISTOGRAM_BOUNDS + 1 counts. A
+/// definition with a million bounds (8 MB) is more than a record may cost:
+/// its measurements are dropped and counted, the definition never decoded.
+#[test]
+fn huge_bucket_lists_are_capped() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = histogram_file(dir.path(), 100_000);
     let mut r = FileReader::open(&path, options()).unwrap();
     let (_, peak) = peak_during(|| {
         assert!(r.poll(Signal::Metrics, 1).unwrap().is_none());
     });
-    // The definition itself is decoded once (8 MB of bounds, then cut to 4096).
-    assert!(peak < 48 * MIB, "aggregating took {} MiB", peak / MIB);
+    // The definition is decoded once (800 KB of bounds, then cut to 4096);
+    // 100 series of 4097 counts.
+    assert!(peak < 16 * MIB, "aggregating took {} MiB", peak / MIB);
     assert!(matches!(r.collect_metrics(2), CollectOutcome::Collected(_)));
     let b = r.poll(Signal::Metrics, 2).unwrap().unwrap();
     let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
@@ -257,6 +282,18 @@ fn huge_bucket_lists_are_capped() {
         .map(|p| p.bucket_counts.iter().sum::<u64>())
         .sum();
     assert_eq!(total, 200);
+
+    let path = histogram_file(dir.path(), 1_000_000);
+    let mut r = FileReader::open(&path, options()).unwrap();
+    let (_, peak) = peak_during(|| {
+        assert!(r.poll(Signal::Metrics, 1).unwrap().is_none());
+    });
+    assert!(peak < MIB, "dropping took {} KiB", peak >> 10);
+    let st = r.stats();
+    assert_eq!(st.records_read[Signal::Metrics as usize], 200);
+    assert_eq!(st.oversized_records[Signal::Metrics as usize], 200);
+    assert_eq!(st.unknown_metric_measurements, 0);
+    assert_eq!(r.collect_metrics(2), CollectOutcome::Nothing);
 }
 
 /// Exponential histogram definitions claiming absurd sizes are clamped.

@@ -64,6 +64,8 @@ pub enum FormatError {
     Config(String),
     #[error("another reader already reads this file (its reader lock is held)")]
     Locked,
+    #[error("file is {len} bytes, more than the {max} bytes a reader maps (max_mapped_bytes)")]
+    FileTooLarge { len: u64, max: u64 },
     #[error("record of {len} bytes does not fit a {slot}-byte slot")]
     TooLarge { len: usize, slot: usize },
 }
