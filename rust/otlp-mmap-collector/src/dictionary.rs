@@ -508,10 +508,9 @@ impl DictionaryCache {
                     if self.budget.over {
                         break;
                     }
-                    if let Ok(kv) = KeyValueRefView::parse(e)
-                        && let Some(kv) = self.key_value(file, kv, depth + 1)
-                    {
-                        values.push(kv);
+                    match KeyValueRefView::parse(e) {
+                        Ok(kv) => values.extend(self.key_value(file, kv, depth + 1)),
+                        Err(_) => self.bad_refs += 1,
                     }
                 }
                 Some(O::KvlistValue(otlp_common::KeyValueList { values }))

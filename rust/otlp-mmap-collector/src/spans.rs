@@ -570,6 +570,8 @@ fn add_links(
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in links.iter() {
         let Ok(link) = LinkView::parse(entry) else {
+            // Not reached: the event's parse checked every link.
+            open.span.dropped_links_count = open.span.dropped_links_count.saturating_add(1);
             continue;
         };
         if open.span.links.len() >= limits.max_links {
