@@ -87,17 +87,22 @@ soak: build
 		DEMO_APP=$(ROOT)/target/release/examples/demo CRASHY=$(ROOT)/target/release/examples/crashy \
 		$(GO) test -count=1 -v -timeout 30m -run 'TestWriterKilledMidStream|TestThreadedWriterKilledUnderLoad|TestCollectorKilledAndRestarted|TestTruncationNeverKillsTheCollector|TestPipelineRefuses|TestManyWriters' ./...
 
-## fuzz: hostile files for FUZZ_SECONDS (default 60): libFuzzer via cargo-fuzz on
-## nightly when installed, otherwise the proptest corruption suite in release
-## with an unbounded case count, stopped after FUZZ_SECONDS (a timeout is a pass).
+## fuzz: hostile files, FUZZ_SECONDS (default 60) through the format decoder
+## (core) and FUZZ_SECONDS through the production path (FileReader poll/commit/
+## collect, tests/fuzz_replay.rs): libFuzzer via cargo-fuzz on nightly when
+## installed, otherwise the proptest mutation suites in release (the
+## production-path one prints its cases/s; the core one is stopped by timeout,
+## a timeout is a pass).
 FUZZ_SECONDS ?= 60
 fuzz:
 	if $(CARGO) fuzz --version >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then \
-		cd rust/otlp-mmap-core/fuzz && $(CARGO) +nightly fuzz run open_and_drain -- -max_total_time=$(FUZZ_SECONDS); \
+		(cd rust/otlp-mmap-core/fuzz && $(CARGO) +nightly fuzz run open_and_drain -- -max_total_time=$(FUZZ_SECONDS)); \
+		(cd rust/otlp-mmap-collector/fuzz && $(CARGO) +nightly fuzz run drive_file -- -max_total_time=$(FUZZ_SECONDS)); \
 	else \
-		echo "cargo-fuzz or nightly missing: running the proptest corruption suite for $(FUZZ_SECONDS)s instead"; \
+		echo "cargo-fuzz or nightly missing: running the proptest mutation suites for 2 x $(FUZZ_SECONDS)s instead"; \
 		$(CARGO) test --release -p otlp-mmap-core --test corruption --no-run; \
 		$(CARGO) test --release -p otlp-mmap-collector --test hostile; \
+		OTLP_MMAP_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release -p otlp-mmap-collector --test fuzz_replay -- --nocapture; \
 		rc=0; OTLP_MMAP_FUZZ_CASES=100000000 timeout $(FUZZ_SECONDS) \
 			$(CARGO) test --release -p otlp-mmap-core --test corruption -- --test-threads=2 || rc=$$?; \
 		if [ $$rc -eq 124 ]; then echo "fuzz: no failure in $(FUZZ_SECONDS)s"; else exit $$rc; fi; \

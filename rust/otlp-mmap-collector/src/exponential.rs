@@ -88,6 +88,11 @@ impl ExponentialBuckets {
         }
     }
 
+    /// Most buckets per sign.
+    pub fn max_buckets(&self) -> usize {
+        self.max_buckets
+    }
+
     /// Records one value. NaN and infinities are ignored, as the SDKs do.
     pub fn record(&mut self, v: f64) {
         if !v.is_finite() {

@@ -17,6 +17,20 @@
 //!   with [`crate::spans::START_MISSING_ATTRIBUTE`];
 //! - metrics: measurements are released once aggregated, so the aggregates
 //!   since the last committed collection are lost.
+//!
+//! Whatever the file holds, a reader's memory is bounded ([`ReaderOptions`]):
+//! the mapping by `max_mapped_bytes`, the dictionary cache by
+//! `dictionary_cache_max_entries`/`_bytes`, each record by `max_record_bytes`
+//! (a record over it is dropped and counted in `oversized_records`), each
+//! batch by `max_batch_bytes` plus one record, spans in flight by
+//! `max_in_flight_spans`/`max_in_flight_span_bytes` and the span limits, and
+//! metrics by `max_metric_bytes`. Every record dropped for good is counted
+//! in [`ReaderStats`].
+//!
+//! A published slot whose message is empty (length prefix 0) is a corrupt
+//! record in every ring: no record means anything without a single field,
+//! and the reference Java writer publishes an all-zero slot when a record
+//! did not fit its slot. It is counted in `corrupt_records`, never delivered.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -29,11 +43,11 @@ use otlp_mmap_core::{
 };
 use prost::Message;
 
-use crate::dictionary::DictionaryCache;
+use crate::dictionary::{CacheLimits, DictionaryCache};
 use crate::group::Grouper;
 use crate::logs::log_record;
-use crate::metrics::MetricAggregator;
-use crate::spans::{GiveUpReason, SpanAssembler};
+use crate::metrics::{MetricAggregator, MetricCounters};
+use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
 
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
@@ -84,18 +98,79 @@ pub struct ReaderOptions {
     /// Whether to take the exclusive reader lock and store `reader_index`
     /// (false for tools that only look at a file).
     pub consume: bool,
+    /// Address space reserved for the file: a longer file is refused
+    /// ([`FormatError::FileTooLarge`]) and growth past it is not read. The
+    /// default, 256 MiB, is 3.4 times the largest file our SDK writes with
+    /// its defaults (74 MiB: 10 MiB of rings and a 64 MiB dictionary), and it
+    /// bounds the file pages a hostile file can make this reader touch.
+    pub max_mapped_bytes: usize,
+    /// Most entries in the dictionary cache (default 65,536).
+    pub dictionary_cache_max_entries: usize,
+    /// Most bytes in the dictionary cache (default 16 MiB); when full it is cleared.
+    pub dictionary_cache_max_bytes: usize,
+    /// Most bytes of strings and values one record resolves to (a log
+    /// record, a measurement, a span; default 1 MiB). A log record or
+    /// measurement over it is dropped; a span drops the attributes and links
+    /// past it. Both are counted in `oversized_records`.
+    pub max_record_bytes: usize,
+    /// Most bytes of resolved strings and values per batch (default 3 MiB):
+    /// a batch ends once it holds that much, so it holds at most this plus
+    /// one record, under the 4 MiB a gRPC receiver accepts by default.
+    pub max_batch_bytes: usize,
+    /// Most attributes per span (default 128, the SDKs' span limit).
+    pub max_span_attributes: usize,
+    /// Most links per span (default 128, the SDKs' span limit).
+    pub max_span_links: usize,
+    /// Most bytes held by the spans in flight (default 64 MiB); beyond it the
+    /// oldest are emitted as incomplete spans.
+    pub max_in_flight_span_bytes: usize,
+    /// Most bytes held by the metric aggregates (default 64 MiB); beyond it
+    /// new series fold into the overflow series and new metrics are dropped.
+    pub max_metric_bytes: usize,
 }
 
 impl Default for ReaderOptions {
     fn default() -> Self {
+        let cache = CacheLimits::default();
+        let spans = SpanLimits::default();
         ReaderOptions {
-            max_in_flight_spans: 100_000,
-            max_span_age_nanos: 600_000_000_000,
+            max_in_flight_spans: spans.max_in_flight,
+            max_span_age_nanos: spans.max_age_nanos,
             max_batch_spans: 1024,
             max_batch_logs: 1024,
             metric_cardinality_limit: 2000,
             stuck_slot_timeout_nanos: DEFAULT_STUCK_SLOT_TIMEOUT_NANOS,
             consume: true,
+            max_mapped_bytes: 256 << 20,
+            dictionary_cache_max_entries: cache.max_entries,
+            dictionary_cache_max_bytes: cache.max_bytes,
+            max_record_bytes: spans.max_span_bytes,
+            max_batch_bytes: 3 << 20,
+            max_span_attributes: spans.max_attributes,
+            max_span_links: spans.max_links,
+            max_in_flight_span_bytes: spans.max_in_flight_bytes,
+            max_metric_bytes: crate::metrics::DEFAULT_MAX_METRIC_BYTES,
+        }
+    }
+}
+
+impl ReaderOptions {
+    fn cache_limits(&self) -> CacheLimits {
+        CacheLimits {
+            max_entries: self.dictionary_cache_max_entries,
+            max_bytes: self.dictionary_cache_max_bytes,
+            max_entry_bytes: self.max_record_bytes,
+        }
+    }
+
+    fn span_limits(&self) -> SpanLimits {
+        SpanLimits {
+            max_in_flight: self.max_in_flight_spans,
+            max_age_nanos: self.max_span_age_nanos,
+            max_attributes: self.max_span_attributes,
+            max_links: self.max_span_links,
+            max_span_bytes: self.max_record_bytes,
+            max_in_flight_bytes: self.max_in_flight_span_bytes,
         }
     }
 }
@@ -132,20 +207,42 @@ pub enum ReaderError {
     Token { signal: Signal, got: u64 },
 }
 
-/// Counters and gauges of one reader.
+/// Counters and gauges of one reader. Arrays are indexed by [`Signal`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderStats {
     pub ring_capacity: [u64; 3],
     pub ring_unread: [u64; 3],
+    /// Records decoded (including those then dropped and counted below).
     pub records_read: [u64; 3],
+    /// Slots skipped because they did not decode, or held an empty message
+    /// (an all-zero slot).
     pub corrupt_records: [u64; 3],
     /// Claimed slots skipped because their writer never published them.
     pub abandoned_slots: [u64; 3],
+    /// Records over `max_record_bytes`: log records and measurements
+    /// dropped; span events whose attributes or links were (partly) dropped.
+    pub oversized_records: [u64; 3],
     pub incomplete_spans: u64,
     pub in_flight_spans: u64,
     pub orphan_span_events: u64,
+    /// Span events dropped because their trace or span id is not 16 / 8 bytes.
+    pub invalid_span_ids: u64,
+    /// StartSpan events for a span already in flight (the later one replaces it).
+    pub duplicate_span_starts: u64,
+    /// Span attributes and links dropped by the span limits (also in the
+    /// spans' `dropped_attributes_count` / `dropped_links_count`).
+    pub span_limit_drops: u64,
     pub bad_refs: u64,
     pub metric_overflows: u64,
+    /// Measurements dropped because their metric definition did not resolve.
+    pub unknown_metric_measurements: u64,
+    /// Measurements dropped because they had no value the aggregation can take.
+    pub measurements_without_value: u64,
+    /// Measurements dropped because their file has too many metrics
+    /// (10,000, or `max_metric_bytes`).
+    pub measurements_over_metric_limit: u64,
+    /// Times the dictionary cache was full and cleared.
+    pub dictionary_cache_clears: u64,
     pub writer_restarts: u64,
     /// 1 alive, 0 gone, -1 unknown.
     pub writer_alive: i32,
@@ -175,15 +272,25 @@ impl Stream {
     /// The stream a writer started over in place, in the same file: opened
     /// through the file already open (its reader lock, and no new open of
     /// the path, which may lead elsewhere by now).
-    fn reopen(&self, consume: bool, generation: u64) -> Result<Self, FormatError> {
+    fn reopen(&self, options: &ReaderOptions, generation: u64) -> Result<Self, FormatError> {
         let file = self.file.try_clone_file()?;
         Self::new(
-            MmapReader::open_file(file, self.file.path(), consume)?,
+            MmapReader::open_file_with_max_mapped(
+                file,
+                self.file.path(),
+                options.consume,
+                options.max_mapped_bytes,
+            )?,
+            options,
             generation,
         )
     }
 
-    fn new(file: MmapReader, generation: u64) -> Result<Self, FormatError> {
+    fn new(
+        file: MmapReader,
+        options: &ReaderOptions,
+        generation: u64,
+    ) -> Result<Self, FormatError> {
         let rings = [
             file.ring_reader(Signal::Traces.ring())?,
             file.ring_reader(Signal::Logs.ring())?,
@@ -191,7 +298,7 @@ impl Stream {
         ];
         Ok(Stream {
             file,
-            dict: DictionaryCache::default(),
+            dict: DictionaryCache::new(options.cache_limits()),
             rings,
             generation,
         })
@@ -212,7 +319,28 @@ pub struct FileReader {
     last_check: Option<u64>,
     change: FileChange,
     writer_gone: bool,
-    bad_refs_before: u64,
+    /// Counters of the streams before the current one (writer restarts).
+    retired: Retired,
+}
+
+/// Counters kept by a stream's dictionary cache and aggregator, summed over
+/// the streams a reader left behind.
+#[derive(Debug, Default, Clone, Copy)]
+struct Retired {
+    bad_refs: u64,
+    cache_clears: u64,
+    metrics: MetricCounters,
+}
+
+impl Retired {
+    fn add(&mut self, dict: &DictionaryCache, m: MetricCounters) {
+        self.bad_refs += dict.bad_refs;
+        self.cache_clears += dict.clears;
+        self.metrics.overflows += m.overflows;
+        self.metrics.unknown_metric += m.unknown_metric;
+        self.metrics.no_value += m.no_value;
+        self.metrics.too_many_metrics += m.too_many_metrics;
+    }
 }
 
 impl FileReader {
@@ -221,7 +349,9 @@ impl FileReader {
         path: impl AsRef<std::path::Path>,
         options: ReaderOptions,
     ) -> Result<Self, FormatError> {
-        Self::with_file(MmapReader::open(path, options.consume)?, options)
+        let file =
+            MmapReader::open_with_max_mapped(path, options.consume, options.max_mapped_bytes)?;
+        Self::with_file(file, options)
     }
 
     /// Reads `file`, which the caller opened read-write (see
@@ -231,12 +361,18 @@ impl FileReader {
         path: impl AsRef<std::path::Path>,
         options: ReaderOptions,
     ) -> Result<Self, FormatError> {
-        Self::with_file(MmapReader::open_file(file, path, options.consume)?, options)
+        let file = MmapReader::open_file_with_max_mapped(
+            file,
+            path,
+            options.consume,
+            options.max_mapped_bytes,
+        )?;
+        Self::with_file(file, options)
     }
 
     fn with_file(file: MmapReader, options: ReaderOptions) -> Result<Self, FormatError> {
         let path = file.path().to_path_buf();
-        let stream = Stream::new(file, 0)?;
+        let stream = Stream::new(file, &options, 0)?;
         // Cumulative series start with the stream. When an earlier reader
         // already consumed measurements (a Collector restart), what it had
         // aggregated is gone: the series restart now, with a new start time,
@@ -250,15 +386,19 @@ impl FileReader {
             path,
             options,
             stream,
-            assembler: SpanAssembler::new(options.max_in_flight_spans, options.max_span_age_nanos),
-            aggregator: MetricAggregator::new(options.metric_cardinality_limit, start),
+            assembler: SpanAssembler::with_limits(options.span_limits()),
+            aggregator: MetricAggregator::with_max_bytes(
+                options.metric_cardinality_limit,
+                start,
+                options.max_metric_bytes,
+            ),
             pending: [None, None, None],
             next_token: 1,
             stats: ReaderStats::default(),
             last_check: None,
             change: FileChange::None,
             writer_gone: false,
-            bad_refs_before: 0,
+            retired: Retired::default(),
         })
     }
 
@@ -270,6 +410,11 @@ impl FileReader {
     /// The file of the current stream.
     pub fn file(&self) -> &MmapReader {
         &self.stream.file
+    }
+
+    /// The dictionary cache of the current stream.
+    pub fn dictionary_cache(&self) -> &DictionaryCache {
+        &self.stream.dict
     }
 
     /// Returns the signal's pending batch, reading more of its ring first if
@@ -378,9 +523,19 @@ impl FileReader {
         let c = self.assembler.counters;
         st.incomplete_spans = c.incomplete;
         st.orphan_span_events = c.orphan_events;
+        st.invalid_span_ids = c.invalid_ids;
+        st.duplicate_span_starts = c.duplicate_starts;
+        st.span_limit_drops = c.limit_drops;
+        st.oversized_records[Signal::Traces as usize] = c.oversized_events;
         st.in_flight_spans = self.assembler.in_flight() as u64;
-        st.bad_refs = self.bad_refs_before + self.stream.dict.bad_refs;
-        st.metric_overflows = self.aggregator.counters.overflows;
+        let mut retired = self.retired;
+        retired.add(&self.stream.dict, self.aggregator.counters);
+        st.bad_refs = retired.bad_refs;
+        st.dictionary_cache_clears = retired.cache_clears;
+        st.metric_overflows = retired.metrics.overflows;
+        st.unknown_metric_measurements = retired.metrics.unknown_metric;
+        st.measurements_without_value = retired.metrics.no_value;
+        st.measurements_over_metric_limit = retired.metrics.too_many_metrics;
         st.writer_alive = if self.writer_gone || self.gone_from_path() {
             0
         } else if matches!(self.stream.file.writer_state_cached(), WriterState::Alive) {
@@ -470,7 +625,7 @@ impl FileReader {
 
     fn switch_stream(&mut self, now: u64) {
         let generation = self.stream.generation + 1;
-        let Ok(next) = self.stream.reopen(self.options.consume, generation) else {
+        let Ok(next) = self.stream.reopen(&self.options, generation) else {
             // The new file is not readable yet (still being initialised): try at the next check.
             return;
         };
@@ -488,14 +643,16 @@ impl FileReader {
             let made = self.encode_traces();
             self.pending[Signal::Traces as usize] = made;
         }
-        self.bad_refs_before += self.stream.dict.bad_refs;
+        self.retired
+            .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
             self.stats.abandoned_slots[i] += ring.abandoned();
         }
         self.stream = next;
-        self.aggregator = MetricAggregator::new(
+        self.aggregator = MetricAggregator::with_max_bytes(
             self.options.metric_cardinality_limit,
             self.stream.file.start_time_unix_nano(),
+            self.options.max_metric_bytes,
         );
         self.stats.writer_restarts += 1;
         self.change = FileChange::None;
@@ -523,7 +680,9 @@ impl FileReader {
         let i = Signal::Traces as usize;
         let mut empty = false;
         for _ in 0..INGEST_BUDGET {
-            if self.assembler.completed_len() >= max_batch {
+            if self.assembler.completed_len() >= max_batch
+                || self.assembler.completed_bytes() >= self.options.max_batch_bytes
+            {
                 break;
             }
             match s.rings[i].peek(s.file.region()) {
@@ -532,6 +691,7 @@ impl FileReader {
                     empty = true;
                     break;
                 }
+                Slot::Ready([]) => self.stats.corrupt_records[i] += 1,
                 Slot::Ready(bytes) => match SpanEventView::parse(bytes) {
                     Ok(ev) => {
                         self.stats.records_read[i] += 1;
@@ -552,7 +712,9 @@ impl FileReader {
     }
 
     fn encode_traces(&mut self) -> Option<Pending> {
-        let spans = self.assembler.take_completed(self.options.max_batch_spans);
+        let spans = self
+            .assembler
+            .take_completed(self.options.max_batch_spans, self.options.max_batch_bytes);
         if spans.is_empty() {
             return None;
         }
@@ -590,19 +752,32 @@ impl FileReader {
         let s = &mut self.stream;
         let mut grouper = Grouper::default();
         let mut items = 0u64;
+        let mut batch_bytes = 0usize;
         let mut advanced = false;
         for _ in 0..self.options.max_batch_logs {
+            if batch_bytes >= self.options.max_batch_bytes {
+                break;
+            }
             match s.rings[i].peek(s.file.region()) {
                 Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => {
                     advanced = true;
                     continue;
                 }
                 Slot::Empty => break,
+                Slot::Ready([]) => self.stats.corrupt_records[i] += 1,
                 Slot::Ready(bytes) => match EventView::parse(bytes) {
                     Ok(ev) => {
                         self.stats.records_read[i] += 1;
-                        grouper.push(ev.scope_ref, log_record(&s.file, &mut s.dict, &ev, now));
-                        items += 1;
+                        s.dict.begin_record(self.options.max_record_bytes);
+                        let record = log_record(&s.file, &mut s.dict, &ev, now);
+                        let cost = s.dict.end_record();
+                        if cost.over_budget {
+                            self.stats.oversized_records[i] += 1;
+                        } else {
+                            batch_bytes += cost.bytes + bytes.len();
+                            grouper.push(ev.scope_ref, record);
+                            items += 1;
+                        }
                     }
                     Err(_) => self.stats.corrupt_records[i] += 1,
                 },
@@ -650,11 +825,18 @@ impl FileReader {
             match s.rings[i].peek(s.file.region()) {
                 Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => continue,
                 Slot::Empty => break,
+                Slot::Ready([]) => self.stats.corrupt_records[i] += 1,
                 Slot::Ready(bytes) => {
-                    if self.aggregator.record_encoded(&s.file, &mut s.dict, bytes) {
-                        self.stats.records_read[i] += 1;
-                    } else {
+                    s.dict.begin_record(self.options.max_record_bytes);
+                    let decoded = self.aggregator.record_encoded(&s.file, &mut s.dict, bytes);
+                    let cost = s.dict.end_record();
+                    if !decoded {
                         self.stats.corrupt_records[i] += 1;
+                    } else {
+                        self.stats.records_read[i] += 1;
+                        if cost.over_budget {
+                            self.stats.oversized_records[i] += 1;
+                        }
                     }
                 }
                 Slot::Corrupt(_) => self.stats.corrupt_records[i] += 1,

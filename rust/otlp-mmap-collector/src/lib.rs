@@ -33,6 +33,8 @@
 //! ```
 
 pub mod dictionary;
+#[doc(hidden)]
+pub mod drive;
 pub mod dump;
 pub mod exponential;
 pub mod file_reader;

@@ -12,7 +12,15 @@
 //! interval and are dropped after it is collected. Attribute sets are identified
 //! regardless of key order. Each metric keeps at most `cardinality_limit` series;
 //! the rest fold into one series with `otel.metric.overflow=true`, as the SDKs do.
-//! The last measurement with a span context of each series becomes its exemplar.
+//! The last measurement with a valid span context of each series becomes its
+//! exemplar (all-zero ids are no span context: the reference Java writer
+//! attaches one to every synchronous measurement).
+//!
+//! Memory is bounded per file: at most [`MAX_METRICS`] metrics, and the
+//! metrics, series and series keys held cost at most `max_bytes` (what they
+//! hold as [`crate::dictionary::value_bytes`] counts it, plus bucket counts);
+//! past it a new series folds into the overflow series and a new metric is
+//! dropped, both counted.
 
 use rustc_hash::FxHashMap;
 
@@ -26,7 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
-use crate::dictionary::DictionaryCache;
+use crate::dictionary::{DictionaryCache, key_value_bytes};
 use crate::exponential::ExponentialBuckets;
 use crate::group::Grouper;
 use crate::raw::{RawMeasurement, RawValue};
@@ -106,6 +114,8 @@ struct MetricState {
     /// OVERFLOW_SERIES): the fast path, which neither decodes nor sorts.
     aliases: FxHashMap<Box<[u8]>, usize>,
     overflow: Option<Series>,
+    /// What the series, their keys and aliases hold (see `MetricAggregator::bytes`).
+    series_bytes: usize,
     /// Start of the current delta interval.
     interval_start: u64,
 }
@@ -117,9 +127,11 @@ pub struct MetricCounters {
     pub overflows: u64,
     /// Measurements whose metric_ref did not resolve to a metric definition.
     pub unknown_metric: u64,
-    /// Measurements without a value.
+    /// Measurements without a value, or with one the aggregation cannot
+    /// take (NaN; an infinity for an exponential histogram).
     pub no_value: u64,
-    /// Measurements dropped because the file already has [`MAX_METRICS`] metrics.
+    /// Measurements dropped because the file already has [`MAX_METRICS`]
+    /// metrics, or its metrics hold `max_bytes`.
     pub too_many_metrics: u64,
 }
 
@@ -129,6 +141,17 @@ pub const MAX_METRICS: usize = 10_000;
 /// Most explicit bucket bounds of a histogram (the SDKs' defaults have 15);
 /// further bounds are ignored (their values count in the last bucket).
 pub const MAX_HISTOGRAM_BOUNDS: usize = 4096;
+/// Default of the bytes the metrics of one file may hold.
+pub const DEFAULT_MAX_METRIC_BYTES: usize = 64 << 20;
+
+/// Bytes a metric costs besides its name, description, unit and bounds.
+const METRIC_COST: usize = std::mem::size_of::<MetricState>() + 64;
+/// Bytes a series costs besides its attributes and buckets.
+const SERIES_COST: usize = std::mem::size_of::<Series>() + 64;
+/// Bytes an exponential histogram bucket may cost (a BTreeMap entry).
+const EXPONENTIAL_BUCKET_COST: usize = 24;
+/// Where a measurement whose attributes went over the record budget leads.
+const DROPPED: usize = usize::MAX - 1;
 
 /// Aggregates the measurements of one file.
 #[derive(Debug)]
@@ -140,12 +163,21 @@ pub struct MetricAggregator {
     stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
+    /// What the metrics hold, and the most they may.
+    bytes: usize,
+    max_bytes: usize,
     pub counters: MetricCounters,
 }
 
 impl MetricAggregator {
-    /// An aggregator for a stream that started at `stream_start` (the file's start time).
+    /// An aggregator for a stream that started at `stream_start` (the file's
+    /// start time), holding at most [`DEFAULT_MAX_METRIC_BYTES`].
     pub fn new(cardinality_limit: usize, stream_start: u64) -> Self {
+        MetricAggregator::with_max_bytes(cardinality_limit, stream_start, DEFAULT_MAX_METRIC_BYTES)
+    }
+
+    /// [`new`](Self::new), holding at most `max_bytes`.
+    pub fn with_max_bytes(cardinality_limit: usize, stream_start: u64, max_bytes: usize) -> Self {
         MetricAggregator {
             metrics: FxHashMap::default(),
             order: Vec::new(),
@@ -153,8 +185,24 @@ impl MetricAggregator {
             stream_start,
             scratch: Vec::new(),
             raw_key: Vec::new(),
+            bytes: 0,
+            max_bytes,
             counters: MetricCounters::default(),
         }
+    }
+
+    /// What the metrics, series and their keys hold now, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes `n` bytes from the budget; false when they do not fit.
+    fn take_bytes(&mut self, n: usize) -> bool {
+        if self.bytes.saturating_add(n) > self.max_bytes {
+            return false;
+        }
+        self.bytes += n;
+        true
     }
 
     /// Number of series held (all metrics).
@@ -172,7 +220,9 @@ impl MetricAggregator {
     /// writer encoded them (writers encode the same set the same way every
     /// time), so it neither allocates nor decodes attributes; only the first
     /// measurement of each encoding takes the slow path, which resolves the
-    /// set regardless of key order.
+    /// set regardless of key order. A measurement whose metric definition or
+    /// attributes go over the dictionary's record budget is dropped (the
+    /// caller counts it from [`DictionaryCache::end_record`]).
     pub fn record_encoded(
         &mut self,
         file: &MmapReader,
@@ -208,19 +258,27 @@ impl MetricAggregator {
             None => {
                 // Slow path, once per distinct encoding.
                 let i = self.series_index(file, dict, raw.metric_ref, raw.attributes());
-                let state = self
-                    .metrics
-                    .get_mut(&raw.metric_ref)
-                    .expect("ensured above");
-                if state.aliases.len() < 4 * self.cardinality_limit {
+                if i == DROPPED {
+                    return true;
+                }
+                let cost = self.raw_key.len() + 32;
+                let fits = self.metrics[&raw.metric_ref].aliases.len() < 4 * self.cardinality_limit
+                    && self.take_bytes(cost);
+                if fits {
+                    let state = self
+                        .metrics
+                        .get_mut(&raw.metric_ref)
+                        .expect("ensured above");
                     state.aliases.insert(self.raw_key.as_slice().into(), i);
+                    state.series_bytes += cost;
                 }
                 i
             }
         };
         let exemplar = raw
             .span_context
-            .and_then(|b| SpanContextView::parse(b).ok());
+            .and_then(|b| SpanContextView::parse(b).ok())
+            .filter(valid_span_context);
         self.update_series(
             raw.metric_ref,
             index,
@@ -256,19 +314,31 @@ impl MetricAggregator {
             self.counters.too_many_metrics += 1;
             return false;
         }
-        let Some(def) = dict.metric(file, metric_ref).cloned() else {
-            self.counters.unknown_metric += 1;
+        let Some(def) = dict.metric(file, metric_ref) else {
+            if !dict.over_budget() {
+                self.counters.unknown_metric += 1;
+            }
             return false;
         };
-        self.metrics
-            .insert(metric_ref, new_state(def, self.stream_start));
+        let state = new_state(def, self.stream_start);
+        let cost = METRIC_COST
+            + state.name.len()
+            + state.description.len()
+            + state.unit.len()
+            + 8 * state.bounds.len();
+        if !self.take_bytes(cost) {
+            self.counters.too_many_metrics += 1;
+            return false;
+        }
+        self.metrics.insert(metric_ref, state);
         self.order.push(metric_ref);
         true
     }
 
     /// The series of an attribute set (creating it, or the overflow series
-    /// past the cardinality limit). The set's identity ignores key order:
-    /// its key is the encoded entries sorted by key ref.
+    /// past the cardinality limit or the byte budget; DROPPED when its
+    /// attributes go over the record budget). The set's identity ignores key
+    /// order: its key is the encoded entries sorted by key ref.
     fn series_index(
         &mut self,
         file: &MmapReader,
@@ -288,21 +358,35 @@ impl MetricAggregator {
             self.scratch.extend_from_slice(e);
         }
         let limit = self.cardinality_limit;
-        let state = self
-            .metrics
-            .get_mut(&metric_ref)
-            .expect("ensured by the caller");
+        let state = &self.metrics[&metric_ref];
         if let Some(&i) = state.canonical.get(self.scratch.as_slice()) {
             return i;
         }
         if state.series.len() + 1 >= limit {
             return OVERFLOW_SERIES;
         }
+        let aggregate = new_aggregate(state.kind, &state.bounds);
+        let attrs = dict.attributes(file, attributes);
+        if dict.over_budget() {
+            return DROPPED;
+        }
+        let cost = SERIES_COST
+            + attrs.iter().map(key_value_bytes).sum::<usize>()
+            + 2 * self.scratch.len()
+            + aggregate_bytes(&aggregate);
+        if !self.take_bytes(cost) {
+            return OVERFLOW_SERIES;
+        }
+        let state = self
+            .metrics
+            .get_mut(&metric_ref)
+            .expect("ensured by the caller");
         state.series.push(Series {
-            attributes: dict.attributes(file, attributes),
-            aggregate: new_aggregate(state.kind, &state.bounds),
+            attributes: attrs,
+            aggregate,
             exemplar: None,
         });
+        state.series_bytes += cost;
         let i = state.series.len() - 1;
         state.canonical.insert(self.scratch.as_slice().into(), i);
         i
@@ -339,11 +423,11 @@ impl MetricAggregator {
                 None => return,
             }
         };
-        update(&mut series.aggregate, &state.bounds, value, time);
-        if let Some(sc) = span_context
-            && sc.trace_id.len() == 16
-            && sc.span_id.len() == 8
-        {
+        if !update(&mut series.aggregate, &state.bounds, value, time) {
+            self.counters.no_value += 1;
+            return;
+        }
+        if let Some(sc) = span_context {
             series.exemplar = Some(Exemplar {
                 filtered_attributes: Vec::new(),
                 time_unix_nano: time,
@@ -399,6 +483,7 @@ impl MetricAggregator {
                 state.canonical.clear();
                 state.aliases.clear();
                 state.overflow = None;
+                self.bytes -= std::mem::take(&mut state.series_bytes);
             } else {
                 for s in state.series.iter_mut().chain(state.overflow.iter_mut()) {
                     s.exemplar = None;
@@ -477,6 +562,7 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
         canonical: FxHashMap::default(),
         aliases: FxHashMap::default(),
         overflow: None,
+        series_bytes: 0,
         interval_start: stream_start,
     }
 }
@@ -506,7 +592,23 @@ fn new_aggregate(kind: Kind, bounds: &[f64]) -> Aggregate {
     }
 }
 
-fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) {
+/// A span context with a trace id and a span id that are not all zeros.
+fn valid_span_context(sc: &SpanContextView<'_>) -> bool {
+    let nonzero = |id: &[u8]| id.iter().any(|&b| b != 0);
+    sc.trace_id.len() == 16 && sc.span_id.len() == 8 && nonzero(sc.trace_id) && nonzero(sc.span_id)
+}
+
+/// What a new aggregate holds, at most (exponential buckets grow up to their maximum).
+fn aggregate_bytes(agg: &Aggregate) -> usize {
+    match agg {
+        Aggregate::Histogram { counts, .. } => 8 * counts.len(),
+        Aggregate::Exponential(h) => 2 * h.max_buckets() * EXPONENTIAL_BUCKET_COST,
+        Aggregate::Sum { .. } | Aggregate::Gauge { .. } => 0,
+    }
+}
+
+/// Folds `value` into `agg`; false when the aggregation cannot take it.
+fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) -> bool {
     match agg {
         Aggregate::Sum {
             int,
@@ -536,7 +638,7 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) {
         } => {
             let x = value.as_f64();
             if x.is_nan() {
-                return;
+                return false;
             }
             // Bucket i counts values in (bounds[i-1], bounds[i]].
             let i = bounds.partition_point(|b| *b < x);
@@ -548,8 +650,14 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) {
             *min = min.min(x);
             *max = max.max(x);
         }
-        Aggregate::Exponential(h) => h.record(value.as_f64()),
+        Aggregate::Exponential(h) => {
+            if !value.as_f64().is_finite() {
+                return false;
+            }
+            h.record(value.as_f64());
+        }
     }
+    true
 }
 
 fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {

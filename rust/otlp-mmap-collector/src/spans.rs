@@ -6,6 +6,16 @@
 //! span given up before its end is emitted as an *incomplete* span (end time =
 //! when it was given up, status ERROR, attribute [`INCOMPLETE_ATTRIBUTE`]), so
 //! that after a crash the Collector still shows what the process was doing.
+//!
+//! Each span is bounded like the SDKs bound theirs ([`SpanLimits`]): at most
+//! `max_attributes` attributes and `max_links` links, and at most
+//! `max_span_bytes` of resolved attributes and links (as
+//! [`crate::dictionary::value_bytes`] counts them). What would pass a limit is
+//! dropped and counted in the span's `dropped_attributes_count` /
+//! `dropped_links_count`; the rest of the span is kept. An attribute update
+//! finds its key through an index once a span has many attributes, so updates
+//! cost the same whatever the span holds. The v1 format has no span events
+//! (writers send them as log records), so there is nothing to cap there.
 
 use std::collections::VecDeque;
 
@@ -14,9 +24,9 @@ use rustc_hash::FxHashMap as HashMap;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::view::{LinkView, SpanEventKind, SpanEventView};
+use otlp_mmap_core::view::{KeyValueRefView, LinkView, Repeated, SpanEventKind, SpanEventView};
 
-use crate::dictionary::DictionaryCache;
+use crate::dictionary::{DictionaryCache, KEY_VALUE_COST, value_bytes};
 
 /// Attribute set to `true` on a span that was emitted without its end.
 pub const INCOMPLETE_ATTRIBUTE: &str = "otlp_mmap.incomplete";
@@ -38,6 +48,8 @@ pub enum GiveUpReason {
     WriterGone,
     /// The reader was asked to give up every in-flight span (shutdown).
     Abandoned,
+    /// In-flight spans held more than `max_in_flight_bytes`; the oldest went.
+    TooManyBytesInFlight,
 }
 
 impl GiveUpReason {
@@ -48,11 +60,49 @@ impl GiveUpReason {
             GiveUpReason::WriterRestarted => "writer started over",
             GiveUpReason::WriterGone => "writer process is gone",
             GiveUpReason::Abandoned => "reader stopped",
+            GiveUpReason::TooManyBytesInFlight => "too many bytes in spans in flight",
+        }
+    }
+}
+
+/// Bounds of the spans in flight and of each span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanLimits {
+    /// Most spans in flight; beyond it the oldest is given up.
+    pub max_in_flight: usize,
+    /// Longest a span stays in flight (reader clock).
+    pub max_age_nanos: u64,
+    /// Most attributes per span (the SDKs' default span limit is 128).
+    pub max_attributes: usize,
+    /// Most links per span (the SDKs' default span limit is 128).
+    pub max_links: usize,
+    /// Most bytes of resolved attributes and links per span.
+    pub max_span_bytes: usize,
+    /// Most bytes of all spans in flight; beyond it the oldest are given up.
+    pub max_in_flight_bytes: usize,
+}
+
+impl Default for SpanLimits {
+    fn default() -> Self {
+        SpanLimits {
+            max_in_flight: 100_000,
+            max_age_nanos: 600_000_000_000,
+            max_attributes: 128,
+            max_links: 128,
+            max_span_bytes: 1 << 20,
+            max_in_flight_bytes: 64 << 20,
         }
     }
 }
 
 type SpanKey = ([u8; 16], [u8; 8]);
+
+/// Attributes a span holds before its key index is built (below it a scan is cheaper).
+const INDEX_FROM: usize = 16;
+/// Bytes a span costs besides its attributes and links.
+const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
+/// Bytes a link costs besides its attributes and trace state.
+const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
 
 #[derive(Debug)]
 struct InFlight {
@@ -61,6 +111,36 @@ struct InFlight {
     /// Reader time when the start was seen (for `max_span_age`).
     seen_at: u64,
     generation: u64,
+    /// What the span holds, as the limits count it.
+    bytes: usize,
+    /// Attribute key -> position, once the span has [`INDEX_FROM`] attributes.
+    index: Option<HashMap<Box<str>, u32>>,
+}
+
+impl InFlight {
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).map(|&i| i as usize),
+            None => self.span.attributes.iter().position(|a| a.key == key),
+        }
+    }
+
+    fn push_attribute(&mut self, kv: KeyValue) {
+        let attrs = &self.span.attributes;
+        if self.index.is_none() && attrs.len() >= INDEX_FROM {
+            self.index = Some(
+                attrs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (Box::from(a.key.as_str()), i as u32))
+                    .collect(),
+            );
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(kv.key.as_str().into(), attrs.len() as u32);
+        }
+        self.span.attributes.push(kv);
+    }
 }
 
 /// A completed (or given-up) span and the scope it belongs to.
@@ -68,6 +148,8 @@ struct InFlight {
 pub struct AssembledSpan {
     pub scope_ref: i64,
     pub span: Span,
+    /// What the span holds, as the limits count it.
+    pub bytes: usize,
 }
 
 /// Counters of the assembler.
@@ -79,6 +161,14 @@ pub struct SpanCounters {
     pub orphan_events: u64,
     /// Events without a valid trace or span id.
     pub invalid_ids: u64,
+    /// StartSpan events for a span already in flight (the later start replaces it).
+    pub duplicate_starts: u64,
+    /// Attributes and links dropped by the span limits (also in the spans'
+    /// `dropped_attributes_count` / `dropped_links_count`).
+    pub limit_drops: u64,
+    /// Span events of which something was dropped because the span's byte
+    /// budget (`max_span_bytes`) was full.
+    pub oversized_events: u64,
 }
 
 /// Assembles spans from span events.
@@ -89,22 +179,37 @@ pub struct SpanAssembler {
     /// no longer matches were ended already).
     order: VecDeque<(SpanKey, u64)>,
     next_generation: u64,
-    max_in_flight: usize,
-    max_age_nanos: u64,
+    limits: SpanLimits,
+    in_flight_bytes: usize,
     completed: VecDeque<AssembledSpan>,
+    completed_bytes: usize,
     pub counters: SpanCounters,
 }
 
 impl SpanAssembler {
-    /// An assembler keeping at most `max_in_flight` open spans, each for at most `max_age_nanos`.
+    /// An assembler keeping at most `max_in_flight` open spans, each for at
+    /// most `max_age_nanos`, with the default limits otherwise.
     pub fn new(max_in_flight: usize, max_age_nanos: u64) -> Self {
+        SpanAssembler::with_limits(SpanLimits {
+            max_in_flight,
+            max_age_nanos,
+            ..SpanLimits::default()
+        })
+    }
+
+    /// An assembler within `limits`.
+    pub fn with_limits(limits: SpanLimits) -> Self {
         SpanAssembler {
             in_flight: HashMap::default(),
             order: VecDeque::new(),
             next_generation: 0,
-            max_in_flight: max_in_flight.max(1),
-            max_age_nanos,
+            limits: SpanLimits {
+                max_in_flight: limits.max_in_flight.max(1),
+                ..limits
+            },
+            in_flight_bytes: 0,
             completed: VecDeque::new(),
+            completed_bytes: 0,
             counters: SpanCounters::default(),
         }
     }
@@ -114,15 +219,44 @@ impl SpanAssembler {
         self.in_flight.len()
     }
 
+    /// Bytes held by the spans in flight.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
+    }
+
     /// Completed spans waiting to be taken.
     pub fn completed_len(&self) -> usize {
         self.completed.len()
     }
 
-    /// Takes up to `max` completed spans, oldest first.
-    pub fn take_completed(&mut self, max: usize) -> Vec<AssembledSpan> {
-        let n = max.min(self.completed.len());
-        self.completed.drain(..n).collect()
+    /// Bytes held by the completed spans waiting to be taken.
+    pub fn completed_bytes(&self) -> usize {
+        self.completed_bytes
+    }
+
+    /// Takes up to `max` completed spans, oldest first, holding at most
+    /// `max_bytes` (at least one span, whatever its size).
+    pub fn take_completed(&mut self, max: usize, max_bytes: usize) -> Vec<AssembledSpan> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while out.len() < max {
+            let Some(next) = self.completed.front() else {
+                break;
+            };
+            if !out.is_empty() && bytes.saturating_add(next.bytes) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(next.bytes);
+            let s = self.completed.pop_front().expect("front exists");
+            self.completed_bytes -= s.bytes;
+            out.push(s);
+        }
+        out
+    }
+
+    fn complete(&mut self, s: AssembledSpan) {
+        self.completed_bytes += s.bytes;
+        self.completed.push_back(s);
     }
 
     /// Applies one span event, read straight from its slot. `now` is the
@@ -159,10 +293,25 @@ impl SpanAssembler {
                     name: String::from_utf8_lossy(name).into_owned(),
                     kind,
                     start_time_unix_nano,
-                    attributes: dict.attributes(file, attributes),
                     ..Default::default()
                 };
-                self.open(key, span, ev.scope_ref, now);
+                let mut open = InFlight {
+                    bytes: SPAN_COST + span.name.len() + span.parent_span_id.len(),
+                    span,
+                    scope_ref: ev.scope_ref,
+                    seen_at: now,
+                    generation: 0,
+                    index: None,
+                };
+                set_attributes(
+                    &self.limits,
+                    &mut self.counters,
+                    file,
+                    dict,
+                    &mut open,
+                    attributes,
+                );
+                self.open(key, open, now);
             }
             SpanEventKind::End {
                 end_time_unix_nano,
@@ -174,18 +323,22 @@ impl SpanAssembler {
                 });
                 match self.in_flight.remove(&key) {
                     Some(open) => {
+                        self.in_flight_bytes -= open.bytes;
                         let mut span = open.span;
                         span.end_time_unix_nano = end_time_unix_nano;
+                        let bytes = open.bytes + status.as_ref().map_or(0, |s| s.message.len());
                         span.status = status;
-                        self.completed.push_back(AssembledSpan {
+                        self.complete(AssembledSpan {
                             scope_ref: open.scope_ref,
                             span,
+                            bytes,
                         });
                         self.compact_order();
                     }
                     None => {
                         // Say that the span ended, with what is known.
                         self.counters.orphan_events += 1;
+                        let bytes = SPAN_COST + status.as_ref().map_or(0, |s| s.message.len());
                         let span = Span {
                             trace_id: trace_id.to_vec(),
                             span_id: span_id.to_vec(),
@@ -195,74 +348,83 @@ impl SpanAssembler {
                             attributes: vec![bool_attr(START_MISSING_ATTRIBUTE, true)],
                             ..Default::default()
                         };
-                        self.completed.push_back(AssembledSpan {
+                        self.complete(AssembledSpan {
                             scope_ref: ev.scope_ref,
                             span,
+                            bytes,
                         });
                     }
                 }
             }
             SpanEventKind::Name(name) => match self.in_flight.get_mut(&key) {
-                Some(open) => open.span.name = String::from_utf8_lossy(name).into_owned(),
+                Some(open) => {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    let (old, new) = (open.span.name.len(), name.len());
+                    open.bytes = open.bytes + new - old;
+                    self.in_flight_bytes = self.in_flight_bytes + new - old;
+                    open.span.name = name;
+                }
                 None => self.counters.orphan_events += 1,
             },
             SpanEventKind::Attributes(attributes) => {
-                if !self.in_flight.contains_key(&key) {
+                let Some(open) = self.in_flight.get_mut(&key) else {
                     self.counters.orphan_events += 1;
                     return;
-                }
-                let kvs = dict.attributes(file, attributes);
-                if let Some(open) = self.in_flight.get_mut(&key) {
-                    for kv in kvs {
-                        upsert(&mut open.span.attributes, kv);
-                    }
-                }
+                };
+                let before = open.bytes;
+                set_attributes(
+                    &self.limits,
+                    &mut self.counters,
+                    file,
+                    dict,
+                    open,
+                    attributes,
+                );
+                self.in_flight_bytes = self.in_flight_bytes - before + open.bytes;
             }
             SpanEventKind::Links(links) => {
-                if !self.in_flight.contains_key(&key) {
+                let Some(open) = self.in_flight.get_mut(&key) else {
                     self.counters.orphan_events += 1;
                     return;
-                }
-                let links: Vec<span::Link> = links
-                    .iter()
-                    .filter_map(|b| LinkView::parse(b).ok())
-                    .map(|link| span::Link {
-                        trace_id: link.trace_id.to_vec(),
-                        span_id: link.span_id.to_vec(),
-                        trace_state: String::from_utf8_lossy(link.trace_state).into_owned(),
-                        attributes: dict.attributes(file, link.attributes),
-                        dropped_attributes_count: link.dropped_attributes_count,
-                        flags: link.flags,
-                    })
-                    .collect();
-                if let Some(open) = self.in_flight.get_mut(&key) {
-                    open.span.links.extend(links);
-                }
+                };
+                let before = open.bytes;
+                add_links(&self.limits, &mut self.counters, file, dict, open, links);
+                self.in_flight_bytes = self.in_flight_bytes - before + open.bytes;
             }
             SpanEventKind::None => self.counters.orphan_events += 1,
         }
+        self.shed_bytes(now);
     }
 
-    fn open(&mut self, key: SpanKey, span: Span, scope_ref: i64, now: u64) {
-        if !self.in_flight.contains_key(&key) {
-            while self.in_flight.len() >= self.max_in_flight {
-                if !self.give_up_oldest(now, GiveUpReason::TooManyInFlight) {
-                    break;
+    fn open(&mut self, key: SpanKey, mut open: InFlight, now: u64) {
+        match self.in_flight.get(&key) {
+            Some(old) => {
+                // The later start replaces the earlier one.
+                self.counters.duplicate_starts += 1;
+                self.in_flight_bytes -= old.bytes;
+            }
+            None => {
+                while self.in_flight.len() >= self.limits.max_in_flight {
+                    if !self.give_up_oldest(now, GiveUpReason::TooManyInFlight) {
+                        break;
+                    }
                 }
             }
         }
-        let generation = self.next_generation;
+        open.generation = self.next_generation;
         self.next_generation += 1;
-        self.in_flight.insert(
-            key,
-            InFlight {
-                span,
-                scope_ref,
-                seen_at: now,
-                generation,
-            },
-        );
-        self.order.push_back((key, generation));
+        self.order.push_back((key, open.generation));
+        self.in_flight_bytes += open.bytes;
+        self.in_flight.insert(key, open);
+    }
+
+    /// Gives up the oldest spans while the spans in flight hold too many bytes.
+    fn shed_bytes(&mut self, now: u64) {
+        while self.in_flight_bytes > self.limits.max_in_flight_bytes {
+            if !self.give_up_oldest(now, GiveUpReason::TooManyBytesInFlight) {
+                break;
+            }
+        }
     }
 
     /// Gives up spans open longer than the maximum age.
@@ -270,7 +432,7 @@ impl SpanAssembler {
         while let Some(&(key, generation)) = self.order.front() {
             match self.in_flight.get(&key) {
                 Some(open) if open.generation == generation => {
-                    if now.saturating_sub(open.seen_at) < self.max_age_nanos {
+                    if now.saturating_sub(open.seen_at) < self.limits.max_age_nanos {
                         break;
                     }
                     self.give_up_oldest(now, GiveUpReason::TooOld);
@@ -297,6 +459,7 @@ impl SpanAssembler {
                 continue;
             }
             let open = self.in_flight.remove(&key).expect("present: checked above");
+            self.in_flight_bytes -= open.bytes;
             let mut span = open.span;
             span.end_time_unix_nano = now.max(span.start_time_unix_nano);
             span.status = Some(Status {
@@ -312,9 +475,10 @@ impl SpanAssembler {
                 ..Default::default()
             });
             self.counters.incomplete += 1;
-            self.completed.push_back(AssembledSpan {
+            self.complete(AssembledSpan {
                 scope_ref: open.scope_ref,
                 span,
+                bytes: open.bytes + 3 * KEY_VALUE_COST,
             });
             return true;
         }
@@ -331,11 +495,113 @@ impl SpanAssembler {
     }
 }
 
-fn upsert(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
-    match attrs.iter_mut().find(|a| a.key == kv.key) {
-        Some(existing) => existing.value = kv.value,
-        None => attrs.push(kv),
+/// Sets each attribute as `Span::set_attribute` does (a key already
+/// present takes the new value), within the span limits.
+fn set_attributes(
+    limits: &SpanLimits,
+    counters: &mut SpanCounters,
+    file: &MmapReader,
+    dict: &mut DictionaryCache,
+    open: &mut InFlight,
+    entries: Repeated<'_>,
+) {
+    let (mut dropped, mut over_budget) = (0u32, false);
+    for entry in entries.iter() {
+        let Ok(kv) = KeyValueRefView::parse(entry) else {
+            dict.bad_refs += 1;
+            continue;
+        };
+        // The key first: an attribute that can only be dropped costs no value resolution.
+        let left = limits.max_span_bytes.saturating_sub(open.bytes);
+        dict.begin_record(left);
+        let key = dict.string(file, kv.key_ref);
+        let at = open.position(&key);
+        if dict.over_budget()
+            || (at.is_none() && open.span.attributes.len() >= limits.max_attributes)
+        {
+            over_budget |= dict.end_record().over_budget;
+            dropped += 1;
+            continue;
+        }
+        let freed = at.map_or(0, |i| {
+            open.span.attributes[i]
+                .value
+                .as_ref()
+                .map_or(0, value_bytes)
+        });
+        // The value may take what the value it replaces frees.
+        dict.raise_budget(freed);
+        let value = kv.value.map(|v| dict.value(file, v));
+        if dict.end_record().over_budget {
+            over_budget = true;
+            dropped += 1;
+            continue;
+        }
+        let added = value.as_ref().map_or(0, value_bytes);
+        match at {
+            Some(i) => {
+                open.span.attributes[i].value = value;
+                open.bytes = open.bytes + added - freed;
+            }
+            None => {
+                open.bytes += KEY_VALUE_COST + key.len() + added;
+                open.push_attribute(KeyValue {
+                    key,
+                    value,
+                    ..Default::default()
+                });
+            }
+        }
     }
+    open.span.dropped_attributes_count = open.span.dropped_attributes_count.saturating_add(dropped);
+    counters.limit_drops += dropped as u64;
+    counters.oversized_events += over_budget as u64;
+}
+
+/// Appends links within the span limits.
+fn add_links(
+    limits: &SpanLimits,
+    counters: &mut SpanCounters,
+    file: &MmapReader,
+    dict: &mut DictionaryCache,
+    open: &mut InFlight,
+    links: Repeated<'_>,
+) {
+    let (mut dropped, mut over_budget) = (0u32, false);
+    for entry in links.iter() {
+        let Ok(link) = LinkView::parse(entry) else {
+            // Not reached: the event's parse checked every link.
+            open.span.dropped_links_count = open.span.dropped_links_count.saturating_add(1);
+            continue;
+        };
+        if open.span.links.len() >= limits.max_links {
+            dropped += 1;
+            continue;
+        }
+        dict.begin_record(limits.max_span_bytes.saturating_sub(open.bytes));
+        let (attributes, more) =
+            dict.attributes_capped(file, link.attributes, limits.max_attributes);
+        let trace_state = String::from_utf8_lossy(link.trace_state).into_owned();
+        let cost = dict.end_record();
+        if cost.over_budget {
+            over_budget = true;
+            dropped += 1;
+            continue;
+        }
+        open.bytes += LINK_COST + cost.bytes + trace_state.len();
+        open.span.links.push(span::Link {
+            trace_id: link.trace_id.to_vec(),
+            span_id: link.span_id.to_vec(),
+            trace_state,
+            attributes,
+            dropped_attributes_count: link.dropped_attributes_count.saturating_add(more),
+            flags: link.flags,
+        });
+        counters.limit_drops += more as u64;
+    }
+    open.span.dropped_links_count = open.span.dropped_links_count.saturating_add(dropped);
+    counters.limit_drops += dropped as u64;
+    counters.oversized_events += over_budget as u64;
 }
 
 fn bool_attr(key: &str, v: bool) -> KeyValue {

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use otlp_mmap_core::{FileConfig, MmapReader, MmapWriter, RingConfig, RingKind, Slot};
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<u64>().expect("a number"));
     let seconds = args.next().unwrap_or(20);
     let writers = args.next().unwrap_or(8) as usize;
     let hogs = args.next().unwrap_or(4) as usize;

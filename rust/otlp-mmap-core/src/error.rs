@@ -77,6 +77,8 @@ pub enum FormatError {
         "the file shrank while it was mapped (a page vanished under the reader): the file is given up"
     )]
     Shrunk,
+    #[error("file is {len} bytes, more than the {max} bytes a reader maps (max_mapped_bytes)")]
+    FileTooLarge { len: u64, max: u64 },
     #[error("record of {len} bytes does not fit a {slot}-byte slot")]
     TooLarge { len: usize, slot: usize },
 }

@@ -12,8 +12,9 @@ use crate::layout::{FILE_HEADER_LEN, FileLayout, RingKind, header, ring_header};
 use crate::region::SharedRegion;
 use crate::ring::RingReader;
 
-/// Address space a reader reserves for a file, so the dictionary can grow
-/// without a remap. Refs past it are reported as errors.
+/// Address space a reader reserves for a file by default, so the dictionary
+/// can grow without a remap; the largest file it opens. Refs past it are
+/// reported as errors. See [`MmapReader::open_with_max_mapped`].
 pub const DEFAULT_READER_RESERVATION: usize = 1 << 30;
 
 /// Whether the file's writer is still there.
@@ -61,13 +62,25 @@ impl MmapReader {
     /// every ring's geometry before anything else is read. Takes the exclusive
     /// reader lock unless `exclusive` is false (tools that only look).
     pub fn open(path: impl AsRef<Path>, exclusive: bool) -> Result<Self, FormatError> {
+        Self::open_with_max_mapped(path, exclusive, DEFAULT_READER_RESERVATION)
+    }
+
+    /// [`open`](Self::open), reserving `max_mapped_bytes` of address space:
+    /// a file already longer than that is refused with
+    /// [`FormatError::FileTooLarge`], and the file's growth past it is not
+    /// read (refs there are errors).
+    pub fn open_with_max_mapped(
+        path: impl AsRef<Path>,
+        exclusive: bool,
+        max_mapped_bytes: usize,
+    ) -> Result<Self, FormatError> {
         let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| FormatError::Io(format!("cannot open {}: {e}", path.display())))?;
-        Self::open_file(file, path, exclusive)
+        Self::open_file_with_max_mapped(file, path, exclusive, max_mapped_bytes)
     }
 
     /// Like [`open`](Self::open), over a file the caller has already opened
@@ -79,6 +92,17 @@ impl MmapReader {
         file: File,
         path: impl AsRef<Path>,
         exclusive: bool,
+    ) -> Result<Self, FormatError> {
+        Self::open_file_with_max_mapped(file, path, exclusive, DEFAULT_READER_RESERVATION)
+    }
+
+    /// [`open_file`](Self::open_file) with the address-space cap of
+    /// [`open_with_max_mapped`](Self::open_with_max_mapped).
+    pub fn open_file_with_max_mapped(
+        file: File,
+        path: impl AsRef<Path>,
+        exclusive: bool,
+        max_mapped_bytes: usize,
     ) -> Result<Self, FormatError> {
         let path = path.as_ref().to_path_buf();
         if exclusive {
@@ -99,9 +123,14 @@ impl MmapReader {
                 need: FILE_HEADER_LEN,
             });
         }
-        let valid =
-            usize::try_from(file_len).map_err(|_| FormatError::Io("file too large".into()))?;
-        let region = SharedRegion::map_guarded(&file, DEFAULT_READER_RESERVATION, valid)?;
+        let valid = usize::try_from(file_len)
+            .ok()
+            .filter(|&len| len <= max_mapped_bytes)
+            .ok_or(FormatError::FileTooLarge {
+                len: file_len,
+                max: max_mapped_bytes as u64,
+            })?;
+        let region = SharedRegion::map_guarded(&file, max_mapped_bytes, valid)?;
         let word = |off: u64| -> Result<i64, FormatError> {
             Ok(region.atomic_i64(off)?.load(Ordering::Acquire))
         };

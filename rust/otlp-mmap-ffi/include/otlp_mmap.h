@@ -144,6 +144,47 @@ typedef struct OmReaderOptions {
    dead writer's claimed slots are skipped at once.
    */
   uint64_t stuck_slot_timeout_nanos;
+  /*
+   Address space reserved for the file (default 256 MiB): a longer file
+   is refused at open, and growth past it is not read.
+   */
+  uint64_t max_mapped_bytes;
+  /*
+   Most entries in the dictionary cache (default 65536).
+   */
+  uint64_t dictionary_cache_max_entries;
+  /*
+   Most bytes in the dictionary cache (default 16 MiB); when full it is cleared.
+   */
+  uint64_t dictionary_cache_max_bytes;
+  /*
+   Most bytes of strings and values one record resolves to (default
+   1 MiB): a log record or measurement over it is dropped, a span drops
+   the attributes and links past it; counted in `oversized_records`.
+   */
+  uint64_t max_record_bytes;
+  /*
+   Most bytes of resolved strings and values per batch (default 3 MiB).
+   */
+  uint64_t max_batch_bytes;
+  /*
+   Most attributes per span (default 128); the rest are dropped and counted.
+   */
+  uint64_t max_span_attributes;
+  /*
+   Most links per span (default 128); the rest are dropped and counted.
+   */
+  uint64_t max_span_links;
+  /*
+   Most bytes held by spans in flight (default 64 MiB); beyond it the
+   oldest are emitted as incomplete spans.
+   */
+  uint64_t max_in_flight_span_bytes;
+  /*
+   Most bytes held by metric aggregates (default 64 MiB); beyond it new
+   series fold into the overflow series and new metrics are dropped.
+   */
+  uint64_t max_metric_bytes;
 } OmReaderOptions;
 
 /*
@@ -197,7 +238,8 @@ typedef struct OmStats {
    */
   uint64_t records_read[3];
   /*
-   Slots skipped because they did not decode.
+   Slots skipped because they did not decode, or held an empty message
+   (an all-zero slot).
    */
   uint64_t corrupt_records[3];
   /*
@@ -205,6 +247,11 @@ typedef struct OmStats {
    the stuck-slot timeout), skipped.
    */
   uint64_t abandoned_slots[3];
+  /*
+   Records over `max_record_bytes`: log records and measurements
+   dropped; span events whose attributes or links were (partly) dropped.
+   */
+  uint64_t oversized_records[3];
   /*
    Spans emitted as incomplete (never ended).
    */
@@ -218,6 +265,18 @@ typedef struct OmStats {
    */
   uint64_t orphan_span_events;
   /*
+   Span events dropped because their trace or span id is not 16 / 8 bytes.
+   */
+  uint64_t invalid_span_ids;
+  /*
+   StartSpan events for a span already in flight (the later one replaces it).
+   */
+  uint64_t duplicate_span_starts;
+  /*
+   Span attributes and links dropped by the span limits.
+   */
+  uint64_t span_limit_drops;
+  /*
    Dictionary refs that could not be resolved.
    */
   uint64_t bad_refs;
@@ -225,6 +284,22 @@ typedef struct OmStats {
    Measurements folded into an overflow series.
    */
   uint64_t metric_overflows;
+  /*
+   Measurements dropped because their metric definition did not resolve.
+   */
+  uint64_t unknown_metric_measurements;
+  /*
+   Measurements dropped because they had no value the aggregation can take.
+   */
+  uint64_t measurements_without_value;
+  /*
+   Measurements dropped because their file has too many metrics.
+   */
+  uint64_t measurements_over_metric_limit;
+  /*
+   Times the dictionary cache was full and cleared.
+   */
+  uint64_t dictionary_cache_clears;
   /*
    Times the writer started over.
    */

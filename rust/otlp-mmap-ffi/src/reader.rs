@@ -32,6 +32,29 @@ pub struct OmReaderOptions {
     /// slots published, before it is skipped as abandoned (default 2 s). A
     /// dead writer's claimed slots are skipped at once.
     pub stuck_slot_timeout_nanos: u64,
+    /// Address space reserved for the file (default 256 MiB): a longer file
+    /// is refused at open, and growth past it is not read.
+    pub max_mapped_bytes: u64,
+    /// Most entries in the dictionary cache (default 65536).
+    pub dictionary_cache_max_entries: u64,
+    /// Most bytes in the dictionary cache (default 16 MiB); when full it is cleared.
+    pub dictionary_cache_max_bytes: u64,
+    /// Most bytes of strings and values one record resolves to (default
+    /// 1 MiB): a log record or measurement over it is dropped, a span drops
+    /// the attributes and links past it; counted in `oversized_records`.
+    pub max_record_bytes: u64,
+    /// Most bytes of resolved strings and values per batch (default 3 MiB).
+    pub max_batch_bytes: u64,
+    /// Most attributes per span (default 128); the rest are dropped and counted.
+    pub max_span_attributes: u64,
+    /// Most links per span (default 128); the rest are dropped and counted.
+    pub max_span_links: u64,
+    /// Most bytes held by spans in flight (default 64 MiB); beyond it the
+    /// oldest are emitted as incomplete spans.
+    pub max_in_flight_span_bytes: u64,
+    /// Most bytes held by metric aggregates (default 64 MiB); beyond it new
+    /// series fold into the overflow series and new metrics are dropped.
+    pub max_metric_bytes: u64,
 }
 
 /// One export request: OTLP protobuf bytes of an ExportTraceServiceRequest,
@@ -75,21 +98,39 @@ pub struct OmStats {
     pub ring_unread: [u64; 3],
     /// Records decoded.
     pub records_read: [u64; 3],
-    /// Slots skipped because they did not decode.
+    /// Slots skipped because they did not decode, or held an empty message
+    /// (an all-zero slot).
     pub corrupt_records: [u64; 3],
     /// Slots a writer claimed and never published (it died, or stalled past
     /// the stuck-slot timeout), skipped.
     pub abandoned_slots: [u64; 3],
+    /// Records over `max_record_bytes`: log records and measurements
+    /// dropped; span events whose attributes or links were (partly) dropped.
+    pub oversized_records: [u64; 3],
     /// Spans emitted as incomplete (never ended).
     pub incomplete_spans: u64,
     /// Spans started and not yet ended.
     pub in_flight_spans: u64,
     /// Span events for a span never seen starting.
     pub orphan_span_events: u64,
+    /// Span events dropped because their trace or span id is not 16 / 8 bytes.
+    pub invalid_span_ids: u64,
+    /// StartSpan events for a span already in flight (the later one replaces it).
+    pub duplicate_span_starts: u64,
+    /// Span attributes and links dropped by the span limits.
+    pub span_limit_drops: u64,
     /// Dictionary refs that could not be resolved.
     pub bad_refs: u64,
     /// Measurements folded into an overflow series.
     pub metric_overflows: u64,
+    /// Measurements dropped because their metric definition did not resolve.
+    pub unknown_metric_measurements: u64,
+    /// Measurements dropped because they had no value the aggregation can take.
+    pub measurements_without_value: u64,
+    /// Measurements dropped because their file has too many metrics.
+    pub measurements_over_metric_limit: u64,
+    /// Times the dictionary cache was full and cleared.
+    pub dictionary_cache_clears: u64,
     /// Times the writer started over.
     pub writer_restarts: u64,
     /// 1 alive, 0 gone (its lock was released or the file removed), -1 unknown.
@@ -142,6 +183,15 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
             max_batch_logs: d.max_batch_logs as u64,
             metric_cardinality_limit: d.metric_cardinality_limit as u64,
             stuck_slot_timeout_nanos: d.stuck_slot_timeout_nanos,
+            max_mapped_bytes: d.max_mapped_bytes as u64,
+            dictionary_cache_max_entries: d.dictionary_cache_max_entries as u64,
+            dictionary_cache_max_bytes: d.dictionary_cache_max_bytes as u64,
+            max_record_bytes: d.max_record_bytes as u64,
+            max_batch_bytes: d.max_batch_bytes as u64,
+            max_span_attributes: d.max_span_attributes as u64,
+            max_span_links: d.max_span_links as u64,
+            max_in_flight_span_bytes: d.max_in_flight_span_bytes as u64,
+            max_metric_bytes: d.max_metric_bytes as u64,
         }
     };
 }
@@ -167,6 +217,21 @@ fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
             o.stuck_slot_timeout_nanos
         },
         consume: true,
+        max_mapped_bytes: to_usize(o.max_mapped_bytes, d.max_mapped_bytes),
+        dictionary_cache_max_entries: to_usize(
+            o.dictionary_cache_max_entries,
+            d.dictionary_cache_max_entries,
+        ),
+        dictionary_cache_max_bytes: to_usize(
+            o.dictionary_cache_max_bytes,
+            d.dictionary_cache_max_bytes,
+        ),
+        max_record_bytes: to_usize(o.max_record_bytes, d.max_record_bytes),
+        max_batch_bytes: to_usize(o.max_batch_bytes, d.max_batch_bytes),
+        max_span_attributes: to_usize(o.max_span_attributes, d.max_span_attributes),
+        max_span_links: to_usize(o.max_span_links, d.max_span_links),
+        max_in_flight_span_bytes: to_usize(o.max_in_flight_span_bytes, d.max_in_flight_span_bytes),
+        max_metric_bytes: to_usize(o.max_metric_bytes, d.max_metric_bytes),
     }
 }
 
@@ -381,11 +446,19 @@ pub unsafe extern "C" fn om_reader_stats(
             records_read: s.records_read,
             corrupt_records: s.corrupt_records,
             abandoned_slots: s.abandoned_slots,
+            oversized_records: s.oversized_records,
             incomplete_spans: s.incomplete_spans,
             in_flight_spans: s.in_flight_spans,
             orphan_span_events: s.orphan_span_events,
+            invalid_span_ids: s.invalid_span_ids,
+            duplicate_span_starts: s.duplicate_span_starts,
+            span_limit_drops: s.span_limit_drops,
             bad_refs: s.bad_refs,
             metric_overflows: s.metric_overflows,
+            unknown_metric_measurements: s.unknown_metric_measurements,
+            measurements_without_value: s.measurements_without_value,
+            measurements_over_metric_limit: s.measurements_over_metric_limit,
+            dictionary_cache_clears: s.dictionary_cache_clears,
             writer_restarts: s.writer_restarts,
             writer_alive: s.writer_alive,
             finished: s.finished as i32,

@@ -394,3 +394,94 @@ fn open_fd_reads_through_its_own_duplicate() {
         assert_eq!(om_writer_close(w), OM_OK);
     }
 }
+
+/// The bounds of issue 12 cross the ABI: the option defaults, a zero field
+/// taking its default, `max_mapped_bytes` refusing a longer file with a
+/// message naming it, and the new counters copied into `OmStats`.
+#[test]
+fn bounds_and_drop_counters_cross_the_abi() {
+    use otlp_mmap_core::proto::{self, span_event::Event};
+    use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bounds.otlp");
+    let path = cpath(&file);
+    let w = MmapWriter::create(
+        &file,
+        &FileConfig {
+            dictionary_max_size: 8 << 20,
+            ..FileConfig::default()
+        },
+    )
+    .unwrap();
+    // A zero slot, a record over max_record_bytes, a duplicate StartSpan.
+    w.try_write_with(RingKind::Events, 0, |_| 0).unwrap();
+    let big = w
+        .intern_message(&proto::AnyValue {
+            value: Some(proto::any_value::Value::StringValue("x".repeat(2 << 20))),
+        })
+        .unwrap();
+    let body = proto::AnyValue {
+        value: Some(proto::any_value::Value::ValueRef(big)),
+    };
+    w.try_write(
+        RingKind::Events,
+        &proto::Event {
+            body: Some(body),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let start = proto::SpanEvent {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        scope_ref: 0,
+        event: Some(Event::Start(Default::default())),
+    };
+    w.try_write(RingKind::Spans, &start).unwrap();
+    w.try_write(RingKind::Spans, &start).unwrap();
+
+    let mut err = OmError::default();
+    let mut o = OmReaderOptions::default();
+    let mut r = ptr::null_mut();
+    // SAFETY: valid pointers for each call; `r` comes from this library.
+    unsafe {
+        om_reader_options_default(&mut o);
+        assert_eq!(o.max_mapped_bytes, 256 << 20);
+        assert_eq!(o.max_record_bytes, 1 << 20);
+        assert_eq!((o.max_span_attributes, o.max_span_links), (128, 128));
+        assert!(o.dictionary_cache_max_entries > 0 && o.dictionary_cache_max_bytes > 0);
+        assert!(o.max_batch_bytes > 0 && o.max_in_flight_span_bytes > 0 && o.max_metric_bytes > 0);
+
+        let small = OmReaderOptions {
+            max_mapped_bytes: 4096,
+            ..o
+        };
+        assert_eq!(
+            om_reader_open(path.as_ptr(), &small, &mut r, &mut err),
+            OM_ERR_OPEN
+        );
+        assert!(
+            err.message().contains("max_mapped_bytes"),
+            "{}",
+            err.message()
+        );
+
+        // Zero fields take the defaults.
+        let zeros = OmReaderOptions::default();
+        assert_eq!(
+            om_reader_open(path.as_ptr(), &zeros, &mut r, &mut err),
+            OM_OK
+        );
+        let mut b = OmBatch::default();
+        for signal in [OM_SIGNAL_LOGS, OM_SIGNAL_TRACES] {
+            assert_eq!(om_reader_poll(r, signal, 1, &mut b, &mut err), OM_EMPTY);
+        }
+        let mut stats = OmStats::default();
+        assert_eq!(om_reader_stats(r, &mut stats, &mut err), OM_OK);
+        assert_eq!(stats.corrupt_records[OM_SIGNAL_LOGS as usize], 1);
+        assert_eq!(stats.oversized_records[OM_SIGNAL_LOGS as usize], 1);
+        assert_eq!(stats.duplicate_span_starts, 1);
+        assert_eq!(stats.in_flight_spans, 1);
+        assert_eq!(om_reader_close(r), OM_OK);
+    }
+}
