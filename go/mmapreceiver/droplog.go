@@ -24,8 +24,9 @@ type dropWarner struct {
 // lost is every permanent loss the library counts for one file.
 func lost(s *ffi.Stats) uint64 {
 	var n uint64
+	dropped := s.DroppedRecords()
 	for _, sig := range ffi.Signals {
-		n += s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+		n += s.CorruptRecords[sig] + s.AbandonedSlots[sig] + dropped[sig]
 	}
 	return n + s.BadRefs
 }
@@ -43,6 +44,10 @@ func (d *dropWarner) observe(logger *zap.Logger, path string, s *ffi.Stats, now 
 		zap.Uint64("lost_since_last_warning", total-d.reported),
 		zap.Uint64s("corrupt_records", s.CorruptRecords[:]),
 		zap.Uint64s("abandoned_slots", s.AbandonedSlots[:]),
+		zap.Uint64s("oversized_records", s.OversizedRecords[:]),
+		zap.Uint64("invalid_span_ids", s.InvalidSpanIDs),
+		zap.Uint64("duplicate_span_starts", s.DuplicateSpanStarts),
+		zap.Uint64("measurements_dropped", s.UnknownMetricMeasurements+s.MeasurementsWithoutValue+s.MeasurementsOverMetricLimit),
 		zap.Uint64("bad_refs", s.BadRefs),
 		zap.String("signals_order", "traces, logs, metrics"))
 	d.warned, d.lastWarn, d.reported = true, now, total

@@ -93,7 +93,9 @@ func (t *telemetry) recordStatsDelta(prev, cur *ffi.Stats) {
 		}
 	}
 	m := t.metrics
+	prevDropped, curDropped := prev.DroppedRecords(), cur.DroppedRecords()
 	for _, sig := range ffi.Signals {
+		add(m.ReceiverMmapDroppedRecords, delta(prevDropped[sig], curDropped[sig]), t.signalAttrs[sig])
 		add(m.ReceiverMmapRecordsRead, delta(prev.RecordsRead[sig], cur.RecordsRead[sig]), t.signalAttrs[sig])
 		add(m.ReceiverMmapCorruptRecords, delta(prev.CorruptRecords[sig], cur.CorruptRecords[sig]), t.signalAttrs[sig])
 		add(m.ReceiverMmapAbandonedSlots, delta(prev.AbandonedSlots[sig], cur.AbandonedSlots[sig]), t.signalAttrs[sig])

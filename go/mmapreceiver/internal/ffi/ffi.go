@@ -283,12 +283,30 @@ type Stats struct {
 	RecordsRead      [3]uint64
 	CorruptRecords   [3]uint64
 	AbandonedSlots   [3]uint64
+	OversizedRecords [3]uint64
 	IncompleteSpans  uint64
 	InFlightSpans    uint64
 	OrphanSpanEvents uint64
 	BadRefs          uint64
 	MetricOverflows  uint64
 	WriterRestarts   uint64
+
+	InvalidSpanIDs              uint64
+	DuplicateSpanStarts         uint64
+	SpanLimitDrops              uint64
+	UnknownMetricMeasurements   uint64
+	MeasurementsWithoutValue    uint64
+	MeasurementsOverMetricLimit uint64
+	DictionaryCacheClears       uint64
+}
+
+// DroppedRecords is, per signal, the records the reader dropped as unusable
+// or over its limits (not counting corrupt slots and abandoned slots).
+func (s *Stats) DroppedRecords() [3]uint64 {
+	d := s.OversizedRecords
+	d[Traces] += s.InvalidSpanIDs + s.DuplicateSpanStarts
+	d[Metrics] += s.UnknownMetricMeasurements + s.MeasurementsWithoutValue + s.MeasurementsOverMetricLimit
+	return d
 }
 
 // Stats returns the reader's counters.
@@ -305,6 +323,7 @@ func (r *Reader) Stats() (Stats, error) {
 		out.RecordsRead[i] = uint64(s.records_read[i])
 		out.CorruptRecords[i] = uint64(s.corrupt_records[i])
 		out.AbandonedSlots[i] = uint64(s.abandoned_slots[i])
+		out.OversizedRecords[i] = uint64(s.oversized_records[i])
 	}
 	out.IncompleteSpans = uint64(s.incomplete_spans)
 	out.InFlightSpans = uint64(s.in_flight_spans)
@@ -312,6 +331,13 @@ func (r *Reader) Stats() (Stats, error) {
 	out.BadRefs = uint64(s.bad_refs)
 	out.MetricOverflows = uint64(s.metric_overflows)
 	out.WriterRestarts = uint64(s.writer_restarts)
+	out.InvalidSpanIDs = uint64(s.invalid_span_ids)
+	out.DuplicateSpanStarts = uint64(s.duplicate_span_starts)
+	out.SpanLimitDrops = uint64(s.span_limit_drops)
+	out.UnknownMetricMeasurements = uint64(s.unknown_metric_measurements)
+	out.MeasurementsWithoutValue = uint64(s.measurements_without_value)
+	out.MeasurementsOverMetricLimit = uint64(s.measurements_over_metric_limit)
+	out.DictionaryCacheClears = uint64(s.dictionary_cache_clears)
 	return out, nil
 }
 

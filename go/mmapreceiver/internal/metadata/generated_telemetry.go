@@ -29,6 +29,7 @@ type TelemetryBuilder struct {
 	ReceiverMmapBadRefs          metric.Int64Counter
 	ReceiverMmapConsumeRetries   metric.Int64Counter
 	ReceiverMmapCorruptRecords   metric.Int64Counter
+	ReceiverMmapDroppedRecords   metric.Int64Counter
 	ReceiverMmapAbandonedSlots   metric.Int64Counter
 	ReceiverMmapDroppedItems     metric.Int64Counter
 	ReceiverMmapFilesOverLimit   metric.Int64Counter
@@ -88,6 +89,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_mmap_abandoned_slots",
 		metric.WithDescription("Ring slots a writer claimed and never published (it died holding them, or stalled past stuck_slot_timeout), skipped so that the records behind them are read. [Alpha]"),
 		metric.WithUnit("{slot}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapDroppedRecords, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_dropped_records",
+		metric.WithDescription("Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value or past the per-file metric limit. [Alpha]"),
+		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapCorruptRecords, err = builder.meter.Int64Counter(
