@@ -582,7 +582,7 @@ func TestFileTruncatedReplacedDeleted(t *testing.T) {
 		return int64(g) > before+500 && late == 100
 	})
 	waitFor(t, "the truncation to be logged", 10*time.Second, func() bool {
-		return strings.Contains(c.log(), "truncated") && strings.Contains(c.log(), "repl.otlp")
+		return strings.Contains(c.log(), "the file shrank") && strings.Contains(c.log(), "repl.otlp")
 	})
 	if !c.alive() {
 		t.Fatal("the Collector died")
