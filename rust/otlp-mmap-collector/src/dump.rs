@@ -180,6 +180,7 @@ pub fn dump(path: impl AsRef<std::path::Path>, opts: DumpOptions) -> Result<Dump
         ReaderOptions {
             consume: opts.consume,
             max_in_flight_spans: usize::MAX,
+            max_in_flight_span_bytes: usize::MAX,
             max_span_age_nanos: u64::MAX,
             ..ReaderOptions::default()
         },
