@@ -183,19 +183,15 @@ pub(crate) enum Val<'a> {
     Any(&'a AnyValue),
 }
 
-// AnyValue field numbers.
-const AV_STRING: u32 = 1;
-const AV_BOOL: u32 = 2;
-const AV_INT: u32 = 3;
-const AV_DOUBLE: u32 = 4;
-const AV_ARRAY: u32 = 5;
-const AV_KVLIST: u32 = 6;
-const AV_BYTES: u32 = 7;
-// ArrayValue.values, KeyValueList.values
-const LIST_VALUES: u32 = 1;
-// KeyValueRef fields.
-const KV_KEY_REF: u32 = 1;
-const KV_VALUE: u32 = 2;
+// Field numbers, from `proto/mmap.proto`.
+use otlp_mmap_core::tags::any_value::{
+    ARRAY_VALUE as AV_ARRAY, BOOL_VALUE as AV_BOOL, BYTES_VALUE as AV_BYTES,
+    DOUBLE_VALUE as AV_DOUBLE, INT_VALUE as AV_INT, KVLIST_VALUE as AV_KVLIST,
+    STRING_VALUE as AV_STRING,
+};
+use otlp_mmap_core::tags::array_value::VALUES as ARRAY_VALUES;
+use otlp_mmap_core::tags::key_value_list::VALUES as KVLIST_VALUES;
+use otlp_mmap_core::tags::key_value_ref::{KEY_REF as KV_KEY_REF, VALUE as KV_VALUE};
 
 /// Body length of the `AnyValue` message for `v`.
 pub(crate) fn value_len(v: Val<'_>, keys: &mut dyn KeyRefs) -> usize {
@@ -228,7 +224,7 @@ fn attr_value_len(v: &Value) -> usize {
 
 fn array_len(a: &Array) -> usize {
     fn elems(n: usize, each: impl Fn(usize) -> usize) -> usize {
-        (0..n).map(|i| len_field_len(LIST_VALUES, each(i))).sum()
+        (0..n).map(|i| len_field_len(ARRAY_VALUES, each(i))).sum()
     }
     match a {
         Array::Bool(v) => elems(v.len(), |i| varint_field_len(AV_BOOL, v[i] as u64)),
@@ -250,19 +246,19 @@ fn put_attr_value(w: &mut SlotWriter<'_>, v: &Value) {
             w.message_header(AV_ARRAY, array_len(a));
             match a {
                 Array::Bool(v) => v.iter().for_each(|b| {
-                    w.message_header(LIST_VALUES, varint_field_len(AV_BOOL, *b as u64));
+                    w.message_header(ARRAY_VALUES, varint_field_len(AV_BOOL, *b as u64));
                     w.varint_field(AV_BOOL, *b as u64);
                 }),
                 Array::I64(v) => v.iter().for_each(|i| {
-                    w.message_header(LIST_VALUES, varint_field_len(AV_INT, *i as u64));
+                    w.message_header(ARRAY_VALUES, varint_field_len(AV_INT, *i as u64));
                     w.varint_field(AV_INT, *i as u64);
                 }),
                 Array::F64(v) => v.iter().for_each(|f| {
-                    w.message_header(LIST_VALUES, fixed64_field_len(AV_DOUBLE));
+                    w.message_header(ARRAY_VALUES, fixed64_field_len(AV_DOUBLE));
                     w.fixed64_field(AV_DOUBLE, f.to_bits());
                 }),
                 Array::String(v) => v.iter().for_each(|s| {
-                    w.message_header(LIST_VALUES, len_field_len(AV_STRING, s.as_str().len()));
+                    w.message_header(ARRAY_VALUES, len_field_len(AV_STRING, s.as_str().len()));
                     w.bytes_field(AV_STRING, s.as_str().as_bytes());
                 }),
                 #[allow(unreachable_patterns)]
@@ -291,7 +287,7 @@ fn any_value_len(v: &AnyValue, keys: &mut dyn KeyRefs) -> usize {
 fn list_len(items: &[AnyValue], keys: &mut dyn KeyRefs) -> usize {
     items
         .iter()
-        .map(|v| len_field_len(LIST_VALUES, any_value_len(v, keys)))
+        .map(|v| len_field_len(ARRAY_VALUES, any_value_len(v, keys)))
         .sum()
 }
 
@@ -302,7 +298,7 @@ fn kvlist_len<'a>(
     entries
         .map(|(k, v)| {
             let r = keys.key_ref(k.as_str());
-            len_field_len(LIST_VALUES, kv_len(r, Val::Any(v), keys))
+            len_field_len(KVLIST_VALUES, kv_len(r, Val::Any(v), keys))
         })
         .sum()
 }
@@ -317,7 +313,7 @@ fn put_any_value(w: &mut SlotWriter<'_>, v: &AnyValue, keys: &mut dyn KeyRefs) {
         AnyValue::ListAny(items) => {
             w.message_header(AV_ARRAY, list_len(items, keys));
             for item in items.iter() {
-                w.message_header(LIST_VALUES, any_value_len(item, keys));
+                w.message_header(ARRAY_VALUES, any_value_len(item, keys));
                 put_any_value(w, item, keys);
             }
         }
@@ -325,7 +321,7 @@ fn put_any_value(w: &mut SlotWriter<'_>, v: &AnyValue, keys: &mut dyn KeyRefs) {
             w.message_header(AV_KVLIST, kvlist_len(map.iter(), keys));
             for (k, v) in map.iter() {
                 let r = keys.key_ref(k.as_str());
-                w.message_header(LIST_VALUES, kv_len(r, Val::Any(v), keys));
+                w.message_header(KVLIST_VALUES, kv_len(r, Val::Any(v), keys));
                 put_kv(w, r, Val::Any(v), keys);
             }
         }
@@ -466,10 +462,9 @@ pub(crate) fn put_attrs(
     });
 }
 
-// SpanContext message fields.
-const SC_SPAN_ID: u32 = 1;
-const SC_TRACE_ID: u32 = 2;
-const SC_FLAGS: u32 = 3;
+use otlp_mmap_core::tags::span_context::{
+    FLAGS as SC_FLAGS, SPAN_ID as SC_SPAN_ID, TRACE_ID as SC_TRACE_ID,
+};
 
 /// The ids of a span, copied out of a `SpanContext` (so it can be encoded
 /// without holding on to it).
@@ -522,9 +517,7 @@ pub(crate) fn put_span_context(w: &mut SlotWriter<'_>, ids: &SpanIds) {
     }
 }
 
-// Status message fields.
-const STATUS_MESSAGE: u32 = 2;
-const STATUS_CODE: u32 = 3;
+use otlp_mmap_core::tags::status::{CODE as STATUS_CODE, MESSAGE as STATUS_MESSAGE};
 
 /// `(code, message)` of a status.
 #[inline]

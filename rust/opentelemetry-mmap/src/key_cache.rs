@@ -3,76 +3,22 @@
 //! lock) and then found again by each thread without any lock.
 //!
 //! Every thread keeps one small table per file it has written to. A lookup
-//! hashes the key's bytes with a fast multiplicative hash (keys are short) and
+//! hashes the key's bytes with rustc-hash's FxHash (keys are short) and
 //! compares them; only the first use of a key on a thread allocates (the boxed
 //! copy of the key) and takes the writer's interning lock.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use opentelemetry::InstrumentationScope;
+use rustc_hash::FxHashMap;
 
 use crate::encode::KeyRefs;
 use crate::file::FileInner;
 
-/// A small, fast, non-cryptographic hasher (the multiply-rotate scheme of
-/// rustc's FxHash) for short keys that come from the application itself.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FastHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Fold the well-mixed high bits into the low bits the table indexes with.
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
 /// One thread's refs for one file.
 struct FileCache {
     file_id: u64,
-    keys: FastMap<Box<str>, i64>,
+    keys: FxHashMap<Box<str>, i64>,
     /// `(resource_ref, scope, scope_ref)`; a handful per file.
     scopes: Vec<(i64, InstrumentationScope, i64)>,
 }
@@ -164,7 +110,7 @@ pub(crate) fn with_keys<R>(file: &FileInner, f: impl FnOnce(&mut Keys<'_>) -> R)
             None => {
                 caches.push(FileCache {
                     file_id: file.id,
-                    keys: FastMap::default(),
+                    keys: FxHashMap::default(),
                     scopes: Vec::new(),
                 });
                 caches.len() - 1

@@ -121,7 +121,8 @@
 //! protobuf encoder ([`encode`](crate::encode) is private) straight into the
 //! claimed slot. Attribute keys are found in a per-thread cache; only a key's
 //! first use on a thread allocates and takes the dictionary's lock. Timestamps
-//! come from [`clock`], ids from [`ids`]. What the OpenTelemetry API itself
+//! come from [`clock`], ids from the SDK's `RandomIdGenerator` (a per-thread
+//! generator: no lock, no allocation). What the OpenTelemetry API itself
 //! allocates (it is not this crate's choice) is measured in `tests/no_alloc.rs`
 //! and listed in the README.
 
@@ -129,7 +130,6 @@ pub mod clock;
 pub mod config;
 mod encode;
 mod file;
-pub mod ids;
 mod key_cache;
 mod log_events;
 mod log_processor;

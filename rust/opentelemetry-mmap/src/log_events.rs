@@ -10,15 +10,11 @@ use crate::encode::{
 };
 use crate::file::FileInner;
 
-// Event fields.
-const SCOPE_REF: u32 = 1;
-const TIME: u32 = 2;
-const SEVERITY_NUMBER: u32 = 3;
-const SEVERITY_TEXT: u32 = 4;
-const BODY: u32 = 5;
-const EVENT_NAME_REF: u32 = 6;
-const SPAN_CONTEXT: u32 = 7;
-const ATTRIBUTES: u32 = 8;
+// Event field numbers, from `proto/mmap.proto`.
+use otlp_mmap_core::tags::event::{
+    ATTRIBUTES, BODY, EVENT_NAME_REF, SCOPE_REF, SEVERITY_NUMBER, SEVERITY_TEXT, SPAN_CONTEXT,
+    TIME_UNIX_NANO as TIME,
+};
 
 /// Everything of an `Event` except its attributes.
 pub(crate) struct EventInfo<'a> {

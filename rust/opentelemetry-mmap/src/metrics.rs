@@ -347,13 +347,10 @@ impl Number for f64 {
     }
 }
 
-// Measurement fields.
-const METRIC_REF: u32 = 1;
-const ATTRIBUTES: u32 = 2;
-const TIME: u32 = 3;
-const AS_LONG: u32 = 4;
-const AS_DOUBLE: u32 = 5;
-const SPAN_CONTEXT: u32 = 6;
+// Measurement field numbers, from `proto/mmap.proto`.
+use otlp_mmap_core::tags::measurement::{
+    AS_DOUBLE, AS_LONG, ATTRIBUTES, METRIC_REF, SPAN_CONTEXT, TIME_UNIX_NANO as TIME,
+};
 
 /// Writes one `Measurement`.
 #[inline]

@@ -11,36 +11,24 @@ use crate::encode::{
 };
 use crate::file::FileInner;
 
-// SpanEvent fields.
-const TRACE_ID: u32 = 1;
-const SPAN_ID: u32 = 2;
-const START: u32 = 11;
-const END: u32 = 12;
-const NAME: u32 = 13;
-const ATTRIBUTES: u32 = 14;
-const LINK: u32 = 15;
-const SCOPE_REF: u32 = 20;
-// StartSpan fields.
-const START_PARENT: u32 = 4;
-const START_NAME: u32 = 5;
-const START_KIND: u32 = 6;
-const START_TIME: u32 = 7;
-const START_ATTRIBUTES: u32 = 9;
-const START_FLAGS: u32 = 16;
-// EndSpan fields.
-const END_TIME: u32 = 8;
-const END_STATUS: u32 = 15;
-// ChangeSpanName / UpdateAttributes fields.
-const CHANGE_NAME: u32 = 5;
-const UPDATE_ATTRIBUTES: u32 = 9;
-// AddLink and AddLink.Link fields.
-const LINKS: u32 = 13;
-const LINK_TRACE_ID: u32 = 1;
-const LINK_SPAN_ID: u32 = 2;
-const LINK_TRACE_STATE: u32 = 3;
-const LINK_ATTRIBUTES: u32 = 4;
-const LINK_DROPPED: u32 = 5;
-const LINK_FLAGS: u32 = 6;
+// Field numbers, from `proto/mmap.proto`.
+use otlp_mmap_core::tags::span_event::add_link::LINKS;
+use otlp_mmap_core::tags::span_event::add_link::link::{
+    ATTRIBUTES as LINK_ATTRIBUTES, DROPPED_ATTRIBUTES_COUNT as LINK_DROPPED, FLAGS as LINK_FLAGS,
+    SPAN_ID as LINK_SPAN_ID, TRACE_ID as LINK_TRACE_ID, TRACE_STATE as LINK_TRACE_STATE,
+};
+use otlp_mmap_core::tags::span_event::change_span_name::NAME as CHANGE_NAME;
+use otlp_mmap_core::tags::span_event::end_span::{
+    END_TIME_UNIX_NANO as END_TIME, STATUS as END_STATUS,
+};
+use otlp_mmap_core::tags::span_event::start_span::{
+    ATTRIBUTES as START_ATTRIBUTES, FLAGS as START_FLAGS, KIND as START_KIND, NAME as START_NAME,
+    PARENT_SPAN_ID as START_PARENT, START_TIME_UNIX_NANO as START_TIME,
+};
+use otlp_mmap_core::tags::span_event::update_attributes::ATTRIBUTES as UPDATE_ATTRIBUTES;
+use otlp_mmap_core::tags::span_event::{
+    ATTRIBUTES, END, LINK, NAME, SCOPE_REF, SPAN_ID, START, TRACE_ID,
+};
 
 /// OTLP span flags: the parent's remoteness is known (bit 8) and remote (bit 9).
 pub(crate) const FLAG_HAS_IS_REMOTE: u32 = 0x100;

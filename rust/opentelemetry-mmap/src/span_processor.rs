@@ -33,7 +33,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use crate::clock::unix_nano;
 use crate::encode::SpanIds;
 use crate::file::MmapExporterFile;
-use crate::key_cache::{FastHasher, with_keys};
+use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, write_log_event};
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
@@ -69,7 +69,7 @@ impl MmapSpanProcessor {
 }
 
 fn name_hash(name: &str) -> u64 {
-    let mut h = FastHasher::default();
+    let mut h = rustc_hash::FxHasher::default();
     h.write(name.as_bytes());
     h.finish() & 0x7FFF_FFFF
 }

@@ -40,11 +40,11 @@ use opentelemetry::trace::{
     Tracer, TracerProvider,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use crate::clock::{now_unix_nano, unix_nano};
 use crate::encode::SpanIds;
 use crate::file::{FileInner, MmapExporterFile};
-use crate::ids::{new_span_id, new_trace_id};
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, write_log_event};
 use crate::span_events::{
@@ -113,9 +113,14 @@ impl Tracer for MmapTracer {
                 p.trace_state().clone(),
                 FLAG_HAS_IS_REMOTE | if p.is_remote() { FLAG_IS_REMOTE } else { 0 },
             ),
-            None => (new_trace_id(), None, TraceState::NONE, FLAG_HAS_IS_REMOTE),
+            None => (
+                RandomIdGenerator::default().new_trace_id(),
+                None,
+                TraceState::NONE,
+                FLAG_HAS_IS_REMOTE,
+            ),
         };
-        let span_id = new_span_id();
+        let span_id = RandomIdGenerator::default().new_span_id();
         let span_context =
             SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, false, trace_state);
         let key = SpanKey {

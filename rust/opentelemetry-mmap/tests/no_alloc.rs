@@ -6,9 +6,6 @@
 //! Allocations are counted per thread, so other tests running at the same
 //! time do not disturb the counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer, TracerProvider};
@@ -16,39 +13,10 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapTracerProvider,
 };
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use otlp_mmap_test_support::{CountingAllocator, thread_allocations_during as allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations (and reallocations) made on this thread while `f` runs.
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(|c| c.get());
-    f();
-    ALLOCATIONS.with(|c| c.get()) - before
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const N: u64 = 10_000;
 

@@ -40,9 +40,7 @@
 //!   (`DropStats`); the OTLP SDK does not expose its drop counts, so for it the
 //!   harness compares what the Collector accepted with what was sent.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
@@ -58,40 +56,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates every call to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        ALLOC_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        ALLOC_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        ALLOC_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use otlp_mmap_test_support::{CountingAllocator, allocated_bytes, allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we pass.
@@ -276,10 +244,7 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
     std::thread::sleep(args.pause);
     // The harness starts its measurement of the Collector on this line.
     println!("start");
-    let (a0, b0) = (
-        ALLOCS.load(Ordering::Relaxed),
-        ALLOC_BYTES.load(Ordering::Relaxed),
-    );
+    let (a0, b0) = (allocations(), allocated_bytes());
     let p0 = cpu_seconds(libc::RUSAGE_SELF);
     let t0 = cpu_seconds(libc::RUSAGE_THREAD);
     let w0 = Instant::now();
@@ -291,8 +256,8 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
         wall_s: w0.elapsed().as_secs_f64(),
         cpu_process_s: cpu_seconds(libc::RUSAGE_SELF) - p0,
         cpu_caller_s,
-        allocs: ALLOCS.load(Ordering::Relaxed) - a0,
-        alloc_bytes: ALLOC_BYTES.load(Ordering::Relaxed) - b0,
+        allocs: allocations() - a0,
+        alloc_bytes: allocated_bytes() - b0,
         loop_wall_s,
     }
 }

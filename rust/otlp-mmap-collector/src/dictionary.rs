@@ -26,6 +26,7 @@ use rustc_hash::FxHashMap as HashMap;
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
 use otlp_mmap_core::dictionary::read_entry;
+use otlp_mmap_core::tags::{instrumentation_scope as scope, resource};
 use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{FormatError, MmapReader, proto};
 use prost::Message;
@@ -340,10 +341,12 @@ impl DictionaryCache {
         let (mut name, mut version) = (0, 0);
         for f in Fields::new(bytes) {
             match f {
-                Ok((1, w)) => name = w.varint() as i64,
-                Ok((2, w)) => version = w.varint() as i64,
-                Ok((4, w)) => entry.scope.dropped_attributes_count = w.varint() as u32,
-                Ok((5, w)) => entry.resource_ref = w.varint() as i64,
+                Ok((scope::NAME_REF, w)) => name = w.varint() as i64,
+                Ok((scope::VERSION_REF, w)) => version = w.varint() as i64,
+                Ok((scope::DROPPED_ATTRIBUTES_COUNT, w)) => {
+                    entry.scope.dropped_attributes_count = w.varint() as u32
+                }
+                Ok((scope::RESOURCE_REF, w)) => entry.resource_ref = w.varint() as i64,
                 Ok(_) => {}
                 Err(_) => {
                     self.bad_refs += 1;
@@ -376,7 +379,9 @@ impl DictionaryCache {
         let outer = std::mem::replace(&mut self.budget, Budget::new(self.limits.max_entry_bytes));
         for f in Fields::new(bytes) {
             match f {
-                Ok((2, w)) => res.dropped_attributes_count = w.varint() as u32,
+                Ok((resource::DROPPED_ATTRIBUTES_COUNT, w)) => {
+                    res.dropped_attributes_count = w.varint() as u32
+                }
                 Ok(_) => {}
                 Err(_) => {
                     self.bad_refs += 1;

@@ -5,6 +5,7 @@
 //! record is counted as corrupt. It is kept apart from `otlp_mmap_core::view`
 //! because it is the hot path: a hand-rolled walk is ~1.8x faster here.
 
+use otlp_mmap_core::tags::measurement;
 use otlp_mmap_core::view::Repeated;
 use prost::encoding::decode_varint;
 
@@ -43,19 +44,24 @@ impl<'a> RawMeasurement<'a> {
         let mut buf = bytes;
         while !buf.is_empty() {
             let key = decode_varint(&mut buf).ok()?;
-            let (field, wire) = (key >> 3, key & 7);
+            // A field number past u32 is malformed (as for prost and the views).
+            let (field, wire) = (u32::try_from(key >> 3).ok()?, key & 7);
             match (field, wire) {
-                (1, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
-                (2, 2) => {
+                (measurement::METRIC_REF, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
+                (measurement::ATTRIBUTES, 2) => {
                     take_len(&mut buf)?;
                     m.attribute_count += 1;
                 }
-                (3, 1) => m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?),
-                (4, 0) => m.value = Some(RawValue::Long(decode_varint(&mut buf).ok()? as i64)),
-                (5, 1) => {
+                (measurement::TIME_UNIX_NANO, 1) => {
+                    m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?)
+                }
+                (measurement::AS_LONG, 0) => {
+                    m.value = Some(RawValue::Long(decode_varint(&mut buf).ok()? as i64))
+                }
+                (measurement::AS_DOUBLE, 1) => {
                     m.value = Some(RawValue::Double(f64::from_le_bytes(take_fixed(&mut buf)?)))
                 }
-                (6, 2) => m.span_context = Some(take_len(&mut buf)?),
+                (measurement::SPAN_CONTEXT, 2) => m.span_context = Some(take_len(&mut buf)?),
                 // Unknown fields are skipped, as protobuf does.
                 (_, 0) => {
                     decode_varint(&mut buf).ok()?;
@@ -78,7 +84,7 @@ impl<'a> RawMeasurement<'a> {
 
     /// The attribute entries for the views (the slow path).
     pub fn attributes(&self) -> Repeated<'a> {
-        Repeated::new(self.bytes, 2)
+        Repeated::new(self.bytes, measurement::ATTRIBUTES)
     }
 
     /// The encoded KeyValueRef entries, in wire order (the fast path).
@@ -96,7 +102,7 @@ impl<'a> RawMeasurement<'a> {
                     }
                     2 => {
                         let v = take_len(&mut buf)?;
-                        if key >> 3 == 2 {
+                        if key >> 3 == u64::from(measurement::ATTRIBUTES) {
                             return Some(v);
                         }
                     }

@@ -3,9 +3,7 @@
 //! ref cycles must end, and a file truncated under the reader must give
 //! errors, not SIGBUS. Allocations are measured with a counting allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -18,42 +16,14 @@ use otlp_mmap_collector::{
 };
 use otlp_mmap_core::proto::{self, any_value::Value};
 use otlp_mmap_core::{FileConfig, MmapReader, MmapWriter, RingKind};
+use otlp_mmap_test_support::{CountingAllocator, peak_live_bytes_during as peak_during};
 use prost::Message;
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: same layout as asked.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: allocated above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// The tests measure peaks of the one global allocator: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `f` and returns its result and the peak of live heap bytes above
-/// what was live when it started.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
-}
 
 const MIB: usize = 1 << 20;
 

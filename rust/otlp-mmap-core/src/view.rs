@@ -8,6 +8,7 @@
 //! varint, a length past the end, a group or an unknown wire type) is an
 //! error, never a panic or an out-of-bounds read.
 
+use crate::tags;
 use prost::encoding::decode_varint;
 
 /// A protobuf wire value.
@@ -168,8 +169,8 @@ impl<'a> KeyValueRefView<'a> {
         let mut v = KeyValueRefView::default();
         for f in Fields::new(msg) {
             match f? {
-                (1, w) => v.key_ref = w.varint() as i64,
-                (2, w) => v.value = Some(w.bytes()),
+                (tags::key_value_ref::KEY_REF, w) => v.key_ref = w.varint() as i64,
+                (tags::key_value_ref::VALUE, w) => v.value = Some(w.bytes()),
                 _ => {}
             }
         }
@@ -206,26 +207,28 @@ impl<'a> AnyValueView<'a> {
         let mut v = AnyValueView::Empty;
         for f in Fields::new(msg) {
             v = match f? {
-                (1, w) => AnyValueView::String(w.bytes()),
-                (2, w) => AnyValueView::Bool(w.varint() != 0),
-                (3, w) => AnyValueView::Int(w.varint() as i64),
-                (4, w) => AnyValueView::Double(f64::from_bits(w.fixed64())),
-                (5, w) => {
+                (tags::any_value::STRING_VALUE, w) => AnyValueView::String(w.bytes()),
+                (tags::any_value::BOOL_VALUE, w) => AnyValueView::Bool(w.varint() != 0),
+                (tags::any_value::INT_VALUE, w) => AnyValueView::Int(w.varint() as i64),
+                (tags::any_value::DOUBLE_VALUE, w) => {
+                    AnyValueView::Double(f64::from_bits(w.fixed64()))
+                }
+                (tags::any_value::ARRAY_VALUE, w) => {
                     check(w.bytes())?;
                     AnyValueView::Array(Repeated {
                         msg: w.bytes(),
-                        field: 1,
+                        field: tags::array_value::VALUES,
                     })
                 }
-                (6, w) => {
+                (tags::any_value::KVLIST_VALUE, w) => {
                     check(w.bytes())?;
                     AnyValueView::KvList(Repeated {
                         msg: w.bytes(),
-                        field: 1,
+                        field: tags::key_value_list::VALUES,
                     })
                 }
-                (7, w) => AnyValueView::Bytes(w.bytes()),
-                (8, w) => AnyValueView::Ref(w.varint() as i64),
+                (tags::any_value::BYTES_VALUE, w) => AnyValueView::Bytes(w.bytes()),
+                (tags::any_value::VALUE_REF, w) => AnyValueView::Ref(w.varint() as i64),
                 _ => v,
             };
         }
@@ -253,17 +256,23 @@ pub struct LinkView<'a> {
 
 impl<'a> LinkView<'a> {
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        use tags::span_event::add_link::link;
         let mut v = LinkView {
-            attributes: Repeated { msg, field: 4 },
+            attributes: Repeated {
+                msg,
+                field: link::ATTRIBUTES,
+            },
             ..Default::default()
         };
         for f in Fields::new(msg) {
             match f? {
-                (1, w) => v.trace_id = w.bytes(),
-                (2, w) => v.span_id = w.bytes(),
-                (3, w) => v.trace_state = w.bytes(),
-                (5, w) => v.dropped_attributes_count = w.varint() as u32,
-                (6, w) => v.flags = w.fixed32(),
+                (link::TRACE_ID, w) => v.trace_id = w.bytes(),
+                (link::SPAN_ID, w) => v.span_id = w.bytes(),
+                (link::TRACE_STATE, w) => v.trace_state = w.bytes(),
+                (link::DROPPED_ATTRIBUTES_COUNT, w) => {
+                    v.dropped_attributes_count = w.varint() as u32
+                }
+                (link::FLAGS, w) => v.flags = w.fixed32(),
                 _ => {}
             }
         }
@@ -284,9 +293,9 @@ impl<'a> SpanContextView<'a> {
         let mut v = SpanContextView::default();
         for f in Fields::new(msg) {
             match f? {
-                (1, w) => v.span_id = w.bytes(),
-                (2, w) => v.trace_id = w.bytes(),
-                (3, w) => v.flags = w.fixed32(),
+                (tags::span_context::SPAN_ID, w) => v.span_id = w.bytes(),
+                (tags::span_context::TRACE_ID, w) => v.trace_id = w.bytes(),
+                (tags::span_context::FLAGS, w) => v.flags = w.fixed32(),
                 _ => {}
             }
         }
@@ -311,23 +320,29 @@ pub struct EventView<'a> {
 impl<'a> EventView<'a> {
     /// Parses an Event and checks every nested message it will hand out.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        use tags::event;
         let mut v = EventView {
-            attributes: Repeated { msg, field: 8 },
+            attributes: Repeated {
+                msg,
+                field: event::ATTRIBUTES,
+            },
             ..Default::default()
         };
         for f in Fields::new(msg) {
             match f? {
-                (1, w) => v.scope_ref = w.varint() as i64,
-                (2, w) => v.time_unix_nano = w.fixed64(),
-                (3, w) => v.severity_number = w.varint() as i32,
-                (4, w) => v.severity_text = w.bytes(),
-                (5, w) => {
+                (event::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
+                (event::TIME_UNIX_NANO, w) => v.time_unix_nano = w.fixed64(),
+                (event::SEVERITY_NUMBER, w) => v.severity_number = w.varint() as i32,
+                (event::SEVERITY_TEXT, w) => v.severity_text = w.bytes(),
+                (event::BODY, w) => {
                     check(w.bytes())?;
                     v.body = Some(w.bytes());
                 }
-                (6, w) => v.event_name_ref = w.varint() as i64,
-                (7, w) => v.span_context = Some(SpanContextView::parse(w.bytes())?),
-                (8, w) => check(w.bytes())?,
+                (event::EVENT_NAME_REF, w) => v.event_name_ref = w.varint() as i64,
+                (event::SPAN_CONTEXT, w) => {
+                    v.span_context = Some(SpanContextView::parse(w.bytes())?)
+                }
+                (event::ATTRIBUTES, w) => check(w.bytes())?,
                 _ => {}
             }
         }
@@ -369,6 +384,7 @@ pub struct SpanEventView<'a> {
 impl<'a> SpanEventView<'a> {
     /// Parses a SpanEvent and checks every nested message it will hand out.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        use tags::span_event::{self as se, add_link, change_span_name, update_attributes};
         let mut v = SpanEventView {
             trace_id: &[],
             span_id: &[],
@@ -377,32 +393,32 @@ impl<'a> SpanEventView<'a> {
         };
         for f in Fields::new(msg) {
             match f? {
-                (1, w) => v.trace_id = w.bytes(),
-                (2, w) => v.span_id = w.bytes(),
-                (20, w) => v.scope_ref = w.varint() as i64,
-                (11, w) => v.event = parse_start(w.bytes())?,
-                (12, w) => v.event = parse_end(w.bytes())?,
-                (13, w) => {
+                (se::TRACE_ID, w) => v.trace_id = w.bytes(),
+                (se::SPAN_ID, w) => v.span_id = w.bytes(),
+                (se::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
+                (se::START, w) => v.event = parse_start(w.bytes())?,
+                (se::END, w) => v.event = parse_end(w.bytes())?,
+                (se::NAME, w) => {
                     let mut name: &[u8] = &[];
                     for f in Fields::new(w.bytes()) {
-                        if let (5, n) = f? {
+                        if let (change_span_name::NAME, n) = f? {
                             name = n.bytes();
                         }
                     }
                     v.event = SpanEventKind::Name(name);
                 }
-                (14, w) => {
-                    check_entries(w.bytes(), 9)?;
+                (se::ATTRIBUTES, w) => {
+                    check_entries(w.bytes(), update_attributes::ATTRIBUTES)?;
                     v.event = SpanEventKind::Attributes(Repeated {
                         msg: w.bytes(),
-                        field: 9,
+                        field: update_attributes::ATTRIBUTES,
                     });
                 }
-                (15, w) => {
-                    check_entries(w.bytes(), 13)?;
+                (se::LINK, w) => {
+                    check_entries(w.bytes(), add_link::LINKS)?;
                     v.event = SpanEventKind::Links(Repeated {
                         msg: w.bytes(),
-                        field: 13,
+                        field: add_link::LINKS,
                     });
                 }
                 _ => {}
@@ -425,15 +441,16 @@ fn check_entries(msg: &[u8], field: u32) -> Result<(), WireError> {
 }
 
 fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
+    use tags::span_event::start_span;
     let (mut parent, mut name, mut kind, mut start, mut flags) = (&[][..], &[][..], 0, 0, 0);
     for f in Fields::new(msg) {
         match f? {
-            (4, w) => parent = w.bytes(),
-            (5, w) => name = w.bytes(),
-            (6, w) => kind = w.varint() as i32,
-            (7, w) => start = w.fixed64(),
-            (9, w) => check(w.bytes())?,
-            (16, w) => flags = w.fixed32(),
+            (start_span::PARENT_SPAN_ID, w) => parent = w.bytes(),
+            (start_span::NAME, w) => name = w.bytes(),
+            (start_span::KIND, w) => kind = w.varint() as i32,
+            (start_span::START_TIME_UNIX_NANO, w) => start = w.fixed64(),
+            (start_span::ATTRIBUTES, w) => check(w.bytes())?,
+            (start_span::FLAGS, w) => flags = w.fixed32(),
             _ => {}
         }
     }
@@ -442,22 +459,26 @@ fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
         name,
         kind,
         start_time_unix_nano: start,
-        attributes: Repeated { msg, field: 9 },
+        attributes: Repeated {
+            msg,
+            field: start_span::ATTRIBUTES,
+        },
         flags,
     })
 }
 
 fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
+    use tags::span_event::end_span;
     let (mut end, mut status) = (0, None);
     for f in Fields::new(msg) {
         match f? {
-            (8, w) => end = w.fixed64(),
-            (15, w) => {
+            (end_span::END_TIME_UNIX_NANO, w) => end = w.fixed64(),
+            (end_span::STATUS, w) => {
                 let mut s = StatusView::default();
                 for f in Fields::new(w.bytes()) {
                     match f? {
-                        (2, m) => s.message = m.bytes(),
-                        (3, c) => s.code = c.varint() as i32,
+                        (tags::status::MESSAGE, m) => s.message = m.bytes(),
+                        (tags::status::CODE, c) => s.code = c.varint() as i32,
                         _ => {}
                     }
                 }
@@ -564,6 +585,55 @@ mod tests {
                 message: b"bad",
                 code: 2
             })
+        );
+    }
+
+    /// The generated `tags` are the numbers prost (generated from the same
+    /// schema) writes: the first key of a message with one field set.
+    #[test]
+    fn tags_are_the_numbers_prost_writes() {
+        fn first_field(bytes: &[u8]) -> u32 {
+            Fields::new(bytes).next().unwrap().unwrap().0
+        }
+        let scope = proto::SpanEvent {
+            scope_ref: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            first_field(&scope.encode_to_vec()),
+            tags::span_event::SCOPE_REF
+        );
+        let start = proto::span_event::StartSpan {
+            flags: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            first_field(&start.encode_to_vec()),
+            tags::span_event::start_span::FLAGS
+        );
+        let link = proto::span_event::add_link::Link {
+            dropped_attributes_count: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            first_field(&link.encode_to_vec()),
+            tags::span_event::add_link::link::DROPPED_ATTRIBUTES_COUNT
+        );
+        let m = proto::Measurement {
+            value: Some(proto::measurement::Value::AsDouble(1.0)),
+            ..Default::default()
+        };
+        assert_eq!(
+            first_field(&m.encode_to_vec()),
+            tags::measurement::AS_DOUBLE
+        );
+        let scope = proto::InstrumentationScope {
+            resource_ref: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            first_field(&scope.encode_to_vec()),
+            tags::instrumentation_scope::RESOURCE_REF
         );
     }
 

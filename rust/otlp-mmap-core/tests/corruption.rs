@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{get_i64, set_i64};
@@ -16,6 +15,7 @@ use otlp_mmap_core::check::{DrainReport, drain_all, drain_bytes_in, open_and_dra
 use otlp_mmap_core::layout::{header, ring_header};
 use otlp_mmap_core::proto::{self, any_value::Value};
 use otlp_mmap_core::{FileConfig, FormatError, MmapReader, MmapWriter, RingConfig, RingKind, Slot};
+use otlp_mmap_test_support::{CountingAllocator, largest_allocation};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use prost::Message;
@@ -23,40 +23,14 @@ use prost::Message;
 // ---------------------------------------------------------------------------
 // Allocation watch: the largest single allocation this test binary ever made.
 
-struct Watch;
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
 
-static LARGEST_ALLOC: AtomicUsize = AtomicUsize::new(0);
 /// Every file here is < 1 MiB; nothing reading one may ask for more than this.
 const ALLOC_LIMIT: usize = 32 << 20;
 
-// SAFETY: forwards to the system allocator unchanged; only records sizes.
-unsafe impl GlobalAlloc for Watch {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST_ALLOC.fetch_max(new_size, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Watch = Watch;
-
 fn assert_no_huge_allocation() {
-    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
+    let largest = largest_allocation();
     assert!(
         largest < ALLOC_LIMIT,
         "an allocation of {largest} bytes happened"
