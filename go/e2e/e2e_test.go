@@ -268,8 +268,16 @@ func checkSample(t *testing.T, s *sink, n int) {
 			t.Fatalf("log %d arrived %d times", i, c)
 		}
 	}
-	if len(s.spans) != n {
-		t.Fatalf("got %d spans, want %d (the never-ended span must not be reported while its writer may still end it)", len(s.spans), n)
+	// write-sample exits at once. The span it never ends is reported only
+	// as an incomplete span, and only when the reader saw the writer's lock
+	// held and then released (a reader that opened the file after the exit
+	// cannot tell the writer is gone, and keeps waiting for the end).
+	extra := len(s.spans) - n
+	if attrs, ok := s.spans["never ends"]; ok && attrs["otlp_mmap.incomplete"] == true {
+		extra--
+	}
+	if extra != 0 {
+		t.Fatalf("got %d spans, want %d (plus at most the never-ended one, as an incomplete span)", len(s.spans), n)
 	}
 }
 
