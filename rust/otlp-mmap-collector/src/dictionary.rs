@@ -65,14 +65,6 @@ pub struct DictionaryCache {
 }
 
 impl DictionaryCache {
-    /// Forgets every entry (the writer started over: refs mean other things now).
-    pub fn clear(&mut self) {
-        *self = DictionaryCache {
-            bad_refs: self.bad_refs,
-            ..Default::default()
-        };
-    }
-
     /// The string at `reference` ("" for ref 0 or a bad ref).
     pub fn string(&mut self, file: &MmapReader, reference: i64) -> String {
         self.string_ref(file, reference)

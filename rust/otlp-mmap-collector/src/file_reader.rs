@@ -147,6 +147,14 @@ pub struct ReaderStats {
     pub bad_refs: u64,
     pub metric_overflows: u64,
     pub writer_restarts: u64,
+    /// Span events dropped because their trace or span id is not 16 or 8 bytes.
+    pub invalid_span_ids: u64,
+    /// Measurements dropped because their metric_ref resolves to no metric definition.
+    pub unknown_metric_measurements: u64,
+    /// Measurements dropped because they carry no value.
+    pub valueless_measurements: u64,
+    /// Measurements dropped because the file already has `MAX_METRICS` metrics.
+    pub too_many_metrics_measurements: u64,
     /// 1 alive, 0 gone, -1 unknown.
     pub writer_alive: i32,
     /// The file was removed and everything in it has been read.
@@ -378,9 +386,15 @@ impl FileReader {
         let c = self.assembler.counters;
         st.incomplete_spans = c.incomplete;
         st.orphan_span_events = c.orphan_events;
+        st.invalid_span_ids = c.invalid_ids;
         st.in_flight_spans = self.assembler.in_flight() as u64;
         st.bad_refs = self.bad_refs_before + self.stream.dict.bad_refs;
-        st.metric_overflows = self.aggregator.counters.overflows;
+        // Metric counters of earlier writer runs are in `self.stats` already.
+        let m = self.aggregator.counters;
+        st.metric_overflows += m.overflows;
+        st.unknown_metric_measurements += m.unknown_metric;
+        st.valueless_measurements += m.no_value;
+        st.too_many_metrics_measurements += m.too_many_metrics;
         st.writer_alive = if self.writer_gone || self.gone_from_path() {
             0
         } else if matches!(self.stream.file.writer_state_cached(), WriterState::Alive) {
@@ -493,6 +507,11 @@ impl FileReader {
             self.stats.abandoned_slots[i] += ring.abandoned();
         }
         self.stream = next;
+        let m = self.aggregator.counters;
+        self.stats.metric_overflows += m.overflows;
+        self.stats.unknown_metric_measurements += m.unknown_metric;
+        self.stats.valueless_measurements += m.no_value;
+        self.stats.too_many_metrics_measurements += m.too_many_metrics;
         self.aggregator = MetricAggregator::new(
             self.options.metric_cardinality_limit,
             self.stream.file.start_time_unix_nano(),

@@ -249,6 +249,23 @@ typedef struct OmStats {
    1 when the file was removed and everything in it has been delivered.
    */
   int32_t finished;
+  /*
+   Span events dropped because their trace or span id is not 16 or 8 bytes.
+   */
+  uint64_t invalid_span_ids;
+  /*
+   Measurements dropped because their metric_ref resolves to no metric definition.
+   */
+  uint64_t unknown_metric_measurements;
+  /*
+   Measurements dropped because they carry no value.
+   */
+  uint64_t valueless_measurements;
+  /*
+   Measurements dropped because the file already has the most metrics a
+   reader aggregates per file (10,000).
+   */
+  uint64_t too_many_metrics_measurements;
 } OmStats;
 
 #ifdef __cplusplus

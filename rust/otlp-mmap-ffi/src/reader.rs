@@ -98,6 +98,15 @@ pub struct OmStats {
     pub writer_alive: i32,
     /// 1 when the file was removed and everything in it has been delivered.
     pub finished: i32,
+    /// Span events dropped because their trace or span id is not 16 or 8 bytes.
+    pub invalid_span_ids: u64,
+    /// Measurements dropped because their metric_ref resolves to no metric definition.
+    pub unknown_metric_measurements: u64,
+    /// Measurements dropped because they carry no value.
+    pub valueless_measurements: u64,
+    /// Measurements dropped because the file already has the most metrics a
+    /// reader aggregates per file (10,000).
+    pub too_many_metrics_measurements: u64,
 }
 
 fn signal(s: i32) -> Result<Signal, Failure> {
@@ -401,6 +410,10 @@ pub unsafe extern "C" fn om_reader_stats(
             writer_restarts: s.writer_restarts,
             writer_alive: s.writer_alive,
             finished: s.finished as i32,
+            invalid_span_ids: s.invalid_span_ids,
+            unknown_metric_measurements: s.unknown_metric_measurements,
+            valueless_measurements: s.valueless_measurements,
+            too_many_metrics_measurements: s.too_many_metrics_measurements,
         };
         // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
         unsafe { *out = st };
