@@ -51,8 +51,8 @@ run: build
 	RUN_DIR=$(RUN_DIR) RUN_FOR=$(RUN_FOR) CONFIG=$(CONFIG) DIST=$(DIST) DEMO=$(ROOT)/target/release/examples/demo \
 		$(ROOT)/scripts/run.sh
 
-## test: every test: Rust, the C header and example, Go receiver, end-to-end.
-test: test-rust test-c test-go test-e2e
+## test: the lints, then every test: Rust, the C header and example, Go receiver, end-to-end.
+test: lint test-rust test-c test-go test-e2e
 
 test-rust:
 	$(CARGO) test --workspace --exclude otlp-mmap-bench
@@ -112,6 +112,7 @@ fuzz:
 header:
 	UPDATE_HEADER=1 $(CARGO) test -p otlp-mmap-ffi --test header
 
+## lint: rustfmt, clippy (the [workspace.lints] of Cargo.toml, warnings are errors), gofmt, go vet.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -102,6 +102,7 @@ impl Dice {
 
 const ROUTES: [&str; 4] = ["/items", "/items/{id}", "/cart", "/checkout"];
 
+#[allow(unsafe_code)]
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,

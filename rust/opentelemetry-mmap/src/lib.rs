@@ -126,6 +126,8 @@
 //! allocates (it is not this crate's choice) is measured in `tests/no_alloc.rs`
 //! and listed in the README.
 
+#![forbid(unsafe_code)]
+
 pub mod clock;
 pub mod config;
 mod encode;

@@ -179,6 +179,7 @@ fn no_space_child() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn a_key_that_needs_space_the_filesystem_refuses_is_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());

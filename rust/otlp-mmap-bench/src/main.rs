@@ -61,9 +61,11 @@ use otlp_mmap_test_support::{CountingAllocator, allocated_bytes, allocations};
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+#[allow(unsafe_code)]
 fn cpu_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
+    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the valid struct we pass.
     unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)

@@ -4,6 +4,8 @@
 //! - `otlp-mmap dump FILE`: everything in the file as OTLP/JSON lines;
 //! - `otlp-mmap write-sample FILE`: a small file with spans, logs and metrics.
 
+#![forbid(unsafe_code)]
+
 mod inspect;
 mod sample;
 

@@ -38,11 +38,6 @@ impl<T> Grouper<T> {
         self.scopes[i].1.push(item);
     }
 
-    /// Whether no record was added.
-    pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty()
-    }
-
     /// Resolves scopes and resources and builds one `R` per resource.
     pub fn build<R>(
         self,

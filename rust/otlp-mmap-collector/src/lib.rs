@@ -32,6 +32,11 @@
 //! assert!(reader.poll(Signal::Logs, 0).unwrap().is_none());
 //! ```
 
+#![forbid(unsafe_code)]
+// Docs pending the reader-bounds merge: the lead documents this crate's
+// public API once the parallel reader-bounds work has landed.
+#![allow(missing_docs)]
+
 pub mod dictionary;
 #[doc(hidden)]
 pub mod drive;

@@ -12,9 +12,7 @@
 //!   printed), each case within a heap bound; a case that fails is saved
 //!   under `CARGO_TARGET_TMPDIR/fuzz-findings` and reported.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use otlp_mmap_collector::drive::drive_bytes_in;
@@ -31,28 +29,8 @@ use prost::Message;
 // ---------------------------------------------------------------------------
 // Heap watch: live bytes and their peak.
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: otlp_mmap_test_support::CountingAllocator = otlp_mmap_test_support::CountingAllocator;
 
 /// Most heap one drive of a corpus-sized file (< 64 KiB) may hold at once.
 const HEAP_BOUND: usize = 32 << 20;
@@ -60,10 +38,7 @@ const HEAP_BOUND: usize = 32 << 20;
 /// Runs `f`; returns its result and the peak of live heap bytes above the
 /// start. (Tests of this binary run one at a time: see `SERIAL`.)
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+    otlp_mmap_test_support::peak_live_bytes_during(f)
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

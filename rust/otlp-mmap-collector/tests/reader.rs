@@ -481,3 +481,67 @@ fn cumulative_series_restart_with_a_new_start_time_after_a_reader_restart() {
     assert_eq!(value, 7, "the restarted reader counts from zero");
     assert!(start > START, "and says so with a new start time");
 }
+
+/// Records the reader drops for what they are (a span event with a short id, a
+/// measurement of an unknown metric, a measurement without a value) are
+/// counted in `stats()`, and the good records around them still arrive.
+#[test]
+fn dropped_records_are_reported_in_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drops.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &small_rings(64), START).unwrap();
+    let scope = scope(&w);
+    let short_id = proto::SpanEvent {
+        trace_id: vec![1, 2, 3],
+        ..start_event(&w, scope, 0, "short trace id")
+    };
+    w.try_write(RingKind::Spans, &short_id).unwrap();
+    w.try_write(RingKind::Spans, &start_event(&w, scope, 1, "good"))
+        .unwrap();
+    w.try_write(RingKind::Spans, &end_event(scope, 1)).unwrap();
+
+    let gauge = w
+        .intern_message(&proto::MetricRef {
+            name: "g".into(),
+            instrumentation_scope_ref: scope,
+            aggregation: Some(Aggregation::Gauge(proto::metric_ref::Gauge {})),
+            ..Default::default()
+        })
+        .unwrap();
+    let measurement = |metric_ref, value| proto::Measurement {
+        metric_ref,
+        time_unix_nano: START + 1,
+        value,
+        ..Default::default()
+    };
+    let long = |v| Some(proto::measurement::Value::AsLong(v));
+    for m in [
+        measurement(gauge, long(7)),
+        measurement(gauge, None),
+        measurement(gauge, None),
+        measurement(0, long(1)),
+    ] {
+        w.try_write(RingKind::Measurements, &m).unwrap();
+    }
+
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let b = r.poll(Signal::Traces, START + 10).unwrap().unwrap();
+    let (token, bytes) = (b.token, b.bytes.to_vec());
+    r.commit(Signal::Traces, token).unwrap();
+    let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+    let names: Vec<_> = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    assert!(r.poll(Signal::Metrics, START + 10).unwrap().is_none());
+
+    let st = r.stats();
+    assert_eq!(st.invalid_span_ids, 1);
+    assert_eq!(st.measurements_without_value, 2);
+    assert_eq!(st.unknown_metric_measurements, 1);
+    assert_eq!(st.measurements_over_metric_limit, 0);
+}

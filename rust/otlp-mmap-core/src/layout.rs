@@ -17,25 +17,37 @@ pub const DICTIONARY_HEADER_LEN: u64 = 64;
 
 /// Byte offsets of the file header fields.
 pub mod header {
+    /// Format version (1).
     pub const VERSION: u64 = 0;
+    /// Offset of the events ring.
     pub const EVENTS: u64 = 8;
+    /// Offset of the spans ring.
     pub const SPANS: u64 = 16;
+    /// Offset of the measurements ring.
     pub const MEASUREMENTS: u64 = 24;
+    /// Offset of the dictionary.
     pub const DICTIONARY: u64 = 32;
+    /// The writer's start time (Unix nanoseconds).
     pub const START_TIME: u64 = 40;
 }
 
 /// Byte offsets of the ring header fields, from the ring's offset.
 pub mod ring_header {
+    /// Number of slots.
     pub const NUM_BUFFERS: u64 = 0;
+    /// Size of a slot.
     pub const BUFFER_SIZE: u64 = 8;
+    /// Sequence of the last slot the reader released.
     pub const READER_INDEX: u64 = 16;
+    /// Sequence of the last slot a writer claimed.
     pub const WRITER_INDEX: u64 = 24;
 }
 
 /// Byte offsets of the dictionary header fields, from the dictionary's offset.
 pub mod dictionary_header {
+    /// Offset just past the last reserved entry.
     pub const END: u64 = 0;
+    /// Number of entries.
     pub const NUM_ENTRIES: u64 = 8;
 }
 
@@ -171,8 +183,11 @@ impl RingGeometry {
 /// The validated layout of a whole file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileLayout {
+    /// The events (log records) ring.
     pub events: RingGeometry,
+    /// The spans ring.
     pub spans: RingGeometry,
+    /// The measurements ring.
     pub measurements: RingGeometry,
     /// Offset of the dictionary header.
     pub dictionary: u64,
@@ -294,8 +309,11 @@ pub struct RingConfig {
 /// How a writer lays out a new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileConfig {
+    /// The events (log records) ring.
     pub events: RingConfig,
+    /// The spans ring.
     pub spans: RingConfig,
+    /// The measurements ring.
     pub measurements: RingConfig,
     /// Bytes for dictionary entries when the file is created; the file grows past it.
     pub dictionary_initial_size: u64,

@@ -21,6 +21,7 @@ use std::os::fd::AsRawFd;
 const WRITER_RANGE: (i64, i64) = (0, 8);
 const READER_RANGE: (i64, i64) = (8, 8);
 
+#[allow(unsafe_code)]
 fn flock(kind: libc::c_short, range: (i64, i64)) -> libc::flock {
     // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -31,6 +32,7 @@ fn flock(kind: libc::c_short, range: (i64, i64)) -> libc::flock {
     fl
 }
 
+#[allow(unsafe_code)]
 fn set_lock(file: &File, kind: libc::c_short, range: (i64, i64)) -> std::io::Result<()> {
     let fl = flock(kind, range);
     // SAFETY: the fd is open for the duration of the call and `fl` is a valid flock.
@@ -52,6 +54,7 @@ pub fn lock_reader(file: &File) -> std::io::Result<()> {
 }
 
 /// Whether some process holds the writer's liveness lock on this file.
+#[allow(unsafe_code)]
 pub fn writer_lock_held(file: &File) -> std::io::Result<bool> {
     let mut fl = flock(libc::F_WRLCK as libc::c_short, WRITER_RANGE);
     // SAFETY: the fd is open for the duration of the call and `fl` is a valid,

@@ -106,6 +106,7 @@ impl SharedRegion {
     }
 
     /// The 8-byte atomic word at `offset` (must be in the file and 8-aligned).
+    #[allow(unsafe_code)]
     pub fn atomic_i64(&self, offset: u64) -> Result<&AtomicI64, FormatError> {
         let off = self.check(offset, 8, 8)?;
         // SAFETY: `off..off+8` lies inside the mapping (checked against valid_len,
@@ -117,6 +118,7 @@ impl SharedRegion {
     }
 
     /// The 8-byte atomic word at `offset`, read as unsigned.
+    #[allow(unsafe_code)]
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, FormatError> {
         let off = self.check(offset, 8, 8)?;
         // SAFETY: as for `atomic_i64`: in bounds, 8-aligned, lives as long as `self`.
@@ -124,6 +126,7 @@ impl SharedRegion {
     }
 
     /// The 4-byte atomic word at `offset` (must be in the file and 4-aligned).
+    #[allow(unsafe_code)]
     pub fn atomic_i32(&self, offset: u64) -> Result<&AtomicI32, FormatError> {
         let off = self.check(offset, 4, 4)?;
         // SAFETY: in bounds, 4-aligned, lives as long as `self`; availability
@@ -139,6 +142,7 @@ impl SharedRegion {
     /// published). A hostile or buggy writer can break that protocol; the
     /// reader then sees garbage bytes, which every decoder here handles as
     /// untrusted input, but never memory outside the mapping.
+    #[allow(unsafe_code)]
     pub fn bytes(&self, offset: u64, len: usize) -> Result<&[u8], FormatError> {
         let off = self.check(offset, len, 1)?;
         // SAFETY: `off..off+len` lies inside the mapping (checked above) and the
@@ -155,6 +159,7 @@ impl SharedRegion {
     /// reserved with the fetch-add on `end`. No other thread or process reads or
     /// writes the range meanwhile.
     #[allow(clippy::mut_from_ref)]
+    #[allow(unsafe_code)]
     pub(crate) unsafe fn bytes_mut(
         &self,
         offset: u64,

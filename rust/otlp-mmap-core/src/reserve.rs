@@ -57,6 +57,7 @@ pub(crate) fn reserve(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 /// The soft `RLIMIT_FSIZE` of this process, `None` when unlimited.
+#[allow(unsafe_code)]
 fn file_size_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -67,6 +68,7 @@ fn file_size_limit() -> Option<u64> {
     (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
+#[allow(unsafe_code)]
 fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     loop {
         // SAFETY: the fd is open for the duration of the call; `offset` and

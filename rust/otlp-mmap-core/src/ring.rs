@@ -118,6 +118,7 @@ impl RingWriter {
     /// [`DropCounters::size_mismatch`] or [`DropCounters::encoder_panics`].
     /// (Built with `panic = "abort"`, a panic ends the process, as any panic
     /// does; the reader then sees a dead writer.)
+    #[allow(unsafe_code)]
     pub fn try_write(
         &self,
         region: &SharedRegion,
@@ -188,6 +189,7 @@ impl RingWriter {
     /// `buffer_size - 1` do (the prefix takes at least one byte), so [`unframe`]
     /// fails with [`FormatError::SlotOverflow`]. The prefix always fits: a
     /// varint of `b >= 1` takes at most `b` bytes.
+    #[allow(unsafe_code)]
     fn reject(&self, region: &SharedRegion, offset: u64) {
         let size = self.geo.buffer_size;
         // SAFETY: called only by `try_write` for the slot it claimed and has

@@ -74,6 +74,7 @@ struct Previous(UnsafeCell<Option<libc::sigaction>>);
 // SAFETY: written exactly once, inside `INSTALL.call_once`, before the handler
 // that reads it is installed (the `sigaction` call that installs it is the
 // synchronisation point); never written again.
+#[allow(unsafe_code)]
 unsafe impl Sync for Previous {}
 static PREVIOUS: Previous = Previous(UnsafeCell::new(None));
 
@@ -163,6 +164,7 @@ fn find(addr: usize) -> Option<&'static Slot> {
     None
 }
 
+#[allow(unsafe_code)]
 fn install() -> Result<(), String> {
     INSTALL.call_once(|| {
         // SAFETY: sysconf has no preconditions.
@@ -173,6 +175,7 @@ fn install() -> Result<(), String> {
         // SAFETY: a zeroed sigaction is a valid value to be filled in; the
         // first call only reads the current disposition into `old`.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the disposition into `old`, a valid sigaction.
         if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
             return;
         }
@@ -197,12 +200,14 @@ fn install() -> Result<(), String> {
     }
 }
 
+#[allow(unsafe_code)]
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler;
     // si_addr is the faulting address for a SIGBUS caused by a memory access.
     let addr = if info.is_null() {
         0
     } else {
+        // SAFETY: `info` is non-null and points to the kernel's siginfo_t (see above).
         unsafe { (*info).si_addr() as usize }
     };
     if addr != 0
@@ -236,6 +241,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 }
 
 /// Hands a SIGBUS that is not ours to the disposition that was there before.
+#[allow(unsafe_code)]
 fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: PREVIOUS was written before the handler was installed and is
     // never written again.
@@ -261,6 +267,7 @@ fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void)
     }
 }
 
+#[allow(unsafe_code)]
 fn restore_default_and_raise(sig: libc::c_int) {
     // SAFETY: a zeroed sigaction with SIG_DFL (0) is the default disposition;
     // sigaction and raise are async-signal-safe. The raised signal is blocked

@@ -14,9 +14,13 @@ use prost::encoding::decode_varint;
 /// A protobuf wire value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Wire<'a> {
+    /// Wire type 0.
     Varint(u64),
+    /// Wire type 1.
     Fixed64(u64),
+    /// Wire type 5.
     Fixed32(u32),
+    /// Wire type 2 (length-delimited).
     Bytes(&'a [u8]),
 }
 
@@ -63,6 +67,7 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// The fields of the encoded message `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Fields { buf, failed: false }
     }
@@ -159,12 +164,14 @@ fn check(msg: &[u8]) -> Result<(), WireError> {
 /// A `KeyValueRef`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeyValueRefView<'a> {
+    /// The ref of the key string.
     pub key_ref: i64,
     /// The encoded `AnyValue`, when present.
     pub value: Option<&'a [u8]>,
 }
 
 impl<'a> KeyValueRefView<'a> {
+    /// Parses a KeyValueRef and checks its shape.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
         let mut v = KeyValueRefView::default();
         for f in Fields::new(msg) {
@@ -181,16 +188,21 @@ impl<'a> KeyValueRefView<'a> {
 /// An `AnyValue`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AnyValueView<'a> {
+    /// No value set.
     Empty,
     /// UTF-8 by the schema; checked by whoever turns it into a string.
     String(&'a [u8]),
+    /// A boolean.
     Bool(bool),
+    /// A signed integer.
     Int(i64),
+    /// A double.
     Double(f64),
     /// An encoded `ArrayValue` (field 1: repeated AnyValue).
     Array(Repeated<'a>),
     /// An encoded `KeyValueList` (field 1: repeated KeyValueRef).
     KvList(Repeated<'a>),
+    /// Raw bytes.
     Bytes(&'a [u8]),
     /// A dictionary ref of an `AnyValue` entry.
     Ref(i64),
@@ -203,6 +215,7 @@ impl PartialEq for Repeated<'_> {
 }
 
 impl<'a> AnyValueView<'a> {
+    /// Parses an AnyValue and checks the nested list it hands out.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
         let mut v = AnyValueView::Empty;
         for f in Fields::new(msg) {
@@ -239,22 +252,31 @@ impl<'a> AnyValueView<'a> {
 /// A `Status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StatusView<'a> {
+    /// The message (UTF-8 by the schema).
     pub message: &'a [u8],
+    /// The `StatusCode`.
     pub code: i32,
 }
 
 /// A `SpanEvent.AddLink.Link`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkView<'a> {
+    /// Trace id of the linked span.
     pub trace_id: &'a [u8],
+    /// Span id of the linked span.
     pub span_id: &'a [u8],
+    /// W3C trace state of the linked span.
     pub trace_state: &'a [u8],
+    /// The link's attributes (KeyValueRef entries).
     pub attributes: Repeated<'a>,
+    /// Attributes the writer dropped.
     pub dropped_attributes_count: u32,
+    /// W3C trace flags, with the remoteness bits.
     pub flags: u32,
 }
 
 impl<'a> LinkView<'a> {
+    /// Parses a link and checks its shape.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
         use tags::span_event::add_link::link;
         let mut v = LinkView {
@@ -283,12 +305,16 @@ impl<'a> LinkView<'a> {
 /// A `SpanContext`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SpanContextView<'a> {
+    /// Span id.
     pub span_id: &'a [u8],
+    /// Trace id.
     pub trace_id: &'a [u8],
+    /// W3C trace flags.
     pub flags: u32,
 }
 
 impl<'a> SpanContextView<'a> {
+    /// Parses a SpanContext.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
         let mut v = SpanContextView::default();
         for f in Fields::new(msg) {
@@ -306,14 +332,21 @@ impl<'a> SpanContextView<'a> {
 /// An `Event` (a log record).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EventView<'a> {
+    /// Ref of the InstrumentationScope entry.
     pub scope_ref: i64,
+    /// Time of the record (Unix nanoseconds).
     pub time_unix_nano: u64,
+    /// The `SeverityNumber`.
     pub severity_number: i32,
+    /// Severity text (UTF-8 by the schema).
     pub severity_text: &'a [u8],
     /// The encoded body `AnyValue`, when present.
     pub body: Option<&'a [u8]>,
+    /// Ref of the event name string; 0 for a plain log record.
     pub event_name_ref: i64,
+    /// The span the record was emitted in, if any.
     pub span_context: Option<SpanContextView<'a>>,
+    /// Attributes (KeyValueRef entries).
     pub attributes: Repeated<'a>,
 }
 
@@ -353,31 +386,48 @@ impl<'a> EventView<'a> {
 /// What a span event does.
 #[derive(Debug, Clone, Copy)]
 pub enum SpanEventKind<'a> {
+    /// The span started.
     Start {
+        /// Parent span id (empty for a root span).
         parent_span_id: &'a [u8],
+        /// Span name (UTF-8 by the schema).
         name: &'a [u8],
+        /// The `SpanKind`.
         kind: i32,
+        /// Start time (Unix nanoseconds).
         start_time_unix_nano: u64,
+        /// Attributes at start (KeyValueRef entries).
         attributes: Repeated<'a>,
+        /// W3C trace flags, with the parent remoteness bits.
         flags: u32,
     },
+    /// The span ended.
     End {
+        /// End time (Unix nanoseconds).
         end_time_unix_nano: u64,
+        /// Final status, if set.
         status: Option<StatusView<'a>>,
     },
+    /// The span was renamed.
     Name(&'a [u8]),
+    /// Attributes were added to the span (KeyValueRef entries).
     Attributes(Repeated<'a>),
     /// Entries decode with [`LinkView::parse`].
     Links(Repeated<'a>),
+    /// No event set (an empty oneof).
     None,
 }
 
 /// A `SpanEvent`.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanEventView<'a> {
+    /// Trace id.
     pub trace_id: &'a [u8],
+    /// Span id.
     pub span_id: &'a [u8],
+    /// Ref of the InstrumentationScope entry.
     pub scope_ref: i64,
+    /// What the record does.
     pub event: SpanEventKind<'a>,
 }
 

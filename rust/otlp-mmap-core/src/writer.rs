@@ -243,6 +243,7 @@ impl MmapWriter {
     /// refused with [`FormatError::NoSpace`] (counted in
     /// [`dictionary_drops`](Self::dictionary_drops)); a later call may succeed
     /// once space is freed.
+    #[allow(unsafe_code)]
     pub fn append_entry(&self, bytes: &[u8]) -> Result<i64, FormatError> {
         let dict = self.layout.dictionary;
         let total = (varint_len(bytes.len() as u64) + bytes.len()) as u64;

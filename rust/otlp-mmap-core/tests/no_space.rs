@@ -139,6 +139,7 @@ enum Limit {
 }
 
 /// Runs one case in a child; `None` when this machine cannot set up `limit`.
+#[allow(unsafe_code)]
 fn run_child(case: &str, limit: Limit) -> Option<Output> {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());

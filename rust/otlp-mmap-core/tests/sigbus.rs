@@ -83,6 +83,7 @@ fn a_sigbus_outside_reader_mappings_is_not_swallowed() {
 /// process: installs the guard (by opening a reader), then faults on a mapping
 /// of its own that the guard does not cover.
 #[test]
+#[allow(unsafe_code)]
 fn sigbus_child_faults_on_its_own_mapping() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;

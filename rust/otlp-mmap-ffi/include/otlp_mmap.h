@@ -192,7 +192,13 @@ typedef struct OmReaderOptions {
  truncated to fit.
  */
 typedef struct OmError {
+  /*
+   The `OM_*` status code of the failure.
+   */
   int32_t code;
+  /*
+   What went wrong, NUL-terminated.
+   */
   char message[OM_ERROR_MESSAGE_LEN];
 } OmError;
 
@@ -203,7 +209,13 @@ typedef struct OmError {
  signal, or close.
  */
 typedef struct OmBatch {
+  /*
+   The encoded request, `len` bytes.
+   */
   const uint8_t *data;
+  /*
+   Length of `data` in bytes.
+   */
   size_t len;
   /*
    Pass to `om_reader_commit` once the pipeline accepted the batch.

@@ -28,6 +28,7 @@ pub(crate) fn register<T: 'static>(value: T) -> *mut T {
 /// The caller must not use one handle from two threads at once (the documented
 /// contract); the registry guarantees the pointer came from `register::<T>`
 /// and has not been released.
+#[allow(unsafe_code)]
 pub(crate) fn get<'a, T: 'static>(handle: *mut T) -> Result<&'a mut T, Failure> {
     if handle.is_null() || !with(|live| live.contains(&(handle as usize, TypeId::of::<T>()))) {
         return Err(Failure::new(
@@ -42,6 +43,7 @@ pub(crate) fn get<'a, T: 'static>(handle: *mut T) -> Result<&'a mut T, Failure> 
 }
 
 /// Unregisters and frees the object behind `handle`.
+#[allow(unsafe_code)]
 pub(crate) fn release<T: 'static>(handle: *mut T) -> Result<(), Failure> {
     if handle.is_null() || !with(|live| live.remove(&(handle as usize, TypeId::of::<T>()))) {
         return Err(Failure::new(

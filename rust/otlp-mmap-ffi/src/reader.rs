@@ -64,7 +64,9 @@ pub struct OmReaderOptions {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct OmBatch {
+    /// The encoded request, `len` bytes.
     pub data: *const u8,
+    /// Length of `data` in bytes.
     pub len: usize,
     /// Pass to `om_reader_commit` once the pipeline accepted the batch.
     pub token: u64,
@@ -168,6 +170,7 @@ fn to_usize(v: u64, default: usize) -> usize {
 ///
 /// # Safety
 /// `out` is NULL (ignored) or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
     if out.is_null() {
@@ -197,6 +200,7 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
 }
 
 /// The reader settings from `options` (NULL: defaults; a zero field takes its default).
+#[allow(unsafe_code)]
 fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
     let d = ReaderOptions::default();
     // SAFETY: NULL or valid for reads by the caller's contract.
@@ -236,6 +240,7 @@ fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
 }
 
 /// Stores a newly opened reader in `*out`, or turns the open's error into a failure.
+#[allow(unsafe_code)]
 fn register_reader(
     opened: Result<FileReader, FormatError>,
     path: &str,
@@ -257,6 +262,7 @@ fn register_reader(
 ///
 /// # Safety
 /// Pointers are NULL or valid for the call; `out` valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_open(
     path: *const c_char,
@@ -284,6 +290,7 @@ pub unsafe extern "C" fn om_reader_open(
 /// # Safety
 /// `fd` is an open file descriptor for the duration of the call; pointers are
 /// NULL or valid for the call; `out` valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_open_fd(
     fd: c_int,
@@ -330,6 +337,7 @@ pub unsafe extern "C" fn om_reader_open_fd(
 ///
 /// # Safety
 /// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_poll(
     reader: *mut OmReader,
@@ -371,6 +379,7 @@ pub unsafe extern "C" fn om_reader_poll(
 ///
 /// # Safety
 /// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_commit(
     reader: *mut OmReader,
@@ -391,6 +400,7 @@ pub unsafe extern "C" fn om_reader_commit(
 ///
 /// # Safety
 /// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_collect_metrics(
     reader: *mut OmReader,
@@ -412,6 +422,7 @@ pub unsafe extern "C" fn om_reader_collect_metrics(
 ///
 /// # Safety
 /// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_abandon_spans(
     reader: *mut OmReader,
@@ -428,6 +439,7 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
 ///
 /// # Safety
 /// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_stats(
     reader: *mut OmReader,
@@ -474,6 +486,7 @@ pub unsafe extern "C" fn om_reader_stats(
 ///
 /// # Safety
 /// `reader` must not be in use by another thread.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_reader_close(reader: *mut OmReader) -> i32 {
     guard(std::ptr::null_mut(), || {

@@ -43,7 +43,9 @@ pub const OM_ERROR_MESSAGE_LEN: usize = 512;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct OmError {
+    /// The `OM_*` status code of the failure.
     pub code: i32,
+    /// What went wrong, NUL-terminated.
     pub message: [c_char; OM_ERROR_MESSAGE_LEN],
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn guard(err: *mut OmError, f: impl FnOnce() -> Result<i32, Failure>)
     }
 }
 
+#[allow(unsafe_code)]
 fn write_error(err: *mut OmError, code: i32, message: &str) {
     if err.is_null() {
         return;
@@ -129,6 +132,7 @@ fn write_error(err: *mut OmError, code: i32, message: &str) {
 }
 
 /// Reads a C string argument.
+#[allow(unsafe_code)]
 pub(crate) fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if p.is_null() {
         return Err(Failure::new(OM_ERR_NULL, format!("{what} is NULL")));

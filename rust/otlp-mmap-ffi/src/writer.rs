@@ -65,6 +65,7 @@ impl OmWriter {
 ///
 /// # Safety
 /// Pointers are NULL or valid for the call; `out` valid for writes.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_writer_create(
     path: *const c_char,
@@ -127,6 +128,7 @@ pub unsafe extern "C" fn om_writer_create(
 /// Pointers are NULL or valid for the call (ids for 16 and 8 bytes).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
+#[allow(unsafe_code)]
 pub unsafe extern "C" fn om_writer_span(
     writer: *mut OmWriter,
     trace_id16: *const u8,
@@ -187,6 +189,7 @@ pub unsafe extern "C" fn om_writer_span(
 ///
 /// # Safety
 /// Pointers are NULL or valid for the call.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_writer_log(
     writer: *mut OmWriter,
@@ -220,6 +223,7 @@ pub unsafe extern "C" fn om_writer_log(
 ///
 /// # Safety
 /// Pointers are NULL or valid for the call.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_writer_counter_add(
     writer: *mut OmWriter,
@@ -271,6 +275,7 @@ pub unsafe extern "C" fn om_writer_counter_add(
 ///
 /// # Safety
 /// `writer` must not be in use by another thread.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn om_writer_close(writer: *mut OmWriter) -> i32 {
     guard(std::ptr::null_mut(), || {

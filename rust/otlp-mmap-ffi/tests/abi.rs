@@ -10,33 +10,28 @@ fn cpath(p: &std::path::Path) -> CString {
     CString::new(p.to_str().unwrap()).unwrap()
 }
 
+#[allow(unsafe_code)]
 fn writer(path: &CString) -> *mut OmWriter {
     let mut w = ptr::null_mut();
     let mut err = OmError::default();
     // SAFETY: valid pointers for the call.
-    assert_eq!(
-        unsafe { om_writer_create(path.as_ptr(), 256, 512, &mut w, &mut err) },
-        OM_OK,
-        "{}",
-        err.message()
-    );
+    let rc = unsafe { om_writer_create(path.as_ptr(), 256, 512, &mut w, &mut err) };
+    assert_eq!(rc, OM_OK, "{}", err.message());
     w
 }
 
+#[allow(unsafe_code)]
 fn open(path: &CString) -> *mut OmReader {
     let mut r = ptr::null_mut();
     let mut err = OmError::default();
     // SAFETY: valid pointers for the call; NULL options take the defaults.
-    assert_eq!(
-        unsafe { om_reader_open(path.as_ptr(), ptr::null(), &mut r, &mut err) },
-        OM_OK,
-        "{}",
-        err.message()
-    );
+    let rc = unsafe { om_reader_open(path.as_ptr(), ptr::null(), &mut r, &mut err) };
+    assert_eq!(rc, OM_OK, "{}", err.message());
     r
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn null_and_bad_handles_give_codes() {
     let mut err = OmError::default();
     let mut batch = OmBatch::default();
@@ -74,6 +69,7 @@ fn null_and_bad_handles_give_codes() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn wrong_signal_token_type_and_double_free() {
     let dir = tempfile::tempdir().unwrap();
     let path = cpath(&dir.path().join("a.otlp"));
@@ -119,6 +115,7 @@ fn wrong_signal_token_type_and_double_free() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn all_signals_round_trip_and_batches_stay_until_committed() {
     let dir = tempfile::tempdir().unwrap();
     let path = cpath(&dir.path().join("a.otlp"));
@@ -223,6 +220,7 @@ fn rss_kib() -> u64 {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn open_poll_commit_close_loop_does_not_leak() {
     let dir = tempfile::tempdir().unwrap();
     let path = cpath(&dir.path().join("a.otlp"));
@@ -272,6 +270,7 @@ fn open_poll_commit_close_loop_does_not_leak() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn open_fd_reads_through_its_own_duplicate() {
     use std::os::fd::AsRawFd;
 
@@ -399,6 +398,7 @@ fn open_fd_reads_through_its_own_duplicate() {
 /// taking its default, `max_mapped_bytes` refusing a longer file with a
 /// message naming it, and the new counters copied into `OmStats`.
 #[test]
+#[allow(unsafe_code)]
 fn bounds_and_drop_counters_cross_the_abi() {
     use otlp_mmap_core::proto::{self, span_event::Event};
     use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
