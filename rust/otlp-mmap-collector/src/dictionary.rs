@@ -25,10 +25,9 @@ use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
-use otlp_mmap_core::dictionary::read_entry;
 use otlp_mmap_core::tags::{instrumentation_scope as scope, resource};
 use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
-use otlp_mmap_core::{FormatError, MmapReader, proto};
+use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 /// Deepest nesting of values followed (arrays, kvlists, value refs); deeper
@@ -178,8 +177,6 @@ pub struct DictionaryCache {
     ref_budget: usize,
     ref_nesting: usize,
     budget: Budget,
-    /// The dictionary `end` when the file's length was last looked at.
-    end_seen: i64,
     /// Refs that could not be resolved.
     pub bad_refs: u64,
     /// Times the cache was full and cleared.
@@ -207,7 +204,6 @@ impl DictionaryCache {
             ref_budget: 0,
             ref_nesting: 0,
             budget: Budget::new(usize::MAX),
-            end_seen: i64::MIN,
             bad_refs: 0,
             clears: 0,
         }
@@ -594,29 +590,10 @@ impl DictionaryCache {
         if reference == 0 {
             return None;
         }
-        let read = || read_entry(file.region(), file.layout().dictionary, reference);
-        let got = match read() {
-            Err(FormatError::BadRef { .. }) if self.file_may_have_grown(file) => read(),
-            other => other,
-        }
-        .ok();
+        let got = file.entry(reference).ok();
         if got.is_none() {
             self.bad_refs += 1;
         }
         got
-    }
-
-    /// Whether the file grew since it was last looked at. The writer makes
-    /// the file long enough for an entry before it publishes the larger
-    /// dictionary `end`, so the file is looked at again (a syscall) only when
-    /// `end` moved since the last look: refs that will never resolve (a file
-    /// full of random refs) cost no syscall each.
-    fn file_may_have_grown(&mut self, file: &MmapReader) -> bool {
-        let end = file.dictionary_header().map_or(0, |(end, _)| end);
-        if end == self.end_seen {
-            return false;
-        }
-        self.end_seen = end;
-        file.refresh_len()
     }
 }

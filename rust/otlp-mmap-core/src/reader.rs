@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::dictionary;
 use crate::error::FormatError;
@@ -54,6 +54,8 @@ pub struct MmapReader {
     dev_ino: (u64, u64),
     saw_writer_lock: bool,
     last_writer_state: WriterState,
+    /// The dictionary `end` when the file's length was last looked at.
+    dictionary_end_seen: AtomicI64,
 }
 
 impl MmapReader {
@@ -166,6 +168,7 @@ impl MmapReader {
             start_time_unix_nano,
             saw_writer_lock: false,
             last_writer_state: WriterState::Unknown,
+            dictionary_end_seen: AtomicI64::new(i64::MIN),
         };
         reader.writer_state();
         Ok(reader)
@@ -203,32 +206,24 @@ impl MmapReader {
     }
 
     /// The raw bytes of the dictionary entry at `reference`. When the ref lies
-    /// past what is known of the file, the file's length is checked again first
-    /// (the writer may have grown it).
+    /// past what is known of the file and the dictionary grew since the file's
+    /// length was last looked at, the length is checked again first (the
+    /// writer makes the file long enough before it publishes the larger
+    /// dictionary `end`). Refs that never resolve (a file full of random refs)
+    /// therefore cost no syscall each.
     pub fn entry(&self, reference: i64) -> Result<&[u8], FormatError> {
         match dictionary::read_entry(&self.region, self.layout.dictionary, reference) {
-            Err(FormatError::BadRef { .. }) if self.refresh_len() => {
+            Err(FormatError::BadRef { .. }) if self.dictionary_grew() && self.refresh_len() => {
                 dictionary::read_entry(&self.region, self.layout.dictionary, reference)
             }
             other => other,
         }
     }
 
-    /// Checks that the file is still as long as the part of it this reader
-    /// uses. Touching a mapped page past the end of a truncated file would
-    /// kill the process with SIGBUS, so a reader calls this before each round
-    /// of reading and stops reading the file when it fails.
-    pub fn check_not_truncated(&self) -> Result<(), FormatError> {
-        let len = self.file.metadata()?.len();
-        let used = self.region.valid_len() as u64;
-        if len < used {
-            return Err(FormatError::Truncated {
-                what: "mapped part (the file was truncated while mapped)",
-                len,
-                need: used,
-            });
-        }
-        Ok(())
+    /// Whether the dictionary `end` moved since the last call.
+    fn dictionary_grew(&self) -> bool {
+        let end = self.dictionary_header().map_or(0, |(end, _)| end);
+        self.dictionary_end_seen.swap(end, Ordering::Relaxed) != end
     }
 
     /// Re-reads the file length; returns whether more of the file became readable.
