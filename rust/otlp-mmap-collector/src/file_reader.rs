@@ -604,19 +604,11 @@ impl FileReader {
             return;
         }
         self.last_check = Some(now);
+        // Another file at the path, or none, is another writer's stream: this
+        // reader only drains the old one, and the caller opens the new file
+        // with a reader of its own. (A restart in place was handled above.)
         if self.change == FileChange::None {
             self.change = self.stream.file.file_change();
-        }
-        match self.change {
-            FileChange::Restarted => self.switch_stream(now),
-            // Another file at the path is another writer's stream: this
-            // reader only drains the old one, like a removed file, and the
-            // caller opens the new file with a reader of its own. (Following
-            // the path here used to take the new file's reader lock while the
-            // caller was draining this reader, so the caller could not open
-            // the new file, and the new stream's open spans were dropped with
-            // this reader when it closed.)
-            FileChange::Replaced | FileChange::Removed | FileChange::None => {}
         }
         if self.stream.file.writer_state() == WriterState::Gone {
             self.writer_gone = true;
