@@ -239,6 +239,18 @@ fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
     }
 }
 
+/// The path of an open call, once `out` is known to be non-NULL.
+fn open_arguments<'a>(
+    path: *const c_char,
+    out: *mut *mut OmReader,
+) -> Result<&'a str, Failure> {
+    let path = c_str(path, "path")?;
+    if out.is_null() {
+        return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+    }
+    Ok(path)
+}
+
 /// Stores a newly opened reader in `*out`, or turns the open's error into a failure.
 #[allow(unsafe_code)]
 fn register_reader(
@@ -271,10 +283,7 @@ pub unsafe extern "C" fn om_reader_open(
     err: *mut OmError,
 ) -> i32 {
     guard(err, || {
-        let path = c_str(path, "path")?;
-        if out.is_null() {
-            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
-        }
+        let path = open_arguments(path, out)?;
         register_reader(FileReader::open(path, reader_options(options)), path, out)
     })
 }
@@ -300,10 +309,7 @@ pub unsafe extern "C" fn om_reader_open_fd(
     err: *mut OmError,
 ) -> i32 {
     guard(err, || {
-        let path = c_str(path, "path")?;
-        if out.is_null() {
-            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
-        }
+        let path = open_arguments(path, out)?;
         if fd < 0 {
             return Err(Failure::new(
                 OM_ERR_ARGUMENT,
