@@ -147,7 +147,11 @@ impl Budget {
 /// A scope as the dictionary describes it: the OTLP scope plus the ref of its resource.
 #[derive(Debug, Clone, Default)]
 pub struct ScopeEntry {
+    /// The scope's name, version, attributes and dropped-attributes count,
+    /// resolved from the dictionary.
     pub scope: otlp_common::InstrumentationScope,
+    /// Dictionary ref of the Resource the scope belongs to (0: none, an empty
+    /// resource).
     pub resource_ref: i64,
 }
 

@@ -12,8 +12,11 @@ use crate::file_reader::{FileReader, ReaderError, ReaderOptions, Signal};
 /// What to dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpOptions {
+    /// Read the spans ring into [`Dump::traces`] (default true).
     pub traces: bool,
+    /// Read the events ring into [`Dump::logs`] (default true).
     pub logs: bool,
+    /// Aggregate the measurements ring into [`Dump::metrics`] (default true).
     pub metrics: bool,
     /// Also report spans that have started and not ended, as incomplete spans.
     pub include_incomplete: bool,
@@ -36,8 +39,14 @@ impl Default for DumpOptions {
 /// Everything read from a file, as export requests.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dump {
+    /// One request per traces batch, in the order read; empty unless
+    /// [`DumpOptions::traces`].
     pub traces: Vec<ExportTraceServiceRequest>,
+    /// One request per logs batch, in ring order; empty unless
+    /// [`DumpOptions::logs`].
     pub logs: Vec<ExportLogsServiceRequest>,
+    /// At most one request: a single collection of every measurement read;
+    /// empty unless [`DumpOptions::metrics`] and some series had data.
     pub metrics: Vec<ExportMetricsServiceRequest>,
 }
 

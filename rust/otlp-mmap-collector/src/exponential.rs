@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 /// One sign's buckets: index -> count.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buckets {
+    /// Values counted per bucket index, for the non-empty buckets only:
+    /// index `i` holds the values whose absolute value is in
+    /// `(base^i, base^(i+1)]`.
     pub counts: BTreeMap<i32, u64>,
 }
 
@@ -45,14 +48,24 @@ impl Buckets {
 /// An exponential histogram of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExponentialBuckets {
+    /// Current scale (`base = 2^(2^-scale)`): starts at the `max_scale` given
+    /// to [`new`](Self::new) and is only lowered, when the values need more
+    /// than `max_buckets` buckets of one sign.
     pub scale: i32,
     max_buckets: usize,
+    /// Values recorded that were exactly 0 (either sign).
     pub zero_count: u64,
+    /// Buckets of the positive values.
     pub positive: Buckets,
+    /// Buckets of the negative values, indexed by absolute value.
     pub negative: Buckets,
+    /// Values recorded (finite ones; NaN and infinities are not recorded).
     pub count: u64,
+    /// Sum of the values recorded (0 while empty).
     pub sum: f64,
+    /// Smallest value recorded (`f64::INFINITY` while empty).
     pub min: f64,
+    /// Largest value recorded (`f64::NEG_INFINITY` while empty).
     pub max: f64,
 }
 

@@ -62,8 +62,11 @@ pub const DEFAULT_STUCK_SLOT_TIMEOUT_NANOS: u64 = 2_000_000_000;
 /// The three signals, in the order of the C API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    /// Spans, assembled from the spans ring.
     Traces = 0,
+    /// Log records, one per event of the events ring.
     Logs = 1,
+    /// Metrics, aggregated from the measurements ring.
     Metrics = 2,
 }
 
@@ -81,22 +84,27 @@ impl Signal {
 /// Reader settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderOptions {
-    /// Most spans kept in flight; beyond it the oldest is emitted as incomplete.
+    /// Most spans kept in flight (default 100,000); beyond it the oldest is
+    /// emitted as incomplete.
     pub max_in_flight_spans: usize,
-    /// Longest a span may stay open before it is emitted as incomplete.
+    /// Longest a span may stay open, in nanoseconds on the reader's clock
+    /// from when its StartSpan was read (default 10 minutes), before it is
+    /// emitted as incomplete.
     pub max_span_age_nanos: u64,
-    /// Most spans per traces batch.
+    /// Most spans per traces batch (default 1024).
     pub max_batch_spans: usize,
-    /// Most log records per logs batch.
+    /// Most log records per logs batch (default 1024).
     pub max_batch_logs: usize,
-    /// Most series per metric (the rest fold into the overflow series).
+    /// Most series per metric, its overflow series included (default 2000);
+    /// measurements of further attribute sets fold into the overflow series.
     pub metric_cardinality_limit: usize,
     /// How long a slot a writer claimed may stay unpublished, with later
     /// slots published, before the reader skips it as abandoned (for writers
-    /// that may be alive; a dead writer's claims are skipped at once).
+    /// that may be alive; a dead writer's claims are skipped at once). In
+    /// nanoseconds; default [`DEFAULT_STUCK_SLOT_TIMEOUT_NANOS`] (2 s).
     pub stuck_slot_timeout_nanos: u64,
     /// Whether to take the exclusive reader lock and store `reader_index`
-    /// (false for tools that only look at a file).
+    /// (default true; false for tools that only look at a file).
     pub consume: bool,
     /// Address space reserved for the file: a longer file is refused
     /// ([`FormatError::FileTooLarge`]) and growth past it is not read. The
@@ -201,16 +209,31 @@ pub enum CollectOutcome {
 /// Errors of the poll/commit API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReaderError {
+    /// The file cannot be read: opening it failed (not a valid OTLP-MMAP
+    /// file, too large, an I/O error), or it shrank under the reader, which
+    /// then gives it up.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A commit whose token is not that of the signal's pending batch.
     #[error("token {got} is not the pending {signal:?} batch's (double commit or stale token)")]
-    Token { signal: Signal, got: u64 },
+    Token {
+        /// The signal the commit was for.
+        signal: Signal,
+        /// The token the caller passed.
+        got: u64,
+    },
 }
 
 /// Counters and gauges of one reader. Arrays are indexed by [`Signal`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderStats {
+    /// Gauge: slots in each ring (its `num_buffers`).
     pub ring_capacity: [u64; 3],
+    /// Gauge: sequences writers have claimed in each ring and this reader has
+    /// not released yet, at most the ring's capacity (0 once the file shrank
+    /// under the reader). Logs are released when their batch is committed, so
+    /// a pending logs batch counts here; span events and measurements are
+    /// released once ingested.
     pub ring_unread: [u64; 3],
     /// Records decoded (including those then dropped and counted below).
     pub records_read: [u64; 3],
@@ -222,8 +245,16 @@ pub struct ReaderStats {
     /// Records over `max_record_bytes`: log records and measurements
     /// dropped; span events whose attributes or links were (partly) dropped.
     pub oversized_records: [u64; 3],
+    /// Spans given up before their EndSpan and emitted as incomplete (too
+    /// old, over the in-flight count or bytes, writer restarted or gone,
+    /// reader stopping).
     pub incomplete_spans: u64,
+    /// Gauge: spans started and not ended that the reader holds now.
     pub in_flight_spans: u64,
+    /// Span events for no span in flight: an EndSpan without its StartSpan
+    /// (emitted as a span with [`crate::spans::START_MISSING_ATTRIBUTE`]), a
+    /// rename, attributes or links for a span never seen starting (dropped),
+    /// or a span event with no event set (dropped).
     pub orphan_span_events: u64,
     /// Span events dropped because their trace or span id is not 16 / 8 bytes.
     pub invalid_span_ids: u64,
@@ -232,7 +263,13 @@ pub struct ReaderStats {
     /// Span attributes and links dropped by the span limits (also in the
     /// spans' `dropped_attributes_count` / `dropped_links_count`).
     pub span_limit_drops: u64,
+    /// Dictionary refs and encoded values that could not be resolved (ref
+    /// past the end, bad length or protobuf, values nested too deep, a scope
+    /// or resource over `max_record_bytes`): each leaves the field it fills
+    /// empty, or skips the attribute.
     pub bad_refs: u64,
+    /// Measurements folded into their metric's overflow series (no room for
+    /// a new series under `metric_cardinality_limit` or `max_metric_bytes`).
     pub metric_overflows: u64,
     /// Measurements dropped because their metric definition did not resolve.
     pub unknown_metric_measurements: u64,
@@ -243,6 +280,10 @@ pub struct ReaderStats {
     pub measurements_over_metric_limit: u64,
     /// Times the dictionary cache was full and cleared.
     pub dictionary_cache_clears: u64,
+    /// Times the writer started over in place (same file, new start time)
+    /// and the reader moved on to the new stream (noticed only when
+    /// `consume`). The counters (not the gauges) are summed over all the
+    /// streams.
     pub writer_restarts: u64,
     /// 1 alive, 0 gone, -1 unknown.
     pub writer_alive: i32,

@@ -33,9 +33,6 @@
 //! ```
 
 #![forbid(unsafe_code)]
-// Docs pending the reader-bounds merge: the lead documents this crate's
-// public API once the parallel reader-bounds work has landed.
-#![allow(missing_docs)]
 
 pub mod dictionary;
 #[doc(hidden)]

@@ -166,6 +166,7 @@ pub struct MetricAggregator {
     /// What the metrics hold, and the most they may.
     bytes: usize,
     max_bytes: usize,
+    /// What the aggregator counted since it was created.
     pub counters: MetricCounters,
 }
 

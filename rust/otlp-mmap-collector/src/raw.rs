@@ -12,19 +12,26 @@ use prost::encoding::decode_varint;
 /// The value of a measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RawValue {
+    /// The measurement's `as_long`.
     Long(i64),
+    /// The measurement's `as_double`.
     Double(f64),
 }
 
 /// A Measurement borrowed from its slot.
 #[derive(Debug, Clone, Copy)]
 pub struct RawMeasurement<'a> {
+    /// Dictionary ref of the metric definition (0 when the field is absent).
     pub metric_ref: i64,
     /// The whole message (attributes are found again with [`attribute_entries`](Self::attribute_entries)).
     pub bytes: &'a [u8],
     /// Number of attribute entries.
     pub attribute_count: usize,
+    /// When the measurement was taken, in nanoseconds since the Unix epoch
+    /// (0 when the field is absent).
     pub time_unix_nano: u64,
+    /// The value; the last one on the wire when both `as_long` and
+    /// `as_double` appear, `None` when neither does.
     pub value: Option<RawValue>,
     /// The encoded SpanContext, when present.
     pub span_context: Option<&'a [u8]>,

@@ -146,7 +146,10 @@ impl InFlight {
 /// A completed (or given-up) span and the scope it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssembledSpan {
+    /// Dictionary ref of the InstrumentationScope from the span's StartSpan
+    /// event (for a span whose start is missing, from its EndSpan event).
     pub scope_ref: i64,
+    /// The OTLP span, as it is exported.
     pub span: Span,
     /// What the span holds, as the limits count it.
     pub bytes: usize,
@@ -183,6 +186,7 @@ pub struct SpanAssembler {
     in_flight_bytes: usize,
     completed: VecDeque<AssembledSpan>,
     completed_bytes: usize,
+    /// What the assembler counted since it was created.
     pub counters: SpanCounters,
 }
 
