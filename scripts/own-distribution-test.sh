@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 : "${OCB:?OCB (the Collector Builder) is not set: run make test-own-distribution}"
 : "${OTLP_MMAP_TOOL:?OTLP_MMAP_TOOL is not set: run make test-own-distribution}"
-GO="${GO:-go}"
+GO="${GO:-go}" # may carry a prefix (make passes e.g. "nice go"): split on purpose
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/own-distribution.XXXXXX")"
 if [ "${KEEP_OWN_DISTRIBUTION:-}" = 1 ]; then
@@ -48,4 +48,4 @@ echo "own-distribution: built in $((SECONDS - start))s"
 # The data path: a writer, the built Collector, a sink.
 cd "$root/go/e2e"
 OWN_DISTRIBUTION="$work/otelcol-own/otelcol-own" OTLP_MMAP_TOOL="$OTLP_MMAP_TOOL" \
-	"$GO" test -count=1 -v -run 'TestOwnDistribution' ./...
+	$GO test -count=1 -v -run 'TestOwnDistribution' ./...
