@@ -18,12 +18,15 @@ RUN_DIR ?= $(ROOT)/tmp/run
 RUN_FOR ?=
 CONFIG ?= $(ROOT)/testdata/configs/demo.yaml
 export CGO_ENABLED := 1
+# The receiver links the library by name (-lotlp_mmap_ffi); its directory
+# comes from CGO_LDFLAGS, as in a user's own build (go/mmapreceiver/README.md).
+export CGO_LDFLAGS := -L$(ROOT)/target/release
 # Go's build cache ignores the .a named in the cgo flags: a link flag carrying
 # the library's digest makes every Go link see a new library.
 FFI_DIGEST = $(shell sha256sum $(FFI_LIB) 2>/dev/null | cut -c1-16)
 FFI_LDFLAGS = -X github.com/otelcol-mmap/mmapreceiver/internal/ffi.libraryDigest=$(FFI_DIGEST)
 
-.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e soak fuzz header lint fmt bench clean
+.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e test-own-distribution soak fuzz header lint fmt bench clean
 
 all: build
 
@@ -51,8 +54,9 @@ run: build
 	RUN_DIR=$(RUN_DIR) RUN_FOR=$(RUN_FOR) CONFIG=$(CONFIG) DIST=$(DIST) DEMO=$(ROOT)/target/release/examples/demo \
 		$(ROOT)/scripts/run.sh
 
-## test: the lints, then every test: Rust, the C header and example, Go receiver, end-to-end.
-test: lint test-rust test-c test-go test-e2e
+## test: the lints, then every test: Rust, the C header and example, Go receiver, end-to-end,
+## and a user's own distribution.
+test: lint test-rust test-c test-go test-e2e test-own-distribution
 
 test-rust:
 	$(CARGO) test --workspace --exclude otlp-mmap-bench
@@ -78,6 +82,12 @@ test-go: ffi
 test-e2e: build
 	cd go/e2e && OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
 		DEMO_APP=$(ROOT)/target/release/examples/demo CRASHY=$(ROOT)/target/release/examples/crashy $(GO) test -count=1 -v ./...
+
+## test-own-distribution: a user's own distribution (testdata/own-distribution: the mmap receiver with
+## contrib components), built by the documented steps from a copy of go/mmapreceiver outside this tree,
+## then fed by a writer and checked at an OTLP endpoint (about 2.5 minutes after `make build`).
+test-own-distribution: ffi release-bins $(OCB)
+	OCB=$(OCB) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap $(ROOT)/scripts/own-distribution-test.sh
 
 ## soak: the long reliability tests (RELIABILITY.md): kills, restarts, a refusing
 ## pipeline, truncation races, 500 writers; each about SOAK_SECONDS (default 60).

@@ -187,13 +187,20 @@ func freePort(t *testing.T) int {
 // collector starts otelcol-mmap with a config and stops it at the end of the test.
 func collector(t *testing.T, name, config string, extraEnv ...string) {
 	t.Helper()
+	collectorBinary(t, env(t, "OTELCOL_MMAP"), name, config, extraEnv...)
+}
+
+// collectorBinary starts the Collector binary bin with a config and stops it
+// at the end of the test.
+func collectorBinary(t *testing.T, bin, name, config string, extraEnv ...string) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, env(t, "OTELCOL_MMAP"), "--config", path)
+	cmd := exec.CommandContext(ctx, bin, "--config", path)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	log, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {

@@ -1,5 +1,7 @@
-//! The checked-in header is what cbindgen generates from the current source.
-//! Regenerate with `UPDATE_HEADER=1 cargo test -p otlp-mmap-ffi --test header`
+//! The checked-in header is what cbindgen generates from the current source,
+//! and the Go receiver's copy (go/mmapreceiver/internal/ffi/otlp_mmap.h, which
+//! makes the Go module build outside this repository) is the same file.
+//! Regenerate both with `UPDATE_HEADER=1 cargo test -p otlp-mmap-ffi --test header`
 //! (or `make header`).
 
 use std::path::PathBuf;
@@ -16,13 +18,19 @@ fn header_is_current() {
         .expect("cbindgen generates the header")
         .write(&mut generated);
     let generated = String::from_utf8(generated).unwrap();
-    let path = dir.join("include/otlp_mmap.h");
-    if std::env::var_os("UPDATE_HEADER").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+    let copies = [
+        dir.join("include/otlp_mmap.h"),
+        dir.join("../../go/mmapreceiver/internal/ffi/otlp_mmap.h"),
+    ];
+    for path in &copies {
+        if std::env::var_os("UPDATE_HEADER").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            current == generated,
+            "{} is stale: run `make header` (UPDATE_HEADER=1 cargo test -p otlp-mmap-ffi --test header)",
+            path.display()
+        );
     }
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        current == generated,
-        "include/otlp_mmap.h is stale: run `make header` (UPDATE_HEADER=1 cargo test -p otlp-mmap-ffi --test header)"
-    );
 }

@@ -1,13 +1,17 @@
 // Package ffi is a thin Go wrapper over the C API of the otlp-mmap-ffi Rust
-// library (rust/otlp-mmap-ffi/include/otlp_mmap.h), linked statically.
+// library, linked statically. otlp_mmap.h beside this file is a copy of the
+// library's generated header (rust/otlp-mmap-ffi/include/otlp_mmap.h; a Rust
+// test keeps both equal). The library is found by name: the build supplies
+// its directory with CGO_LDFLAGS=-L<dir> (README.md, "Use the mmap receiver
+// in your own distribution").
 //
 // None of the wrapped calls block; a Reader is not safe for concurrent use
 // (callers serialize access to one Reader themselves).
 package ffi // import "github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../../rust/otlp-mmap-ffi/include
-#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libotlp_mmap_ffi.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+#cgo CFLAGS: -I${SRCDIR}
+#cgo LDFLAGS: -lotlp_mmap_ffi -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 #include <stdlib.h>
 #include "otlp_mmap.h"
 */
@@ -22,8 +26,8 @@ import (
 )
 
 // libraryDigest is set by the Makefile (`-ldflags -X`) to a digest of the
-// static library. Go's build cache does not look at files named in
-// `#cgo LDFLAGS`, so without a link flag that changes with the library a
+// static library. Go's build cache does not look at the library that
+// `#cgo LDFLAGS` links, so without a link flag that changes with the library a
 // rebuilt library would not be linked in again. Nothing reads it: setting it
 // is what matters.
 var libraryDigest = "unset" //nolint:unused // set by -ldflags -X

@@ -5,8 +5,8 @@
 package ffitest // import "github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../../rust/otlp-mmap-ffi/include
-#cgo LDFLAGS: ${SRCDIR}/../../../../target/release/libotlp_mmap_ffi.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+#cgo CFLAGS: -I${SRCDIR}/../ffi
+#cgo LDFLAGS: -lotlp_mmap_ffi -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 #include <stdlib.h>
 #include "otlp_mmap.h"
 */
