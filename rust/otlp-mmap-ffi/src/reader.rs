@@ -240,10 +240,7 @@ fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
 }
 
 /// The path of an open call, once `out` is known to be non-NULL.
-fn open_arguments<'a>(
-    path: *const c_char,
-    out: *mut *mut OmReader,
-) -> Result<&'a str, Failure> {
+fn open_arguments<'a>(path: *const c_char, out: *mut *mut OmReader) -> Result<&'a str, Failure> {
     let path = c_str(path, "path")?;
     if out.is_null() {
         return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
