@@ -62,27 +62,31 @@ class MmapSpanProcessor(SpanProcessor):
         if handle is None or handle.native is None:
             return
         try:
-            ctx = span.context
-            parent = span.parent
             attributes = _attribute_dict(span.attributes)
-            handle.native.span_start(
-                handle.scope_ref(span.instrumentation_scope, span.resource),
-                ctx.trace_id,
-                ctx.span_id,
-                int(ctx.trace_flags),
-                parent.span_id if parent is not None else 0,
-                bool(parent.is_remote) if parent is not None else False,
-                span.name,
-                span.kind.value,
-                span.start_time or 0,
-                attributes,
-            )
+            self._write_start(handle, span, attributes)
             started = self._started
             if len(started) >= _MAX_OPEN:
                 started.clear()
-            started[ctx.span_id] = (handle.generation, span.name, dict(attributes) if attributes else {})
+            started[span.context.span_id] = (handle.generation, span.name, dict(attributes) if attributes else {})
         except Exception as exc:  # never raise into the application
             self._report(exc)
+
+    @staticmethod
+    def _write_start(handle: FileHandle, span: Any, attributes: Any) -> None:
+        ctx = span.context
+        parent = span.parent
+        handle.native.span_start(
+            handle.scope_ref(span.instrumentation_scope, span.resource),
+            ctx.trace_id,
+            ctx.span_id,
+            int(ctx.trace_flags),
+            parent.span_id if parent is not None else 0,
+            bool(parent.is_remote) if parent is not None else False,
+            span.name,
+            span.kind.value,
+            span.start_time or 0,
+            attributes,
+        )
 
     def on_end(self, span: ReadableSpan) -> None:
         handle = self._handle
@@ -103,9 +107,11 @@ class MmapSpanProcessor(SpanProcessor):
                         (k, v) for k, v in attributes.items() if at_start.get(k, missing) is not v
                     ]
             else:
-                # The start is not remembered: write name and attributes again
-                # (the reader treats them as an update).
-                renamed, changed = span.name, attributes
+                # This file has no start of the span (it started before a
+                # fork, before this processor, or was forgotten): write the
+                # whole start now, with the final name and attributes.
+                self._write_start(handle, span, attributes)
+                renamed, changed = None, None
             links = span.links
             events = span.events
             status = span.status
