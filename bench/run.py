@@ -13,7 +13,7 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,callgrind,throughput,latency,idle,profile).
+BENCH_SKIP a comma list of sections to skip (cost,callgrind,throughput,latency,idle,profile,python).
 """
 
 import json
@@ -587,6 +587,51 @@ def profiles(results, workdir):
     results["profiles"] = out
 
 
+
+# The Python SDK rows: the Python bench app (bench/python_app.py) in the
+# package's venv (`make bench` builds the wheel into tmp/py-venv).
+PY_BENCH = Path(os.environ.get("BENCH_PYTHON", ROOT / "tmp/py-venv/bin/python"))
+PY_COUNT = {"spans": 50_000, "logs": 50_000}
+PY_RATE = 5_000  # items/s: the batch processors' queues never fill at this rate
+
+
+def python_sdk(results, workdir):
+    """The Python SDK: per item on the calling thread and for the whole process, the
+    SDK with no processor (baseline), the mmap processors, and BatchSpanProcessor /
+    BatchLogRecordProcessor + OTLP/gRPC, in the same run, paced so that nothing drops."""
+    if not PY_BENCH.exists():
+        raise RuntimeError(f"{PY_BENCH} missing: `make test-python` or `make bench` creates it")
+    app = str(ROOT / "bench/python_app.py")
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(PY_COUNT[sig] * SCALE)
+        for mode in ("none", "mmap", "otlp"):
+            receiver = "otlp" if mode == "otlp" else "mmap"
+            with Collector(f"python-{sig}-{mode}", receiver, workdir) as col:
+                cmd = [str(PY_BENCH), app, "--mode", mode, "--signal", sig, "--count", str(count), "--rate", str(PY_RATE)]
+                if mode == "mmap":
+                    cmd += ["--file", str(col.workdir / f"python-{sig}.otlp")]
+                elif mode == "otlp":
+                    cmd += ["--endpoint", f"127.0.0.1:{col.grpc_port}"]
+                before = col.delivered(sig)
+                out, c0 = run_app(cmd, col)
+                got = wait_delivered(col, sig, count + 1000, before) if mode != "none" else 0
+                col_cpu = col.cpu() - c0
+            row = {"signal": sig, "mode": mode, "count": count, "rate": PY_RATE, "app": out,
+                   "collector_cpu_s": col_cpu, "delivered": got, "expected": count + 1000 if mode != "none" else 0}
+            log(f"python {sig:5} {mode:5} caller {out['cpu_caller_ns_per_item']:7.0f} ns/item, process "
+                f"{out['cpu_process_ns_per_item']:7.0f} ns/item; collector {col_cpu:.2f} s; delivered {got:.0f}; dropped {out['dropped']}")
+            rows.append(row)
+    for sig in ("spans", "logs"):
+        by = {r["mode"]: r["app"] for r in rows if r["signal"] == sig}
+        for where in ("caller", "process"):
+            k = f"cpu_{where}_ns_per_item"
+            added = {m: by[m][k] - by["none"][k] for m in ("mmap", "otlp")}
+            log(f"python {sig}: {where}: otlp/mmap = {by['otlp'][k] / by['mmap'][k]:.2f}x in total, "
+                f"{added['otlp'] / max(added['mmap'], 1):.2f}x over the SDK alone ({added['mmap']:.0f} vs {added['otlp']:.0f} ns)")
+    results["python"] = rows
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (DIST, APP):
@@ -608,7 +653,7 @@ def main():
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
     sections = [("cost", cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
-                ("idle", idle), ("profile", profiles)]
+                ("idle", idle), ("profile", profiles), ("python", python_sdk)]
     try:
         for name, fn in sections:
             if name in SKIP:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from typing import Any, Optional
 
 from opentelemetry_mmap._native import MmapFile
@@ -67,7 +68,15 @@ class FileHandle:
         self.generation = 0
         self.forked = False
         self._refs: dict[Any, tuple[Any, Any, int]] = {}
+        # The processors' native writers (SpanWriter, LogWriter): told of
+        # every new file.
+        self._writers: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.open()
+
+    def attach(self, writer: Any) -> None:
+        """Makes a native writer write into this file, now and after forks."""
+        writer.set_file(self.native)
+        self._writers.add(writer)
 
     def open(self) -> None:
         path = resolve(self.template, self.forked)
@@ -78,14 +87,17 @@ class FileHandle:
             _logger.warning("opentelemetry-mmap: cannot create %s: %s; nothing is written", path, exc)
         self.generation += 1
         self._refs = {}
+        for writer in list(getattr(self, "_writers", ())):
+            writer.set_file(self.native)
 
     def reopen_in_child(self) -> None:
-        """After a fork, in the child: close the parent's file, create ours."""
+        """After a fork, in the child: create our file, point every writer
+        at it, then close the parent's (unmapped, its descriptor closed)."""
         old = self.native
-        if old is not None:
-            old.close()
         self.forked = True
         self.open()
+        if old is not None:
+            old.close()
 
     @property
     def path(self) -> Optional[str]:

@@ -1,12 +1,16 @@
 //! The native module `opentelemetry_mmap._native` of the Python package
-//! `opentelemetry-mmap` (`python/`): one class, `MmapFile`, whose methods
-//! write spans, log records and measurements through the record writers of
-//! the Rust SDK (`opentelemetry_mmap::records`). Python values are converted
+//! `opentelemetry-mmap` (`python/`): `MmapFile` (one open file: interning,
+//! measurements, drop counts), `SpanWriter` and `LogWriter` (the processors'
+//! callbacks, reading the Python SDK's objects), all writing through the
+//! record writers of the Rust SDK (`opentelemetry_mmap::records`). Python values are converted
 //! with the GIL held; nothing here raises on a bad value (it is left out) or
 //! on a full ring (the record is dropped and counted).
 
 mod convert;
 mod file;
+mod log_writer;
+mod span_writer;
+mod target;
 
 use pyo3::prelude::*;
 
@@ -14,6 +18,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<file::MmapFile>()?;
+    m.add_class::<span_writer::SpanWriter>()?;
+    m.add_class::<log_writer::LogWriter>()?;
     m.add_function(wrap_pyfunction!(file::set_release_gil, m)?)?;
     Ok(())
 }

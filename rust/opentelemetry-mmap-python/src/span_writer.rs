@@ -1,0 +1,338 @@
+//! `SpanWriter`: the `on_start` / `on_end` of `MmapSpanProcessor`, reading
+//! the Python SDK's span objects directly (no Python frame per call).
+//!
+//! `on_start` writes `StartSpan` (ids, parent, name, kind, start time, the
+//! attributes so far) and notes the name and a copy of the attributes dict;
+//! `on_end` writes `ChangeSpanName` if the name changed, `UpdateAttributes`
+//! with the attributes whose value object changed or that are new, one
+//! `AddLink`, the events, and `EndSpan`. A span whose start this file does
+//! not have (started before a fork, before the processor, or its note was
+//! dropped) gets its whole `StartSpan` written at the end.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry_mmap::MmapExporterFile;
+use opentelemetry_mmap::records::{SpanEnd, SpanEventFields, SpanStart};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::convert::{attribute_value, key_values};
+use crate::file::{MmapFile, span_kind, span_ref, status, write};
+use crate::target::{Target, report_once, scope_ref_of};
+
+/// Spans started and not ended whose start is noted; more clears the notes
+/// (those spans' ends then write their whole start again).
+const MAX_NOTES: usize = 100_000;
+
+/// What the start wrote.
+struct Note {
+    name: Py<PyAny>,
+    attributes: Option<Py<PyDict>>,
+}
+
+#[derive(Default)]
+struct State {
+    target: Target,
+    notes: HashMap<u64, Note>,
+}
+
+/// Writes the spans of one `MmapSpanProcessor`.
+#[pyclass(module = "opentelemetry_mmap._native", frozen, weakref)]
+pub(crate) struct SpanWriter {
+    state: Mutex<State>,
+    reported: AtomicBool,
+}
+
+/// The ids of an SDK `SpanContext` (a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, ...).
+struct Ids {
+    trace_id: u128,
+    span_id: u64,
+    remote: bool,
+    flags: u8,
+}
+
+fn ids_of(ctx: &Bound<'_, PyAny>) -> PyResult<Ids> {
+    let t = ctx.cast::<PyTuple>()?;
+    Ok(Ids {
+        trace_id: t.get_item(0)?.extract()?,
+        span_id: t.get_item(1)?.extract()?,
+        remote: t.get_item(2)?.extract()?,
+        flags: t.get_item(3)?.extract()?,
+    })
+}
+
+/// The span's attributes as a dict (the SDK's `BoundedAttributes` keeps one).
+fn attributes_of<'py>(span: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let py = span.py();
+    if let Ok(bounded) = span.getattr(intern!(py, "_attributes")) {
+        if bounded.is_none() {
+            return None;
+        }
+        if let Ok(d) = bounded.getattr(intern!(py, "_dict")) {
+            return Some(d);
+        }
+        return Some(bounded);
+    }
+    span.getattr(intern!(py, "attributes"))
+        .ok()
+        .filter(|a| !a.is_none())
+}
+
+fn opt_u64(v: PyResult<Bound<'_, PyAny>>) -> u64 {
+    v.ok()
+        .and_then(|v| v.extract::<Option<u64>>().ok().flatten())
+        .unwrap_or(0)
+}
+
+fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
+    let py = link.py();
+    let ctx = link.getattr(intern!(py, "context"))?;
+    let ids = ids_of(&ctx)?;
+    let state = ctx
+        .cast::<PyTuple>()?
+        .get_item(4)
+        .ok()
+        .filter(|s| s.len().map(|n| n > 0).unwrap_or(false))
+        .and_then(|s| s.call_method0(intern!(py, "to_header")).ok())
+        .and_then(|h| h.extract::<String>().ok())
+        .and_then(|h| h.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let cx = SpanContext::new(
+        TraceId::from_bytes(ids.trace_id.to_be_bytes()),
+        SpanId::from_bytes(ids.span_id.to_be_bytes()),
+        TraceFlags::new(ids.flags),
+        ids.remote,
+        state,
+    );
+    let attributes = link.getattr(intern!(py, "attributes")).ok();
+    let dropped = link
+        .getattr(intern!(py, "dropped_attributes"))
+        .and_then(|d| d.extract::<u32>())
+        .unwrap_or(0);
+    Ok(Link::new(cx, key_values(attributes.as_ref()), dropped))
+}
+
+impl SpanWriter {
+    fn file(&self) -> Option<MmapExporterFile> {
+        self.state.lock().ok()?.target.file.clone()
+    }
+
+    fn scope_ref(&self, file: &MmapExporterFile, span: &Bound<'_, PyAny>) -> PyResult<i64> {
+        let py = span.py();
+        let scope = span.getattr(intern!(py, "instrumentation_scope"))?;
+        let resource = span.getattr(intern!(py, "resource"))?;
+        if let Some(r) = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.target.cached_scope(&scope, &resource))
+        {
+            return Ok(r);
+        }
+        let r = scope_ref_of(file, &scope, &resource);
+        if let Ok(mut s) = self.state.lock() {
+            s.target.remember_scope(&scope, &resource, r);
+        }
+        Ok(r)
+    }
+
+    /// Writes `StartSpan` with `attributes`; returns the span id.
+    fn write_start<'py>(
+        &self,
+        file: &MmapExporterFile,
+        span: &Bound<'py, PyAny>,
+        scope_ref: i64,
+        attributes: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Ids, Bound<'py, PyAny>)> {
+        let py = span.py();
+        let ids = ids_of(&span.getattr(intern!(py, "context"))?)?;
+        let parent = span.getattr(intern!(py, "parent"))?;
+        let parent = if parent.is_none() {
+            None
+        } else {
+            let p = ids_of(&parent)?;
+            Some((p.span_id.to_be_bytes(), p.remote))
+        };
+        let name = span.getattr(intern!(py, "name"))?;
+        let name_str = name.cast::<PyString>()?.to_cow()?;
+        let kind: u8 = span
+            .getattr(intern!(py, "kind"))?
+            .getattr(intern!(py, "value"))?
+            .extract()?;
+        let attrs = key_values(attributes);
+        let start = SpanStart {
+            span: span_ref(ids.trace_id, ids.span_id, ids.flags),
+            scope_ref,
+            parent,
+            name: &name_str,
+            kind: span_kind(kind),
+            start_time_unix_nano: opt_u64(span.getattr(intern!(py, "start_time"))),
+            attributes: &attrs,
+        };
+        write(py, || file.write_span_start(&start));
+        Ok((ids, name))
+    }
+
+    fn start(&self, span: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(file) = self.file() else {
+            return Ok(());
+        };
+        let scope_ref = self.scope_ref(&file, span)?;
+        let attributes = attributes_of(span);
+        let (ids, name) = self.write_start(&file, span, scope_ref, attributes.as_ref())?;
+        let copy = match attributes.as_ref().map(|a| a.cast::<PyDict>()) {
+            Some(Ok(d)) if !d.is_empty() => Some(d.copy()?.unbind()),
+            _ => None,
+        };
+        if let Ok(mut s) = self.state.lock() {
+            if s.notes.len() >= MAX_NOTES {
+                s.notes.clear();
+            }
+            s.notes.insert(
+                ids.span_id,
+                Note {
+                    name: name.unbind(),
+                    attributes: copy,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn end(&self, span: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = span.py();
+        let Some(file) = self.file() else {
+            return Ok(());
+        };
+        let scope_ref = self.scope_ref(&file, span)?;
+        let ids = ids_of(&span.getattr(intern!(py, "context"))?)?;
+        let note = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.notes.remove(&ids.span_id));
+        let attributes = attributes_of(span);
+        let name = span.getattr(intern!(py, "name"))?;
+        let mut renamed = None;
+        let mut changed: Vec<KeyValue> = Vec::new();
+        match note {
+            Some(note) => {
+                if !name.eq(note.name.bind(py))? {
+                    renamed = Some(name.cast::<PyString>()?.to_cow()?.into_owned());
+                }
+                if let Some(attrs) = attributes.as_ref() {
+                    let before = note.attributes.as_ref().map(|d| d.bind(py));
+                    for (k, v) in attrs.cast::<PyDict>()?.iter() {
+                        let same = before
+                            .and_then(|b| b.get_item(&k).ok().flatten())
+                            .is_some_and(|old| old.is(&v));
+                        if same {
+                            continue;
+                        }
+                        if let (Ok(k), Some(v)) = (k.cast::<PyString>(), attribute_value(&v)) {
+                            changed.push(KeyValue::new(k.to_cow()?.into_owned(), v));
+                        }
+                    }
+                }
+            }
+            None => {
+                self.write_start(&file, span, scope_ref, attributes.as_ref())?;
+            }
+        }
+        let links: Vec<Link> = span
+            .getattr(intern!(py, "links"))?
+            .try_iter()?
+            .flatten()
+            .filter_map(|l| link_of(&l).ok())
+            .collect();
+        let mut events: Vec<(String, u64, Vec<KeyValue>)> = Vec::new();
+        for e in span.getattr(intern!(py, "events"))?.try_iter()?.flatten() {
+            let name: String = e.getattr(intern!(py, "name"))?.extract()?;
+            let time = opt_u64(e.getattr(intern!(py, "timestamp")));
+            let attrs = e.getattr(intern!(py, "attributes")).ok();
+            events.push((name, time, key_values(attrs.as_ref())));
+        }
+        let events: Vec<SpanEventFields<'_>> = events
+            .iter()
+            .map(|(name, time, attrs)| SpanEventFields {
+                name,
+                time_unix_nano: *time,
+                attributes: attrs,
+            })
+            .collect();
+        let st = span.getattr(intern!(py, "status"))?;
+        let code: u8 = st
+            .getattr(intern!(py, "status_code"))?
+            .getattr(intern!(py, "value"))?
+            .extract()?;
+        let description: Option<String> = st.getattr(intern!(py, "description"))?.extract()?;
+        let status = status(code, description.as_deref());
+        let end = SpanEnd {
+            span: span_ref(ids.trace_id, ids.span_id, ids.flags),
+            scope_ref,
+            renamed: renamed.as_deref(),
+            attributes: &changed,
+            links: &links,
+            events: &events,
+            end_time_unix_nano: opt_u64(span.getattr(intern!(py, "end_time"))),
+            status: &status,
+        };
+        write(py, || file.write_span_end(&end));
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl SpanWriter {
+    #[new]
+    fn new() -> Self {
+        SpanWriter {
+            state: Mutex::new(State::default()),
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes into `file` from now on (`None`: nothing is written); forgets
+    /// the scopes and starts noted in the previous file.
+    #[pyo3(signature = (file=None))]
+    fn set_file(&self, file: Option<PyRef<'_, MmapFile>>) {
+        let file = file.and_then(|f| f.file.clone());
+        if let Ok(mut s) = self.state.lock() {
+            s.target.set_file(file);
+            s.notes.clear();
+        }
+    }
+
+    /// The SDK's `SpanProcessor.on_start`. Never raises.
+    #[pyo3(signature = (span, parent_context=None))]
+    fn on_start(
+        &self,
+        py: Python<'_>,
+        span: &Bound<'_, PyAny>,
+        parent_context: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = parent_context;
+        if let Err(e) = self.start(span) {
+            report_once(py, &self.reported, "span start", &e);
+        }
+    }
+
+    /// The SDK's `SpanProcessor.on_end`. Never raises.
+    fn on_end(&self, py: Python<'_>, span: &Bound<'_, PyAny>) {
+        if let Err(e) = self.end(span) {
+            report_once(py, &self.reported, "span end", &e);
+        }
+    }
+
+    /// Forgets the noted starts.
+    fn clear(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.notes.clear();
+        }
+    }
+}
