@@ -99,7 +99,8 @@ python-venv:
 		{ $(PY_VENV)/bin/pip install --quiet -r $(ROOT)/python/requirements-test.txt && \
 		  cp $(ROOT)/python/requirements-test.txt $(PY_VENV)/requirements-test.txt; }
 	rm -rf $(ROOT)/tmp/py-wheels
-	cd python && $(PY_VENV)/bin/maturin build --quiet --release -i $(PY_VENV)/bin/python -o $(ROOT)/tmp/py-wheels
+	@# maturin runs the cargo on PATH ($(CARGO) may be a command with a prefix).
+	cd python && env -u CARGO $(PY_VENV)/bin/maturin build --quiet --release -i $(PY_VENV)/bin/python -o $(ROOT)/tmp/py-wheels
 	$(PY_VENV)/bin/pip install --quiet --no-deps --force-reinstall $(ROOT)/tmp/py-wheels/opentelemetry_mmap-*.whl
 
 ## test-python: the Python package (python/tests): round trips through `otlp-mmap dump`, fork, the

@@ -4,7 +4,11 @@ import logging
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk._logs.export import InMemoryLogExporter
+
+try:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as InMemoryLogExporter
+except ImportError:  # SDKs before 1.39
+    from opentelemetry.sdk._logs.export import InMemoryLogExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 

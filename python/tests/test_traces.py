@@ -101,7 +101,7 @@ def test_open_span_is_known_from_its_start(tmp_path):
     assert s["spanId"] == hex_id(span.get_span_context().span_id, 16)
 
 
-def test_remote_parent_and_unsampled_flags(tmp_path):
+def test_remote_parent(tmp_path):
     from opentelemetry import trace
 
     path = tmp_path / "r.otlp"
