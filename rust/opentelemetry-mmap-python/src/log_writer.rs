@@ -73,7 +73,11 @@ impl LogWriter {
             .or_else(|| int_attr::<u64>(&record, intern!(py, "observed_timestamp")))
             .unwrap_or_else(now_unix_nano);
         let severity = attr_or_none(&record, intern!(py, "severity_number"))
-            .and_then(|s| s.getattr(intern!(py, "value")).ok())
+            .and_then(|s| {
+                s.getattr(intern!(py, "_value_"))
+                    .or_else(|_| s.getattr(intern!(py, "value")))
+                    .ok()
+            })
             .and_then(|v| v.extract::<u64>().ok())
             .unwrap_or(0);
         let severity_text: Option<String> =

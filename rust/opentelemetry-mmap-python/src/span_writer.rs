@@ -66,6 +66,25 @@ fn ids_of(ctx: &Bound<'_, PyAny>) -> PyResult<Ids> {
     })
 }
 
+/// A field of an SDK object: its private attribute (a plain instance
+/// attribute, cheap), else the public property of the same name.
+fn field<'py>(
+    obj: &Bound<'py, PyAny>,
+    private: &Bound<'py, PyString>,
+    public: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match obj.getattr(private) {
+        Ok(v) => Ok(v),
+        Err(_) => obj.getattr(public),
+    }
+}
+
+/// The value of a Python `Enum` member (`_value_`, which `.value` returns).
+fn enum_value(member: &Bound<'_, PyAny>) -> PyResult<u8> {
+    let py = member.py();
+    field(member, intern!(py, "_value_"), intern!(py, "value"))?.extract()
+}
+
 /// The span's attributes as a dict (the SDK's `BoundedAttributes` keeps one).
 fn attributes_of<'py>(span: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     let py = span.py();
@@ -91,7 +110,7 @@ fn opt_u64(v: PyResult<Bound<'_, PyAny>>) -> u64 {
 
 fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
     let py = link.py();
-    let ctx = link.getattr(intern!(py, "context"))?;
+    let ctx = field(link, intern!(py, "_context"), intern!(py, "context"))?;
     let ids = ids_of(&ctx)?;
     let state = ctx
         .cast::<PyTuple>()?
@@ -109,7 +128,7 @@ fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
         ids.remote,
         state,
     );
-    let attributes = link.getattr(intern!(py, "attributes")).ok();
+    let attributes = field(link, intern!(py, "_attributes"), intern!(py, "attributes")).ok();
     let dropped = link
         .getattr(intern!(py, "dropped_attributes"))
         .and_then(|d| d.extract::<u32>())
@@ -124,8 +143,12 @@ impl SpanWriter {
 
     fn scope_ref(&self, file: &MmapExporterFile, span: &Bound<'_, PyAny>) -> PyResult<i64> {
         let py = span.py();
-        let scope = span.getattr(intern!(py, "instrumentation_scope"))?;
-        let resource = span.getattr(intern!(py, "resource"))?;
+        let scope = field(
+            span,
+            intern!(py, "_instrumentation_scope"),
+            intern!(py, "instrumentation_scope"),
+        )?;
+        let resource = field(span, intern!(py, "_resource"), intern!(py, "resource"))?;
         if let Some(r) = self
             .state
             .lock()
@@ -150,20 +173,21 @@ impl SpanWriter {
         attributes: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Ids, Bound<'py, PyAny>)> {
         let py = span.py();
-        let ids = ids_of(&span.getattr(intern!(py, "context"))?)?;
-        let parent = span.getattr(intern!(py, "parent"))?;
+        let ids = ids_of(&field(
+            span,
+            intern!(py, "_context"),
+            intern!(py, "context"),
+        )?)?;
+        let parent = field(span, intern!(py, "_parent"), intern!(py, "parent"))?;
         let parent = if parent.is_none() {
             None
         } else {
             let p = ids_of(&parent)?;
             Some((p.span_id.to_be_bytes(), p.remote))
         };
-        let name = span.getattr(intern!(py, "name"))?;
+        let name = field(span, intern!(py, "_name"), intern!(py, "name"))?;
         let name_str = name.cast::<PyString>()?.to_cow()?;
-        let kind: u8 = span
-            .getattr(intern!(py, "kind"))?
-            .getattr(intern!(py, "value"))?
-            .extract()?;
+        let kind = enum_value(&field(span, intern!(py, "_kind"), intern!(py, "kind"))?)?;
         let attrs = key_values(attributes);
         let start = SpanStart {
             span: span_ref(ids.trace_id, ids.span_id, ids.flags),
@@ -171,7 +195,11 @@ impl SpanWriter {
             parent,
             name: &name_str,
             kind: span_kind(kind),
-            start_time_unix_nano: opt_u64(span.getattr(intern!(py, "start_time"))),
+            start_time_unix_nano: opt_u64(field(
+                span,
+                intern!(py, "_start_time"),
+                intern!(py, "start_time"),
+            )),
             attributes: &attrs,
         };
         write(py, || file.write_span_start(&start));
@@ -210,14 +238,18 @@ impl SpanWriter {
             return Ok(());
         };
         let scope_ref = self.scope_ref(&file, span)?;
-        let ids = ids_of(&span.getattr(intern!(py, "context"))?)?;
+        let ids = ids_of(&field(
+            span,
+            intern!(py, "_context"),
+            intern!(py, "context"),
+        )?)?;
         let note = self
             .state
             .lock()
             .ok()
             .and_then(|mut s| s.notes.remove(&ids.span_id));
         let attributes = attributes_of(span);
-        let name = span.getattr(intern!(py, "name"))?;
+        let name = field(span, intern!(py, "_name"), intern!(py, "name"))?;
         let mut renamed = None;
         let mut changed: Vec<KeyValue> = Vec::new();
         match note {
@@ -244,17 +276,23 @@ impl SpanWriter {
                 self.write_start(&file, span, scope_ref, attributes.as_ref())?;
             }
         }
-        let links: Vec<Link> = span
-            .getattr(intern!(py, "links"))?
+        let links: Vec<Link> = field(span, intern!(py, "_links"), intern!(py, "links"))?
             .try_iter()?
             .flatten()
             .filter_map(|l| link_of(&l).ok())
             .collect();
         let mut events: Vec<(String, u64, Vec<KeyValue>)> = Vec::new();
-        for e in span.getattr(intern!(py, "events"))?.try_iter()?.flatten() {
-            let name: String = e.getattr(intern!(py, "name"))?.extract()?;
-            let time = opt_u64(e.getattr(intern!(py, "timestamp")));
-            let attrs = e.getattr(intern!(py, "attributes")).ok();
+        for e in field(span, intern!(py, "_events"), intern!(py, "events"))?
+            .try_iter()?
+            .flatten()
+        {
+            let name: String = field(&e, intern!(py, "_name"), intern!(py, "name"))?.extract()?;
+            let time = opt_u64(field(
+                &e,
+                intern!(py, "_timestamp"),
+                intern!(py, "timestamp"),
+            ));
+            let attrs = field(&e, intern!(py, "_attributes"), intern!(py, "attributes")).ok();
             events.push((name, time, key_values(attrs.as_ref())));
         }
         let events: Vec<SpanEventFields<'_>> = events
@@ -265,12 +303,14 @@ impl SpanWriter {
                 attributes: attrs,
             })
             .collect();
-        let st = span.getattr(intern!(py, "status"))?;
-        let code: u8 = st
-            .getattr(intern!(py, "status_code"))?
-            .getattr(intern!(py, "value"))?
-            .extract()?;
-        let description: Option<String> = st.getattr(intern!(py, "description"))?.extract()?;
+        let st = field(span, intern!(py, "_status"), intern!(py, "status"))?;
+        let code = enum_value(&field(
+            &st,
+            intern!(py, "_status_code"),
+            intern!(py, "status_code"),
+        )?)?;
+        let description: Option<String> =
+            field(&st, intern!(py, "_description"), intern!(py, "description"))?.extract()?;
         let status = status(code, description.as_deref());
         let end = SpanEnd {
             span: span_ref(ids.trace_id, ids.span_id, ids.flags),
@@ -279,7 +319,11 @@ impl SpanWriter {
             attributes: &changed,
             links: &links,
             events: &events,
-            end_time_unix_nano: opt_u64(span.getattr(intern!(py, "end_time"))),
+            end_time_unix_nano: opt_u64(field(
+                span,
+                intern!(py, "_end_time"),
+                intern!(py, "end_time"),
+            )),
             status: &status,
         };
         write(py, || file.write_span_end(&end));
