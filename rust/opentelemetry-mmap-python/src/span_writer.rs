@@ -29,10 +29,12 @@ use crate::target::{Target, report_once, scope_ref_of};
 /// (those spans' ends then write their whole start again).
 const MAX_NOTES: usize = 100_000;
 
-/// What the start wrote.
+/// What the start wrote: the name, and the attributes' key and value objects
+/// (kept in a Rust vector: a Python container per span would feed the
+/// garbage collector).
 struct Note {
     name: Py<PyAny>,
-    attributes: Option<Py<PyDict>>,
+    attributes: Vec<(Py<PyAny>, Py<PyAny>)>,
 }
 
 #[derive(Default)]
@@ -100,6 +102,17 @@ fn attributes_of<'py>(span: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     span.getattr(intern!(py, "attributes"))
         .ok()
         .filter(|a| !a.is_none())
+}
+
+/// The items of an SDK sequence (a `BoundedList` keeps them in a deque, whose
+/// iteration needs no lock and no copy); `None` when there are none.
+fn items_of<'py>(seq: Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let py = seq.py();
+    let items = seq.getattr(intern!(py, "_dq")).unwrap_or(seq);
+    match items.len() {
+        Ok(0) => None,
+        _ => Some(items),
+    }
 }
 
 fn opt_u64(v: PyResult<Bound<'_, PyAny>>) -> u64 {
@@ -213,10 +226,11 @@ impl SpanWriter {
         let scope_ref = self.scope_ref(&file, span)?;
         let attributes = attributes_of(span);
         let (ids, name) = self.write_start(&file, span, scope_ref, attributes.as_ref())?;
-        let copy = match attributes.as_ref().map(|a| a.cast::<PyDict>()) {
-            Some(Ok(d)) if !d.is_empty() => Some(d.copy()?.unbind()),
-            _ => None,
-        };
+        let copy: Vec<(Py<PyAny>, Py<PyAny>)> =
+            match attributes.as_ref().map(|a| a.cast::<PyDict>()) {
+                Some(Ok(d)) => d.iter().map(|(k, v)| (k.unbind(), v.unbind())).collect(),
+                _ => Vec::new(),
+            };
         if let Ok(mut s) = self.state.lock() {
             if s.notes.len() >= MAX_NOTES {
                 s.notes.clear();
@@ -258,11 +272,15 @@ impl SpanWriter {
                     renamed = Some(name.cast::<PyString>()?.to_cow()?.into_owned());
                 }
                 if let Some(attrs) = attributes.as_ref() {
-                    let before = note.attributes.as_ref().map(|d| d.bind(py));
-                    for (k, v) in attrs.cast::<PyDict>()?.iter() {
-                        let same = before
-                            .and_then(|b| b.get_item(&k).ok().flatten())
-                            .is_some_and(|old| old.is(&v));
+                    for (i, (k, v)) in attrs.cast::<PyDict>()?.iter().enumerate() {
+                        // Keys keep their order and objects; a value set again is a new object.
+                        let same = match note.attributes.get(i) {
+                            Some((ok, ov)) if ok.is(&k) => ov.is(&v),
+                            _ => note
+                                .attributes
+                                .iter()
+                                .any(|(ok, ov)| ok.is(&k) && ov.is(&v)),
+                        };
                         if same {
                             continue;
                         }
@@ -276,14 +294,17 @@ impl SpanWriter {
                 self.write_start(&file, span, scope_ref, attributes.as_ref())?;
             }
         }
-        let links: Vec<Link> = field(span, intern!(py, "_links"), intern!(py, "links"))?
-            .try_iter()?
-            .flatten()
-            .filter_map(|l| link_of(&l).ok())
-            .collect();
+        let mut links: Vec<Link> = Vec::new();
+        if let Some(items) = items_of(field(span, intern!(py, "_links"), intern!(py, "links"))?) {
+            links.extend(items.try_iter()?.flatten().filter_map(|l| link_of(&l).ok()));
+        }
         let mut events: Vec<(String, u64, Vec<KeyValue>)> = Vec::new();
-        for e in field(span, intern!(py, "_events"), intern!(py, "events"))?
-            .try_iter()?
+        let event_items = items_of(field(span, intern!(py, "_events"), intern!(py, "events"))?);
+        for e in event_items
+            .map(|i| i.try_iter())
+            .transpose()?
+            .into_iter()
+            .flatten()
             .flatten()
         {
             let name: String = field(&e, intern!(py, "_name"), intern!(py, "name"))?.extract()?;
