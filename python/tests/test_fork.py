@@ -96,3 +96,27 @@ def test_processors_of_one_path_share_one_file(tmp_path, monkeypatch):
     provider.get_tracer("t").start_span("one").end()
     MmapSpanProcessor(str(path))  # a second processor does not re-create the file
     assert names(path) == ["one"]
+
+
+def test_meter_provider_observes_in_the_child(tmp_path):
+    """The callback thread does not survive a fork: the provider restarts it
+    in the child, whose observations go to the child's file."""
+    import time
+
+    from opentelemetry.metrics import Observation
+
+    from conftest import metrics_of
+    from opentelemetry_mmap import MmapMeterProvider
+
+    path = tmp_path / "m.otlp"
+    provider = MmapMeterProvider(str(path), export_interval_seconds=0.05, export_drop_stats=False)
+    provider.get_meter("m").create_observable_gauge("pid", [lambda o: [Observation(os.getpid())]])
+
+    def child():
+        time.sleep(0.5)  # several intervals, on the restarted thread only
+        return provider.path
+
+    pid, child_path = run_in_child(child)
+    [(_, metric)] = metrics_of(child_path).values()
+    assert {int(p["asInt"]) for p in metric["gauge"]["dataPoints"]} == {pid}
+    provider.shutdown()

@@ -175,15 +175,19 @@ def _after_fork_in_child() -> None:
             handle.reopen_in_child()
         except Exception as exc:  # never raise into the application
             _logger.warning("opentelemetry-mmap: cannot re-create %s after fork: %s", handle.template, exc)
-    for hook in list(_child_hooks):
+    for ref in list(_child_hooks):
+        hook = ref()
+        if hook is None:
+            _child_hooks.remove(ref)
+            continue
         try:
             hook()
         except Exception as exc:
             _logger.warning("opentelemetry-mmap: after-fork hook failed: %s", exc)
 
 
-# Called after the files are re-created in a child (the meter providers
-# restart their callback thread).
+# Weak references to what runs after the files are re-created in a child
+# (the meter providers restart their callback thread).
 _child_hooks: list = []
 
 if hasattr(os, "register_at_fork"):

@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import types
+import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from opentelemetry import metrics as api
@@ -264,7 +265,7 @@ class MmapMeterProvider(api.MeterProvider):
         self._thread: Optional[threading.Thread] = None
         self._failed = False
         self._shut_down = False
-        _files._child_hooks.append(self._after_fork_in_child)
+        _files._child_hooks.append(weakref.WeakMethod(self._after_fork_in_child))
         if export_drop_stats:
             self.get_meter("opentelemetry-mmap").create_observable_counter(
                 "otlp_mmap.dropped",
