@@ -33,6 +33,7 @@ const MAX_NOTES: usize = 100_000;
 /// (kept in a Rust vector: a Python container per span would feed the
 /// garbage collector).
 struct Note {
+    scope_ref: i64,
     name: Py<PyAny>,
     attributes: Vec<(Py<PyAny>, Py<PyAny>)>,
 }
@@ -238,6 +239,7 @@ impl SpanWriter {
             s.notes.insert(
                 ids.span_id,
                 Note {
+                    scope_ref,
                     name: name.unbind(),
                     attributes: copy,
                 },
@@ -251,7 +253,6 @@ impl SpanWriter {
         let Some(file) = self.file() else {
             return Ok(());
         };
-        let scope_ref = self.scope_ref(&file, span)?;
         let ids = ids_of(&field(
             span,
             intern!(py, "_context"),
@@ -262,13 +263,17 @@ impl SpanWriter {
             .lock()
             .ok()
             .and_then(|mut s| s.notes.remove(&ids.span_id));
+        let scope_ref = match &note {
+            Some(note) => note.scope_ref,
+            None => self.scope_ref(&file, span)?,
+        };
         let attributes = attributes_of(span);
         let name = field(span, intern!(py, "_name"), intern!(py, "name"))?;
         let mut renamed = None;
         let mut changed: Vec<KeyValue> = Vec::new();
         match note {
             Some(note) => {
-                if !name.eq(note.name.bind(py))? {
+                if !name.is(note.name.bind(py)) && !name.eq(note.name.bind(py))? {
                     renamed = Some(name.cast::<PyString>()?.to_cow()?.into_owned());
                 }
                 if let Some(attrs) = attributes.as_ref() {
