@@ -107,7 +107,7 @@ python-venv:
 ## distro on a Flask app, and end to end through the built otelcol-mmap (every signal, SIGKILL, gunicorn).
 test-python: build python-venv
 	cd python && OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
-		$(PY_VENV)/bin/python -m pytest -p no:cacheprovider -v tests
+		$(PY_VENV)/bin/python -m pytest -p no:cacheprovider -v -rs tests
 
 ## soak: the long reliability tests (RELIABILITY.md): kills, restarts, a refusing
 ## pipeline, truncation races, 500 writers; each about SOAK_SECONDS (default 60).
