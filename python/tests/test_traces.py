@@ -143,3 +143,31 @@ def test_full_ring_drops_and_counts(tmp_path, monkeypatch):
     assert written < 100 and dropped > 0
     # 2 records (start, end) per span, 16 slots: exactly 16 records fit.
     assert dropped == 200 - 16
+
+
+def test_spans_built_by_hand_with_a_plain_mapping(tmp_path):
+    """A ReadableSpan made by other code (attributes a read-only mapping, not
+    the SDK's BoundedAttributes) is written whole."""
+    from types import MappingProxyType
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    path = tmp_path / "hand.otlp"
+    processor = MmapSpanProcessor(str(path))
+    span = ReadableSpan(
+        name="by hand",
+        context=SpanContext(0x77, 0x88, is_remote=False, trace_flags=TraceFlags(1)),
+        attributes=MappingProxyType({"a": 1, "b": "two"}),
+        start_time=1_000,
+        end_time=2_000,
+        instrumentation_scope=InstrumentationScope("hand", "0.1"),
+        resource=Resource.create({"service.name": "hand"}),
+    )
+    processor.on_start(span)
+    processor.on_end(span)
+    [(res, scope, s)] = spans_of(path)
+    assert res["service.name"] == "hand" and scope == {"name": "hand", "version": "0.1"}
+    assert s["name"] == "by hand" and s["traceId"] == hex_id(0x77, 32) and s["spanId"] == hex_id(0x88, 16)
+    assert attrs(s["attributes"]) == {"a": 1, "b": "two"}
+    assert (s["startTimeUnixNano"], s["endTimeUnixNano"]) == ("1000", "2000")

@@ -276,21 +276,26 @@ impl SpanWriter {
                 if !name.is(note.name.bind(py)) && !name.eq(note.name.bind(py))? {
                     renamed = Some(name.cast::<PyString>()?.to_cow()?.into_owned());
                 }
-                if let Some(attrs) = attributes.as_ref() {
-                    for (i, (k, v)) in attrs.cast::<PyDict>()?.iter().enumerate() {
-                        // Keys keep their order and objects; a value set again is a new object.
-                        let same = match note.attributes.get(i) {
-                            Some((ok, ov)) if ok.is(&k) => ov.is(&v),
-                            _ => note
-                                .attributes
-                                .iter()
-                                .any(|(ok, ov)| ok.is(&k) && ov.is(&v)),
-                        };
-                        if same {
-                            continue;
-                        }
-                        if let (Ok(k), Some(v)) = (k.cast::<PyString>(), attribute_value(&v)) {
-                            changed.push(KeyValue::new(k.to_cow()?.into_owned(), v));
+                match attributes.as_ref().map(|a| a.cast::<PyDict>()) {
+                    None => {}
+                    // Not the SDK's dict: every attribute again (an upsert).
+                    Some(Err(_)) => changed = key_values(attributes.as_ref()),
+                    Some(Ok(attrs)) => {
+                        for (i, (k, v)) in attrs.iter().enumerate() {
+                            // Keys keep their order and objects; a value set again is a new object.
+                            let same = match note.attributes.get(i) {
+                                Some((ok, ov)) if ok.is(&k) => ov.is(&v),
+                                _ => note
+                                    .attributes
+                                    .iter()
+                                    .any(|(ok, ov)| ok.is(&k) && ov.is(&v)),
+                            };
+                            if same {
+                                continue;
+                            }
+                            if let (Ok(k), Some(v)) = (k.cast::<PyString>(), attribute_value(&v)) {
+                                changed.push(KeyValue::new(k.to_cow()?.into_owned(), v));
+                            }
                         }
                     }
                 }
