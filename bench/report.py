@@ -427,6 +427,19 @@ def python_section(r, w):
         w(f"\n{sig}: the process spends {ratio(o['app'][k], m['app'][k]):.1f}x less with mmap in total, "
           f"{ratio(o['app'][k] - b['app'][k], m['app'][k] - b['app'][k]):.1f}x less over the SDK; the calling thread "
           f"{ratio(o['app'][kc] - b['app'][kc], m['app'][kc] - b['app'][kc]):.2f}x (over the SDK; above 1 is cheaper with mmap).")
+    web = r.get("python_gunicorn")
+    if web:
+        w("\n**Under gunicorn** (`bench/python_web.py`: Flask, auto-instrumented, `gunicorn --preload -w 2`; "
+          "each worker writes its own file): CPU of the master and both workers per request (one server span "
+          "each), requests sent one at a time.\n")
+        w("| path | CPU µs per request | over no processor | spans delivered | files |")
+        w("|---|---|---|---|---|")
+        base = next((x for x in web if x["mode"] == "none"), None)
+        for x in web:
+            over = x["cpu_ns_per_request"] - base["cpu_ns_per_request"] if base and x["mode"] != "none" else None
+            w(f"| {names[x['mode']].replace('SDK + ', '')} | {fmt(x['cpu_ns_per_request'] / 1000)} | "
+              f"{fmt(over / 1000) if over is not None else ''} | {fmt(x['delivered']) if x['mode'] != 'none' else ''} | "
+              f"{x['files'] if x['mode'] == 'mmap' else ''} |")
     w("")
 
 

@@ -630,6 +630,74 @@ def python_sdk(results, workdir):
             log(f"python {sig}: {where}: otlp/mmap = {by['otlp'][k] / by['mmap'][k]:.2f}x in total, "
                 f"{added['otlp'] / max(added['mmap'], 1):.2f}x over the SDK alone ({added['mmap']:.0f} vs {added['otlp']:.0f} ns)")
     results["python"] = rows
+    results["python_gunicorn"] = python_gunicorn(workdir)
+
+
+PY_WEB_REQUESTS = 3000
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process and its children (gunicorn's master and workers)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            total += proc_cpu(p)
+        except OSError:
+            pass
+    return total
+
+
+def python_gunicorn(workdir):
+    """An auto-instrumented Flask app under gunicorn (--preload, 2 workers): CPU of
+    all its processes per request (one server span each), no processor / mmap / OTLP."""
+    gunicorn = PY_BENCH.parent / "gunicorn"
+    rows = []
+    n = int(PY_WEB_REQUESTS * SCALE)
+    for mode in ("none", "mmap", "otlp"):
+        receiver = "otlp" if mode == "otlp" else "mmap"
+        with Collector(f"python-gunicorn-{mode}", receiver, workdir) as col:
+            port = free_port()
+            env = dict(os.environ, BENCH_PY_MODE=mode, OTEL_MMAP_FILE=str(col.workdir / "web.otlp"),
+                       BENCH_PY_ENDPOINT=f"127.0.0.1:{col.grpc_port}")
+            p = subprocess.Popen([str(gunicorn), "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
+                                  "--chdir", str(ROOT / "bench"), "python_web:app"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/items/0", timeout=2).read()
+                        break
+                    except OSError:
+                        if p.poll() is not None or time.time() > deadline:
+                            raise RuntimeError(f"gunicorn ({mode}) did not start")
+                        time.sleep(0.2)
+                for i in range(200):  # warm-up: every worker has served
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                time.sleep(1.0)
+                before = col.delivered("spans")
+                c0, t0 = tree_cpu(p.pid), time.time()
+                for i in range(n):
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                wall = time.time() - t0
+                time.sleep(6.0)  # every mode: the batch processor exports every 5 s
+                cpu = tree_cpu(p.pid) - c0
+                got = wait_delivered(col, "spans", n, before) if mode != "none" else 0
+                files = len(list(col.workdir.glob("*.otlp")))
+            finally:
+                p.terminate()
+                p.wait(15)
+        row = {"mode": mode, "requests": n, "cpu_ns_per_request": cpu * 1e9 / n, "wall_s": wall,
+               "delivered": got, "files": files}
+        log(f"python gunicorn {mode:5} {row['cpu_ns_per_request']:8.0f} ns CPU/request (master + 2 workers); "
+            f"delivered {got:.0f}/{n}; {files} files")
+        rows.append(row)
+    return rows
 
 
 def main():
