@@ -3,6 +3,7 @@
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
+use opentelemetry_mmap::records::SpanRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -172,4 +173,13 @@ pub(crate) fn any_value(v: &Bound<'_, PyAny>, depth: usize) -> Option<AnyValue> 
             .ok()
             .map(|c| AnyValue::String(c.into_owned().into()))
     })
+}
+
+/// The ids of a span as Python holds them (`int`s) in the form records carry.
+pub(crate) fn span_ref(trace_id: u128, span_id: u64, flags: u8) -> SpanRef {
+    SpanRef {
+        trace_id: trace_id.to_be_bytes(),
+        span_id: span_id.to_be_bytes(),
+        trace_flags: flags,
+    }
 }

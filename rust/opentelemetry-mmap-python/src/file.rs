@@ -1,68 +1,18 @@
-//! `MmapFile`: one open OTLP-MMAP file, written through the record writers of
-//! `opentelemetry_mmap::records`. The Python classes of the package
-//! (`python/opentelemetry_mmap`) are built on it.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! `MmapFile`: one open OTLP-MMAP file of this process (interning of
+//! resources, scopes and instruments, measurements, drop counts), written
+//! through the record writers of `opentelemetry_mmap::records`. The span and
+//! log writers are pointed at it (`set_file`).
 
 use opentelemetry::InstrumentationScope;
-use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_mmap::MmapExporterFile;
-use opentelemetry_mmap::records::{InstrumentKind, Measured, SpanRef};
+use opentelemetry_mmap::records::{InstrumentKind, Measured};
 use opentelemetry_sdk::Resource;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat};
 
-use crate::convert::key_values;
-
-/// Whether writes run with the GIL released (see `set_release_gil`).
-pub(crate) static RELEASE_GIL: AtomicBool = AtomicBool::new(false);
-
-/// Makes every later write release the GIL around the ring write (`True`) or
-/// keep it (`False`, the default). For the measurements of
-/// `python/GIL.md` only.
-#[pyfunction]
-pub(crate) fn set_release_gil(release: bool) {
-    RELEASE_GIL.store(release, Ordering::Relaxed);
-}
-
-/// Runs a ring write, with the GIL released when so set.
-#[inline]
-pub(crate) fn write<R: Send>(py: Python<'_>, f: impl FnOnce() -> R + Send) -> R {
-    if RELEASE_GIL.load(Ordering::Relaxed) {
-        py.detach(f)
-    } else {
-        f()
-    }
-}
-
-pub(crate) fn span_ref(trace_id: u128, span_id: u64, flags: u8) -> SpanRef {
-    SpanRef {
-        trace_id: trace_id.to_be_bytes(),
-        span_id: span_id.to_be_bytes(),
-        trace_flags: flags,
-    }
-}
-
-/// Python's `SpanKind` values (INTERNAL = 0 ... CONSUMER = 4).
-pub(crate) fn span_kind(kind: u8) -> SpanKind {
-    match kind {
-        1 => SpanKind::Server,
-        2 => SpanKind::Client,
-        3 => SpanKind::Producer,
-        4 => SpanKind::Consumer,
-        _ => SpanKind::Internal,
-    }
-}
-
-/// Python's `StatusCode` values (UNSET = 0, OK = 1, ERROR = 2).
-pub(crate) fn status(code: u8, description: Option<&str>) -> Status {
-    match code {
-        1 => Status::Ok,
-        2 => Status::error(description.unwrap_or_default().to_owned()),
-        _ => Status::Unset,
-    }
-}
+use crate::convert::{key_values, span_ref};
+use crate::gil::write;
 
 /// Interns a resource given by its attributes.
 pub(crate) fn intern_resource(

@@ -8,6 +8,7 @@
 
 mod convert;
 mod file;
+mod gil;
 mod log_writer;
 mod span_writer;
 mod target;
@@ -20,6 +21,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<file::MmapFile>()?;
     m.add_class::<span_writer::SpanWriter>()?;
     m.add_class::<log_writer::LogWriter>()?;
-    m.add_function(wrap_pyfunction!(file::set_release_gil, m)?)?;
+    m.add_function(wrap_pyfunction!(gil::set_release_gil, m)?)?;
     Ok(())
 }

@@ -11,8 +11,10 @@ use opentelemetry_mmap::records::LogRecordFields;
 use pyo3::intern;
 use pyo3::prelude::*;
 
+use crate::convert::span_ref;
 use crate::convert::{any_key_values, any_value};
-use crate::file::{MmapFile, span_ref, write};
+use crate::file::MmapFile;
+use crate::gil::write;
 use crate::target::{Target, report_once, scope_ref_of};
 
 /// Writes the log records of one `MmapLogRecordProcessor`.

@@ -14,15 +14,19 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry_mmap::MmapExporterFile;
 use opentelemetry_mmap::records::{SpanEnd, SpanEventFields, SpanStart};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::convert::span_ref;
 use crate::convert::{attribute_value, key_values};
-use crate::file::{MmapFile, span_kind, span_ref, status, write};
+use crate::file::MmapFile;
+use crate::gil::write;
 use crate::target::{Target, report_once, scope_ref_of};
 
 /// Spans started and not ended whose start is noted; more clears the notes
@@ -49,6 +53,26 @@ struct State {
 pub(crate) struct SpanWriter {
     state: Mutex<State>,
     reported: AtomicBool,
+}
+
+/// Python's `SpanKind` values (INTERNAL = 0 ... CONSUMER = 4).
+fn span_kind(kind: u8) -> SpanKind {
+    match kind {
+        1 => SpanKind::Server,
+        2 => SpanKind::Client,
+        3 => SpanKind::Producer,
+        4 => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
+/// Python's `StatusCode` values (UNSET = 0, OK = 1, ERROR = 2).
+fn status(code: u8, description: Option<&str>) -> Status {
+    match code {
+        1 => Status::Ok,
+        2 => Status::error(description.unwrap_or_default().to_owned()),
+        _ => Status::Unset,
+    }
 }
 
 /// The ids of an SDK `SpanContext` (a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, ...).
