@@ -79,3 +79,23 @@ def test_event_name_round_trips(tmp_path):
     lp.get_logger("ev").emit(record)
     [(_, _, r)] = logs_of(path)
     assert r["eventName"] == "checkout.completed"
+
+
+def test_ring_sizes_come_from_the_environment(tmp_path, monkeypatch):
+    """OTEL_MMAP_LOG_SLOTS / OTEL_MMAP_LOG_SLOT_SIZE, as the Rust SDK reads
+    them: a full ring and a record larger than a slot are dropped and counted."""
+    from opentelemetry._logs import LogRecord
+
+    monkeypatch.setenv("OTEL_MMAP_LOG_SLOTS", "16")
+    monkeypatch.setenv("OTEL_MMAP_LOG_SLOT_SIZE", "128")
+    path = tmp_path / "small.otlp"
+    lp = LoggerProvider()
+    processor = MmapLogRecordProcessor(str(path))
+    lp.add_log_record_processor(processor)
+    logger = lp.get_logger("small")
+    logger.emit(LogRecord(body="x" * 500))  # larger than a slot
+    assert processor.drop_stats()["logs"] == 1
+    for i in range(20):
+        logger.emit(LogRecord(body=f"r{i}"))
+    assert processor.drop_stats()["logs"] == 1 + 4
+    assert [r["body"]["stringValue"] for _, _, r in logs_of(path)] == [f"r{i}" for i in range(16)]
