@@ -1,7 +1,10 @@
 //! Cost per operation: span start+end with 4 attributes through this crate's
 //! tracer provider, through `MmapSpanProcessor` inside the OpenTelemetry SDK,
 //! and through the SDK with a `BatchSpanProcessor` and an exporter that
-//! discards; plus a counter add and a log emit.
+//! discards; a log emit through this crate's logger provider and through the
+//! SDK with a `BatchLogProcessor` and a discarding exporter; a counter add
+//! through this crate's meter provider and through the SDK's in-place
+//! aggregation (`SdkMeterProvider`, periodic reader, discarding exporter).
 //!
 //! A background thread drains the rings as a collector would, so that the
 //! benchmark measures writes, not drops (drops are printed at the end).
@@ -23,6 +26,10 @@ use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
 };
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use otlp_mmap_core::{MmapReader, RingKind, Slot};
 
@@ -86,6 +93,35 @@ impl SpanExporter for DiscardingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         black_box(batch);
         Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingLogExporter;
+
+impl LogExporter for DiscardingLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        black_box(batch.iter().count());
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingMetricExporter;
+
+impl PushMetricExporter for DiscardingMetricExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        black_box(metrics);
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
     }
 }
 
@@ -190,30 +226,57 @@ fn spans(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same log record through any `Logger`.
+fn emit_one<L: Logger>(logger: &L) {
+    let mut rec = logger.create_log_record();
+    rec.set_severity_number(Severity::Info);
+    rec.set_body("served an item".into());
+    rec.add_attribute("item.id", 42_i64);
+    rec.add_attribute("item.kind", "book");
+    rec.add_attribute("cached", true);
+    logger.emit(rec);
+}
+
 fn metrics_and_logs(c: &mut Criterion) {
     let dir = bench_dir();
     let (file, _drainer) = open(&dir, "signals.otlp");
-    let meter = MmapMeterProvider::new(&file).meter("bench");
-    let counter = meter.u64_counter("requests").build();
     let attrs = [
         KeyValue::new("route", "/items"),
         KeyValue::new("status", 200_i64),
     ];
-    c.bench_function("counter_add_2_attributes", |b| {
-        b.iter(|| counter.add(black_box(1), &attrs))
-    });
-    let logger = MmapLoggerProvider::new(&file).logger("bench");
-    c.bench_function("log_emit_3_attributes", |b| {
-        b.iter(|| {
-            let mut rec = logger.create_log_record();
-            rec.set_severity_number(Severity::Info);
-            rec.set_body("served an item".into());
-            rec.add_attribute("item.id", 42_i64);
-            rec.add_attribute("item.kind", "book");
-            rec.add_attribute("cached", true);
-            logger.emit(rec);
-        })
-    });
+    {
+        let mut g = c.benchmark_group("counter_add_2_attributes");
+        let counter = MmapMeterProvider::new(&file)
+            .meter("bench")
+            .u64_counter("requests")
+            .build();
+        g.bench_function("mmap_meter_provider", |b| {
+            b.iter(|| counter.add(black_box(1), &attrs))
+        });
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(DiscardingMetricExporter).build())
+            .build();
+        let sdk_counter = provider.meter("bench").u64_counter("requests").build();
+        g.bench_function("sdk_meter_provider", |b| {
+            b.iter(|| sdk_counter.add(black_box(1), &attrs))
+        });
+        g.finish();
+        let _ = provider.shutdown();
+    }
+    {
+        let mut g = c.benchmark_group("log_emit_3_attributes");
+        let logger = MmapLoggerProvider::new(&file).logger("bench");
+        g.bench_function("mmap_logger_provider", |b| b.iter(|| emit_one(&logger)));
+        let provider = SdkLoggerProvider::builder()
+            .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
+            .build();
+        let sdk_logger = provider.logger("bench");
+        g.bench_function("sdk_with_batch_log_processor_discarding_exporter", |b| {
+            b.iter(|| emit_one(&sdk_logger))
+        });
+        g.finish();
+        let _ = provider.shutdown();
+    }
     eprintln!("metrics/logs drops: {:?}", file.drop_stats());
 }
 
