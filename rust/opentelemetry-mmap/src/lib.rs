@@ -140,6 +140,7 @@ pub mod metrics;
 mod observable;
 mod resource;
 mod span_events;
+mod span_notes;
 mod span_processor;
 pub mod trace;
 
