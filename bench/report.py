@@ -360,6 +360,8 @@ def main():
                 w(f"| {row['percent']:.1f} | {row['self_percent']:.1f} | `{row['symbol']}` |")
             w("")
 
+    tracing_section(r, w, cost)
+
     # ------------------------------------------------------------ profiles
     prof = r.get("profiles")
     if prof:
@@ -388,6 +390,37 @@ def main():
         w(analysis.read_text())
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print(f"wrote BENCHMARKS.md and {IMG}")
+
+
+def tracing_section(r, w, cost):
+    """`tracing` users (bench/run.py `tracing_cost`): the `tracing` macros through tracing-opentelemetry and the
+    appender bridge over the mmap providers, next to the mmap provider and the OTLP path of the cost rows."""
+    rows = r.get("tracing")
+    if not rows:
+        return
+    pacing = r.get("pacing", {})
+    pace_p = pacing.get("cpu_process_ns_per_item", 0.0)
+    pace_c = pacing.get("cpu_caller_ns_per_item", 0.0)
+    w("## `tracing` users\n")
+    w("The same items written with the `tracing` crate's macros (`info_span!` with the same 4 fields, entered and "
+      "closed; `info!` with a message and the same 3 fields) through `tracing-subscriber`'s registry, "
+      "`tracing-opentelemetry` 0.34 over `MmapTracerProvider` and `opentelemetry-appender-tracing` 0.33 over "
+      "`MmapLoggerProvider` (`rust/opentelemetry-mmap/examples/tracing.rs`), paced as the cost rows, into the `mmap` "
+      "receiver. Net of the pacing loop.\n")
+    w("| signal | path | app CPU ns/item | caller ns/item | allocations/item | Collector CPU s per million | delivered |")
+    w("|---|---|---|---|---|---|---|")
+    for row in rows:
+        sig = row["signal"]
+        for mode, c in (("tracing", row), ("mmap-provider", cost.get((sig, "mmap-provider"))),
+                        ("otlp", cost.get((sig, "otlp")))):
+            if not c:
+                continue
+            a = c["app"]
+            name = "`tracing` → mmap providers" if mode == "tracing" else label(mode, sig)
+            w(f"| {sig} | {name} | {fmt(a['cpu_process_ns_per_item'] - pace_p)} | "
+              f"{fmt(a['cpu_caller_ns_per_item'] - pace_c)} | {a['allocs_per_item']:.2f} | "
+              f"{c['collector_cpu_s'] / c['count'] * 1e6:.2f} | {c['delivered']:.0f}/{c['expected']} |")
+    w("")
 
 
 SKIP_FRAMES = ("runtime.goexit", "sync.(*WaitGroup).Go", "runtime.mcall", "entry_SYSCALL_64_after_hwframe",

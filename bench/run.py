@@ -13,7 +13,7 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,callgrind,throughput,latency,idle,profile).
+BENCH_SKIP a comma list of sections to skip (cost,tracing,callgrind,throughput,latency,idle,profile).
 """
 
 import json
@@ -329,6 +329,32 @@ def cost(results, workdir):
     results["cost"] = rows
 
 
+def tracing_cost(results, workdir):
+    """`tracing` users: app and Collector cost per item of `--mode tracing` (tracing-opentelemetry and the
+    appender bridge over the mmap providers, as rust/opentelemetry-mmap/examples/tracing.rs), measured as `cost` does."""
+    if "pacing" not in results:
+        results["pacing"], _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
+                                        "--rate", str(COST_RATE)], None)
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(COST_COUNT[sig] * SCALE)
+        with Collector(f"tracing-{sig}", "mmap", workdir) as col:
+            before = col.delivered(sig)
+            load0 = loadavg()
+            app, c0 = run_app(app_cmd("tracing", sig, count, COST_RATE, workdir, col), col)
+            expected = count + 1000
+            got = wait_delivered(col, sig, expected, before)
+            col_cpu = col.cpu() - c0
+            hwm = col.hwm_kb()
+        rows.append({"signal": sig, "mode": "tracing", "count": count, "rate": COST_RATE, "app": app,
+                     "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm, "delivered": got, "expected": expected,
+                     "load": load0})
+        log(f"tracing {sig:7} app {app['cpu_process_ns_per_item']:7.0f} ns/item (caller {app['cpu_caller_ns_per_item']:6.0f}) "
+            f"{app['allocs_per_item']:.2f} allocs/item; collector {col_cpu:.2f} s; delivered {got:.0f}/{expected}; "
+            f"dropped {app['dropped']}")
+    results["tracing"] = rows
+
+
 def callgrind(results, workdir):
     """App-side instructions per item (valgrind callgrind, all threads; independent of machine load)."""
     if not shutil.which("valgrind"):
@@ -607,7 +633,7 @@ def main():
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
-    sections = [("cost", cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
+    sections = [("cost", cost), ("tracing", tracing_cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
                 ("idle", idle), ("profile", profiles)]
     try:
         for name, fn in sections:

@@ -12,11 +12,15 @@
 //! - `otlp`: `opentelemetry_sdk` 0.33 with its batch processors
 //!   (`BatchSpanProcessor`, `BatchLogProcessor`, `PeriodicReader`), default
 //!   settings, and the `opentelemetry-otlp` 0.33 gRPC (tonic) exporters;
+//! - `tracing`: the `tracing` crate's macros through `tracing-subscriber`'s
+//!   registry with `tracing-opentelemetry` over `MmapTracerProvider` (spans)
+//!   and `opentelemetry-appender-tracing` over `MmapLoggerProvider` (events),
+//!   as in `rust/opentelemetry-mmap/examples/tracing.rs` (no metrics);
 //! - `pacing`: the same loop emitting nothing, the baseline that the harness
 //!   subtracts (sleeping and waking up to pace the rate costs CPU too).
 //!
 //! ```text
-//! otlp-mmap-bench --mode mmap-provider|mmap-processor|otlp --signal spans|logs|metrics
+//! otlp-mmap-bench --mode mmap-provider|mmap-processor|tracing|otlp --signal spans|logs|metrics
 //!                 --count N [--rate PER_SEC] [--warmup N] [--file PATH] [--endpoint URL]
 //!                 [--hold-secs S] [--pause-after-warmup-secs S]
 //! otlp-mmap-bench --idle-files N --dir DIR --idle-secs S
@@ -77,6 +81,7 @@ enum Mode {
     Pacing,
     MmapProvider,
     MmapProcessor,
+    Tracing,
     Otlp,
 }
 
@@ -126,6 +131,7 @@ fn parse_args() -> Result<Args, String> {
                 a.mode = match val()?.as_str() {
                     "mmap-provider" => Mode::MmapProvider,
                     "mmap-processor" => Mode::MmapProcessor,
+                    "tracing" => Mode::Tracing,
                     "otlp" => Mode::Otlp,
                     "pacing" => Mode::Pacing,
                     m => return Err(format!("unknown mode {m}")),
@@ -190,6 +196,45 @@ fn one_log<L: Logger>(logger: &L, i: u64) {
     rec.add_attribute("item.kind", "book");
     rec.add_attribute("cached", true);
     logger.emit(rec);
+}
+
+/// The `tracing` subscriber of `--mode tracing`: spans through
+/// tracing-opentelemetry over the provider's tracer, events through the
+/// appender bridge over the logger provider (events kept out of the spans layer).
+fn tracing_subscriber_for(file: &MmapExporterFile) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(MmapTracerProvider::new(file).tracer("bench"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span()));
+    let events = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+        &MmapLoggerProvider::new(file),
+    );
+    tracing_subscriber::registry().with(spans).with(events)
+}
+
+/// One `tracing` span with the same 4 attributes as [`one_span`], entered and closed.
+fn one_tracing_span() {
+    let span = tracing::info_span!(
+        "GET /items",
+        http.request.method = "GET",
+        http.response.status_code = 200_i64,
+        server.duration = 1.25,
+        cache.hit = true,
+    );
+    let _entered = span.enter();
+}
+
+/// One `tracing` event with a message and the same 3 attributes as [`one_log`].
+fn one_tracing_event(i: u64) {
+    tracing::info!(
+        item.id = i as i64,
+        item.kind = "book",
+        cached = true,
+        "served an item"
+    );
 }
 
 const ROUTES: [&str; 4] = ["/items", "/items/{id}", "/cart", "/checkout"];
@@ -300,6 +345,20 @@ fn main() {
             },
             &mut || {},
         ),
+        Mode::Tracing => {
+            let file = mmap_file(&args.file);
+            tracing::subscriber::set_global_default(tracing_subscriber_for(&file))
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let m = match args.signal {
+                Signal::Spans => measure(&args, &mut |_| one_tracing_span(), &mut || {}),
+                Signal::Logs => measure(&args, &mut |i| one_tracing_event(i), &mut || {}),
+                Signal::Metrics => fail("tracing has no metrics path (use mmap-provider)"),
+            };
+            let d = file.drop_stats();
+            dropped += d.spans + d.logs + d.measurements;
+            std::thread::sleep(args.hold);
+            m
+        }
         Mode::MmapProvider | Mode::MmapProcessor => {
             let file = mmap_file(&args.file);
             let m = match (args.mode, args.signal) {
@@ -417,7 +476,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
+            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Tracing => "tracing", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
             "signal": match args.signal { Signal::Spans => "spans", Signal::Logs => "logs", Signal::Metrics => "metrics" },
             "count": args.count,
             "warmup": args.warmup,
