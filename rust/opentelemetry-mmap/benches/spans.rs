@@ -9,6 +9,12 @@
 //! A background thread drains the rings as a collector would, so that the
 //! benchmark measures writes, not drops (drops are printed at the end).
 //!
+//! What is measured is the **calling thread's CPU time**
+//! (`CLOCK_THREAD_CPUTIME_ID`): the caller cost the targets are about, and a
+//! number that time spent descheduled on a busy machine does not inflate (nor
+//! do the SDK's background export threads, which run on other threads). Set
+//! `SPANS_BENCH_WALL_TIME=1` for criterion's usual wall-clock time.
+//!
 //! Run: `cargo bench -p opentelemetry-mmap --bench spans -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -17,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::MeterProvider;
@@ -32,6 +39,46 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use otlp_mmap_core::{MmapReader, RingKind, Slot};
+
+/// CPU time of the calling thread.
+struct ThreadCpuTime;
+
+#[allow(unsafe_code)]
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Formats durations as criterion's wall time does.
+static DURATIONS: WallTime = WallTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        DURATIONS.formatter()
+    }
+}
 
 /// Reads and releases every record of every ring until stopped.
 struct Drainer {
@@ -156,7 +203,7 @@ fn bench_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(base).unwrap()
 }
 
-fn spans(c: &mut Criterion) {
+fn spans<M: Measurement>(c: &mut Criterion<M>) {
     let dir = bench_dir();
     let mut g = c.benchmark_group("span_start_end_4_attributes");
 
@@ -237,7 +284,7 @@ fn emit_one<L: Logger>(logger: &L) {
     logger.emit(rec);
 }
 
-fn metrics_and_logs(c: &mut Criterion) {
+fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
     let dir = bench_dir();
     let (file, _drainer) = open(&dir, "signals.otlp");
     let attrs = [
@@ -280,5 +327,18 @@ fn metrics_and_logs(c: &mut Criterion) {
     eprintln!("metrics/logs drops: {:?}", file.drop_stats());
 }
 
-criterion_group!(benches, spans, metrics_and_logs);
-criterion_main!(benches);
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    spans(&mut c);
+    metrics_and_logs(&mut c);
+    c.final_summary();
+}
+
+fn main() {
+    if std::env::var_os("SPANS_BENCH_WALL_TIME").is_some() {
+        run(Criterion::default().configure_from_args());
+    } else {
+        run(Criterion::default()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args());
+    }
+}
