@@ -15,6 +15,12 @@
 //! do the SDK's background export threads, which run on other threads). Set
 //! `SPANS_BENCH_WALL_TIME=1` for criterion's usual wall-clock time.
 //!
+//! The drainer reads as soon as records appear (up to 256 per ring, then
+//! releases them), as a collector under load does. With
+//! `SPANS_BENCH_READER_POLL_US=N` it instead reads everything there is,
+//! releases it, and sleeps N µs, as a collector polling a quieter file does:
+//! fewer cache lines move between the writer's core and the reader's.
+//!
 //! Run: `cargo bench -p opentelemetry-mmap --bench spans -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -81,6 +87,10 @@ impl Measurement for ThreadCpuTime {
 }
 
 /// Reads and releases every record of every ring until stopped.
+///
+/// Eager (the default): up to 256 records per ring per round, sleeping 200 µs
+/// only when nothing was there. `SPANS_BENCH_READER_POLL_US`: everything
+/// there is, then a sleep of that many µs.
 struct Drainer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -91,6 +101,11 @@ impl Drainer {
         let reader = MmapReader::open(path, true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let poll = std::env::var("SPANS_BENCH_READER_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros);
+        let batch = if poll.is_some() { usize::MAX } else { 256 };
         let thread = std::thread::spawn(move || {
             let mut rings: Vec<_> = RingKind::ALL
                 .iter()
@@ -103,7 +118,7 @@ impl Drainer {
                     while let Slot::Ready(_) | Slot::Corrupt(_) = ring.peek(reader.region()) {
                         ring.advance();
                         n += 1;
-                        if n == 256 {
+                        if n == batch {
                             break;
                         }
                     }
@@ -112,8 +127,10 @@ impl Drainer {
                         any = true;
                     }
                 }
-                if !any {
-                    std::thread::sleep(Duration::from_micros(200));
+                match poll {
+                    Some(interval) => std::thread::sleep(interval),
+                    None if !any => std::thread::sleep(Duration::from_micros(200)),
+                    None => {}
                 }
             }
         });

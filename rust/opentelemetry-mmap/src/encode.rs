@@ -194,7 +194,6 @@ use otlp_mmap_core::tags::key_value_list::VALUES as KVLIST_VALUES;
 use otlp_mmap_core::tags::key_value_ref::{KEY_REF as KV_KEY_REF, VALUE as KV_VALUE};
 
 /// Body length of the `AnyValue` message for `v`.
-#[inline]
 pub(crate) fn value_len(v: Val<'_>, keys: &mut dyn KeyRefs) -> usize {
     match v {
         Val::Attr(v) => attr_value_len(v),
@@ -203,7 +202,6 @@ pub(crate) fn value_len(v: Val<'_>, keys: &mut dyn KeyRefs) -> usize {
 }
 
 /// Writes the body of the `AnyValue` message for `v`.
-#[inline]
 pub(crate) fn put_value(w: &mut SlotWriter<'_>, v: Val<'_>, keys: &mut dyn KeyRefs) {
     match v {
         Val::Attr(v) => put_attr_value(w, v),
@@ -211,7 +209,6 @@ pub(crate) fn put_value(w: &mut SlotWriter<'_>, v: Val<'_>, keys: &mut dyn KeyRe
     }
 }
 
-#[inline]
 fn attr_value_len(v: &Value) -> usize {
     match v {
         Value::Bool(b) => varint_field_len(AV_BOOL, *b as u64),
@@ -239,7 +236,6 @@ fn array_len(a: &Array) -> usize {
     }
 }
 
-#[inline]
 fn put_attr_value(w: &mut SlotWriter<'_>, v: &Value) {
     match v {
         Value::Bool(b) => w.varint_field(AV_BOOL, *b as u64),
@@ -348,12 +344,10 @@ pub(crate) fn put_kv(w: &mut SlotWriter<'_>, key_ref: i64, v: Val<'_>, keys: &mu
     put_value(w, v, keys);
 }
 
-/// Key refs and value sizes found while sizing a list of attributes, kept (up
-/// to a fixed number, on the stack) so that writing it neither looks the keys
-/// up nor sizes the values again.
+/// Key refs found while sizing a list of attributes, kept (up to a fixed
+/// number, on the stack) so that writing it does not look them up again.
 pub(crate) struct KeyMemo {
     refs: [i64; KeyMemo::CAP],
-    value_lens: [usize; KeyMemo::CAP],
     len: usize,
 }
 
@@ -364,36 +358,32 @@ impl KeyMemo {
     pub(crate) fn new() -> Self {
         KeyMemo {
             refs: [0; Self::CAP],
-            value_lens: [0; Self::CAP],
             len: 0,
         }
     }
 
-    /// `(key ref, AnyValue body length)` of the `i`th attribute.
     #[inline]
-    fn resolve(&mut self, i: usize, key: &str, v: Val<'_>, keys: &mut dyn KeyRefs) -> (i64, usize) {
+    fn resolve(&mut self, i: usize, key: &str, keys: &mut dyn KeyRefs) -> i64 {
         if i < self.len {
-            return (self.refs[i], self.value_lens[i]);
+            return self.refs[i];
         }
         let r = keys.key_ref(key);
-        let n = value_len(v, keys);
         if i == self.len && i < Self::CAP {
             self.refs[i] = r;
-            self.value_lens[i] = n;
             self.len += 1;
         }
-        (r, n)
+        r
     }
 }
 
 /// A list of attributes that can be walked more than once.
 pub(crate) trait Attrs {
-    fn for_each_attr(&self, f: impl FnMut(&str, Val<'_>));
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>));
 }
 
 impl Attrs for [KeyValue] {
     #[inline]
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
         for kv in self {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
@@ -402,7 +392,7 @@ impl Attrs for [KeyValue] {
 
 impl Attrs for [Option<KeyValue>] {
     #[inline]
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
         for kv in self.iter().flatten() {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
@@ -411,7 +401,7 @@ impl Attrs for [Option<KeyValue>] {
 
 impl Attrs for [(Key, AnyValue)] {
     #[inline]
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
         for (k, v) in self {
             f(k.as_str(), Val::Any(v));
         }
@@ -420,7 +410,7 @@ impl Attrs for [(Key, AnyValue)] {
 
 impl Attrs for [Option<(Key, AnyValue)>] {
     #[inline]
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
         for (k, v) in self.iter().flatten() {
             f(k.as_str(), Val::Any(v));
         }
@@ -430,16 +420,10 @@ impl Attrs for [Option<(Key, AnyValue)>] {
 /// Two attribute lists, one after the other.
 impl<A: Attrs + ?Sized, B: Attrs + ?Sized> Attrs for (&A, &B) {
     #[inline]
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
-        self.0.for_each_attr(&mut f);
-        self.1.for_each_attr(&mut f);
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+        self.0.for_each_attr(f);
+        self.1.for_each_attr(f);
     }
-}
-
-/// Body length of a `KeyValueRef` whose value's body has `value_len` bytes.
-#[inline]
-fn kv_len_of(key_ref: i64, value_len: usize) -> usize {
-    varint_field_nz_len(KV_KEY_REF, key_ref as u64) + len_field_len(KV_VALUE, value_len)
 }
 
 /// Size of a repeated `KeyValueRef` field.
@@ -452,9 +436,9 @@ pub(crate) fn attrs_len(
 ) -> usize {
     let mut total = 0;
     let mut i = 0;
-    attrs.for_each_attr(|k, v| {
-        let (r, n) = memo.resolve(i, k, v, keys);
-        total += len_field_len(field, kv_len_of(r, n));
+    attrs.for_each_attr(&mut |k, v| {
+        let r = memo.resolve(i, k, keys);
+        total += len_field_len(field, kv_len(r, v, keys));
         i += 1;
     });
     total
@@ -470,12 +454,10 @@ pub(crate) fn put_attrs(
     memo: &mut KeyMemo,
 ) {
     let mut i = 0;
-    attrs.for_each_attr(|k, v| {
-        let (r, n) = memo.resolve(i, k, v, keys);
-        w.message_header(field, kv_len_of(r, n));
-        w.varint_field_nz(KV_KEY_REF, r as u64);
-        w.message_header(KV_VALUE, n);
-        put_value(w, v, keys);
+    attrs.for_each_attr(&mut |k, v| {
+        let r = memo.resolve(i, k, keys);
+        w.message_header(field, kv_len(r, v, keys));
+        put_kv(w, r, v, keys);
         i += 1;
     });
 }

@@ -42,7 +42,7 @@ impl MmapLogProcessor {
 struct RecordAttrs<'a>(&'a SdkLogRecord);
 
 impl Attrs for RecordAttrs<'_> {
-    fn for_each_attr(&self, mut f: impl FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
         for (k, v) in self.0.attributes_iter() {
             f(k.as_str(), Val::Any(v));
         }
