@@ -198,14 +198,20 @@ fn four_attributes() -> [KeyValue; 4] {
     ]
 }
 
+/// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
+/// set, with the ring sizes of the environment (`OTEL_MMAP_SPAN_SLOTS` & co)
+/// and the crate's defaults.
 fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
-    let file = MmapExporterFile::builder()
-        .with_path(dir.path().join(name))
-        .with_span_ring(1 << 16, 512)
-        .with_log_ring(1 << 15, 512)
-        .with_metric_ring(1 << 15, 256)
-        .build()
-        .unwrap();
+    let builder = MmapExporterFile::builder().with_path(dir.path().join(name));
+    let builder = if std::env::var_os("SPANS_BENCH_ENV_RINGS").is_some() {
+        builder
+    } else {
+        builder
+            .with_span_ring(1 << 16, 512)
+            .with_log_ring(1 << 15, 512)
+            .with_metric_ring(1 << 15, 256)
+    };
+    let file = builder.build().unwrap();
     let drainer = Drainer::start(file.path());
     (file, drainer)
 }
