@@ -13,7 +13,7 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,tracing,callgrind,throughput,latency,idle,profile).
+BENCH_SKIP a comma list of sections to skip (cost,tracing,ringsweep,callgrind,throughput,latency,idle,profile).
 """
 
 import json
@@ -355,6 +355,45 @@ def tracing_cost(results, workdir):
     results["tracing"] = rows
 
 
+# Ring-size sweep: spans ring slots x slot size, the mmap provider at a fixed rate into a running Collector.
+SWEEP_SLOTS = [256, 1024, 4096, 16384, 65536]
+SWEEP_SLOT_SIZES = [256, 512, 1024, 4096]
+SWEEP_RATE = 100_000  # spans/s: two records each
+SWEEP_COUNT = 300_000
+SWEEP_MAX_RING = 64 << 20  # bytes: larger spans rings are left out (256 MiB of tmpfs per point is too much here)
+
+
+def ring_sweep(results, workdir):
+    """Spans ring geometry: for each slots x slot size, writer CPU per span, drops, app and Collector peak RSS,
+    app minor page faults and file size, the mmap provider at SWEEP_RATE spans/s read by the real Collector."""
+    rows = []
+    count = int(SWEEP_COUNT * SCALE)
+    for slots in SWEEP_SLOTS:
+        for size in SWEEP_SLOT_SIZES:
+            if slots * size > SWEEP_MAX_RING:
+                continue
+            env = dict(os.environ, OTEL_MMAP_SPAN_SLOTS=str(slots), OTEL_MMAP_SPAN_SLOT_SIZE=str(size))
+            with Collector(f"sweep-{slots}x{size}", "mmap", workdir) as col:
+                before = col.delivered("spans")
+                cmd = app_cmd("mmap-provider", "spans", count, SWEEP_RATE, workdir, col, extra=["--hold-secs", "1"])
+                path = Path(cmd[cmd.index("--file") + 1])
+                app, c0 = run_app(cmd, col, env=env)
+                got = wait_delivered(col, "spans", count + 1000, before)
+                col_cpu = col.cpu() - c0
+                hwm = col.hwm_kb()
+                file_bytes = path.stat().st_size if path.exists() else None
+            row = {"slots": slots, "slot_size": size, "count": count, "rate": SWEEP_RATE,
+                   "caller_ns_per_span": app["cpu_caller_ns_per_item"], "app_ns_per_span": app["cpu_process_ns_per_item"],
+                   "dropped": app["dropped"], "delivered": got, "app_max_rss_kb": app.get("max_rss_kb"),
+                   "app_minor_faults": app.get("minor_faults"), "collector_hwm_kb": hwm,
+                   "collector_cpu_s": col_cpu, "file_bytes": file_bytes}
+            log(f"sweep {slots:6} x {size:5} B: caller {row['caller_ns_per_span']:6.0f} ns/span, dropped {row['dropped']}, "
+                f"app RSS {row['app_max_rss_kb']} KiB, faults {row['app_minor_faults']}, collector HWM {hwm} KiB, "
+                f"file {file_bytes} B")
+            rows.append(row)
+    results["ring_sweep"] = rows
+
+
 def callgrind(results, workdir):
     """App-side instructions per item (valgrind callgrind, all threads; independent of machine load)."""
     if not shutil.which("valgrind"):
@@ -633,7 +672,7 @@ def main():
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
-    sections = [("cost", cost), ("tracing", tracing_cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
+    sections = [("cost", cost), ("tracing", tracing_cost), ("ringsweep", ring_sweep), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
                 ("idle", idle), ("profile", profiles)]
     try:
         for name, fn in sections:

@@ -42,7 +42,10 @@
 //!   global allocator);
 //! - `dropped`: records the mmap SDK dropped because a ring was full
 //!   (`DropStats`); the OTLP SDK does not expose its drop counts, so for it the
-//!   harness compares what the Collector accepted with what was sent.
+//!   harness compares what the Collector accepted with what was sent;
+//! - `minor_faults`: minor page faults of the process over the same span, and
+//!   `max_rss_kb`: its peak resident set at the end (`getrusage`), for the
+//!   ring-size sweep.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -73,6 +76,16 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// `(peak resident set in KiB, minor page faults)` of the whole process so far.
+#[allow(unsafe_code)]
+fn memory_counters() -> (i64, i64) {
+    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the valid struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_maxrss, ru.ru_minflt)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -280,6 +293,8 @@ struct Measured {
     allocs: u64,
     alloc_bytes: u64,
     loop_wall_s: f64,
+    /// Minor page faults of the process during the measured loop and flush.
+    minor_faults: i64,
 }
 
 /// Warm-up (emit + flush), then the measured emit loop and flush.
@@ -292,6 +307,7 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
     // The harness starts its measurement of the Collector on this line.
     println!("start");
     let (a0, b0) = (allocations(), allocated_bytes());
+    let f0 = memory_counters().1;
     let p0 = cpu_seconds(libc::RUSAGE_SELF);
     let t0 = cpu_seconds(libc::RUSAGE_THREAD);
     let w0 = Instant::now();
@@ -306,6 +322,7 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
         allocs: allocations() - a0,
         alloc_bytes: allocated_bytes() - b0,
         loop_wall_s,
+        minor_faults: memory_counters().1 - f0,
     }
 }
 
@@ -493,6 +510,8 @@ fn main() {
             "allocs_per_item": m.allocs as f64 / n,
             "alloc_bytes_per_item": m.alloc_bytes as f64 / n,
             "dropped": dropped,
+            "minor_faults": m.minor_faults,
+            "max_rss_kb": memory_counters().0,
         })
     );
 }
