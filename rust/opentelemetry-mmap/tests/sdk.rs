@@ -216,3 +216,68 @@ fn span_processor_beyond_its_note_table_writes_whole_spans_at_the_end() {
     // 64 notes for 10,000 spans: most are written whole at their end, still once.
     spans_in_flight_are_written_exactly(|f| MmapSpanProcessor::with_spans_in_flight(f, 64));
 }
+
+#[test]
+fn span_processor_is_exact_when_spans_start_and_end_on_different_threads() {
+    // 4 threads start 2,500 spans each, all in flight at once; the spans are
+    // handed to other threads, which add an attribute and end them.
+    const THREADS: usize = 4;
+    const EACH: usize = 2_500;
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("threads.otlp"))
+        .with_span_ring(1 << 16, 256)
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(MmapSpanProcessor::new(&file))
+        .build();
+    let tracer = provider.tracer("threads");
+    let started: Vec<Vec<_>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let tracer = &tracer;
+                s.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            tracer
+                                .span_builder(format!("t{t} op {i}"))
+                                .with_attributes([KeyValue::new("a", i as i64)])
+                                .start(tracer)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: Vec<Vec<u8>> = started
+        .iter()
+        .flatten()
+        .map(|s| s.span_context().span_id().to_bytes().to_vec())
+        .collect();
+    std::thread::scope(|s| {
+        // Thread t ends the spans thread (t + 1) % THREADS started.
+        let mut batches: Vec<_> = started.into_iter().collect();
+        batches.rotate_left(1);
+        for batch in batches {
+            s.spawn(move || {
+                for mut span in batch {
+                    span.set_attribute(KeyValue::new("b", "end"));
+                    span.end();
+                }
+            });
+        }
+    });
+    assert_eq!(file.drop_stats().spans, 0);
+    let written = written_per_span(&read_all(file.path()));
+    assert_eq!(written.len(), THREADS * EACH);
+    for id in &ids {
+        let w = &written[id];
+        assert_eq!((w.starts, w.ends, w.names.len()), (1, 1, 1), "{w:?}");
+        let mut keys = w.keys.clone();
+        keys.sort();
+        assert_eq!(keys, ["a", "b"], "{w:?}");
+    }
+    provider.shutdown().unwrap();
+}
