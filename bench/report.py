@@ -360,6 +360,9 @@ def main():
                 w(f"| {row['percent']:.1f} | {row['self_percent']:.1f} | `{row['symbol']}` |")
             w("")
 
+    tracing_section(r, w, cost)
+    ring_sweep_section(r, w)
+
     # ------------------------------------------------------------ profiles
     prof = r.get("profiles")
     if prof:
@@ -441,6 +444,73 @@ def python_section(r, w):
               f"{fmt(over / 1000) if over is not None else ''} | {fmt(x['delivered']) if x['mode'] != 'none' else ''} | "
               f"{x['files'] if x['mode'] == 'mmap' else ''} |")
     w("")
+
+
+def tracing_section(r, w, cost):
+    """`tracing` users (bench/run.py `tracing_cost`): the `tracing` macros through tracing-opentelemetry and the
+    appender bridge over the mmap providers, next to the mmap provider and the OTLP path of the cost rows."""
+    rows = r.get("tracing")
+    if not rows:
+        return
+    pacing = r.get("pacing", {})
+    pace_p = pacing.get("cpu_process_ns_per_item", 0.0)
+    pace_c = pacing.get("cpu_caller_ns_per_item", 0.0)
+    w("## `tracing` users\n")
+    w("The same items written with the `tracing` crate's macros (`info_span!` with the same 4 fields, entered and "
+      "closed; `info!` with a message and the same 3 fields) through `tracing-subscriber`'s registry, "
+      "`tracing-opentelemetry` 0.34 over `MmapTracerProvider` and `opentelemetry-appender-tracing` 0.33 over "
+      "`MmapLoggerProvider` (`rust/opentelemetry-mmap/examples/tracing.rs`), paced as the cost rows, into the `mmap` "
+      "receiver. Net of the pacing loop.\n")
+    w("| signal | path | app CPU ns/item | caller ns/item | allocations/item | Collector CPU s per million | delivered |")
+    w("|---|---|---|---|---|---|---|")
+    for row in rows:
+        sig = row["signal"]
+        for mode, c in (("tracing", row), ("mmap-provider", cost.get((sig, "mmap-provider"))),
+                        ("otlp", cost.get((sig, "otlp")))):
+            if not c:
+                continue
+            a = c["app"]
+            name = "`tracing` → mmap providers" if mode == "tracing" else label(mode, sig)
+            w(f"| {sig} | {name} | {fmt(a['cpu_process_ns_per_item'] - pace_p)} | "
+              f"{fmt(a['cpu_caller_ns_per_item'] - pace_c)} | {a['allocs_per_item']:.2f} | "
+              f"{c['collector_cpu_s'] / c['count'] * 1e6:.2f} | {c['delivered']:.0f}/{c['expected']} |")
+    w("")
+
+
+def ring_sweep_section(r, w):
+    """The spans ring geometry sweep (bench/run.py `ring_sweep`): a table and a chart."""
+    rows = r.get("ring_sweep")
+    if not rows:
+        return
+    w("## Spans ring size\n")
+    w(f"The mmap provider writing {fmt(rows[0]['count'])} spans at {fmt(rows[0]['rate'])} spans/s (two records each) "
+      "into a spans ring of each size (`OTEL_MMAP_SPAN_SLOTS` x `OTEL_MMAP_SPAN_SLOT_SIZE`), read by the real Collector "
+      "(`mmap` receiver, default settings). Caller CPU is the emitting thread's; page faults are the app's minor faults "
+      "over the run (first touches of ring pages); RSS are peaks (`ru_maxrss`, `VmHWM`).\n")
+    w("| slots | slot size | ring | caller ns/span | dropped | app minor faults | app peak RSS MiB | "
+      "Collector peak RSS MiB | file MiB |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for x in rows:
+        ring = x["slots"] * x["slot_size"] / (1 << 20)
+        file_mib = "n/a" if x.get("file_bytes") is None else f"{x['file_bytes'] / (1 << 20):.1f}"
+        w(f"| {x['slots']:,} | {x['slot_size']:,} B | {ring:.2f} MiB | {fmt(x['caller_ns_per_span'])} | "
+          f"{x['dropped']:,} | {x.get('app_minor_faults') or 0:,} | {(x.get('app_max_rss_kb') or 0) / 1024:.0f} | "
+          f"{x['collector_hwm_kb'] / 1024:.0f} | {file_mib} |")
+    w("")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for size in sorted({x["slot_size"] for x in rows}):
+        pts = sorted((x["slots"], x) for x in rows if x["slot_size"] == size)
+        ax1.plot([p[0] for p in pts], [p[1]["caller_ns_per_span"] for p in pts], marker="o", label=f"{size} B slots")
+        ax2.plot([p[0] for p in pts], [max(p[1]["dropped"], 0.5) for p in pts], marker="o", label=f"{size} B slots")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("spans ring slots")
+        ax.grid(alpha=0.3)
+    ax1.set_ylabel("caller CPU ns per span")
+    ax2.set_ylabel("records dropped (log; 0 drawn at 0.5)")
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=8)
+    w(f"![spans ring size]({save(fig, 'ring_sweep.png')})\n")
 
 
 SKIP_FRAMES = ("runtime.goexit", "sync.(*WaitGroup).Go", "runtime.mcall", "entry_SYSCALL_64_after_hwframe",

@@ -13,7 +13,7 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,callgrind,throughput,latency,idle,profile,python).
+BENCH_SKIP a comma list of sections to skip (cost,tracing,ringsweep,callgrind,throughput,latency,idle,profile,python).
 """
 
 import json
@@ -327,6 +327,71 @@ def cost(results, workdir):
                 f"collector {col_cpu:.2f} s, HWM {hwm/1024:.0f} MiB; delivered {got:.0f}/{expected}; dropped {app['dropped']}")
             rows.append(row)
     results["cost"] = rows
+
+
+def tracing_cost(results, workdir):
+    """`tracing` users: app and Collector cost per item of `--mode tracing` (tracing-opentelemetry and the
+    appender bridge over the mmap providers, as rust/opentelemetry-mmap/examples/tracing.rs), measured as `cost` does."""
+    if "pacing" not in results:
+        results["pacing"], _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
+                                        "--rate", str(COST_RATE)], None)
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(COST_COUNT[sig] * SCALE)
+        with Collector(f"tracing-{sig}", "mmap", workdir) as col:
+            before = col.delivered(sig)
+            load0 = loadavg()
+            app, c0 = run_app(app_cmd("tracing", sig, count, COST_RATE, workdir, col), col)
+            expected = count + 1000
+            got = wait_delivered(col, sig, expected, before)
+            col_cpu = col.cpu() - c0
+            hwm = col.hwm_kb()
+        rows.append({"signal": sig, "mode": "tracing", "count": count, "rate": COST_RATE, "app": app,
+                     "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm, "delivered": got, "expected": expected,
+                     "load": load0})
+        log(f"tracing {sig:7} app {app['cpu_process_ns_per_item']:7.0f} ns/item (caller {app['cpu_caller_ns_per_item']:6.0f}) "
+            f"{app['allocs_per_item']:.2f} allocs/item; collector {col_cpu:.2f} s; delivered {got:.0f}/{expected}; "
+            f"dropped {app['dropped']}")
+    results["tracing"] = rows
+
+
+# Ring-size sweep: spans ring slots x slot size, the mmap provider at a fixed rate into a running Collector.
+SWEEP_SLOTS = [256, 1024, 4096, 16384, 65536]
+SWEEP_SLOT_SIZES = [256, 512, 1024, 4096]
+SWEEP_RATE = 100_000  # spans/s: two records each
+SWEEP_COUNT = 300_000
+SWEEP_MAX_RING = 64 << 20  # bytes: larger spans rings are left out (256 MiB of tmpfs per point is too much here)
+
+
+def ring_sweep(results, workdir):
+    """Spans ring geometry: for each slots x slot size, writer CPU per span, drops, app and Collector peak RSS,
+    app minor page faults and file size, the mmap provider at SWEEP_RATE spans/s read by the real Collector."""
+    rows = []
+    count = int(SWEEP_COUNT * SCALE)
+    for slots in SWEEP_SLOTS:
+        for size in SWEEP_SLOT_SIZES:
+            if slots * size > SWEEP_MAX_RING:
+                continue
+            env = dict(os.environ, OTEL_MMAP_SPAN_SLOTS=str(slots), OTEL_MMAP_SPAN_SLOT_SIZE=str(size))
+            with Collector(f"sweep-{slots}x{size}", "mmap", workdir) as col:
+                before = col.delivered("spans")
+                cmd = app_cmd("mmap-provider", "spans", count, SWEEP_RATE, workdir, col, extra=["--hold-secs", "1"])
+                path = Path(cmd[cmd.index("--file") + 1])
+                app, c0 = run_app(cmd, col, env=env)
+                got = wait_delivered(col, "spans", count + 1000, before)
+                col_cpu = col.cpu() - c0
+                hwm = col.hwm_kb()
+                file_bytes = path.stat().st_size if path.exists() else None
+            row = {"slots": slots, "slot_size": size, "count": count, "rate": SWEEP_RATE,
+                   "caller_ns_per_span": app["cpu_caller_ns_per_item"], "app_ns_per_span": app["cpu_process_ns_per_item"],
+                   "dropped": app["dropped"], "delivered": got, "app_max_rss_kb": app.get("max_rss_kb"),
+                   "app_minor_faults": app.get("minor_faults"), "collector_hwm_kb": hwm,
+                   "collector_cpu_s": col_cpu, "file_bytes": file_bytes}
+            log(f"sweep {slots:6} x {size:5} B: caller {row['caller_ns_per_span']:6.0f} ns/span, dropped {row['dropped']}, "
+                f"app RSS {row['app_max_rss_kb']} KiB, faults {row['app_minor_faults']}, collector HWM {hwm} KiB, "
+                f"file {file_bytes} B")
+            rows.append(row)
+    results["ring_sweep"] = rows
 
 
 def callgrind(results, workdir):
@@ -720,8 +785,9 @@ def main():
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
-    sections = [("cost", cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
-                ("idle", idle), ("profile", profiles), ("python", python_sdk)]
+    sections = [("cost", cost), ("tracing", tracing_cost), ("ringsweep", ring_sweep), ("callgrind", callgrind),
+                ("throughput", throughput), ("latency", latency), ("idle", idle), ("profile", profiles),
+                ("python", python_sdk)]
     try:
         for name, fn in sections:
             if name in SKIP:

@@ -141,6 +141,7 @@ mod observable;
 pub mod records;
 mod resource;
 mod span_events;
+mod span_notes;
 mod span_processor;
 pub mod trace;
 
