@@ -422,6 +422,20 @@ int32_t om_reader_abandon_spans(struct OmReader *reader,
                                 struct OmError *err);
 
 /*
+ Sets bit `1 << OM_SIGNAL_*` of `*out` for each signal whose next
+ `om_reader_poll` may have work to do: its ring holds records writers
+ claimed that the reader has not taken yet, a batch is pending, or the
+ writer started over. Atomic loads only, no syscall and no reading of
+ records: meant to be asked often of idle files instead of polling them.
+ What needs no new record (span expiry, a gone writer, metric collection)
+ is not reported; poll for it now and then.
+
+ # Safety
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_unread(struct OmReader *reader, uint32_t *out, struct OmError *err);
+
+/*
  Fills `*out` with the reader's counters.
 
  # Safety

@@ -438,6 +438,40 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
     })
 }
 
+/// Sets bit `1 << OM_SIGNAL_*` of `*out` for each signal whose next
+/// `om_reader_poll` may have work to do: its ring holds records writers
+/// claimed that the reader has not taken yet, a batch is pending, or the
+/// writer started over. Atomic loads only, no syscall and no reading of
+/// records: meant to be asked often of idle files instead of polling them.
+/// What needs no new record (span expiry, a gone writer, metric collection)
+/// is not reported; poll for it now and then.
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_unread(
+    reader: *mut OmReader,
+    out: *mut u32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let mut mask = 0u32;
+        for sig in [Signal::Traces, Signal::Logs, Signal::Metrics] {
+            if r.reader.has_unread(sig) {
+                mask |= 1 << (sig as u32);
+            }
+        }
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = mask };
+        Ok(OM_OK)
+    })
+}
+
 /// Fills `*out` with the reader's counters.
 ///
 /// # Safety

@@ -485,3 +485,88 @@ fn bounds_and_drop_counters_cross_the_abi() {
         assert_eq!(om_reader_close(r), OM_OK);
     }
 }
+
+#[test]
+#[allow(unsafe_code)]
+fn unread_reports_the_rings_with_records_not_yet_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let mut err = OmError::default();
+    let mut mask = u32::MAX;
+    let name = CString::new("op").unwrap();
+    let key = CString::new("id").unwrap();
+    let value = CString::new("1").unwrap();
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, 0, "a new file has nothing to read");
+        assert_eq!(
+            om_writer_log(w, name.as_ptr(), key.as_ptr(), value.as_ptr(), 3, &mut err),
+            OM_OK
+        );
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, 1 << OM_SIGNAL_LOGS);
+
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_LOGS, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, 1 << OM_SIGNAL_LOGS, "a pending batch is work too");
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
+            OM_OK
+        );
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, 0);
+
+        let tid = [7u8; 16];
+        let sid = [7u8; 8];
+        assert_eq!(
+            om_writer_span(
+                w,
+                tid.as_ptr(),
+                sid.as_ptr(),
+                name.as_ptr(),
+                key.as_ptr(),
+                value.as_ptr(),
+                1,
+                2,
+                &mut err
+            ),
+            OM_OK
+        );
+        assert_eq!(
+            om_writer_counter_add(
+                w,
+                name.as_ptr(),
+                key.as_ptr(),
+                value.as_ptr(),
+                5,
+                4,
+                &mut err
+            ),
+            OM_OK
+        );
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, (1 << OM_SIGNAL_TRACES) | (1 << OM_SIGNAL_METRICS));
+        // Polling the metrics ring aggregates its measurement: nothing left.
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_METRICS, 10, &mut batch, &mut err),
+            OM_EMPTY
+        );
+        assert_eq!(om_reader_unread(r, &mut mask, &mut err), OM_OK);
+        assert_eq!(mask, 1 << OM_SIGNAL_TRACES);
+
+        assert_eq!(om_reader_unread(r, ptr::null_mut(), &mut err), OM_ERR_NULL);
+        assert_eq!(
+            om_reader_unread(ptr::null_mut(), &mut mask, &mut err),
+            OM_ERR_HANDLE
+        );
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}

@@ -245,6 +245,30 @@ func (r *Reader) Poll(sig Signal, now time.Time) (b Batch, ok bool, err error) {
 	return b, true, nil
 }
 
+// SignalSet holds signals, bit 1<<Signal each.
+type SignalSet uint32
+
+// Has tells whether sig is in the set.
+func (s SignalSet) Has(sig Signal) bool { return s&(1<<uint32(sig)) != 0 }
+
+// With returns the set with sig added.
+func (s SignalSet) With(sig Signal) SignalSet { return s | 1<<uint32(sig) }
+
+// Unread returns the signals whose next Poll may have work to do now: their
+// ring holds records writers claimed that were not taken yet, a batch is
+// pending, or the writer started over. Atomic loads in the library, no
+// syscall: ask it of an idle file instead of polling it. Work that needs no
+// new record (span expiry, a gone writer, metric collection) is not
+// reported.
+func (r *Reader) Unread() (SignalSet, error) {
+	var out C.uint32_t
+	var e C.OmError
+	if rc := C.om_reader_unread(r.p, &out, &e); rc != C.OM_OK {
+		return 0, newError("om_reader_unread", rc, &e)
+	}
+	return SignalSet(out), nil
+}
+
 // Commit releases the pending batch identified by token.
 func (r *Reader) Commit(sig Signal, token uint64) error {
 	var e C.OmError
