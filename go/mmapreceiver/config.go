@@ -18,7 +18,7 @@ import (
 // library's reader (batch sizes, span limits, cardinality, stuck slots) are
 // the library's own, read with ffi.DefaultOptions: one source of truth.
 const (
-	defaultPollInterval       = 100 * time.Millisecond
+	defaultPollInterval       = 20 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxFiles           = 1024
 	defaultCollectionInterval = 60 * time.Second

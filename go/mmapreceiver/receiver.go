@@ -48,6 +48,7 @@ type mmapReceiver struct {
 	refused     map[string]string      // path -> why the access settings refuse it (already logged)
 	overLimit   map[string]bool        // paths left unopened because of max_files (already logged)
 	cancel      context.CancelFunc
+	poller      *idlePoller // watches the idle files; set by Start
 	wg          sync.WaitGroup
 	started     bool
 	shutdownCtx context.Context // set by Shutdown before the loops are cancelled
@@ -136,6 +137,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 			r.openFiles.Add(-1)
 			r.tel.fileClosed()
 		},
+		poller: r.poller,
 	}
 }
 
@@ -147,6 +149,11 @@ func (r *mmapReceiver) Start(_ context.Context, _ component.Host) error {
 	if r.started {
 		return nil
 	}
+	poller, err := startIdlePoller(r.cfg.PollInterval)
+	if err != nil {
+		return fmt.Errorf("mmap receiver: starting the idle poller: %w", err)
+	}
+	r.poller = poller
 	r.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -174,6 +181,7 @@ func (r *mmapReceiver) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()
+		r.poller.close() // every file reader has stopped
 		close(done)
 	}()
 	var err error

@@ -550,18 +550,9 @@ impl FileReader {
             + self.stream.rings[signal as usize].abandoned()
     }
 
-    /// Whether a [`poll`](Self::poll) of the signal may have work to do now:
-    /// writers claimed records in its ring that this reader has not taken
-    /// yet, a batch is pending, or the writer started over. Atomic loads
-    /// only, no syscall: a caller that parks idle files asks this instead of
-    /// polling them. Work that needs no new record (span expiry, a writer
-    /// found gone, metric collection) is not reported: poll for it on a
-    /// timer of its own.
-    pub fn has_unread(&self, signal: Signal) -> bool {
-        self.pending[signal as usize].is_some()
-            || self.change != FileChange::None
-            || self.stream.file.start_time_changed()
-            || self.stream.rings[signal as usize].has_claimed(self.stream.file.region())
+    /// The reader's settings.
+    pub fn options(&self) -> &ReaderOptions {
+        &self.options
     }
 
     /// Current counters.

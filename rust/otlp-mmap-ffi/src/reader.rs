@@ -11,7 +11,7 @@ use crate::status::*;
 
 /// A reader of one OTLP-MMAP file (opaque).
 pub struct OmReader {
-    reader: FileReader,
+    pub(crate) reader: FileReader,
 }
 
 /// Reader settings; get the defaults with `om_reader_options_default`.
@@ -141,7 +141,7 @@ pub struct OmStats {
     pub finished: i32,
 }
 
-fn signal(s: i32) -> Result<Signal, Failure> {
+pub(crate) fn signal(s: i32) -> Result<Signal, Failure> {
     match s {
         OM_SIGNAL_TRACES => Ok(Signal::Traces),
         OM_SIGNAL_LOGS => Ok(Signal::Logs),
@@ -434,40 +434,6 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
 ) -> i32 {
     guard(err, || {
         handles::get(reader)?.reader.abandon_spans(now_unix_nano);
-        Ok(OM_OK)
-    })
-}
-
-/// Sets bit `1 << OM_SIGNAL_*` of `*out` for each signal whose next
-/// `om_reader_poll` may have work to do: its ring holds records writers
-/// claimed that the reader has not taken yet, a batch is pending, or the
-/// writer started over. Atomic loads only, no syscall and no reading of
-/// records: meant to be asked often of idle files instead of polling them.
-/// What needs no new record (span expiry, a gone writer, metric collection)
-/// is not reported; poll for it now and then.
-///
-/// # Safety
-/// `out` and `err` are NULL or valid for writes.
-#[allow(unsafe_code)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn om_reader_unread(
-    reader: *mut OmReader,
-    out: *mut u32,
-    err: *mut OmError,
-) -> i32 {
-    guard(err, || {
-        let r = handles::get(reader)?;
-        if out.is_null() {
-            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
-        }
-        let mut mask = 0u32;
-        for sig in [Signal::Traces, Signal::Logs, Signal::Metrics] {
-            if r.reader.has_unread(sig) {
-                mask |= 1 << (sig as u32);
-            }
-        }
-        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
-        unsafe { *out = mask };
         Ok(OM_OK)
     })
 }

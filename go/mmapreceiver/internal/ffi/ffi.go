@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -254,19 +255,79 @@ func (s SignalSet) Has(sig Signal) bool { return s&(1<<uint32(sig)) != 0 }
 // With returns the set with sig added.
 func (s SignalSet) With(sig Signal) SignalSet { return s | 1<<uint32(sig) }
 
-// Unread returns the signals whose next Poll may have work to do now: their
-// ring holds records writers claimed that were not taken yet, a batch is
-// pending, or the writer started over. Atomic loads in the library, no
-// syscall: ask it of an idle file instead of polling it. Work that needs no
-// new record (span expiry, a gone writer, metric collection) is not
-// reported.
-func (r *Reader) Unread() (SignalSet, error) {
-	var out C.uint32_t
-	var e C.OmError
-	if rc := C.om_reader_unread(r.p, &out, &e); rc != C.OM_OK {
-		return 0, newError("om_reader_unread", rc, &e)
+// Watcher is a library thread that watches parked (idle) readers, so that
+// the caller needs no timer per file (OmWatcher). Safe for concurrent use.
+type Watcher struct {
+	mu sync.Mutex
+	p  *C.OmWatcher
+}
+
+// StartWatcher starts the thread: every interval it looks at the parked
+// readers and writes the token (8 bytes, native byte order) of each one that
+// has records to read, or whose deadline passed, to notify (the write end of
+// a pipe; the library keeps a duplicate, the caller may close it).
+func StartWatcher(interval time.Duration, notify *os.File) (*Watcher, error) {
+	conn, err := notify.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
-	return SignalSet(out), nil
+	var out *C.OmWatcher
+	var e C.OmError
+	var rc C.int32_t
+	if err := conn.Control(func(fd uintptr) {
+		rc = C.om_watcher_start(C.uint64_t(interval.Nanoseconds()), C.int(fd), &out, &e)
+	}); err != nil {
+		return nil, err
+	}
+	if rc != C.OM_OK {
+		return nil, newError("om_watcher_start", rc, &e)
+	}
+	return &Watcher{p: out}, nil
+}
+
+// Park leaves r to the watcher under token until a writer claims a record in
+// the ring of one of signals, the writer starts over, or due passes. Park a
+// reader only when its last polls found nothing (no pending batch).
+func (w *Watcher) Park(r *Reader, token uint64, signals SignalSet, due time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var e C.OmError
+	if rc := C.om_watcher_park(w.p, r.p, C.uint64_t(token), C.uint32_t(signals), unixNano(due), &e); rc != C.OM_OK {
+		return newError("om_watcher_park", rc, &e)
+	}
+	return nil
+}
+
+// Unpark forgets the reader parked under token; false if it was not parked
+// (woken already).
+func (w *Watcher) Unpark(token uint64) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var e C.OmError
+	switch rc := C.om_watcher_unpark(w.p, C.uint64_t(token), &e); rc {
+	case C.OM_OK:
+		return true, nil
+	case C.OM_EMPTY:
+		return false, nil
+	default:
+		return false, newError("om_watcher_unpark", rc, &e)
+	}
+}
+
+// Close stops the thread (waiting for it) and closes the library's
+// duplicate of the pipe. Closing twice is harmless.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.p == nil {
+		return nil
+	}
+	rc := C.om_watcher_close(w.p)
+	w.p = nil
+	if rc != C.OM_OK {
+		return &Error{Op: "om_watcher_close", Code: int32(rc)}
+	}
+	return nil
 }
 
 // Commit releases the pending batch identified by token.
