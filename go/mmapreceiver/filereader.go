@@ -199,6 +199,7 @@ type signalLoop struct {
 
 	// metrics only
 	readAtCollect  uint64    // records read+skipped at the last collection
+	takenAtCollect uint64    // lastRead (records taken from the ring) then
 	lastCollect    time.Time // time of the last collection
 	collectDue     time.Time // next collection
 	collectPending bool      // a collection is owed (busy, or the file went away)
@@ -268,6 +269,7 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 	}
 	read := s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics]
 	if read == l.readAtCollect && !refresh {
+		l.takenAtCollect = l.lastRead // nothing new up to here
 		return false, nil
 	}
 	busy, err = l.fr.rd.CollectMetrics(now)
@@ -275,6 +277,7 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 		return busy, err
 	}
 	l.readAtCollect = read
+	l.takenAtCollect = l.lastRead
 	l.lastCollect = now
 	return false, nil
 }
@@ -382,7 +385,7 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 	due := time.Now().Add(parkedPollInterval)
 	for _, l := range loops {
 		if l.sig == ffi.Metrics && !l.done {
-			due = minTime(due, l.collectDue)
+			due = minTime(due, l.nextCollection())
 		}
 	}
 	if !fr.deps.poller.park(fr, due) {
@@ -399,6 +402,24 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		l.nextAt = time.Time{}
 	}
 	return true
+}
+
+// nextCollection is when a parked file's metrics need collecting: at
+// collection_interval when measurements came since the last collection,
+// otherwise only for the periodic re-send of unchanged values (new
+// measurements wake the file anyway).
+func (l *signalLoop) nextCollection() time.Time {
+	if l.lastRead != l.takenAtCollect {
+		return l.collectDue
+	}
+	return maxTime(l.collectDue, l.lastCollect.Add(l.refreshEvery))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func minTime(a, b time.Time) time.Time {
