@@ -93,7 +93,7 @@ impl IdleWatch {
                 let mut round: u128 = 0;
                 loop {
                     round += 1;
-                    let check_writer = round % every == 0;
+                    let check_writer = round.is_multiple_of(every);
                     state = watched
                         .stopped
                         .wait_timeout(state, interval)
