@@ -2,9 +2,10 @@
  * BENCHMARKS.md, so that runs on different machines can be compared: a
  * dependent chain of 64-bit multiply-adds and xor-shifts (a xorshift-multiply
  * generator), so the time per iteration follows the core's clock and integer
- * latency, not its memory. Prints nanoseconds per iteration of the fastest of
- * `rounds` timed rounds (other work on a shared machine only slows a round
- * down) and the median round.
+ * latency, not its memory. Timed with the thread's CPU clock, so time spent
+ * preempted by other processes of a shared machine does not count. Prints
+ * nanoseconds per iteration of the fastest of `rounds` timed rounds and the
+ * median round.
  *
  *     cc -O2 -o machine-speed bench/machine_speed.c && ./machine-speed [iterations] [rounds]
  */
@@ -15,7 +16,7 @@
 
 static double now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 

@@ -212,8 +212,8 @@ def main():
          + ", ".join(f"{n:,} {UNIT[k]}s" for k, n in {c['signal']: c['count'] for c in r['app_cost']}.items())
          + " per run, as fast as one thread can), with rings and SDK queues large enough that nothing drops "
          "(`OTEL_MMAP_*_SLOTS`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), so no pacing loop is measured "
-         "or subtracted. The Collector rows below are paced. " if unpaced else "")
-      + f"Collector rows are paced at {fmt(r['cost'][0]['rate']) if r.get('cost') else '?'} items per second (sleeping "
+         "or subtracted. " if unpaced else "")
+      + f"The Collector rows are paced at {fmt(r['cost'][0]['rate']) if r.get('cost') else '?'} items per second (sleeping "
       "1 ms whenever ahead) so that no path drops anything; their app CPU (\"gross\") includes the pacing loop "
       f"(`--mode pacing`: {fmt(pace_p)} ns per item)" + ("." if unpaced else ", which is subtracted (\"net\")."))
     w("- **Instructions per item** = `valgrind --tool=callgrind` total instructions of the app (all threads, user space "

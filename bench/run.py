@@ -13,7 +13,8 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (see SECTIONS at the end);
+BENCH_SKIP a comma list of sections to skip (see SECTIONS at the end; "speed"
+skips the machine-speed loop);
 BENCH_TRIALS (default 3) how often each cost row runs (medians and min-max
 are reported).
 
