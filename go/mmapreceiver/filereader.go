@@ -28,9 +28,10 @@ const (
 	// unchanged cumulative values) only after this long, or after
 	// collection_interval when that is longer.
 	minMetricsRefresh = time.Minute
-	// parkedPollInterval: a parked file is polled at least this often even
-	// when nothing was written, for the work that needs no new record (spans
-	// in flight past traces::max_span_age). A writer that goes away wakes it
+	// parkedPollInterval: a parked file is polled at least this often (or
+	// every traces::max_span_age when that is shorter) even when nothing was
+	// written, for the work that needs no new record (spans in flight past
+	// traces::max_span_age). A writer that goes away wakes it
 	// at once (the library's watcher looks at its liveness lock every
 	// second), and the scan checks every scan_interval whether the file is
 	// still the one at its path.
@@ -40,6 +41,7 @@ const (
 // readerOptions are the settings of every file reader, from Config.
 type readerOptions struct {
 	pollInterval       time.Duration
+	maxSpanAge         time.Duration // traces::max_span_age (0: no traces)
 	collectionInterval time.Duration
 	retryInitial       time.Duration
 	retryMax           time.Duration
@@ -382,7 +384,11 @@ func (fr *fileReader) loop(parent context.Context) {
 // its next deadline comes, the file goes away or the receiver stops; then
 // every signal is polled. false: the file could not be parked.
 func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func()) bool {
-	due := time.Now().Add(parkedPollInterval)
+	wait := parkedPollInterval
+	if age := fr.deps.options.maxSpanAge; age > 0 && fr.read.Has(ffi.Traces) {
+		wait = min(wait, age)
+	}
+	due := time.Now().Add(wait)
 	for _, l := range loops {
 		if l.sig == ffi.Metrics && !l.done {
 			due = minTime(due, l.nextCollection())

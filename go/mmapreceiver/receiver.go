@@ -127,6 +127,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 		consumers: r.consumers,
 		options: readerOptions{
 			pollInterval:       r.cfg.PollInterval,
+			maxSpanAge:         r.cfg.Traces.MaxSpanAge,
 			collectionInterval: r.cfg.Metrics.CollectionInterval,
 			retryInitial:       r.cfg.RetryOnFailure.InitialInterval,
 			retryMax:           r.cfg.RetryOnFailure.MaxInterval,
