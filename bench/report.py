@@ -302,7 +302,7 @@ def main():
         ax.set_title("App + Collector CPU per million items")
         ax.legend(fontsize=8)
         w(f"![total cost]({save(fig, 'total_cost.png')})\n")
-        w("| signal | path | app CPU s per million (net) | Collector CPU s per million | total | vs OTLP |")
+        w(f"| signal | path | app CPU s per million ({what}) | Collector CPU s per million | total | vs OTLP |")
         w("|---|---|---|---|---|---|")
         for sig in ("spans", "logs", "metrics"):
             base = total_per_m(sig, "otlp")
