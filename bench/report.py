@@ -201,7 +201,8 @@ def main():
       "each table row records the 1-minute load when it started. Run started " + r["started"] +
       f", took {r.get('seconds', 0):.0f} s; `BENCH_SCALE` {r['scale']}.")
     for rr in r.get("rerun", []):
-        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile") if x not in rr["skipped"]]
+        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile", "python")
+               if x not in rr["skipped"]]
         w(f"- Re-run afterwards into the same results: {', '.join(ran)} at {rr['at']} (load {rr['load']}).")
     if r.get("errors"):
         w("- Sections that failed in this run: " + "; ".join(f"{k}: `{v}`" for k, v in r["errors"].items()))
@@ -427,11 +428,64 @@ def main():
             if prof.get(key + "-by-dso"):
                 w("\nBy binary: " + ", ".join(f"{d['dso']} {d['percent']:.0f}%" for d in prof[key + "-by-dso"]))
             w("\n</details>\n")
+    python_section(r, w)
     analysis = ROOT / "bench/analysis.md"
     if analysis.exists():
         w(analysis.read_text())
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print(f"wrote BENCHMARKS.md and {IMG}")
+
+
+def python_section(r, w):
+    """The Python SDK rows (bench/run.py `python_sdk`)."""
+    rows = r.get("python")
+    if not rows:
+        return
+    w("## Python: opentelemetry-mmap against BatchSpanProcessor + OTLP/gRPC\n")
+    w(f"`bench/python_app.py` in the package's venv, {fmt(rows[0]['rate'])} items/s on one thread, "
+      f"{fmt(rows[0]['count'])} items after a warm-up: the SDK alone (no processor), the SDK with the mmap processor "
+      "into otelcol-mmap's `mmap` receiver, and the SDK with the batch processor and the OTLP/gRPC exporter into its "
+      "`otlp` receiver. CPU ns per item: on the calling thread (the loop's thread CPU time) and for the whole "
+      "process (getrusage, the exporter's threads and the final flush included). \"over the SDK\" subtracts "
+      "the SDK alone.\n")
+    w("| signal | path | calling thread | over the SDK | process | over the SDK | delivered |")
+    w("|---|---|---|---|---|---|---|")
+    by = {(x["signal"], x["mode"]): x for x in rows}
+    names = {"none": "SDK alone", "mmap": "SDK + mmap processor", "otlp": "SDK + batch + OTLP/gRPC"}
+    for sig in ("spans", "logs"):
+        base = by.get((sig, "none"))
+        for mode in ("none", "mmap", "otlp"):
+            x = by.get((sig, mode))
+            if not x or not base:
+                continue
+            c, p = x["app"]["cpu_caller_ns_per_item"], x["app"]["cpu_process_ns_per_item"]
+            oc = c - base["app"]["cpu_caller_ns_per_item"]
+            op = p - base["app"]["cpu_process_ns_per_item"]
+            w(f"| {sig} | {names[mode]} | {fmt(c)} | {fmt(oc) if mode != 'none' else ''} | {fmt(p)} | "
+              f"{fmt(op) if mode != 'none' else ''} | {fmt(x['delivered']) if mode != 'none' else ''} |")
+    for sig in ("spans", "logs"):
+        b, m, o = (by.get((sig, k)) for k in ("none", "mmap", "otlp"))
+        if not (b and m and o):
+            continue
+        k = "cpu_process_ns_per_item"
+        kc = "cpu_caller_ns_per_item"
+        w(f"\n{sig}: the process spends {ratio(o['app'][k], m['app'][k]):.1f}x less with mmap in total, "
+          f"{ratio(o['app'][k] - b['app'][k], m['app'][k] - b['app'][k]):.1f}x less over the SDK; the calling thread "
+          f"{ratio(o['app'][kc] - b['app'][kc], m['app'][kc] - b['app'][kc]):.2f}x (over the SDK; above 1 is cheaper with mmap).")
+    web = r.get("python_gunicorn")
+    if web:
+        w("\n**Under gunicorn** (`bench/python_web.py`: Flask, auto-instrumented, `gunicorn --preload -w 2`; "
+          "each worker writes its own file): CPU of the master and both workers per request (one server span "
+          "each), requests sent one at a time.\n")
+        w("| path | CPU µs per request | over no processor | spans delivered | files |")
+        w("|---|---|---|---|---|")
+        base = next((x for x in web if x["mode"] == "none"), None)
+        for x in web:
+            over = x["cpu_ns_per_request"] - base["cpu_ns_per_request"] if base and x["mode"] != "none" else None
+            w(f"| {names[x['mode']].replace('SDK + ', '')} | {fmt(x['cpu_ns_per_request'] / 1000)} | "
+              f"{fmt(over / 1000) if over is not None else ''} | {fmt(x['delivered']) if x['mode'] != 'none' else ''} | "
+              f"{x['files'] if x['mode'] == 'mmap' else ''} |")
+    w("")
 
 
 SKIP_FRAMES = ("runtime.goexit", "sync.(*WaitGroup).Go", "runtime.mcall", "entry_SYSCALL_64_after_hwframe",

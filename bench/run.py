@@ -700,6 +700,118 @@ def profiles(results, workdir):
     results["profiles"] = out
 
 
+# The Python SDK rows: the Python bench app (bench/python_app.py) in the
+# package's venv (`make bench` builds the wheel into tmp/py-venv).
+PY_BENCH = Path(os.environ.get("BENCH_PYTHON", ROOT / "tmp/py-venv/bin/python"))
+PY_COUNT = {"spans": 50_000, "logs": 50_000}
+PY_RATE = 5_000  # items/s: the batch processors' queues never fill at this rate
+
+
+def python_sdk(results, workdir):
+    """The Python SDK: per item on the calling thread and for the whole process, the
+    SDK with no processor (baseline), the mmap processors, and BatchSpanProcessor /
+    BatchLogRecordProcessor + OTLP/gRPC, in the same run, paced so that nothing drops."""
+    if not PY_BENCH.exists():
+        raise RuntimeError(f"{PY_BENCH} missing: `make test-python` or `make bench` creates it")
+    app = str(ROOT / "bench/python_app.py")
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(PY_COUNT[sig] * SCALE)
+        for mode in ("none", "mmap", "otlp"):
+            receiver = "otlp" if mode == "otlp" else "mmap"
+            with Collector(f"python-{sig}-{mode}", receiver, workdir) as col:
+                cmd = [str(PY_BENCH), app, "--mode", mode, "--signal", sig, "--count", str(count), "--rate", str(PY_RATE)]
+                if mode == "mmap":
+                    cmd += ["--file", str(col.workdir / f"python-{sig}.otlp")]
+                elif mode == "otlp":
+                    cmd += ["--endpoint", f"127.0.0.1:{col.grpc_port}"]
+                before = col.delivered(sig)
+                out, c0 = run_app(cmd, col)
+                got = wait_delivered(col, sig, count + 1000, before) if mode != "none" else 0
+                col_cpu = col.cpu() - c0
+            row = {"signal": sig, "mode": mode, "count": count, "rate": PY_RATE, "app": out,
+                   "collector_cpu_s": col_cpu, "delivered": got, "expected": count + 1000 if mode != "none" else 0}
+            log(f"python {sig:5} {mode:5} caller {out['cpu_caller_ns_per_item']:7.0f} ns/item, process "
+                f"{out['cpu_process_ns_per_item']:7.0f} ns/item; collector {col_cpu:.2f} s; delivered {got:.0f}; dropped {out['dropped']}")
+            rows.append(row)
+    for sig in ("spans", "logs"):
+        by = {r["mode"]: r["app"] for r in rows if r["signal"] == sig}
+        for where in ("caller", "process"):
+            k = f"cpu_{where}_ns_per_item"
+            added = {m: by[m][k] - by["none"][k] for m in ("mmap", "otlp")}
+            log(f"python {sig}: {where}: otlp/mmap = {by['otlp'][k] / by['mmap'][k]:.2f}x in total, "
+                f"{added['otlp'] / max(added['mmap'], 1):.2f}x over the SDK alone ({added['mmap']:.0f} vs {added['otlp']:.0f} ns)")
+    results["python"] = rows
+    results["python_gunicorn"] = python_gunicorn(workdir)
+
+
+PY_WEB_REQUESTS = 3000
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process and its children (gunicorn's master and workers)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            total += proc_cpu(p)
+        except OSError:
+            pass
+    return total
+
+
+def python_gunicorn(workdir):
+    """An auto-instrumented Flask app under gunicorn (--preload, 2 workers): CPU of
+    all its processes per request (one server span each), no processor / mmap / OTLP."""
+    gunicorn = PY_BENCH.parent / "gunicorn"
+    rows = []
+    n = int(PY_WEB_REQUESTS * SCALE)
+    for mode in ("none", "mmap", "otlp"):
+        receiver = "otlp" if mode == "otlp" else "mmap"
+        with Collector(f"python-gunicorn-{mode}", receiver, workdir) as col:
+            port = free_port()
+            env = dict(os.environ, BENCH_PY_MODE=mode, OTEL_MMAP_FILE=str(col.workdir / "web.otlp"),
+                       BENCH_PY_ENDPOINT=f"127.0.0.1:{col.grpc_port}")
+            p = subprocess.Popen([str(gunicorn), "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
+                                  "--chdir", str(ROOT / "bench"), "python_web:app"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/items/0", timeout=2).read()
+                        break
+                    except OSError:
+                        if p.poll() is not None or time.time() > deadline:
+                            raise RuntimeError(f"gunicorn ({mode}) did not start")
+                        time.sleep(0.2)
+                for i in range(200):  # warm-up: every worker has served
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                time.sleep(1.0)
+                before = col.delivered("spans")
+                c0, t0 = tree_cpu(p.pid), time.time()
+                for i in range(n):
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                wall = time.time() - t0
+                time.sleep(6.0)  # every mode: the batch processor exports every 5 s
+                cpu = tree_cpu(p.pid) - c0
+                got = wait_delivered(col, "spans", n, before) if mode != "none" else 0
+                files = len(list(col.workdir.glob("*.otlp")))
+            finally:
+                p.terminate()
+                p.wait(15)
+        row = {"mode": mode, "requests": n, "cpu_ns_per_request": cpu * 1e9 / n, "wall_s": wall,
+               "delivered": got, "files": files}
+        log(f"python gunicorn {mode:5} {row['cpu_ns_per_request']:8.0f} ns CPU/request (master + 2 workers); "
+            f"delivered {got:.0f}/{n}; {files} files")
+        rows.append(row)
+    return rows
+
+
 # The sections in running order: (name, function). BENCH_SKIP names the ones to leave out.
 SECTIONS = [
     ("cost", cost),
@@ -709,6 +821,7 @@ SECTIONS = [
     ("latency", latency),
     ("idle", idle),
     ("profile", profiles),
+    ("python", python_sdk),
 ]
 
 

@@ -138,6 +138,7 @@ mod log_processor;
 pub mod logs;
 pub mod metrics;
 mod observable;
+pub mod records;
 mod resource;
 mod span_events;
 mod span_processor;
