@@ -31,10 +31,9 @@ const (
 	// parkedPollInterval: a parked file is polled at least this often (or
 	// every traces::max_span_age when that is shorter) even when nothing was
 	// written, for the work that needs no new record (spans in flight past
-	// traces::max_span_age). A writer that goes away wakes it
-	// at once (the library's watcher looks at its liveness lock every
-	// second), and the scan checks every scan_interval whether the file is
-	// still the one at its path.
+	// traces::max_span_age). A writer that goes away wakes it at the next
+	// scan (idlePoller.checkWriters), which also checks every scan_interval
+	// whether the file is still the one at its path.
 	parkedPollInterval = time.Minute
 )
 

@@ -47,3 +47,28 @@ func TestIdleFileIsWokenByTheIdlePoller(t *testing.T) {
 		assert.Equal(t, wakes+1, r.poller.wakes.Load(), "one wake-up per record written")
 	}
 }
+
+// A parked file whose writer goes away is woken once by the scan (so that the
+// reader gives up its spans in flight), and not again at later scans.
+func TestParkedFileIsWokenOnceWhenItsWriterGoesAway(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir) // scan_interval 20ms
+	cfg.Metrics.CollectionInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	r.setTraces(new(consumertest.TracesSink))
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+
+	parked := func() bool { return r.poller.parked.Load() == 1 }
+	require.Eventually(t, parked, waitFor, time.Millisecond, "the idle file parks")
+	wakes := r.poller.wakes.Load()
+	tw.close()
+	require.Eventually(t, func() bool { return r.poller.wakes.Load() == wakes+1 }, waitFor, time.Millisecond,
+		"the scan wakes the file of a writer that went away")
+	require.Eventually(t, parked, waitFor, time.Millisecond, "it parks again")
+	time.Sleep(5 * cfg.ScanInterval) // later scans
+	assert.Equal(t, wakes+1, r.poller.wakes.Load(), "woken once, not at every scan")
+}

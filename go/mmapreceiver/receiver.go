@@ -229,6 +229,7 @@ func (r *mmapReceiver) scanLoop(ctx context.Context) {
 			files = append(files, fr)
 		}
 		r.mu.Unlock()
+		r.poller.checkWriters()
 		r.tel.recordGauges(files, r.enabledSignals())
 	}
 }

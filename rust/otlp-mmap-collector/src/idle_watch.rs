@@ -4,34 +4,36 @@
 //! A caller whose reader found nothing to read parks it here with a token and
 //! a deadline. Every `interval` the thread looks at each parked file: when a
 //! writer claimed a record in one of the watched rings (one atomic load of
-//! its `writer_index`), the writer started over in place, the writer went
-//! away (its liveness lock, looked at about once a second:
-//! [`LIVENESS_CHECK`]), or the deadline passed, the file is unparked and its
-//! token handed to `notify`. The thread
-//! reads its own mapping of each parked file (opened, without the reader lock,
-//! through a duplicate of the reader's descriptor when the file is parked), so
-//! it never touches a [`FileReader`], which stays the caller's alone. An
-//! idle process then costs one sleep of one thread per `interval`, whatever
-//! the number of files.
+//! its `writer_index`), the writer started over in place, or the deadline
+//! passed, the file is unparked and its token handed to `notify`. The thread
+//! reads its own mapping of each parked file (made when the file is parked,
+//! [`MmapReader::map_again`]: no file descriptor, the file's length as the
+//! reader knows it), so it never touches a [`FileReader`], which stays the
+//! caller's alone. An idle process then costs one sleep of one thread per
+//! `interval`, whatever the number of files. Whether a parked file's writer
+//! is still alive the caller asks the reader itself
+//! ([`FileReader::check_writer`]) now and then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use otlp_mmap_core::{FormatError, MmapReader, RingReader, WriterState};
+use std::sync::atomic::Ordering;
+
+#[cfg(doc)]
+use otlp_mmap_core::MmapReader;
+use otlp_mmap_core::layout::header;
+use otlp_mmap_core::{FormatError, RingReader, SharedRegion};
 
 use crate::file_reader::{FileReader, Signal};
-
-/// How often the watcher looks at the liveness lock of each parked file's
-/// writer (one `fcntl` each), so that a reader learns soon that its writer
-/// died (and gives up its spans in flight) without polling while idle.
-pub const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 
 /// A parked file: the watcher's own view of it.
 #[derive(Debug)]
 struct Parked {
-    view: MmapReader,
+    region: SharedRegion,
+    /// The stream's start time when it was parked.
+    start_time: u64,
     /// The rings watched, positioned at the reader's next record.
     rings: Vec<RingReader>,
     /// Unpark at this time (unix nanoseconds) even when nothing was written.
@@ -39,12 +41,19 @@ struct Parked {
 }
 
 impl Parked {
-    fn ready(&mut self, now: u64, check_writer: bool) -> bool {
+    fn ready(&self, now: u64) -> bool {
         now >= self.due_unix_nano
-            || (check_writer && self.view.writer_state() == WriterState::Gone)
-            || self.view.start_time_changed()
-            || self.rings.iter().any(|r| r.has_claimed(self.view.region()))
+            || start_time(&self.region) != self.start_time
+            || self.rings.iter().any(|r| r.has_claimed(&self.region))
     }
+}
+
+/// The start time in the file header (0 if it cannot be read).
+fn start_time(region: &SharedRegion) -> u64 {
+    region
+        .atomic_u64(header::START_TIME)
+        .map(|t| t.load(Ordering::Acquire))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Default)]
@@ -89,11 +98,7 @@ impl IdleWatch {
             .spawn(move || {
                 let mut ready = Vec::new();
                 let mut state = watched.lock();
-                let every = (LIVENESS_CHECK.as_nanos() / interval.as_nanos().max(1)).max(1);
-                let mut round: u128 = 0;
                 loop {
-                    round += 1;
-                    let check_writer = round.is_multiple_of(every);
                     state = watched
                         .stopped
                         .wait_timeout(state, interval)
@@ -107,8 +112,8 @@ impl IdleWatch {
                     ready.extend(
                         state
                             .parked
-                            .iter_mut()
-                            .filter_map(|(&token, p)| p.ready(now, check_writer).then_some(token)),
+                            .iter()
+                            .filter_map(|(&token, p)| p.ready(now).then_some(token)),
                     );
                     for &token in &ready {
                         if notify(token) {
@@ -137,22 +142,17 @@ impl IdleWatch {
         due_unix_nano: u64,
     ) -> Result<(), FormatError> {
         let file = reader.file();
-        let view = MmapReader::open_file_with_max_mapped(
-            file.try_clone_file()?,
-            file.path(),
-            false,
-            reader.options().max_mapped_bytes,
-        )?;
+        let region = file.map_again()?;
         let rings = signals
             .iter()
-            .map(|s| view.ring_reader(s.ring()))
+            .map(|s| RingReader::new(&region, file.layout().ring(s.ring())))
             .collect::<Result<Vec<_>, _>>()?;
-        // A writer that started over since the reader looked: wake at once.
-        let restarted = view.start_time_unix_nano() != file.start_time_unix_nano();
         let parked = Parked {
-            view,
+            region,
+            // A writer that started over since the reader looked wakes it at once.
+            start_time: file.start_time_unix_nano(),
             rings,
-            due_unix_nano: if restarted { 0 } else { due_unix_nano },
+            due_unix_nano,
         };
         self.shared.lock().parked.insert(token, parked);
         Ok(())

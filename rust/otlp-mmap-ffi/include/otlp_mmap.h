@@ -427,6 +427,18 @@ int32_t om_reader_abandon_spans(struct OmReader *reader,
                                 struct OmError *err);
 
 /*
+ Looks at the writer's liveness lock now (one `fcntl`), for a caller that
+ does not poll an idle reader (one parked with `om_watcher_park`): `*out`
+ is 1 when this call found the writer gone, which it was not known to be
+ (wake the reader: its next traces poll gives up the spans in flight),
+ else 0.
+
+ # Safety
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_check_writer(struct OmReader *reader, int32_t *out, struct OmError *err);
+
+/*
  Fills `*out` with the reader's counters.
 
  # Safety
@@ -470,8 +482,10 @@ int32_t om_watcher_start(uint64_t interval_nanos,
  writes `token` to its pipe. Parking a token again replaces the earlier
  park. Park a reader only when its last polls of those signals found
  nothing (no pending batch): the watcher starts at the records the reader
- released. The watcher reads its own mapping of the file, never the reader,
- which the caller may use and close while it is parked.
+ released. The watcher reads its own mapping of the file (no file
+ descriptor), never the reader, which the caller may use and close while
+ it is parked. The watcher does not look at the writer's liveness: ask the
+ reader with `om_reader_check_writer` now and then.
 
  # Safety
  `err` is NULL or valid for writes.

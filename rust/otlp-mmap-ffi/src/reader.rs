@@ -438,6 +438,33 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
     })
 }
 
+/// Looks at the writer's liveness lock now (one `fcntl`), for a caller that
+/// does not poll an idle reader (one parked with `om_watcher_park`): `*out`
+/// is 1 when this call found the writer gone, which it was not known to be
+/// (wake the reader: its next traces poll gives up the spans in flight),
+/// else 0.
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_check_writer(
+    reader: *mut OmReader,
+    out: *mut i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let gone = r.reader.check_writer();
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = i32::from(gone) };
+        Ok(OM_OK)
+    })
+}
+
 /// Fills `*out` with the reader's counters.
 ///
 /// # Safety

@@ -77,8 +77,10 @@ pub unsafe extern "C" fn om_watcher_start(
 /// writes `token` to its pipe. Parking a token again replaces the earlier
 /// park. Park a reader only when its last polls of those signals found
 /// nothing (no pending batch): the watcher starts at the records the reader
-/// released. The watcher reads its own mapping of the file, never the reader,
-/// which the caller may use and close while it is parked.
+/// released. The watcher reads its own mapping of the file (no file
+/// descriptor), never the reader, which the caller may use and close while
+/// it is parked. The watcher does not look at the writer's liveness: ask the
+/// reader with `om_reader_check_writer` now and then.
 ///
 /// # Safety
 /// `err` is NULL or valid for writes.

@@ -365,6 +365,19 @@ func (r *Reader) AbandonSpans(now time.Time) error {
 	return nil
 }
 
+// WriterGone looks at the writer's liveness lock now (one fcntl), for a
+// reader that is not being polled (parked): true when this call found the
+// writer gone, which it was not known to be; poll the reader then, so that
+// it gives up its spans in flight.
+func (r *Reader) WriterGone() (bool, error) {
+	var out C.int32_t
+	var e C.OmError
+	if rc := C.om_reader_check_writer(r.p, &out, &e); rc != C.OM_OK {
+		return false, newError("om_reader_check_writer", rc, &e)
+	}
+	return out == 1, nil
+}
+
 // Stats mirrors OmStats; arrays are indexed by Signal.
 type Stats struct {
 	RingCapacity     [3]uint64
