@@ -156,7 +156,7 @@ clean:
 	$(CARGO) clean
 	rm -rf build tmp bin
 
-## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (< 15 min on 2 cores); writes BENCHMARKS.md and bench/img/*.png.
+## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (cost rows 3 times: about 13 min on 2 cores after the build); writes BENCHMARKS.md and bench/img/*.png.
 BENCH_VENV := $(ROOT)/tmp/bench-venv
 bench: build python-venv
 	$(CARGO) build --release -p otlp-mmap-bench
@@ -168,5 +168,6 @@ bench: build python-venv
 	@# valgrind and perf are optional: missing, their sections are skipped (nothing is installed).
 	@command -v valgrind >/dev/null || echo "bench: valgrind not installed: instruction counts (callgrind) skipped"
 	@command -v perf >/dev/null || echo "bench: perf not installed: profiles skipped"
+	@command -v $(CC) >/dev/null || echo "bench: $(CC) not installed: machine speed skipped"
 	OTELCOL_MMAP=$(DIST) python3 $(ROOT)/bench/run.py
 	$(BENCH_VENV)/bin/python $(ROOT)/bench/report.py

@@ -13,7 +13,15 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,tracing,ringsweep,callgrind,throughput,latency,idle,profile,python).
+BENCH_SKIP a comma list of sections to skip (see SECTIONS at the end; "speed"
+skips the machine-speed loop);
+BENCH_TRIALS (default 3) how often each cost row runs (medians and min-max
+are reported).
+
+Each section is one function `name(results, workdir)` that stores its rows
+under results[name]; SECTIONS lists them in running order. A new row of the
+benchmark is a new section function plus its entry there (and its section in
+bench/report.py).
 """
 
 import json
@@ -62,10 +70,40 @@ LATENCY_SECONDS = 10
 SPORADIC_RATE = 5  # spans/s, for 2 x LATENCY_SECONDS
 IDLE_FILES = 10
 IDLE_SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", "30"))
+# Cost rows run TRIALS times, in rounds over all rows (drift on a shared
+# machine then spreads over every row instead of favouring one path).
+TRIALS = max(1, int(os.environ.get("BENCH_TRIALS", "3")))
+# Unpaced app-cost runs: items per run and the ring/queue sizes that hold them
+# all, so that nothing drops although the app outruns the Collector.
+APP_COUNT = {"spans": 30_000, "logs": 30_000, "metrics": 30_000}
+BIG_RINGS = {"OTEL_MMAP_SPAN_SLOTS": str(1 << 16), "OTEL_MMAP_LOG_SLOTS": str(1 << 15),
+             "OTEL_MMAP_METRIC_SLOTS": str(1 << 15), "OTEL_BSP_MAX_QUEUE_SIZE": str(1 << 16),
+             "OTEL_BLRP_MAX_QUEUE_SIZE": str(1 << 16)}
 
 
 def log(*a):
     print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def summarize(trials):
+    """Per numeric key of a list of dicts (nested dicts too): the median; `spread` holds [min, max] per key."""
+    out, spread = {}, {}
+    for k, v in trials[0].items():
+        vals = [t[k] for t in trials]
+        if isinstance(v, bool) or not isinstance(v, (int, float, dict)):
+            out[k] = v
+        elif isinstance(v, dict):
+            out[k], spread[k] = summarize(vals)
+        else:
+            out[k] = median(vals)
+            spread[k] = [min(vals), max(vals)]
+    return out, spread
 
 
 def free_port():
@@ -83,6 +121,18 @@ def proc_cpu(pid):
     stat = open(f"/proc/{pid}/stat").read()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu_ns(pid):
+    """CPU seconds run by a process's live threads, in nanoseconds resolution (/proc/PID/task/*/schedstat, first
+    field): the clock-tick counters of /proc/PID/stat resolve only 10 ms, too coarse for an idle Collector."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def proc_status_kb(pid, key):
@@ -269,6 +319,20 @@ def receiver_defaults():
     return out
 
 
+def machine_speed():
+    """The fixed CPU loop of bench/machine_speed.c (built here with cc): ns per iteration, fastest and median round."""
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if not cc:
+        log("cc missing: machine speed skipped")
+        return None
+    exe = OUT / "machine-speed"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench/machine_speed.c")], check=True)
+    out = subprocess.run([str(exe), "100000000", "5"], check=True, capture_output=True, text=True).stdout
+    speed = json.loads(out)
+    log(f"machine speed: {speed['ns_per_iteration_min']:.3f} ns per iteration (median round {speed['ns_per_iteration_median']:.3f})")
+    return speed
+
+
 def machine():
     model = ""
     for line in open("/proc/cpuinfo"):
@@ -295,37 +359,25 @@ def machine():
 
 
 def cost(results, workdir):
-    """1-3: app CPU/allocations, Collector CPU and peak RSS, per item, paced so that nothing drops."""
+    """1-3: app CPU/allocations, Collector CPU and peak RSS, per item, paced so that nothing drops; every row
+    TRIALS times (rounds over all rows), medians with `spread` [min, max] and the raw `trials`."""
+    pacing = []
+    trials = {}
+    for trial in range(TRIALS):
+        base, _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
+                           "--rate", str(COST_RATE)], None)
+        pacing.append(base)
+        log(f"trial {trial + 1}/{TRIALS}: pacing baseline {base['cpu_process_ns_per_item']:.0f} ns/item "
+            f"(caller {base['cpu_caller_ns_per_item']:.0f})")
+        for sig, modes in MODES.items():
+            for mode in modes:
+                trials.setdefault((sig, mode), []).append(cost_row(sig, mode, workdir))
+    results["pacing"], results["pacing_spread"] = summarize(pacing)
     rows = []
-    base, _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
-                       "--rate", str(COST_RATE)], None)
-    results["pacing"] = base
-    log(f"pacing baseline: {base['cpu_process_ns_per_item']:.0f} ns/item (caller {base['cpu_caller_ns_per_item']:.0f})")
-    for sig, modes in MODES.items():
-        for mode in modes:
-            count = int(COST_COUNT[sig] * SCALE)
-            receiver = "otlp" if mode == "otlp" else "mmap"
-            with Collector(f"cost-{sig}-{mode}", receiver, workdir) as col:
-                before = col.delivered(sig)
-                load0 = loadavg()
-                app, c0 = run_app(app_cmd(mode, sig, count, COST_RATE, workdir, col), col)
-                expected = count + 1000 if not (sig == "metrics" and mode == "otlp") else 1
-                if sig == "metrics" and mode == "otlp":
-                    # The SDK aggregates: what arrives are data points, not adds.
-                    got = wait_delivered(col, sig, 1, before)
-                else:
-                    got = wait_delivered(col, sig, expected, before)
-                col_cpu = col.cpu() - c0
-                hwm = col.hwm_kb()
-            row = {
-                "signal": sig, "mode": mode, "count": count, "rate": COST_RATE,
-                "app": app, "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm,
-                "delivered": got, "expected": expected, "load": load0,
-            }
-            log(f"cost {sig:7} {mode:14} app {app['cpu_process_ns_per_item']:7.0f} ns/item "
-                f"(caller {app['cpu_caller_ns_per_item']:6.0f}) {app['allocs_per_item']:.2f} allocs/item; "
-                f"collector {col_cpu:.2f} s, HWM {hwm/1024:.0f} MiB; delivered {got:.0f}/{expected}; dropped {app['dropped']}")
-            rows.append(row)
+    for runs in trials.values():
+        row, spread = summarize(runs)
+        row["dropped_max"] = max(r["app"]["dropped"] for r in runs)
+        rows.append(row | {"spread": spread, "trials": runs})
     results["cost"] = rows
 
 
@@ -392,6 +444,58 @@ def ring_sweep(results, workdir):
                 f"file {file_bytes} B")
             rows.append(row)
     results["ring_sweep"] = rows
+
+
+def cost_row(sig, mode, workdir):
+    """One paced run of one cost row, with a fresh Collector."""
+    count = int(COST_COUNT[sig] * SCALE)
+    receiver = "otlp" if mode == "otlp" else "mmap"
+    with Collector(f"cost-{sig}-{mode}", receiver, workdir) as col:
+        before = col.delivered(sig)
+        load0 = loadavg()
+        app, c0 = run_app(app_cmd(mode, sig, count, COST_RATE, workdir, col), col)
+        expected = count + 1000 if not (sig == "metrics" and mode == "otlp") else 1
+        if sig == "metrics" and mode == "otlp":
+            # The SDK aggregates: what arrives are data points, not adds.
+            got = wait_delivered(col, sig, 1, before)
+        else:
+            got = wait_delivered(col, sig, expected, before)
+        col_cpu = col.cpu() - c0
+        hwm = col.hwm_kb()
+    row = {
+        "signal": sig, "mode": mode, "count": count, "rate": COST_RATE,
+        "app": app, "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm,
+        "delivered": got, "expected": expected, "load": load0,
+    }
+    log(f"cost {sig:7} {mode:14} app {app['cpu_process_ns_per_item']:7.0f} ns/item "
+        f"(caller {app['cpu_caller_ns_per_item']:6.0f}) {app['allocs_per_item']:.2f} allocs/item; "
+        f"collector {col_cpu:.2f} s, HWM {hwm/1024:.0f} MiB; delivered {got:.0f}/{expected}; dropped {app['dropped']}")
+    return row
+
+
+def app_cost(results, workdir):
+    """1: app CPU per item, unpaced (no pacing loop to subtract), with rings and SDK queues that hold every item, so
+    nothing drops although the app outruns the Collector; each row TRIALS times (rounds), medians and [min, max]."""
+    env = dict(os.environ, **BIG_RINGS)
+    trials = {}
+    for trial in range(TRIALS):
+        for sig, modes in MODES.items():
+            for mode in modes:
+                receiver = "otlp" if mode == "otlp" else "mmap"
+                count = APP_COUNT[sig]
+                with Collector(f"app-{sig}-{mode}", receiver, workdir) as col:
+                    app, _ = run_app(app_cmd(mode, sig, count, 0, workdir, col), None, env=env)
+                for f in col.workdir.glob("*.otlp"):
+                    f.unlink()
+                log(f"app {trial + 1}/{TRIALS} {sig:7} {mode:14} {app['cpu_process_ns_per_item']:7.0f} ns/item "
+                    f"(caller {app['cpu_caller_ns_per_item']:6.0f}); dropped {app['dropped']}")
+                trials.setdefault((sig, mode), []).append({"signal": sig, "mode": mode, "count": count, "app": app})
+    rows = []
+    for runs in trials.values():
+        row, spread = summarize(runs)
+        row["dropped_max"] = max(r["app"]["dropped"] for r in runs)
+        rows.append(row | {"spread": spread, "trials": runs})
+    results["app_cost"] = rows
 
 
 def callgrind(results, workdir):
@@ -595,15 +699,24 @@ def idle(results, workdir):
                     except OSError:
                         pass
                 return n
-            c0, t0, l0, x0 = col.cpu(), time.monotonic(), loadavg(), ctx()
-            time.sleep(IDLE_SECONDS)
-            c1, t1, x1 = col.cpu(), time.monotonic(), ctx()
-            res["mmap_cpu_s"] = c1 - c0
-            res["mmap_core_fraction"] = (c1 - c0) / (t1 - t0)
-            res["mmap_ctx_switches_per_s"] = (x1 - x0) / (t1 - t0)
-            res["load"] = l0
-            log(f"idle mmap: {res['mmap_core_fraction']:.2%} of a core ({IDLE_FILES} files, {IDLE_SECONDS}s), "
-                f"{res['mmap_ctx_switches_per_s']:.0f} context switches/s")
+            # TRIALS consecutive windows of IDLE_SECONDS / TRIALS: the median and the spread.
+            res["load"] = loadavg()
+            windows = []
+            for _ in range(TRIALS):
+                c0, t0, x0 = proc_cpu_ns(col.pid), time.monotonic(), ctx()
+                time.sleep(IDLE_SECONDS / TRIALS)
+                c1, t1, x1 = proc_cpu_ns(col.pid), time.monotonic(), ctx()
+                windows.append({"cpu_s": c1 - c0, "core_fraction": (c1 - c0) / (t1 - t0),
+                                "ctx_switches_per_s": (x1 - x0) / (t1 - t0)})
+            res["windows"] = windows
+            res["mmap_cpu_s"] = sum(w["cpu_s"] for w in windows)
+            res["mmap_core_fraction"] = median([w["core_fraction"] for w in windows])
+            res["mmap_core_fraction_spread"] = [min(w["core_fraction"] for w in windows),
+                                                max(w["core_fraction"] for w in windows)]
+            res["mmap_ctx_switches_per_s"] = median([w["ctx_switches_per_s"] for w in windows])
+            log(f"idle mmap: {res['mmap_core_fraction']:.2%} of a core (median of {TRIALS} windows, "
+                f"{res['mmap_core_fraction_spread'][0]:.2%}-{res['mmap_core_fraction_spread'][1]:.2%}; {IDLE_FILES} files, "
+                f"{IDLE_SECONDS}s), {res['mmap_ctx_switches_per_s']:.0f} context switches/s")
         if res["mmap_core_fraction"] > 0.01 and shutil.which("perf") and "profile" not in SKIP:
             # Over budget: profile the same idle state with the unstripped build (the files are free again).
             binary = PROFILE_DIST if PROFILE_DIST.exists() else None
@@ -618,9 +731,9 @@ def idle(results, workdir):
         holder.wait()
     with Collector("idle-otlp", "otlp", workdir) as col:
         time.sleep(1)
-        c0, t0 = col.cpu(), time.monotonic()
+        c0, t0 = proc_cpu_ns(col.pid), time.monotonic()
         time.sleep(10)
-        res["otlp_core_fraction"] = (col.cpu() - c0) / (time.monotonic() - t0)
+        res["otlp_core_fraction"] = (proc_cpu_ns(col.pid) - c0) / (time.monotonic() - t0)
         log(f"idle otlp receiver (no client): {res['otlp_core_fraction']:.2%} of a core")
     results["idle"] = res
 
@@ -650,7 +763,6 @@ def profiles(results, workdir):
             out[f"collector-{receiver}-inclusive"] = perf_report(OUT / f"perf.collector-{receiver}.data", 40, children=True)
             p.wait()
     results["profiles"] = out
-
 
 
 # The Python SDK rows: the Python bench app (bench/python_app.py) in the
@@ -765,6 +877,21 @@ def python_gunicorn(workdir):
     return rows
 
 
+# The sections in running order: (name, function). BENCH_SKIP names the ones to leave out.
+SECTIONS = [
+    ("cost", cost),
+    ("app_cost", app_cost),
+    ("tracing", tracing_cost),
+    ("ringsweep", ring_sweep),
+    ("callgrind", callgrind),
+    ("throughput", throughput),
+    ("latency", latency),
+    ("idle", idle),
+    ("profile", profiles),
+    ("python", python_sdk),
+]
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (DIST, APP):
@@ -779,17 +906,16 @@ def main():
                                                  "skipped": sorted(SKIP)})
     else:
         results = {}
-    results |= {"machine": machine(), "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    results |= {"machine": machine(), "trials": TRIALS, "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
                "load_start": results.get("load_start") or loadavg(),
                "receiver_defaults": receiver_defaults(),
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
-    sections = [("cost", cost), ("tracing", tracing_cost), ("ringsweep", ring_sweep), ("callgrind", callgrind),
-                ("throughput", throughput), ("latency", latency), ("idle", idle), ("profile", profiles),
-                ("python", python_sdk)]
+    if "speed" not in SKIP:
+        results["machine"]["speed"] = machine_speed()
     try:
-        for name, fn in sections:
+        for name, fn in SECTIONS:
             if name in SKIP:
                 continue
             log(f"== {name} (load {loadavg()})")
@@ -804,6 +930,9 @@ def main():
             (OUT / "results.json").write_text(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "speed" not in SKIP:
+        # Again at the end: a machine that slowed down during the run shows here.
+        results["machine"]["speed_end"] = machine_speed()
     if os.environ.get("BENCH_MERGE"):
         results["rerun"][-1]["seconds"] = round(time.time() - t0, 1)
     else:

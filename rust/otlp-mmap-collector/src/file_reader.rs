@@ -550,6 +550,18 @@ impl FileReader {
             + self.stream.rings[signal as usize].abandoned()
     }
 
+    /// Looks at the writer's liveness lock now (one `fcntl`), as every poll
+    /// does now and then, for a caller that does not poll an idle file.
+    /// Returns true when this call found the writer gone (it was not known
+    /// to be): the next traces poll then gives up the spans in flight.
+    pub fn check_writer(&mut self) -> bool {
+        if self.writer_gone || !self.options.consume {
+            return false;
+        }
+        self.writer_gone = self.stream.file.writer_state() == WriterState::Gone;
+        self.writer_gone
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ReaderStats {
         let mut st = self.stats;

@@ -41,6 +41,7 @@ pub mod dump;
 pub mod exponential;
 pub mod file_reader;
 pub mod group;
+pub mod idle_watch;
 pub mod logs;
 pub mod metrics;
 pub mod raw;
@@ -51,6 +52,7 @@ pub use dump::{Dump, DumpOptions, dump};
 pub use file_reader::{
     Batch, CollectOutcome, FileReader, ReaderError, ReaderOptions, ReaderStats, Signal,
 };
+pub use idle_watch::IdleWatch;
 pub use metrics::MetricAggregator;
 pub use opentelemetry_proto;
 pub use spans::{
