@@ -24,19 +24,19 @@
 
 use rustc_hash::FxHashMap;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
-    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    exemplar, exponential_histogram_data_point, metric, number_data_point,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, exemplar,
+    exponential_histogram_data_point, metric, number_data_point,
 };
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 use crate::dictionary::{DictionaryCache, key_value_bytes};
+use crate::encode;
 use crate::exponential::ExponentialBuckets;
-use crate::group::Grouper;
+use crate::group::RequestEncoder;
 use crate::raw::{RawMeasurement, RawValue};
 use otlp_mmap_core::view::{KeyValueRefView, Repeated, SpanContextView};
 
@@ -163,6 +163,9 @@ pub struct MetricAggregator {
     stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
+    /// The encoded metrics of a collection, and the request they are grouped into.
+    arena: Vec<u8>,
+    request: RequestEncoder,
     /// What the metrics hold, and the most they may.
     bytes: usize,
     max_bytes: usize,
@@ -186,6 +189,8 @@ impl MetricAggregator {
             stream_start,
             scratch: Vec::new(),
             raw_key: Vec::new(),
+            arena: Vec::new(),
+            request: RequestEncoder::default(),
             bytes: 0,
             max_bytes,
             counters: MetricCounters::default(),
@@ -442,15 +447,18 @@ impl MetricAggregator {
         }
     }
 
-    /// Produces the metrics of the interval ending at `now`. Returns `None`
-    /// when there is nothing to report. Delta series and gauges are reset.
+    /// Appends the metrics of the interval ending at `now` to `out` as an
+    /// `ExportMetricsServiceRequest` and returns its data points; `None`
+    /// (nothing written) when there is nothing to report. Delta series and
+    /// gauges are reset.
     pub fn collect(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         now: u64,
-    ) -> Option<(ExportMetricsServiceRequest, u64)> {
-        let mut grouper: Grouper<Metric> = Grouper::default();
+        out: &mut Vec<u8>,
+    ) -> Option<u64> {
+        self.arena.clear();
         let mut points = 0u64;
         for mref in &self.order {
             let Some(state) = self.metrics.get_mut(mref) else {
@@ -468,16 +476,19 @@ impl MetricAggregator {
             }
             let data = to_otlp(state, &all, start, now);
             points += all.len() as u64;
-            grouper.push(
-                state.scope_ref,
-                Metric {
-                    name: state.name.clone(),
-                    description: state.description.clone(),
-                    unit: state.unit.clone(),
-                    metadata: Vec::new(),
-                    data: Some(data),
-                },
-            );
+            let metric = Metric {
+                name: state.name.clone(),
+                description: state.description.clone(),
+                unit: state.unit.clone(),
+                metadata: Vec::new(),
+                data: Some(data),
+            };
+            let at = self.arena.len();
+            // Writing into a Vec does not fail (it grows as needed).
+            if metric.encode(&mut self.arena).is_ok() {
+                self.request
+                    .push(state.scope_ref, at, self.arena.len() - at);
+            }
             let reset = !cumulative || state.kind == Kind::Gauge;
             if reset {
                 state.series.clear();
@@ -495,19 +506,9 @@ impl MetricAggregator {
         if points == 0 {
             return None;
         }
-        let resource_metrics = grouper.build(file, dict, |resource, scopes| ResourceMetrics {
-            resource: Some(resource),
-            scope_metrics: scopes
-                .into_iter()
-                .map(|(scope, metrics)| ScopeMetrics {
-                    scope: Some(scope),
-                    metrics,
-                    schema_url: String::new(),
-                })
-                .collect(),
-            schema_url: String::new(),
-        });
-        Some((ExportMetricsServiceRequest { resource_metrics }, points))
+        self.request.encode_from(file, dict, &self.arena, out);
+        encode::reuse(&mut self.arena, encode::KEEP_MAX);
+        Some(points)
     }
 }
 
