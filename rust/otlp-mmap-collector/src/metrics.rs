@@ -86,7 +86,32 @@ enum Aggregate {
 struct Series {
     attributes: Vec<KeyValue>,
     aggregate: Aggregate,
-    exemplar: Option<Exemplar>,
+    exemplar: Option<LastExemplar>,
+}
+
+/// The last measurement of a series with a valid span context (kept
+/// without allocating; it becomes an OTLP `Exemplar` on collection).
+#[derive(Debug, Clone, Copy)]
+struct LastExemplar {
+    time: u64,
+    value: Number,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+}
+
+impl LastExemplar {
+    fn to_otlp(self) -> Exemplar {
+        Exemplar {
+            filtered_attributes: Vec::new(),
+            time_unix_nano: self.time,
+            span_id: self.span_id.to_vec(),
+            trace_id: self.trace_id.to_vec(),
+            value: Some(match self.value {
+                Number::Int(i) => exemplar::Value::AsInt(i),
+                Number::Double(d) => exemplar::Value::AsDouble(d),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,16 +459,15 @@ impl MetricAggregator {
             return;
         }
         if let Some(sc) = span_context {
-            series.exemplar = Some(Exemplar {
-                filtered_attributes: Vec::new(),
-                time_unix_nano: time,
-                span_id: sc.span_id.to_vec(),
-                trace_id: sc.trace_id.to_vec(),
-                value: Some(match value {
-                    Number::Int(i) => exemplar::Value::AsInt(i),
-                    Number::Double(d) => exemplar::Value::AsDouble(d),
-                }),
-            });
+            // Valid span contexts have ids of these lengths.
+            if let (Ok(trace_id), Ok(span_id)) = (sc.trace_id.try_into(), sc.span_id.try_into()) {
+                series.exemplar = Some(LastExemplar {
+                    time,
+                    value,
+                    trace_id,
+                    span_id,
+                });
+            }
         }
     }
 
@@ -664,7 +688,7 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) -> bool
 
 fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
     let temporality = state.temporality as i32;
-    let exemplars = |s: &Series| s.exemplar.iter().cloned().collect::<Vec<_>>();
+    let exemplars = |s: &Series| s.exemplar.iter().map(|e| e.to_otlp()).collect::<Vec<_>>();
     match state.kind {
         Kind::Sum { monotonic } => metric::Data::Sum(Sum {
             data_points: all
