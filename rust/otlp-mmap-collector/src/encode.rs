@@ -9,6 +9,24 @@
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+/// Writes a field key. Keys of fields below 16 are one byte: pushed as is.
+fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {
+    if field < 16 {
+        out.push((field << 3) as u8 | wire as u8);
+    } else {
+        encode_key(field, wire, out);
+    }
+}
+
+/// Writes a varint; one below 128 is one byte, pushed as is.
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        encode_varint(v, out);
+    }
+}
+
 /// Writes a varint field unless it is 0.
 pub fn varint(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
@@ -18,8 +36,8 @@ pub fn varint(out: &mut Vec<u8>, field: u32, v: u64) {
 
 /// Writes a varint field.
 pub fn varint_always(out: &mut Vec<u8>, field: u32, v: u64) {
-    encode_key(field, WireType::Varint, out);
-    encode_varint(v, out);
+    key(out, field, WireType::Varint);
+    put_varint(out, v);
 }
 
 /// Writes a fixed64 field unless it is 0.
@@ -31,14 +49,14 @@ pub fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
 
 /// Writes a fixed64 field.
 pub fn fixed64_always(out: &mut Vec<u8>, field: u32, v: u64) {
-    encode_key(field, WireType::SixtyFourBit, out);
+    key(out, field, WireType::SixtyFourBit);
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Writes a fixed32 field unless it is 0.
 pub fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     if v != 0 {
-        encode_key(field, WireType::ThirtyTwoBit, out);
+        key(out, field, WireType::ThirtyTwoBit);
         out.extend_from_slice(&v.to_le_bytes());
     }
 }
@@ -53,8 +71,8 @@ pub fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
 /// Writes a length-delimited field (a oneof member, or a message already encoded).
 pub fn bytes_always(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     room(out, b.len() + 16);
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(b.len() as u64, out);
+    key(out, field, WireType::LengthDelimited);
+    put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
@@ -66,8 +84,8 @@ pub fn raw(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Writes the key and length of a length-delimited field whose `len` bytes follow.
 pub fn header(out: &mut Vec<u8>, field: u32, len: usize) {
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    key(out, field, WireType::LengthDelimited);
+    put_varint(out, len as u64);
 }
 
 /// Bytes a length-delimited field of `len` bytes takes, key and length included.
@@ -128,7 +146,7 @@ fn room(out: &mut Vec<u8>, additional: usize) {
 
 /// Opens a nested message field; returns where its content starts, for [`end`].
 pub fn begin(out: &mut Vec<u8>, field: u32) -> usize {
-    encode_key(field, WireType::LengthDelimited, out);
+    key(out, field, WireType::LengthDelimited);
     out.push(0);
     out.len()
 }

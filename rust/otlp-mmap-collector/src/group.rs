@@ -56,6 +56,8 @@ pub struct RequestEncoder {
     index: HashMap<i64, usize>,
     /// (scope group, item) pairs, sorted.
     members: Vec<(usize, usize)>,
+    /// Where each scope's items start in `members` (while sorting).
+    starts: Vec<usize>,
     resources: Vec<ResourceGroup>,
     meta: Vec<u8>,
 }
@@ -115,11 +117,21 @@ impl RequestEncoder {
         out: &mut Vec<u8>,
         mut write: impl FnMut(usize, usize, &mut Vec<u8>),
     ) {
+        // Items by scope, each scope's in the order pushed (a counting sort).
         self.members.clear();
-        self.members
-            .extend(self.items.iter().enumerate().map(|(i, it)| (it.scope, i)));
-        // Unique pairs: unstable sorting keeps each scope's items in order.
-        self.members.sort_unstable();
+        self.members.resize(self.items.len(), (0, 0));
+        self.starts.clear();
+        self.starts.resize(self.scopes.len() + 1, 0);
+        for it in &self.items {
+            self.starts[it.scope + 1] += 1;
+        }
+        for g in 0..self.scopes.len() {
+            self.starts[g + 1] += self.starts[g];
+        }
+        for (i, it) in self.items.iter().enumerate() {
+            self.members[self.starts[it.scope]] = (it.scope, i);
+            self.starts[it.scope] += 1;
+        }
         self.meta.clear();
         self.resources.clear();
         let mut next_member = 0;

@@ -27,6 +27,14 @@ pub struct RawMeasurement<'a> {
     pub bytes: &'a [u8],
     /// Number of attribute entries.
     pub attribute_count: usize,
+    /// Bytes of the attribute entries (their messages, without key and length).
+    pub attribute_bytes: usize,
+    /// The attribute fields (keys, lengths and entries) exactly as on the
+    /// wire, when they are contiguous (none, or no other field between
+    /// them: as writers encode a Measurement); `None` otherwise. The same
+    /// bytes always hold the same entries, so they identify the set as this
+    /// writer encoded it.
+    pub attributes_wire: Option<&'a [u8]>,
     /// When the measurement was taken, in nanoseconds since the Unix epoch
     /// (0 when the field is absent).
     pub time_unix_nano: u64,
@@ -44,20 +52,34 @@ impl<'a> RawMeasurement<'a> {
             metric_ref: 0,
             bytes,
             attribute_count: 0,
+            attribute_bytes: 0,
+            attributes_wire: Some(&[]),
             time_unix_nano: 0,
             value: None,
             span_context: None,
         };
         let mut buf = bytes;
+        // Where the attribute fields start and end, while they are contiguous.
+        let mut attributes: Option<(usize, usize)> = None;
+        let mut contiguous = true;
         while !buf.is_empty() {
+            let field_start = bytes.len() - buf.len();
             let key = decode_varint(&mut buf).ok()?;
             // A field number past u32 is malformed (as for prost and the views).
             let (field, wire) = (u32::try_from(key >> 3).ok()?, key & 7);
             match (field, wire) {
                 (measurement::METRIC_REF, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
                 (measurement::ATTRIBUTES, 2) => {
-                    take_len(&mut buf)?;
+                    m.attribute_bytes += take_len(&mut buf)?.len();
                     m.attribute_count += 1;
+                    let end = bytes.len() - buf.len();
+                    attributes = match attributes {
+                        None => Some((field_start, end)),
+                        Some((start, last)) => {
+                            contiguous &= last == field_start;
+                            Some((start, end))
+                        }
+                    };
                 }
                 (measurement::TIME_UNIX_NANO, 1) => {
                     m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?)
@@ -86,6 +108,10 @@ impl<'a> RawMeasurement<'a> {
                 _ => return None,
             }
         }
+        m.attributes_wire = match attributes {
+            None => Some(&[]),
+            Some((start, end)) => contiguous.then(|| &bytes[start..end]),
+        };
         Some(m)
     }
 
@@ -171,6 +197,19 @@ mod tests {
         let raw = RawMeasurement::parse(&bytes).unwrap();
         assert_eq!(raw.metric_ref, 1234);
         assert_eq!(raw.attribute_count, 2);
+        // prost writes the attributes one after the other.
+        let wire = raw.attributes_wire.unwrap();
+        assert_eq!(
+            wire.len(),
+            m.attributes
+                .iter()
+                .map(|a| 2 + a.encoded_len())
+                .sum::<usize>()
+        );
+        assert_eq!(
+            raw.attribute_bytes,
+            m.attributes.iter().map(|a| a.encoded_len()).sum::<usize>()
+        );
         assert_eq!(raw.time_unix_nano, 42);
         assert_eq!(raw.value, Some(RawValue::Double(2.5)));
         let sc = proto::SpanContext::decode(raw.span_context.unwrap()).unwrap();
@@ -181,6 +220,28 @@ mod tests {
             proto::KeyValueRef::decode(entries[0]).unwrap(),
             m.attributes[0]
         );
+        // Attributes with another field between them are not contiguous.
+        let mut split = proto::Measurement {
+            attributes: vec![m.attributes[0].clone()],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        split.extend(
+            proto::Measurement {
+                metric_ref: 5,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        split.extend(
+            proto::Measurement {
+                attributes: vec![m.attributes[1].clone()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let raw = RawMeasurement::parse(&split).unwrap();
+        assert_eq!((raw.attribute_count, raw.attributes_wire), (2, None));
         // Truncated or odd input is refused, never misread.
         assert!(RawMeasurement::parse(&bytes[..bytes.len() - 1]).is_none());
         assert!(RawMeasurement::parse(&[0xff]).is_none());
