@@ -64,11 +64,11 @@ impl<'a> RawMeasurement<'a> {
         let mut contiguous = true;
         while !buf.is_empty() {
             let field_start = bytes.len() - buf.len();
-            let key = decode_varint(&mut buf).ok()?;
+            let key = varint(&mut buf)?;
             // A field number past u32 is malformed (as for prost and the views).
             let (field, wire) = (u32::try_from(key >> 3).ok()?, key & 7);
             match (field, wire) {
-                (measurement::METRIC_REF, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
+                (measurement::METRIC_REF, 0) => m.metric_ref = varint(&mut buf)? as i64,
                 (measurement::ATTRIBUTES, 2) => {
                     m.attribute_bytes += take_len(&mut buf)?.len();
                     m.attribute_count += 1;
@@ -85,7 +85,7 @@ impl<'a> RawMeasurement<'a> {
                     m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?)
                 }
                 (measurement::AS_LONG, 0) => {
-                    m.value = Some(RawValue::Long(decode_varint(&mut buf).ok()? as i64))
+                    m.value = Some(RawValue::Long(varint(&mut buf)? as i64))
                 }
                 (measurement::AS_DOUBLE, 1) => {
                     m.value = Some(RawValue::Double(f64::from_le_bytes(take_fixed(&mut buf)?)))
@@ -93,7 +93,7 @@ impl<'a> RawMeasurement<'a> {
                 (measurement::SPAN_CONTEXT, 2) => m.span_context = Some(take_len(&mut buf)?),
                 // Unknown fields are skipped, as protobuf does.
                 (_, 0) => {
-                    decode_varint(&mut buf).ok()?;
+                    varint(&mut buf)?;
                 }
                 (_, 1) => {
                     take_fixed(&mut buf)?;
@@ -125,10 +125,10 @@ impl<'a> RawMeasurement<'a> {
         let mut buf = self.bytes;
         std::iter::from_fn(move || {
             while !buf.is_empty() {
-                let key = decode_varint(&mut buf).ok()?;
+                let key = varint(&mut buf)?;
                 match key & 7 {
                     0 => {
-                        decode_varint(&mut buf).ok()?;
+                        varint(&mut buf)?;
                     }
                     1 => {
                         take_fixed(&mut buf)?;
@@ -147,8 +147,21 @@ impl<'a> RawMeasurement<'a> {
     }
 }
 
+/// Takes a varint off the front of `buf`: a one-byte varint (keys and
+/// lengths mostly are) directly, any other through prost.
+#[inline]
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    match buf.split_first() {
+        Some((&b, rest)) if b < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b))
+        }
+        _ => decode_varint(buf).ok(),
+    }
+}
+
 fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = decode_varint(buf).ok()?;
+    let len = varint(buf)?;
     if len > buf.len() as u64 {
         return None;
     }

@@ -26,6 +26,7 @@ pub enum Wire<'a> {
 
 impl<'a> Wire<'a> {
     /// The value of a varint field (0 for another wire type).
+    #[inline]
     pub fn varint(self) -> u64 {
         match self {
             Wire::Varint(v) => v,
@@ -33,6 +34,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The value of a fixed64 field (0 for another wire type).
+    #[inline]
     pub fn fixed64(self) -> u64 {
         match self {
             Wire::Fixed64(v) => v,
@@ -40,6 +42,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The value of a fixed32 field (0 for another wire type).
+    #[inline]
     pub fn fixed32(self) -> u32 {
         match self {
             Wire::Fixed32(v) => v,
@@ -47,6 +50,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The bytes of a length-delimited field (empty for another wire type).
+    #[inline]
     pub fn bytes(self) -> &'a [u8] {
         match self {
             Wire::Bytes(b) => b,
@@ -59,6 +63,19 @@ impl<'a> Wire<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireError;
 
+/// Takes a varint off the front of `buf`: a one-byte varint (keys and
+/// lengths mostly are) directly, any other through prost.
+#[inline]
+fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    match buf.split_first() {
+        Some((&b, rest)) if b < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b))
+        }
+        _ => decode_varint(buf).map_err(|_| WireError),
+    }
+}
+
 /// Iterates over the fields of one message: `(field number, value)`.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
@@ -68,25 +85,27 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// The fields of the encoded message `buf`.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
         Fields { buf, failed: false }
     }
 
+    #[inline]
     fn next_field(&mut self) -> Result<(u32, Wire<'a>), WireError> {
-        let key = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+        let key = varint(&mut self.buf)?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
         if field == 0 {
             return Err(WireError);
         }
         let value = match key & 7 {
-            0 => Wire::Varint(decode_varint(&mut self.buf).map_err(|_| WireError)?),
+            0 => Wire::Varint(varint(&mut self.buf)?),
             1 => {
                 let (v, rest) = self.buf.split_first_chunk::<8>().ok_or(WireError)?;
                 self.buf = rest;
                 Wire::Fixed64(u64::from_le_bytes(*v))
             }
             2 => {
-                let len = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+                let len = varint(&mut self.buf)?;
                 if len > self.buf.len() as u64 {
                     return Err(WireError);
                 }
@@ -108,6 +127,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Wire<'a>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() || self.failed {
             return None;
@@ -133,6 +153,7 @@ impl<'a> Repeated<'a> {
 
     /// Every entry (a malformed message ends the iteration; it was checked
     /// when the enclosing view was parsed).
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let field = self.field;
         Fields::new(self.msg)
