@@ -10,6 +10,7 @@
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 /// Writes a field key. Keys of fields below 16 are one byte: pushed as is.
+#[inline(always)]
 fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {
     if field < 16 {
         out.push((field << 3) as u8 | wire as u8);
@@ -18,10 +19,13 @@ fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {
     }
 }
 
-/// Writes a varint; one below 128 is one byte, pushed as is.
+/// Writes a varint; one below 2^14 (one or two bytes) directly.
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
+    } else if v < 0x4000 {
+        out.extend_from_slice(&[v as u8 | 0x80, (v >> 7) as u8]);
     } else {
         encode_varint(v, out);
     }

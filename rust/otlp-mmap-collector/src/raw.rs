@@ -147,17 +147,27 @@ impl<'a> RawMeasurement<'a> {
     }
 }
 
-/// Takes a varint off the front of `buf`: a one-byte varint (keys and
-/// lengths mostly are) directly, any other through prost.
-#[inline]
+/// Takes a varint off the front of `buf`: one of one or two bytes (keys
+/// and lengths mostly are) directly, any other through prost.
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
-    match buf.split_first() {
-        Some((&b, rest)) if b < 0x80 => {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [b, rest @ ..] if *b < 0x80 => {
             *buf = rest;
-            Some(u64::from(b))
+            Some(u64::from(*b))
         }
-        _ => decode_varint(buf).ok(),
+        [b0, b1, rest @ ..] if *b1 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        _ => long_varint(buf),
     }
+}
+
+#[cold]
+fn long_varint(buf: &mut &[u8]) -> Option<u64> {
+    decode_varint(buf).ok()
 }
 
 fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {

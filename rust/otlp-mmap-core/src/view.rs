@@ -63,17 +63,27 @@ impl<'a> Wire<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireError;
 
-/// Takes a varint off the front of `buf`: a one-byte varint (keys and
-/// lengths mostly are) directly, any other through prost.
-#[inline]
+/// Takes a varint off the front of `buf`: one of one or two bytes (keys
+/// and lengths mostly are) directly, any other through prost.
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
-    match buf.split_first() {
-        Some((&b, rest)) if b < 0x80 => {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [b, rest @ ..] if *b < 0x80 => {
             *buf = rest;
-            Ok(u64::from(b))
+            Ok(u64::from(*b))
         }
-        _ => decode_varint(buf).map_err(|_| WireError),
+        [b0, b1, rest @ ..] if *b1 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        _ => long_varint(buf),
     }
+}
+
+#[cold]
+fn long_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    decode_varint(buf).map_err(|_| WireError)
 }
 
 /// Iterates over the fields of one message: `(field number, value)`.
