@@ -310,7 +310,7 @@ impl DictionaryCache {
     pub fn string(&mut self, file: &MmapReader, reference: i64) -> String {
         let mut out = Vec::new();
         let len = self.encode_string(file, reference, 1, &mut out);
-        String::from_utf8_lossy(&out[out.len() - len..]).into_owned()
+        encode::lossy(&out[out.len() - len..]).into_owned()
     }
 
     /// Writes the string at `reference` as field `field` of `out` (nothing
@@ -763,7 +763,7 @@ impl DictionaryCache {
         if !self.budget.charge(bytes.len()) {
             return None;
         }
-        let s = String::from_utf8_lossy(bytes);
+        let s = encode::lossy(bytes);
         // Each invalid byte became three.
         (s.len() == bytes.len() || self.budget.charge(s.len() - bytes.len())).then_some(s)
     }

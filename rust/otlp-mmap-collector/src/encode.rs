@@ -9,6 +9,15 @@
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+/// `bytes` as a string, invalid UTF-8 replaced; valid UTF-8 (checked with
+/// the fast validator) is borrowed.
+pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Writes a field key. Keys of fields below 16 are one byte: pushed as is.
 #[inline(always)]
 fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {

@@ -147,8 +147,9 @@ impl<'a> RawMeasurement<'a> {
     }
 }
 
-/// Takes a varint off the front of `buf`: one of one or two bytes (keys
-/// and lengths mostly are) directly, any other through prost.
+/// Takes a varint off the front of `buf`: one of up to four bytes (keys,
+/// lengths and dictionary refs mostly are) directly, a longer one through
+/// prost.
 #[inline(always)]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
     let bytes: &[u8] = buf;
@@ -160,6 +161,19 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
         [b0, b1, rest @ ..] if *b1 < 0x80 => {
             *buf = rest;
             Some(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(*b2) << 14)
+        }
+        [b0, b1, b2, b3, rest @ ..] if *b3 < 0x80 => {
+            *buf = rest;
+            Some(
+                u64::from(b0 & 0x7f)
+                    | u64::from(b1 & 0x7f) << 7
+                    | u64::from(b2 & 0x7f) << 14
+                    | u64::from(*b3) << 21,
+            )
         }
         _ => long_varint(buf),
     }

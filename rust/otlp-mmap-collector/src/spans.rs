@@ -511,7 +511,7 @@ impl SpanAssembler {
                 open.span_id = span_id;
                 open.parent_span_id.extend_from_slice(parent_span_id);
                 open.flags = flags;
-                open.name.push_str(&String::from_utf8_lossy(name));
+                open.name.push_str(&encode::lossy(name));
                 open.kind = kind;
                 open.start_time_unix_nano = start_time_unix_nano;
                 open.scope_ref = ev.scope_ref;
@@ -552,8 +552,7 @@ impl SpanAssembler {
                 };
                 span.end_time_unix_nano = end_time_unix_nano;
                 if let Some(s) = status {
-                    span.status_message
-                        .push_str(&String::from_utf8_lossy(s.message));
+                    span.status_message.push_str(&encode::lossy(s.message));
                     span.status = Some(s.code);
                 }
                 let bytes = span.bytes + span.status_message.len();
@@ -567,7 +566,7 @@ impl SpanAssembler {
                 Some(open) => {
                     let old = open.name.len();
                     open.name.clear();
-                    open.name.push_str(&String::from_utf8_lossy(name));
+                    open.name.push_str(&encode::lossy(name));
                     let new = open.name.len();
                     open.bytes = open.bytes + new - old;
                     self.in_flight_bytes = self.in_flight_bytes + new - old;
@@ -805,7 +804,7 @@ fn add_links(
         let at = encode::begin(out, tag::LINKS);
         encode::bytes(out, tag::LINK_TRACE_ID, link.trace_id);
         encode::bytes(out, tag::LINK_SPAN_ID, link.span_id);
-        let trace_state = String::from_utf8_lossy(link.trace_state);
+        let trace_state = encode::lossy(link.trace_state);
         encode::bytes(out, tag::LINK_TRACE_STATE, trace_state.as_bytes());
         let (_, more) = dict.encode_attributes(
             file,

@@ -63,8 +63,9 @@ impl<'a> Wire<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireError;
 
-/// Takes a varint off the front of `buf`: one of one or two bytes (keys
-/// and lengths mostly are) directly, any other through prost.
+/// Takes a varint off the front of `buf`: one of up to four bytes (keys,
+/// lengths and dictionary refs mostly are) directly, a longer one through
+/// prost.
 #[inline(always)]
 fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     let bytes: &[u8] = buf;
@@ -76,6 +77,17 @@ fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
         [b0, b1, rest @ ..] if *b1 < 0x80 => {
             *buf = rest;
             Ok(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(*b2) << 14)
+        }
+        [b0, b1, b2, b3, rest @ ..] if *b3 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f)
+                | u64::from(b1 & 0x7f) << 7
+                | u64::from(b2 & 0x7f) << 14
+                | u64::from(*b3) << 21)
         }
         _ => long_varint(buf),
     }
@@ -716,6 +728,30 @@ mod tests {
             first_field(&scope.encode_to_vec()),
             tags::instrumentation_scope::RESOURCE_REF
         );
+    }
+
+    #[test]
+    fn varints_read_as_prost_reads_them() {
+        let mut values = vec![0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
+        for shift in [21, 28, 35] {
+            values.extend([(1u64 << shift) - 1, 1 << shift]);
+        }
+        for v in values {
+            let mut bytes = Vec::new();
+            prost::encoding::encode_varint(v, &mut bytes);
+            bytes.push(0xaa);
+            let mut buf = &bytes[..];
+            assert_eq!(varint(&mut buf), Ok(v), "{v}");
+            assert_eq!(buf, &[0xaa], "{v}: exactly its bytes taken");
+        }
+        // Redundant continuation bytes are accepted, as prost accepts them.
+        let mut buf = &[0x80u8, 0x80, 0x00][..];
+        assert_eq!(varint(&mut buf), Ok(0));
+        assert!(buf.is_empty());
+        for bad in [&[0x80u8][..], &[0x80, 0x80, 0x80], &[0xff; 11]] {
+            let mut buf = bad;
+            assert_eq!(varint(&mut buf), Err(WireError), "{bad:?}");
+        }
     }
 
     #[test]
