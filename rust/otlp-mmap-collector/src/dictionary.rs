@@ -624,9 +624,9 @@ impl DictionaryCache {
         };
         match view {
             AnyValueView::Empty | AnyValueView::Ref(_) => Measure::EMPTY,
-            AnyValueView::String(s) => match self.lossy(s) {
+            AnyValueView::String(s) => match self.lossy_bytes(s) {
                 Some(s) => {
-                    encode::bytes_always(out, 1, s.as_bytes());
+                    encode::bytes_always(out, 1, &s);
                     sized(s.len())
                 }
                 None => Measure::EMPTY,
@@ -766,6 +766,22 @@ impl DictionaryCache {
         let s = encode::lossy(bytes);
         // Each invalid byte became three.
         (s.len() == bytes.len() || self.budget.charge(s.len() - bytes.len())).then_some(s)
+    }
+
+    /// [`lossy`](Self::lossy) as the bytes of the string (what an encoder
+    /// writes): ASCII, the common case, is taken as it is without looking further.
+    fn lossy_bytes<'b>(&mut self, bytes: &'b [u8]) -> Option<Cow<'b, [u8]>> {
+        if bytes.is_ascii() {
+            return self
+                .budget
+                .charge(bytes.len())
+                .then_some(Cow::Borrowed(bytes));
+        }
+        let lossy = self.lossy(bytes)?;
+        Some(match lossy {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        })
     }
 
     /// The raw bytes of the entry at `reference` (None, counted, when it does not resolve).

@@ -18,6 +18,17 @@ pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// [`lossy`] as bytes, for writing: ASCII is taken as it is.
+pub fn lossy_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if bytes.is_ascii() {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    match lossy(bytes) {
+        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+    }
+}
+
 /// Writes a field key. Keys of fields below 16 are one byte: pushed as is.
 #[inline(always)]
 fn key(out: &mut Vec<u8>, field: u32, wire: WireType) {

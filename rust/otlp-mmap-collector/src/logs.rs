@@ -55,7 +55,7 @@ pub fn encode_log_record(
     encode::bytes(
         out,
         tag::SEVERITY_TEXT,
-        encode::lossy(ev.severity_text).as_bytes(),
+        &encode::lossy_bytes(ev.severity_text),
     );
     if let Some(body) = ev.body {
         let at = encode::begin(out, tag::BODY);

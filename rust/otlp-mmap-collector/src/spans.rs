@@ -113,9 +113,10 @@ const INDEX_FROM: usize = 16;
 const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
 /// Bytes a link costs besides its attributes and trace state.
 const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
-/// Most spans' buffers kept for reuse, and the largest kept.
+/// Most spans' buffers kept for reuse (a batch's worth), and the largest
+/// kept: the pool holds at most 4 MiB, however large some spans were.
 const POOL_MAX: usize = 1024;
-const POOL_MAX_CAPACITY: usize = 64 << 10;
+const POOL_MAX_CAPACITY: usize = 4 << 10;
 
 /// Field numbers of `opentelemetry.proto.trace.v1.Span` (and of its `Status`).
 mod tag {
@@ -215,6 +216,18 @@ impl InFlight {
         self.status = None;
         self.status_message.clear();
         self.marking.clear();
+    }
+
+    /// Bytes its buffers hold (their capacity).
+    fn capacity(&self) -> usize {
+        self.parent_span_id.capacity()
+            + self.name.capacity()
+            + self.attributes.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Attribute>()
+            + self.index.capacity() * std::mem::size_of::<(u64, u32)>()
+            + self.links.capacity()
+            + self.status_message.capacity()
+            + self.marking.capacity()
     }
 
     fn key(&self, a: &Attribute) -> &[u8] {
@@ -472,9 +485,7 @@ impl SpanAssembler {
     }
 
     fn recycle(&mut self, mut span: InFlight) {
-        if self.pool.len() < POOL_MAX
-            && span.attributes.capacity() + span.links.capacity() <= POOL_MAX_CAPACITY
-        {
+        if self.pool.len() < POOL_MAX && span.capacity() <= POOL_MAX_CAPACITY {
             span.reset();
             self.pool.push(span);
         }
