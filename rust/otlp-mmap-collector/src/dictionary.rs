@@ -41,6 +41,7 @@ use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
+use crate::canonical;
 use crate::encode;
 
 /// Deepest nesting of values followed (arrays, kvlists, value refs); deeper
@@ -509,7 +510,7 @@ impl DictionaryCache {
             if self.budget.over {
                 break;
             }
-            match KeyValueRefView::parse(entry) {
+            match canonical::key_value_ref(entry) {
                 Ok(_) if written >= max => more = more.saturating_add(1),
                 Ok(kv) => {
                     if self.encode_key_value(file, kv, field, out).is_some() {
@@ -607,7 +608,7 @@ impl DictionaryCache {
             self.bad_refs += 1;
             return Measure::EMPTY;
         }
-        let view = match AnyValueView::parse(bytes) {
+        let view = match canonical::any_value(bytes) {
             Ok(AnyValueView::Ref(r)) => return self.value_ref(file, r, depth + 1, out),
             Ok(v) => v,
             Err(_) => {
@@ -674,7 +675,7 @@ impl DictionaryCache {
                     if self.budget.over {
                         break;
                     }
-                    match KeyValueRefView::parse(e) {
+                    match canonical::key_value_ref(e) {
                         Ok(kv) => {
                             let start = out.len();
                             let at = encode::begin(out, 1);

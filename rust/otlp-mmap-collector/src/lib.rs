@@ -36,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+mod canonical;
 pub mod dictionary;
 #[doc(hidden)]
 pub mod drive;

@@ -32,8 +32,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::view::{KeyValueRefView, LinkView, Repeated, SpanEventKind, SpanEventView};
+use otlp_mmap_core::view::{LinkView, Repeated, SpanEventKind, SpanEventView};
 
+use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
 use crate::group::RequestEncoder;
@@ -731,7 +732,7 @@ fn set_attributes(
 ) {
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
-        let Ok(kv) = KeyValueRefView::parse(entry) else {
+        let Ok(kv) = canonical::key_value_ref(entry) else {
             dict.bad_refs += 1;
             continue;
         };
