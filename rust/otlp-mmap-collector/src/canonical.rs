@@ -5,30 +5,19 @@
 //! which give the same result for the canonical shapes, so these only save
 //! the general field walk.
 
+use crate::raw::varint;
 use otlp_mmap_core::view::{AnyValueView, KeyValueRefView, WireError};
-use prost::encoding::decode_varint;
 
 /// Takes a varint that ends exactly at the end of `buf`.
 fn last_varint(mut buf: &[u8]) -> Option<u64> {
-    match buf {
-        [b] if *b < 0x80 => Some(u64::from(*b)),
-        _ => {
-            let v = decode_varint(&mut buf).ok()?;
-            buf.is_empty().then_some(v)
-        }
-    }
+    let v = varint(&mut buf)?;
+    buf.is_empty().then_some(v)
 }
 
 /// Splits a length-delimited payload that ends exactly at the end of `buf`.
-fn last_bytes(buf: &[u8]) -> Option<&[u8]> {
-    match buf {
-        [len, rest @ ..] if *len < 0x80 && usize::from(*len) == rest.len() => Some(rest),
-        _ => {
-            let mut b = buf;
-            let len = decode_varint(&mut b).ok()?;
-            (len == b.len() as u64).then_some(b)
-        }
-    }
+fn last_bytes(mut buf: &[u8]) -> Option<&[u8]> {
+    let len = varint(&mut buf)?;
+    (len == buf.len() as u64).then_some(buf)
 }
 
 /// Parses a `KeyValueRef` (as [`KeyValueRefView::parse`]).

@@ -151,7 +151,7 @@ impl<'a> RawMeasurement<'a> {
 /// lengths and dictionary refs mostly are) directly, a longer one through
 /// prost.
 #[inline(always)]
-fn varint(buf: &mut &[u8]) -> Option<u64> {
+pub(crate) fn varint(buf: &mut &[u8]) -> Option<u64> {
     let bytes: &[u8] = buf;
     match bytes {
         [b, rest @ ..] if *b < 0x80 => {

@@ -374,7 +374,9 @@ pub struct SpanCounters {
 /// Assembles spans from span events.
 #[derive(Debug)]
 pub struct SpanAssembler {
-    in_flight: HashMap<SpanKey, InFlight>,
+    /// Boxed: a span moves from the pool to here to the completed queue and
+    /// back as a pointer.
+    in_flight: HashMap<SpanKey, Box<InFlight>>,
     /// Start order of in-flight spans (lazily cleaned: entries whose generation
     /// no longer matches were ended already).
     order: VecDeque<(SpanKey, u64)>,
@@ -382,10 +384,12 @@ pub struct SpanAssembler {
     limits: SpanLimits,
     in_flight_bytes: usize,
     /// Spans done, oldest first (`bytes`: what each holds, as the limits count it).
-    completed: VecDeque<InFlight>,
+    completed: VecDeque<Box<InFlight>>,
     completed_bytes: usize,
     /// Buffers of spans that are done, for the next ones.
-    pool: Vec<InFlight>,
+    // Boxed on purpose: a span goes from here to the map and back by pointer.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<InFlight>>,
     /// An attribute that replaces another, on its way.
     scratch: Vec<u8>,
     /// What the assembler counted since it was created.
@@ -479,13 +483,13 @@ impl SpanAssembler {
     }
 
     /// Queues a span that is done; `bytes` is what it holds, as the limits count it.
-    fn complete(&mut self, mut span: InFlight, bytes: usize) {
+    fn complete(&mut self, mut span: Box<InFlight>, bytes: usize) {
         span.bytes = bytes;
         self.completed_bytes += bytes;
         self.completed.push_back(span);
     }
 
-    fn recycle(&mut self, mut span: InFlight) {
+    fn recycle(&mut self, mut span: Box<InFlight>) {
         if self.pool.len() < POOL_MAX && span.capacity() <= POOL_MAX_CAPACITY {
             span.reset();
             self.pool.push(span);
@@ -617,7 +621,7 @@ impl SpanAssembler {
         self.shed_bytes(now);
     }
 
-    fn open(&mut self, key: SpanKey, mut open: InFlight, now: u64) {
+    fn open(&mut self, key: SpanKey, mut open: Box<InFlight>, now: u64) {
         match self.in_flight.get(&key) {
             Some(old) => {
                 // The later start replaces the earlier one.
