@@ -112,7 +112,7 @@ impl<'a> Fields<'a> {
         Fields { buf, failed: false }
     }
 
-    #[inline]
+    #[inline(always)]
     fn next_field(&mut self) -> Result<(u32, Wire<'a>), WireError> {
         let key = varint(&mut self.buf)?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
