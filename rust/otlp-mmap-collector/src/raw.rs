@@ -184,6 +184,7 @@ fn long_varint(buf: &mut &[u8]) -> Option<u64> {
     decode_varint(buf).ok()
 }
 
+#[inline(always)]
 fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = varint(buf)?;
     if len > buf.len() as u64 {
@@ -194,6 +195,7 @@ fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(v)
 }
 
+#[inline(always)]
 fn take_fixed(buf: &mut &[u8]) -> Option<[u8; 8]> {
     let (v, rest) = buf.split_first_chunk::<8>()?;
     *buf = rest;
