@@ -1,6 +1,8 @@
 //! The reader side of the Collector: turns what the three rings of one
-//! OTLP-MMAP file deliver into OTLP export requests (opentelemetry-proto prost
-//! types), grouped by Resource and InstrumentationScope from the dictionary.
+//! OTLP-MMAP file deliver into OTLP export requests (encoded straight into
+//! the batch's buffer, byte for byte as prost would encode the
+//! opentelemetry-proto types), grouped by Resource and InstrumentationScope
+//! from the dictionary.
 //!
 //! - [`SpanAssembler`] builds spans from span events, bounded in memory, and
 //!   emits spans that never ended as incomplete spans;
@@ -34,10 +36,12 @@
 
 #![forbid(unsafe_code)]
 
+mod canonical;
 pub mod dictionary;
 #[doc(hidden)]
 pub mod drive;
 pub mod dump;
+mod encode;
 pub mod exponential;
 pub mod file_reader;
 pub mod group;
