@@ -110,13 +110,14 @@ def test_app_killed_mid_stream(pipeline, tracer):
     assert len(bodies) == len(set(bodies))
 
 
-def test_gunicorn_four_workers_each_write_their_own_file(pipeline):
+@TRACERS
+def test_gunicorn_four_workers_each_write_their_own_file(pipeline, tracer):
     directory, sink = pipeline
     port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
         [str(gunicorn), "--preload", "-w", "4", "-b", f"127.0.0.1:{port}", "--chdir", str(APPS), "gunicorn_app:app"],
-        env=app_env(OTEL_MMAP_FILE=str(directory / "web.otlp"), OTEL_SERVICE_NAME="web"),
+        env=app_env(OTEL_MMAP_FILE=str(directory / "web.otlp"), OTEL_SERVICE_NAME="web", OTEL_MMAP_TRACER=tracer),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         pids = set()

@@ -71,6 +71,20 @@ def test_span_fields_round_trip(tmp_path):
     assert p.drop_stats()["spans"] == 0
 
 
+def test_what_instrumentations_read_of_a_span(tmp_path):
+    tracer = provider(tmp_path / "g.otlp").get_tracer("t")
+    with tracer.start_as_current_span("outer", kind=SpanKind.SERVER, attributes={"a": 1, "l": ["x"]}) as outer:
+        inner = tracer.start_span("inner")
+        outer.set_attribute("b", True)
+        outer.set_status(StatusCode.ERROR, "no")
+        assert outer.name == "outer" and outer.kind is SpanKind.SERVER and outer.parent is None
+        assert outer.attributes == {"a": 1, "l": ("x",), "b": True}
+        assert outer.status.status_code is StatusCode.ERROR and outer.status.description == "no"
+        assert inner.parent == outer.get_span_context() and inner.kind is SpanKind.INTERNAL
+        assert outer.start_time > 0 and outer.end_time is None
+    assert outer.end_time >= outer.start_time
+
+
 def test_exception_in_current_span_is_recorded(tmp_path):
     path = tmp_path / "x.otlp"
     tracer = provider(path).get_tracer("t")

@@ -31,6 +31,9 @@ static SPAN_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TRACE_FLAGS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DEFAULT_TRACE_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static FORMAT_EXCEPTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SPAN_KIND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static STATUS_CODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// An API `SpanContext` (not remote).
 pub(crate) fn span_context<'py>(
@@ -87,6 +90,7 @@ pub(crate) struct Span {
     events: Vec<Event>,
     status: Status,
     ended: bool,
+    end_time_unix_nano: Option<u64>,
     context: Option<Py<PyAny>>,
 }
 
@@ -130,6 +134,7 @@ impl Span {
             events: Vec::new(),
             status: Status::Unset,
             ended: false,
+            end_time_unix_nano: None,
             context: None,
         }
     }
@@ -194,6 +199,75 @@ impl Span {
         let c = span_context(py, self.start.trace_id, self.start.span_id, 1, state)?.unbind();
         self.context = Some(c.clone_ref(py));
         Ok(c)
+    }
+
+    /// What instrumentation libraries read of a span (the SDK's span has
+    /// them): `name`, `kind`, `start_time`, `end_time`, `parent`, `status`,
+    /// `attributes` (a copy; empty once ended: they are in the file).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.start.name
+    }
+
+    #[getter]
+    fn kind<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        SPAN_KIND
+            .import(py, "opentelemetry.trace", "SpanKind")?
+            .call1((self.start.kind,))
+    }
+
+    #[getter]
+    fn start_time(&self) -> u64 {
+        self.start.start_time_unix_nano
+    }
+
+    #[getter]
+    fn end_time(&self) -> Option<u64> {
+        self.end_time_unix_nano
+    }
+
+    #[getter]
+    fn parent<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(p) = &self.start.parent else {
+            return Ok(None);
+        };
+        let flags = TRACE_FLAGS
+            .import(py, "opentelemetry.trace", "TraceFlags")?
+            .call1((p.flags,))?;
+        let state = match &p.trace_state {
+            Some(s) => s.bind(py).clone(),
+            None => DEFAULT_TRACE_STATE
+                .import(py, "opentelemetry.trace", "DEFAULT_TRACE_STATE")?
+                .clone(),
+        };
+        SPAN_CONTEXT
+            .import(py, "opentelemetry.trace", "SpanContext")?
+            .call1((p.trace_id, p.span_id, p.remote, flags, state))
+            .map(Some)
+    }
+
+    #[getter]
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (code, description) = match &self.status {
+            Status::Unset => (0, None),
+            Status::Ok => (1, None),
+            Status::Error { description } => (2, Some(description.to_string())),
+        };
+        let code = STATUS_CODE
+            .import(py, "opentelemetry.trace", "StatusCode")?
+            .call1((code,))?;
+        STATUS
+            .import(py, "opentelemetry.trace", "Status")?
+            .call1((code, description))
+    }
+
+    #[getter]
+    fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let d = pyo3::types::PyDict::new(py);
+        for kv in self.start.attributes.iter().chain(&self.attributes) {
+            d.set_item(kv.key.as_str(), crate::convert::py_value(py, &kv.value)?)?;
+        }
+        Ok(d)
     }
 
     fn set_attribute(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -342,6 +416,7 @@ impl Span {
         }
         self.ended = true;
         let end_time_unix_nano = end_time.unwrap_or_else(now_unix_nano);
+        self.end_time_unix_nano = Some(end_time_unix_nano);
         let Some(cur) = self.tracer.get().current(py) else {
             return;
         };
