@@ -106,6 +106,28 @@ def test_exception_in_current_span_is_recorded(tmp_path):
     assert "raise ValueError" in a["exception.stacktrace"] and a["exception.escaped"] == "False"
 
 
+def test_python_code_run_by_a_span_method_may_use_the_span(tmp_path):
+    """An exception's __str__ (run while the span records it) that uses the
+    same span: nothing raises, both changes are kept."""
+    path = tmp_path / "re.otlp"
+    tracer = provider(path).get_tracer("t")
+
+    class Odd(Exception):
+        def __init__(self, span):
+            self.span = span
+
+        def __str__(self):
+            self.span.set_attribute("seen.in.str", self.span.get_span_context().span_id > 0)
+            return "odd"
+
+    with pytest.raises(Odd):
+        with tracer.start_as_current_span("re-entered") as span:
+            raise Odd(span)
+    [(_, _, s)] = spans_of(path)
+    assert attrs(s["attributes"]) == {"seen.in.str": True}
+    assert s["status"] == {"code": 2, "message": "Odd: odd"}
+
+
 def test_decorator_starts_a_span_per_call(tmp_path):
     path = tmp_path / "d.otlp"
     tracer = provider(path).get_tracer("t")

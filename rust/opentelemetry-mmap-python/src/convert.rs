@@ -75,7 +75,7 @@ fn array_value(seq: &Bound<'_, PyAny>) -> Option<Value> {
 
 /// Calls `f` with each `(key, value)` of a dict, a mapping (its `items()`)
 /// or an iterable of pairs; `None` is empty.
-fn for_each_pair<'py>(
+pub(crate) fn for_each_pair<'py>(
     attrs: Option<&Bound<'py, PyAny>>,
     mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>),
 ) {

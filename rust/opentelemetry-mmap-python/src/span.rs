@@ -16,11 +16,11 @@ use opentelemetry_mmap::records::{SpanEnd, SpanEventFields, SpanStart};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::PyString;
 
 use crate::convert::{attribute_value, key_values, span_ref};
 use crate::span_writer::{enum_value, link_to, span_kind, status};
-use crate::tracer::{Parent, Tracer};
+use crate::tracer::{Current, Parent, Tracer};
 
 /// Most attributes (at the start and set later), events and links a span keeps.
 const MAX_ATTRIBUTES: usize = 128;
@@ -154,14 +154,11 @@ impl Span {
         }
     }
 
-    fn set(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Sets an attribute already converted (each key once; at most `MAX_ATTRIBUTES`).
+    fn set(&mut self, key: String, value: opentelemetry::Value) {
         if self.ended {
-            return Ok(());
+            return;
         }
-        let (Ok(key), Some(value)) = (key.cast::<PyString>(), attribute_value(value)) else {
-            return Ok(()); // not a valid attribute: left out, as the SDK does
-        };
-        let key = key.to_cow()?;
         if let Some(kv) = self.attributes.iter_mut().find(|kv| kv.key.as_str() == key) {
             kv.value = value;
         } else if self.start.attributes.len() + self.attributes.len() < MAX_ATTRIBUTES
@@ -171,9 +168,8 @@ impl Span {
                 .iter()
                 .any(|kv| kv.key.as_str() == key)
         {
-            self.attributes.push(KeyValue::new(key.into_owned(), value));
+            self.attributes.push(KeyValue::new(key, value));
         }
-        Ok(())
     }
 
     fn set_status_code(&mut self, code: u8, description: Option<&str>) {
@@ -182,22 +178,120 @@ impl Span {
         }
         self.status = status(code, description);
     }
+
+    fn push_event(&mut self, event: Event) {
+        if !self.ended && self.events.len() < MAX_EVENTS {
+            self.events.push(event);
+        }
+    }
+}
+
+/// A valid attribute as Rust values; `None` (left out, as the SDK does) for
+/// anything else.
+fn attribute(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+) -> Option<(String, opentelemetry::Value)> {
+    let key = key.cast::<PyString>().ok()?.to_cow().ok()?.into_owned();
+    Some((key, attribute_value(value)?))
+}
+
+/// Runs `f` on the span's state. Python code never runs while it is borrowed
+/// (values are converted before), so the borrow only fails if that rule is
+/// broken; then nothing is changed (never raises into the application).
+fn with<R>(slf: &Bound<'_, Span>, f: impl FnOnce(&mut Span) -> R) -> Option<R> {
+    slf.try_borrow_mut().ok().map(|mut s| f(&mut s))
+}
+
+fn read<R>(slf: &Bound<'_, Span>, f: impl FnOnce(&Span) -> R) -> Option<R> {
+    slf.try_borrow().ok().map(|s| f(&s))
+}
+
+/// An `exception` event, as the SDK writes it.
+fn exception_event(
+    exception: &Bound<'_, PyAny>,
+    attributes: Option<&Bound<'_, PyAny>>,
+    timestamp: Option<u64>,
+    escaped: bool,
+) -> PyResult<Event> {
+    let py = exception.py();
+    let ty = exception.get_type();
+    let module: String = ty
+        .getattr(intern!(py, "__module__"))?
+        .extract()
+        .unwrap_or_default();
+    let qualname: String = ty.getattr(intern!(py, "__qualname__"))?.extract()?;
+    let exception_type = if module.is_empty() || module == "builtins" {
+        qualname
+    } else {
+        format!("{module}.{qualname}")
+    };
+    let lines = FORMAT_EXCEPTION
+        .import(py, "traceback", "format_exception")?
+        .call1((
+            &ty,
+            exception,
+            exception.getattr(intern!(py, "__traceback__"))?,
+        ))?;
+    let stacktrace = PyString::new(py, "").call_method1(intern!(py, "join"), (lines,))?;
+    let mut attrs = vec![
+        KeyValue::new("exception.type", exception_type),
+        KeyValue::new("exception.message", string_of(exception)?),
+        KeyValue::new("exception.stacktrace", string_of(&stacktrace)?),
+        KeyValue::new("exception.escaped", if escaped { "True" } else { "False" }),
+    ];
+    for kv in key_values(attributes) {
+        match attrs.iter_mut().find(|a| a.key == kv.key) {
+            Some(a) => a.value = kv.value,
+            None => attrs.push(kv),
+        }
+    }
+    Ok(Event {
+        name: "exception".to_owned(),
+        time_unix_nano: timestamp.unwrap_or_else(now_unix_nano),
+        attributes: attrs,
+    })
+}
+
+/// `(code, description)` of a `Status`, or of a `StatusCode` and a description.
+fn status_of(
+    status: &Bound<'_, PyAny>,
+    description: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(u8, Option<String>)> {
+    let py = status.py();
+    let (code, description) = match status.getattr(intern!(py, "status_code")) {
+        Ok(code) => (
+            enum_value(&code)?,
+            status.getattr(intern!(py, "description"))?,
+        ),
+        Err(_) => (
+            enum_value(status)?,
+            description
+                .cloned()
+                .unwrap_or_else(|| py.None().into_bound(py)),
+        ),
+    };
+    Ok((code, description.extract()?))
 }
 
 #[pymethods]
 impl Span {
     /// The span's API `SpanContext`.
-    fn get_span_context(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(c) = &self.context {
+    fn get_span_context(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let s = slf.try_borrow()?;
+        if let Some(c) = &s.context {
             return Ok(c.clone_ref(py));
         }
-        let state = self
+        let (trace_id, span_id) = (s.start.trace_id, s.start.span_id);
+        let state = s
             .start
             .parent
             .as_ref()
-            .and_then(|p| p.trace_state.as_ref());
-        let c = span_context(py, self.start.trace_id, self.start.span_id, 1, state)?.unbind();
-        self.context = Some(c.clone_ref(py));
+            .and_then(|p| p.trace_state.as_ref().map(|t| t.clone_ref(py)));
+        drop(s);
+        let c = span_context(py, trace_id, span_id, 1, state.as_ref())?.unbind();
+        with(slf, |s| s.context = Some(c.clone_ref(py)));
         Ok(c)
     }
 
@@ -205,15 +299,16 @@ impl Span {
     /// them): `name`, `kind`, `start_time`, `end_time`, `parent`, `status`,
     /// `attributes` (a copy; empty once ended: they are in the file).
     #[getter]
-    fn name(&self) -> &str {
-        &self.start.name
+    fn name(&self) -> String {
+        self.start.name.clone()
     }
 
     #[getter]
-    fn kind<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn kind<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let kind = slf.try_borrow()?.start.kind;
         SPAN_KIND
-            .import(py, "opentelemetry.trace", "SpanKind")?
-            .call1((self.start.kind,))
+            .import(slf.py(), "opentelemetry.trace", "SpanKind")?
+            .call1((kind,))
     }
 
     #[getter]
@@ -227,28 +322,34 @@ impl Span {
     }
 
     #[getter]
-    fn parent<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(p) = &self.start.parent else {
+    fn parent<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let s = slf.try_borrow()?;
+        let Some(p) = &s.start.parent else {
             return Ok(None);
         };
+        let (trace_id, span_id, remote, flags) = (p.trace_id, p.span_id, p.remote, p.flags);
+        let state = p.trace_state.as_ref().map(|t| t.clone_ref(py));
+        drop(s);
         let flags = TRACE_FLAGS
             .import(py, "opentelemetry.trace", "TraceFlags")?
-            .call1((p.flags,))?;
-        let state = match &p.trace_state {
-            Some(s) => s.bind(py).clone(),
+            .call1((flags,))?;
+        let state = match state {
+            Some(t) => t.into_bound(py),
             None => DEFAULT_TRACE_STATE
                 .import(py, "opentelemetry.trace", "DEFAULT_TRACE_STATE")?
                 .clone(),
         };
         SPAN_CONTEXT
             .import(py, "opentelemetry.trace", "SpanContext")?
-            .call1((p.trace_id, p.span_id, p.remote, flags, state))
+            .call1((trace_id, span_id, remote, flags, state))
             .map(Some)
     }
 
     #[getter]
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (code, description) = match &self.status {
+    fn status<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (code, description) = match &slf.try_borrow()?.status {
             Status::Unset => (0, None),
             Status::Ok => (1, None),
             Status::Error { description } => (2, Some(description.to_string())),
@@ -262,67 +363,85 @@ impl Span {
     }
 
     #[getter]
-    fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    fn attributes<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let py = slf.py();
+        let kvs: Vec<KeyValue> = {
+            let s = slf.try_borrow()?;
+            s.start
+                .attributes
+                .iter()
+                .chain(&s.attributes)
+                .cloned()
+                .collect()
+        };
         let d = pyo3::types::PyDict::new(py);
-        for kv in self.start.attributes.iter().chain(&self.attributes) {
+        for kv in &kvs {
             d.set_item(kv.key.as_str(), crate::convert::py_value(py, &kv.value)?)?;
         }
         Ok(d)
     }
 
-    fn set_attribute(&mut self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.set(key, value)
+    fn set_attribute(slf: &Bound<'_, Self>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        if let Some((k, v)) = attribute(key, value) {
+            with(slf, |s| s.set(k, v));
+        }
     }
 
-    fn set_attributes(&mut self, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items = attributes.call_method0(intern!(attributes.py(), "items"))?;
-        for pair in items.try_iter()? {
-            let pair = pair?;
-            let pair = pair.cast::<PyTuple>()?;
-            self.set(&pair.get_item(0)?, &pair.get_item(1)?)?;
-        }
-        Ok(())
+    fn set_attributes(slf: &Bound<'_, Self>, attributes: &Bound<'_, PyAny>) {
+        let mut kvs = Vec::new();
+        crate::convert::for_each_pair(Some(attributes), |k, v| {
+            if let Some(kv) = attribute(k, v) {
+                kvs.push(kv);
+            }
+        });
+        with(slf, |s| {
+            for (k, v) in kvs {
+                s.set(k, v);
+            }
+        });
     }
 
     #[pyo3(signature = (name, attributes=None, timestamp=None))]
     fn add_event(
-        &mut self,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         attributes: Option<&Bound<'_, PyAny>>,
         timestamp: Option<u64>,
     ) -> PyResult<()> {
-        if self.ended || self.events.len() >= MAX_EVENTS {
-            return Ok(());
-        }
-        self.events.push(Event {
+        let event = Event {
             name: string_of(name)?,
             time_unix_nano: timestamp.unwrap_or_else(now_unix_nano),
             attributes: key_values(attributes),
-        });
+        };
+        with(slf, |s| s.push_event(event));
         Ok(())
     }
 
     #[pyo3(signature = (context, attributes=None))]
     fn add_link(
-        &mut self,
+        slf: &Bound<'_, Self>,
         context: &Bound<'_, PyAny>,
         attributes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if self.ended || self.start.links.len() >= MAX_LINKS {
-            return Ok(());
-        }
         let link = link_to(context, attributes, 0)?;
         if link.span_context.is_valid() {
-            self.start.links.push(link);
+            with(slf, |s| {
+                if !s.ended && s.start.links.len() < MAX_LINKS {
+                    s.start.links.push(link);
+                }
+            });
         }
         Ok(())
     }
 
-    fn update_name(&mut self, name: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !self.ended {
-            self.start.name = string_of(name)?;
-            self.renamed = true;
-        }
+    fn update_name(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = string_of(name)?;
+        with(slf, |s| {
+            if !s.ended {
+                s.start.name = name;
+                s.renamed = true;
+            }
+        });
         Ok(())
     }
 
@@ -334,90 +453,94 @@ impl Span {
     /// `OK`, the status stays; `UNSET` is ignored.
     #[pyo3(signature = (status, description=None))]
     fn set_status(
-        &mut self,
+        slf: &Bound<'_, Self>,
         status: &Bound<'_, PyAny>,
         description: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let py = status.py();
-        let (code, description) = match status.getattr(intern!(py, "status_code")) {
-            Ok(code) => (
-                enum_value(&code)?,
-                status.getattr(intern!(py, "description"))?,
-            ),
-            Err(_) => (
-                enum_value(status)?,
-                description
-                    .cloned()
-                    .unwrap_or_else(|| py.None().into_bound(py)),
-            ),
-        };
-        let description: Option<String> = description.extract()?;
-        self.set_status_code(code, description.as_deref());
+        let (code, description) = status_of(status, description)?;
+        with(slf, |s| s.set_status_code(code, description.as_deref()));
         Ok(())
     }
 
     /// An `exception` event, as the SDK writes it.
     #[pyo3(signature = (exception, attributes=None, timestamp=None, escaped=false))]
     fn record_exception(
-        &mut self,
+        slf: &Bound<'_, Self>,
         exception: &Bound<'_, PyAny>,
         attributes: Option<&Bound<'_, PyAny>>,
         timestamp: Option<u64>,
         escaped: bool,
     ) -> PyResult<()> {
-        if self.ended || self.events.len() >= MAX_EVENTS {
+        if read(slf, |s| s.ended).unwrap_or(true) {
             return Ok(());
         }
-        let py = exception.py();
-        let ty = exception.get_type();
-        let module: String = ty
-            .getattr(intern!(py, "__module__"))?
-            .extract()
-            .unwrap_or_default();
-        let qualname: String = ty.getattr(intern!(py, "__qualname__"))?.extract()?;
-        let exception_type = if module.is_empty() || module == "builtins" {
-            qualname
-        } else {
-            format!("{module}.{qualname}")
-        };
-        let lines = FORMAT_EXCEPTION
-            .import(py, "traceback", "format_exception")?
-            .call1((
-                &ty,
-                exception,
-                exception.getattr(intern!(py, "__traceback__"))?,
-            ))?;
-        let stacktrace = PyString::new(py, "").call_method1(intern!(py, "join"), (lines,))?;
-        let mut attrs = vec![
-            KeyValue::new("exception.type", exception_type),
-            KeyValue::new("exception.message", string_of(exception)?),
-            KeyValue::new("exception.stacktrace", string_of(&stacktrace)?),
-            KeyValue::new("exception.escaped", if escaped { "True" } else { "False" }),
-        ];
-        for kv in key_values(attributes) {
-            match attrs.iter_mut().find(|a| a.key == kv.key) {
-                Some(a) => a.value = kv.value,
-                None => attrs.push(kv),
-            }
-        }
-        self.events.push(Event {
-            name: "exception".to_owned(),
-            time_unix_nano: timestamp.unwrap_or_else(now_unix_nano),
-            attributes: attrs,
-        });
+        let event = exception_event(exception, attributes, timestamp, escaped)?;
+        with(slf, |s| s.push_event(event));
         Ok(())
     }
 
     /// Writes what the span's end carries; later calls do nothing.
     #[pyo3(signature = (end_time=None))]
-    fn end(&mut self, py: Python<'_>, end_time: Option<u64>) {
+    fn end(slf: &Bound<'_, Self>, end_time: Option<u64>) {
+        let py = slf.py();
+        let Some(tracer) = read(slf, |s| (!s.ended).then(|| s.tracer.clone_ref(py))).flatten()
+        else {
+            return;
+        };
+        // Before the borrow: interning the scope in a new file reads Python objects.
+        let cur = tracer.get().current(py);
+        with(slf, |s| {
+            s.finish(cur, end_time.unwrap_or_else(now_unix_nano))
+        });
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Ends the span; an exception is recorded (and sets the status to
+    /// `ERROR`) as the span's start asked.
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        exc_val: Option<&Bound<'_, PyAny>>,
+        _exc_tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let mut result = Ok(());
+        let options = read(slf, |s| {
+            (!s.ended).then_some((s.start.record_exception, s.start.set_status_on_exception))
+        })
+        .flatten();
+        if let (Some(exc), Some((record, set_status))) = (exc_val.filter(|e| !e.is_none()), options)
+        {
+            if record {
+                match exception_event(exc, None, None, true) {
+                    Ok(event) => {
+                        with(slf, |s| s.push_event(event));
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            if set_status {
+                let description = format!("{}: {}", exc.get_type().name()?, string_of(exc)?);
+                with(slf, |s| s.set_status_code(2, Some(&description)));
+            }
+        }
+        Span::end(slf, None);
+        result
+    }
+}
+
+impl Span {
+    /// Writes the end (the whole start first when it went into another
+    /// file) and frees what was kept for it.
+    fn finish(&mut self, cur: Option<Current>, end_time_unix_nano: u64) {
         if self.ended {
             return;
         }
         self.ended = true;
-        let end_time_unix_nano = end_time.unwrap_or_else(now_unix_nano);
         self.end_time_unix_nano = Some(end_time_unix_nano);
-        let Some(cur) = self.tracer.get().current(py) else {
+        let Some(cur) = cur else {
             return;
         };
         let mut renamed = self.renamed.then_some(self.start.name.as_str());
@@ -450,35 +573,5 @@ impl Span {
         self.events = Vec::new();
         self.start.attributes = Vec::new();
         self.start.links = Vec::new();
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Ends the span; an exception is recorded (and sets the status to
-    /// `ERROR`) as the span's start asked.
-    fn __exit__(
-        &mut self,
-        py: Python<'_>,
-        _exc_type: Option<&Bound<'_, PyAny>>,
-        exc_val: Option<&Bound<'_, PyAny>>,
-        _exc_tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let mut result = Ok(());
-        if let Some(exc) = exc_val.filter(|e| !e.is_none())
-            && !self.ended
-        {
-            if self.start.record_exception {
-                result = self.record_exception(exc, None, None, true);
-            }
-            if self.start.set_status_on_exception {
-                let ty = exc.get_type().name()?;
-                let description = format!("{}: {}", ty, string_of(exc)?);
-                self.set_status_code(2, Some(&description));
-            }
-        }
-        self.end(py, None);
-        result
     }
 }
