@@ -194,6 +194,10 @@ def test_limits_full_ring_and_no_file_never_raise(tmp_path, monkeypatch):
     a = attrs(span["attributes"])
     assert len(a) == 128 and a["k0"] == "updated" and "k199" not in a
     assert len(logs_of(path)) == 128
+    many_links = [Link(SpanContext(1, i + 1, is_remote=False)) for i in range(200)]
+    tracer.start_span("big start", attributes={f"a{i}": i for i in range(200)}, links=many_links).end()
+    big = by_name(spans_of(path))["big start"][2]
+    assert len(big["attributes"]) == 128 and len(big["links"]) == 128
 
     monkeypatch.delenv("OTEL_MMAP_SPAN_SLOT_SIZE")
     monkeypatch.setenv("OTEL_MMAP_SPAN_SLOTS", "16")

@@ -23,9 +23,9 @@ use crate::span_writer::{enum_value, link_to, span_kind, status};
 use crate::tracer::{Current, Parent, Tracer};
 
 /// Most attributes (at the start and set later), events and links a span keeps.
-const MAX_ATTRIBUTES: usize = 128;
+pub(crate) const MAX_ATTRIBUTES: usize = 128;
 const MAX_EVENTS: usize = 128;
-const MAX_LINKS: usize = 128;
+pub(crate) const MAX_LINKS: usize = 128;
 
 static SPAN_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TRACE_FLAGS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

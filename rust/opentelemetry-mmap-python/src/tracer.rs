@@ -17,7 +17,7 @@ use pyo3::types::{PyString, PyTuple};
 
 use crate::convert::key_values;
 use crate::file::{MmapFile, intern_resource, intern_scope};
-use crate::span::{Span, StartFields};
+use crate::span::{MAX_ATTRIBUTES, MAX_LINKS, Span, StartFields};
 use crate::span_writer::{enum_value, link_of};
 
 /// What this tracer writes into: the current file (replaced after a fork),
@@ -220,8 +220,16 @@ impl Tracer {
         };
         let mut span_links = Vec::new();
         if let Some(links) = links.filter(|l| !l.is_none()) {
-            span_links.extend(links.try_iter()?.flatten().filter_map(|l| link_of(&l).ok()));
+            span_links.extend(
+                links
+                    .try_iter()?
+                    .flatten()
+                    .filter_map(|l| link_of(&l).ok())
+                    .take(MAX_LINKS),
+            );
         }
+        let mut attributes = key_values(attributes);
+        attributes.truncate(MAX_ATTRIBUTES);
         let fields = StartFields {
             trace_id,
             span_id,
@@ -229,7 +237,7 @@ impl Tracer {
             name,
             kind,
             start_time_unix_nano: start_time.unwrap_or_else(now_unix_nano),
-            attributes: key_values(attributes),
+            attributes,
             links: span_links,
             record_exception,
             set_status_on_exception,
