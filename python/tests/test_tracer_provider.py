@@ -244,3 +244,22 @@ def test_span_started_before_a_fork_ends_whole_in_the_childs_file(tmp_path):
     assert {s["name"] for _, _, s in spans_of(path, incomplete=True)} == {"parent only", "across fork"}
     # Ids differ after the fork (Python's random is reseeded in the child).
     assert in_child["child only"][2]["spanId"] != by_name(spans_of(path))["parent only"][2]["spanId"]
+
+
+def test_w3c_propagation_in_and_out(tmp_path):
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    path = tmp_path / "prop.otlp"
+    tracer = provider(path).get_tracer("t")
+    propagator = TraceContextTextMapPropagator()
+    headers = {}
+    with tracer.start_as_current_span("client", kind=SpanKind.CLIENT) as client:
+        propagator.inject(headers)
+    sc = client.get_span_context()
+    assert headers["traceparent"] == f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01"
+    server = tracer.start_span("server", context=propagator.extract(headers), kind=SpanKind.SERVER)
+    server.end()
+    spans = by_name(spans_of(path))
+    s = spans["server"][2]
+    assert s["traceId"] == hex_id(sc.trace_id, 32) and s["parentSpanId"] == hex_id(sc.span_id, 16)
+    assert s["flags"] & 0x300 == 0x300  # the parent is remote
