@@ -68,6 +68,12 @@ type Config struct {
 	// once.
 	StuckSlotTimeout time.Duration `mapstructure:"stuck_slot_timeout"`
 
+	// DeleteAfterDrain removes a file once its writer is gone (its liveness
+	// lock was seen held, then released) and everything in it was delivered.
+	// Default true: a file is a transport buffer, not a record, and the files
+	// of crash-looping applications would otherwise fill their volume.
+	DeleteAfterDrain bool `mapstructure:"delete_after_drain"`
+
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
 	Metrics        MetricsConfig `mapstructure:"metrics"`
@@ -134,6 +140,7 @@ func createDefaultConfig() component.Config {
 		MaxFiles:            defaultMaxFiles,
 		RejectWorldWritable: true,
 		StuckSlotTimeout:    lib.StuckSlotTimeout,
+		DeleteAfterDrain:    true,
 		Traces: TracesConfig{
 			MaxBatchSize:     int(lib.MaxBatchSpans),
 			MaxInFlightSpans: int(lib.MaxInFlightSpans),

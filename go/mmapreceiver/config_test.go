@@ -32,6 +32,7 @@ func TestCreateDefaultConfig(t *testing.T) {
 	assert.False(t, cfg.RejectGroupWritable)
 	assert.False(t, cfg.FollowSymlinks)
 	assert.Equal(t, 2*time.Second, cfg.StuckSlotTimeout)
+	assert.True(t, cfg.DeleteAfterDrain)
 	// The defaults lack the required include list.
 	require.ErrorContains(t, confmap.Validate(cfg), "include")
 }
@@ -69,6 +70,7 @@ func TestLoadValidConfig(t *testing.T) {
 		RejectGroupWritable: true,
 		FollowSymlinks:      true,
 		StuckSlotTimeout:    5 * time.Second,
+		DeleteAfterDrain:    false,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,

@@ -36,6 +36,7 @@ type readerOptions struct {
 	retryInitial       time.Duration
 	retryMax           time.Duration
 	batchSize          [3]uint64 // per signal; 0: no limit (metrics)
+	deleteAfterDrain   bool      // remove a dead writer's file once drained
 }
 
 // readerDeps is what a file reader uses besides its file; the receiver
@@ -71,6 +72,9 @@ type fileReader struct {
 	ctx    context.Context // ends at shutdown or when the file broke
 	cancel context.CancelFunc
 	broken atomic.Bool
+	// writerGone is set once the library reports the writer gone (with
+	// delete_after_drain): the file is drained, then removed.
+	writerGone atomic.Bool
 
 	drainCh   chan struct{} // closed when the file went away
 	drainOnce sync.Once
@@ -120,6 +124,9 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.loop(parent)
 
 	fr.mu.Lock()
+	if fr.writerGone.Load() && parent.Err() == nil && !fr.broken.Load() {
+		fr.removeIfDrained()
+	}
 	if s, err := fr.rd.Stats(); err == nil {
 		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 		fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), true)
@@ -149,7 +156,30 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 	fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 	fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), false)
 	fr.last = s
+	if s.WriterAlive == 0 && fr.deps.options.deleteAfterDrain && !fr.writerGone.Swap(true) {
+		// Deliver what is left, then remove the file (run).
+		fr.requestDrain()
+	}
 	return s, true
+}
+
+// removeIfDrained removes the file of a writer that is gone once everything
+// in it was delivered (delete_after_drain); fr.mu is held. A file that
+// stays is closed all the same: the next scan opens it again if it is
+// still there.
+func (fr *fileReader) removeIfDrained() {
+	removed, why, err := fr.rd.RemoveIfDrained(fr.signals)
+	switch {
+	case err != nil:
+		fr.deps.logger.Warn("Cannot delete the drained file of a writer that is gone (delete_after_drain)",
+			zap.String("path", fr.path), zap.Error(err))
+	case !removed:
+		fr.deps.logger.Debug("Not deleting the file of a writer that is gone", zap.String("path", fr.path), zap.String("reason", why))
+	default:
+		fr.deps.logger.Info("Deleted the file of a writer that is gone: everything in it was delivered (delete_after_drain)",
+			zap.String("path", fr.path))
+		fr.deps.telemetry.fileDeleted()
+	}
 }
 
 type stepResult int
@@ -371,7 +401,12 @@ func (l *signalLoop) startDrain() {
 	l.draining = true
 	switch l.sig {
 	case ffi.Traces:
-		// Nothing will end the spans of a file that is gone.
+		// Nothing will end the spans of a file that is gone. When its
+		// writer is gone, the library gives them up itself once the ring is
+		// empty, so that an end still in the ring is read first.
+		if l.fr.writerGone.Load() {
+			break
+		}
 		if err := l.abandonSpans(); err != nil {
 			l.fr.fail(err)
 		}
@@ -460,7 +495,24 @@ func (l *signalLoop) finalOffer() {
 		return false
 	}
 
-	if !drainRing() || l.sig != ffi.Metrics {
+	if !drainRing() {
+		return
+	}
+	if l.sig == ffi.Traces {
+		// Nothing keeps the spans still open: emit them as incomplete spans
+		// (reason "collector stopping") rather than drop them.
+		l.fr.mu.Lock()
+		n, err := l.fr.rd.StopSpans(time.Now())
+		l.fr.mu.Unlock()
+		if err != nil || n == 0 {
+			return
+		}
+		l.fr.deps.logger.Info("Collector stopping: spans still in flight emitted as incomplete spans",
+			zap.String("path", l.fr.path), zap.Uint64("spans", n))
+		drainRing()
+		return
+	}
+	if l.sig != ffi.Metrics {
 		return
 	}
 	for range 2 {

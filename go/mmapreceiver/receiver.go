@@ -130,6 +130,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 			retryInitial:       r.cfg.RetryOnFailure.InitialInterval,
 			retryMax:           r.cfg.RetryOnFailure.MaxInterval,
 			batchSize:          batchSize,
+			deleteAfterDrain:   r.cfg.DeleteAfterDrain,
 		},
 		finalOffer: r.finalOffer,
 		closed: func() {

@@ -49,6 +49,9 @@ use crate::logs::log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
 
+mod drained;
+pub use drained::{NotRemoved, RemoveOutcome};
+
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
 /// Most span events or measurements ingested by one poll.
@@ -362,6 +365,9 @@ pub struct FileReader {
     writer_gone: bool,
     /// Counters of the streams before the current one (writer restarts).
     retired: Retired,
+    /// Measurements taken from the ring when the aggregates were last
+    /// collected (a file is drained only when none came since).
+    consumed_at_collect: u64,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -440,6 +446,7 @@ impl FileReader {
             change: FileChange::None,
             writer_gone: false,
             retired: Retired::default(),
+            consumed_at_collect: 0,
         })
     }
 
@@ -520,6 +527,7 @@ impl FileReader {
             return CollectOutcome::Nothing;
         }
         self.ingest_measurements(now);
+        self.consumed_at_collect = self.records_consumed(Signal::Metrics);
         let s = &mut self.stream;
         match self.aggregator.collect(&s.file, &mut s.dict, now) {
             Some((req, points)) => {
@@ -540,6 +548,18 @@ impl FileReader {
     /// as incomplete spans.
     pub fn abandon_spans(&mut self, now: u64) {
         self.assembler.give_up_all(now, GiveUpReason::Abandoned);
+    }
+
+    /// The Collector is stopping and keeps no state across its restart:
+    /// gives up every span in flight with the reason `collector stopping`.
+    /// They come out of the next traces polls as incomplete spans (the
+    /// caller first drains the ring, so that a span whose end is there
+    /// ends normally). Returns how many spans were given up.
+    pub fn stop_spans(&mut self, now: u64) -> u64 {
+        let before = self.assembler.counters.incomplete;
+        self.assembler
+            .give_up_all(now, GiveUpReason::CollectorStopping);
+        self.assembler.counters.incomplete - before
     }
 
     /// Records taken from the signal's ring so far (decoded or skipped as

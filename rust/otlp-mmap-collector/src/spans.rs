@@ -50,6 +50,8 @@ pub enum GiveUpReason {
     Abandoned,
     /// In-flight spans held more than `max_in_flight_bytes`; the oldest went.
     TooManyBytesInFlight,
+    /// The Collector is stopping and keeps no state across its restart.
+    CollectorStopping,
 }
 
 impl GiveUpReason {
@@ -61,6 +63,7 @@ impl GiveUpReason {
             GiveUpReason::WriterGone => "writer process is gone",
             GiveUpReason::Abandoned => "reader stopped",
             GiveUpReason::TooManyBytesInFlight => "too many bytes in spans in flight",
+            GiveUpReason::CollectorStopping => "collector stopping",
         }
     }
 }

@@ -422,6 +422,40 @@ int32_t om_reader_abandon_spans(struct OmReader *reader,
                                 struct OmError *err);
 
 /*
+ The Collector is stopping and keeps no state across its restart: gives
+ up every in-flight span with the reason `collector stopping` (attribute
+ `otlp_mmap.incomplete.reason`). They come out of the next traces polls as
+ incomplete spans and are counted in `incomplete_spans`; drain the ring
+ first, so that spans whose end is already there end normally.
+ `*given_up` (if not NULL) is set to the number of spans given up.
+
+ # Safety
+ `given_up` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_stop_spans(struct OmReader *reader,
+                             uint64_t now_unix_nano,
+                             uint64_t *given_up,
+                             struct OmError *err);
+
+/*
+ Removes the file from its path when its writer is gone (its liveness
+ lock was seen held, then released) and every record of the signals in
+ `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:
+ rings empty, no batch waiting for its commit, no span in flight, metric
+ aggregates collected after the last measurement and committed. The
+ writer's lock and the path's identity (device, inode, start time) are
+ checked again just before the removal. `OM_OK`: removed (close the
+ reader next); `OM_BUSY`: kept, `err` says why; `OM_ERR_IO`: the removal
+ failed.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_remove_if_drained(struct OmReader *reader,
+                                    uint32_t signal_mask,
+                                    struct OmError *err);
+
+/*
  Fills `*out` with the reader's counters.
 
  # Safety

@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::os::fd::BorrowedFd;
 
+use otlp_mmap_collector::file_reader::{NotRemoved, RemoveOutcome};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderError, ReaderOptions, Signal};
 use otlp_mmap_core::FormatError;
 
@@ -435,6 +436,85 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
     guard(err, || {
         handles::get(reader)?.reader.abandon_spans(now_unix_nano);
         Ok(OM_OK)
+    })
+}
+
+/// The Collector is stopping and keeps no state across its restart: gives
+/// up every in-flight span with the reason `collector stopping` (attribute
+/// `otlp_mmap.incomplete.reason`). They come out of the next traces polls as
+/// incomplete spans and are counted in `incomplete_spans`; drain the ring
+/// first, so that spans whose end is already there end normally.
+/// `*given_up` (if not NULL) is set to the number of spans given up.
+///
+/// # Safety
+/// `given_up` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_stop_spans(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    given_up: *mut u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let n = handles::get(reader)?.reader.stop_spans(now_unix_nano);
+        if !given_up.is_null() {
+            // SAFETY: non-NULL and valid for writes by the caller's contract.
+            unsafe { *given_up = n };
+        }
+        Ok(OM_OK)
+    })
+}
+
+/// Removes the file from its path when its writer is gone (its liveness
+/// lock was seen held, then released) and every record of the signals in
+/// `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:
+/// rings empty, no batch waiting for its commit, no span in flight, metric
+/// aggregates collected after the last measurement and committed. The
+/// writer's lock and the path's identity (device, inode, start time) are
+/// checked again just before the removal. `OM_OK`: removed (close the
+/// reader next); `OM_BUSY`: kept, `err` says why; `OM_ERR_IO`: the removal
+/// failed.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_remove_if_drained(
+    reader: *mut OmReader,
+    signal_mask: u32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if signal_mask & !0b111 != 0 {
+            return Err(Failure::new(
+                OM_ERR_ARGUMENT,
+                format!("signal mask {signal_mask:#x} has unknown bits"),
+            ));
+        }
+        let signals: Vec<Signal> = [Signal::Traces, Signal::Logs, Signal::Metrics]
+            .into_iter()
+            .filter(|s| signal_mask & (1 << *s as u32) != 0)
+            .collect();
+        match r.reader.remove_if_drained(&signals) {
+            Ok(()) => Ok(OM_OK),
+            Err(RemoveOutcome::Failed(kind)) => Err(Failure::new(
+                OM_ERR_IO,
+                format!("{}: cannot remove: {kind}", r.reader.path().display()),
+            )),
+            Err(RemoveOutcome::Kept(why)) => {
+                let why = match why {
+                    NotRemoved::NotConsuming => "the reader does not consume the file".to_string(),
+                    NotRemoved::WriterNotKnownGone => {
+                        "its writer is alive or not known to be gone".to_string()
+                    }
+                    NotRemoved::NotThisFile => "the path no longer leads to this file".to_string(),
+                    NotRemoved::NotDrained(s) => format!("{s:?} not delivered yet"),
+                };
+                Err(Failure::new(OM_BUSY, why))
+            }
+        }
     })
 }
 

@@ -280,6 +280,38 @@ func (r *Reader) AbandonSpans(now time.Time) error {
 	return nil
 }
 
+// StopSpans gives up every in-flight span with the reason "collector
+// stopping" (the Collector stops and keeps no state): they come out of the
+// next traces polls as incomplete spans. It returns how many were given up.
+func (r *Reader) StopSpans(now time.Time) (uint64, error) {
+	var e C.OmError
+	var n C.uint64_t
+	if rc := C.om_reader_stop_spans(r.p, unixNano(now), &n, &e); rc != C.OM_OK {
+		return 0, newError("om_reader_stop_spans", rc, &e)
+	}
+	return uint64(n), nil
+}
+
+// RemoveIfDrained removes the file from its path when its writer is gone
+// and everything of the given signals in it has been delivered (see
+// om_reader_remove_if_drained). removed is false with why set when the file
+// stays; err is set when the removal itself failed.
+func (r *Reader) RemoveIfDrained(signals []Signal) (removed bool, why string, err error) {
+	var mask C.uint32_t
+	for _, s := range signals {
+		mask |= 1 << uint(s)
+	}
+	var e C.OmError
+	switch rc := C.om_reader_remove_if_drained(r.p, mask, &e); rc {
+	case C.OM_OK:
+		return true, "", nil
+	case C.OM_BUSY:
+		return false, C.GoString(&e.message[0]), nil
+	default:
+		return false, "", newError("om_reader_remove_if_drained", rc, &e)
+	}
+}
+
 // Stats mirrors OmStats; arrays are indexed by Signal.
 type Stats struct {
 	RingCapacity     [3]uint64
@@ -302,6 +334,10 @@ type Stats struct {
 	MeasurementsWithoutValue    uint64
 	MeasurementsOverMetricLimit uint64
 	DictionaryCacheClears       uint64
+
+	// WriterAlive is 1 while the writer holds its lock, 0 once it is known
+	// to be gone (or the file was removed), -1 when unknown.
+	WriterAlive int32
 }
 
 // DroppedRecords is, per signal, the records the reader dropped as unusable
@@ -342,6 +378,7 @@ func (r *Reader) Stats() (Stats, error) {
 	out.MeasurementsWithoutValue = uint64(s.measurements_without_value)
 	out.MeasurementsOverMetricLimit = uint64(s.measurements_over_metric_limit)
 	out.DictionaryCacheClears = uint64(s.dictionary_cache_clears)
+	out.WriterAlive = int32(s.writer_alive)
 	return out, nil
 }
 

@@ -29,6 +29,7 @@ type TelemetryBuilder struct {
 	ReceiverMmapBadRefs          metric.Int64Counter
 	ReceiverMmapConsumeRetries   metric.Int64Counter
 	ReceiverMmapCorruptRecords   metric.Int64Counter
+	ReceiverMmapDeletedFiles     metric.Int64Counter
 	ReceiverMmapDroppedRecords   metric.Int64Counter
 	ReceiverMmapAbandonedSlots   metric.Int64Counter
 	ReceiverMmapDroppedItems     metric.Int64Counter
@@ -95,6 +96,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_mmap_dropped_records",
 		metric.WithDescription("Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value or past the per-file metric limit. [Alpha]"),
 		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapDeletedFiles, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_deleted_files",
+		metric.WithDescription("Files removed by delete_after_drain: their writer was gone and everything in them was delivered. [Alpha]"),
+		metric.WithUnit("{file}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapCorruptRecords, err = builder.meter.Int64Counter(
