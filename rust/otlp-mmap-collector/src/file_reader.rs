@@ -49,7 +49,9 @@ use crate::logs::log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
 
+mod checkpoint;
 mod drained;
+pub use checkpoint::{CHECKPOINT_VERSION, CheckpointRejected, Restored};
 pub use drained::{NotRemoved, RemoveOutcome};
 
 /// How often (reader clock) the path and the writer's lock are checked.

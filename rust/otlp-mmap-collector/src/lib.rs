@@ -42,9 +42,17 @@ pub mod exponential;
 pub mod file_reader;
 pub mod group;
 pub mod logs;
+pub mod metric_checkpoint;
 pub mod metrics;
 pub mod raw;
+pub mod span_checkpoint;
 pub mod spans;
+
+/// The Collector's checkpoint of one file (`proto/checkpoint.proto`).
+#[allow(missing_docs)]
+pub mod checkpoint_proto {
+    include!(concat!(env!("OUT_DIR"), "/otelcol_mmap.checkpoint.v1.rs"));
+}
 
 pub use dictionary::DictionaryCache;
 pub use dump::{Dump, DumpOptions, dump};

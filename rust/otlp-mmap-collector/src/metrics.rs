@@ -41,13 +41,13 @@ use crate::raw::{RawMeasurement, RawValue};
 use otlp_mmap_core::view::{KeyValueRefView, Repeated, SpanContextView};
 
 /// Where a raw attribute encoding leads: a series index, or the overflow series.
-const OVERFLOW_SERIES: usize = usize::MAX;
+pub(crate) const OVERFLOW_SERIES: usize = usize::MAX;
 
 /// Attribute of the overflow series.
 pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Number {
+pub(crate) enum Number {
     Int(i64),
     Double(f64),
 }
@@ -62,7 +62,7 @@ impl Number {
 }
 
 #[derive(Debug, Clone)]
-enum Aggregate {
+pub(crate) enum Aggregate {
     Sum {
         int: i64,
         double: f64,
@@ -83,14 +83,14 @@ enum Aggregate {
 }
 
 #[derive(Debug, Clone)]
-struct Series {
-    attributes: Vec<KeyValue>,
-    aggregate: Aggregate,
-    exemplar: Option<Exemplar>,
+pub(crate) struct Series {
+    pub(crate) attributes: Vec<KeyValue>,
+    pub(crate) aggregate: Aggregate,
+    pub(crate) exemplar: Option<Exemplar>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Sum { monotonic: bool },
     Gauge,
     Histogram,
@@ -98,26 +98,29 @@ enum Kind {
 }
 
 #[derive(Debug)]
-struct MetricState {
-    name: String,
-    description: String,
-    unit: String,
+pub(crate) struct MetricState {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) unit: String,
     scope_ref: i64,
-    kind: Kind,
-    temporality: AggregationTemporality,
-    bounds: Vec<f64>,
+    pub(crate) kind: Kind,
+    pub(crate) temporality: AggregationTemporality,
+    pub(crate) bounds: Vec<f64>,
     /// Series in creation order.
-    series: Vec<Series>,
+    pub(crate) series: Vec<Series>,
+    /// Series restored from a checkpoint that no attribute encoding leads
+    /// to yet: the first measurement with the same attributes adopts one.
+    pub(crate) unkeyed: Vec<usize>,
     /// Canonical attribute key (entries sorted by key ref) -> series index.
-    canonical: FxHashMap<Box<[u8]>, usize>,
+    pub(crate) canonical: FxHashMap<Box<[u8]>, usize>,
     /// Attribute entries exactly as a writer encoded them -> series index (or
     /// OVERFLOW_SERIES): the fast path, which neither decodes nor sorts.
     aliases: FxHashMap<Box<[u8]>, usize>,
-    overflow: Option<Series>,
+    pub(crate) overflow: Option<Series>,
     /// What the series, their keys and aliases hold (see `MetricAggregator::bytes`).
-    series_bytes: usize,
+    pub(crate) series_bytes: usize,
     /// Start of the current delta interval.
-    interval_start: u64,
+    pub(crate) interval_start: u64,
 }
 
 /// Counters of the aggregator.
@@ -147,7 +150,7 @@ pub const DEFAULT_MAX_METRIC_BYTES: usize = 64 << 20;
 /// Bytes a metric costs besides its name, description, unit and bounds.
 const METRIC_COST: usize = std::mem::size_of::<MetricState>() + 64;
 /// Bytes a series costs besides its attributes and buckets.
-const SERIES_COST: usize = std::mem::size_of::<Series>() + 64;
+pub(crate) const SERIES_COST: usize = std::mem::size_of::<Series>() + 64;
 /// Bytes an exponential histogram bucket may cost (a BTreeMap entry).
 const EXPONENTIAL_BUCKET_COST: usize = 24;
 /// Where a measurement whose attributes went over the record budget leads.
@@ -156,11 +159,11 @@ const DROPPED: usize = usize::MAX - 1;
 /// Aggregates the measurements of one file.
 #[derive(Debug)]
 pub struct MetricAggregator {
-    metrics: FxHashMap<i64, MetricState>,
+    pub(crate) metrics: FxHashMap<i64, MetricState>,
     /// Metric refs in first-seen order (stable output order).
-    order: Vec<i64>,
-    cardinality_limit: usize,
-    stream_start: u64,
+    pub(crate) order: Vec<i64>,
+    pub(crate) cardinality_limit: usize,
+    pub(crate) stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
     /// What the metrics hold, and the most they may.
@@ -198,7 +201,7 @@ impl MetricAggregator {
     }
 
     /// Takes `n` bytes from the budget; false when they do not fit.
-    fn take_bytes(&mut self, n: usize) -> bool {
+    pub(crate) fn take_bytes(&mut self, n: usize) -> bool {
         if self.bytes.saturating_add(n) > self.max_bytes {
             return false;
         }
@@ -302,7 +305,7 @@ impl MetricAggregator {
     }
 
     /// Makes sure the metric's state exists; false when its definition does not resolve.
-    fn ensure_metric(
+    pub(crate) fn ensure_metric(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
@@ -370,6 +373,15 @@ impl MetricAggregator {
         let attrs = dict.attributes(file, attributes);
         if dict.over_budget() {
             return DROPPED;
+        }
+        if let Some(i) = crate::metric_checkpoint::adopt(
+            self.metrics
+                .get_mut(&metric_ref)
+                .expect("ensured by the caller"),
+            &attrs,
+            &self.scratch,
+        ) {
+            return i;
         }
         let cost = SERIES_COST
             + attrs.iter().map(key_value_bytes).sum::<usize>()
@@ -481,6 +493,7 @@ impl MetricAggregator {
             let reset = !cumulative || state.kind == Kind::Gauge;
             if reset {
                 state.series.clear();
+                state.unkeyed.clear();
                 state.canonical.clear();
                 state.aliases.clear();
                 state.overflow = None;
@@ -560,6 +573,7 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
         temporality,
         bounds,
         series: Vec::new(),
+        unkeyed: Vec::new(),
         canonical: FxHashMap::default(),
         aliases: FxHashMap::default(),
         overflow: None,
@@ -600,7 +614,7 @@ fn valid_span_context(sc: &SpanContextView<'_>) -> bool {
 }
 
 /// What a new aggregate holds, at most (exponential buckets grow up to their maximum).
-fn aggregate_bytes(agg: &Aggregate) -> usize {
+pub(crate) fn aggregate_bytes(agg: &Aggregate) -> usize {
     match agg {
         Aggregate::Histogram { counts, .. } => 8 * counts.len(),
         Aggregate::Exponential(h) => 2 * h.max_buckets() * EXPONENTIAL_BUCKET_COST,
@@ -661,7 +675,7 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) -> bool
     true
 }
 
-fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
+pub(crate) fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
     let temporality = state.temporality as i32;
     let exemplars = |s: &Series| s.exemplar.iter().cloned().collect::<Vec<_>>();
     match state.kind {

@@ -98,26 +98,26 @@ impl Default for SpanLimits {
     }
 }
 
-type SpanKey = ([u8; 16], [u8; 8]);
+pub(crate) type SpanKey = ([u8; 16], [u8; 8]);
 
 /// Attributes a span holds before its key index is built (below it a scan is cheaper).
 const INDEX_FROM: usize = 16;
 /// Bytes a span costs besides its attributes and links.
-const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
+pub(crate) const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
 /// Bytes a link costs besides its attributes and trace state.
-const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
+pub(crate) const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
 
 #[derive(Debug)]
-struct InFlight {
-    span: Span,
-    scope_ref: i64,
+pub(crate) struct InFlight {
+    pub(crate) span: Span,
+    pub(crate) scope_ref: i64,
     /// Reader time when the start was seen (for `max_span_age`).
-    seen_at: u64,
-    generation: u64,
+    pub(crate) seen_at: u64,
+    pub(crate) generation: u64,
     /// What the span holds, as the limits count it.
-    bytes: usize,
+    pub(crate) bytes: usize,
     /// Attribute key -> position, once the span has [`INDEX_FROM`] attributes.
-    index: Option<HashMap<Box<str>, u32>>,
+    pub(crate) index: Option<HashMap<Box<str>, u32>>,
 }
 
 impl InFlight {
@@ -180,14 +180,14 @@ pub struct SpanCounters {
 /// Assembles spans from span events.
 #[derive(Debug)]
 pub struct SpanAssembler {
-    in_flight: HashMap<SpanKey, InFlight>,
+    pub(crate) in_flight: HashMap<SpanKey, InFlight>,
     /// Start order of in-flight spans (lazily cleaned: entries whose generation
     /// no longer matches were ended already).
-    order: VecDeque<(SpanKey, u64)>,
+    pub(crate) order: VecDeque<(SpanKey, u64)>,
     next_generation: u64,
-    limits: SpanLimits,
+    pub(crate) limits: SpanLimits,
     in_flight_bytes: usize,
-    completed: VecDeque<AssembledSpan>,
+    pub(crate) completed: VecDeque<AssembledSpan>,
     completed_bytes: usize,
     /// What the assembler counted since it was created.
     pub counters: SpanCounters,
@@ -261,7 +261,7 @@ impl SpanAssembler {
         out
     }
 
-    fn complete(&mut self, s: AssembledSpan) {
+    pub(crate) fn complete(&mut self, s: AssembledSpan) {
         self.completed_bytes += s.bytes;
         self.completed.push_back(s);
     }
@@ -403,7 +403,7 @@ impl SpanAssembler {
         self.shed_bytes(now);
     }
 
-    fn open(&mut self, key: SpanKey, mut open: InFlight, now: u64) {
+    pub(crate) fn open(&mut self, key: SpanKey, mut open: InFlight, now: u64) {
         match self.in_flight.get(&key) {
             Some(old) => {
                 // The later start replaces the earlier one.
@@ -426,7 +426,7 @@ impl SpanAssembler {
     }
 
     /// Gives up the oldest spans while the spans in flight hold too many bytes.
-    fn shed_bytes(&mut self, now: u64) {
+    pub(crate) fn shed_bytes(&mut self, now: u64) {
         while self.in_flight_bytes > self.limits.max_in_flight_bytes {
             if !self.give_up_oldest(now, GiveUpReason::TooManyBytesInFlight) {
                 break;

@@ -254,3 +254,144 @@ fn a_file_whose_writer_was_never_seen_alive_or_that_was_replaced_stays() {
     );
     assert!(path.exists());
 }
+
+fn counter(w: &MmapWriter, scope: i64) -> i64 {
+    w.intern_message(&proto::MetricRef {
+        name: "c".into(),
+        instrumentation_scope_ref: scope,
+        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
+    let key_ref = w.intern_str("k").unwrap();
+    let m = proto::Measurement {
+        metric_ref,
+        value: Some(proto::measurement::Value::AsLong(v)),
+        attributes: vec![proto::KeyValueRef {
+            key_ref,
+            value: Some(proto::AnyValue {
+                value: Some(proto::any_value::Value::StringValue("v".into())),
+            }),
+        }],
+        ..Default::default()
+    };
+    w.try_write(RingKind::Measurements, &m).unwrap();
+}
+
+/// Collects and delivers the metrics: (start time, value) of the one series.
+fn collect_sum(r: &mut FileReader, now: u64) -> (u64, i64) {
+    use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point::Value,
+    };
+    r.poll(Signal::Metrics, now).unwrap();
+    r.collect_metrics(now);
+    let b = r
+        .poll(Signal::Metrics, now)
+        .unwrap()
+        .expect("a metrics batch");
+    let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
+    let token = b.token;
+    r.commit(Signal::Metrics, token).unwrap();
+    let Some(Data::Sum(sum)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+        panic!("a sum")
+    };
+    assert_eq!(sum.data_points.len(), 1, "one series: {sum:?}");
+    let p = &sum.data_points[0];
+    let Some(Value::AsInt(v)) = p.value else {
+        panic!("{p:?}")
+    };
+    (p.start_time_unix_nano, v)
+}
+
+#[test]
+fn a_checkpoint_carries_spans_in_flight_and_cumulative_sums_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let c = counter(&w, scope);
+    for i in 0..5 {
+        w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
+    }
+    for i in 0..2 {
+        w.try_write(RingKind::Spans, &end(scope, i)).unwrap();
+    }
+    add(&w, c, 5);
+
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(drain_spans(&mut first, START + 100).len(), 2);
+    assert_eq!(collect_sum(&mut first, START + 100), (START, 5));
+    let checkpoint = first.checkpoint();
+    drop(first);
+
+    for i in 2..5 {
+        w.try_write(RingKind::Spans, &end(scope, i)).unwrap();
+    }
+    add(&w, c, 7);
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let restored = second.restore(&checkpoint).unwrap();
+    assert_eq!(
+        (restored.in_flight_spans, restored.series, restored.refused),
+        (3, 1, 0)
+    );
+    let spans = drain_spans(&mut second, START + 200);
+    let mut names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["span 2", "span 3", "span 4"]);
+    for s in &spans {
+        assert!(s.attributes.is_empty(), "ended normally: {s:?}");
+        let i: u64 = s.name[5..].parse().unwrap();
+        assert_eq!(
+            (s.start_time_unix_nano, s.end_time_unix_nano),
+            (START + i, START + i + 10)
+        );
+    }
+    assert_eq!(second.stats().orphan_span_events, 0);
+    assert_eq!(
+        collect_sum(&mut second, START + 200),
+        (START, 12),
+        "the cumulative sum goes on with its start time"
+    );
+}
+
+#[test]
+fn a_corrupt_foreign_or_stale_checkpoint_is_refused_and_changes_nothing() {
+    use otlp_mmap_collector::file_reader::CheckpointRejected;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let other = dir.path().join("b.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let _w2 = MmapWriter::create_with_start_time(&other, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    drain_spans(&mut first, START);
+    let checkpoint = first.checkpoint();
+    drop(first);
+
+    let mut foreign = FileReader::open(&other, ReaderOptions::default()).unwrap();
+    assert_eq!(
+        foreign.restore(&checkpoint),
+        Err(CheckpointRejected::OtherFile)
+    );
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(
+        r.restore(b"\xff\xff not a checkpoint"),
+        Err(CheckpointRejected::Corrupt)
+    );
+    let mut truncated = checkpoint.clone();
+    truncated.truncate(checkpoint.len() - 3);
+    assert_eq!(r.restore(&truncated), Err(CheckpointRejected::Corrupt));
+    // The writer went on and this reader read it: the checkpoint is stale.
+    w.try_write(RingKind::Spans, &end(scope, 0)).unwrap();
+    assert_eq!(drain_spans(&mut r, START).len(), 1, "a start_missing span");
+    assert_eq!(r.restore(&checkpoint), Err(CheckpointRejected::Stale));
+    assert_eq!(r.stats().in_flight_spans, 0);
+}
