@@ -74,6 +74,12 @@ type Config struct {
 	// of crash-looping applications would otherwise fill their volume.
 	DeleteAfterDrain bool `mapstructure:"delete_after_drain"`
 
+	// StorageID names a storage extension (for example file_storage) that
+	// keeps each file's reader state across Collector restarts: spans in
+	// flight, batches read and not committed, metric aggregates with their
+	// start times. Nil: no state is kept.
+	StorageID *component.ID `mapstructure:"storage"`
+
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
 	Metrics        MetricsConfig `mapstructure:"metrics"`

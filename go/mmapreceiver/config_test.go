@@ -50,6 +50,8 @@ func loadConfig(t *testing.T, name string) (*Config, error) {
 	return cfg, confmap.Validate(cfg)
 }
 
+var fileStorage = component.MustNewIDWithName("file_storage", "mmap")
+
 func TestLoadValidConfig(t *testing.T) {
 	cfg, err := loadConfig(t, "defaults")
 	require.NoError(t, err)
@@ -71,6 +73,7 @@ func TestLoadValidConfig(t *testing.T) {
 		FollowSymlinks:      true,
 		StuckSlotTimeout:    5 * time.Second,
 		DeleteAfterDrain:    false,
+		StorageID:           &fileStorage,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,

@@ -53,6 +53,9 @@ type readerDeps struct {
 	finalOffer func() (context.Context, time.Time)
 	// closed is called once the reader has closed its file.
 	closed func()
+	// checkpoints keeps the reader's state across restarts (nil: the
+	// storage key is not set).
+	checkpoints *checkpoints
 }
 
 // fileReader reads one file: one goroutine serves every enabled signal, all
@@ -126,6 +129,11 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.mu.Lock()
 	if fr.writerGone.Load() && parent.Err() == nil && !fr.broken.Load() {
 		fr.removeIfDrained()
+	}
+	if fr.deps.checkpoints != nil && parent.Err() == nil {
+		// The reader ended for good (the file is drained, gone or broken):
+		// a checkpoint of it would only be stale.
+		fr.deps.checkpoints.forget(context.Background(), fr.path)
 	}
 	if s, err := fr.rd.Stats(); err == nil {
 		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
@@ -329,6 +337,7 @@ func (fr *fileReader) loop(parent context.Context) {
 				for _, l := range loops {
 					l.finalOffer()
 				}
+				fr.saveCheckpoint()
 			}
 			return
 		}
@@ -498,7 +507,7 @@ func (l *signalLoop) finalOffer() {
 	if !drainRing() {
 		return
 	}
-	if l.sig == ffi.Traces {
+	if l.sig == ffi.Traces && l.fr.deps.checkpoints == nil {
 		// Nothing keeps the spans still open: emit them as incomplete spans
 		// (reason "collector stopping") rather than drop them.
 		l.fr.mu.Lock()
@@ -523,4 +532,23 @@ func (l *signalLoop) finalOffer() {
 		// A batch from an earlier collection was still pending and has
 		// just been delivered: collect once more for the latest values.
 	}
+}
+
+// saveCheckpoint stores the reader's state at shutdown (storage key set),
+// after the final offers: the spans still in flight, what was not
+// committed, the metric aggregates.
+func (fr *fileReader) saveCheckpoint() {
+	if fr.deps.checkpoints == nil {
+		return
+	}
+	ctx, _ := fr.deps.finalOffer()
+	fr.mu.Lock()
+	err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd)
+	fr.mu.Unlock()
+	if err != nil {
+		fr.deps.logger.Warn("Cannot store the checkpoint of a file; its spans in flight and metric aggregates are lost with this stop",
+			zap.String("path", fr.path), zap.Error(err))
+		return
+	}
+	fr.deps.logger.Debug("Stored the checkpoint of a file", zap.String("path", fr.path))
 }

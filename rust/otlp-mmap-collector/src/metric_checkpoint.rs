@@ -104,7 +104,7 @@ impl MetricAggregator {
         }
         let points: Vec<(Vec<KeyValue>, Aggregate)> = match (kind, m.data) {
             (Kind::Sum { .. }, Some(metric::Data::Sum(s))) => {
-                s.data_points.into_iter().map(|p| sum_point(p)).collect()
+                s.data_points.into_iter().map(sum_point).collect()
             }
             (Kind::Gauge, Some(metric::Data::Gauge(g))) => g
                 .data_points

@@ -456,6 +456,40 @@ int32_t om_reader_remove_if_drained(struct OmReader *reader,
                                     struct OmError *err);
 
 /*
+ Takes a checkpoint of the reader's state (spans in flight, completed
+ spans and batches not committed, metric aggregates with their start
+ times, the file's identity and ring positions) for the Collector's
+ storage. `*data`/`*len` are set to its bytes, which belong to the reader
+ and stay valid until the next checkpoint or close. Take it right after a
+ poll of each signal, when nothing was read past what it covers.
+
+ # Safety
+ `data`, `len` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_checkpoint(struct OmReader *reader,
+                             const uint8_t **data,
+                             size_t *len,
+                             struct OmError *err);
+
+/*
+ Restores a checkpoint (`len` bytes at `data`, untrusted) into a reader
+ that has not read anything yet. `OM_OK`: restored; `OM_BUSY`: refused as a
+ whole (corrupt, another version, another file or an earlier writer of
+ it, rings moved since, too large), `err` says why, nothing changed.
+ `*refused` (if not NULL) is set to the spans and metrics of an accepted
+ checkpoint that did not fit the reader's limits and were dropped.
+
+ # Safety
+ `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+ `refused` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_restore(struct OmReader *reader,
+                          const uint8_t *data,
+                          size_t len,
+                          uint64_t *refused,
+                          struct OmError *err);
+
+/*
  Fills `*out` with the reader's counters.
 
  # Safety

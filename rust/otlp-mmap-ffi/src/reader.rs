@@ -13,6 +13,8 @@ use crate::status::*;
 /// A reader of one OTLP-MMAP file (opaque).
 pub struct OmReader {
     reader: FileReader,
+    /// The last checkpoint taken (`om_reader_checkpoint`).
+    checkpoint: Vec<u8>,
 }
 
 /// Reader settings; get the defaults with `om_reader_options_default`.
@@ -262,7 +264,12 @@ fn register_reader(
     })?;
     // SAFETY: `out` is non-NULL (checked by the callers) and valid for writes
     // by the caller's contract.
-    unsafe { *out = handles::register(OmReader { reader }) };
+    unsafe {
+        *out = handles::register(OmReader {
+            reader,
+            checkpoint: Vec::new(),
+        })
+    };
     Ok(OM_OK)
 }
 
@@ -514,6 +521,80 @@ pub unsafe extern "C" fn om_reader_remove_if_drained(
                 };
                 Err(Failure::new(OM_BUSY, why))
             }
+        }
+    })
+}
+
+/// Takes a checkpoint of the reader's state (spans in flight, completed
+/// spans and batches not committed, metric aggregates with their start
+/// times, the file's identity and ring positions) for the Collector's
+/// storage. `*data`/`*len` are set to its bytes, which belong to the reader
+/// and stay valid until the next checkpoint or close. Take it right after a
+/// poll of each signal, when nothing was read past what it covers.
+///
+/// # Safety
+/// `data`, `len` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_checkpoint(
+    reader: *mut OmReader,
+    data: *mut *const u8,
+    len: *mut usize,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if data.is_null() || len.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "data or len is NULL"));
+        }
+        r.checkpoint = r.reader.checkpoint();
+        // SAFETY: both non-NULL and valid for writes by the caller's contract.
+        unsafe {
+            *data = r.checkpoint.as_ptr();
+            *len = r.checkpoint.len();
+        }
+        Ok(OM_OK)
+    })
+}
+
+/// Restores a checkpoint (`len` bytes at `data`, untrusted) into a reader
+/// that has not read anything yet. `OM_OK`: restored; `OM_BUSY`: refused as a
+/// whole (corrupt, another version, another file or an earlier writer of
+/// it, rings moved since, too large), `err` says why, nothing changed.
+/// `*refused` (if not NULL) is set to the spans and metrics of an accepted
+/// checkpoint that did not fit the reader's limits and were dropped.
+///
+/// # Safety
+/// `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+/// `refused` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_restore(
+    reader: *mut OmReader,
+    data: *const u8,
+    len: usize,
+    refused: *mut u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "data is NULL"));
+        } else {
+            // SAFETY: non-NULL and valid for reads of `len` bytes by the caller's contract.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        };
+        match r.reader.restore(bytes) {
+            Ok(restored) => {
+                if !refused.is_null() {
+                    // SAFETY: non-NULL and valid for writes by the caller's contract.
+                    unsafe { *refused = restored.refused };
+                }
+                Ok(OM_OK)
+            }
+            Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
         }
     })
 }

@@ -312,6 +312,41 @@ func (r *Reader) RemoveIfDrained(signals []Signal) (removed bool, why string, er
 	}
 }
 
+// Checkpoint returns the reader's state (spans in flight, batches not
+// committed, metric aggregates, the file's identity and ring positions) as
+// bytes for the Collector's storage.
+func (r *Reader) Checkpoint() ([]byte, error) {
+	var data *C.uint8_t
+	var n C.size_t
+	var e C.OmError
+	if rc := C.om_reader_checkpoint(r.p, &data, &n, &e); rc != C.OM_OK {
+		return nil, newError("om_reader_checkpoint", rc, &e)
+	}
+	return C.GoBytes(unsafe.Pointer(data), C.int(n)), nil
+}
+
+// Restore puts a checkpoint back into a reader that has not read anything
+// yet. restored is false, with why set, when the checkpoint was refused as a
+// whole (nothing changed); refused counts the spans and metrics of an
+// accepted checkpoint that did not fit the reader's limits.
+func (r *Reader) Restore(checkpoint []byte) (restored bool, why string, refused uint64, err error) {
+	var e C.OmError
+	var n C.uint64_t
+	var p *C.uint8_t
+	if len(checkpoint) > 0 {
+		// The library only reads the bytes during the call.
+		p = (*C.uint8_t)(unsafe.Pointer(&checkpoint[0]))
+	}
+	switch rc := C.om_reader_restore(r.p, p, C.size_t(len(checkpoint)), &n, &e); rc {
+	case C.OM_OK:
+		return true, "", uint64(n), nil
+	case C.OM_BUSY:
+		return false, C.GoString(&e.message[0]), 0, nil
+	default:
+		return false, "", 0, newError("om_reader_restore", rc, &e)
+	}
+}
+
 // Stats mirrors OmStats; arrays are indexed by Signal.
 type Stats struct {
 	RingCapacity     [3]uint64
