@@ -43,11 +43,14 @@ func openCheckpoints(ctx context.Context, host component.Host, id, receiver comp
 func checkpointKey(path string) string { return "file:" + path }
 
 // restore puts the checkpoint stored for path back into rd, a reader that
-// has read nothing yet, and removes it from storage: it is taken again at
-// the next stop. A checkpoint that does not fit this file (corrupt, another
-// file or an earlier writer of it, rings moved since) is ignored with one
-// log line and counted.
+// has read nothing yet, and makes rd keep what it reads in the rings until
+// a checkpoint covers it. A checkpoint that does not fit this file (corrupt,
+// another file or an earlier writer of it, rings moved past it) is ignored
+// with one log line, counted and removed.
 func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) {
+	if err := rd.HoldUntilCheckpoint(true); err != nil {
+		c.logger.Warn("Cannot hold the rings of a file until its checkpoints", zap.String("path", path), zap.Error(err))
+	}
 	key := checkpointKey(path)
 	b, err := c.client.Get(ctx, key)
 	if err != nil {
@@ -56,9 +59,6 @@ func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) 
 	}
 	if b == nil {
 		return
-	}
-	if err := c.client.Delete(ctx, key); err != nil {
-		c.logger.Warn("Cannot remove a checkpoint from storage", zap.String("path", path), zap.Error(err))
 	}
 	if len(b) > maxCheckpointBytes {
 		c.ignore(path, fmt.Sprintf("%d bytes, more than %d", len(b), maxCheckpointBytes))
@@ -79,15 +79,20 @@ func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) 
 func (c *checkpoints) ignore(path, why string) {
 	c.logger.Warn("Ignoring the checkpoint of a file", zap.String("path", path), zap.String("reason", why))
 	c.tel.checkpointIgnored()
+	c.forget(context.Background(), path)
 }
 
-// save stores rd's state for path.
+// save stores rd's state for path, then lets rd give what it covers back
+// to the writers.
 func (c *checkpoints) save(ctx context.Context, path string, rd *ffi.Reader) error {
 	b, err := rd.Checkpoint()
 	if err != nil {
 		return err
 	}
-	return c.client.Set(ctx, checkpointKey(path), b)
+	if err := c.client.Set(ctx, checkpointKey(path), b); err != nil {
+		return err
+	}
+	return rd.CheckpointStored()
 }
 
 // forget removes what is stored for path (its reader ended for good).

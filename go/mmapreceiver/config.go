@@ -24,6 +24,7 @@ const (
 	defaultCollectionInterval = 60 * time.Second
 	defaultRetryInitial       = 10 * time.Millisecond
 	defaultRetryMax           = time.Second
+	defaultCheckpointInterval = time.Second
 )
 
 // Config defines the configuration of the mmap receiver.
@@ -79,6 +80,10 @@ type Config struct {
 	// flight, batches read and not committed, metric aggregates with their
 	// start times. Nil: no state is kept.
 	StorageID *component.ID `mapstructure:"storage"`
+	// CheckpointInterval is how often, with storage, each file's state is
+	// stored (when it changed); the span events and measurements read
+	// since the last checkpoint stay in the rings meanwhile.
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
@@ -147,6 +152,7 @@ func createDefaultConfig() component.Config {
 		RejectWorldWritable: true,
 		StuckSlotTimeout:    lib.StuckSlotTimeout,
 		DeleteAfterDrain:    true,
+		CheckpointInterval:  defaultCheckpointInterval,
 		Traces: TracesConfig{
 			MaxBatchSize:     int(lib.MaxBatchSpans),
 			MaxInFlightSpans: int(lib.MaxInFlightSpans),
@@ -179,6 +185,7 @@ func (cfg *Config) Validate() error {
 		positiveDuration("poll_interval", cfg.PollInterval),
 		positiveDuration("scan_interval", cfg.ScanInterval),
 		positiveDuration("stuck_slot_timeout", cfg.StuckSlotTimeout),
+		positiveDuration("checkpoint_interval", cfg.CheckpointInterval),
 		positiveInt("max_files", cfg.MaxFiles),
 		positiveInt("traces::max_batch_size", cfg.Traces.MaxBatchSize),
 		positiveInt("traces::max_in_flight_spans", cfg.Traces.MaxInFlightSpans),

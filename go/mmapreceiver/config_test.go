@@ -33,6 +33,7 @@ func TestCreateDefaultConfig(t *testing.T) {
 	assert.False(t, cfg.FollowSymlinks)
 	assert.Equal(t, 2*time.Second, cfg.StuckSlotTimeout)
 	assert.True(t, cfg.DeleteAfterDrain)
+	assert.Equal(t, time.Second, cfg.CheckpointInterval)
 	// The defaults lack the required include list.
 	require.ErrorContains(t, confmap.Validate(cfg), "include")
 }
@@ -74,6 +75,7 @@ func TestLoadValidConfig(t *testing.T) {
 		StuckSlotTimeout:    5 * time.Second,
 		DeleteAfterDrain:    false,
 		StorageID:           &fileStorage,
+		CheckpointInterval:  200 * time.Millisecond,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,

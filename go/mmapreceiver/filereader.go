@@ -37,6 +37,7 @@ type readerOptions struct {
 	retryMax           time.Duration
 	batchSize          [3]uint64 // per signal; 0: no limit (metrics)
 	deleteAfterDrain   bool      // remove a dead writer's file once drained
+	checkpointInterval time.Duration
 }
 
 // readerDeps is what a file reader uses besides its file; the receiver
@@ -78,6 +79,13 @@ type fileReader struct {
 	// writerGone is set once the library reports the writer gone (with
 	// delete_after_drain): the file is drained, then removed.
 	writerGone atomic.Bool
+
+	// With storage: traces and metrics batches committed, and what the last
+	// stored checkpoint had seen (a file that did not change since is not
+	// checkpointed again).
+	commits        atomic.Uint64
+	checkpointSeen [2]uint64
+	checkpointWarn bool
 
 	drainCh   chan struct{} // closed when the file went away
 	drainOnce sync.Once
@@ -176,6 +184,13 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 // stays is closed all the same: the next scan opens it again if it is
 // still there.
 func (fr *fileReader) removeIfDrained() {
+	if c := fr.deps.checkpoints; c != nil {
+		// A checkpoint covering everything read gives the held records back.
+		if err := c.save(context.Background(), fr.path, fr.rd); err != nil {
+			fr.deps.logger.Warn("Cannot store the checkpoint of a drained file; keeping the file", zap.String("path", fr.path), zap.Error(err))
+			return
+		}
+	}
 	removed, why, err := fr.rd.RemoveIfDrained(fr.signals)
 	switch {
 	case err != nil:
@@ -269,6 +284,9 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 	fr.mu.Lock()
 	err = fr.rd.Commit(l.sig, b.Token)
 	fr.mu.Unlock()
+	if l.sig != ffi.Logs {
+		fr.commits.Add(1)
+	}
 	if err != nil {
 		return stepEmpty, err
 	}
@@ -323,6 +341,10 @@ func (fr *fileReader) loop(parent context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var nextCheckpoint time.Time
+	if fr.deps.checkpoints != nil {
+		nextCheckpoint = time.Now().Add(opts.checkpointInterval)
+	}
 
 	startDrain := func() {
 		drainCh = nil
@@ -350,6 +372,13 @@ func (fr *fileReader) loop(parent context.Context) {
 		}
 		now := time.Now()
 		wait := opts.pollInterval
+		if fr.deps.checkpoints != nil {
+			if !now.Before(nextCheckpoint) {
+				fr.checkpointIfChanged(fr.ctx)
+				nextCheckpoint = now.Add(opts.checkpointInterval)
+			}
+			wait = min(wait, nextCheckpoint.Sub(now))
+		}
 		active := false
 		for _, l := range loops {
 			if l.done {
@@ -551,4 +580,34 @@ func (fr *fileReader) saveCheckpoint() {
 		return
 	}
 	fr.deps.logger.Debug("Stored the checkpoint of a file", zap.String("path", fr.path))
+}
+
+// checkpointIfChanged stores a checkpoint of the reader (storage key set)
+// when span events or measurements were read, or batches committed, since
+// the last one; the records it covers go back to the writers.
+func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return
+	}
+	var read uint64
+	for _, sig := range []ffi.Signal{ffi.Traces, ffi.Metrics} {
+		read += s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+	}
+	seen := [2]uint64{read, fr.commits.Load()}
+	if seen == fr.checkpointSeen {
+		return
+	}
+	if err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd); err != nil {
+		if !fr.checkpointWarn {
+			fr.deps.logger.Warn("Cannot store the checkpoint of a file; its rings keep what was read since the last one",
+				zap.String("path", fr.path), zap.Error(err))
+			fr.checkpointWarn = true
+		}
+		return
+	}
+	fr.checkpointWarn = false
+	fr.checkpointSeen = seen
 }

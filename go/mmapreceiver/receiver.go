@@ -134,6 +134,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 			retryMax:           r.cfg.RetryOnFailure.MaxInterval,
 			batchSize:          batchSize,
 			deleteAfterDrain:   r.cfg.DeleteAfterDrain,
+			checkpointInterval: r.cfg.CheckpointInterval,
 		},
 		finalOffer:  r.finalOffer,
 		checkpoints: r.store,

@@ -370,6 +370,12 @@ pub struct FileReader {
     /// Measurements taken from the ring when the aggregates were last
     /// collected (a file is drained only when none came since).
     consumed_at_collect: u64,
+    /// Keep span events and measurements in their rings until a checkpoint
+    /// that covers them is stored ([`FileReader::set_hold_until_checkpoint`]).
+    hold_until_checkpoint: bool,
+    /// Positions of the spans and measurements rings that the last
+    /// checkpoint taken covers, until it is stored.
+    checkpoint_positions: Option<[i64; 2]>,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -449,6 +455,8 @@ impl FileReader {
             writer_gone: false,
             retired: Retired::default(),
             consumed_at_collect: 0,
+            hold_until_checkpoint: false,
+            checkpoint_positions: None,
         })
     }
 
@@ -758,7 +766,10 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+        if self.options.consume
+            && !self.hold_until_checkpoint
+            && s.rings[i].release(s.file.region()).is_err()
+        {
             // The events are in the assembler's memory now; reader_index moved
             // under us: the writer started over.
             self.change = FileChange::Restarted;
@@ -898,7 +909,10 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+        if self.options.consume
+            && !self.hold_until_checkpoint
+            && s.rings[i].release(s.file.region()).is_err()
+        {
             self.change = FileChange::Restarted;
         }
     }

@@ -438,6 +438,30 @@ impl RingReader {
         Ok(())
     }
 
+    /// Moves a reader that has not read anything yet past `seq`, which an
+    /// earlier reader consumed without releasing it (its state, kept in a
+    /// checkpoint, covers it), and releases up to it. False, and nothing
+    /// changes, when this reader already read, when `seq` is behind what is
+    /// released, or when writers never claimed it.
+    pub fn skip_to(&mut self, region: &SharedRegion, seq: i64) -> bool {
+        if self.next != self.released.wrapping_add(1) || seq < self.released {
+            return false;
+        }
+        let Ok(w) = region.atomic_i64(self.geo.offset + ring_header::WRITER_INDEX) else {
+            return false;
+        };
+        let w = w.load(Ordering::Acquire);
+        if seq > w {
+            return false;
+        }
+        if self.release_to(region, seq).is_err() {
+            return false;
+        }
+        self.next = seq.wrapping_add(1);
+        self.writer_seen = self.writer_seen.max(w);
+        true
+    }
+
     /// Sequences claimed by writers and not yet released by this reader.
     pub fn unreleased(&self, region: &SharedRegion) -> u64 {
         let w = region

@@ -460,8 +460,9 @@ int32_t om_reader_remove_if_drained(struct OmReader *reader,
  spans and batches not committed, metric aggregates with their start
  times, the file's identity and ring positions) for the Collector's
  storage. `*data`/`*len` are set to its bytes, which belong to the reader
- and stay valid until the next checkpoint or close. Take it right after a
- poll of each signal, when nothing was read past what it covers.
+ and stay valid until the next checkpoint or close. It covers every span
+ event and measurement read so far; once it is stored, say so with
+ `om_reader_checkpoint_stored`.
 
  # Safety
  `data`, `len` and `err` are NULL or valid for writes.
@@ -470,6 +471,27 @@ int32_t om_reader_checkpoint(struct OmReader *reader,
                              const uint8_t **data,
                              size_t *len,
                              struct OmError *err);
+
+/*
+ The last checkpoint taken (`om_reader_checkpoint`) is stored: the span
+ events and measurements it covers are given back to the writers (with
+ `om_reader_hold_until_checkpoint`).
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_checkpoint_stored(struct OmReader *reader, struct OmError *err);
+
+/*
+ With `hold` non-zero, span events and measurements stay in their rings
+ once read until a checkpoint covering them was stored
+ (`om_reader_checkpoint_stored`), so that a crash loses nothing the last
+ stored checkpoint did not cover. The rings then hold what was read since.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_hold_until_checkpoint(struct OmReader *reader, int32_t hold, struct OmError *err);
 
 /*
  Restores a checkpoint (`len` bytes at `data`, untrusted) into a reader

@@ -529,8 +529,9 @@ pub unsafe extern "C" fn om_reader_remove_if_drained(
 /// spans and batches not committed, metric aggregates with their start
 /// times, the file's identity and ring positions) for the Collector's
 /// storage. `*data`/`*len` are set to its bytes, which belong to the reader
-/// and stay valid until the next checkpoint or close. Take it right after a
-/// poll of each signal, when nothing was read past what it covers.
+/// and stay valid until the next checkpoint or close. It covers every span
+/// event and measurement read so far; once it is stored, say so with
+/// `om_reader_checkpoint_stored`.
 ///
 /// # Safety
 /// `data`, `len` and `err` are NULL or valid for writes.
@@ -553,6 +554,49 @@ pub unsafe extern "C" fn om_reader_checkpoint(
             *data = r.checkpoint.as_ptr();
             *len = r.checkpoint.len();
         }
+        Ok(OM_OK)
+    })
+}
+
+/// The last checkpoint taken (`om_reader_checkpoint`) is stored: the span
+/// events and measurements it covers are given back to the writers (with
+/// `om_reader_hold_until_checkpoint`).
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_checkpoint_stored(
+    reader: *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?
+            .reader
+            .checkpoint_stored()
+            .map_err(|e| failure(ReaderError::Format(e)))?;
+        Ok(OM_OK)
+    })
+}
+
+/// With `hold` non-zero, span events and measurements stay in their rings
+/// once read until a checkpoint covering them was stored
+/// (`om_reader_checkpoint_stored`), so that a crash loses nothing the last
+/// stored checkpoint did not cover. The rings then hold what was read since.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_hold_until_checkpoint(
+    reader: *mut OmReader,
+    hold: i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?
+            .reader
+            .set_hold_until_checkpoint(hold != 0);
         Ok(OM_OK)
     })
 }

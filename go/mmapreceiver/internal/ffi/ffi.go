@@ -325,6 +325,30 @@ func (r *Reader) Checkpoint() ([]byte, error) {
 	return C.GoBytes(unsafe.Pointer(data), C.int(n)), nil
 }
 
+// CheckpointStored says the last checkpoint taken is stored: the span
+// events and measurements it covers are given back to the writers.
+func (r *Reader) CheckpointStored() error {
+	var e C.OmError
+	if rc := C.om_reader_checkpoint_stored(r.p, &e); rc != C.OM_OK {
+		return newError("om_reader_checkpoint_stored", rc, &e)
+	}
+	return nil
+}
+
+// HoldUntilCheckpoint keeps span events and measurements in their rings,
+// once read, until a checkpoint covering them is stored.
+func (r *Reader) HoldUntilCheckpoint(hold bool) error {
+	var e C.OmError
+	h := C.int32_t(0)
+	if hold {
+		h = 1
+	}
+	if rc := C.om_reader_hold_until_checkpoint(r.p, h, &e); rc != C.OM_OK {
+		return newError("om_reader_hold_until_checkpoint", rc, &e)
+	}
+	return nil
+}
+
 // Restore puts a checkpoint back into a reader that has not read anything
 // yet. restored is false, with why set, when the checkpoint was refused as a
 // whole (nothing changed); refused counts the spans and metrics of an

@@ -12,6 +12,7 @@
 //! with the reason. Within an accepted checkpoint, a span or metric that
 //! does not fit the reader's limits is refused alone and counted.
 
+use otlp_mmap_core::{FileChange, FormatError};
 use prost::Message;
 
 use super::{FileReader, Pending, Signal};
@@ -53,10 +54,29 @@ pub struct Restored {
 }
 
 impl FileReader {
-    /// The reader's state as checkpoint bytes. Take it when nothing was read
-    /// past what it covers: right after a poll (the rings of spans and
-    /// measurements are released once read).
-    pub fn checkpoint(&self) -> Vec<u8> {
+    /// Keeps span events and measurements in their rings, once read, until
+    /// a checkpoint that covers them was stored
+    /// ([`checkpoint_stored`](Self::checkpoint_stored)), so that a crash of
+    /// the Collector loses nothing the last checkpoint did not cover: the
+    /// next reader restores it and reads on from where it was taken. The
+    /// rings then hold what was read since the last checkpoint.
+    pub fn set_hold_until_checkpoint(&mut self, hold: bool) {
+        self.hold_until_checkpoint = hold;
+    }
+
+    /// The reader's state as checkpoint bytes: it covers every span event
+    /// and measurement read so far.
+    pub fn checkpoint(&mut self) -> Vec<u8> {
+        let rings = &self.stream.rings;
+        let positions = [
+            rings[Signal::Traces as usize]
+                .next_sequence()
+                .wrapping_sub(1),
+            rings[Signal::Metrics as usize]
+                .next_sequence()
+                .wrapping_sub(1),
+        ];
+        self.checkpoint_positions = Some(positions);
         let file = &self.stream.file;
         let (dev, ino) = file.dev_ino();
         let mut cp = ReaderCheckpoint {
@@ -64,8 +84,8 @@ impl FileReader {
             dev,
             ino,
             start_time_unix_nano: file.start_time_unix_nano(),
-            spans_released: self.stream.rings[Signal::Traces as usize].released(),
-            measurements_released: self.stream.rings[Signal::Metrics as usize].released(),
+            spans_released: positions[0],
+            measurements_released: positions[1],
             metrics_start_time_unix_nano: self.aggregator.stream_start(),
             saw_writer_lock: file.saw_writer_lock(),
             ..Default::default()
@@ -103,6 +123,30 @@ impl FileReader {
         cp.encode_to_vec()
     }
 
+    /// The last checkpoint taken is stored: the span events and
+    /// measurements it covers are given back to the writers.
+    pub fn checkpoint_stored(&mut self) -> Result<(), FormatError> {
+        let Some(positions) = self.checkpoint_positions.take() else {
+            return Ok(());
+        };
+        if !self.options.consume || self.change == FileChange::Restarted {
+            return Ok(());
+        }
+        self.check_poisoned()?;
+        let region = self.stream.file.region();
+        for (signal, seq) in [
+            (Signal::Traces, positions[0]),
+            (Signal::Metrics, positions[1]),
+        ] {
+            let ring = &mut self.stream.rings[signal as usize];
+            if seq > ring.released() && ring.release_to(region, seq).is_err() {
+                // reader_index moved under us: the writer started over.
+                self.change = FileChange::Restarted;
+            }
+        }
+        Ok(())
+    }
+
     /// Puts the state of `checkpoint` back into this reader, which must not
     /// have read anything yet. On `Err` nothing changed.
     pub fn restore(&mut self, checkpoint: &[u8]) -> Result<Restored, CheckpointRejected> {
@@ -130,12 +174,24 @@ impl FileReader {
             && self.stats.records_read == [0; 3]
             && self.assembler.in_flight() == 0
             && self.assembler.completed_len() == 0;
+        // The rings may stand behind the checkpoint (a crash before the
+        // release that follows storing it), never past it.
         let rings = &self.stream.rings;
         if !fresh
-            || cp.spans_released != rings[Signal::Traces as usize].released()
-            || cp.measurements_released != rings[Signal::Metrics as usize].released()
+            || cp.spans_released < rings[Signal::Traces as usize].released()
+            || cp.measurements_released < rings[Signal::Metrics as usize].released()
         {
             return Err(CheckpointRejected::Stale);
+        }
+        let region = self.stream.file.region();
+        for (signal, seq) in [
+            (Signal::Traces, cp.spans_released),
+            (Signal::Metrics, cp.measurements_released),
+        ] {
+            let ring = &mut self.stream.rings[signal as usize];
+            if seq != ring.released() && !ring.skip_to(region, seq) {
+                return Err(CheckpointRejected::Stale);
+            }
         }
         let mut r = Restored::default();
         for s in cp.in_flight {
