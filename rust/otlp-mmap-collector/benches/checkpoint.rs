@@ -86,7 +86,8 @@ fn reader_with(open: u64) -> (tempfile::TempDir, MmapWriter, FileReader) {
         w.try_write(RingKind::Measurements, &m).unwrap();
     }
     reader.poll(Signal::Metrics, 0).unwrap();
-    assert_eq!(reader.stats().in_flight_spans, open);
+    // Past max_in_flight_span_bytes (64 MiB) the oldest are given up.
+    assert!(reader.stats().in_flight_spans <= open);
     (dir, w, reader)
 }
 
