@@ -471,7 +471,10 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		}
 	}
 
-	res, err := l.step(fr.ctx)
+	// A batch being offered when the Collector stops is not cancelled: the
+	// next consumer may have taken it already, and a cancelled offer is
+	// offered again at the final offer (a duplicate).
+	res, err := l.step(context.WithoutCancel(fr.ctx))
 	if err != nil {
 		fr.fail(err)
 		return 0, false
