@@ -382,3 +382,78 @@ func TestCollectorKilledWithStorage(t *testing.T) {
 		}
 	})
 }
+
+// TestGracefulRestartWithoutStorage: the same traffic as
+// TestGracefulRestartWithStorage, without storage. Nothing is lost, but the
+// spans open at each stop arrive twice, in halves: as an incomplete span
+// ("collector stopping") with everything but the end, then as a
+// start_missing fragment with the end; and the counter starts over with a
+// new start time after each restart.
+func TestGracefulRestartWithoutStorage(t *testing.T) {
+	const restarts, hold = 2, 200
+	s := newSink(t)
+	dir := t.TempDir()
+	cfg := reliabilityConfig(dir, s.url, rxOpts{})
+	c := startCollector(t, "collector-0", cfg)
+	runFor := time.Duration(restarts+2) * time.Second
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--rate", "1000", "--hold", fmt.Sprint(hold),
+		"--duration-secs", fmt.Sprint(runFor.Seconds()), "--exit")
+	w.waitReady(t)
+	for r := range restarts {
+		time.Sleep(time.Second)
+		c.stop(t)
+		c = startCollector(t, fmt.Sprintf("collector-%d", r+1), cfg)
+	}
+	written := w.waitDone(t, runFor+30*time.Second)["written"]
+	<-w.exited
+	waitFor(t, "every span and log", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		logs, _ := contiguous(s.logs, "c log %d")
+		return int64(spans) >= written && int64(logs) >= written
+	})
+	waitFor(t, "the counter's final value", 10*time.Second, func() bool { return s.lastMetric("crashy/crashy.count") > 0 })
+	time.Sleep(time.Second)
+	s.snapshot(func() {
+		stopped := 0
+		for i := range written {
+			attrs := s.spans[fmt.Sprintf("c span %d", i)]
+			if s.spanCount[fmt.Sprintf("c span %d", i)] != 1 {
+				t.Fatalf("span %d arrived %d times", i, s.spanCount[fmt.Sprintf("c span %d", i)])
+			}
+			if attrs["otlp_mmap.incomplete.reason"] == "collector stopping" {
+				stopped++
+			}
+		}
+		// A start_missing fragment has no name: they all count under "".
+		fragments := s.spanCount[""]
+		if stopped == 0 || fragments != stopped {
+			t.Fatalf("%d spans stopped as incomplete, %d start_missing fragments: want as many, more than 0", stopped, fragments)
+		}
+		for body, n := range s.logs {
+			if n != 1 {
+				t.Fatalf("log %q arrived %d times", body, n)
+			}
+		}
+		if len(s.logs) != int(written) {
+			t.Fatalf("%d logs, want %d", len(s.logs), written)
+		}
+		// Each Collector counts from zero with its own start time; the last
+		// value of each adds up to every measurement.
+		v := s.svcMetrics["crashy/crashy.count"]
+		last := map[uint64]int64{}
+		for _, p := range v {
+			last[p.start] = p.value
+		}
+		var total int64
+		for _, n := range last {
+			total += n
+		}
+		if len(last) != restarts+1 || total != written {
+			t.Fatalf("counter: %d start times, values adding up to %d, want %d and %d", len(last), total, restarts+1, written)
+		}
+		t.Logf("%d graceful restarts without storage: %d records, none lost; %d spans open at the stops arrived as incomplete spans plus %d start_missing fragments; the counter started over %d times",
+			restarts, written, stopped, fragments, restarts)
+	})
+}

@@ -376,6 +376,9 @@ pub struct FileReader {
     /// Positions of the spans and measurements rings that the last
     /// checkpoint taken covers, until it is stored.
     checkpoint_positions: Option<[i64; 2]>,
+    /// [`FileReader::stop_spans`] was called: traces polls deliver what was
+    /// given up and read no more span events (the next reader reads them).
+    spans_stopped: bool,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -457,6 +460,7 @@ impl FileReader {
             consumed_at_collect: 0,
             hold_until_checkpoint: false,
             checkpoint_positions: None,
+            spans_stopped: false,
         })
     }
 
@@ -564,8 +568,11 @@ impl FileReader {
     /// gives up every span in flight with the reason `collector stopping`.
     /// They come out of the next traces polls as incomplete spans (the
     /// caller first drains the ring, so that a span whose end is there
-    /// ends normally). Returns how many spans were given up.
+    /// ends normally). From then on traces polls read no more span events:
+    /// a span started later would be neither sent nor given up; the next
+    /// reader reads them. Returns how many spans were given up.
     pub fn stop_spans(&mut self, now: u64) -> u64 {
+        self.spans_stopped = true;
         let before = self.assembler.counters.incomplete;
         self.assembler
             .give_up_all(now, GiveUpReason::CollectorStopping);
@@ -723,6 +730,9 @@ impl FileReader {
     }
 
     fn poll_traces(&mut self, now: u64) -> Option<Pending> {
+        if self.spans_stopped {
+            return self.encode_traces();
+        }
         let ring_empty = self.ingest_spans(now);
         self.assembler.expire(now);
         if ring_empty

@@ -122,8 +122,18 @@ fn stopping_without_storage_emits_the_spans_in_flight_as_incomplete() {
     let st = r.stats();
     assert_eq!(st.incomplete_spans, 3);
     assert_eq!(st.in_flight_spans, 0);
-    // Nothing left to give up.
+    // A span started after the stop is left in the ring for the next
+    // reader, not taken in flight and lost.
+    w.try_write(RingKind::Spans, &start(scope, 9)).unwrap();
+    assert!(drain_spans(&mut r, START + 300).is_empty());
+    assert_eq!(r.stats().in_flight_spans, 0);
     assert_eq!(r.stop_spans(START + 300), 0);
+    drop(r);
+    let mut next = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    w.try_write(RingKind::Spans, &end(scope, 9)).unwrap();
+    let later = drain_spans(&mut next, START + 400);
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].name, "span 9");
 }
 
 const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
