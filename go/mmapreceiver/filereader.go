@@ -556,6 +556,14 @@ func (l *signalLoop) finalOffer() {
 	if l.sig != ffi.Metrics {
 		return
 	}
+	// From now on only the collections below read measurements: one read
+	// by a poll after the last collection would be lost with the reader.
+	l.fr.mu.Lock()
+	err := l.fr.rd.StopMeasurements()
+	l.fr.mu.Unlock()
+	if err != nil {
+		return
+	}
 	for range 2 {
 		busy, err := l.collect(time.Now(), false)
 		if err != nil || !drainRing() || !busy {

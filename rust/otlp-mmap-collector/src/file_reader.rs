@@ -379,6 +379,9 @@ pub struct FileReader {
     /// [`FileReader::stop_spans`] was called: traces polls deliver what was
     /// given up and read no more span events (the next reader reads them).
     spans_stopped: bool,
+    /// [`FileReader::stop_measurements`] was called: metrics polls read no
+    /// more measurements (only `collect_metrics` does).
+    measurements_stopped: bool,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -461,6 +464,7 @@ impl FileReader {
             hold_until_checkpoint: false,
             checkpoint_positions: None,
             spans_stopped: false,
+            measurements_stopped: false,
         })
     }
 
@@ -491,7 +495,9 @@ impl FileReader {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
                 Signal::Metrics => {
-                    self.ingest_measurements(now);
+                    if !self.measurements_stopped {
+                        self.ingest_measurements(now);
+                    }
                     None
                 }
             };
@@ -577,6 +583,15 @@ impl FileReader {
         self.assembler
             .give_up_all(now, GiveUpReason::CollectorStopping);
         self.assembler.counters.incomplete - before
+    }
+
+    /// The Collector is stopping: metrics polls read no more measurements,
+    /// so that none is aggregated after the last collection and lost with
+    /// the reader; [`collect_metrics`](Self::collect_metrics) still reads
+    /// the ring up to the moment it collects. What is not read stays in the
+    /// ring for the next reader.
+    pub fn stop_measurements(&mut self) {
+        self.measurements_stopped = true;
     }
 
     /// Records taken from the signal's ring so far (decoded or skipped as

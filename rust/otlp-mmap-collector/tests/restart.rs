@@ -451,3 +451,25 @@ fn holding_the_rings_until_a_checkpoint_is_stored_loses_nothing_in_a_crash() {
     assert_eq!(second.stats().in_flight_spans, 1);
     assert_eq!(second.stats().orphan_span_events, 0);
 }
+
+#[test]
+fn a_stopped_reader_reads_measurements_only_to_collect_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let c = counter(&w, scope(&w));
+    add(&w, c, 5);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    r.stop_measurements();
+    add(&w, c, 7);
+    r.poll(Signal::Metrics, START).unwrap();
+    assert_eq!(r.stats().records_read[2], 0, "a poll reads nothing");
+    assert_eq!(
+        collect_sum(&mut r, START),
+        (START, 12),
+        "a collection reads all"
+    );
+    add(&w, c, 1);
+    assert!(r.poll(Signal::Metrics, START).unwrap().is_none());
+    assert_eq!(r.stats().ring_unread[2], 1, "left for the next reader");
+}

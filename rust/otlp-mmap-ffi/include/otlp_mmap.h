@@ -438,6 +438,17 @@ int32_t om_reader_stop_spans(struct OmReader *reader,
                              struct OmError *err);
 
 /*
+ The Collector is stopping: metrics polls read no more measurements (a
+ measurement aggregated after the last collection would be lost with the
+ reader); `om_reader_collect_metrics` still reads the ring up to the moment
+ it collects. What is not read stays in the ring for the next reader.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_stop_measurements(struct OmReader *reader, struct OmError *err);
+
+/*
  Removes the file from its path when its writer is gone (its liveness
  lock was seen held, then released) and every record of the signals in
  `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:

@@ -473,6 +473,25 @@ pub unsafe extern "C" fn om_reader_stop_spans(
     })
 }
 
+/// The Collector is stopping: metrics polls read no more measurements (a
+/// measurement aggregated after the last collection would be lost with the
+/// reader); `om_reader_collect_metrics` still reads the ring up to the moment
+/// it collects. What is not read stays in the ring for the next reader.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_stop_measurements(
+    reader: *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?.reader.stop_measurements();
+        Ok(OM_OK)
+    })
+}
+
 /// Removes the file from its path when its writer is gone (its liveness
 /// lock was seen held, then released) and every record of the signals in
 /// `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:

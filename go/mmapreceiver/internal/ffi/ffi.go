@@ -292,6 +292,17 @@ func (r *Reader) StopSpans(now time.Time) (uint64, error) {
 	return uint64(n), nil
 }
 
+// StopMeasurements makes metrics polls read no more measurements (the
+// Collector is stopping); CollectMetrics still reads the ring up to the
+// moment it collects.
+func (r *Reader) StopMeasurements() error {
+	var e C.OmError
+	if rc := C.om_reader_stop_measurements(r.p, &e); rc != C.OM_OK {
+		return newError("om_reader_stop_measurements", rc, &e)
+	}
+	return nil
+}
+
 // RemoveIfDrained removes the file from its path when its writer is gone
 // and everything of the given signals in it has been delivered (see
 // om_reader_remove_if_drained). removed is false with why set when the file
