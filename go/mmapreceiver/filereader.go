@@ -85,7 +85,10 @@ type fileReader struct {
 	// checkpointed again).
 	commits        atomic.Uint64
 	checkpointSeen [2]uint64
-	checkpointWarn bool
+	// Span events and measurements taken from each ring when the last
+	// checkpoint was stored (the rings hold what was taken since).
+	consumedAtCheckpoint [2]uint64
+	checkpointWarn       bool
 
 	drainCh   chan struct{} // closed when the file went away
 	drainOnce sync.Once
@@ -373,7 +376,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		now := time.Now()
 		wait := opts.pollInterval
 		if fr.deps.checkpoints != nil {
-			if !now.Before(nextCheckpoint) {
+			if !now.Before(nextCheckpoint) || fr.holdingHalfARing() {
 				fr.checkpointIfChanged(fr.ctx)
 				nextCheckpoint = now.Add(opts.checkpointInterval)
 			}
@@ -593,6 +596,40 @@ func (fr *fileReader) saveCheckpoint() {
 	fr.deps.logger.Debug("Stored the checkpoint of a file", zap.String("path", fr.path))
 }
 
+// checkpointRings are the rings whose slots are held until a checkpoint.
+var checkpointRings = [2]ffi.Signal{ffi.Traces, ffi.Metrics}
+
+// consumed is, per checkpointRings, the records taken from the ring so far.
+func consumed(s *ffi.Stats) (out [2]uint64) {
+	for i, sig := range checkpointRings {
+		out[i] = s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+	}
+	return out
+}
+
+// holdingHalfARing says whether the records taken from the spans or the
+// measurements ring since the last stored checkpoint fill half of it: a
+// checkpoint is then due before checkpoint_interval, so that the held slots
+// never fill the ring and make the writer drop.
+func (fr *fileReader) holdingHalfARing() bool {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return false
+	}
+	now := consumed(&s)
+	for i, sig := range checkpointRings {
+		if now[i] < fr.consumedAtCheckpoint[i] {
+			fr.consumedAtCheckpoint[i] = now[i] // the writer started over
+		}
+		if c := s.RingCapacity[sig]; c > 0 && 2*(now[i]-fr.consumedAtCheckpoint[i]) >= c {
+			return true
+		}
+	}
+	return false
+}
+
 // checkpointIfChanged stores a checkpoint of the reader (storage key set)
 // when span events or measurements were read, or batches committed, since
 // the last one; the records it covers go back to the writers.
@@ -603,11 +640,8 @@ func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	var read uint64
-	for _, sig := range []ffi.Signal{ffi.Traces, ffi.Metrics} {
-		read += s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
-	}
-	seen := [2]uint64{read, fr.commits.Load()}
+	taken := consumed(&s)
+	seen := [2]uint64{taken[0] + taken[1], fr.commits.Load()}
 	if seen == fr.checkpointSeen {
 		return
 	}
@@ -621,4 +655,5 @@ func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
 	}
 	fr.checkpointWarn = false
 	fr.checkpointSeen = seen
+	fr.consumedAtCheckpoint = taken
 }
