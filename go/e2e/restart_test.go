@@ -457,3 +457,43 @@ func TestGracefulRestartWithoutStorage(t *testing.T) {
 			restarts, written, stopped, fragments, restarts)
 	})
 }
+
+// TestWriterReplacedUnderStorage: with storage, a second app replaces the
+// file of a first one (still running, 3 spans open) at the same path. The
+// old file is drained without checkpoints (the path is the new file's now):
+// both streams arrive complete and once, the first app's open spans as
+// incomplete spans, and no checkpoint is ignored (the two readers never
+// write each other's).
+func TestWriterReplacedUnderStorage(t *testing.T) {
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	c := startCollector(t, "collector", storageConfig(dir, storageDir, s.url))
+	path := filepath.Join(dir, "app.otlp")
+	first := startWriter(t, path, nil, "--service", "first", "--prefix", "a", "--count", "2000", "--open", "3")
+	first.waitReady(t)
+	time.Sleep(300 * time.Millisecond)
+	second := startWriter(t, path, nil, "--service", "second", "--prefix", "b", "--count", "500")
+	second.waitReady(t)
+	waitFor(t, "both streams, the first one's open spans as incomplete spans", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		a, _ := contiguous(s.spanCount, "a span %d")
+		b, _ := contiguous(s.spanCount, "b span %d")
+		return a >= 2000 && b >= 500 && s.spans["a open 2"]["otlp_mmap.incomplete"] == true
+	})
+	time.Sleep(500 * time.Millisecond)
+	s.snapshot(func() {
+		for name, n := range s.spanCount {
+			if n != 1 {
+				t.Fatalf("span %q arrived %d times", name, n)
+			}
+		}
+		if len(s.spanCount) != 2503 {
+			t.Fatalf("%d spans, want 2503", len(s.spanCount))
+		}
+	})
+	c.stop(t)
+	if strings.Contains(c.log(), "Ignoring the checkpoint") || strings.Contains(c.log(), "Cannot store") {
+		t.Fatalf("a checkpoint was ignored or not stored:\n%s", tail(c.log(), 4000))
+	}
+}

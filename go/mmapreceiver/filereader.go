@@ -79,6 +79,10 @@ type fileReader struct {
 	// writerGone is set once the library reports the writer gone (with
 	// delete_after_drain): the file is drained, then removed.
 	writerGone atomic.Bool
+	// detached is set when the path no longer leads to this reader's file
+	// (or no longer matches): its state is no longer checkpointed under the
+	// path, which may be another file's now.
+	detached atomic.Bool
 
 	// With storage: traces and metrics batches committed, and what the last
 	// stored checkpoint had seen (a file that did not change since is not
@@ -114,6 +118,19 @@ func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reade
 	}
 }
 
+// detach: the path was replaced or no longer matches; deliver what is left
+// and close the file without checkpoints (the next reader of the path is
+// another file's, or none).
+func (fr *fileReader) detach() {
+	fr.detached.Store(true)
+	fr.requestDrain()
+}
+
+// keepsCheckpoints says whether the reader's state is stored under its path.
+func (fr *fileReader) keepsCheckpoints() bool {
+	return fr.deps.checkpoints != nil && !fr.detached.Load()
+}
+
 // requestDrain asks the loops to deliver what is left and close the file.
 func (fr *fileReader) requestDrain() {
 	fr.drainOnce.Do(func() { close(fr.drainCh) })
@@ -141,7 +158,7 @@ func (fr *fileReader) run(parent context.Context) {
 	if fr.writerGone.Load() && parent.Err() == nil && !fr.broken.Load() {
 		fr.removeIfDrained()
 	}
-	if fr.deps.checkpoints != nil && parent.Err() == nil {
+	if fr.keepsCheckpoints() && parent.Err() == nil {
 		// The reader ended for good (the file is drained, gone or broken):
 		// a checkpoint of it would only be stale.
 		fr.deps.checkpoints.forget(context.Background(), fr.path)
@@ -187,7 +204,7 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 // stays is closed all the same: the next scan opens it again if it is
 // still there.
 func (fr *fileReader) removeIfDrained() {
-	if c := fr.deps.checkpoints; c != nil {
+	if c := fr.deps.checkpoints; c != nil && !fr.detached.Load() {
 		// A checkpoint covering everything read gives the held records back.
 		if err := c.save(context.Background(), fr.path, fr.rd); err != nil {
 			fr.deps.logger.Warn("Cannot store the checkpoint of a drained file; keeping the file", zap.String("path", fr.path), zap.Error(err))
@@ -351,6 +368,16 @@ func (fr *fileReader) loop(parent context.Context) {
 
 	startDrain := func() {
 		drainCh = nil
+		if fr.deps.checkpoints != nil && fr.detached.Load() {
+			// No checkpoint will cover what is read from now on: release it
+			// as it is read.
+			fr.mu.Lock()
+			err := fr.rd.HoldUntilCheckpoint(false)
+			fr.mu.Unlock()
+			if err != nil {
+				fr.fail(err)
+			}
+		}
 		for _, l := range loops {
 			l.startDrain()
 		}
@@ -375,7 +402,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		}
 		now := time.Now()
 		wait := opts.pollInterval
-		if fr.deps.checkpoints != nil {
+		if fr.keepsCheckpoints() {
 			if !now.Before(nextCheckpoint) || fr.holdingHalfARing() {
 				fr.checkpointIfChanged(fr.ctx)
 				nextCheckpoint = now.Add(opts.checkpointInterval)
@@ -542,7 +569,7 @@ func (l *signalLoop) finalOffer() {
 	if !drainRing() {
 		return
 	}
-	if l.sig == ffi.Traces && l.fr.deps.checkpoints == nil {
+	if l.sig == ffi.Traces && !l.fr.keepsCheckpoints() {
 		// Nothing keeps the spans still open: emit them as incomplete spans
 		// (reason "collector stopping") rather than drop them.
 		l.fr.mu.Lock()
@@ -581,7 +608,7 @@ func (l *signalLoop) finalOffer() {
 // after the final offers: the spans still in flight, what was not
 // committed, the metric aggregates.
 func (fr *fileReader) saveCheckpoint() {
-	if fr.deps.checkpoints == nil {
+	if !fr.keepsCheckpoints() {
 		return
 	}
 	ctx, _ := fr.deps.finalOffer()

@@ -276,7 +276,11 @@ func (r *mmapReceiver) scanLocked(ctx context.Context) {
 		}
 		if c, ok := found[path]; !ok || c.ID != fr.id {
 			r.logger.Info("File no longer matches or was replaced; draining it", zap.String("path", path))
-			fr.requestDrain()
+			fr.detach()
+			if r.store != nil {
+				// Its checkpoint is of a file that is no longer the path's.
+				r.store.forget(ctx, path)
+			}
 			delete(r.files, path)
 		}
 	}
