@@ -2,6 +2,7 @@ package mmapreceiver
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -184,4 +185,36 @@ func TestCumulativeSumGoesOnAcrossARestartWithStorage(t *testing.T) {
 	require.Eventually(t, func() bool { v, _, _ := lastPoint(second, id); return v == 12 }, waitFor, time.Millisecond)
 	_, start2, _ := lastPoint(second, id)
 	assert.Equal(t, start, start2, "the series keeps its start time")
+}
+
+func TestDeletedFileLeavesNoCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	id := nextID("del")
+	require.NoError(t, tw.count(id, 3))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 10 * time.Millisecond
+	ms := new(consumertest.MetricsSink)
+	r, err := NewFactory().CreateMetrics(context.Background(), nopSettings(), cfg, ms)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	key := checkpointKey(tw.path)
+	stored := func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[key]
+		return ok
+	}
+	require.Eventually(t, stored, waitFor, time.Millisecond, "a periodic checkpoint")
+	tw.close()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err) && !stored()
+	}, waitFor, time.Millisecond, "the file and its checkpoint go")
+	v, _, ok := lastPoint(ms, id)
+	require.True(t, ok)
+	assert.Equal(t, int64(3), v)
 }
