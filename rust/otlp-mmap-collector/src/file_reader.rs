@@ -18,6 +18,12 @@
 //! - metrics: measurements are released once aggregated, so the aggregates
 //!   since the last committed collection are lost.
 //!
+//! Unless the caller keeps checkpoints ([`FileReader::checkpoint`],
+//! [`FileReader::restore`]) and holds the rings until each is stored
+//! ([`FileReader::set_hold_until_checkpoint`]): span events and measurements
+//! then stay in their slots until a stored checkpoint covers them, and a
+//! restarted reader goes on from the last one, losing nothing.
+//!
 //! Whatever the file holds, a reader's memory is bounded ([`ReaderOptions`]):
 //! the mapping by `max_mapped_bytes`, the dictionary cache by
 //! `dictionary_cache_max_entries`/`_bytes`, each record by `max_record_bytes`

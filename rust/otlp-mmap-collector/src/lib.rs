@@ -9,7 +9,10 @@
 //! - [`FileReader`] is the poll/commit API the Collector's receiver calls
 //!   (through the C ABI): non-blocking, bounded work per call, back-pressure
 //!   until a batch is committed;
-//! - [`dump()`] reads everything in a file once, for tools and tests.
+//! - [`dump()`] reads everything in a file once, for tools and tests;
+//! - [`span_checkpoint`] and [`metric_checkpoint`] give the state of the
+//!   assembler and the aggregator as OTLP bytes and take it back, for the
+//!   checkpoints of [`FileReader::checkpoint`].
 //!
 //! ```
 //! use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
