@@ -4,7 +4,7 @@
 //!
 //! A restored series has its attributes but not the writer's encoding of
 //! them: the first measurement whose attributes resolve to the same set
-//! adopts it ([`adopt`]), so the series goes on with its value and start
+//! adopts it, so the series goes on with its value and start
 //! time. Bytes read back are untrusted: a metric that does not decode, does
 //! not match its definition in the file, or does not fit the aggregator's
 //! limits is refused, and the rest still comes back. Exponential histograms
