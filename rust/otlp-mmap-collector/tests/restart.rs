@@ -473,3 +473,68 @@ fn a_stopped_reader_reads_measurements_only_to_collect_them() {
     assert!(r.poll(Signal::Metrics, START).unwrap().is_none());
     assert_eq!(r.stats().ring_unread[2], 1, "left for the next reader");
 }
+
+/// A checkpoint is untrusted input: 2000 mutations of a valid one (bytes
+/// flipped, cut short, spliced) are each refused or restored within the
+/// limits, never a panic.
+#[test]
+fn mutated_checkpoints_are_refused_or_restored_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let c = counter(&w, scope);
+    for i in 0..20 {
+        w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
+    }
+    add(&w, c, 4);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    drain_spans(&mut first, START);
+    first.poll(Signal::Metrics, START).unwrap();
+    let good = first.checkpoint();
+    drop(first);
+
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut restored, mut refused) = (0, 0);
+    for _ in 0..2000 {
+        let mut bytes = good.clone();
+        match next() % 3 {
+            0 => {
+                for _ in 0..1 + next() % 8 {
+                    let i = (next() as usize) % bytes.len();
+                    bytes[i] ^= 1 << (next() % 8);
+                }
+            }
+            1 => bytes.truncate((next() as usize) % bytes.len()),
+            _ => {
+                let from = (next() as usize) % bytes.len();
+                let to = (next() as usize) % bytes.len();
+                let chunk = bytes[from..].to_vec();
+                bytes.truncate(to);
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+        let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+        match r.restore(&bytes) {
+            Ok(_) => {
+                restored += 1;
+                // Whatever came back stays within the limits and can be sent.
+                let most = ReaderOptions::default().max_in_flight_spans as u64;
+                assert!(r.stats().in_flight_spans <= most);
+                drain_spans(&mut r, START + 1);
+                r.collect_metrics(START + 1);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        refused > 0 && restored > 0,
+        "{refused} refused, {restored} restored"
+    );
+}
