@@ -538,3 +538,73 @@ fn mutated_checkpoints_are_refused_or_restored_never_a_panic() {
         "{refused} refused, {restored} restored"
     );
 }
+
+/// Histograms and gauges go on from a checkpoint too (same start time,
+/// counts added to), and a restored series is adopted by the measurements of
+/// its attributes rather than doubled.
+#[test]
+fn histograms_and_gauges_go_on_from_a_checkpoint() {
+    use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let histogram = w
+        .intern_message(&proto::MetricRef {
+            name: "h".into(),
+            instrumentation_scope_ref: scope,
+            aggregation: Some(Aggregation::Histogram(proto::metric_ref::Histogram {
+                aggregation_temporality: 2,
+                bucket_boundaries: vec![1.0, 10.0],
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+    let gauge = w
+        .intern_message(&proto::MetricRef {
+            name: "g".into(),
+            instrumentation_scope_ref: scope,
+            aggregation: Some(Aggregation::Gauge(proto::metric_ref::Gauge {})),
+            ..Default::default()
+        })
+        .unwrap();
+    let record = |metric_ref, v: f64| {
+        let m = proto::Measurement {
+            metric_ref,
+            value: Some(proto::measurement::Value::AsDouble(v)),
+            ..Default::default()
+        };
+        w.try_write(RingKind::Measurements, &m).unwrap();
+    };
+    record(histogram, 0.5);
+    record(histogram, 5.0);
+    record(gauge, 3.0);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.poll(Signal::Metrics, START).unwrap();
+    let checkpoint = first.checkpoint();
+    drop(first);
+    record(histogram, 50.0);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(second.restore(&checkpoint).unwrap().series, 2);
+    second.poll(Signal::Metrics, START + 10).unwrap();
+    second.collect_metrics(START + 10);
+    let b = second.poll(Signal::Metrics, START + 10).unwrap().unwrap();
+    let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
+    let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+    let h = metrics.iter().find(|m| m.name == "h").unwrap();
+    let Some(Data::Histogram(h)) = &h.data else {
+        panic!("{h:?}")
+    };
+    assert_eq!(h.data_points.len(), 1, "one series, not two: {h:?}");
+    let p = &h.data_points[0];
+    assert_eq!((p.start_time_unix_nano, p.count), (START, 3));
+    assert_eq!(p.bucket_counts, [1, 1, 1]);
+    assert_eq!((p.sum, p.min, p.max), (Some(55.5), Some(0.5), Some(50.0)));
+    let g = metrics.iter().find(|m| m.name == "g").unwrap();
+    let Some(Data::Gauge(g)) = &g.data else {
+        panic!("{g:?}")
+    };
+    assert_eq!(g.data_points.len(), 1);
+}
