@@ -379,9 +379,9 @@ pub struct FileReader {
     /// Keep span events and measurements in their rings until a checkpoint
     /// that covers them is stored ([`FileReader::set_hold_until_checkpoint`]).
     hold_until_checkpoint: bool,
-    /// Positions of the spans and measurements rings that the last
-    /// checkpoint taken covers, until it is stored.
-    checkpoint_positions: Option<[i64; 2]>,
+    /// Stream generation and positions of the spans and measurements rings
+    /// that the last checkpoint taken covers, until it is stored.
+    checkpoint_positions: Option<(u64, [i64; 2])>,
     /// [`FileReader::stop_spans`] was called: traces polls deliver what was
     /// given up and read no more span events (the next reader reads them).
     spans_stopped: bool,

@@ -608,3 +608,36 @@ fn histograms_and_gauges_go_on_from_a_checkpoint() {
     };
     assert_eq!(g.data_points.len(), 1);
 }
+
+/// A checkpoint taken before the writer started over in place covers the
+/// old stream: storing it releases nothing of the new stream.
+#[test]
+fn a_checkpoint_of_an_earlier_stream_releases_nothing_of_the_new_one() {
+    use otlp_mmap_core::layout::header;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
+    }
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    r.set_hold_until_checkpoint(true);
+    drain_spans(&mut r, START);
+    let _old = r.checkpoint();
+    // The writer starts over in the same file (a new start time).
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_at(&(START + 1).to_le_bytes(), header::START_TIME)
+        .unwrap();
+    drain_spans(&mut r, START + 1);
+    assert_eq!(r.stats().writer_restarts, 1);
+    let unread = r.stats().ring_unread[0];
+    assert!(unread > 0, "the new stream holds what it read");
+    r.checkpoint_stored().unwrap();
+    assert_eq!(
+        r.stats().ring_unread[0],
+        unread,
+        "nothing released by the old checkpoint"
+    );
+}

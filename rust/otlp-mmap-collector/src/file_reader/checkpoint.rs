@@ -76,7 +76,7 @@ impl FileReader {
                 .next_sequence()
                 .wrapping_sub(1),
         ];
-        self.checkpoint_positions = Some(positions);
+        self.checkpoint_positions = Some((self.stream.generation, positions));
         let file = &self.stream.file;
         let (dev, ino) = file.dev_ino();
         let mut cp = ReaderCheckpoint {
@@ -126,10 +126,14 @@ impl FileReader {
     /// The last checkpoint taken is stored: the span events and
     /// measurements it covers are given back to the writers.
     pub fn checkpoint_stored(&mut self) -> Result<(), FormatError> {
-        let Some(positions) = self.checkpoint_positions.take() else {
+        let Some((generation, positions)) = self.checkpoint_positions.take() else {
             return Ok(());
         };
-        if !self.options.consume || self.change == FileChange::Restarted {
+        // The writer started over since: the positions are the old stream's.
+        if !self.options.consume
+            || generation != self.stream.generation
+            || self.change == FileChange::Restarted
+        {
             return Ok(());
         }
         self.check_poisoned()?;
