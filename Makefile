@@ -26,7 +26,7 @@ export CGO_LDFLAGS := -L$(ROOT)/target/release
 FFI_DIGEST = $(shell sha256sum $(FFI_LIB) 2>/dev/null | cut -c1-16)
 FFI_LDFLAGS = -X github.com/otelcol-mmap/mmapreceiver/internal/ffi.libraryDigest=$(FFI_DIGEST)
 
-.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e test-own-distribution soak fuzz header lint fmt bench clean
+.PHONY: all build ffi release-bins ocb run test test-rust test-c test-go test-e2e test-own-distribution test-python python-venv soak fuzz header lint fmt bench clean
 
 all: build
 
@@ -55,8 +55,8 @@ run: build
 		$(ROOT)/scripts/run.sh
 
 ## test: the lints, then every test: Rust, the C header and example, Go receiver, end-to-end,
-## and a user's own distribution.
-test: lint test-rust test-c test-go test-e2e test-own-distribution
+## a user's own distribution, and the Python package.
+test: lint test-rust test-c test-go test-e2e test-own-distribution test-python
 
 test-rust:
 	$(CARGO) test --workspace --exclude otlp-mmap-bench
@@ -88,6 +88,26 @@ test-e2e: build
 ## then fed by a writer and checked at an OTLP endpoint (about 2.5 minutes after `make build`).
 test-own-distribution: ffi release-bins $(OCB)
 	OCB=$(OCB) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap $(ROOT)/scripts/own-distribution-test.sh
+
+## python-venv: tmp/py-venv (kept; its packages reinstalled when python/requirements-test.txt changes)
+## with the Python package's abi3 wheel, built by maturin, installed.
+PY_VENV := $(ROOT)/tmp/py-venv
+PYTHON ?= python3
+python-venv:
+	test -x $(PY_VENV)/bin/python || $(PYTHON) -m venv $(PY_VENV)
+	cmp -s $(ROOT)/python/requirements-test.txt $(PY_VENV)/requirements-test.txt || \
+		{ $(PY_VENV)/bin/pip install --quiet -r $(ROOT)/python/requirements-test.txt && \
+		  cp $(ROOT)/python/requirements-test.txt $(PY_VENV)/requirements-test.txt; }
+	rm -rf $(ROOT)/tmp/py-wheels
+	@# maturin runs the cargo on PATH ($(CARGO) may be a command with a prefix).
+	cd python && env -u CARGO $(PY_VENV)/bin/maturin build --quiet --release -i $(PY_VENV)/bin/python -o $(ROOT)/tmp/py-wheels
+	$(PY_VENV)/bin/pip install --quiet --no-deps --force-reinstall $(ROOT)/tmp/py-wheels/opentelemetry_mmap-*.whl
+
+## test-python: the Python package (python/tests): round trips through `otlp-mmap dump`, fork, the
+## distro on a Flask app, and end to end through the built otelcol-mmap (every signal, SIGKILL, gunicorn).
+test-python: build python-venv
+	cd python && OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
+		$(PY_VENV)/bin/python -m pytest -p no:cacheprovider -v -rs tests
 
 ## soak: the long reliability tests (RELIABILITY.md): kills, restarts, a refusing
 ## pipeline, truncation races, 500 writers; each about SOAK_SECONDS (default 60).
@@ -136,9 +156,9 @@ clean:
 	$(CARGO) clean
 	rm -rf build tmp bin
 
-## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (< 15 min on 2 cores); writes BENCHMARKS.md and bench/img/*.png.
+## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (cost rows 3 times: about 13 min on 2 cores after the build); writes BENCHMARKS.md and bench/img/*.png.
 BENCH_VENV := $(ROOT)/tmp/bench-venv
-bench: build
+bench: build python-venv
 	$(CARGO) build --release -p otlp-mmap-bench
 	mkdir -p $(ROOT)/tmp/bench
 	cd $(ROOT)/bench/sink && $(GO) build -o $(ROOT)/tmp/bench/sink .
@@ -148,5 +168,6 @@ bench: build
 	@# valgrind and perf are optional: missing, their sections are skipped (nothing is installed).
 	@command -v valgrind >/dev/null || echo "bench: valgrind not installed: instruction counts (callgrind) skipped"
 	@command -v perf >/dev/null || echo "bench: perf not installed: profiles skipped"
+	@command -v $(CC) >/dev/null || echo "bench: $(CC) not installed: machine speed skipped"
 	OTELCOL_MMAP=$(DIST) python3 $(ROOT)/bench/run.py
 	$(BENCH_VENV)/bin/python $(ROOT)/bench/report.py

@@ -44,6 +44,16 @@ def ratio(a, b):
     return a / b if b else float("inf")
 
 
+def spread(row, *path, scale=1.0, nd=2):
+    """ " (min–max)" of a value over a row's trials (run.py's `spread`), or "" with one trial."""
+    sp = row.get("spread", {})
+    for k in path:
+        sp = sp.get(k, {}) if isinstance(sp, dict) else {}
+    if not isinstance(sp, list) or sp[0] == sp[1]:
+        return ""
+    return f" ({sp[0] * scale:,.{nd}f}–{sp[1] * scale:,.{nd}f})"
+
+
 def small_fig():
     return plt.subplots(figsize=(6.4, 3.4), dpi=100)
 
@@ -65,11 +75,18 @@ def main():
     cost = {(c["signal"], c["mode"]): c for c in r.get("cost", [])}
     cg = {(c["signal"], c["mode"]): c for c in r.get("callgrind", [])}
 
+    unpaced = {(c["signal"], c["mode"]): c for c in r.get("app_cost", [])}
+
     def app_net(sig, mode):
+        """App CPU ns per item: unpaced runs (app_cost) when there are some, else paced net of the pacing loop."""
+        if (sig, mode) in unpaced:
+            return unpaced[(sig, mode)]["app"]["cpu_process_ns_per_item"]
         c = cost.get((sig, mode))
         return None if not c else c["app"]["cpu_process_ns_per_item"] - pace_p
 
     def caller_net(sig, mode):
+        if (sig, mode) in unpaced:
+            return unpaced[(sig, mode)]["app"]["cpu_caller_ns_per_item"]
         c = cost.get((sig, mode))
         return None if not c else c["app"]["cpu_caller_ns_per_item"] - pace_c
 
@@ -136,14 +153,16 @@ def main():
                  ratio(a, b) <= 0.5)
     idle = r.get("idle")
     if idle:
-        goal("idle ≤1% of a core", f"**{idle['mmap_core_fraction']:.2%}** of a core with {idle['files']} idle files, "
+        goal("idle ≤0.5% of a core", f"**{idle['mmap_core_fraction']:.2%}** of a core with {idle['files']} idle files "
+             "(median of the windows), "
              f"{idle.get('mmap_ctx_switches_per_s', 0):,.0f} context switches/s "
-             f"(otlp receiver alone: {idle.get('otlp_core_fraction', 0):.2%})", idle["mmap_core_fraction"] <= 0.01)
+             f"(otlp receiver alone: {idle.get('otlp_core_fraction', 0):.2%})", idle["mmap_core_fraction"] <= 0.005)
     lat = r.get("latency", [])
     for row in lat:
         if row["mode"] == "mmap-provider":
-            goal(f"p99 latency ≤50 ms (defaults, {row['rate']} spans/s)",
-                 f"mmap provider p99 **{row['p99_ms']:.1f} ms** (p50 {row['p50_ms']:.1f} ms)", row["p99_ms"] <= 50)
+            limit = 30 if "sporadic" in row["settings"] else 50
+            goal(f"p99 latency ≤{limit} ms (defaults, {row['rate']} spans/s)",
+                 f"mmap provider p99 **{row['p99_ms']:.1f} ms** (p50 {row['p50_ms']:.1f} ms)", row["p99_ms"] <= limit)
     thr = r.get("throughput", [])
 
     def sustained(mode):
@@ -167,21 +186,37 @@ def main():
     w("## Machine and method\n")
     w(f"- {m['nproc']} cores (`nproc`), CPU `{m['cpu_model']}` (/proc/cpuinfo), {m['mem_gib']} GiB, Linux {m['kernel']}, "
       f"clocksource {m['clocksource']}; the machine is shared: other builds ran during the run.")
+    sp = m.get("speed")
+    if sp:
+        end = m.get("speed_end")
+        w(f"- Machine speed (`bench/machine_speed.c`, a fixed dependent chain of 64-bit multiply-adds, `cc -O2`, "
+          f"{sp['iterations']:,} iterations, fastest of {sp['rounds']} rounds): **{sp['ns_per_iteration_min']:.3f} ns per "
+          f"iteration** at the start (median round {sp['ns_per_iteration_median']:.3f})"
+          + (f", {end['ns_per_iteration_min']:.3f} at the end" if end else "")
+          + ". Divide a CPU-time figure of another run by its own speed to compare machines.")
+    w(f"- Every cost row ran {r.get('trials', 1)} times (rounds over all rows); tables give the median and, in "
+      "parentheses, the spread (min–max) over the trials.")
     w(f"- Source: commit `{r.get('git_head', '?')}` plus the working tree, built by `make bench` right before the run.")
     w(f"- Load average (1/5/15 min) at the start {r['load_start']}, at the end {r.get('load_end')}; "
       "each table row records the 1-minute load when it started. Run started " + r["started"] +
       f", took {r.get('seconds', 0):.0f} s; `BENCH_SCALE` {r['scale']}.")
     for rr in r.get("rerun", []):
-        ran = [x for x in ("cost", "callgrind", "throughput", "latency", "idle", "profile", "storage") if x not in rr["skipped"]]
+        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile", "python", "storage")
+               if x not in rr["skipped"]]
         w(f"- Re-run afterwards into the same results: {', '.join(ran)} at {rr['at']} (load {rr['load']}).")
     if r.get("errors"):
         w("- Sections that failed in this run: " + "; ".join(f"{k}: `{v}`" for k, v in r["errors"].items()))
     w("- **App CPU** = `getrusage(RUSAGE_SELF)` user+system of the whole app process (every thread: the SDK's batch "
       "threads, the tokio runtime, gRPC) from the end of the warm-up (1000 items, flushed) to the end of the final "
-      "`force_flush`; **caller CPU** = `getrusage(RUSAGE_THREAD)` of the emitting thread over the emit loop. Items are "
-      f"paced at {fmt(r['cost'][0]['rate']) if r.get('cost') else '?'} per second (sleeping 1 ms whenever ahead) so that "
-      "no path drops anything; the CPU of the same loop emitting nothing "
-      f"(`--mode pacing`: {fmt(pace_p)} ns per item) is subtracted (\"net\").")
+      "`force_flush`; **caller CPU** = `getrusage(RUSAGE_THREAD)` of the emitting thread over the emit loop. "
+      + ("App CPU comes from **unpaced** runs (`app_cost`: "
+         + ", ".join(f"{n:,} {UNIT[k]}s" for k, n in {c['signal']: c['count'] for c in r['app_cost']}.items())
+         + " per run, as fast as one thread can), with rings and SDK queues large enough that nothing drops "
+         "(`OTEL_MMAP_*_SLOTS`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), so no pacing loop is measured "
+         "or subtracted. " if unpaced else "")
+      + f"The Collector rows are paced at {fmt(r['cost'][0]['rate']) if r.get('cost') else '?'} items per second (sleeping "
+      "1 ms whenever ahead) so that no path drops anything; their app CPU (\"gross\") includes the pacing loop "
+      f"(`--mode pacing`: {fmt(pace_p)} ns per item)" + ("." if unpaced else ", which is subtracted (\"net\")."))
     w("- **Instructions per item** = `valgrind --tool=callgrind` total instructions of the app (all threads, user space "
       "only) for 12 000 minus 2 000 items, / 10 000, unpaced, rings and queues large enough that nothing drops "
       "(repeatable, independent of the load; kernel work such as the gRPC socket writes is not counted).")
@@ -213,13 +248,18 @@ def main():
         ax.set_title(f"App CPU per item, all threads, paced at {fmt(r['cost'][0]['rate'])}/s")
         ax.legend(fontsize=8)
         w(f"![app cost]({save(fig, 'app_cost.png')})\n")
-        w("| signal | path | app CPU ns/item (net) | caller thread ns/item (net) | app CPU ns/item (gross) | instructions/item (callgrind) | allocations/item | bytes allocated/item | dropped |")
+        what = "unpaced" if unpaced else "net"
+        w(f"| signal | path | app CPU ns/item ({what}) | caller thread ns/item ({what}) | app CPU ns/item (paced, gross) | instructions/item (callgrind) | allocations/item | bytes allocated/item | dropped (max over trials) |")
         w("|---|---|---|---|---|---|---|---|---|")
         for (sig, mode), c in cost.items():
             a = c["app"]
+            u = unpaced.get((sig, mode), c)
             ins = cg.get((sig, mode), {}).get("instructions_per_item")
-            w(f"| {sig} | {label(mode, sig)} | {fmt(app_net(sig, mode))} | {fmt(caller_net(sig, mode))} | "
-              f"{fmt(a['cpu_process_ns_per_item'])} | {fmt(ins)} | {a['allocs_per_item']:.2f} | {fmt(a['alloc_bytes_per_item'])} | {a['dropped']} |")
+            dropped = max(c.get("dropped_max", a["dropped"]), u.get("dropped_max", 0))
+            w(f"| {sig} | {label(mode, sig)} | {fmt(app_net(sig, mode))}{spread(u, 'app', 'cpu_process_ns_per_item', nd=0)} | "
+              f"{fmt(caller_net(sig, mode))}{spread(u, 'app', 'cpu_caller_ns_per_item', nd=0)} | "
+              f"{fmt(a['cpu_process_ns_per_item'])}{spread(c, 'app', 'cpu_process_ns_per_item', nd=0)} | {fmt(ins)} | "
+              f"{a['allocs_per_item']:.2f} | {fmt(a['alloc_bytes_per_item'])} | {dropped} |")
         w("")
 
         # -------------------------------------------------------- collector side
@@ -243,8 +283,10 @@ def main():
         for (sig, mode), c in cost.items():
             rcv = "otlp (gRPC)" if mode == "otlp" else "mmap"
             dl = f"{c['delivered']:,.0f} / {c['expected']:,}" if not (sig == "metrics" and mode == "otlp") else f"{c['delivered']:.0f} points (aggregated in the app)"
-            w(f"| {sig} | {label(mode, sig)} → {rcv} | {c['count']:,} | {c['collector_cpu_s']:.2f} | "
-              f"{col_per_m(sig, mode):.2f} | {c['collector_hwm_kb'] / 1024:.0f} | {dl} | {c['load'][0]} |")
+            per_m = 1e6 / c["count"]
+            w(f"| {sig} | {label(mode, sig)} → {rcv} | {c['count']:,} | {c['collector_cpu_s']:.2f}{spread(c, 'collector_cpu_s')} | "
+              f"{col_per_m(sig, mode):.2f}{spread(c, 'collector_cpu_s', scale=per_m)} | {c['collector_hwm_kb'] / 1024:.0f}"
+              f"{spread(c, 'collector_hwm_kb', scale=1 / 1024, nd=0)} | {dl} | {c['load'][0]} |")
         w("")
 
         # -------------------------------------------------------- total
@@ -261,7 +303,7 @@ def main():
         ax.set_title("App + Collector CPU per million items")
         ax.legend(fontsize=8)
         w(f"![total cost]({save(fig, 'total_cost.png')})\n")
-        w("| signal | path | app CPU s per million (net) | Collector CPU s per million | total | vs OTLP |")
+        w(f"| signal | path | app CPU s per million ({what}) | Collector CPU s per million | total | vs OTLP |")
         w("|---|---|---|---|---|---|")
         for sig in ("spans", "logs", "metrics"):
             base = total_per_m(sig, "otlp")
@@ -338,13 +380,16 @@ def main():
     if idle:
         w("## 6. Idle cost\n")
         w(f"{idle['files']} files held open by a live, idle writer process (`otlp-mmap-bench --idle-files`), read by the "
-          f"`mmap` receiver with every signal pipelined (so {idle['files'] * 3} reader loops), default `poll_interval` "
+          f"`mmap` receiver with every signal pipelined (one reader goroutine per file, parked while idle), default `poll_interval` "
           f"{r.get('receiver_defaults', {}).get('poll_interval', '?')}; "
-          f"Collector CPU (/proc/PID/stat) over {idle['seconds']} s.\n")
+          f"Collector CPU (the run time of its threads, /proc/PID/task/*/schedstat, ns resolution) over {idle['seconds']} s in "
+          f"{len(idle.get('windows', [])) or 1} windows (median, min–max).\n")
         w("| what | CPU, fraction of one core | context switches/s (all threads) |")
         w("|---|---|---|")
+        isp = idle.get("mmap_core_fraction_spread")
+        isp = f" ({isp[0]:.2%}–{isp[1]:.2%}, {len(idle.get('windows', []))} windows)" if isp else ""
         w(f"| `mmap` receiver, {idle['files']} idle files ({idle.get('open_files', 0):.0f} open) | "
-          f"**{idle['mmap_core_fraction']:.2%}** | {idle.get('mmap_ctx_switches_per_s', 0):.0f} |")
+          f"**{idle['mmap_core_fraction']:.2%}**{isp} | {idle.get('mmap_ctx_switches_per_s', 0):.0f} |")
         w(f"| `otlp` receiver, no client | {idle.get('otlp_core_fraction', 0):.2%} | |")
         w("")
         if idle.get("profile_classes"):
@@ -359,6 +404,9 @@ def main():
             for row in interesting(idle["profile_inclusive"], 22):
                 w(f"| {row['percent']:.1f} | {row['self_percent']:.1f} | `{row['symbol']}` |")
             w("")
+
+    tracing_section(r, w, cost)
+    ring_sweep_section(r, w)
 
     # ------------------------------------------------------------ storage
     stor = r.get("storage")
@@ -400,11 +448,131 @@ def main():
             if prof.get(key + "-by-dso"):
                 w("\nBy binary: " + ", ".join(f"{d['dso']} {d['percent']:.0f}%" for d in prof[key + "-by-dso"]))
             w("\n</details>\n")
+    python_section(r, w)
     analysis = ROOT / "bench/analysis.md"
     if analysis.exists():
         w(analysis.read_text())
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print(f"wrote BENCHMARKS.md and {IMG}")
+
+
+def python_section(r, w):
+    """The Python SDK rows (bench/run.py `python_sdk`)."""
+    rows = r.get("python")
+    if not rows:
+        return
+    w("## Python: opentelemetry-mmap against BatchSpanProcessor + OTLP/gRPC\n")
+    w(f"`bench/python_app.py` in the package's venv, {fmt(rows[0]['rate'])} items/s on one thread, "
+      f"{fmt(rows[0]['count'])} items after a warm-up: the SDK alone (no processor), the SDK with the mmap processor "
+      "into otelcol-mmap's `mmap` receiver, and the SDK with the batch processor and the OTLP/gRPC exporter into its "
+      "`otlp` receiver. CPU ns per item: on the calling thread (the loop's thread CPU time) and for the whole "
+      "process (getrusage, the exporter's threads and the final flush included). \"over the SDK\" subtracts "
+      "the SDK alone.\n")
+    w("| signal | path | calling thread | over the SDK | process | over the SDK | delivered |")
+    w("|---|---|---|---|---|---|---|")
+    by = {(x["signal"], x["mode"]): x for x in rows}
+    names = {"none": "SDK alone", "mmap": "SDK + mmap processor", "otlp": "SDK + batch + OTLP/gRPC"}
+    for sig in ("spans", "logs"):
+        base = by.get((sig, "none"))
+        for mode in ("none", "mmap", "otlp"):
+            x = by.get((sig, mode))
+            if not x or not base:
+                continue
+            c, p = x["app"]["cpu_caller_ns_per_item"], x["app"]["cpu_process_ns_per_item"]
+            oc = c - base["app"]["cpu_caller_ns_per_item"]
+            op = p - base["app"]["cpu_process_ns_per_item"]
+            w(f"| {sig} | {names[mode]} | {fmt(c)} | {fmt(oc) if mode != 'none' else ''} | {fmt(p)} | "
+              f"{fmt(op) if mode != 'none' else ''} | {fmt(x['delivered']) if mode != 'none' else ''} |")
+    for sig in ("spans", "logs"):
+        b, m, o = (by.get((sig, k)) for k in ("none", "mmap", "otlp"))
+        if not (b and m and o):
+            continue
+        k = "cpu_process_ns_per_item"
+        kc = "cpu_caller_ns_per_item"
+        w(f"\n{sig}: the process spends {ratio(o['app'][k], m['app'][k]):.1f}x less with mmap in total, "
+          f"{ratio(o['app'][k] - b['app'][k], m['app'][k] - b['app'][k]):.1f}x less over the SDK; the calling thread "
+          f"{ratio(o['app'][kc] - b['app'][kc], m['app'][kc] - b['app'][kc]):.2f}x (over the SDK; above 1 is cheaper with mmap).")
+    web = r.get("python_gunicorn")
+    if web:
+        w("\n**Under gunicorn** (`bench/python_web.py`: Flask, auto-instrumented, `gunicorn --preload -w 2`; "
+          "each worker writes its own file): CPU of the master and both workers per request (one server span "
+          "each), requests sent one at a time.\n")
+        w("| path | CPU µs per request | over no processor | spans delivered | files |")
+        w("|---|---|---|---|---|")
+        base = next((x for x in web if x["mode"] == "none"), None)
+        for x in web:
+            over = x["cpu_ns_per_request"] - base["cpu_ns_per_request"] if base and x["mode"] != "none" else None
+            w(f"| {names[x['mode']].replace('SDK + ', '')} | {fmt(x['cpu_ns_per_request'] / 1000)} | "
+              f"{fmt(over / 1000) if over is not None else ''} | {fmt(x['delivered']) if x['mode'] != 'none' else ''} | "
+              f"{x['files'] if x['mode'] == 'mmap' else ''} |")
+    w("")
+
+
+def tracing_section(r, w, cost):
+    """`tracing` users (bench/run.py `tracing_cost`): the `tracing` macros through tracing-opentelemetry and the
+    appender bridge over the mmap providers, next to the mmap provider and the OTLP path of the cost rows."""
+    rows = r.get("tracing")
+    if not rows:
+        return
+    pacing = r.get("pacing", {})
+    pace_p = pacing.get("cpu_process_ns_per_item", 0.0)
+    pace_c = pacing.get("cpu_caller_ns_per_item", 0.0)
+    w("## `tracing` users\n")
+    w("The same items written with the `tracing` crate's macros (`info_span!` with the same 4 fields, entered and "
+      "closed; `info!` with a message and the same 3 fields) through `tracing-subscriber`'s registry, "
+      "`tracing-opentelemetry` 0.34 over `MmapTracerProvider` and `opentelemetry-appender-tracing` 0.33 over "
+      "`MmapLoggerProvider` (`rust/opentelemetry-mmap/examples/tracing.rs`), paced as the cost rows, into the `mmap` "
+      "receiver. Net of the pacing loop.\n")
+    w("| signal | path | app CPU ns/item | caller ns/item | allocations/item | Collector CPU s per million | delivered |")
+    w("|---|---|---|---|---|---|---|")
+    for row in rows:
+        sig = row["signal"]
+        for mode, c in (("tracing", row), ("mmap-provider", cost.get((sig, "mmap-provider"))),
+                        ("otlp", cost.get((sig, "otlp")))):
+            if not c:
+                continue
+            a = c["app"]
+            name = "`tracing` → mmap providers" if mode == "tracing" else label(mode, sig)
+            w(f"| {sig} | {name} | {fmt(a['cpu_process_ns_per_item'] - pace_p)} | "
+              f"{fmt(a['cpu_caller_ns_per_item'] - pace_c)} | {a['allocs_per_item']:.2f} | "
+              f"{c['collector_cpu_s'] / c['count'] * 1e6:.2f} | {c['delivered']:.0f}/{c['expected']} |")
+    w("")
+
+
+def ring_sweep_section(r, w):
+    """The spans ring geometry sweep (bench/run.py `ring_sweep`): a table and a chart."""
+    rows = r.get("ring_sweep")
+    if not rows:
+        return
+    w("## Spans ring size\n")
+    w(f"The mmap provider writing {fmt(rows[0]['count'])} spans at {fmt(rows[0]['rate'])} spans/s (two records each) "
+      "into a spans ring of each size (`OTEL_MMAP_SPAN_SLOTS` x `OTEL_MMAP_SPAN_SLOT_SIZE`), read by the real Collector "
+      "(`mmap` receiver, default settings). Caller CPU is the emitting thread's; page faults are the app's minor faults "
+      "over the run (first touches of ring pages); RSS are peaks (`ru_maxrss`, `VmHWM`).\n")
+    w("| slots | slot size | ring | caller ns/span | dropped | app minor faults | app peak RSS MiB | "
+      "Collector peak RSS MiB | file MiB |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for x in rows:
+        ring = x["slots"] * x["slot_size"] / (1 << 20)
+        file_mib = "n/a" if x.get("file_bytes") is None else f"{x['file_bytes'] / (1 << 20):.1f}"
+        w(f"| {x['slots']:,} | {x['slot_size']:,} B | {ring:.2f} MiB | {fmt(x['caller_ns_per_span'])} | "
+          f"{x['dropped']:,} | {x.get('app_minor_faults') or 0:,} | {(x.get('app_max_rss_kb') or 0) / 1024:.0f} | "
+          f"{x['collector_hwm_kb'] / 1024:.0f} | {file_mib} |")
+    w("")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for size in sorted({x["slot_size"] for x in rows}):
+        pts = sorted((x["slots"], x) for x in rows if x["slot_size"] == size)
+        ax1.plot([p[0] for p in pts], [p[1]["caller_ns_per_span"] for p in pts], marker="o", label=f"{size} B slots")
+        ax2.plot([p[0] for p in pts], [max(p[1]["dropped"], 0.5) for p in pts], marker="o", label=f"{size} B slots")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("spans ring slots")
+        ax.grid(alpha=0.3)
+    ax1.set_ylabel("caller CPU ns per span")
+    ax2.set_ylabel("records dropped (log; 0 drawn at 0.5)")
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=8)
+    w(f"![spans ring size]({save(fig, 'ring_sweep.png')})\n")
 
 
 SKIP_FRAMES = ("runtime.goexit", "sync.(*WaitGroup).Go", "runtime.mcall", "entry_SYSCALL_64_after_hwframe",

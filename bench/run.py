@@ -13,7 +13,15 @@ scenario alone) with its own telemetry on a Prometheus pull endpoint, which
 is scraped only to count what was accepted. Standard library only.
 
 Environment: BENCH_SCALE (default 1.0) multiplies every workload count;
-BENCH_SKIP a comma list of sections to skip (cost,callgrind,throughput,latency,idle,profile,storage).
+BENCH_SKIP a comma list of sections to skip (see SECTIONS at the end; "speed"
+skips the machine-speed loop);
+BENCH_TRIALS (default 3) how often each cost row runs (medians and min-max
+are reported).
+
+Each section is one function `name(results, workdir)` that stores its rows
+under results[name]; SECTIONS lists them in running order. A new row of the
+benchmark is a new section function plus its entry there (and its section in
+bench/report.py).
 """
 
 import json
@@ -64,10 +72,40 @@ LATENCY_SECONDS = 10
 SPORADIC_RATE = 5  # spans/s, for 2 x LATENCY_SECONDS
 IDLE_FILES = 10
 IDLE_SECONDS = int(os.environ.get("BENCH_IDLE_SECONDS", "30"))
+# Cost rows run TRIALS times, in rounds over all rows (drift on a shared
+# machine then spreads over every row instead of favouring one path).
+TRIALS = max(1, int(os.environ.get("BENCH_TRIALS", "3")))
+# Unpaced app-cost runs: items per run and the ring/queue sizes that hold them
+# all, so that nothing drops although the app outruns the Collector.
+APP_COUNT = {"spans": 30_000, "logs": 30_000, "metrics": 30_000}
+BIG_RINGS = {"OTEL_MMAP_SPAN_SLOTS": str(1 << 16), "OTEL_MMAP_LOG_SLOTS": str(1 << 15),
+             "OTEL_MMAP_METRIC_SLOTS": str(1 << 15), "OTEL_BSP_MAX_QUEUE_SIZE": str(1 << 16),
+             "OTEL_BLRP_MAX_QUEUE_SIZE": str(1 << 16)}
 
 
 def log(*a):
     print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def summarize(trials):
+    """Per numeric key of a list of dicts (nested dicts too): the median; `spread` holds [min, max] per key."""
+    out, spread = {}, {}
+    for k, v in trials[0].items():
+        vals = [t[k] for t in trials]
+        if isinstance(v, bool) or not isinstance(v, (int, float, dict)):
+            out[k] = v
+        elif isinstance(v, dict):
+            out[k], spread[k] = summarize(vals)
+        else:
+            out[k] = median(vals)
+            spread[k] = [min(vals), max(vals)]
+    return out, spread
 
 
 def free_port():
@@ -85,6 +123,18 @@ def proc_cpu(pid):
     stat = open(f"/proc/{pid}/stat").read()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu_ns(pid):
+    """CPU seconds run by a process's live threads, in nanoseconds resolution (/proc/PID/task/*/schedstat, first
+    field): the clock-tick counters of /proc/PID/stat resolve only 10 ms, too coarse for an idle Collector."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def proc_status_kb(pid, key):
@@ -271,6 +321,20 @@ def receiver_defaults():
     return out
 
 
+def machine_speed():
+    """The fixed CPU loop of bench/machine_speed.c (built here with cc): ns per iteration, fastest and median round."""
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if not cc:
+        log("cc missing: machine speed skipped")
+        return None
+    exe = OUT / "machine-speed"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench/machine_speed.c")], check=True)
+    out = subprocess.run([str(exe), "100000000", "5"], check=True, capture_output=True, text=True).stdout
+    speed = json.loads(out)
+    log(f"machine speed: {speed['ns_per_iteration_min']:.3f} ns per iteration (median round {speed['ns_per_iteration_median']:.3f})")
+    return speed
+
+
 def machine():
     model = ""
     for line in open("/proc/cpuinfo"):
@@ -297,38 +361,143 @@ def machine():
 
 
 def cost(results, workdir):
-    """1-3: app CPU/allocations, Collector CPU and peak RSS, per item, paced so that nothing drops."""
+    """1-3: app CPU/allocations, Collector CPU and peak RSS, per item, paced so that nothing drops; every row
+    TRIALS times (rounds over all rows), medians with `spread` [min, max] and the raw `trials`."""
+    pacing = []
+    trials = {}
+    for trial in range(TRIALS):
+        base, _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
+                           "--rate", str(COST_RATE)], None)
+        pacing.append(base)
+        log(f"trial {trial + 1}/{TRIALS}: pacing baseline {base['cpu_process_ns_per_item']:.0f} ns/item "
+            f"(caller {base['cpu_caller_ns_per_item']:.0f})")
+        for sig, modes in MODES.items():
+            for mode in modes:
+                trials.setdefault((sig, mode), []).append(cost_row(sig, mode, workdir))
+    results["pacing"], results["pacing_spread"] = summarize(pacing)
     rows = []
-    base, _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
-                       "--rate", str(COST_RATE)], None)
-    results["pacing"] = base
-    log(f"pacing baseline: {base['cpu_process_ns_per_item']:.0f} ns/item (caller {base['cpu_caller_ns_per_item']:.0f})")
-    for sig, modes in MODES.items():
-        for mode in modes:
-            count = int(COST_COUNT[sig] * SCALE)
-            receiver = "otlp" if mode == "otlp" else "mmap"
-            with Collector(f"cost-{sig}-{mode}", receiver, workdir) as col:
-                before = col.delivered(sig)
-                load0 = loadavg()
-                app, c0 = run_app(app_cmd(mode, sig, count, COST_RATE, workdir, col), col)
-                expected = count + 1000 if not (sig == "metrics" and mode == "otlp") else 1
-                if sig == "metrics" and mode == "otlp":
-                    # The SDK aggregates: what arrives are data points, not adds.
-                    got = wait_delivered(col, sig, 1, before)
-                else:
-                    got = wait_delivered(col, sig, expected, before)
+    for runs in trials.values():
+        row, spread = summarize(runs)
+        row["dropped_max"] = max(r["app"]["dropped"] for r in runs)
+        rows.append(row | {"spread": spread, "trials": runs})
+    results["cost"] = rows
+
+
+def tracing_cost(results, workdir):
+    """`tracing` users: app and Collector cost per item of `--mode tracing` (tracing-opentelemetry and the
+    appender bridge over the mmap providers, as rust/opentelemetry-mmap/examples/tracing.rs), measured as `cost` does."""
+    if "pacing" not in results:
+        results["pacing"], _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
+                                        "--rate", str(COST_RATE)], None)
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(COST_COUNT[sig] * SCALE)
+        with Collector(f"tracing-{sig}", "mmap", workdir) as col:
+            before = col.delivered(sig)
+            load0 = loadavg()
+            app, c0 = run_app(app_cmd("tracing", sig, count, COST_RATE, workdir, col), col)
+            expected = count + 1000
+            got = wait_delivered(col, sig, expected, before)
+            col_cpu = col.cpu() - c0
+            hwm = col.hwm_kb()
+        rows.append({"signal": sig, "mode": "tracing", "count": count, "rate": COST_RATE, "app": app,
+                     "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm, "delivered": got, "expected": expected,
+                     "load": load0})
+        log(f"tracing {sig:7} app {app['cpu_process_ns_per_item']:7.0f} ns/item (caller {app['cpu_caller_ns_per_item']:6.0f}) "
+            f"{app['allocs_per_item']:.2f} allocs/item; collector {col_cpu:.2f} s; delivered {got:.0f}/{expected}; "
+            f"dropped {app['dropped']}")
+    results["tracing"] = rows
+
+
+# Ring-size sweep: spans ring slots x slot size, the mmap provider at a fixed rate into a running Collector.
+SWEEP_SLOTS = [256, 1024, 4096, 16384, 65536]
+SWEEP_SLOT_SIZES = [256, 512, 1024, 4096]
+SWEEP_RATE = 100_000  # spans/s: two records each
+SWEEP_COUNT = 300_000
+SWEEP_MAX_RING = 64 << 20  # bytes: larger spans rings are left out (256 MiB of tmpfs per point is too much here)
+
+
+def ring_sweep(results, workdir):
+    """Spans ring geometry: for each slots x slot size, writer CPU per span, drops, app and Collector peak RSS,
+    app minor page faults and file size, the mmap provider at SWEEP_RATE spans/s read by the real Collector."""
+    rows = []
+    count = int(SWEEP_COUNT * SCALE)
+    for slots in SWEEP_SLOTS:
+        for size in SWEEP_SLOT_SIZES:
+            if slots * size > SWEEP_MAX_RING:
+                continue
+            env = dict(os.environ, OTEL_MMAP_SPAN_SLOTS=str(slots), OTEL_MMAP_SPAN_SLOT_SIZE=str(size))
+            with Collector(f"sweep-{slots}x{size}", "mmap", workdir) as col:
+                before = col.delivered("spans")
+                cmd = app_cmd("mmap-provider", "spans", count, SWEEP_RATE, workdir, col, extra=["--hold-secs", "1"])
+                path = Path(cmd[cmd.index("--file") + 1])
+                app, c0 = run_app(cmd, col, env=env)
+                got = wait_delivered(col, "spans", count + 1000, before)
                 col_cpu = col.cpu() - c0
                 hwm = col.hwm_kb()
-            row = {
-                "signal": sig, "mode": mode, "count": count, "rate": COST_RATE,
-                "app": app, "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm,
-                "delivered": got, "expected": expected, "load": load0,
-            }
-            log(f"cost {sig:7} {mode:14} app {app['cpu_process_ns_per_item']:7.0f} ns/item "
-                f"(caller {app['cpu_caller_ns_per_item']:6.0f}) {app['allocs_per_item']:.2f} allocs/item; "
-                f"collector {col_cpu:.2f} s, HWM {hwm/1024:.0f} MiB; delivered {got:.0f}/{expected}; dropped {app['dropped']}")
+                file_bytes = path.stat().st_size if path.exists() else None
+            row = {"slots": slots, "slot_size": size, "count": count, "rate": SWEEP_RATE,
+                   "caller_ns_per_span": app["cpu_caller_ns_per_item"], "app_ns_per_span": app["cpu_process_ns_per_item"],
+                   "dropped": app["dropped"], "delivered": got, "app_max_rss_kb": app.get("max_rss_kb"),
+                   "app_minor_faults": app.get("minor_faults"), "collector_hwm_kb": hwm,
+                   "collector_cpu_s": col_cpu, "file_bytes": file_bytes}
+            log(f"sweep {slots:6} x {size:5} B: caller {row['caller_ns_per_span']:6.0f} ns/span, dropped {row['dropped']}, "
+                f"app RSS {row['app_max_rss_kb']} KiB, faults {row['app_minor_faults']}, collector HWM {hwm} KiB, "
+                f"file {file_bytes} B")
             rows.append(row)
-    results["cost"] = rows
+    results["ring_sweep"] = rows
+
+
+def cost_row(sig, mode, workdir):
+    """One paced run of one cost row, with a fresh Collector."""
+    count = int(COST_COUNT[sig] * SCALE)
+    receiver = "otlp" if mode == "otlp" else "mmap"
+    with Collector(f"cost-{sig}-{mode}", receiver, workdir) as col:
+        before = col.delivered(sig)
+        load0 = loadavg()
+        app, c0 = run_app(app_cmd(mode, sig, count, COST_RATE, workdir, col), col)
+        expected = count + 1000 if not (sig == "metrics" and mode == "otlp") else 1
+        if sig == "metrics" and mode == "otlp":
+            # The SDK aggregates: what arrives are data points, not adds.
+            got = wait_delivered(col, sig, 1, before)
+        else:
+            got = wait_delivered(col, sig, expected, before)
+        col_cpu = col.cpu() - c0
+        hwm = col.hwm_kb()
+    row = {
+        "signal": sig, "mode": mode, "count": count, "rate": COST_RATE,
+        "app": app, "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm,
+        "delivered": got, "expected": expected, "load": load0,
+    }
+    log(f"cost {sig:7} {mode:14} app {app['cpu_process_ns_per_item']:7.0f} ns/item "
+        f"(caller {app['cpu_caller_ns_per_item']:6.0f}) {app['allocs_per_item']:.2f} allocs/item; "
+        f"collector {col_cpu:.2f} s, HWM {hwm/1024:.0f} MiB; delivered {got:.0f}/{expected}; dropped {app['dropped']}")
+    return row
+
+
+def app_cost(results, workdir):
+    """1: app CPU per item, unpaced (no pacing loop to subtract), with rings and SDK queues that hold every item, so
+    nothing drops although the app outruns the Collector; each row TRIALS times (rounds), medians and [min, max]."""
+    env = dict(os.environ, **BIG_RINGS)
+    trials = {}
+    for trial in range(TRIALS):
+        for sig, modes in MODES.items():
+            for mode in modes:
+                receiver = "otlp" if mode == "otlp" else "mmap"
+                count = APP_COUNT[sig]
+                with Collector(f"app-{sig}-{mode}", receiver, workdir) as col:
+                    app, _ = run_app(app_cmd(mode, sig, count, 0, workdir, col), None, env=env)
+                for f in col.workdir.glob("*.otlp"):
+                    f.unlink()
+                log(f"app {trial + 1}/{TRIALS} {sig:7} {mode:14} {app['cpu_process_ns_per_item']:7.0f} ns/item "
+                    f"(caller {app['cpu_caller_ns_per_item']:6.0f}); dropped {app['dropped']}")
+                trials.setdefault((sig, mode), []).append({"signal": sig, "mode": mode, "count": count, "app": app})
+    rows = []
+    for runs in trials.values():
+        row, spread = summarize(runs)
+        row["dropped_max"] = max(r["app"]["dropped"] for r in runs)
+        rows.append(row | {"spread": spread, "trials": runs})
+    results["app_cost"] = rows
 
 
 def callgrind(results, workdir):
@@ -532,15 +701,24 @@ def idle(results, workdir):
                     except OSError:
                         pass
                 return n
-            c0, t0, l0, x0 = col.cpu(), time.monotonic(), loadavg(), ctx()
-            time.sleep(IDLE_SECONDS)
-            c1, t1, x1 = col.cpu(), time.monotonic(), ctx()
-            res["mmap_cpu_s"] = c1 - c0
-            res["mmap_core_fraction"] = (c1 - c0) / (t1 - t0)
-            res["mmap_ctx_switches_per_s"] = (x1 - x0) / (t1 - t0)
-            res["load"] = l0
-            log(f"idle mmap: {res['mmap_core_fraction']:.2%} of a core ({IDLE_FILES} files, {IDLE_SECONDS}s), "
-                f"{res['mmap_ctx_switches_per_s']:.0f} context switches/s")
+            # TRIALS consecutive windows of IDLE_SECONDS / TRIALS: the median and the spread.
+            res["load"] = loadavg()
+            windows = []
+            for _ in range(TRIALS):
+                c0, t0, x0 = proc_cpu_ns(col.pid), time.monotonic(), ctx()
+                time.sleep(IDLE_SECONDS / TRIALS)
+                c1, t1, x1 = proc_cpu_ns(col.pid), time.monotonic(), ctx()
+                windows.append({"cpu_s": c1 - c0, "core_fraction": (c1 - c0) / (t1 - t0),
+                                "ctx_switches_per_s": (x1 - x0) / (t1 - t0)})
+            res["windows"] = windows
+            res["mmap_cpu_s"] = sum(w["cpu_s"] for w in windows)
+            res["mmap_core_fraction"] = median([w["core_fraction"] for w in windows])
+            res["mmap_core_fraction_spread"] = [min(w["core_fraction"] for w in windows),
+                                                max(w["core_fraction"] for w in windows)]
+            res["mmap_ctx_switches_per_s"] = median([w["ctx_switches_per_s"] for w in windows])
+            log(f"idle mmap: {res['mmap_core_fraction']:.2%} of a core (median of {TRIALS} windows, "
+                f"{res['mmap_core_fraction_spread'][0]:.2%}-{res['mmap_core_fraction_spread'][1]:.2%}; {IDLE_FILES} files, "
+                f"{IDLE_SECONDS}s), {res['mmap_ctx_switches_per_s']:.0f} context switches/s")
         if res["mmap_core_fraction"] > 0.01 and shutil.which("perf") and "profile" not in SKIP:
             # Over budget: profile the same idle state with the unstripped build (the files are free again).
             binary = PROFILE_DIST if PROFILE_DIST.exists() else None
@@ -555,9 +733,9 @@ def idle(results, workdir):
         holder.wait()
     with Collector("idle-otlp", "otlp", workdir) as col:
         time.sleep(1)
-        c0, t0 = col.cpu(), time.monotonic()
+        c0, t0 = proc_cpu_ns(col.pid), time.monotonic()
         time.sleep(10)
-        res["otlp_core_fraction"] = (col.cpu() - c0) / (time.monotonic() - t0)
+        res["otlp_core_fraction"] = (proc_cpu_ns(col.pid) - c0) / (time.monotonic() - t0)
         log(f"idle otlp receiver (no client): {res['otlp_core_fraction']:.2%} of a core")
     results["idle"] = res
 
@@ -632,6 +810,134 @@ def storage(results, workdir):
     results["storage"] = rows
 
 
+# The Python SDK rows: the Python bench app (bench/python_app.py) in the
+# package's venv (`make bench` builds the wheel into tmp/py-venv).
+PY_BENCH = Path(os.environ.get("BENCH_PYTHON", ROOT / "tmp/py-venv/bin/python"))
+PY_COUNT = {"spans": 50_000, "logs": 50_000}
+PY_RATE = 5_000  # items/s: the batch processors' queues never fill at this rate
+
+
+def python_sdk(results, workdir):
+    """The Python SDK: per item on the calling thread and for the whole process, the
+    SDK with no processor (baseline), the mmap processors, and BatchSpanProcessor /
+    BatchLogRecordProcessor + OTLP/gRPC, in the same run, paced so that nothing drops."""
+    if not PY_BENCH.exists():
+        raise RuntimeError(f"{PY_BENCH} missing: `make test-python` or `make bench` creates it")
+    app = str(ROOT / "bench/python_app.py")
+    rows = []
+    for sig in ("spans", "logs"):
+        count = int(PY_COUNT[sig] * SCALE)
+        for mode in ("none", "mmap", "otlp"):
+            receiver = "otlp" if mode == "otlp" else "mmap"
+            with Collector(f"python-{sig}-{mode}", receiver, workdir) as col:
+                cmd = [str(PY_BENCH), app, "--mode", mode, "--signal", sig, "--count", str(count), "--rate", str(PY_RATE)]
+                if mode == "mmap":
+                    cmd += ["--file", str(col.workdir / f"python-{sig}.otlp")]
+                elif mode == "otlp":
+                    cmd += ["--endpoint", f"127.0.0.1:{col.grpc_port}"]
+                before = col.delivered(sig)
+                out, c0 = run_app(cmd, col)
+                got = wait_delivered(col, sig, count + 1000, before) if mode != "none" else 0
+                col_cpu = col.cpu() - c0
+            row = {"signal": sig, "mode": mode, "count": count, "rate": PY_RATE, "app": out,
+                   "collector_cpu_s": col_cpu, "delivered": got, "expected": count + 1000 if mode != "none" else 0}
+            log(f"python {sig:5} {mode:5} caller {out['cpu_caller_ns_per_item']:7.0f} ns/item, process "
+                f"{out['cpu_process_ns_per_item']:7.0f} ns/item; collector {col_cpu:.2f} s; delivered {got:.0f}; dropped {out['dropped']}")
+            rows.append(row)
+    for sig in ("spans", "logs"):
+        by = {r["mode"]: r["app"] for r in rows if r["signal"] == sig}
+        for where in ("caller", "process"):
+            k = f"cpu_{where}_ns_per_item"
+            added = {m: by[m][k] - by["none"][k] for m in ("mmap", "otlp")}
+            log(f"python {sig}: {where}: otlp/mmap = {by['otlp'][k] / by['mmap'][k]:.2f}x in total, "
+                f"{added['otlp'] / max(added['mmap'], 1):.2f}x over the SDK alone ({added['mmap']:.0f} vs {added['otlp']:.0f} ns)")
+    results["python"] = rows
+    results["python_gunicorn"] = python_gunicorn(workdir)
+
+
+PY_WEB_REQUESTS = 3000
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process and its children (gunicorn's master and workers)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            total += proc_cpu(p)
+        except OSError:
+            pass
+    return total
+
+
+def python_gunicorn(workdir):
+    """An auto-instrumented Flask app under gunicorn (--preload, 2 workers): CPU of
+    all its processes per request (one server span each), no processor / mmap / OTLP."""
+    gunicorn = PY_BENCH.parent / "gunicorn"
+    rows = []
+    n = int(PY_WEB_REQUESTS * SCALE)
+    for mode in ("none", "mmap", "otlp"):
+        receiver = "otlp" if mode == "otlp" else "mmap"
+        with Collector(f"python-gunicorn-{mode}", receiver, workdir) as col:
+            port = free_port()
+            env = dict(os.environ, BENCH_PY_MODE=mode, OTEL_MMAP_FILE=str(col.workdir / "web.otlp"),
+                       BENCH_PY_ENDPOINT=f"127.0.0.1:{col.grpc_port}")
+            p = subprocess.Popen([str(gunicorn), "--preload", "-w", "2", "-b", f"127.0.0.1:{port}",
+                                  "--chdir", str(ROOT / "bench"), "python_web:app"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/items/0", timeout=2).read()
+                        break
+                    except OSError:
+                        if p.poll() is not None or time.time() > deadline:
+                            raise RuntimeError(f"gunicorn ({mode}) did not start")
+                        time.sleep(0.2)
+                for i in range(200):  # warm-up: every worker has served
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                time.sleep(1.0)
+                before = col.delivered("spans")
+                c0, t0 = tree_cpu(p.pid), time.time()
+                for i in range(n):
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/items/{i}", timeout=5).read()
+                wall = time.time() - t0
+                time.sleep(6.0)  # every mode: the batch processor exports every 5 s
+                cpu = tree_cpu(p.pid) - c0
+                got = wait_delivered(col, "spans", n, before) if mode != "none" else 0
+                files = len(list(col.workdir.glob("*.otlp")))
+            finally:
+                p.terminate()
+                p.wait(15)
+        row = {"mode": mode, "requests": n, "cpu_ns_per_request": cpu * 1e9 / n, "wall_s": wall,
+               "delivered": got, "files": files}
+        log(f"python gunicorn {mode:5} {row['cpu_ns_per_request']:8.0f} ns CPU/request (master + 2 workers); "
+            f"delivered {got:.0f}/{n}; {files} files")
+        rows.append(row)
+    return rows
+
+
+# The sections in running order: (name, function). BENCH_SKIP names the ones to leave out.
+SECTIONS = [
+    ("cost", cost),
+    ("app_cost", app_cost),
+    ("tracing", tracing_cost),
+    ("ringsweep", ring_sweep),
+    ("callgrind", callgrind),
+    ("throughput", throughput),
+    ("latency", latency),
+    ("idle", idle),
+    ("profile", profiles),
+    ("python", python_sdk),
+    ("storage", storage),
+]
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for p in (DIST, APP):
@@ -646,16 +952,16 @@ def main():
                                                  "skipped": sorted(SKIP)})
     else:
         results = {}
-    results |= {"machine": machine(), "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    results |= {"machine": machine(), "trials": TRIALS, "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
                "load_start": results.get("load_start") or loadavg(),
                "receiver_defaults": receiver_defaults(),
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip(), "scale": SCALE, "workdir_fs": "tmpfs (/dev/shm)" if str(base) == "/dev/shm" else str(base)}
     t0 = time.time()
-    sections = [("cost", cost), ("callgrind", callgrind), ("throughput", throughput), ("latency", latency),
-                ("idle", idle), ("profile", profiles), ("storage", storage)]
+    if "speed" not in SKIP:
+        results["machine"]["speed"] = machine_speed()
     try:
-        for name, fn in sections:
+        for name, fn in SECTIONS:
             if name in SKIP:
                 continue
             log(f"== {name} (load {loadavg()})")
@@ -670,6 +976,9 @@ def main():
             (OUT / "results.json").write_text(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "speed" not in SKIP:
+        # Again at the end: a machine that slowed down during the run shows here.
+        results["machine"]["speed_end"] = machine_speed()
     if os.environ.get("BENCH_MERGE"):
         results["rerun"][-1]["seconds"] = round(time.time() - t0, 1)
     else:

@@ -18,7 +18,7 @@ import (
 // library's reader (batch sizes, span limits, cardinality, stuck slots) are
 // the library's own, read with ffi.DefaultOptions: one source of truth.
 const (
-	defaultPollInterval       = 100 * time.Millisecond
+	defaultPollInterval       = 15 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxFiles           = 1024
 	defaultCollectionInterval = 60 * time.Second
@@ -35,8 +35,10 @@ type Config struct {
 	// Exclude lists glob patterns of files to leave alone even though they
 	// match Include.
 	Exclude []string `mapstructure:"exclude"`
-	// PollInterval is the longest time an idle reader sleeps between two
-	// looks at its file. Busy files are read back to back without sleeping.
+	// PollInterval is how often the library's watcher thread looks at the
+	// idle (parked) files for new records: the longest a record written
+	// after a silence waits before its file is read. Busy files are read
+	// back to back without sleeping.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// ScanInterval is how often the Include/Exclude globs are evaluated again
 	// to pick up new files and let go of removed ones.

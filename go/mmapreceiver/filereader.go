@@ -15,7 +15,8 @@ import (
 
 const (
 	// minIdleSleep is the first sleep after a reader found nothing to do;
-	// it doubles up to poll_interval while the file stays idle.
+	// it doubles while the file stays idle, and once it reaches
+	// poll_interval the file parks with the idle poller.
 	minIdleSleep = 50 * time.Microsecond
 	// batchFillWait: after a batch that was not full (or records read without
 	// a batch) a reader waits this long (at most poll_interval) before it
@@ -27,11 +28,19 @@ const (
 	// unchanged cumulative values) only after this long, or after
 	// collection_interval when that is longer.
 	minMetricsRefresh = time.Minute
+	// parkedPollInterval: a parked file is polled at least this often (or
+	// every traces::max_span_age when that is shorter) even when nothing was
+	// written, for the work that needs no new record (spans in flight past
+	// traces::max_span_age). A writer that goes away wakes it at the next
+	// scan (idlePoller.checkWriters), which also checks every scan_interval
+	// whether the file is still the one at its path.
+	parkedPollInterval = time.Minute
 )
 
 // readerOptions are the settings of every file reader, from Config.
 type readerOptions struct {
 	pollInterval       time.Duration
+	maxSpanAge         time.Duration // traces::max_span_age (0: no traces)
 	collectionInterval time.Duration
 	retryInitial       time.Duration
 	retryMax           time.Duration
@@ -57,6 +66,8 @@ type readerDeps struct {
 	// checkpoints keeps the reader's state across restarts (nil: the
 	// storage key is not set).
 	checkpoints *checkpoints
+	// poller watches the file while it is idle.
+	poller *idlePoller
 }
 
 // fileReader reads one file: one goroutine serves every enabled signal, all
@@ -66,6 +77,9 @@ type fileReader struct {
 	path    string
 	id      access.FileID
 	signals []ffi.Signal
+	read    ffi.SignalSet // the signals in a set
+	wake    chan struct{} // the idle poller's wake-up (cap 1)
+	token   uint64        // the file's name at the idle poller (0: none yet)
 
 	mu     sync.Mutex // guards rd, last and closed
 	rd     *ffi.Reader
@@ -102,9 +116,11 @@ type fileReader struct {
 
 func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reader) *fileReader {
 	var signals []ffi.Signal
+	var read ffi.SignalSet
 	for _, sig := range ffi.Signals {
 		if deps.consumers[sig] != nil {
 			signals = append(signals, sig)
+			read = read.With(sig)
 		}
 	}
 	return &fileReader{
@@ -112,6 +128,8 @@ func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reade
 		path:    path,
 		id:      id,
 		signals: signals,
+		read:    read,
+		wake:    make(chan struct{}, 1),
 		rd:      rd,
 		drainCh: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -245,6 +263,7 @@ type signalLoop struct {
 
 	// schedule
 	nextAt       time.Time     // when the signal is due again
+	parkable     bool          // idle long enough to leave to the idle poller
 	done         bool          // drained after the file went away
 	draining     bool          // the file went away
 	idle         time.Duration // current idle backoff
@@ -254,6 +273,7 @@ type signalLoop struct {
 
 	// metrics only
 	readAtCollect  uint64    // records read+skipped at the last collection
+	takenAtCollect uint64    // lastRead (records taken from the ring) then
 	lastCollect    time.Time // time of the last collection
 	collectDue     time.Time // next collection
 	collectPending bool      // a collection is owed (busy, or the file went away)
@@ -326,6 +346,7 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 	}
 	read := s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics]
 	if read == l.readAtCollect && !refresh {
+		l.takenAtCollect = l.lastRead // nothing new up to here
 		return false, nil
 	}
 	busy, err = l.fr.rd.CollectMetrics(now)
@@ -333,6 +354,7 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 		return busy, err
 	}
 	l.readAtCollect = read
+	l.takenAtCollect = l.lastRead
 	l.lastCollect = now
 	return false, nil
 }
@@ -347,8 +369,9 @@ func (l *signalLoop) abandonSpans() error {
 // failure, or - after the file went away - until everything left was
 // delivered. Each signal keeps its own schedule (backoff after a refusal,
 // idle backoff, fill wait, metrics collection); the goroutine sleeps until the
-// earliest one is due, so an idle file costs one wake-up per poll_interval,
-// whatever the number of signals.
+// earliest one is due. Once every signal is idle, the file parks with the
+// idle poller (no timer of its own) until records arrive, its writer goes
+// away, or its next deadline (metrics collection, parkedPollInterval) comes.
 func (fr *fileReader) loop(parent context.Context) {
 	opts := fr.deps.options
 	loops := make([]*signalLoop, 0, len(fr.signals))
@@ -365,6 +388,7 @@ func (fr *fileReader) loop(parent context.Context) {
 	if fr.deps.checkpoints != nil {
 		nextCheckpoint = time.Now().Add(opts.checkpointInterval)
 	}
+	defer fr.deps.poller.forget(fr)
 
 	startDrain := func() {
 		drainCh = nil
@@ -410,6 +434,7 @@ func (fr *fileReader) loop(parent context.Context) {
 			wait = min(wait, nextCheckpoint.Sub(now))
 		}
 		active := false
+		parkable := true
 		for _, l := range loops {
 			if l.done {
 				continue
@@ -419,18 +444,24 @@ func (fr *fileReader) loop(parent context.Context) {
 			// signals of an idle file share one wake-up.
 			if now.Add(slack).Before(l.nextAt) {
 				wait = min(wait, l.nextAt.Sub(now))
+				parkable = parkable && l.parkable
 				continue
 			}
 			w, done := l.tick()
 			if done {
 				l.done = true
+				parkable = false // look again at once: maybe every signal is done
 				continue
 			}
 			l.nextAt = time.Now().Add(w)
 			wait = min(wait, w)
+			parkable = parkable && l.parkable
 		}
 		if !active {
 			return
+		}
+		if parkable && fr.park(loops, drainCh, startDrain) {
+			continue
 		}
 		if wait <= 0 {
 			continue
@@ -444,6 +475,61 @@ func (fr *fileReader) loop(parent context.Context) {
 		}
 		timer.Stop()
 	}
+}
+
+// park leaves the file to the idle poller until it has records to read,
+// its next deadline comes, the file goes away or the receiver stops; then
+// every signal is polled. false: the file could not be parked.
+func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func()) bool {
+	wait := parkedPollInterval
+	if age := fr.deps.options.maxSpanAge; age > 0 && fr.read.Has(ffi.Traces) {
+		wait = min(wait, age)
+	}
+	due := time.Now().Add(wait)
+	for _, l := range loops {
+		if l.sig == ffi.Metrics && !l.done {
+			due = minTime(due, l.nextCollection())
+		}
+	}
+	if !fr.deps.poller.park(fr, due) {
+		return false
+	}
+	select {
+	case <-fr.ctx.Done():
+	case <-drainCh:
+		startDrain()
+	case <-fr.wake:
+	}
+	fr.deps.poller.unpark(fr)
+	for _, l := range loops {
+		l.nextAt = time.Time{}
+	}
+	return true
+}
+
+// nextCollection is when a parked file's metrics need collecting: at
+// collection_interval when measurements came since the last collection,
+// otherwise only for the periodic re-send of unchanged values (new
+// measurements wake the file anyway).
+func (l *signalLoop) nextCollection() time.Time {
+	if l.lastRead != l.takenAtCollect {
+		return l.collectDue
+	}
+	return maxTime(l.collectDue, l.lastCollect.Add(l.refreshEvery))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func newSignalLoop(fr *fileReader, sig ffi.Signal) *signalLoop {
@@ -467,6 +553,8 @@ func newSignalLoop(fr *fileReader, sig ffi.Signal) *signalLoop {
 // startDrain: the file went away; deliver what is left, then stop.
 func (l *signalLoop) startDrain() {
 	l.draining = true
+	l.parkable = false
+	l.nextAt = time.Time{} // at once
 	switch l.sig {
 	case ffi.Traces:
 		// Nothing will end the spans of a file that is gone. When its
@@ -487,6 +575,7 @@ func (l *signalLoop) startDrain() {
 // the next one; done is true once a draining signal has nothing left.
 func (l *signalLoop) tick() (wait time.Duration, done bool) {
 	fr, opts := l.fr, l.fr.deps.options
+	l.parkable = false
 	if l.sig == ffi.Metrics {
 		if now := time.Now(); l.collectPending || !now.Before(l.collectDue) {
 			busy, err := l.collect(now, now.Sub(l.lastCollect) >= l.refreshEvery)
@@ -534,6 +623,7 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		}
 		l.idle = min(max(2*l.idle, minIdleSleep), opts.pollInterval)
 		wait = l.idle
+		l.parkable = !l.draining && !l.collectPending && l.idle >= opts.pollInterval
 	}
 	if l.sig == ffi.Metrics && !l.collectPending {
 		wait = max(min(wait, time.Until(l.collectDue)), 0)

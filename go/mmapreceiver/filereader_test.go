@@ -53,6 +53,9 @@ func TestFileReaderRunsOnItsDependencies(t *testing.T) {
 		closed: func() { closed.Add(1) },
 	}
 	deps.consumers[ffi.Traces] = newTracesConsumer(sink, tel.obsrep)
+	deps.poller, err = startIdlePoller(time.Millisecond)
+	require.NoError(t, err)
+	defer deps.poller.close()
 	fr := newFileReader(deps, path, access.FileID{}, rd)
 	assert.Equal(t, []ffi.Signal{ffi.Traces}, fr.signals, "only signals with a consumer are read")
 

@@ -49,6 +49,7 @@ type mmapReceiver struct {
 	refused     map[string]string      // path -> why the access settings refuse it (already logged)
 	overLimit   map[string]bool        // paths left unopened because of max_files (already logged)
 	cancel      context.CancelFunc
+	poller      *idlePoller // watches the idle files; set by Start
 	wg          sync.WaitGroup
 	started     bool
 	shutdownCtx context.Context // set by Shutdown before the loops are cancelled
@@ -129,6 +130,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 		consumers: r.consumers,
 		options: readerOptions{
 			pollInterval:       r.cfg.PollInterval,
+			maxSpanAge:         r.cfg.Traces.MaxSpanAge,
 			collectionInterval: r.cfg.Metrics.CollectionInterval,
 			retryInitial:       r.cfg.RetryOnFailure.InitialInterval,
 			retryMax:           r.cfg.RetryOnFailure.MaxInterval,
@@ -142,6 +144,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 			r.openFiles.Add(-1)
 			r.tel.fileClosed()
 		},
+		poller: r.poller,
 	}
 }
 
@@ -160,6 +163,11 @@ func (r *mmapReceiver) Start(startCtx context.Context, host component.Host) erro
 		}
 		r.store = store
 	}
+	poller, err := startIdlePoller(r.cfg.PollInterval)
+	if err != nil {
+		return fmt.Errorf("mmap receiver: starting the idle poller: %w", err)
+	}
+	r.poller = poller
 	r.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -187,6 +195,7 @@ func (r *mmapReceiver) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()
+		r.poller.close() // every file reader has stopped
 		close(done)
 	}()
 	var err error
@@ -236,6 +245,7 @@ func (r *mmapReceiver) scanLoop(ctx context.Context) {
 			files = append(files, fr)
 		}
 		r.mu.Unlock()
+		r.poller.checkWriters()
 		r.tel.recordGauges(files, r.enabledSignals())
 	}
 }

@@ -1,10 +1,25 @@
 //! Cost per operation: span start+end with 4 attributes through this crate's
 //! tracer provider, through `MmapSpanProcessor` inside the OpenTelemetry SDK,
 //! and through the SDK with a `BatchSpanProcessor` and an exporter that
-//! discards; plus a counter add and a log emit.
+//! discards; a log emit through this crate's logger provider and through the
+//! SDK with a `BatchLogProcessor` and a discarding exporter; a counter add
+//! through this crate's meter provider and through the SDK's in-place
+//! aggregation (`SdkMeterProvider`, periodic reader, discarding exporter).
 //!
 //! A background thread drains the rings as a collector would, so that the
 //! benchmark measures writes, not drops (drops are printed at the end).
+//!
+//! What is measured is the **calling thread's CPU time**
+//! (`CLOCK_THREAD_CPUTIME_ID`): the caller cost the targets are about, and a
+//! number that time spent descheduled on a busy machine does not inflate (nor
+//! do the SDK's background export threads, which run on other threads). Set
+//! `SPANS_BENCH_WALL_TIME=1` for criterion's usual wall-clock time.
+//!
+//! The drainer reads as soon as records appear (up to 256 per ring, then
+//! releases them), as a collector under load does. With
+//! `SPANS_BENCH_READER_POLL_US=N` it instead reads everything there is,
+//! releases it, and sleeps N µs, as a collector polling a quieter file does:
+//! fewer cache lines move between the writer's core and the reader's.
 //!
 //! Run: `cargo bench -p opentelemetry-mmap --bench spans -- --warm-up-time 1 --measurement-time 3`
 
@@ -14,7 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::MeterProvider;
@@ -23,10 +39,58 @@ use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
 };
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use otlp_mmap_core::{MmapReader, RingKind, Slot};
 
+/// CPU time of the calling thread.
+struct ThreadCpuTime;
+
+#[allow(unsafe_code)]
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Formats durations as criterion's wall time does.
+static DURATIONS: WallTime = WallTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        DURATIONS.formatter()
+    }
+}
+
 /// Reads and releases every record of every ring until stopped.
+///
+/// Eager (the default): up to 256 records per ring per round, sleeping 200 µs
+/// only when nothing was there. `SPANS_BENCH_READER_POLL_US`: everything
+/// there is, then a sleep of that many µs.
 struct Drainer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -37,6 +101,11 @@ impl Drainer {
         let reader = MmapReader::open(path, true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let poll = std::env::var("SPANS_BENCH_READER_POLL_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros);
+        let batch = if poll.is_some() { usize::MAX } else { 256 };
         let thread = std::thread::spawn(move || {
             let mut rings: Vec<_> = RingKind::ALL
                 .iter()
@@ -49,7 +118,7 @@ impl Drainer {
                     while let Slot::Ready(_) | Slot::Corrupt(_) = ring.peek(reader.region()) {
                         ring.advance();
                         n += 1;
-                        if n == 256 {
+                        if n == batch {
                             break;
                         }
                     }
@@ -58,8 +127,10 @@ impl Drainer {
                         any = true;
                     }
                 }
-                if !any {
-                    std::thread::sleep(Duration::from_micros(200));
+                match poll {
+                    Some(interval) => std::thread::sleep(interval),
+                    None if !any => std::thread::sleep(Duration::from_micros(200)),
+                    None => {}
                 }
             }
         });
@@ -89,6 +160,35 @@ impl SpanExporter for DiscardingExporter {
     }
 }
 
+#[derive(Debug)]
+struct DiscardingLogExporter;
+
+impl LogExporter for DiscardingLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        black_box(batch.iter().count());
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingMetricExporter;
+
+impl PushMetricExporter for DiscardingMetricExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        black_box(metrics);
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
 fn four_attributes() -> [KeyValue; 4] {
     [
         KeyValue::new("http.request.method", "GET"),
@@ -98,14 +198,20 @@ fn four_attributes() -> [KeyValue; 4] {
     ]
 }
 
+/// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
+/// set, with the ring sizes of the environment (`OTEL_MMAP_SPAN_SLOTS` & co)
+/// and the crate's defaults.
 fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
-    let file = MmapExporterFile::builder()
-        .with_path(dir.path().join(name))
-        .with_span_ring(1 << 16, 512)
-        .with_log_ring(1 << 15, 512)
-        .with_metric_ring(1 << 15, 256)
-        .build()
-        .unwrap();
+    let builder = MmapExporterFile::builder().with_path(dir.path().join(name));
+    let builder = if std::env::var_os("SPANS_BENCH_ENV_RINGS").is_some() {
+        builder
+    } else {
+        builder
+            .with_span_ring(1 << 16, 512)
+            .with_log_ring(1 << 15, 512)
+            .with_metric_ring(1 << 15, 256)
+    };
+    let file = builder.build().unwrap();
     let drainer = Drainer::start(file.path());
     (file, drainer)
 }
@@ -120,7 +226,7 @@ fn bench_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(base).unwrap()
 }
 
-fn spans(c: &mut Criterion) {
+fn spans<M: Measurement>(c: &mut Criterion<M>) {
     let dir = bench_dir();
     let mut g = c.benchmark_group("span_start_end_4_attributes");
 
@@ -190,32 +296,72 @@ fn spans(c: &mut Criterion) {
     g.finish();
 }
 
-fn metrics_and_logs(c: &mut Criterion) {
+/// The same log record through any `Logger`.
+fn emit_one<L: Logger>(logger: &L) {
+    let mut rec = logger.create_log_record();
+    rec.set_severity_number(Severity::Info);
+    rec.set_body("served an item".into());
+    rec.add_attribute("item.id", 42_i64);
+    rec.add_attribute("item.kind", "book");
+    rec.add_attribute("cached", true);
+    logger.emit(rec);
+}
+
+fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
     let dir = bench_dir();
     let (file, _drainer) = open(&dir, "signals.otlp");
-    let meter = MmapMeterProvider::new(&file).meter("bench");
-    let counter = meter.u64_counter("requests").build();
     let attrs = [
         KeyValue::new("route", "/items"),
         KeyValue::new("status", 200_i64),
     ];
-    c.bench_function("counter_add_2_attributes", |b| {
-        b.iter(|| counter.add(black_box(1), &attrs))
-    });
-    let logger = MmapLoggerProvider::new(&file).logger("bench");
-    c.bench_function("log_emit_3_attributes", |b| {
-        b.iter(|| {
-            let mut rec = logger.create_log_record();
-            rec.set_severity_number(Severity::Info);
-            rec.set_body("served an item".into());
-            rec.add_attribute("item.id", 42_i64);
-            rec.add_attribute("item.kind", "book");
-            rec.add_attribute("cached", true);
-            logger.emit(rec);
-        })
-    });
+    {
+        let mut g = c.benchmark_group("counter_add_2_attributes");
+        let counter = MmapMeterProvider::new(&file)
+            .meter("bench")
+            .u64_counter("requests")
+            .build();
+        g.bench_function("mmap_meter_provider", |b| {
+            b.iter(|| counter.add(black_box(1), &attrs))
+        });
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(DiscardingMetricExporter).build())
+            .build();
+        let sdk_counter = provider.meter("bench").u64_counter("requests").build();
+        g.bench_function("sdk_meter_provider", |b| {
+            b.iter(|| sdk_counter.add(black_box(1), &attrs))
+        });
+        g.finish();
+        let _ = provider.shutdown();
+    }
+    {
+        let mut g = c.benchmark_group("log_emit_3_attributes");
+        let logger = MmapLoggerProvider::new(&file).logger("bench");
+        g.bench_function("mmap_logger_provider", |b| b.iter(|| emit_one(&logger)));
+        let provider = SdkLoggerProvider::builder()
+            .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
+            .build();
+        let sdk_logger = provider.logger("bench");
+        g.bench_function("sdk_with_batch_log_processor_discarding_exporter", |b| {
+            b.iter(|| emit_one(&sdk_logger))
+        });
+        g.finish();
+        let _ = provider.shutdown();
+    }
     eprintln!("metrics/logs drops: {:?}", file.drop_stats());
 }
 
-criterion_group!(benches, spans, metrics_and_logs);
-criterion_main!(benches);
+fn run<M: Measurement>(mut c: Criterion<M>) {
+    spans(&mut c);
+    metrics_and_logs(&mut c);
+    c.final_summary();
+}
+
+fn main() {
+    if std::env::var_os("SPANS_BENCH_WALL_TIME").is_some() {
+        run(Criterion::default().configure_from_args());
+    } else {
+        run(Criterion::default()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args());
+    }
+}

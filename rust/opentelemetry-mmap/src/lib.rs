@@ -138,8 +138,10 @@ mod log_processor;
 pub mod logs;
 pub mod metrics;
 mod observable;
+pub mod records;
 mod resource;
 mod span_events;
+mod span_notes;
 mod span_processor;
 pub mod trace;
 

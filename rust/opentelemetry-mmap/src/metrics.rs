@@ -139,6 +139,38 @@ pub(crate) enum Aggregation<'a> {
     Gauge,
 }
 
+/// Interns the `MetricRef` of an instrument of scope `scope_ref`; 0 when
+/// the dictionary could not store it.
+pub(crate) fn intern_metric_ref(
+    file: &FileInner,
+    scope_ref: i64,
+    name: &str,
+    description: &str,
+    unit: &str,
+    aggregation: Aggregation<'_>,
+) -> i64 {
+    use proto::metric_ref::{Aggregation as A, Gauge, Histogram, Sum};
+    let cumulative = proto::AggregationTemporality::Cumulative as i32;
+    let aggregation = match aggregation {
+        Aggregation::MonotonicSum | Aggregation::Sum => A::Sum(Sum {
+            aggregation_temporality: cumulative,
+            is_monotonic: matches!(aggregation, Aggregation::MonotonicSum),
+        }),
+        Aggregation::Histogram(bounds) => A::Histogram(Histogram {
+            aggregation_temporality: cumulative,
+            bucket_boundaries: bounds.to_vec(),
+        }),
+        Aggregation::Gauge => A::Gauge(Gauge {}),
+    };
+    file.intern_message(&proto::MetricRef {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        unit: unit.to_owned(),
+        instrumentation_scope_ref: scope_ref,
+        aggregation: Some(aggregation),
+    })
+}
+
 impl MmapInstrumentProvider {
     fn metric_ref(
         &self,
@@ -147,26 +179,14 @@ impl MmapInstrumentProvider {
         unit: Option<&str>,
         aggregation: Aggregation<'_>,
     ) -> i64 {
-        use proto::metric_ref::{Aggregation as A, Gauge, Histogram, Sum};
-        let cumulative = proto::AggregationTemporality::Cumulative as i32;
-        let aggregation = match aggregation {
-            Aggregation::MonotonicSum | Aggregation::Sum => A::Sum(Sum {
-                aggregation_temporality: cumulative,
-                is_monotonic: matches!(aggregation, Aggregation::MonotonicSum),
-            }),
-            Aggregation::Histogram(bounds) => A::Histogram(Histogram {
-                aggregation_temporality: cumulative,
-                bucket_boundaries: bounds.to_vec(),
-            }),
-            Aggregation::Gauge => A::Gauge(Gauge {}),
-        };
-        self.file.intern_message(&proto::MetricRef {
-            name: name.to_owned(),
-            description: description.unwrap_or_default().to_owned(),
-            unit: unit.unwrap_or_default().to_owned(),
-            instrumentation_scope_ref: self.scope_ref,
-            aggregation: Some(aggregation),
-        })
+        intern_metric_ref(
+            &self.file,
+            self.scope_ref,
+            name,
+            description.unwrap_or_default(),
+            unit.unwrap_or_default(),
+            aggregation,
+        )
     }
 
     fn sync<T>(

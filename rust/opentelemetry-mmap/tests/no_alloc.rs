@@ -165,3 +165,69 @@ fn log_emit_allocates_nothing() {
     assert_eq!(n, 0, "{n} allocations for {N} log records");
     assert_eq!(file.drop_stats().logs, 0);
 }
+
+/// A processor that reads each started span the only way the SDK offers
+/// (`Span::exported_data`, a copy) and does nothing else: the SDK's own cost
+/// of a processor that looks at spans when they start.
+#[derive(Debug)]
+struct ReadingProcessor;
+
+impl opentelemetry_sdk::trace::SpanProcessor for ReadingProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, _cx: &Context) {
+        std::hint::black_box(span.exported_data());
+    }
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        std::hint::black_box(span);
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn span_processor_adds_nothing_to_the_sdks_allocations() {
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    let dir = tempfile::tempdir().unwrap();
+    let file = file(&dir);
+    let count = |provider: SdkTracerProvider| {
+        let tracer = provider.tracer("no-alloc");
+        let run = || {
+            let mut span = tracer
+                .span_builder("GET /items")
+                .with_kind(SpanKind::Server)
+                .with_attributes(four_attributes())
+                .start(&tracer);
+            span.set_attribute(KeyValue::new("late", 1_i64));
+            span.end();
+        };
+        run();
+        let n = allocations(|| (0..N).for_each(|_| run()));
+        let _ = provider.shutdown();
+        n
+    };
+    let ours = count(
+        SdkTracerProvider::builder()
+            .with_span_processor(opentelemetry_mmap::MmapSpanProcessor::new(&file))
+            .build(),
+    );
+    let sdk_only = count(
+        SdkTracerProvider::builder()
+            .with_span_processor(ReadingProcessor)
+            .build(),
+    );
+    println!(
+        "SDK + MmapSpanProcessor: {ours} allocations for {N} spans; SDK + a processor that only reads: {sdk_only}"
+    );
+    assert!(sdk_only > 0);
+    assert_eq!(
+        ours, sdk_only,
+        "ours must add nothing to the SDK's allocations"
+    );
+    assert_eq!(file.drop_stats().spans, 0);
+}

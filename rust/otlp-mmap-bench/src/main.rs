@@ -12,11 +12,15 @@
 //! - `otlp`: `opentelemetry_sdk` 0.33 with its batch processors
 //!   (`BatchSpanProcessor`, `BatchLogProcessor`, `PeriodicReader`), default
 //!   settings, and the `opentelemetry-otlp` 0.33 gRPC (tonic) exporters;
+//! - `tracing`: the `tracing` crate's macros through `tracing-subscriber`'s
+//!   registry with `tracing-opentelemetry` over `MmapTracerProvider` (spans)
+//!   and `opentelemetry-appender-tracing` over `MmapLoggerProvider` (events),
+//!   as in `rust/opentelemetry-mmap/examples/tracing.rs` (no metrics);
 //! - `pacing`: the same loop emitting nothing, the baseline that the harness
 //!   subtracts (sleeping and waking up to pace the rate costs CPU too).
 //!
 //! ```text
-//! otlp-mmap-bench --mode mmap-provider|mmap-processor|otlp --signal spans|logs|metrics
+//! otlp-mmap-bench --mode mmap-provider|mmap-processor|tracing|otlp --signal spans|logs|metrics
 //!                 --count N [--rate PER_SEC] [--warmup N] [--file PATH] [--endpoint URL]
 //!                 [--hold-secs S] [--pause-after-warmup-secs S]
 //! otlp-mmap-bench --idle-files N --dir DIR --idle-secs S
@@ -38,7 +42,10 @@
 //!   global allocator);
 //! - `dropped`: records the mmap SDK dropped because a ring was full
 //!   (`DropStats`); the OTLP SDK does not expose its drop counts, so for it the
-//!   harness compares what the Collector accepted with what was sent.
+//!   harness compares what the Collector accepted with what was sent;
+//! - `minor_faults`: minor page faults of the process over the same span, and
+//!   `max_rss_kb`: its peak resident set at the end (`getrusage`), for the
+//!   ring-size sweep.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -71,12 +78,23 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// `(peak resident set in KiB, minor page faults)` of the whole process so far.
+#[allow(unsafe_code)]
+fn memory_counters() -> (i64, i64) {
+    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the valid struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_maxrss, ru.ru_minflt)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// Only the pacing loop: the baseline the harness subtracts.
     Pacing,
     MmapProvider,
     MmapProcessor,
+    Tracing,
     Otlp,
 }
 
@@ -126,6 +144,7 @@ fn parse_args() -> Result<Args, String> {
                 a.mode = match val()?.as_str() {
                     "mmap-provider" => Mode::MmapProvider,
                     "mmap-processor" => Mode::MmapProcessor,
+                    "tracing" => Mode::Tracing,
                     "otlp" => Mode::Otlp,
                     "pacing" => Mode::Pacing,
                     m => return Err(format!("unknown mode {m}")),
@@ -192,6 +211,45 @@ fn one_log<L: Logger>(logger: &L, i: u64) {
     logger.emit(rec);
 }
 
+/// The `tracing` subscriber of `--mode tracing`: spans through
+/// tracing-opentelemetry over the provider's tracer, events through the
+/// appender bridge over the logger provider (events kept out of the spans layer).
+fn tracing_subscriber_for(file: &MmapExporterFile) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(MmapTracerProvider::new(file).tracer("bench"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span()));
+    let events = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+        &MmapLoggerProvider::new(file),
+    );
+    tracing_subscriber::registry().with(spans).with(events)
+}
+
+/// One `tracing` span with the same 4 attributes as [`one_span`], entered and closed.
+fn one_tracing_span() {
+    let span = tracing::info_span!(
+        "GET /items",
+        http.request.method = "GET",
+        http.response.status_code = 200_i64,
+        server.duration = 1.25,
+        cache.hit = true,
+    );
+    let _entered = span.enter();
+}
+
+/// One `tracing` event with a message and the same 3 attributes as [`one_log`].
+fn one_tracing_event(i: u64) {
+    tracing::info!(
+        item.id = i as i64,
+        item.kind = "book",
+        cached = true,
+        "served an item"
+    );
+}
+
 const ROUTES: [&str; 4] = ["/items", "/items/{id}", "/cart", "/checkout"];
 
 /// One counter add with 2 attributes (4 distinct series).
@@ -235,6 +293,8 @@ struct Measured {
     allocs: u64,
     alloc_bytes: u64,
     loop_wall_s: f64,
+    /// Minor page faults of the process during the measured loop and flush.
+    minor_faults: i64,
 }
 
 /// Warm-up (emit + flush), then the measured emit loop and flush.
@@ -247,6 +307,7 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
     // The harness starts its measurement of the Collector on this line.
     println!("start");
     let (a0, b0) = (allocations(), allocated_bytes());
+    let f0 = memory_counters().1;
     let p0 = cpu_seconds(libc::RUSAGE_SELF);
     let t0 = cpu_seconds(libc::RUSAGE_THREAD);
     let w0 = Instant::now();
@@ -261,6 +322,7 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
         allocs: allocations() - a0,
         alloc_bytes: allocated_bytes() - b0,
         loop_wall_s,
+        minor_faults: memory_counters().1 - f0,
     }
 }
 
@@ -300,6 +362,20 @@ fn main() {
             },
             &mut || {},
         ),
+        Mode::Tracing => {
+            let file = mmap_file(&args.file);
+            tracing::subscriber::set_global_default(tracing_subscriber_for(&file))
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            let m = match args.signal {
+                Signal::Spans => measure(&args, &mut |_| one_tracing_span(), &mut || {}),
+                Signal::Logs => measure(&args, &mut |i| one_tracing_event(i), &mut || {}),
+                Signal::Metrics => fail("tracing has no metrics path (use mmap-provider)"),
+            };
+            let d = file.drop_stats();
+            dropped += d.spans + d.logs + d.measurements;
+            std::thread::sleep(args.hold);
+            m
+        }
         Mode::MmapProvider | Mode::MmapProcessor => {
             let file = mmap_file(&args.file);
             let m = match (args.mode, args.signal) {
@@ -417,7 +493,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
+            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Tracing => "tracing", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
             "signal": match args.signal { Signal::Spans => "spans", Signal::Logs => "logs", Signal::Metrics => "metrics" },
             "count": args.count,
             "warmup": args.warmup,
@@ -434,6 +510,8 @@ fn main() {
             "allocs_per_item": m.allocs as f64 / n,
             "alloc_bytes_per_item": m.alloc_bytes as f64 / n,
             "dropped": dropped,
+            "minor_faults": m.minor_faults,
+            "max_rss_kb": memory_counters().0,
         })
     );
 }

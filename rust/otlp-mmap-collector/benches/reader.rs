@@ -2,7 +2,9 @@
 //! - `spans`: 4-attribute spans (StartSpan + EndSpan) assembled and encoded
 //!   into ExportTraceServiceRequest bytes, per span;
 //! - `logs`: log records (3 attributes) converted and encoded, per record;
-//! - `measurements`: counter measurements with 3 attributes aggregated, per measurement.
+//! - `measurements`: counter measurements with 3 attributes aggregated, per measurement;
+//! - `ring_decode`: span events (StartSpan, 4 attributes) taken from the ring
+//!   and parsed into views, nothing else, per record.
 //!
 //! The ring is refilled by the writer outside the timed part.
 
@@ -11,7 +13,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, any_value::Value, span_event};
-use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::view::SpanEventView;
+use otlp_mmap_core::{FileConfig, MmapReader, MmapWriter, RingConfig, RingKind, Slot};
 
 /// Ring slots: the fill-then-drain batches stay in the cache, as they do for a
 /// Collector that keeps up with its writers.
@@ -264,6 +267,70 @@ fn bench(c: &mut Criterion) {
                     let now = reader.stats().records_read[2];
                     let got = now - read_before;
                     read_before = now;
+                    got
+                },
+            )
+        })
+    });
+
+    // Ring decode: a file of its own, read through the core API only.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decode.otlp");
+    let ring = RingConfig {
+        num_buffers: SLOTS,
+        buffer_size: 512,
+    };
+    let writer = MmapWriter::create(
+        &path,
+        &FileConfig {
+            spans: ring,
+            ..FileConfig::default()
+        },
+    )
+    .unwrap();
+    let attrs = vec![
+        kv(&writer, "http.method", Value::StringValue("GET".into())),
+        kv(
+            &writer,
+            "http.route",
+            Value::StringValue("/api/users/{id}".into()),
+        ),
+        kv(&writer, "http.status_code", Value::IntValue(200)),
+        kv(&writer, "net.peer.port", Value::IntValue(44321)),
+    ];
+    let file = MmapReader::open(&path, true).unwrap();
+    let mut ring = file.ring_reader(RingKind::Spans).unwrap();
+    g.bench_function("ring_decode", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                |n| {
+                    for i in 0..n {
+                        let start = proto::SpanEvent {
+                            trace_id: vec![1; 16],
+                            span_id: i.to_le_bytes().to_vec(),
+                            scope_ref: 1,
+                            event: Some(span_event::Event::Start(span_event::StartSpan {
+                                name: "GET /api/users/{id}".into(),
+                                kind: 2,
+                                start_time_unix_nano: i,
+                                attributes: attrs.clone(),
+                                flags: 1,
+                                ..Default::default()
+                            })),
+                        };
+                        writer.try_write(RingKind::Spans, &start).unwrap();
+                    }
+                },
+                || {
+                    let mut got = 0;
+                    while let Slot::Ready(bytes) = ring.peek(file.region()) {
+                        let ev = SpanEventView::parse(bytes).unwrap();
+                        std::hint::black_box(&ev);
+                        ring.advance();
+                        got += 1;
+                    }
+                    ring.release(file.region()).unwrap();
                     got
                 },
             )

@@ -1,7 +1,16 @@
 //! `DictionaryCache`: resolves dictionary refs into OTLP values, bounded in
 //! memory, and charges what it hands out to the record being converted.
 //!
-//! Entries never change once written, so decoded entries are cached by ref.
+//! Values are handed out encoded: the `encode_*` methods append the OTLP
+//! fields a ref resolves to (a string, an `AnyValue`, a `KeyValue`, a
+//! scope, a resource) to the caller's buffer, copying cached bytes, so a
+//! hit allocates nothing. The methods that return prost values (`string`,
+//! `value`, `attributes`, `scope`, `resource`) decode those bytes, for
+//! callers off the hot path.
+//!
+//! Entries never change once written, so resolved entries are cached by ref
+//! (strings as strings, values, scopes and resources as their encoded OTLP
+//! messages).
 //! The cache holds at most [`CacheLimits::max_entries`] entries and about
 //! [`CacheLimits::max_bytes`] bytes: an insertion that would pass either
 //! clears the whole cache first (clear-on-full: a hit costs nothing to
@@ -21,6 +30,8 @@
 //! never costs more than its budget, however large the entries it refers to.
 //! Without `begin_record` the budget is unlimited.
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::common::v1 as otlp_common;
@@ -30,11 +41,14 @@ use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
+use crate::canonical;
+use crate::encode;
+
 /// Deepest nesting of values followed (arrays, kvlists, value refs); deeper
 /// values are cut off and counted as bad refs, so a ref cycle cannot loop.
 const MAX_DEPTH: usize = 16;
 
-/// Most [`units`] that copies of already resolved value refs may add to one
+/// Most units (see [`Measure::units`]) that copies of already resolved value refs may add to one
 /// value ref's resolution (refs nested in it included). Beyond it the ref
 /// resolves to an empty value and is counted as a bad ref, so refs that
 /// multiply each other cannot expand a few bytes of dictionary into
@@ -47,22 +61,6 @@ pub const VALUE_COST: usize = std::mem::size_of::<otlp_common::AnyValue>();
 pub const KEY_VALUE_COST: usize = std::mem::size_of::<otlp_common::KeyValue>();
 /// Bytes a cache entry costs besides its content (key, map slot, header).
 const ENTRY_COST: usize = 48;
-
-/// Size of a value: one per value plus one per 64 bytes of string or bytes.
-fn units(v: &otlp_common::AnyValue) -> usize {
-    use otlp_common::any_value::Value as O;
-    1 + match &v.value {
-        Some(O::StringValue(s)) => s.len() / 64,
-        Some(O::BytesValue(b)) => b.len() / 64,
-        Some(O::ArrayValue(a)) => a.values.iter().map(units).sum(),
-        Some(O::KvlistValue(l)) => l
-            .values
-            .iter()
-            .map(|kv| 1 + kv.key.len() / 64 + kv.value.as_ref().map_or(0, units))
-            .sum(),
-        _ => 0,
-    }
-}
 
 /// What a value costs in a record budget (about the heap it takes): its
 /// strings and bytes plus [`VALUE_COST`] per value and [`KEY_VALUE_COST`] per
@@ -155,11 +153,37 @@ pub struct ScopeEntry {
     pub resource_ref: i64,
 }
 
+/// A value ref resolved: the encoded `AnyValue` message (without key and length).
 #[derive(Debug)]
 struct CachedValue {
-    value: otlp_common::AnyValue,
+    body: Box<[u8]>,
     units: usize,
     bytes: usize,
+}
+
+/// A scope resolved: the encoded `InstrumentationScope` message and its resource's ref.
+#[derive(Debug)]
+struct CachedScope {
+    body: Box<[u8]>,
+    resource_ref: i64,
+}
+
+/// What an encoded value holds: its units, and its bytes as [`value_bytes`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Its size in units: one per value and per key-value, plus one per
+    /// 64 bytes of string, bytes or key (what [`MAX_REF_EXPANSION`] counts).
+    pub units: usize,
+    /// [`value_bytes`] of the value.
+    pub bytes: usize,
+}
+
+impl Measure {
+    /// An `AnyValue` holding nothing.
+    const EMPTY: Measure = Measure {
+        units: 1,
+        bytes: VALUE_COST,
+    };
 }
 
 /// Decoded dictionary entries of one file, by ref.
@@ -170,8 +194,9 @@ pub struct DictionaryCache {
     /// Resolved value refs; `None` while a ref is being resolved (a cycle
     /// back to it resolves to an empty value).
     values: HashMap<i64, Option<CachedValue>>,
-    scopes: HashMap<i64, ScopeEntry>,
-    resources: HashMap<i64, otlp_resource::Resource>,
+    scopes: HashMap<i64, CachedScope>,
+    /// Encoded `Resource` messages.
+    resources: HashMap<i64, Box<[u8]>>,
     metrics: HashMap<i64, proto::MetricRef>,
     /// Entries and bytes cached.
     entries: usize,
@@ -284,26 +309,44 @@ impl DictionaryCache {
 
     /// The string at `reference` ("" for ref 0, a bad ref, or over budget).
     pub fn string(&mut self, file: &MmapReader, reference: i64) -> String {
+        let mut out = Vec::new();
+        let len = self.encode_string(file, reference, 1, &mut out);
+        encode::lossy(&out[out.len() - len..]).into_owned()
+    }
+
+    /// Writes the string at `reference` as field `field` of `out` (nothing
+    /// when it is empty: ref 0, a bad ref, over budget) and returns its
+    /// length, charged to the record budget. Nothing is allocated once the
+    /// string is cached.
+    pub fn encode_string(
+        &mut self,
+        file: &MmapReader,
+        reference: i64,
+        field: u32,
+        out: &mut Vec<u8>,
+    ) -> usize {
         if reference == 0 || self.budget.over {
-            return String::new();
+            return 0;
         }
         if let Some(s) = self.strings.get(&reference) {
-            return if self.budget.charge(s.len()) {
-                String::from(&**s)
-            } else {
-                String::new()
-            };
+            if !self.budget.charge(s.len()) {
+                return 0;
+            }
+            encode::bytes(out, field, s.as_bytes());
+            return s.len();
         }
         let Some(bytes) = self.entry(file, reference) else {
-            return String::new();
+            return 0;
         };
         let Some(s) = self.lossy(bytes) else {
-            return String::new();
+            return 0;
         };
-        if self.admit(ENTRY_COST + s.len()) {
-            self.strings.insert(reference, s.as_str().into());
+        encode::bytes(out, field, s.as_bytes());
+        let len = s.len();
+        if self.admit(ENTRY_COST + len) {
+            self.strings.insert(reference, s.into());
         }
-        s
+        len
     }
 
     /// The metric definition at `reference`. A definition larger than what
@@ -330,23 +373,33 @@ impl DictionaryCache {
 
     /// The scope at `reference` (an empty scope for ref 0 or a bad ref).
     pub fn scope(&mut self, file: &MmapReader, reference: i64) -> ScopeEntry {
-        if let Some(s) = self.scopes.get(&reference) {
-            return s.clone();
+        let mut body = Vec::new();
+        let resource_ref = self.encode_scope(file, reference, &mut body);
+        ScopeEntry {
+            scope: otlp_common::InstrumentationScope::decode(&body[..]).unwrap_or_default(),
+            resource_ref,
         }
-        let mut entry = ScopeEntry::default();
+    }
+
+    /// Appends the encoded `InstrumentationScope` message at `reference` (its
+    /// content, without key and length; nothing for ref 0 or a bad ref) to
+    /// `out`, and returns the ref of its resource.
+    pub fn encode_scope(&mut self, file: &MmapReader, reference: i64, out: &mut Vec<u8>) -> i64 {
+        if let Some(s) = self.scopes.get(&reference) {
+            out.extend_from_slice(&s.body);
+            return s.resource_ref;
+        }
         let Some(bytes) = self.entry(file, reference) else {
-            return entry;
+            return 0;
         };
         let outer = std::mem::replace(&mut self.budget, Budget::new(self.limits.max_entry_bytes));
-        let (mut name, mut version) = (0, 0);
+        let (mut name, mut version, mut dropped, mut resource_ref) = (0, 0, 0u32, 0);
         for f in Fields::new(bytes) {
             match f {
                 Ok((scope::NAME_REF, w)) => name = w.varint() as i64,
                 Ok((scope::VERSION_REF, w)) => version = w.varint() as i64,
-                Ok((scope::DROPPED_ATTRIBUTES_COUNT, w)) => {
-                    entry.scope.dropped_attributes_count = w.varint() as u32
-                }
-                Ok((scope::RESOURCE_REF, w)) => entry.resource_ref = w.varint() as i64,
+                Ok((scope::DROPPED_ATTRIBUTES_COUNT, w)) => dropped = w.varint() as u32,
+                Ok((scope::RESOURCE_REF, w)) => resource_ref = w.varint() as i64,
                 Ok(_) => {}
                 Err(_) => {
                     self.bad_refs += 1;
@@ -354,34 +407,45 @@ impl DictionaryCache {
                 }
             }
         }
-        entry.scope.name = self.string(file, name);
-        entry.scope.version = self.string(file, version);
-        entry.scope.attributes = self.attributes(file, Repeated::new(bytes, 3));
+        let start = out.len();
+        self.encode_string(file, name, 1, out);
+        self.encode_string(file, version, 2, out);
+        self.encode_attributes(file, Repeated::new(bytes, 3), 3, usize::MAX, out);
+        encode::varint(out, 4, dropped.into());
         let spent = std::mem::replace(&mut self.budget, outer);
         if spent.over {
             self.bad_refs += 1;
         }
         if self.admit(ENTRY_COST + spent.spent) {
-            self.scopes.insert(reference, entry.clone());
+            let body = out[start..].into();
+            self.scopes
+                .insert(reference, CachedScope { body, resource_ref });
         }
-        entry
+        resource_ref
     }
 
     /// The resource at `reference` (an empty resource for ref 0 or a bad ref).
     pub fn resource(&mut self, file: &MmapReader, reference: i64) -> otlp_resource::Resource {
+        let mut body = Vec::new();
+        self.encode_resource(file, reference, &mut body);
+        otlp_resource::Resource::decode(&body[..]).unwrap_or_default()
+    }
+
+    /// Appends the encoded `Resource` message at `reference` (its content,
+    /// without key and length; nothing for ref 0 or a bad ref) to `out`.
+    pub fn encode_resource(&mut self, file: &MmapReader, reference: i64, out: &mut Vec<u8>) {
         if let Some(r) = self.resources.get(&reference) {
-            return r.clone();
+            out.extend_from_slice(r);
+            return;
         }
-        let mut res = otlp_resource::Resource::default();
         let Some(bytes) = self.entry(file, reference) else {
-            return res;
+            return;
         };
         let outer = std::mem::replace(&mut self.budget, Budget::new(self.limits.max_entry_bytes));
+        let mut dropped = 0u32;
         for f in Fields::new(bytes) {
             match f {
-                Ok((resource::DROPPED_ATTRIBUTES_COUNT, w)) => {
-                    res.dropped_attributes_count = w.varint() as u32
-                }
+                Ok((resource::DROPPED_ATTRIBUTES_COUNT, w)) => dropped = w.varint() as u32,
                 Ok(_) => {}
                 Err(_) => {
                     self.bad_refs += 1;
@@ -389,15 +453,16 @@ impl DictionaryCache {
                 }
             }
         }
-        res.attributes = self.attributes(file, Repeated::new(bytes, 1));
+        let start = out.len();
+        self.encode_attributes(file, Repeated::new(bytes, 1), 1, usize::MAX, out);
+        encode::varint(out, 2, dropped.into());
         let spent = std::mem::replace(&mut self.budget, outer);
         if spent.over {
             self.bad_refs += 1;
         }
         if self.admit(ENTRY_COST + spent.spent) {
-            self.resources.insert(reference, res.clone());
+            self.resources.insert(reference, out[start..].into());
         }
-        res
     }
 
     /// Converts encoded attributes (borrowed from a slot or an entry),
@@ -419,23 +484,43 @@ impl DictionaryCache {
         entries: Repeated<'_>,
         max: usize,
     ) -> (Vec<otlp_common::KeyValue>, u32) {
+        // Encoded as the entries of a KeyValueList, which decodes into them.
         let mut out = Vec::new();
-        let mut more = 0u32;
+        let (_, more) = self.encode_attributes(file, entries, 1, max, &mut out);
+        let list = otlp_common::KeyValueList::decode(&out[..]).unwrap_or_default();
+        (list.values, more)
+    }
+
+    /// Writes encoded attributes (borrowed from a slot or an entry) as
+    /// repeated `KeyValue` field `field` of `out`, resolving key and value
+    /// refs, at most `max` of them. Returns how many were written and how
+    /// many more there were (those are not resolved). An entry that does not
+    /// decode is skipped and counted; once the record budget is exceeded
+    /// nothing more is written.
+    pub fn encode_attributes(
+        &mut self,
+        file: &MmapReader,
+        entries: Repeated<'_>,
+        field: u32,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> (usize, u32) {
+        let (mut written, mut more) = (0usize, 0u32);
         for entry in entries.iter() {
             if self.budget.over {
                 break;
             }
-            match KeyValueRefView::parse(entry) {
-                Ok(_) if out.len() >= max => more = more.saturating_add(1),
+            match canonical::key_value_ref(entry) {
+                Ok(_) if written >= max => more = more.saturating_add(1),
                 Ok(kv) => {
-                    if let Some(kv) = self.key_value(file, kv, 0) {
-                        out.push(kv);
+                    if self.encode_key_value(file, kv, field, out).is_some() {
+                        written += 1;
                     }
                 }
                 Err(_) => self.bad_refs += 1,
             }
         }
-        (out, more)
+        (written, more)
     }
 
     /// Converts one attribute (None when the budget ran out).
@@ -444,40 +529,87 @@ impl DictionaryCache {
         file: &MmapReader,
         kv: KeyValueRefView<'_>,
     ) -> Option<otlp_common::KeyValue> {
-        self.key_value(file, kv, 0)
+        let mut out = Vec::new();
+        self.encode_key_value(file, kv, 1, &mut out)?;
+        let list = otlp_common::KeyValueList::decode(&out[..]).ok()?;
+        list.values.into_iter().next()
     }
 
-    fn key_value(
+    /// Writes one attribute as `KeyValue` field `field` of `out`; returns
+    /// what it holds as [`key_value_bytes`] counts it, or None (nothing
+    /// written) when the budget ran out.
+    pub fn encode_key_value(
+        &mut self,
+        file: &MmapReader,
+        kv: KeyValueRefView<'_>,
+        field: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let start = out.len();
+        let at = encode::begin(out, field);
+        match self.key_value_at(file, kv, 0, out) {
+            Some(m) => {
+                encode::end(out, at);
+                Some(m.bytes)
+            }
+            None => {
+                out.truncate(start);
+                None
+            }
+        }
+    }
+
+    /// Writes the content of one `KeyValue` message; None when the budget ran out.
+    fn key_value_at(
         &mut self,
         file: &MmapReader,
         kv: KeyValueRefView<'_>,
         depth: usize,
-    ) -> Option<otlp_common::KeyValue> {
+        out: &mut Vec<u8>,
+    ) -> Option<Measure> {
         if !self.budget.charge(KEY_VALUE_COST) {
             return None;
         }
-        let key = self.string(file, kv.key_ref);
-        let value = kv.value.map(|v| self.value_at(file, v, depth));
-        (!self.budget.over).then_some(otlp_common::KeyValue {
-            key,
-            value,
-            ..Default::default()
+        let key_len = self.encode_string(file, kv.key_ref, 1, out);
+        let value = kv.value.map(|v| {
+            let at = encode::begin(out, 2);
+            let m = self.value_at(file, v, depth, out);
+            encode::end(out, at);
+            m
+        });
+        (!self.budget.over).then(|| Measure {
+            units: 1 + key_len / 64 + value.map_or(0, |m| m.units),
+            bytes: KEY_VALUE_COST + key_len + value.map_or(0, |m| m.bytes),
         })
     }
 
     /// Converts an encoded value (borrowed from a slot or an entry), resolving value refs.
     pub fn value(&mut self, file: &MmapReader, bytes: &[u8]) -> otlp_common::AnyValue {
-        self.value_at(file, bytes, 0)
+        let mut out = Vec::new();
+        self.value_at(file, bytes, 0, &mut out);
+        otlp_common::AnyValue::decode(&out[..]).unwrap_or_default()
     }
 
-    fn value_at(&mut self, file: &MmapReader, bytes: &[u8], depth: usize) -> otlp_common::AnyValue {
-        use otlp_common::any_value::Value as O;
+    /// Appends the content of the `AnyValue` message an encoded value
+    /// (borrowed from a slot or an entry) resolves to, value refs resolved;
+    /// returns what it holds.
+    pub fn encode_value(&mut self, file: &MmapReader, bytes: &[u8], out: &mut Vec<u8>) -> Measure {
+        self.value_at(file, bytes, 0, out)
+    }
+
+    fn value_at(
+        &mut self,
+        file: &MmapReader,
+        bytes: &[u8],
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Measure {
         if depth >= MAX_DEPTH {
             self.bad_refs += 1;
-            return otlp_common::AnyValue { value: None };
+            return Measure::EMPTY;
         }
-        let view = match AnyValueView::parse(bytes) {
-            Ok(AnyValueView::Ref(r)) => return self.value_ref(file, r, depth + 1),
+        let view = match canonical::any_value(bytes) {
+            Ok(AnyValueView::Ref(r)) => return self.value_ref(file, r, depth + 1, out),
             Ok(v) => v,
             Err(_) => {
                 self.bad_refs += 1;
@@ -485,43 +617,84 @@ impl DictionaryCache {
             }
         };
         if !self.budget.charge(VALUE_COST) {
-            return otlp_common::AnyValue::default();
+            return Measure::EMPTY;
         }
-        let value = match view {
-            AnyValueView::Empty | AnyValueView::Ref(_) => None,
-            AnyValueView::String(s) => self.lossy(s).map(O::StringValue),
-            AnyValueView::Bool(b) => Some(O::BoolValue(b)),
-            AnyValueView::Int(i) => Some(O::IntValue(i)),
-            AnyValueView::Double(d) => Some(O::DoubleValue(d)),
-            AnyValueView::Bytes(b) => self
-                .budget
-                .charge(b.len())
-                .then(|| O::BytesValue(b.to_vec())),
+        let sized = |len: usize| Measure {
+            units: 1 + len / 64,
+            bytes: VALUE_COST + len,
+        };
+        match view {
+            AnyValueView::Empty | AnyValueView::Ref(_) => Measure::EMPTY,
+            AnyValueView::String(s) => match self.lossy_bytes(s) {
+                Some(s) => {
+                    encode::bytes_always(out, 1, &s);
+                    sized(s.len())
+                }
+                None => Measure::EMPTY,
+            },
+            AnyValueView::Bool(b) => {
+                encode::varint_always(out, 2, b.into());
+                Measure::EMPTY
+            }
+            AnyValueView::Int(i) => {
+                encode::varint_always(out, 3, i as u64);
+                Measure::EMPTY
+            }
+            AnyValueView::Double(d) => {
+                encode::fixed64_always(out, 4, d.to_bits());
+                Measure::EMPTY
+            }
+            AnyValueView::Bytes(b) => {
+                if self.budget.charge(b.len()) {
+                    encode::bytes_always(out, 7, b);
+                    sized(b.len())
+                } else {
+                    Measure::EMPTY
+                }
+            }
             AnyValueView::Array(a) => {
-                let mut values = Vec::new();
+                let list = encode::begin(out, 5);
+                let mut m = Measure::EMPTY;
                 for x in a.iter() {
                     if self.budget.over {
                         break;
                     }
-                    values.push(self.value_at(file, x, depth + 1));
+                    let at = encode::begin(out, 1);
+                    let v = self.value_at(file, x, depth + 1, out);
+                    encode::end(out, at);
+                    m.units += v.units;
+                    m.bytes += v.bytes;
                 }
-                Some(O::ArrayValue(otlp_common::ArrayValue { values }))
+                encode::end(out, list);
+                m
             }
             AnyValueView::KvList(l) => {
-                let mut values = Vec::new();
+                let list = encode::begin(out, 6);
+                let mut m = Measure::EMPTY;
                 for e in l.iter() {
                     if self.budget.over {
                         break;
                     }
-                    match KeyValueRefView::parse(e) {
-                        Ok(kv) => values.extend(self.key_value(file, kv, depth + 1)),
+                    match canonical::key_value_ref(e) {
+                        Ok(kv) => {
+                            let start = out.len();
+                            let at = encode::begin(out, 1);
+                            match self.key_value_at(file, kv, depth + 1, out) {
+                                Some(v) => {
+                                    encode::end(out, at);
+                                    m.units += v.units;
+                                    m.bytes += v.bytes;
+                                }
+                                None => out.truncate(start),
+                            }
+                        }
                         Err(_) => self.bad_refs += 1,
                     }
                 }
-                Some(O::KvlistValue(otlp_common::KeyValueList { values }))
+                encode::end(out, list);
+                m
             }
-        };
-        otlp_common::AnyValue { value }
+        }
     }
 
     fn value_ref(
@@ -529,7 +702,8 @@ impl DictionaryCache {
         file: &MmapReader,
         reference: i64,
         depth: usize,
-    ) -> otlp_common::AnyValue {
+        out: &mut Vec<u8>,
+    ) -> Measure {
         if self.ref_nesting == 0 {
             self.ref_budget = MAX_REF_EXPANSION;
         }
@@ -538,55 +712,77 @@ impl DictionaryCache {
                 // Refs that multiply each other ("billion laughs"): each
                 // copy is small, the whole would not fit in memory.
                 self.bad_refs += 1;
-                return otlp_common::AnyValue::default();
+                return Measure::EMPTY;
             }
             Some(Some(c)) => {
                 if !self.budget.charge(c.bytes) {
-                    return otlp_common::AnyValue::default();
+                    return Measure::EMPTY;
                 }
                 self.ref_budget -= c.units;
-                return c.value.clone();
+                encode::raw(out, &c.body);
+                return Measure {
+                    units: c.units,
+                    bytes: c.bytes,
+                };
             }
             // Being resolved: a cycle.
-            Some(None) => return otlp_common::AnyValue::default(),
+            Some(None) => return Measure::EMPTY,
             None => {}
         }
         let Some(bytes) = self.entry(file, reference) else {
-            return otlp_common::AnyValue::default();
+            return Measure::EMPTY;
         };
         self.values.insert(reference, None);
         self.ref_nesting += 1;
-        let value = self.value_at(file, bytes, depth);
+        let start = out.len();
+        let m = self.value_at(file, bytes, depth, out);
         self.ref_nesting -= 1;
         self.values.remove(&reference);
         if self.budget.over {
             // Cut short by the record's budget: neither cached nor handed out.
-            return otlp_common::AnyValue::default();
+            out.truncate(start);
+            return Measure::EMPTY;
         }
-        let bytes = value_bytes(&value);
-        if self.admit(ENTRY_COST + bytes) {
-            let units = units(&value);
+        if self.admit(ENTRY_COST + m.bytes) {
+            let body = out[start..].into();
             self.values.insert(
                 reference,
                 Some(CachedValue {
-                    value: value.clone(),
-                    units,
-                    bytes,
+                    body,
+                    units: m.units,
+                    bytes: m.bytes,
                 }),
             );
         }
-        value
+        m
     }
 
     /// `bytes` as a string (invalid UTF-8 replaced), charged to the record
-    /// budget before anything is copied; None when it does not fit.
-    fn lossy(&mut self, bytes: &[u8]) -> Option<String> {
+    /// budget before anything is copied; None when it does not fit. Valid
+    /// UTF-8 is borrowed, not copied.
+    fn lossy<'b>(&mut self, bytes: &'b [u8]) -> Option<Cow<'b, str>> {
         if !self.budget.charge(bytes.len()) {
             return None;
         }
-        let s = String::from_utf8_lossy(bytes).into_owned();
+        let s = encode::lossy(bytes);
         // Each invalid byte became three.
         (s.len() == bytes.len() || self.budget.charge(s.len() - bytes.len())).then_some(s)
+    }
+
+    /// [`lossy`](Self::lossy) as the bytes of the string (what an encoder
+    /// writes): ASCII, the common case, is taken as it is without looking further.
+    fn lossy_bytes<'b>(&mut self, bytes: &'b [u8]) -> Option<Cow<'b, [u8]>> {
+        if bytes.is_ascii() {
+            return self
+                .budget
+                .charge(bytes.len())
+                .then_some(Cow::Borrowed(bytes));
+        }
+        let lossy = self.lossy(bytes)?;
+        Some(match lossy {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        })
     }
 
     /// The raw bytes of the entry at `reference` (None, counted, when it does not resolve).

@@ -155,25 +155,37 @@ pub fn drive_bytes_in(dir: &Path, bytes: &[u8]) -> Result<DriveReport, FormatErr
     result
 }
 
-/// A batch is a valid export request holding the items it claims.
+/// A batch is a valid export request holding the items it claims, written
+/// exactly as prost writes that request (what the reader encodes itself
+/// agrees with the opentelemetry-proto structs field for field).
 fn check_batch(signal: Signal, bytes: &[u8], items: u64) {
+    fn decode<M: Message + Default>(signal: Signal, bytes: &[u8]) -> M {
+        let m = M::decode(bytes).unwrap_or_else(|e| panic!("a {signal:?} batch decodes: {e}"));
+        let again = m.encode_to_vec();
+        let at = again.iter().zip(bytes).position(|(a, b)| a != b);
+        assert!(
+            again == bytes,
+            "a {signal:?} batch is encoded as prost encodes it (first difference at {at:?} of {}; prost {:02x?}, reader {:02x?})",
+            bytes.len(),
+            &again[at.unwrap_or(0).saturating_sub(20)..again.len().min(at.unwrap_or(0) + 20)],
+            &bytes[at.unwrap_or(0).saturating_sub(20)..bytes.len().min(at.unwrap_or(0) + 20)],
+        );
+        m
+    }
     let found: u64 = match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(bytes)
-            .expect("a traces batch decodes")
+        Signal::Traces => decode::<ExportTraceServiceRequest>(signal, bytes)
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len() as u64)
             .sum(),
-        Signal::Logs => ExportLogsServiceRequest::decode(bytes)
-            .expect("a logs batch decodes")
+        Signal::Logs => decode::<ExportLogsServiceRequest>(signal, bytes)
             .resource_logs
             .iter()
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() as u64)
             .sum(),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(bytes)
-            .expect("a metrics batch decodes")
+        Signal::Metrics => decode::<ExportMetricsServiceRequest>(signal, bytes)
             .resource_metrics
             .iter()
             .flat_map(|r| &r.scope_metrics)

@@ -38,20 +38,16 @@
 //! and the reference Java writer publishes an all-zero slot when a record
 //! did not fit its slot. It is counted in `corrupt_records`, never delivered.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use otlp_mmap_core::ring::StrandedSlots;
 use otlp_mmap_core::view::{EventView, SpanEventView};
 use otlp_mmap_core::{
     FileChange, FormatError, MmapReader, RingKind, RingReader, Slot, WriterState,
 };
-use prost::Message;
 
 use crate::dictionary::{CacheLimits, DictionaryCache};
-use crate::group::Grouper;
-use crate::logs::log_record;
+use crate::encode;
+use crate::group::RequestEncoder;
+use crate::logs::encode_log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
 
@@ -388,6 +384,11 @@ pub struct FileReader {
     /// [`FileReader::stop_measurements`] was called: metrics polls read no
     /// more measurements (only `collect_metrics` does).
     measurements_stopped: bool,
+    /// Buffers of committed batches, for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// The log records of the batch being read, and the request they are grouped into.
+    log_arena: Vec<u8>,
+    request: RequestEncoder,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -471,12 +472,20 @@ impl FileReader {
             checkpoint_positions: None,
             spans_stopped: false,
             measurements_stopped: false,
+            spare: Vec::new(),
+            log_arena: Vec::new(),
+            request: RequestEncoder::default(),
         })
     }
 
     /// The file's path.
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// The sequence the reader reads next in the ring of `signal`.
+    pub fn next_sequence(&self, signal: Signal) -> i64 {
+        self.stream.rings[signal as usize].next_sequence()
     }
 
     /// The file of the current stream.
@@ -523,7 +532,9 @@ impl FileReader {
             Some(p) if p.token == token => p.release,
             _ => return Err(ReaderError::Token { signal, got: token }),
         };
-        self.pending[signal as usize] = None;
+        if let Some(done) = self.pending[signal as usize].take() {
+            self.recycle(done.bytes);
+        }
         if let Some((generation, seq)) = release
             && generation == self.stream.generation
             && self.options.consume
@@ -554,19 +565,26 @@ impl FileReader {
         }
         self.ingest_measurements(now);
         self.consumed_at_collect = self.records_consumed(Signal::Metrics);
+        let mut bytes = self.spare.pop().unwrap_or_default();
         let s = &mut self.stream;
-        match self.aggregator.collect(&s.file, &mut s.dict, now) {
-            Some((req, points)) => {
+        match self
+            .aggregator
+            .collect(&s.file, &mut s.dict, now, &mut bytes)
+        {
+            Some(points) => {
                 let token = self.token();
                 self.pending[Signal::Metrics as usize] = Some(Pending {
-                    bytes: req.encode_to_vec(),
+                    bytes,
                     token,
                     items: points,
                     release: None,
                 });
                 CollectOutcome::Collected(points)
             }
-            None => CollectOutcome::Nothing,
+            None => {
+                self.recycle(bytes);
+                CollectOutcome::Nothing
+            }
         }
     }
 
@@ -606,6 +624,18 @@ impl FileReader {
         self.stats.records_read[signal as usize]
             + self.stats.corrupt_records[signal as usize]
             + self.stream.rings[signal as usize].abandoned()
+    }
+
+    /// Looks at the writer's liveness lock now (one `fcntl`), as every poll
+    /// does now and then, for a caller that does not poll an idle file.
+    /// Returns true when this call found the writer gone (it was not known
+    /// to be): the next traces poll then gives up the spans in flight.
+    pub fn check_writer(&mut self) -> bool {
+        if self.writer_gone || !self.options.consume {
+            return false;
+        }
+        self.writer_gone = self.stream.file.writer_state() == WriterState::Gone;
+        self.writer_gone
     }
 
     /// Current counters.
@@ -670,6 +700,14 @@ impl FileReader {
             StrandedSlots::SkipAfter {
                 timeout_nanos: self.options.stuck_slot_timeout_nanos,
             }
+        }
+    }
+
+    /// Keeps the buffer of a batch for the next one (a few of them).
+    fn recycle(&mut self, mut bytes: Vec<u8>) {
+        encode::reuse(&mut bytes, encode::KEEP_MAX);
+        if self.spare.len() < 3 && bytes.capacity() > 0 {
+            self.spare.push(bytes);
         }
     }
 
@@ -809,36 +847,25 @@ impl FileReader {
     }
 
     fn encode_traces(&mut self) -> Option<Pending> {
-        let spans = self
-            .assembler
-            .take_completed(self.options.max_batch_spans, self.options.max_batch_bytes);
-        if spans.is_empty() {
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        let s = &mut self.stream;
+        let items = self.assembler.encode_completed(
+            self.options.max_batch_spans,
+            self.options.max_batch_bytes,
+            &s.file,
+            &mut s.dict,
+            &mut self.request,
+            &mut bytes,
+        );
+        if items == 0 {
+            self.recycle(bytes);
             return None;
         }
-        let items = spans.len() as u64;
-        let mut grouper = Grouper::default();
-        for s in spans {
-            grouper.push(s.scope_ref, s.span);
-        }
-        let s = &mut self.stream;
-        let resource_spans =
-            grouper.build(&s.file, &mut s.dict, |resource, scopes| ResourceSpans {
-                resource: Some(resource),
-                scope_spans: scopes
-                    .into_iter()
-                    .map(|(scope, spans)| ScopeSpans {
-                        scope: Some(scope),
-                        spans,
-                        schema_url: String::new(),
-                    })
-                    .collect(),
-                schema_url: String::new(),
-            });
         let token = self.token();
         Some(Pending {
-            bytes: ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            bytes,
             token,
-            items,
+            items: items as u64,
             release: None,
         })
     }
@@ -847,7 +874,7 @@ impl FileReader {
         let i = Signal::Logs as usize;
         let policy = self.stranded_policy();
         let s = &mut self.stream;
-        let mut grouper = Grouper::default();
+        self.log_arena.clear();
         let mut items = 0u64;
         let mut batch_bytes = 0usize;
         let mut advanced = false;
@@ -866,13 +893,16 @@ impl FileReader {
                     Ok(ev) => {
                         self.stats.records_read[i] += 1;
                         s.dict.begin_record(self.options.max_record_bytes);
-                        let record = log_record(&s.file, &mut s.dict, &ev, now);
+                        let at = self.log_arena.len();
+                        encode_log_record(&s.file, &mut s.dict, &ev, now, &mut self.log_arena);
                         let cost = s.dict.end_record();
                         if cost.over_budget {
+                            self.log_arena.truncate(at);
                             self.stats.oversized_records[i] += 1;
                         } else {
                             batch_bytes += cost.bytes + bytes.len();
-                            grouper.push(ev.scope_ref, record);
+                            self.request
+                                .push(ev.scope_ref, at, self.log_arena.len() - at);
                             items += 1;
                         }
                     }
@@ -892,22 +922,14 @@ impl FileReader {
             }
             return None;
         }
-        let resource_logs = grouper.build(&s.file, &mut s.dict, |resource, scopes| ResourceLogs {
-            resource: Some(resource),
-            scope_logs: scopes
-                .into_iter()
-                .map(|(scope, log_records)| ScopeLogs {
-                    scope: Some(scope),
-                    log_records,
-                    schema_url: String::new(),
-                })
-                .collect(),
-            schema_url: String::new(),
-        });
+        let mut out = self.spare.pop().unwrap_or_default();
+        self.request
+            .encode_from(&s.file, &mut s.dict, &self.log_arena, &mut out);
+        encode::reuse(&mut self.log_arena, encode::KEEP_MAX);
         let generation = s.generation;
         let token = self.token();
         Some(Pending {
-            bytes: ExportLogsServiceRequest { resource_logs }.encode_to_vec(),
+            bytes: out,
             token,
             items,
             release: Some((generation, last)),

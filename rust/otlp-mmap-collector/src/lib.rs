@@ -1,6 +1,8 @@
 //! The reader side of the Collector: turns what the three rings of one
-//! OTLP-MMAP file deliver into OTLP export requests (opentelemetry-proto prost
-//! types), grouped by Resource and InstrumentationScope from the dictionary.
+//! OTLP-MMAP file deliver into OTLP export requests (encoded straight into
+//! the batch's buffer, byte for byte as prost would encode the
+//! opentelemetry-proto types), grouped by Resource and InstrumentationScope
+//! from the dictionary.
 //!
 //! - [`SpanAssembler`] builds spans from span events, bounded in memory, and
 //!   emits spans that never ended as incomplete spans;
@@ -37,13 +39,16 @@
 
 #![forbid(unsafe_code)]
 
+mod canonical;
 pub mod dictionary;
 #[doc(hidden)]
 pub mod drive;
 pub mod dump;
+mod encode;
 pub mod exponential;
 pub mod file_reader;
 pub mod group;
+pub mod idle_watch;
 pub mod logs;
 pub mod metric_checkpoint;
 pub mod metrics;
@@ -62,6 +67,7 @@ pub use dump::{Dump, DumpOptions, dump};
 pub use file_reader::{
     Batch, CollectOutcome, FileReader, ReaderError, ReaderOptions, ReaderStats, Signal,
 };
+pub use idle_watch::IdleWatch;
 pub use metrics::MetricAggregator;
 pub use opentelemetry_proto;
 pub use spans::{

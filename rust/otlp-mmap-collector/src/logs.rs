@@ -1,10 +1,27 @@
-//! Log records: each `Event` of the events ring becomes one OTLP `LogRecord`.
+//! Log records: each `Event` of the events ring becomes one OTLP `LogRecord`,
+//! encoded straight from the slot into the batch's buffer.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use otlp_mmap_core::MmapReader;
 use otlp_mmap_core::view::EventView;
+use prost::Message;
 
 use crate::dictionary::DictionaryCache;
+use crate::encode;
+
+/// Field numbers of `opentelemetry.proto.logs.v1.LogRecord`.
+mod tag {
+    pub const TIME_UNIX_NANO: u32 = 1;
+    pub const SEVERITY_NUMBER: u32 = 2;
+    pub const SEVERITY_TEXT: u32 = 3;
+    pub const BODY: u32 = 5;
+    pub const ATTRIBUTES: u32 = 6;
+    pub const FLAGS: u32 = 8;
+    pub const TRACE_ID: u32 = 9;
+    pub const SPAN_ID: u32 = 10;
+    pub const OBSERVED_TIME_UNIX_NANO: u32 = 11;
+    pub const EVENT_NAME: u32 = 12;
+}
 
 /// Converts one event, read straight from its slot. `observed` is when the reader read it.
 pub fn log_record(
@@ -13,30 +30,51 @@ pub fn log_record(
     ev: &EventView<'_>,
     observed: u64,
 ) -> LogRecord {
+    let mut out = Vec::new();
+    encode_log_record(file, dict, ev, observed, &mut out);
+    LogRecord::decode(&out[..]).unwrap_or_default()
+}
+
+/// Appends the `LogRecord` message of one event (its content, without key
+/// and length, fields in the order prost writes them: by number) to `out`. What is
+/// resolved from the dictionary is charged to its record budget; a record
+/// over budget is incomplete, for the caller to drop.
+pub fn encode_log_record(
+    file: &MmapReader,
+    dict: &mut DictionaryCache,
+    ev: &EventView<'_>,
+    observed: u64,
+    out: &mut Vec<u8>,
+) {
     let (trace_id, span_id, flags) = match ev.span_context {
         Some(sc) => (valid_id(sc.trace_id, 16), valid_id(sc.span_id, 8), sc.flags),
-        None => (Vec::new(), Vec::new(), 0),
+        None => (&[][..], &[][..], 0),
     };
-    LogRecord {
-        time_unix_nano: ev.time_unix_nano,
-        observed_time_unix_nano: observed,
-        severity_number: ev.severity_number,
-        severity_text: String::from_utf8_lossy(ev.severity_text).into_owned(),
-        body: ev.body.map(|b| dict.value(file, b)),
-        attributes: dict.attributes(file, ev.attributes),
-        dropped_attributes_count: 0,
-        flags,
-        trace_id,
-        span_id,
-        event_name: dict.string(file, ev.event_name_ref),
+    encode::fixed64(out, tag::TIME_UNIX_NANO, ev.time_unix_nano);
+    encode::varint(out, tag::SEVERITY_NUMBER, ev.severity_number as i64 as u64);
+    encode::bytes(
+        out,
+        tag::SEVERITY_TEXT,
+        &encode::lossy_bytes(ev.severity_text),
+    );
+    if let Some(body) = ev.body {
+        let at = encode::begin(out, tag::BODY);
+        dict.encode_value(file, body, out);
+        encode::end(out, at);
     }
+    dict.encode_attributes(file, ev.attributes, tag::ATTRIBUTES, usize::MAX, out);
+    encode::fixed32(out, tag::FLAGS, flags);
+    encode::bytes(out, tag::TRACE_ID, trace_id);
+    encode::bytes(out, tag::SPAN_ID, span_id);
+    encode::fixed64(out, tag::OBSERVED_TIME_UNIX_NANO, observed);
+    dict.encode_string(file, ev.event_name_ref, tag::EVENT_NAME, out);
 }
 
 /// An id of the right length, or empty (OTLP: an invalid id is an absent one).
-fn valid_id(id: &[u8], len: usize) -> Vec<u8> {
+fn valid_id(id: &[u8], len: usize) -> &[u8] {
     if id.len() == len && id.iter().any(|&b| b != 0) {
-        id.to_vec()
+        id
     } else {
-        Vec::new()
+        &[]
     }
 }

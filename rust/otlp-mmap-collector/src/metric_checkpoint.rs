@@ -52,11 +52,14 @@ impl MetricAggregator {
     /// `(metric_ref, interval_start, OTLP Metric bytes)`: every series as
     /// one data point with its start time, as a collection now would give it.
     pub fn export_metrics(&self, mut f: impl FnMut(i64, u64, &[u8])) {
+        let mut refs = vec![0i64; self.metrics.len()];
+        for (&metric_ref, &m) in &self.index {
+            if let Some(r) = refs.get_mut(m) {
+                *r = metric_ref;
+            }
+        }
         let mut buf = Vec::new();
-        for mref in &self.order {
-            let Some(state) = self.metrics.get(mref) else {
-                continue;
-            };
+        for (state, mref) in self.metrics.iter().zip(&refs) {
             let all: Vec<&Series> = state.series.iter().chain(state.overflow.iter()).collect();
             if all.is_empty() {
                 continue;
@@ -92,11 +95,11 @@ impl MetricAggregator {
         otlp_metric: &[u8],
     ) -> Result<usize, MetricImportError> {
         let m = Metric::decode(otlp_metric).map_err(|_| MetricImportError::Decode)?;
-        if !self.ensure_metric(file, dict, metric_ref) {
+        let Some(mi) = self.metric(file, dict, metric_ref) else {
             return Err(MetricImportError::Mismatch);
-        }
+        };
         let (kind, bounds, name) = {
-            let state = &self.metrics[&metric_ref];
+            let state = &self.metrics[mi];
             (state.kind, state.bounds.clone(), state.name.clone())
         };
         if name != m.name {
@@ -144,14 +147,14 @@ impl MetricAggregator {
                 + attributes.iter().map(key_value_bytes).sum::<usize>()
                 + aggregate_bytes(&aggregate);
             let limit = self.cardinality_limit;
-            let state = &self.metrics[&metric_ref];
+            let state = &self.metrics[mi];
             if !overflow && state.series.len() + 1 >= limit {
                 return Err(MetricImportError::NoRoom);
             }
             if !self.take_bytes(cost) {
                 return Err(MetricImportError::NoRoom);
             }
-            let state = self.metrics.get_mut(&metric_ref).expect("ensured above");
+            let state = &mut self.metrics[mi];
             state.series_bytes += cost;
             state.interval_start = interval_start;
             let series = Series {

@@ -24,19 +24,19 @@
 
 use rustc_hash::FxHashMap;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
-    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    exemplar, exponential_histogram_data_point, metric, number_data_point,
+    Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, exemplar,
+    exponential_histogram_data_point, metric, number_data_point,
 };
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 use crate::dictionary::{DictionaryCache, key_value_bytes};
+use crate::encode;
 use crate::exponential::ExponentialBuckets;
-use crate::group::Grouper;
+use crate::group::RequestEncoder;
 use crate::raw::{RawMeasurement, RawValue};
 use otlp_mmap_core::view::{KeyValueRefView, Repeated, SpanContextView};
 
@@ -86,7 +86,32 @@ pub(crate) enum Aggregate {
 pub(crate) struct Series {
     pub(crate) attributes: Vec<KeyValue>,
     pub(crate) aggregate: Aggregate,
-    pub(crate) exemplar: Option<Exemplar>,
+    pub(crate) exemplar: Option<LastExemplar>,
+}
+
+/// The last measurement of a series with a valid span context (kept
+/// without allocating; it becomes an OTLP `Exemplar` on collection).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LastExemplar {
+    time: u64,
+    value: Number,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+}
+
+impl LastExemplar {
+    fn to_otlp(self) -> Exemplar {
+        Exemplar {
+            filtered_attributes: Vec::new(),
+            time_unix_nano: self.time,
+            span_id: self.span_id.to_vec(),
+            trace_id: self.trace_id.to_vec(),
+            value: Some(match self.value {
+                Number::Int(i) => exemplar::Value::AsInt(i),
+                Number::Double(d) => exemplar::Value::AsDouble(d),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +138,12 @@ pub(crate) struct MetricState {
     pub(crate) unkeyed: Vec<usize>,
     /// Canonical attribute key (entries sorted by key ref) -> series index.
     pub(crate) canonical: FxHashMap<Box<[u8]>, usize>,
-    /// Attribute entries exactly as a writer encoded them -> series index (or
-    /// OVERFLOW_SERIES): the fast path, which neither decodes nor sorts.
+    /// Attribute fields exactly as a writer encoded them (contiguous, as
+    /// [`RawMeasurement::attributes_wire`]) -> series index (or
+    /// OVERFLOW_SERIES): the fast path, which neither decodes, sorts nor copies.
+    wire_aliases: FxHashMap<Box<[u8]>, usize>,
+    /// The same for attributes that are not contiguous: their entries, each
+    /// after its length (4 bytes LE).
     aliases: FxHashMap<Box<[u8]>, usize>,
     pub(crate) overflow: Option<Series>,
     /// What the series, their keys and aliases hold (see `MetricAggregator::bytes`).
@@ -159,13 +188,20 @@ const DROPPED: usize = usize::MAX - 1;
 /// Aggregates the measurements of one file.
 #[derive(Debug)]
 pub struct MetricAggregator {
-    pub(crate) metrics: FxHashMap<i64, MetricState>,
-    /// Metric refs in first-seen order (stable output order).
-    pub(crate) order: Vec<i64>,
+    /// Metrics in first-seen order (stable output order).
+    pub(crate) metrics: Vec<MetricState>,
+    /// Metric ref -> position in `metrics`.
+    pub(crate) index: FxHashMap<i64, usize>,
+    /// The metric of the last measurement (measurements of one metric often
+    /// come in a row).
+    last: Option<(i64, usize)>,
     pub(crate) cardinality_limit: usize,
     pub(crate) stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
+    /// The encoded metrics of a collection, and the request they are grouped into.
+    arena: Vec<u8>,
+    request: RequestEncoder,
     /// What the metrics hold, and the most they may.
     bytes: usize,
     max_bytes: usize,
@@ -183,12 +219,15 @@ impl MetricAggregator {
     /// [`new`](Self::new), holding at most `max_bytes`.
     pub fn with_max_bytes(cardinality_limit: usize, stream_start: u64, max_bytes: usize) -> Self {
         MetricAggregator {
-            metrics: FxHashMap::default(),
-            order: Vec::new(),
+            metrics: Vec::new(),
+            index: FxHashMap::default(),
+            last: None,
             cardinality_limit: cardinality_limit.max(2),
             stream_start,
             scratch: Vec::new(),
             raw_key: Vec::new(),
+            arena: Vec::new(),
+            request: RequestEncoder::default(),
             bytes: 0,
             max_bytes,
             counters: MetricCounters::default(),
@@ -212,7 +251,7 @@ impl MetricAggregator {
     /// Number of series held (all metrics).
     pub fn series_count(&self) -> usize {
         self.metrics
-            .values()
+            .iter()
             .map(|m| m.series.len() + m.overflow.is_some() as usize)
             .sum()
     }
@@ -244,53 +283,74 @@ impl MetricAggregator {
                 return true;
             }
         };
-        if !self.ensure_metric(file, dict, raw.metric_ref) {
+        let Some(m) = self.metric(file, dict, raw.metric_ref) else {
             return true;
-        }
-        self.raw_key.clear();
-        for entry in raw.attribute_entries() {
-            self.raw_key
-                .extend_from_slice(&(entry.len() as u32).to_le_bytes());
-            self.raw_key.extend_from_slice(entry);
-        }
-        let state = self
-            .metrics
-            .get_mut(&raw.metric_ref)
-            .expect("ensured above");
-        let index = match state.aliases.get(self.raw_key.as_slice()) {
-            Some(&i) => i,
+        };
+        let wire = raw.attributes_wire;
+        let mut buffer = std::mem::take(&mut self.raw_key);
+        let key: &[u8] = match wire {
+            Some(k) => k,
             None => {
-                // Slow path, once per distinct encoding.
-                let i = self.series_index(file, dict, raw.metric_ref, raw.attributes());
-                if i == DROPPED {
-                    return true;
+                buffer.clear();
+                for entry in raw.attribute_entries() {
+                    buffer.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+                    buffer.extend_from_slice(entry);
                 }
-                let cost = self.raw_key.len() + 32;
-                let fits = self.metrics[&raw.metric_ref].aliases.len() < 4 * self.cardinality_limit
-                    && self.take_bytes(cost);
-                if fits {
-                    let state = self
-                        .metrics
-                        .get_mut(&raw.metric_ref)
-                        .expect("ensured above");
-                    state.aliases.insert(self.raw_key.as_slice().into(), i);
-                    state.series_bytes += cost;
-                }
-                i
+                &buffer
             }
         };
+        let state = &self.metrics[m];
+        let aliases = if wire.is_some() {
+            &state.wire_aliases
+        } else {
+            &state.aliases
+        };
+        let index = match aliases.get(key) {
+            Some(&i) => i,
+            None => self.new_alias(file, dict, m, &raw, key),
+        };
+        self.raw_key = buffer;
+        if index == DROPPED {
+            return true;
+        }
         let exemplar = raw
             .span_context
             .and_then(|b| SpanContextView::parse(b).ok())
             .filter(valid_span_context);
-        self.update_series(
-            raw.metric_ref,
-            index,
-            value,
-            raw.time_unix_nano,
-            exemplar.as_ref(),
-        );
+        self.update_series(m, index, value, raw.time_unix_nano, exemplar.as_ref());
         true
+    }
+
+    /// The slow path, once per distinct encoding of an attribute set: finds
+    /// (or creates) the set's series and remembers the encoding `key`.
+    fn new_alias(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        m: usize,
+        raw: &RawMeasurement<'_>,
+        key: &[u8],
+    ) -> usize {
+        let i = self.series_index(file, dict, m, raw.attributes());
+        if i == DROPPED {
+            return i;
+        }
+        // What the entries and their lengths take, however they are keyed.
+        let cost = raw.attribute_bytes + 4 * raw.attribute_count + 32;
+        let state = &self.metrics[m];
+        let fits = state.aliases.len() + state.wire_aliases.len() < 4 * self.cardinality_limit
+            && self.take_bytes(cost);
+        if fits {
+            let state = &mut self.metrics[m];
+            let aliases = if raw.attributes_wire.is_some() {
+                &mut state.wire_aliases
+            } else {
+                &mut state.aliases
+            };
+            aliases.insert(key.into(), i);
+            state.series_bytes += cost;
+        }
+        i
     }
 
     /// Aggregates one decoded measurement (it is encoded again and takes the
@@ -304,25 +364,32 @@ impl MetricAggregator {
         self.record_encoded(file, dict, &m.encode_to_vec());
     }
 
-    /// Makes sure the metric's state exists; false when its definition does not resolve.
-    pub(crate) fn ensure_metric(
+    /// The position of the metric at `metric_ref`, its state created on
+    /// first use; None when its definition does not resolve.
+    pub(crate) fn metric(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         metric_ref: i64,
-    ) -> bool {
-        if self.metrics.contains_key(&metric_ref) {
-            return true;
+    ) -> Option<usize> {
+        if let Some((r, m)) = self.last
+            && r == metric_ref
+        {
+            return Some(m);
+        }
+        if let Some(&m) = self.index.get(&metric_ref) {
+            self.last = Some((metric_ref, m));
+            return Some(m);
         }
         if self.metrics.len() >= MAX_METRICS {
             self.counters.too_many_metrics += 1;
-            return false;
+            return None;
         }
         let Some(def) = dict.metric(file, metric_ref) else {
             if !dict.over_budget() {
                 self.counters.unknown_metric += 1;
             }
-            return false;
+            return None;
         };
         let state = new_state(def, self.stream_start);
         let cost = METRIC_COST
@@ -332,11 +399,13 @@ impl MetricAggregator {
             + 8 * state.bounds.len();
         if !self.take_bytes(cost) {
             self.counters.too_many_metrics += 1;
-            return false;
+            return None;
         }
-        self.metrics.insert(metric_ref, state);
-        self.order.push(metric_ref);
-        true
+        let m = self.metrics.len();
+        self.metrics.push(state);
+        self.index.insert(metric_ref, m);
+        self.last = Some((metric_ref, m));
+        Some(m)
     }
 
     /// The series of an attribute set (creating it, or the overflow series
@@ -347,7 +416,7 @@ impl MetricAggregator {
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
-        metric_ref: i64,
+        m: usize,
         attributes: Repeated<'_>,
     ) -> usize {
         let mut entries: Vec<(i64, &[u8])> = attributes
@@ -362,11 +431,12 @@ impl MetricAggregator {
             self.scratch.extend_from_slice(e);
         }
         let limit = self.cardinality_limit;
-        let state = &self.metrics[&metric_ref];
+        let state = &self.metrics[m];
         if let Some(&i) = state.canonical.get(self.scratch.as_slice()) {
             return i;
         }
-        if state.series.len() + 1 >= limit {
+        // Restored series count in `series`: one of them may still be adopted.
+        if state.series.len() + 1 >= limit && state.unkeyed.is_empty() {
             return OVERFLOW_SERIES;
         }
         let aggregate = new_aggregate(state.kind, &state.bounds);
@@ -374,14 +444,12 @@ impl MetricAggregator {
         if dict.over_budget() {
             return DROPPED;
         }
-        if let Some(i) = crate::metric_checkpoint::adopt(
-            self.metrics
-                .get_mut(&metric_ref)
-                .expect("ensured by the caller"),
-            &attrs,
-            &self.scratch,
-        ) {
+        let state = &mut self.metrics[m];
+        if let Some(i) = crate::metric_checkpoint::adopt(state, &attrs, &self.scratch) {
             return i;
+        }
+        if state.series.len() + 1 >= limit {
+            return OVERFLOW_SERIES;
         }
         let cost = SERIES_COST
             + attrs.iter().map(key_value_bytes).sum::<usize>()
@@ -390,10 +458,7 @@ impl MetricAggregator {
         if !self.take_bytes(cost) {
             return OVERFLOW_SERIES;
         }
-        let state = self
-            .metrics
-            .get_mut(&metric_ref)
-            .expect("ensured by the caller");
+        let state = &mut self.metrics[m];
         state.series.push(Series {
             attributes: attrs,
             aggregate,
@@ -407,15 +472,13 @@ impl MetricAggregator {
 
     fn update_series(
         &mut self,
-        metric_ref: i64,
+        m: usize,
         index: usize,
         value: Number,
         time: u64,
         span_context: Option<&SpanContextView<'_>>,
     ) {
-        let Some(state) = self.metrics.get_mut(&metric_ref) else {
-            return;
-        };
+        let state = &mut self.metrics[m];
         let series = if index == OVERFLOW_SERIES {
             self.counters.overflows += 1;
             let (kind, bounds) = (state.kind, &state.bounds);
@@ -441,33 +504,32 @@ impl MetricAggregator {
             return;
         }
         if let Some(sc) = span_context {
-            series.exemplar = Some(Exemplar {
-                filtered_attributes: Vec::new(),
-                time_unix_nano: time,
-                span_id: sc.span_id.to_vec(),
-                trace_id: sc.trace_id.to_vec(),
-                value: Some(match value {
-                    Number::Int(i) => exemplar::Value::AsInt(i),
-                    Number::Double(d) => exemplar::Value::AsDouble(d),
-                }),
-            });
+            // Valid span contexts have ids of these lengths.
+            if let (Ok(trace_id), Ok(span_id)) = (sc.trace_id.try_into(), sc.span_id.try_into()) {
+                series.exemplar = Some(LastExemplar {
+                    time,
+                    value,
+                    trace_id,
+                    span_id,
+                });
+            }
         }
     }
 
-    /// Produces the metrics of the interval ending at `now`. Returns `None`
-    /// when there is nothing to report. Delta series and gauges are reset.
+    /// Appends the metrics of the interval ending at `now` to `out` as an
+    /// `ExportMetricsServiceRequest` and returns its data points; `None`
+    /// (nothing written) when there is nothing to report. Delta series and
+    /// gauges are reset.
     pub fn collect(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         now: u64,
-    ) -> Option<(ExportMetricsServiceRequest, u64)> {
-        let mut grouper: Grouper<Metric> = Grouper::default();
+        out: &mut Vec<u8>,
+    ) -> Option<u64> {
+        self.arena.clear();
         let mut points = 0u64;
-        for mref in &self.order {
-            let Some(state) = self.metrics.get_mut(mref) else {
-                continue;
-            };
+        for state in &mut self.metrics {
             let cumulative = state.temporality == AggregationTemporality::Cumulative;
             let start = if cumulative {
                 self.stream_start
@@ -480,22 +542,26 @@ impl MetricAggregator {
             }
             let data = to_otlp(state, &all, start, now);
             points += all.len() as u64;
-            grouper.push(
-                state.scope_ref,
-                Metric {
-                    name: state.name.clone(),
-                    description: state.description.clone(),
-                    unit: state.unit.clone(),
-                    metadata: Vec::new(),
-                    data: Some(data),
-                },
-            );
+            let metric = Metric {
+                name: state.name.clone(),
+                description: state.description.clone(),
+                unit: state.unit.clone(),
+                metadata: Vec::new(),
+                data: Some(data),
+            };
+            let at = self.arena.len();
+            // Writing into a Vec does not fail (it grows as needed).
+            if metric.encode(&mut self.arena).is_ok() {
+                self.request
+                    .push(state.scope_ref, at, self.arena.len() - at);
+            }
             let reset = !cumulative || state.kind == Kind::Gauge;
             if reset {
                 state.series.clear();
                 state.unkeyed.clear();
                 state.canonical.clear();
                 state.aliases.clear();
+                state.wire_aliases.clear();
                 state.overflow = None;
                 self.bytes -= std::mem::take(&mut state.series_bytes);
             } else {
@@ -508,19 +574,9 @@ impl MetricAggregator {
         if points == 0 {
             return None;
         }
-        let resource_metrics = grouper.build(file, dict, |resource, scopes| ResourceMetrics {
-            resource: Some(resource),
-            scope_metrics: scopes
-                .into_iter()
-                .map(|(scope, metrics)| ScopeMetrics {
-                    scope: Some(scope),
-                    metrics,
-                    schema_url: String::new(),
-                })
-                .collect(),
-            schema_url: String::new(),
-        });
-        Some((ExportMetricsServiceRequest { resource_metrics }, points))
+        self.request.encode_from(file, dict, &self.arena, out);
+        encode::reuse(&mut self.arena, encode::KEEP_MAX);
+        Some(points)
     }
 }
 
@@ -575,6 +631,7 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
         series: Vec::new(),
         unkeyed: Vec::new(),
         canonical: FxHashMap::default(),
+        wire_aliases: FxHashMap::default(),
         aliases: FxHashMap::default(),
         overflow: None,
         series_bytes: 0,
@@ -677,7 +734,7 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) -> bool
 
 pub(crate) fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
     let temporality = state.temporality as i32;
-    let exemplars = |s: &Series| s.exemplar.iter().cloned().collect::<Vec<_>>();
+    let exemplars = |s: &Series| s.exemplar.iter().map(|e| e.to_otlp()).collect::<Vec<_>>();
     match state.kind {
         Kind::Sum { monotonic } => metric::Data::Sum(Sum {
             data_points: all

@@ -27,6 +27,14 @@ pub struct RawMeasurement<'a> {
     pub bytes: &'a [u8],
     /// Number of attribute entries.
     pub attribute_count: usize,
+    /// Bytes of the attribute entries (their messages, without key and length).
+    pub attribute_bytes: usize,
+    /// The attribute fields (keys, lengths and entries) exactly as on the
+    /// wire, when they are contiguous (none, or no other field between
+    /// them: as writers encode a Measurement); `None` otherwise. The same
+    /// bytes always hold the same entries, so they identify the set as this
+    /// writer encoded it.
+    pub attributes_wire: Option<&'a [u8]>,
     /// When the measurement was taken, in nanoseconds since the Unix epoch
     /// (0 when the field is absent).
     pub time_unix_nano: u64,
@@ -44,26 +52,40 @@ impl<'a> RawMeasurement<'a> {
             metric_ref: 0,
             bytes,
             attribute_count: 0,
+            attribute_bytes: 0,
+            attributes_wire: Some(&[]),
             time_unix_nano: 0,
             value: None,
             span_context: None,
         };
         let mut buf = bytes;
+        // Where the attribute fields start and end, while they are contiguous.
+        let mut attributes: Option<(usize, usize)> = None;
+        let mut contiguous = true;
         while !buf.is_empty() {
-            let key = decode_varint(&mut buf).ok()?;
+            let field_start = bytes.len() - buf.len();
+            let key = varint(&mut buf)?;
             // A field number past u32 is malformed (as for prost and the views).
             let (field, wire) = (u32::try_from(key >> 3).ok()?, key & 7);
             match (field, wire) {
-                (measurement::METRIC_REF, 0) => m.metric_ref = decode_varint(&mut buf).ok()? as i64,
+                (measurement::METRIC_REF, 0) => m.metric_ref = varint(&mut buf)? as i64,
                 (measurement::ATTRIBUTES, 2) => {
-                    take_len(&mut buf)?;
+                    m.attribute_bytes += take_len(&mut buf)?.len();
                     m.attribute_count += 1;
+                    let end = bytes.len() - buf.len();
+                    attributes = match attributes {
+                        None => Some((field_start, end)),
+                        Some((start, last)) => {
+                            contiguous &= last == field_start;
+                            Some((start, end))
+                        }
+                    };
                 }
                 (measurement::TIME_UNIX_NANO, 1) => {
                     m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?)
                 }
                 (measurement::AS_LONG, 0) => {
-                    m.value = Some(RawValue::Long(decode_varint(&mut buf).ok()? as i64))
+                    m.value = Some(RawValue::Long(varint(&mut buf)? as i64))
                 }
                 (measurement::AS_DOUBLE, 1) => {
                     m.value = Some(RawValue::Double(f64::from_le_bytes(take_fixed(&mut buf)?)))
@@ -71,7 +93,7 @@ impl<'a> RawMeasurement<'a> {
                 (measurement::SPAN_CONTEXT, 2) => m.span_context = Some(take_len(&mut buf)?),
                 // Unknown fields are skipped, as protobuf does.
                 (_, 0) => {
-                    decode_varint(&mut buf).ok()?;
+                    varint(&mut buf)?;
                 }
                 (_, 1) => {
                     take_fixed(&mut buf)?;
@@ -86,6 +108,10 @@ impl<'a> RawMeasurement<'a> {
                 _ => return None,
             }
         }
+        m.attributes_wire = match attributes {
+            None => Some(&[]),
+            Some((start, end)) => contiguous.then(|| &bytes[start..end]),
+        };
         Some(m)
     }
 
@@ -99,10 +125,10 @@ impl<'a> RawMeasurement<'a> {
         let mut buf = self.bytes;
         std::iter::from_fn(move || {
             while !buf.is_empty() {
-                let key = decode_varint(&mut buf).ok()?;
+                let key = varint(&mut buf)?;
                 match key & 7 {
                     0 => {
-                        decode_varint(&mut buf).ok()?;
+                        varint(&mut buf)?;
                     }
                     1 => {
                         take_fixed(&mut buf)?;
@@ -121,8 +147,46 @@ impl<'a> RawMeasurement<'a> {
     }
 }
 
+/// Takes a varint off the front of `buf`: one of up to four bytes (keys,
+/// lengths and dictionary refs mostly are) directly, a longer one through
+/// prost.
+#[inline(always)]
+pub(crate) fn varint(buf: &mut &[u8]) -> Option<u64> {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [b, rest @ ..] if *b < 0x80 => {
+            *buf = rest;
+            Some(u64::from(*b))
+        }
+        [b0, b1, rest @ ..] if *b1 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(*b2) << 14)
+        }
+        [b0, b1, b2, b3, rest @ ..] if *b3 < 0x80 => {
+            *buf = rest;
+            Some(
+                u64::from(b0 & 0x7f)
+                    | u64::from(b1 & 0x7f) << 7
+                    | u64::from(b2 & 0x7f) << 14
+                    | u64::from(*b3) << 21,
+            )
+        }
+        _ => long_varint(buf),
+    }
+}
+
+#[cold]
+fn long_varint(buf: &mut &[u8]) -> Option<u64> {
+    decode_varint(buf).ok()
+}
+
+#[inline(always)]
 fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = decode_varint(buf).ok()?;
+    let len = varint(buf)?;
     if len > buf.len() as u64 {
         return None;
     }
@@ -131,6 +195,7 @@ fn take_len<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(v)
 }
 
+#[inline(always)]
 fn take_fixed(buf: &mut &[u8]) -> Option<[u8; 8]> {
     let (v, rest) = buf.split_first_chunk::<8>()?;
     *buf = rest;
@@ -171,6 +236,19 @@ mod tests {
         let raw = RawMeasurement::parse(&bytes).unwrap();
         assert_eq!(raw.metric_ref, 1234);
         assert_eq!(raw.attribute_count, 2);
+        // prost writes the attributes one after the other.
+        let wire = raw.attributes_wire.unwrap();
+        assert_eq!(
+            wire.len(),
+            m.attributes
+                .iter()
+                .map(|a| 2 + a.encoded_len())
+                .sum::<usize>()
+        );
+        assert_eq!(
+            raw.attribute_bytes,
+            m.attributes.iter().map(|a| a.encoded_len()).sum::<usize>()
+        );
         assert_eq!(raw.time_unix_nano, 42);
         assert_eq!(raw.value, Some(RawValue::Double(2.5)));
         let sc = proto::SpanContext::decode(raw.span_context.unwrap()).unwrap();
@@ -181,6 +259,28 @@ mod tests {
             proto::KeyValueRef::decode(entries[0]).unwrap(),
             m.attributes[0]
         );
+        // Attributes with another field between them are not contiguous.
+        let mut split = proto::Measurement {
+            attributes: vec![m.attributes[0].clone()],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        split.extend(
+            proto::Measurement {
+                metric_ref: 5,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        split.extend(
+            proto::Measurement {
+                attributes: vec![m.attributes[1].clone()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let raw = RawMeasurement::parse(&split).unwrap();
+        assert_eq!((raw.attribute_count, raw.attributes_wire), (2, None));
         // Truncated or odd input is refused, never misread.
         assert!(RawMeasurement::parse(&bytes[..bytes.len() - 1]).is_none());
         assert!(RawMeasurement::parse(&[0xff]).is_none());

@@ -5,13 +5,21 @@
 //! the incomplete marking), so that a checkpoint depends on OTLP only, not on
 //! how the assembler represents a span in flight. Bytes read back are
 //! untrusted: a span that does not decode, has bad ids or goes over the span
-//! limits is refused, and the rest still comes back.
+//! limits is refused, and the rest still comes back. A span put back holds
+//! its attributes and links encoded again as the OTLP fields they become,
+//! as a span assembled from span events does, and counts the same bytes.
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::dictionary::key_value_bytes;
-use crate::spans::{AssembledSpan, InFlight, LINK_COST, SPAN_COST, SpanAssembler};
+use crate::dictionary::{KEY_VALUE_COST, key_value_bytes, value_bytes};
+use crate::encode;
+use crate::spans::{InFlight, LINK_COST, SPAN_COST, SpanAssembler, key_hash, tag};
+
+/// Attributes a completed span may hold past `max_attributes`: those that
+/// mark how it ended (incomplete and its reason, or start missing).
+const MARKING_ATTRIBUTES: usize = 2;
 
 /// Why a span was not put back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +67,7 @@ impl SpanAssembler {
                 continue;
             }
             buf.clear();
-            open.span.encode(&mut buf).expect("a Vec grows as needed");
+            open.encode(&mut buf);
             f(open.scope_ref, open.seen_at, &buf);
         }
     }
@@ -70,7 +78,7 @@ impl SpanAssembler {
         let mut buf = Vec::new();
         for s in &self.completed {
             buf.clear();
-            s.span.encode(&mut buf).expect("a Vec grows as needed");
+            s.encode(&mut buf);
             f(s.scope_ref, &buf);
         }
     }
@@ -84,16 +92,11 @@ impl SpanAssembler {
         seen_at: u64,
         otlp_span: &[u8],
     ) -> Result<(), SpanImportError> {
-        let (span, bytes) = self.checked_span(otlp_span)?;
+        let span = self.checked_span(otlp_span, 0)?;
         let key = key_of(&span)?;
-        let open = InFlight {
-            span,
-            scope_ref,
-            seen_at,
-            generation: 0,
-            bytes,
-            index: None,
-        };
+        let mut open = self.filled(&span);
+        open.scope_ref = scope_ref;
+        open.seen_at = seen_at;
         self.open(key, open, seen_at);
         self.shed_bytes(seen_at);
         Ok(())
@@ -105,18 +108,23 @@ impl SpanAssembler {
         scope_ref: i64,
         otlp_span: &[u8],
     ) -> Result<(), SpanImportError> {
-        let (span, bytes) = self.checked_span(otlp_span)?;
+        let span = self.checked_span(otlp_span, MARKING_ATTRIBUTES)?;
         key_of(&span)?;
-        let status = span.status.as_ref().map_or(0, |s| s.message.len());
-        self.complete(AssembledSpan {
-            scope_ref,
-            span,
-            bytes: bytes + status,
-        });
+        let mut done = self.filled(&span);
+        done.scope_ref = scope_ref;
+        done.end_time_unix_nano = span.end_time_unix_nano;
+        if let Some(status) = &span.status {
+            done.status = Some(status.code);
+            done.status_message.push_str(&status.message);
+        }
+        let bytes = done.bytes + done.status_message.len();
+        self.complete(done, bytes);
         Ok(())
     }
 
-    fn checked_span(&self, otlp_span: &[u8]) -> Result<(Span, usize), SpanImportError> {
+    /// Decodes a span and checks it against the limits (`extra`: attributes
+    /// it may hold past `max_attributes`).
+    fn checked_span(&self, otlp_span: &[u8], extra: usize) -> Result<Span, SpanImportError> {
         let limits = self.limits;
         // A span within the limits encodes to less than its counted bytes
         // plus its fixed fields; anything far larger is refused undecoded.
@@ -125,8 +133,9 @@ impl SpanAssembler {
         }
         let span = Span::decode(otlp_span).map_err(|_| SpanImportError::Decode)?;
         let bytes = span_bytes(&span);
+        let max_attributes = limits.max_attributes.saturating_add(extra);
         if bytes > limits.max_span_bytes.saturating_add(SPAN_COST)
-            || span.attributes.len() > limits.max_attributes
+            || span.attributes.len() > max_attributes
             || span.links.len() > limits.max_links
             || span
                 .links
@@ -135,7 +144,75 @@ impl SpanAssembler {
         {
             return Err(SpanImportError::OverLimits);
         }
-        Ok((span, bytes))
+        Ok(span)
+    }
+
+    /// A span from the pool holding what `span` holds (not its end time nor
+    /// status), its attributes and links encoded again and counted as
+    /// [`SpanAssembler::apply`] counts them.
+    fn filled(&mut self, span: &Span) -> Box<InFlight> {
+        let mut open = self.pool.pop().unwrap_or_default();
+        open.trace_id.copy_from_slice(&span.trace_id);
+        open.span_id.copy_from_slice(&span.span_id);
+        open.parent_span_id.extend_from_slice(&span.parent_span_id);
+        open.name.push_str(&span.name);
+        open.kind = span.kind;
+        open.flags = span.flags;
+        open.start_time_unix_nano = span.start_time_unix_nano;
+        open.bytes = SPAN_COST + open.name.len() + open.parent_span_id.len();
+        for kv in &span.attributes {
+            set_attribute(&mut open, kv, &mut self.scratch);
+        }
+        open.dropped_attributes_count = span.dropped_attributes_count;
+        for link in &span.links {
+            let at = encode::begin(&mut open.links, tag::LINKS);
+            // Writing into a Vec does not fail (it grows as needed).
+            let _ = link.encode(&mut open.links);
+            encode::end(&mut open.links, at);
+            open.bytes += LINK_COST
+                + link.trace_state.len()
+                + link.attributes.iter().map(key_value_bytes).sum::<usize>();
+            open.link_count += 1;
+        }
+        open.dropped_links_count = span.dropped_links_count;
+        encode::reuse(&mut self.scratch, encode::KEEP_MAX);
+        open
+    }
+}
+
+/// Sets one attribute of `open` from a decoded `KeyValue`, encoded again as
+/// Span field 9 (a key it holds already takes the new value, as
+/// `Span::set_attribute` does).
+fn set_attribute(open: &mut InFlight, kv: &KeyValue, field: &mut Vec<u8>) {
+    let start = open.attributes.len();
+    let content = encode::begin(&mut open.attributes, tag::ATTRIBUTES);
+    encode::bytes(&mut open.attributes, 1, kv.key.as_bytes());
+    let key_len = kv.key.len();
+    let key_in_content = open.attributes.len() - key_len - content;
+    let added = kv.value.as_ref().map_or(0, |v| {
+        let value = encode::begin(&mut open.attributes, 2);
+        // Writing into a Vec does not fail (it grows as needed).
+        let _ = v.encode(&mut open.attributes);
+        encode::end(&mut open.attributes, value);
+        value_bytes(v)
+    });
+    let content_len = open.attributes.len() - content;
+    encode::end(&mut open.attributes, content);
+    let key_at = open.attributes.len() - start - content_len + key_in_content;
+    let hash = key_hash(kv.key.as_bytes());
+    match open.position(kv.key.as_bytes(), hash) {
+        Some(i) => {
+            let freed = open.attribute_value_bytes(i);
+            field.clear();
+            field.extend_from_slice(&open.attributes[start..]);
+            open.attributes.truncate(start);
+            open.replace_attribute(i, field, key_at, added);
+            open.bytes = open.bytes + added - freed;
+        }
+        None => {
+            open.bytes += KEY_VALUE_COST + key_len + added;
+            open.add_attribute(start, key_at, key_len, hash, added);
+        }
     }
 }
 

@@ -16,17 +16,28 @@
 //! finds its key through an index once a span has many attributes, so updates
 //! cost the same whatever the span holds. The v1 format has no span events
 //! (writers send them as log records), so there is nothing to cap there.
+//!
+//! No OTLP struct is built: a span in flight holds its attributes and links
+//! as the encoded OTLP fields they become (keys and values resolved through
+//! the dictionary cache, which keeps them encoded), an upsert rewrites one
+//! attribute's field in place, and a completed span is written straight into
+//! the batch's request by [`SpanAssembler::encode_completed`]. A span's
+//! buffers go back to a pool when it has been taken, so that in steady state
+//! assembling a span allocates nothing.
 
 use std::collections::VecDeque;
+use std::hash::Hasher;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::view::{KeyValueRefView, LinkView, Repeated, SpanEventKind, SpanEventView};
+use otlp_mmap_core::view::{LinkView, Repeated, SpanEventKind, SpanEventView};
 
-use crate::dictionary::{DictionaryCache, KEY_VALUE_COST, value_bytes};
+use crate::canonical;
+use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
+use crate::encode;
+use crate::group::RequestEncoder;
 
 /// Attribute set to `true` on a span that was emitted without its end.
 pub const INCOMPLETE_ATTRIBUTE: &str = "otlp_mmap.incomplete";
@@ -106,56 +117,253 @@ const INDEX_FROM: usize = 16;
 pub(crate) const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
 /// Bytes a link costs besides its attributes and trace state.
 pub(crate) const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
+/// Most spans' buffers kept for reuse (a batch's worth), and the largest
+/// kept: the pool holds at most 4 MiB, however large some spans were.
+const POOL_MAX: usize = 1024;
+const POOL_MAX_CAPACITY: usize = 4 << 10;
 
-#[derive(Debug)]
+/// Field numbers of `opentelemetry.proto.trace.v1.Span` (and of its `Status`).
+pub(crate) mod tag {
+    pub const TRACE_ID: u32 = 1;
+    pub const SPAN_ID: u32 = 2;
+    pub const PARENT_SPAN_ID: u32 = 4;
+    pub const NAME: u32 = 5;
+    pub const KIND: u32 = 6;
+    pub const START_TIME_UNIX_NANO: u32 = 7;
+    pub const END_TIME_UNIX_NANO: u32 = 8;
+    pub const ATTRIBUTES: u32 = 9;
+    pub const DROPPED_ATTRIBUTES_COUNT: u32 = 10;
+    pub const LINKS: u32 = 13;
+    pub const DROPPED_LINKS_COUNT: u32 = 14;
+    pub const STATUS: u32 = 15;
+    pub const FLAGS: u32 = 16;
+    pub const STATUS_MESSAGE: u32 = 2;
+    pub const STATUS_CODE: u32 = 3;
+    /// `Span.Link`.
+    pub const LINK_TRACE_ID: u32 = 1;
+    pub const LINK_SPAN_ID: u32 = 2;
+    pub const LINK_TRACE_STATE: u32 = 3;
+    pub const LINK_ATTRIBUTES: u32 = 4;
+    pub const LINK_DROPPED_ATTRIBUTES_COUNT: u32 = 5;
+    pub const LINK_FLAGS: u32 = 6;
+}
+
+/// One attribute of a span in flight: where its encoded `KeyValue` field is.
+#[derive(Debug, Clone, Copy)]
+struct Attribute {
+    /// The field (key, length and message) in `InFlight::attributes`.
+    at: usize,
+    len: usize,
+    /// Where the key's bytes are, from `at`.
+    key_at: usize,
+    key_len: usize,
+    /// Hash of the key.
+    hash: u64,
+    /// What its value holds, as [`crate::dictionary::value_bytes`] counts it.
+    value_bytes: usize,
+}
+
+/// A span in flight: what its events said, attributes and links already
+/// encoded as the OTLP fields they become. Its buffers are reused by the
+/// next span once it is done.
+#[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    pub(crate) span: Span,
     pub(crate) scope_ref: i64,
     /// Reader time when the start was seen (for `max_span_age`).
     pub(crate) seen_at: u64,
     pub(crate) generation: u64,
     /// What the span holds, as the limits count it.
     pub(crate) bytes: usize,
-    /// Attribute key -> position, once the span has [`INDEX_FROM`] attributes.
-    pub(crate) index: Option<HashMap<Box<str>, u32>>,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent_span_id: Vec<u8>,
+    pub(crate) name: String,
+    pub(crate) kind: i32,
+    pub(crate) flags: u32,
+    pub(crate) start_time_unix_nano: u64,
+    /// Encoded `KeyValue` fields (Span field 9), in the order they were set.
+    pub(crate) attributes: Vec<u8>,
+    slots: Vec<Attribute>,
+    /// Key hash -> first attribute with it, once the span has [`INDEX_FROM`] attributes.
+    index: HashMap<u64, u32>,
+    indexed: bool,
+    pub(crate) dropped_attributes_count: u32,
+    /// Encoded `Link` fields (Span field 13).
+    pub(crate) links: Vec<u8>,
+    pub(crate) link_count: usize,
+    pub(crate) dropped_links_count: u32,
+    /// Once done: its end time, status and the attribute fields marking how
+    /// it ended (incomplete, start missing), appended to its own.
+    pub(crate) end_time_unix_nano: u64,
+    pub(crate) status: Option<i32>,
+    pub(crate) status_message: String,
+    marking: Vec<u8>,
 }
 
 impl InFlight {
-    fn position(&self, key: &str) -> Option<usize> {
-        match &self.index {
-            Some(index) => index.get(key).map(|&i| i as usize),
-            None => self.span.attributes.iter().position(|a| a.key == key),
-        }
+    fn reset(&mut self) {
+        self.parent_span_id.clear();
+        self.name.clear();
+        self.attributes.clear();
+        self.slots.clear();
+        self.index.clear();
+        self.indexed = false;
+        self.dropped_attributes_count = 0;
+        self.links.clear();
+        self.link_count = 0;
+        self.dropped_links_count = 0;
+        self.kind = 0;
+        self.flags = 0;
+        self.start_time_unix_nano = 0;
+        self.bytes = 0;
+        self.end_time_unix_nano = 0;
+        self.status = None;
+        self.status_message.clear();
+        self.marking.clear();
     }
 
-    fn push_attribute(&mut self, kv: KeyValue) {
-        let attrs = &self.span.attributes;
-        if self.index.is_none() && attrs.len() >= INDEX_FROM {
-            self.index = Some(
-                attrs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| (Box::from(a.key.as_str()), i as u32))
-                    .collect(),
-            );
-        }
-        if let Some(index) = &mut self.index {
-            index.insert(kv.key.as_str().into(), attrs.len() as u32);
-        }
-        self.span.attributes.push(kv);
+    /// Bytes its buffers hold (their capacity).
+    fn capacity(&self) -> usize {
+        self.parent_span_id.capacity()
+            + self.name.capacity()
+            + self.attributes.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Attribute>()
+            + self.index.capacity() * std::mem::size_of::<(u64, u32)>()
+            + self.links.capacity()
+            + self.status_message.capacity()
+            + self.marking.capacity()
     }
-}
 
-/// A completed (or given-up) span and the scope it belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssembledSpan {
-    /// Dictionary ref of the InstrumentationScope from the span's StartSpan
-    /// event (for a span whose start is missing, from its EndSpan event).
-    pub scope_ref: i64,
-    /// The OTLP span, as it is exported.
-    pub span: Span,
-    /// What the span holds, as the limits count it.
-    pub bytes: usize,
+    /// What the value of attribute `i` holds, as [`crate::dictionary::value_bytes`] counts it.
+    pub(crate) fn attribute_value_bytes(&self, i: usize) -> usize {
+        self.slots[i].value_bytes
+    }
+
+    fn key(&self, a: &Attribute) -> &[u8] {
+        &self.attributes[a.at + a.key_at..a.at + a.key_at + a.key_len]
+    }
+
+    pub(crate) fn position(&self, key: &[u8], hash: u64) -> Option<usize> {
+        let is = |i: usize| {
+            let a = &self.slots[i];
+            a.hash == hash && self.key(a) == key
+        };
+        if self.indexed {
+            match self.index.get(&hash) {
+                None => return None,
+                Some(&i) if is(i as usize) => return Some(i as usize),
+                // Another key with the same hash: look at every attribute.
+                Some(_) => {}
+            }
+        }
+        (0..self.slots.len()).find(|&i| is(i))
+    }
+
+    /// Takes the encoded field at `at` (the end of `attributes`) as a new attribute.
+    pub(crate) fn add_attribute(
+        &mut self,
+        at: usize,
+        key_at: usize,
+        key_len: usize,
+        hash: u64,
+        value_bytes: usize,
+    ) {
+        if !self.indexed && self.slots.len() >= INDEX_FROM {
+            for (i, a) in self.slots.iter().enumerate() {
+                self.index.entry(a.hash).or_insert(i as u32);
+            }
+            self.indexed = true;
+        }
+        if self.indexed {
+            self.index.entry(hash).or_insert(self.slots.len() as u32);
+        }
+        self.slots.push(Attribute {
+            at,
+            len: self.attributes.len() - at,
+            key_at,
+            key_len,
+            hash,
+            value_bytes,
+        });
+    }
+
+    /// Puts the encoded field `field` (same key) in the place of attribute `i`.
+    pub(crate) fn replace_attribute(
+        &mut self,
+        i: usize,
+        field: &[u8],
+        key_at: usize,
+        value_bytes: usize,
+    ) {
+        let old = self.slots[i];
+        self.attributes
+            .splice(old.at..old.at + old.len, field.iter().copied());
+        for later in &mut self.slots[i + 1..] {
+            later.at = later.at + field.len() - old.len;
+        }
+        let a = &mut self.slots[i];
+        a.len = field.len();
+        a.key_at = key_at;
+        a.value_bytes = value_bytes;
+    }
+
+    /// Bytes of the span's `Span` message, as [`encode`](Self::encode) writes it.
+    fn encoded_len(&self) -> usize {
+        let status = self.status.map_or(0, |code| {
+            let message = encode::bytes_len(tag::STATUS_MESSAGE, self.status_message.as_bytes());
+            let code = encode::varint_len(tag::STATUS_CODE, code as i64 as u64);
+            encode::field_len(tag::STATUS, message + code)
+        });
+        encode::bytes_len(tag::TRACE_ID, &self.trace_id)
+            + encode::bytes_len(tag::SPAN_ID, &self.span_id)
+            + encode::bytes_len(tag::PARENT_SPAN_ID, &self.parent_span_id)
+            + encode::fixed32_len(tag::FLAGS, self.flags)
+            + encode::bytes_len(tag::NAME, self.name.as_bytes())
+            + encode::varint_len(tag::KIND, self.kind as i64 as u64)
+            + encode::fixed64_len(tag::START_TIME_UNIX_NANO, self.start_time_unix_nano)
+            + encode::fixed64_len(tag::END_TIME_UNIX_NANO, self.end_time_unix_nano)
+            + self.attributes.len()
+            + self.marking.len()
+            + encode::varint_len(
+                tag::DROPPED_ATTRIBUTES_COUNT,
+                self.dropped_attributes_count.into(),
+            )
+            + self.links.len()
+            + encode::varint_len(tag::DROPPED_LINKS_COUNT, self.dropped_links_count.into())
+            + status
+    }
+
+    /// Appends the span's `Span` message (its content, without key and
+    /// length) to `out`, in the order prost writes fields: by number.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        encode::bytes(out, tag::TRACE_ID, &self.trace_id);
+        encode::bytes(out, tag::SPAN_ID, &self.span_id);
+        encode::bytes(out, tag::PARENT_SPAN_ID, &self.parent_span_id);
+        encode::bytes(out, tag::NAME, self.name.as_bytes());
+        encode::varint(out, tag::KIND, self.kind as i64 as u64);
+        encode::fixed64(out, tag::START_TIME_UNIX_NANO, self.start_time_unix_nano);
+        encode::fixed64(out, tag::END_TIME_UNIX_NANO, self.end_time_unix_nano);
+        out.extend_from_slice(&self.attributes);
+        out.extend_from_slice(&self.marking);
+        encode::varint(
+            out,
+            tag::DROPPED_ATTRIBUTES_COUNT,
+            self.dropped_attributes_count.into(),
+        );
+        out.extend_from_slice(&self.links);
+        encode::varint(
+            out,
+            tag::DROPPED_LINKS_COUNT,
+            self.dropped_links_count.into(),
+        );
+        if let Some(code) = self.status {
+            let at = encode::begin(out, tag::STATUS);
+            encode::bytes(out, tag::STATUS_MESSAGE, self.status_message.as_bytes());
+            encode::varint(out, tag::STATUS_CODE, code as i64 as u64);
+            encode::end(out, at);
+        }
+        encode::fixed32(out, tag::FLAGS, self.flags);
+    }
 }
 
 /// Counters of the assembler.
@@ -180,15 +388,24 @@ pub struct SpanCounters {
 /// Assembles spans from span events.
 #[derive(Debug)]
 pub struct SpanAssembler {
-    pub(crate) in_flight: HashMap<SpanKey, InFlight>,
+    /// Boxed: a span moves from the pool to here to the completed queue and
+    /// back as a pointer.
+    pub(crate) in_flight: HashMap<SpanKey, Box<InFlight>>,
     /// Start order of in-flight spans (lazily cleaned: entries whose generation
     /// no longer matches were ended already).
     pub(crate) order: VecDeque<(SpanKey, u64)>,
     next_generation: u64,
     pub(crate) limits: SpanLimits,
     in_flight_bytes: usize,
-    pub(crate) completed: VecDeque<AssembledSpan>,
+    /// Spans done, oldest first (`bytes`: what each holds, as the limits count it).
+    pub(crate) completed: VecDeque<Box<InFlight>>,
     completed_bytes: usize,
+    /// Buffers of spans that are done, for the next ones.
+    // Boxed on purpose: a span goes from here to the map and back by pointer.
+    #[allow(clippy::vec_box)]
+    pub(crate) pool: Vec<Box<InFlight>>,
+    /// An attribute that replaces another, on its way.
+    pub(crate) scratch: Vec<u8>,
     /// What the assembler counted since it was created.
     pub counters: SpanCounters,
 }
@@ -217,6 +434,8 @@ impl SpanAssembler {
             in_flight_bytes: 0,
             completed: VecDeque::new(),
             completed_bytes: 0,
+            pool: Vec::new(),
+            scratch: Vec::new(),
             counters: SpanCounters::default(),
         }
     }
@@ -242,28 +461,53 @@ impl SpanAssembler {
     }
 
     /// Takes up to `max` completed spans, oldest first, holding at most
-    /// `max_bytes` (at least one span, whatever its size).
-    pub fn take_completed(&mut self, max: usize, max_bytes: usize) -> Vec<AssembledSpan> {
-        let mut out = Vec::new();
+    /// `max_bytes` (at least one span, whatever its size), and appends them
+    /// to `out` as an `ExportTraceServiceRequest`, grouped by scope and
+    /// resource. Returns how many spans it took (0: nothing written).
+    pub fn encode_completed(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        request: &mut RequestEncoder,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let mut bytes = 0usize;
-        while out.len() < max {
-            let Some(next) = self.completed.front() else {
-                break;
-            };
-            if !out.is_empty() && bytes.saturating_add(next.bytes) > max_bytes {
+        let mut n = 0;
+        for c in &self.completed {
+            if n >= max || (n > 0 && bytes.saturating_add(c.bytes) > max_bytes) {
                 break;
             }
-            bytes = bytes.saturating_add(next.bytes);
-            let s = self.completed.pop_front().expect("front exists");
-            self.completed_bytes -= s.bytes;
-            out.push(s);
+            bytes = bytes.saturating_add(c.bytes);
+            request.push(c.scope_ref, n, c.encoded_len());
+            n += 1;
         }
-        out
+        if n == 0 {
+            return 0;
+        }
+        let completed = &self.completed;
+        request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
+        for _ in 0..n {
+            let span = self.completed.pop_front().expect("n spans are queued");
+            self.completed_bytes -= span.bytes;
+            self.recycle(span);
+        }
+        n
     }
 
-    pub(crate) fn complete(&mut self, s: AssembledSpan) {
-        self.completed_bytes += s.bytes;
-        self.completed.push_back(s);
+    /// Queues a span that is done; `bytes` is what it holds, as the limits count it.
+    pub(crate) fn complete(&mut self, mut span: Box<InFlight>, bytes: usize) {
+        span.bytes = bytes;
+        self.completed_bytes += bytes;
+        self.completed.push_back(span);
+    }
+
+    fn recycle(&mut self, mut span: Box<InFlight>) {
+        if self.pool.len() < POOL_MAX && span.capacity() <= POOL_MAX_CAPACITY {
+            span.reset();
+            self.pool.push(span);
+        }
     }
 
     /// Applies one span event, read straight from its slot. `now` is the
@@ -292,24 +536,17 @@ impl SpanAssembler {
                 attributes,
                 flags,
             } => {
-                let span = Span {
-                    trace_id: trace_id.to_vec(),
-                    span_id: span_id.to_vec(),
-                    parent_span_id: parent_span_id.to_vec(),
-                    flags,
-                    name: String::from_utf8_lossy(name).into_owned(),
-                    kind,
-                    start_time_unix_nano,
-                    ..Default::default()
-                };
-                let mut open = InFlight {
-                    bytes: SPAN_COST + span.name.len() + span.parent_span_id.len(),
-                    span,
-                    scope_ref: ev.scope_ref,
-                    seen_at: now,
-                    generation: 0,
-                    index: None,
-                };
+                let mut open = self.pool.pop().unwrap_or_default();
+                open.trace_id = trace_id;
+                open.span_id = span_id;
+                open.parent_span_id.extend_from_slice(parent_span_id);
+                open.flags = flags;
+                open.name.push_str(&encode::lossy(name));
+                open.kind = kind;
+                open.start_time_unix_nano = start_time_unix_nano;
+                open.scope_ref = ev.scope_ref;
+                open.seen_at = now;
+                open.bytes = SPAN_COST + open.name.len() + open.parent_span_id.len();
                 set_attributes(
                     &self.limits,
                     &mut self.counters,
@@ -317,6 +554,7 @@ impl SpanAssembler {
                     dict,
                     &mut open,
                     attributes,
+                    &mut self.scratch,
                 );
                 self.open(key, open, now);
             }
@@ -324,52 +562,44 @@ impl SpanAssembler {
                 end_time_unix_nano,
                 status,
             } => {
-                let status = status.map(|s| Status {
-                    message: String::from_utf8_lossy(s.message).into_owned(),
-                    code: s.code,
-                });
-                match self.in_flight.remove(&key) {
+                let mut span = match self.in_flight.remove(&key) {
                     Some(open) => {
                         self.in_flight_bytes -= open.bytes;
-                        let mut span = open.span;
-                        span.end_time_unix_nano = end_time_unix_nano;
-                        let bytes = open.bytes + status.as_ref().map_or(0, |s| s.message.len());
-                        span.status = status;
-                        self.complete(AssembledSpan {
-                            scope_ref: open.scope_ref,
-                            span,
-                            bytes,
-                        });
-                        self.compact_order();
+                        open
                     }
                     None => {
                         // Say that the span ended, with what is known.
                         self.counters.orphan_events += 1;
-                        let bytes = SPAN_COST + status.as_ref().map_or(0, |s| s.message.len());
-                        let span = Span {
-                            trace_id: trace_id.to_vec(),
-                            span_id: span_id.to_vec(),
-                            start_time_unix_nano: end_time_unix_nano,
-                            end_time_unix_nano,
-                            status,
-                            attributes: vec![bool_attr(START_MISSING_ATTRIBUTE, true)],
-                            ..Default::default()
-                        };
-                        self.complete(AssembledSpan {
-                            scope_ref: ev.scope_ref,
-                            span,
-                            bytes,
-                        });
+                        let mut span = self.pool.pop().unwrap_or_default();
+                        span.trace_id = trace_id;
+                        span.span_id = span_id;
+                        span.scope_ref = ev.scope_ref;
+                        span.start_time_unix_nano = end_time_unix_nano;
+                        span.bytes = SPAN_COST;
+                        bool_attr(&mut span.marking, START_MISSING_ATTRIBUTE);
+                        span
                     }
+                };
+                span.end_time_unix_nano = end_time_unix_nano;
+                if let Some(s) = status {
+                    span.status_message.push_str(&encode::lossy(s.message));
+                    span.status = Some(s.code);
+                }
+                let bytes = span.bytes + span.status_message.len();
+                let ended = span.marking.is_empty();
+                self.complete(span, bytes);
+                if ended {
+                    self.compact_order();
                 }
             }
             SpanEventKind::Name(name) => match self.in_flight.get_mut(&key) {
                 Some(open) => {
-                    let name = String::from_utf8_lossy(name).into_owned();
-                    let (old, new) = (open.span.name.len(), name.len());
+                    let old = open.name.len();
+                    open.name.clear();
+                    open.name.push_str(&encode::lossy(name));
+                    let new = open.name.len();
                     open.bytes = open.bytes + new - old;
                     self.in_flight_bytes = self.in_flight_bytes + new - old;
-                    open.span.name = name;
                 }
                 None => self.counters.orphan_events += 1,
             },
@@ -386,6 +616,7 @@ impl SpanAssembler {
                     dict,
                     open,
                     attributes,
+                    &mut self.scratch,
                 );
                 self.in_flight_bytes = self.in_flight_bytes - before + open.bytes;
             }
@@ -400,10 +631,11 @@ impl SpanAssembler {
             }
             SpanEventKind::None => self.counters.orphan_events += 1,
         }
+        encode::reuse(&mut self.scratch, POOL_MAX_CAPACITY);
         self.shed_bytes(now);
     }
 
-    pub(crate) fn open(&mut self, key: SpanKey, mut open: InFlight, now: u64) {
+    pub(crate) fn open(&mut self, key: SpanKey, mut open: Box<InFlight>, now: u64) {
         match self.in_flight.get(&key) {
             Some(old) => {
                 // The later start replaces the earlier one.
@@ -422,7 +654,9 @@ impl SpanAssembler {
         self.next_generation += 1;
         self.order.push_back((key, open.generation));
         self.in_flight_bytes += open.bytes;
-        self.in_flight.insert(key, open);
+        if let Some(old) = self.in_flight.insert(key, open) {
+            self.recycle(old);
+        }
     }
 
     /// Gives up the oldest spans while the spans in flight hold too many bytes.
@@ -465,28 +699,23 @@ impl SpanAssembler {
             if open.generation != generation {
                 continue;
             }
-            let open = self.in_flight.remove(&key).expect("present: checked above");
+            let mut open = self.in_flight.remove(&key).expect("present: checked above");
             self.in_flight_bytes -= open.bytes;
-            let mut span = open.span;
-            span.end_time_unix_nano = now.max(span.start_time_unix_nano);
-            span.status = Some(Status {
-                message: format!("span did not end: {}", reason.text()),
-                code: status::StatusCode::Error as i32,
-            });
-            span.attributes.push(bool_attr(INCOMPLETE_ATTRIBUTE, true));
-            span.attributes.push(KeyValue {
-                key: INCOMPLETE_REASON_ATTRIBUTE.into(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::StringValue(reason.text().into())),
-                }),
-                ..Default::default()
-            });
+            open.end_time_unix_nano = now.max(open.start_time_unix_nano);
+            open.status = Some(status::StatusCode::Error as i32);
+            open.status_message.push_str("span did not end: ");
+            open.status_message.push_str(reason.text());
+            let marking = &mut open.marking;
+            bool_attr(marking, INCOMPLETE_ATTRIBUTE);
+            let at = encode::begin(marking, tag::ATTRIBUTES);
+            encode::bytes(marking, 1, INCOMPLETE_REASON_ATTRIBUTE.as_bytes());
+            let value = encode::begin(marking, 2);
+            encode::bytes_always(marking, 1, reason.text().as_bytes());
+            encode::end(marking, value);
+            encode::end(marking, at);
             self.counters.incomplete += 1;
-            self.complete(AssembledSpan {
-                scope_ref: open.scope_ref,
-                span,
-                bytes: open.bytes + 3 * KEY_VALUE_COST,
-            });
+            let bytes = open.bytes + 3 * KEY_VALUE_COST;
+            self.complete(open, bytes);
             return true;
         }
         false
@@ -502,6 +731,12 @@ impl SpanAssembler {
     }
 }
 
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(key);
+    h.finish()
+}
+
 /// Sets each attribute as `Span::set_attribute` does (a key already
 /// present takes the new value), within the span limits.
 fn set_attributes(
@@ -511,56 +746,64 @@ fn set_attributes(
     dict: &mut DictionaryCache,
     open: &mut InFlight,
     entries: Repeated<'_>,
+    field: &mut Vec<u8>,
 ) {
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
-        let Ok(kv) = KeyValueRefView::parse(entry) else {
+        let Ok(kv) = canonical::key_value_ref(entry) else {
             dict.bad_refs += 1;
             continue;
         };
         // The key first: an attribute that can only be dropped costs no value resolution.
         let left = limits.max_span_bytes.saturating_sub(open.bytes);
         dict.begin_record(left);
-        let key = dict.string(file, kv.key_ref);
-        let at = open.position(&key);
-        if dict.over_budget()
-            || (at.is_none() && open.span.attributes.len() >= limits.max_attributes)
-        {
+        // Written in place after the span's attributes; moved if it replaces one.
+        let start = open.attributes.len();
+        let content = encode::begin(&mut open.attributes, tag::ATTRIBUTES);
+        let key_len = dict.encode_string(file, kv.key_ref, 1, &mut open.attributes);
+        let key_in_content = open.attributes.len() - key_len - content;
+        let key = &open.attributes[open.attributes.len() - key_len..];
+        let hash = key_hash(key);
+        let at = open.position(key, hash);
+        if dict.over_budget() || (at.is_none() && open.slots.len() >= limits.max_attributes) {
+            open.attributes.truncate(start);
             over_budget |= dict.end_record().over_budget;
             dropped += 1;
             continue;
         }
-        let freed = at.map_or(0, |i| {
-            open.span.attributes[i]
-                .value
-                .as_ref()
-                .map_or(0, value_bytes)
-        });
+        let freed = at.map_or(0, |i| open.slots[i].value_bytes);
         // The value may take what the value it replaces frees.
         dict.raise_budget(freed);
-        let value = kv.value.map(|v| dict.value(file, v));
+        let added = kv.value.map_or(0, |v| {
+            let value = encode::begin(&mut open.attributes, 2);
+            let m = dict.encode_value(file, v, &mut open.attributes);
+            encode::end(&mut open.attributes, value);
+            m.bytes
+        });
         if dict.end_record().over_budget {
+            open.attributes.truncate(start);
             over_budget = true;
             dropped += 1;
             continue;
         }
-        let added = value.as_ref().map_or(0, value_bytes);
+        let content_len = open.attributes.len() - content;
+        encode::end(&mut open.attributes, content);
+        let key_at = open.attributes.len() - start - content_len + key_in_content;
         match at {
             Some(i) => {
-                open.span.attributes[i].value = value;
+                field.clear();
+                field.extend_from_slice(&open.attributes[start..]);
+                open.attributes.truncate(start);
+                open.replace_attribute(i, field, key_at, added);
                 open.bytes = open.bytes + added - freed;
             }
             None => {
-                open.bytes += KEY_VALUE_COST + key.len() + added;
-                open.push_attribute(KeyValue {
-                    key,
-                    value,
-                    ..Default::default()
-                });
+                open.bytes += KEY_VALUE_COST + key_len + added;
+                open.add_attribute(start, key_at, key_len, hash, added);
             }
         }
     }
-    open.span.dropped_attributes_count = open.span.dropped_attributes_count.saturating_add(dropped);
+    open.dropped_attributes_count = open.dropped_attributes_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;
     counters.oversized_events += over_budget as u64;
 }
@@ -578,45 +821,57 @@ fn add_links(
     for entry in links.iter() {
         let Ok(link) = LinkView::parse(entry) else {
             // Not reached: the event's parse checked every link.
-            open.span.dropped_links_count = open.span.dropped_links_count.saturating_add(1);
+            open.dropped_links_count = open.dropped_links_count.saturating_add(1);
             continue;
         };
-        if open.span.links.len() >= limits.max_links {
+        if open.link_count >= limits.max_links {
             dropped += 1;
             continue;
         }
         dict.begin_record(limits.max_span_bytes.saturating_sub(open.bytes));
-        let (attributes, more) =
-            dict.attributes_capped(file, link.attributes, limits.max_attributes);
-        let trace_state = String::from_utf8_lossy(link.trace_state).into_owned();
+        let out = &mut open.links;
+        let start = out.len();
+        let at = encode::begin(out, tag::LINKS);
+        encode::bytes(out, tag::LINK_TRACE_ID, link.trace_id);
+        encode::bytes(out, tag::LINK_SPAN_ID, link.span_id);
+        let trace_state = encode::lossy(link.trace_state);
+        encode::bytes(out, tag::LINK_TRACE_STATE, trace_state.as_bytes());
+        let (_, more) = dict.encode_attributes(
+            file,
+            link.attributes,
+            tag::LINK_ATTRIBUTES,
+            limits.max_attributes,
+            out,
+        );
+        encode::varint(
+            out,
+            tag::LINK_DROPPED_ATTRIBUTES_COUNT,
+            link.dropped_attributes_count.saturating_add(more).into(),
+        );
+        encode::fixed32(out, tag::LINK_FLAGS, link.flags);
         let cost = dict.end_record();
         if cost.over_budget {
+            out.truncate(start);
             over_budget = true;
             dropped += 1;
             continue;
         }
+        encode::end(out, at);
         open.bytes += LINK_COST + cost.bytes + trace_state.len();
-        open.span.links.push(span::Link {
-            trace_id: link.trace_id.to_vec(),
-            span_id: link.span_id.to_vec(),
-            trace_state,
-            attributes,
-            dropped_attributes_count: link.dropped_attributes_count.saturating_add(more),
-            flags: link.flags,
-        });
+        open.link_count += 1;
         counters.limit_drops += more as u64;
     }
-    open.span.dropped_links_count = open.span.dropped_links_count.saturating_add(dropped);
+    open.dropped_links_count = open.dropped_links_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;
     counters.oversized_events += over_budget as u64;
 }
 
-fn bool_attr(key: &str, v: bool) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::BoolValue(v)),
-        }),
-        ..Default::default()
-    }
+/// Appends the attribute `key` = `true` as a Span attributes field.
+fn bool_attr(out: &mut Vec<u8>, key: &str) {
+    let at = encode::begin(out, tag::ATTRIBUTES);
+    encode::bytes(out, 1, key.as_bytes());
+    let value = encode::begin(out, 2);
+    encode::varint_always(out, 2, 1);
+    encode::end(out, value);
+    encode::end(out, at);
 }

@@ -200,6 +200,15 @@ impl MmapReader {
         self.start_time_unix_nano
     }
 
+    /// A second mapping of the file, of the length known to exist, guarded
+    /// like the reader's own, for a thread that watches the ring headers
+    /// while this reader sleeps. It holds no file descriptor: the file is
+    /// only borrowed to map it.
+    pub fn map_again(&self) -> Result<SharedRegion, FormatError> {
+        let len = self.region.valid_len();
+        SharedRegion::map_guarded(&self.file, len, len)
+    }
+
     /// A reader for one ring, starting after the file's `reader_index`.
     pub fn ring_reader(&self, kind: RingKind) -> Result<RingReader, FormatError> {
         RingReader::new(&self.region, self.layout.ring(kind))

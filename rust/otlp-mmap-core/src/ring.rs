@@ -323,6 +323,16 @@ impl RingReader {
         seq.wrapping_sub(self.writer_seen) <= 0
     }
 
+    /// Whether writers claimed the next sequence (or later ones): there is
+    /// something to read, or a claimed slot to wait for. One atomic load of
+    /// `writer_index`, no other access to the ring; it may run while a writer
+    /// claims, it then only answers as of its load.
+    pub fn has_claimed(&self, region: &SharedRegion) -> bool {
+        region
+            .atomic_i64(self.geo.offset + ring_header::WRITER_INDEX)
+            .is_ok_and(|w| self.next.wrapping_sub(w.load(Ordering::Acquire)) <= 0)
+    }
+
     /// Looks at the next sequence without consuming it.
     pub fn peek<'a>(&mut self, region: &'a SharedRegion) -> Slot<'a> {
         if !self.claimed(self.next) {

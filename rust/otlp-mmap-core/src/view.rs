@@ -26,6 +26,7 @@ pub enum Wire<'a> {
 
 impl<'a> Wire<'a> {
     /// The value of a varint field (0 for another wire type).
+    #[inline]
     pub fn varint(self) -> u64 {
         match self {
             Wire::Varint(v) => v,
@@ -33,6 +34,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The value of a fixed64 field (0 for another wire type).
+    #[inline]
     pub fn fixed64(self) -> u64 {
         match self {
             Wire::Fixed64(v) => v,
@@ -40,6 +42,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The value of a fixed32 field (0 for another wire type).
+    #[inline]
     pub fn fixed32(self) -> u32 {
         match self {
             Wire::Fixed32(v) => v,
@@ -47,6 +50,7 @@ impl<'a> Wire<'a> {
         }
     }
     /// The bytes of a length-delimited field (empty for another wire type).
+    #[inline]
     pub fn bytes(self) -> &'a [u8] {
         match self {
             Wire::Bytes(b) => b,
@@ -59,6 +63,41 @@ impl<'a> Wire<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireError;
 
+/// Takes a varint off the front of `buf`: one of up to four bytes (keys,
+/// lengths and dictionary refs mostly are) directly, a longer one through
+/// prost.
+#[inline(always)]
+fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [b, rest @ ..] if *b < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(*b))
+        }
+        [b0, b1, rest @ ..] if *b1 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
+        }
+        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(*b2) << 14)
+        }
+        [b0, b1, b2, b3, rest @ ..] if *b3 < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(b0 & 0x7f)
+                | u64::from(b1 & 0x7f) << 7
+                | u64::from(b2 & 0x7f) << 14
+                | u64::from(*b3) << 21)
+        }
+        _ => long_varint(buf),
+    }
+}
+
+#[cold]
+fn long_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    decode_varint(buf).map_err(|_| WireError)
+}
+
 /// Iterates over the fields of one message: `(field number, value)`.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
@@ -68,25 +107,27 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// The fields of the encoded message `buf`.
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
         Fields { buf, failed: false }
     }
 
+    #[inline(always)]
     fn next_field(&mut self) -> Result<(u32, Wire<'a>), WireError> {
-        let key = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+        let key = varint(&mut self.buf)?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
         if field == 0 {
             return Err(WireError);
         }
         let value = match key & 7 {
-            0 => Wire::Varint(decode_varint(&mut self.buf).map_err(|_| WireError)?),
+            0 => Wire::Varint(varint(&mut self.buf)?),
             1 => {
                 let (v, rest) = self.buf.split_first_chunk::<8>().ok_or(WireError)?;
                 self.buf = rest;
                 Wire::Fixed64(u64::from_le_bytes(*v))
             }
             2 => {
-                let len = decode_varint(&mut self.buf).map_err(|_| WireError)?;
+                let len = varint(&mut self.buf)?;
                 if len > self.buf.len() as u64 {
                     return Err(WireError);
                 }
@@ -108,6 +149,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Wire<'a>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() || self.failed {
             return None;
@@ -133,6 +175,7 @@ impl<'a> Repeated<'a> {
 
     /// Every entry (a malformed message ends the iteration; it was checked
     /// when the enclosing view was parsed).
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let field = self.field;
         Fields::new(self.msg)
@@ -685,6 +728,30 @@ mod tests {
             first_field(&scope.encode_to_vec()),
             tags::instrumentation_scope::RESOURCE_REF
         );
+    }
+
+    #[test]
+    fn varints_read_as_prost_reads_them() {
+        let mut values = vec![0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
+        for shift in [21, 28, 35] {
+            values.extend([(1u64 << shift) - 1, 1 << shift]);
+        }
+        for v in values {
+            let mut bytes = Vec::new();
+            prost::encoding::encode_varint(v, &mut bytes);
+            bytes.push(0xaa);
+            let mut buf = &bytes[..];
+            assert_eq!(varint(&mut buf), Ok(v), "{v}");
+            assert_eq!(buf, &[0xaa], "{v}: exactly its bytes taken");
+        }
+        // Redundant continuation bytes are accepted, as prost accepts them.
+        let mut buf = &[0x80u8, 0x80, 0x00][..];
+        assert_eq!(varint(&mut buf), Ok(0));
+        assert!(buf.is_empty());
+        for bad in [&[0x80u8][..], &[0x80, 0x80, 0x80], &[0xff; 11]] {
+            let mut buf = bad;
+            assert_eq!(varint(&mut buf), Err(WireError), "{bad:?}");
+        }
     }
 
     #[test]

@@ -110,6 +110,11 @@
 typedef struct OmReader OmReader;
 
 /*
+ A watcher of idle readers (opaque).
+ */
+typedef struct OmWatcher OmWatcher;
+
+/*
  A writer of one OTLP-MMAP file (opaque).
  */
 typedef struct OmWriter OmWriter;
@@ -523,6 +528,18 @@ int32_t om_reader_restore(struct OmReader *reader,
                           struct OmError *err);
 
 /*
+ Looks at the writer's liveness lock now (one `fcntl`), for a caller that
+ does not poll an idle reader (one parked with `om_watcher_park`): `*out`
+ is 1 when this call found the writer gone, which it was not known to be
+ (wake the reader: its next traces poll gives up the spans in flight),
+ else 0.
+
+ # Safety
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_check_writer(struct OmReader *reader, int32_t *out, struct OmError *err);
+
+/*
  Fills `*out` with the reader's counters.
 
  # Safety
@@ -538,6 +555,67 @@ int32_t om_reader_stats(struct OmReader *reader, struct OmStats *out, struct OmE
  `reader` must not be in use by another thread.
  */
 int32_t om_reader_close(struct OmReader *reader);
+
+/*
+ Starts a watcher thread that looks at the parked readers every
+ `interval_nanos` and, for each one that has records to read (or whose
+ deadline passed), writes its token (8 bytes, native byte order) to
+ `notify_fd` and forgets it. `notify_fd` is the write end of a pipe; the
+ library keeps a duplicate (the caller may close its own). When the pipe is
+ full, the reader stays parked and is offered again at the next round. The
+ watcher, like every handle, is used from one thread at a time; its own
+ thread runs apart. On success `*out` is the handle, to be freed with
+ `om_watcher_close`.
+
+ # Safety
+ `notify_fd` is an open file descriptor for the duration of the call;
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_watcher_start(uint64_t interval_nanos,
+                         int notify_fd,
+                         struct OmWatcher **out,
+                         struct OmError *err);
+
+/*
+ Parks `reader` under `token` until a writer claims a record in the ring of
+ one of the signals whose bit (`1 << OM_SIGNAL_*`) is set in `signals`, the
+ writer starts over, or the clock passes `due_unix_nano`; then the watcher
+ writes `token` to its pipe. Parking a token again replaces the earlier
+ park. Park a reader only when its last polls of those signals found
+ nothing (no pending batch): the watcher starts at the records the reader
+ released. The watcher reads its own mapping of the file (no file
+ descriptor), never the reader, which the caller may use and close while
+ it is parked. The watcher does not look at the writer's liveness: ask the
+ reader with `om_reader_check_writer` now and then.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_watcher_park(struct OmWatcher *watcher,
+                        struct OmReader *reader,
+                        uint64_t token,
+                        uint32_t signals,
+                        uint64_t due_unix_nano,
+                        struct OmError *err);
+
+/*
+ Forgets the reader parked under `token`: `OM_OK` if it was parked,
+ `OM_EMPTY` if not (it was woken already, or never parked).
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_watcher_unpark(struct OmWatcher *watcher, uint64_t token, struct OmError *err);
+
+/*
+ Stops the watcher's thread (waiting for it) and frees the watcher; the
+ library's duplicate of the pipe is closed. A NULL, closed or unknown
+ handle gives `OM_ERR_HANDLE`.
+
+ # Safety
+ `watcher` must not be in use by another thread.
+ */
+int32_t om_watcher_close(struct OmWatcher *watcher);
 
 /*
  Creates a file at `path` whose three rings have `ring_slots` slots (a power

@@ -45,8 +45,10 @@
 mod handles;
 mod reader;
 mod status;
+mod watcher;
 mod writer;
 
 pub use reader::*;
 pub use status::*;
+pub use watcher::*;
 pub use writer::*;

@@ -12,7 +12,7 @@ use crate::status::*;
 
 /// A reader of one OTLP-MMAP file (opaque).
 pub struct OmReader {
-    reader: FileReader,
+    pub(crate) reader: FileReader,
     /// The last checkpoint taken (`om_reader_checkpoint`).
     checkpoint: Vec<u8>,
 }
@@ -144,7 +144,7 @@ pub struct OmStats {
     pub finished: i32,
 }
 
-fn signal(s: i32) -> Result<Signal, Failure> {
+pub(crate) fn signal(s: i32) -> Result<Signal, Failure> {
     match s {
         OM_SIGNAL_TRACES => Ok(Signal::Traces),
         OM_SIGNAL_LOGS => Ok(Signal::Logs),
@@ -659,6 +659,33 @@ pub unsafe extern "C" fn om_reader_restore(
             }
             Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
         }
+    })
+}
+
+/// Looks at the writer's liveness lock now (one `fcntl`), for a caller that
+/// does not poll an idle reader (one parked with `om_watcher_park`): `*out`
+/// is 1 when this call found the writer gone, which it was not known to be
+/// (wake the reader: its next traces poll gives up the spans in flight),
+/// else 0.
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_check_writer(
+    reader: *mut OmReader,
+    out: *mut i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let gone = r.reader.check_writer();
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = i32::from(gone) };
+        Ok(OM_OK)
     })
 }
 

@@ -485,3 +485,126 @@ fn bounds_and_drop_counters_cross_the_abi() {
         assert_eq!(om_reader_close(r), OM_OK);
     }
 }
+
+#[test]
+#[allow(unsafe_code)]
+fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let (mut wake, notify) = std::io::pipe().unwrap();
+    let mut err = OmError::default();
+    let mut watcher = ptr::null_mut();
+    let name = CString::new("op").unwrap();
+    let logs = 1 << OM_SIGNAL_LOGS;
+    let never = u64::MAX;
+    let token = |wake: &mut std::io::PipeReader| {
+        let mut b = [0u8; 8];
+        wake.read_exact(&mut b).unwrap();
+        u64::from_ne_bytes(b)
+    };
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        assert_eq!(
+            om_watcher_start(1_000_000, notify.as_raw_fd(), &mut watcher, &mut err),
+            OM_OK,
+            "{}",
+            err.message()
+        );
+        drop(notify); // the library keeps its own duplicate
+
+        // Nothing written: still parked after rounds of the watcher.
+        assert_eq!(om_watcher_park(watcher, r, 7, logs, never, &mut err), OM_OK);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(om_watcher_unpark(watcher, 7, &mut err), OM_OK);
+        assert_eq!(om_watcher_unpark(watcher, 7, &mut err), OM_EMPTY);
+
+        // A record in a watched ring wakes it.
+        assert_eq!(om_watcher_park(watcher, r, 8, logs, never, &mut err), OM_OK);
+        assert_eq!(
+            om_writer_log(w, name.as_ptr(), ptr::null(), ptr::null(), 3, &mut err),
+            OM_OK
+        );
+        assert_eq!(token(&mut wake), 8);
+        assert_eq!(
+            om_watcher_unpark(watcher, 8, &mut err),
+            OM_EMPTY,
+            "woken once"
+        );
+
+        // Still unread by the reader, so a new park wakes at once; once read
+        // and committed, only a deadline does.
+        assert_eq!(om_watcher_park(watcher, r, 9, logs, never, &mut err), OM_OK);
+        assert_eq!(token(&mut wake), 9);
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_LOGS, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
+            OM_OK
+        );
+        assert_eq!(om_watcher_park(watcher, r, 10, logs, 0, &mut err), OM_OK);
+        assert_eq!(token(&mut wake), 10, "due");
+
+        // Only the signals asked for are watched.
+        let spans = 1 << OM_SIGNAL_TRACES;
+        assert_eq!(
+            om_watcher_park(watcher, r, 11, spans, never, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_writer_log(w, name.as_ptr(), ptr::null(), ptr::null(), 4, &mut err),
+            OM_OK
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            om_watcher_unpark(watcher, 11, &mut err),
+            OM_OK,
+            "a log does not wake a traces park"
+        );
+
+        assert_eq!(
+            om_watcher_park(watcher, r, 12, 1 << 5, never, &mut err),
+            OM_ERR_ARGUMENT
+        );
+        assert_eq!(om_watcher_close(watcher), OM_OK);
+        assert_eq!(om_watcher_close(watcher), OM_ERR_HANDLE);
+        let mut rest = Vec::new();
+        wake.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "no token after close: {rest:?}");
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn check_writer_reports_a_writer_gone_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let mut err = OmError::default();
+    let mut gone = -1;
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        assert_eq!(om_reader_check_writer(r, &mut gone, &mut err), OM_OK);
+        assert_eq!(gone, 0, "alive");
+        assert_eq!(om_writer_close(w), OM_OK);
+        assert_eq!(om_reader_check_writer(r, &mut gone, &mut err), OM_OK);
+        assert_eq!(gone, 1, "found gone");
+        assert_eq!(om_reader_check_writer(r, &mut gone, &mut err), OM_OK);
+        assert_eq!(gone, 0, "reported once");
+        assert_eq!(
+            om_reader_check_writer(r, ptr::null_mut(), &mut err),
+            OM_ERR_NULL
+        );
+        assert_eq!(om_reader_close(r), OM_OK);
+    }
+}

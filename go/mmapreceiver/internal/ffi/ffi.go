@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -245,6 +246,90 @@ func (r *Reader) Poll(sig Signal, now time.Time) (b Batch, ok bool, err error) {
 	return b, true, nil
 }
 
+// SignalSet holds signals, bit 1<<Signal each.
+type SignalSet uint32
+
+// Has tells whether sig is in the set.
+func (s SignalSet) Has(sig Signal) bool { return s&(1<<uint32(sig)) != 0 }
+
+// With returns the set with sig added.
+func (s SignalSet) With(sig Signal) SignalSet { return s | 1<<uint32(sig) }
+
+// Watcher is a library thread that watches parked (idle) readers, so that
+// the caller needs no timer per file (OmWatcher). Safe for concurrent use.
+type Watcher struct {
+	mu sync.Mutex
+	p  *C.OmWatcher
+}
+
+// StartWatcher starts the thread: every interval it looks at the parked
+// readers and writes the token (8 bytes, native byte order) of each one that
+// has records to read, or whose deadline passed, to notify (the write end of
+// a pipe; the library keeps a duplicate, the caller may close it).
+func StartWatcher(interval time.Duration, notify *os.File) (*Watcher, error) {
+	conn, err := notify.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var out *C.OmWatcher
+	var e C.OmError
+	var rc C.int32_t
+	if err := conn.Control(func(fd uintptr) {
+		rc = C.om_watcher_start(C.uint64_t(interval.Nanoseconds()), C.int(fd), &out, &e)
+	}); err != nil {
+		return nil, err
+	}
+	if rc != C.OM_OK {
+		return nil, newError("om_watcher_start", rc, &e)
+	}
+	return &Watcher{p: out}, nil
+}
+
+// Park leaves r to the watcher under token until a writer claims a record in
+// the ring of one of signals, the writer starts over, or due passes. Park a
+// reader only when its last polls found nothing (no pending batch).
+func (w *Watcher) Park(r *Reader, token uint64, signals SignalSet, due time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var e C.OmError
+	if rc := C.om_watcher_park(w.p, r.p, C.uint64_t(token), C.uint32_t(signals), unixNano(due), &e); rc != C.OM_OK {
+		return newError("om_watcher_park", rc, &e)
+	}
+	return nil
+}
+
+// Unpark forgets the reader parked under token; false if it was not parked
+// (woken already).
+func (w *Watcher) Unpark(token uint64) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var e C.OmError
+	switch rc := C.om_watcher_unpark(w.p, C.uint64_t(token), &e); rc {
+	case C.OM_OK:
+		return true, nil
+	case C.OM_EMPTY:
+		return false, nil
+	default:
+		return false, newError("om_watcher_unpark", rc, &e)
+	}
+}
+
+// Close stops the thread (waiting for it) and closes the library's
+// duplicate of the pipe. Closing twice is harmless.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.p == nil {
+		return nil
+	}
+	rc := C.om_watcher_close(w.p)
+	w.p = nil
+	if rc != C.OM_OK {
+		return &Error{Op: "om_watcher_close", Code: int32(rc)}
+	}
+	return nil
+}
+
 // Commit releases the pending batch identified by token.
 func (r *Reader) Commit(sig Signal, token uint64) error {
 	var e C.OmError
@@ -380,6 +465,19 @@ func (r *Reader) Restore(checkpoint []byte) (restored bool, why string, refused 
 	default:
 		return false, "", 0, newError("om_reader_restore", rc, &e)
 	}
+}
+
+// WriterGone looks at the writer's liveness lock now (one fcntl), for a
+// reader that is not being polled (parked): true when this call found the
+// writer gone, which it was not known to be; poll the reader then, so that
+// it gives up its spans in flight.
+func (r *Reader) WriterGone() (bool, error) {
+	var out C.int32_t
+	var e C.OmError
+	if rc := C.om_reader_check_writer(r.p, &out, &e); rc != C.OM_OK {
+		return false, newError("om_reader_check_writer", rc, &e)
+	}
+	return out == 1, nil
 }
 
 // Stats mirrors OmStats; arrays are indexed by Signal.

@@ -1,0 +1,74 @@
+package mmapreceiver
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+)
+
+// An idle file is left to the idle poller: the watcher's rounds that find
+// nothing written do not wake it, and a record written to it is delivered
+// once the watcher wakes it, although the file's own deadline
+// (scan_interval, here an hour) is far away.
+func TestIdleFileIsWokenByTheIdlePoller(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir)
+	cfg.ScanInterval = time.Hour
+	cfg.Metrics.CollectionInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.LogsSink)
+	r.setLogs(sink)
+	r.setTraces(new(consumertest.TracesSink))
+	r.setMetrics(new(consumertest.MetricsSink))
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+
+	parked := func() bool { return r.poller.parked.Load() == 1 }
+	for i := range 3 {
+		require.Eventually(t, parked, waitFor, time.Millisecond, "the idle file parks")
+		wakes := r.poller.wakes.Load()
+		// Rounds of the watcher (every millisecond) with nothing written
+		// leave the file parked.
+		time.Sleep(20 * time.Millisecond)
+		require.True(t, parked())
+		require.Equal(t, wakes, r.poller.wakes.Load(), "the watcher woke a file that had nothing to read")
+
+		require.NoError(t, tw.log(nextID("idle")))
+		require.Eventually(t, func() bool { return sink.LogRecordCount() == i+1 }, waitFor, time.Millisecond)
+		assert.Equal(t, wakes+1, r.poller.wakes.Load(), "one wake-up per record written")
+	}
+}
+
+// A parked file whose writer goes away is woken once by the scan (so that the
+// reader gives up its spans in flight), and not again at later scans.
+func TestParkedFileIsWokenOnceWhenItsWriterGoesAway(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir) // scan_interval 20ms
+	cfg.Metrics.CollectionInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	r.setTraces(new(consumertest.TracesSink))
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+
+	parked := func() bool { return r.poller.parked.Load() == 1 }
+	require.Eventually(t, parked, waitFor, time.Millisecond, "the idle file parks")
+	wakes := r.poller.wakes.Load()
+	tw.close()
+	require.Eventually(t, func() bool { return r.poller.wakes.Load() == wakes+1 }, waitFor, time.Millisecond,
+		"the scan wakes the file of a writer that went away")
+	require.Eventually(t, parked, waitFor, time.Millisecond, "it parks again")
+	time.Sleep(5 * cfg.ScanInterval) // later scans
+	assert.Equal(t, wakes+1, r.poller.wakes.Load(), "woken once, not at every scan")
+}

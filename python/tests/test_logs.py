@@ -1,0 +1,101 @@
+"""MmapLogRecordProcessor: bodies, severities, attributes and span context round-trip."""
+
+import logging
+
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+try:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as InMemoryLogExporter
+except ImportError:  # SDKs before 1.39
+    from opentelemetry.sdk._logs.export import InMemoryLogExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from conftest import attrs, hex_id, logs_of, value_of
+from opentelemetry_mmap import MmapLogRecordProcessor
+
+
+def test_stdlib_logging_round_trips(tmp_path):
+    path = tmp_path / "l.otlp"
+    lp = LoggerProvider(resource=Resource.create({"service.name": "py-logs"}))
+    processor = MmapLogRecordProcessor(str(path))
+    lp.add_log_record_processor(processor)
+    seen = InMemoryLogExporter()
+    lp.add_log_record_processor(SimpleLogRecordProcessor(seen))
+    log = logging.getLogger("py-logs-test")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    log.addHandler(LoggingHandler(logger_provider=lp))
+    tp = TracerProvider()
+    with tp.get_tracer("t").start_as_current_span("req") as span:
+        log.warning("payment %s declined", "p-1", extra={"order.id": 17, "retry": True})
+    log.debug("debug line")
+    log.error("failed")
+    log.critical("down")
+    records = logs_of(path)
+    assert [r["body"]["stringValue"] for _, _, r in records] == ["payment p-1 declined", "debug line", "failed", "down"]
+    assert [r["severityNumber"] for _, _, r in records] == [13, 5, 17, 21]
+    # The texts are the SDK's own (they differ between SDK versions).
+    assert [r["severityText"] for _, _, r in records] == [r.log_record.severity_text for r in seen.get_finished_logs()]
+    res, scope, first = records[0]
+    assert res["service.name"] == "py-logs" and scope["name"] == "py-logs-test"
+    a = attrs(first["attributes"])
+    assert a["order.id"] == 17 and a["retry"] is True
+    sc = span.get_span_context()
+    assert first["traceId"] == hex_id(sc.trace_id, 32) and first["spanId"] == hex_id(sc.span_id, 16)
+    assert "traceId" not in records[1][2]
+    assert processor.drop_stats()["logs"] == 0
+
+
+def test_every_body_type_round_trips(tmp_path):
+    from opentelemetry._logs import LogRecord, SeverityNumber
+
+    path = tmp_path / "b.otlp"
+    lp = LoggerProvider()
+    lp.add_log_record_processor(MmapLogRecordProcessor(str(path)))
+    logger = lp.get_logger("bodies", "0.1")
+    bodies = ["text", 7, 1.25, True, b"\x00\x01", [1, "two", 3.0], {"k": "v", "n": {"deep": [1, 2]}}]
+    for i, body in enumerate(bodies):
+        logger.emit(LogRecord(timestamp=1_000 + i, body=body, severity_number=SeverityNumber.INFO,
+                              severity_text="INFO", attributes={"i": i, "tags": ["a", "b"]}))
+    records = [r for _, _, r in logs_of(path)]
+    assert [value_of(r["body"]) for r in records] == bodies
+    assert [r["timeUnixNano"] for r in records] == [str(1_000 + i) for i in range(len(bodies))]
+    assert all(r["severityNumber"] == 9 and r["severityText"] == "INFO" for r in records)
+    assert [attrs(r["attributes"]) for r in records] == [{"i": i, "tags": ["a", "b"]} for i in range(len(bodies))]
+
+
+def test_event_name_round_trips(tmp_path):
+    from opentelemetry._logs import LogRecord
+
+    path = tmp_path / "n.otlp"
+    lp = LoggerProvider()
+    lp.add_log_record_processor(MmapLogRecordProcessor(str(path)))
+    try:
+        record = LogRecord(body="x", event_name="checkout.completed")
+    except TypeError:  # an SDK before event names
+        return
+    lp.get_logger("ev").emit(record)
+    [(_, _, r)] = logs_of(path)
+    assert r["eventName"] == "checkout.completed"
+
+
+def test_ring_sizes_come_from_the_environment(tmp_path, monkeypatch):
+    """OTEL_MMAP_LOG_SLOTS / OTEL_MMAP_LOG_SLOT_SIZE, as the Rust SDK reads
+    them: a full ring and a record larger than a slot are dropped and counted."""
+    from opentelemetry._logs import LogRecord
+
+    monkeypatch.setenv("OTEL_MMAP_LOG_SLOTS", "16")
+    monkeypatch.setenv("OTEL_MMAP_LOG_SLOT_SIZE", "128")
+    path = tmp_path / "small.otlp"
+    lp = LoggerProvider()
+    processor = MmapLogRecordProcessor(str(path))
+    lp.add_log_record_processor(processor)
+    logger = lp.get_logger("small")
+    logger.emit(LogRecord(body="x" * 500))  # larger than a slot
+    assert processor.drop_stats()["logs"] == 1
+    for i in range(20):
+        logger.emit(LogRecord(body=f"r{i}"))
+    assert processor.drop_stats()["logs"] == 1 + 4
+    assert [r["body"]["stringValue"] for _, _, r in logs_of(path)] == [f"r{i}" for i in range(16)]

@@ -1,0 +1,96 @@
+"""MmapMeterProvider: every instrument kind is written measurement by
+measurement and aggregated by the reader into the right metric."""
+
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from conftest import attrs, hex_id, metrics_of
+from opentelemetry_mmap import MmapMeterProvider
+
+
+def points(metric):
+    kind = next(k for k in ("sum", "gauge", "histogram") if k in metric)
+    return kind, metric[kind]
+
+
+def test_every_instrument_kind_round_trips(tmp_path):
+    path = tmp_path / "m.otlp"
+    mp = MmapMeterProvider(str(path), resource=Resource.create({"service.name": "py-metrics"}))
+    meter = mp.get_meter("shop", "2.0")
+    requests = meter.create_counter("requests", unit="{request}", description="requests served")
+    requests.add(2, {"route": "/a"})
+    requests.add(3, {"route": "/a"})
+    requests.add(1, {"route": "/b"})
+    meter.create_counter("bytes").add(1.5)
+    inflight = meter.create_up_down_counter("inflight")
+    inflight.add(5)
+    inflight.add(-7)
+    latency = meter.create_histogram("latency", unit="ms", explicit_bucket_boundaries_advisory=[10, 100])
+    for v in (5, 50, 500, 7):
+        latency.record(v, {"route": "/a"})
+    meter.create_gauge("temperature").set(21.5, {"room": "1"})
+    totals = iter([10, 25])
+    meter.create_observable_counter("cpu", [lambda o: [Observation(next(totals), {"cpu": "0"})]])
+    meter.create_observable_up_down_counter("queue", [lambda o: [Observation(-3)]])
+    meter.create_observable_gauge("memory", [lambda o: [Observation(1024, {"kind": "rss"})]])
+    mp.observe_now()
+    mp.observe_now()
+
+    m = metrics_of(path)
+    scope, requests_m = m["requests"]
+    assert scope == {"name": "shop", "version": "2.0"}
+    assert requests_m.get("unit") == "{request}" and requests_m.get("description") == "requests served"
+    kind, s = points(requests_m)
+    assert kind == "sum" and s["isMonotonic"] and s["aggregationTemporality"] == 2
+    assert sorted((attrs(p["attributes"])["route"], int(p["asInt"])) for p in s["dataPoints"]) == [("/a", 5), ("/b", 1)]
+    kind, s = points(m["bytes"][1])
+    assert kind == "sum" and s["dataPoints"][0]["asDouble"] == 1.5
+    kind, s = points(m["inflight"][1])
+    assert kind == "sum" and not s.get("isMonotonic") and int(s["dataPoints"][0]["asInt"]) == -2
+    kind, h = points(m["latency"][1])
+    [p] = h["dataPoints"]
+    assert kind == "histogram" and p["explicitBounds"] == [10, 100]
+    assert p["bucketCounts"] == ["2", "1", "1"] and int(p["count"]) == 4 and p["sum"] == 562
+    kind, g = points(m["temperature"][1])
+    assert kind == "gauge" and g["dataPoints"][0]["asDouble"] == 21.5
+    # Observable counters observe totals (10, then 25): the sum is the last total.
+    kind, s = points(m["cpu"][1])
+    assert kind == "sum" and s["isMonotonic"] and int(s["dataPoints"][0]["asInt"]) == 25
+    kind, s = points(m["queue"][1])
+    assert kind == "sum" and not s.get("isMonotonic") and int(s["dataPoints"][0]["asInt"]) == -3
+    kind, g = points(m["memory"][1])
+    assert kind == "gauge" and int(g["dataPoints"][0]["asInt"]) == 1024
+    # The drop counter of the file, as the Rust SDK reports it.
+    dscope, dropped = m["otlp_mmap.dropped"]
+    assert dscope["name"] == "opentelemetry-mmap"
+    kind, s = points(dropped)
+    assert kind == "sum" and {attrs(p["attributes"])["signal"] for p in s["dataPoints"]} == {"spans", "logs", "measurements", "dictionary"}
+    mp.shutdown()
+
+
+def test_measurement_in_a_span_carries_its_context_as_exemplar(tmp_path):
+    path = tmp_path / "x.otlp"
+    mp = MmapMeterProvider(str(path), export_drop_stats=False)
+    counter = mp.get_meter("m").create_counter("c")
+    with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
+        counter.add(1)
+    [(_, metric)] = metrics_of(path).values()
+    [p] = metric["sum"]["dataPoints"]
+    ex = p.get("exemplars", [])
+    if ex:  # exemplars are the collector's choice; when kept they name the span
+        assert ex[0]["spanId"] == hex_id(span.get_span_context().span_id, 16)
+
+
+def test_dropped_measurements_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_MMAP_METRIC_SLOTS", "16")
+    path = tmp_path / "d.otlp"
+    mp = MmapMeterProvider(str(path))
+    c = mp.get_meter("m").create_counter("c")
+    for _ in range(40):
+        c.add(1)
+    assert mp.drop_stats()["measurements"] == 40 - 16
+    # The ring is full: the observation of `otlp_mmap.dropped` is dropped too,
+    # and counted.
+    mp.observe_now()
+    assert mp.drop_stats()["measurements"] == 40 - 16 + 4

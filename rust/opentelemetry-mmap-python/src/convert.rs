@@ -1,0 +1,185 @@
+//! Python values to OpenTelemetry values. What cannot be converted is left
+//! out (as the Python SDK drops invalid attribute values), never raised.
+
+use opentelemetry::logs::AnyValue;
+use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
+use opentelemetry_mmap::records::SpanRef;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// Deepest nesting of lists and maps converted in a log body or attribute;
+/// deeper values are written as their `str()`.
+const MAX_DEPTH: usize = 32;
+
+/// An integer as `i64`; one outside its range as the nearest `f64`.
+fn int_value(v: &Bound<'_, PyAny>) -> Option<Value> {
+    match v.extract::<i64>() {
+        Ok(i) => Some(Value::I64(i)),
+        Err(_) => v.extract::<f64>().ok().map(Value::F64),
+    }
+}
+
+fn string_of(v: &Bound<'_, PyAny>) -> Option<String> {
+    v.cast::<PyString>()
+        .ok()
+        .and_then(|s| s.to_cow().ok().map(|c| c.into_owned()))
+}
+
+/// A span or metric attribute value: `str`, `bool`, `int`, `float`, or a
+/// homogeneous sequence of them.
+pub(crate) fn attribute_value(v: &Bound<'_, PyAny>) -> Option<Value> {
+    if let Some(s) = string_of(v) {
+        Some(Value::String(s.into()))
+    } else if v.is_instance_of::<PyBool>() {
+        v.extract::<bool>().ok().map(Value::Bool)
+    } else if v.is_instance_of::<PyInt>() {
+        int_value(v)
+    } else if v.is_instance_of::<PyFloat>() {
+        v.extract::<f64>().ok().map(Value::F64)
+    } else if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        array_value(v)
+    } else {
+        None
+    }
+}
+
+/// A homogeneous sequence (integers mixed with floats become floats); `None`
+/// for anything else.
+fn array_value(seq: &Bound<'_, PyAny>) -> Option<Value> {
+    let items: Vec<Bound<'_, PyAny>> = seq.try_iter().ok()?.filter_map(Result::ok).collect();
+    let all = |f: &dyn Fn(&Bound<'_, PyAny>) -> bool| items.iter().all(f);
+    let array = if all(&|v| v.is_instance_of::<PyString>()) {
+        Array::String(
+            items
+                .iter()
+                .filter_map(string_of)
+                .map(StringValue::from)
+                .collect(),
+        )
+    } else if all(&|v| v.is_instance_of::<PyBool>()) {
+        Array::Bool(items.iter().filter_map(|v| v.extract().ok()).collect())
+    } else if all(&|v| v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>())
+        && items.iter().all(|v| v.extract::<i64>().is_ok())
+    {
+        Array::I64(items.iter().filter_map(|v| v.extract().ok()).collect())
+    } else if all(&|v| {
+        (v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>())
+            && !v.is_instance_of::<PyBool>()
+    }) {
+        Array::F64(items.iter().filter_map(|v| v.extract().ok()).collect())
+    } else {
+        return None;
+    };
+    Some(Value::Array(array))
+}
+
+/// Calls `f` with each `(key, value)` of a dict, a mapping (its `items()`)
+/// or an iterable of pairs; `None` is empty.
+fn for_each_pair<'py>(
+    attrs: Option<&Bound<'py, PyAny>>,
+    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>),
+) {
+    let Some(attrs) = attrs.filter(|a| !a.is_none()) else {
+        return;
+    };
+    if let Ok(d) = attrs.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            f(&k, &v);
+        }
+        return;
+    }
+    let pairs = if attrs.hasattr("items").unwrap_or(false) {
+        attrs.call_method0("items")
+    } else {
+        Ok(attrs.clone())
+    };
+    let Ok(iter) = pairs.and_then(|p| p.try_iter()) else {
+        return;
+    };
+    for pair in iter.flatten() {
+        if let Ok((k, v)) = pair.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>() {
+            f(&k, &v);
+        }
+    }
+}
+
+/// Span and metric attributes.
+pub(crate) fn key_values(attrs: Option<&Bound<'_, PyAny>>) -> Vec<KeyValue> {
+    let mut out = Vec::new();
+    for_each_pair(attrs, |k, v| {
+        if let (Some(k), Some(v)) = (string_of(k), attribute_value(v)) {
+            out.push(KeyValue::new(k, v));
+        }
+    });
+    out
+}
+
+/// Log record attributes (any value a log body can hold).
+pub(crate) fn any_key_values(attrs: Option<&Bound<'_, PyAny>>) -> Vec<(Key, AnyValue)> {
+    let mut out = Vec::new();
+    for_each_pair(attrs, |k, v| {
+        if let (Some(k), Some(v)) = (string_of(k), any_value(v, 0)) {
+            out.push((Key::new(k), v));
+        }
+    });
+    out
+}
+
+/// A log body or log attribute value: what a span attribute can be, plus
+/// `bytes`, nested lists and `dict`s with `str` keys; any other object as its
+/// `str()`. `None` is no value.
+pub(crate) fn any_value(v: &Bound<'_, PyAny>, depth: usize) -> Option<AnyValue> {
+    if v.is_none() {
+        return None;
+    }
+    if let Some(s) = string_of(v) {
+        return Some(AnyValue::String(s.into()));
+    }
+    if v.is_instance_of::<PyBool>() {
+        return v.extract::<bool>().ok().map(AnyValue::Boolean);
+    }
+    if v.is_instance_of::<PyInt>() {
+        return match int_value(v)? {
+            Value::I64(i) => Some(AnyValue::Int(i)),
+            Value::F64(f) => Some(AnyValue::Double(f)),
+            _ => None,
+        };
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return v.extract::<f64>().ok().map(AnyValue::Double);
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Some(AnyValue::Bytes(Box::new(b.as_bytes().to_vec())));
+    }
+    if depth < MAX_DEPTH {
+        if let Ok(d) = v.cast::<PyDict>() {
+            let map = d
+                .iter()
+                .filter_map(|(k, v)| Some((Key::new(string_of(&k)?), any_value(&v, depth + 1)?)))
+                .collect();
+            return Some(AnyValue::Map(Box::new(map)));
+        }
+        if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+            let items = v
+                .try_iter()
+                .ok()?
+                .filter_map(|item| any_value(&item.ok()?, depth + 1))
+                .collect();
+            return Some(AnyValue::ListAny(Box::new(items)));
+        }
+    }
+    v.str().ok().and_then(|s| {
+        s.to_cow()
+            .ok()
+            .map(|c| AnyValue::String(c.into_owned().into()))
+    })
+}
+
+/// The ids of a span as Python holds them (`int`s) in the form records carry.
+pub(crate) fn span_ref(trace_id: u128, span_id: u64, flags: u8) -> SpanRef {
+    SpanRef {
+        trace_id: trace_id.to_be_bytes(),
+        span_id: span_id.to_be_bytes(),
+        trace_flags: flags,
+    }
+}

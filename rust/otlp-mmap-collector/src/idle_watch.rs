@@ -1,0 +1,180 @@
+//! `IdleWatch`: one thread that watches every idle ("parked") file of a
+//! process, so that the caller's own threads can sleep without timers.
+//!
+//! A caller whose reader found nothing to read parks it here with a token and
+//! a deadline. Every `interval` the thread looks at each parked file: when a
+//! writer claimed a record in one of the watched rings (one atomic load of
+//! its `writer_index`), the writer started over in place, or the deadline
+//! passed, the file is unparked and its token handed to `notify`. The thread
+//! reads its own mapping of each parked file (made when the file is parked,
+//! [`MmapReader::map_again`]: no file descriptor, the file's length as the
+//! reader knows it), so it never touches a [`FileReader`], which stays the
+//! caller's alone. An idle process then costs one sleep of one thread per
+//! `interval`, whatever the number of files. Whether a parked file's writer
+//! is still alive the caller asks the reader itself
+//! ([`FileReader::check_writer`]) now and then.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use std::sync::atomic::Ordering;
+
+#[cfg(doc)]
+use otlp_mmap_core::MmapReader;
+use otlp_mmap_core::layout::header;
+use otlp_mmap_core::{FormatError, RingReader, SharedRegion};
+
+use crate::file_reader::{FileReader, Signal};
+
+/// A parked file: the watcher's own view of it.
+#[derive(Debug)]
+struct Parked {
+    region: SharedRegion,
+    /// The stream's start time when it was parked.
+    start_time: u64,
+    /// The rings watched, positioned at the reader's next record.
+    rings: Vec<RingReader>,
+    /// Unpark at this time (unix nanoseconds) even when nothing was written.
+    due_unix_nano: u64,
+}
+
+impl Parked {
+    fn ready(&self, now: u64) -> bool {
+        now >= self.due_unix_nano
+            || start_time(&self.region) != self.start_time
+            || self.rings.iter().any(|r| r.has_claimed(&self.region))
+    }
+}
+
+/// The start time in the file header (0 if it cannot be read).
+fn start_time(region: &SharedRegion) -> u64 {
+    region
+        .atomic_u64(header::START_TIME)
+        .map(|t| t.load(Ordering::Acquire))
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default)]
+struct State {
+    parked: HashMap<u64, Parked>,
+    stop: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    stopped: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The watcher thread and the files parked with it. Dropping it stops the
+/// thread (and waits for it).
+#[derive(Debug)]
+pub struct IdleWatch {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl IdleWatch {
+    /// Starts the thread, which looks at the parked files every `interval`
+    /// and calls `notify(token)` for each file it unparks. `notify` returns
+    /// false when it could not pass the token on now (the file then stays
+    /// parked and is offered again at the next round).
+    pub fn start(
+        interval: Duration,
+        mut notify: impl FnMut(u64) -> bool + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let watched = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("otlp-mmap-idle".into())
+            .spawn(move || {
+                let mut ready = Vec::new();
+                let mut state = watched.lock();
+                loop {
+                    state = watched
+                        .stopped
+                        .wait_timeout(state, interval)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if state.stop {
+                        return;
+                    }
+                    let now = otlp_mmap_core::now_unix_nano();
+                    ready.clear();
+                    ready.extend(
+                        state
+                            .parked
+                            .iter()
+                            .filter_map(|(&token, p)| p.ready(now).then_some(token)),
+                    );
+                    for &token in &ready {
+                        if notify(token) {
+                            state.parked.remove(&token);
+                        }
+                    }
+                }
+            })?;
+        Ok(IdleWatch {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Parks `reader` under `token` (replacing an earlier park of the same
+    /// token): the watcher unparks it once a writer claims a record in the
+    /// ring of one of `signals`, the writer starts over, or at
+    /// `due_unix_nano`. Call it only while the reader has no pending batch of
+    /// those signals (its next poll would find nothing): the watcher starts
+    /// at the records the reader has released.
+    pub fn park(
+        &self,
+        token: u64,
+        reader: &FileReader,
+        signals: &[Signal],
+        due_unix_nano: u64,
+    ) -> Result<(), FormatError> {
+        let file = reader.file();
+        let region = file.map_again()?;
+        let rings = signals
+            .iter()
+            .map(|s| RingReader::new(&region, file.layout().ring(s.ring())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let parked = Parked {
+            region,
+            // A writer that started over since the reader looked wakes it at once.
+            start_time: file.start_time_unix_nano(),
+            rings,
+            due_unix_nano,
+        };
+        self.shared.lock().parked.insert(token, parked);
+        Ok(())
+    }
+
+    /// Forgets the file parked under `token`; returns whether it was parked.
+    pub fn unpark(&self, token: u64) -> bool {
+        self.shared.lock().parked.remove(&token).is_some()
+    }
+
+    /// Files parked now.
+    pub fn parked(&self) -> usize {
+        self.shared.lock().parked.len()
+    }
+}
+
+impl Drop for IdleWatch {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.stopped.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
