@@ -291,6 +291,22 @@ impl RingReader {
         })
     }
 
+    /// A reader that only watches the ring ([`has_claimed`](Self::has_claimed))
+    /// from `next`, the sequence another reader of the ring reads next (past
+    /// what that one released while it holds slots). It must not read or
+    /// release.
+    pub fn watching(geo: RingGeometry, next: i64) -> Self {
+        let before = next.wrapping_sub(1);
+        RingReader {
+            geo,
+            next,
+            released: before,
+            writer_seen: before,
+            stuck: None,
+            abandoned: 0,
+        }
+    }
+
     /// The ring's geometry.
     pub fn geometry(&self) -> RingGeometry {
         self.geo
