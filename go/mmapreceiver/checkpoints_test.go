@@ -218,3 +218,74 @@ func TestDeletedFileLeavesNoCheckpoint(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, int64(3), v)
 }
+
+// A file that parks (idle) with a checkpoint owed - records read since the
+// last one, held in their ring until one is stored - is woken for it at
+// checkpoint_interval, not only at its other deadlines (here a minute or
+// more away).
+func TestParkedFileIsCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 2 * time.Second
+	cfg.Traces.MaxSpanAge = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	require.NoError(t, tw.span(nextID("parked")))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, waitFor, time.Millisecond)
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "the idle file parks")
+	require.Eventually(t, func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[checkpointKey(tw.path)]
+		return ok
+	}, waitFor, time.Millisecond, "the parked file is checkpointed")
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "and parks again")
+}
+
+// A parked file whose writer goes away is drained, its checkpoint stored
+// and then forgotten, and the file deleted (delete_after_drain), although
+// nothing wakes it but the scan.
+func TestParkedFileOfAWriterGoneIsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 10 * time.Millisecond
+	cfg.Traces.MaxSpanAge = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	require.NoError(t, tw.span(nextID("gone")))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, waitFor, time.Millisecond)
+	key := checkpointKey(tw.path)
+	stored := func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[key]
+		return ok
+	}
+	require.Eventually(t, func() bool { return stored() && r.poller.parked.Load() == 1 }, waitFor, time.Millisecond,
+		"checkpointed and parked")
+	tw.close()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err) && !stored()
+	}, waitFor, time.Millisecond, "the file and its checkpoint go")
+	assert.Equal(t, 1, sink.SpanCount())
+	assert.Equal(t, int64(0), r.poller.parked.Load())
+}

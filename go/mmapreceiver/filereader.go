@@ -371,7 +371,8 @@ func (l *signalLoop) abandonSpans() error {
 // idle backoff, fill wait, metrics collection); the goroutine sleeps until the
 // earliest one is due. Once every signal is idle, the file parks with the
 // idle poller (no timer of its own) until records arrive, its writer goes
-// away, or its next deadline (metrics collection, parkedPollInterval) comes.
+// away, or its next deadline (metrics collection, a checkpoint owed,
+// parkedPollInterval) comes.
 func (fr *fileReader) loop(parent context.Context) {
 	opts := fr.deps.options
 	loops := make([]*signalLoop, 0, len(fr.signals))
@@ -460,7 +461,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		if !active {
 			return
 		}
-		if parkable && fr.park(loops, drainCh, startDrain) {
+		if parkable && fr.park(loops, drainCh, startDrain, nextCheckpoint) {
 			continue
 		}
 		if wait <= 0 {
@@ -479,8 +480,10 @@ func (fr *fileReader) loop(parent context.Context) {
 
 // park leaves the file to the idle poller until it has records to read,
 // its next deadline comes, the file goes away or the receiver stops; then
-// every signal is polled. false: the file could not be parked.
-func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func()) bool {
+// every signal is polled. With storage, a checkpoint still owed (records
+// read or batches committed since the last stored one) is a deadline too:
+// nextCheckpoint. false: the file could not be parked.
+func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func(), nextCheckpoint time.Time) bool {
 	wait := parkedPollInterval
 	if age := fr.deps.options.maxSpanAge; age > 0 && fr.read.Has(ffi.Traces) {
 		wait = min(wait, age)
@@ -490,6 +493,9 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		if l.sig == ffi.Metrics && !l.done {
 			due = minTime(due, l.nextCollection())
 		}
+	}
+	if fr.keepsCheckpoints() && fr.checkpointOwed() {
+		due = minTime(due, nextCheckpoint)
 	}
 	if !fr.deps.poller.park(fr, due) {
 		return false
@@ -747,19 +753,37 @@ func (fr *fileReader) holdingHalfARing() bool {
 	return false
 }
 
+// sinceCheckpointLocked gives what a checkpoint taken now would have seen
+// (records taken from the spans and measurements rings, and batches
+// committed) and the records taken from each; changed is false when the last
+// stored checkpoint saw the same. fr.mu is held.
+func (fr *fileReader) sinceCheckpointLocked() (seen, taken [2]uint64, changed bool) {
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return seen, taken, false
+	}
+	taken = consumed(&s)
+	seen = [2]uint64{taken[0] + taken[1], fr.commits.Load()}
+	return seen, taken, seen != fr.checkpointSeen
+}
+
+// checkpointOwed says whether span events or measurements were read, or
+// batches committed, since the last stored checkpoint.
+func (fr *fileReader) checkpointOwed() bool {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	_, _, changed := fr.sinceCheckpointLocked()
+	return changed
+}
+
 // checkpointIfChanged stores a checkpoint of the reader (storage key set)
 // when span events or measurements were read, or batches committed, since
 // the last one; the records it covers go back to the writers.
 func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	s, err := fr.rd.Stats()
-	if err != nil {
-		return
-	}
-	taken := consumed(&s)
-	seen := [2]uint64{taken[0] + taken[1], fr.commits.Load()}
-	if seen == fr.checkpointSeen {
+	seen, taken, changed := fr.sinceCheckpointLocked()
+	if !changed {
 		return
 	}
 	if err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd); err != nil {
