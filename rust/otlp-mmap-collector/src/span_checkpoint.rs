@@ -225,3 +225,112 @@ fn key_of(span: &Span) -> Result<([u8; 16], [u8; 8]), SpanImportError> {
         _ => Err(SpanImportError::Ids),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{Status, span};
+
+    use super::*;
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    /// A span with more attributes than the in-flight key index is built
+    /// from, a nested value, a key without value and two links.
+    fn span() -> Span {
+        let mut attributes: Vec<KeyValue> = (0..20)
+            .map(|i| kv(&format!("k{i}"), any_value::Value::IntValue(i)))
+            .collect();
+        attributes.push(kv(
+            "list",
+            any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(any_value::Value::StringValue("x".repeat(200))),
+                }],
+            }),
+        ));
+        attributes.push(KeyValue {
+            key: "empty".into(),
+            ..Default::default()
+        });
+        let link = |n: u8| span::Link {
+            trace_id: vec![n; 16],
+            span_id: vec![n; 8],
+            trace_state: "a=b".into(),
+            attributes: vec![kv("l", any_value::Value::BoolValue(true))],
+            dropped_attributes_count: 1,
+            flags: 0x100,
+        };
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "op".into(),
+            kind: 2,
+            start_time_unix_nano: 5,
+            attributes,
+            dropped_attributes_count: 4,
+            links: vec![link(7), link(8)],
+            dropped_links_count: 2,
+            flags: 0x301,
+            ..Default::default()
+        }
+    }
+
+    fn exported(a: &SpanAssembler) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        a.export_in_flight(|_, _, b| out.push(b.to_vec()));
+        out
+    }
+
+    #[test]
+    fn a_span_comes_back_as_prost_encodes_it_and_counts_the_same_bytes() {
+        let s = span();
+        let mut a = SpanAssembler::new(10, u64::MAX);
+        a.import_in_flight(9, 100, &s.encode_to_vec()).unwrap();
+        assert_eq!(exported(&a), vec![s.encode_to_vec()]);
+        assert_eq!(a.in_flight_bytes(), span_bytes(&s));
+
+        // Again from its export: the same bytes, counted the same.
+        let mut b = SpanAssembler::new(10, u64::MAX);
+        b.import_in_flight(9, 100, &exported(&a)[0]).unwrap();
+        assert_eq!(exported(&b), exported(&a));
+        assert_eq!(b.in_flight_bytes(), a.in_flight_bytes());
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_its_place_and_takes_the_later_value() {
+        let mut s = span();
+        s.attributes
+            .push(kv("k3", any_value::Value::StringValue("later".into())));
+        let mut a = SpanAssembler::new(10, u64::MAX);
+        a.import_in_flight(9, 100, &s.encode_to_vec()).unwrap();
+        let mut expected = span();
+        expected.attributes[3] = kv("k3", any_value::Value::StringValue("later".into()));
+        assert_eq!(exported(&a), vec![expected.encode_to_vec()]);
+        assert_eq!(a.in_flight_bytes(), span_bytes(&expected));
+    }
+
+    #[test]
+    fn a_completed_span_keeps_its_end_and_status() {
+        let mut s = span();
+        s.end_time_unix_nano = 50;
+        s.status = Some(Status {
+            message: "bad".into(),
+            code: 2,
+        });
+        let mut a = SpanAssembler::new(10, u64::MAX);
+        a.import_completed(9, &s.encode_to_vec()).unwrap();
+        let mut out = Vec::new();
+        a.export_completed(|scope, b| out.push((scope, b.to_vec())));
+        assert_eq!(out, vec![(9, s.encode_to_vec())]);
+        assert_eq!(a.completed_bytes(), span_bytes(&s) + 3);
+        assert_eq!(a.in_flight(), 0);
+    }
+}

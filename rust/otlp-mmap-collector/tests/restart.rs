@@ -641,3 +641,100 @@ fn a_checkpoint_of_an_earlier_stream_releases_nothing_of_the_new_one() {
         "nothing released by the old checkpoint"
     );
 }
+
+/// The events of one span with attributes and a link, in two parts: what
+/// comes before a restart and what comes after it.
+fn span_with_attributes(
+    w: &MmapWriter,
+    scope: i64,
+) -> (Vec<proto::SpanEvent>, Vec<proto::SpanEvent>) {
+    use proto::any_value::Value;
+    let kv = |key: &str, v: Value| proto::KeyValueRef {
+        key_ref: w.intern_str(key).unwrap(),
+        value: Some(proto::AnyValue { value: Some(v) }),
+    };
+    let (trace_id, span_id) = ids(40);
+    let event = |e: Event| proto::SpanEvent {
+        trace_id: trace_id.clone(),
+        span_id: span_id.clone(),
+        scope_ref: scope,
+        event: Some(e),
+    };
+    let mut attributes: Vec<_> = (0..18)
+        .map(|i| kv(&format!("k{i}"), Value::IntValue(i)))
+        .collect();
+    attributes.push(kv("s", Value::StringValue("before".into())));
+    let before = vec![
+        event(Event::Start(proto::span_event::StartSpan {
+            name: "attributed".into(),
+            start_time_unix_nano: START,
+            attributes,
+            ..Default::default()
+        })),
+        event(Event::Link(proto::span_event::AddLink {
+            links: vec![proto::span_event::add_link::Link {
+                trace_id: vec![9; 16],
+                span_id: vec![9; 8],
+                trace_state: "t=1".into(),
+                attributes: vec![kv("l", Value::BoolValue(true))],
+                ..Default::default()
+            }],
+        })),
+    ];
+    let after = vec![
+        event(Event::Attributes(proto::span_event::UpdateAttributes {
+            attributes: vec![
+                kv("k3", Value::StringValue("replaced".into())),
+                kv("s", Value::StringValue("after".into())),
+                kv("new", Value::DoubleValue(1.5)),
+            ],
+        })),
+        event(Event::End(proto::span_event::EndSpan {
+            end_time_unix_nano: START + 10,
+            status: None,
+        })),
+    ];
+    (before, after)
+}
+
+#[test]
+fn a_restored_span_takes_later_attribute_updates_as_if_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, restart: bool| -> Vec<Span> {
+        let path = dir.path().join(name);
+        let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+        let scope = scope(&w);
+        let (before, after) = span_with_attributes(&w, scope);
+        for e in &before {
+            w.try_write(RingKind::Spans, e).unwrap();
+        }
+        let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+        assert!(drain_spans(&mut r, START + 1).is_empty());
+        if restart {
+            let checkpoint = r.checkpoint();
+            drop(r);
+            r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+            let restored = r.restore(&checkpoint).unwrap();
+            assert_eq!((restored.in_flight_spans, restored.refused), (1, 0));
+        }
+        for e in &after {
+            w.try_write(RingKind::Spans, e).unwrap();
+        }
+        let spans = drain_spans(&mut r, START + 20);
+        assert_eq!(r.stats().span_limit_drops, 0);
+        spans
+    };
+    let straight = run("straight.otlp", false);
+    let restored = run("restored.otlp", true);
+    assert_eq!(straight.len(), 1);
+    assert_eq!(restored, straight);
+    let s = &restored[0];
+    assert_eq!(string_attr(s, "k3").as_deref(), Some("replaced"));
+    assert_eq!(string_attr(s, "s").as_deref(), Some("after"));
+    assert_eq!(s.attributes.len(), 20);
+    assert_eq!(
+        s.attributes[3].key, "k3",
+        "a replaced attribute keeps its place"
+    );
+    assert_eq!(s.links.len(), 1);
+}
