@@ -738,3 +738,31 @@ fn a_restored_span_takes_later_attribute_updates_as_if_never_restored() {
     );
     assert_eq!(s.links.len(), 1);
 }
+
+#[test]
+fn a_restored_series_is_taken_up_again_at_the_cardinality_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let c = counter(&w, scope);
+    // One series and the overflow series.
+    let options = ReaderOptions {
+        metric_cardinality_limit: 2,
+        ..ReaderOptions::default()
+    };
+    add(&w, c, 5);
+    let mut first = FileReader::open(&path, options).unwrap();
+    assert_eq!(collect_sum(&mut first, START + 100), (START, 5));
+    let checkpoint = first.checkpoint();
+    drop(first);
+
+    add(&w, c, 7);
+    let mut second = FileReader::open(&path, options).unwrap();
+    assert_eq!(second.restore(&checkpoint).unwrap().series, 1);
+    assert_eq!(
+        collect_sum(&mut second, START + 200),
+        (START, 12),
+        "the measurement goes on in the restored series, not in the overflow series"
+    );
+}
