@@ -4,6 +4,7 @@ one of
 
     none   the SDK with no processor (the baseline: what the SDK itself costs)
     mmap   MmapSpanProcessor / MmapLogRecordProcessor (--file)
+    mmap-api  (spans) MmapTracerProvider: the tracing API on the file, no SDK (--file)
     otlp   BatchSpanProcessor / BatchLogRecordProcessor + the OTLP/gRPC exporter (--endpoint)
 
 paced at --rate items/s on the calling thread. Prints "start" after the
@@ -30,7 +31,7 @@ def rusage_ns():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["none", "mmap", "otlp"], required=True)
+    ap.add_argument("--mode", choices=["none", "mmap", "mmap-api", "otlp"], required=True)
     ap.add_argument("--signal", choices=["spans", "logs"], default="spans")
     ap.add_argument("--count", type=int, default=50_000)
     ap.add_argument("--rate", type=float, default=5_000)
@@ -48,8 +49,13 @@ def main():
 
     res = Resource.create({"service.name": "py-bench"})
     processor = None
-    if a.signal == "spans":
+    if a.signal == "spans" and a.mode == "mmap-api":
+        from opentelemetry_mmap import MmapTracerProvider
+
+        provider = processor = MmapTracerProvider(a.file, resource=res)
+    elif a.signal == "spans":
         provider = TracerProvider(resource=res)
+    if a.signal == "spans":
         if a.mode == "mmap":
             from opentelemetry_mmap import MmapSpanProcessor
 
@@ -69,6 +75,8 @@ def main():
             ) as span:
                 span.set_attribute("http.response.status_code", 200)
     else:
+        if a.mode == "mmap-api":
+            sys.exit("mmap-api: spans only")
         provider = LoggerProvider(resource=res)
         if a.mode == "mmap":
             from opentelemetry_mmap import MmapLogRecordProcessor

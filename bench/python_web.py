@@ -5,6 +5,7 @@ it). BENCH_PY_MODE picks where its spans go:
 
     none   the SDK with no processor
     mmap   MmapSpanProcessor, OTEL_MMAP_FILE (each worker: its own file)
+    mmap-api  MmapTracerProvider (no SDK), OTEL_MMAP_FILE
     otlp   BatchSpanProcessor + the OTLP/gRPC exporter, BENCH_PY_ENDPOINT
 
     gunicorn --preload -w 2 --chdir bench python_web:app
@@ -19,8 +20,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 mode = os.environ.get("BENCH_PY_MODE", "none")
-provider = TracerProvider(resource=Resource.create({"service.name": "py-web-bench"}))
-if mode == "mmap":
+resource = Resource.create({"service.name": "py-web-bench"})
+provider = TracerProvider(resource=resource)
+if mode == "mmap-api":
+    from opentelemetry_mmap import MmapTracerProvider
+
+    provider = MmapTracerProvider(resource=resource)
+elif mode == "mmap":
     from opentelemetry_mmap import MmapSpanProcessor
 
     provider.add_span_processor(MmapSpanProcessor())

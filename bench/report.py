@@ -464,25 +464,27 @@ def python_section(r, w):
     w("## Python: opentelemetry-mmap against BatchSpanProcessor + OTLP/gRPC\n")
     w(f"`bench/python_app.py` in the package's venv, {fmt(rows[0]['rate'])} items/s on one thread, "
       f"{fmt(rows[0]['count'])} items after a warm-up: the SDK alone (no processor), the SDK with the mmap processor "
-      "into otelcol-mmap's `mmap` receiver, and the SDK with the batch processor and the OTLP/gRPC exporter into its "
+      "into otelcol-mmap's `mmap` receiver, `MmapTracerProvider` (spans: the tracing API written into the file, no SDK), "
+      "and the SDK with the batch processor and the OTLP/gRPC exporter into its "
       "`otlp` receiver. CPU ns per item: on the calling thread (the loop's thread CPU time) and for the whole "
       "process (getrusage, the exporter's threads and the final flush included). \"over the SDK\" subtracts "
       "the SDK alone.\n")
     w("| signal | path | calling thread | over the SDK | process | over the SDK | delivered |")
     w("|---|---|---|---|---|---|---|")
     by = {(x["signal"], x["mode"]): x for x in rows}
-    names = {"none": "SDK alone", "mmap": "SDK + mmap processor", "otlp": "SDK + batch + OTLP/gRPC"}
+    names = {"none": "SDK alone", "mmap": "SDK + mmap processor", "mmap-api": "MmapTracerProvider (no SDK)",
+             "otlp": "SDK + batch + OTLP/gRPC"}
     for sig in ("spans", "logs"):
         base = by.get((sig, "none"))
-        for mode in ("none", "mmap", "otlp"):
+        for mode in ("none", "mmap", "mmap-api", "otlp"):
             x = by.get((sig, mode))
             if not x or not base:
                 continue
             c, p = x["app"]["cpu_caller_ns_per_item"], x["app"]["cpu_process_ns_per_item"]
             oc = c - base["app"]["cpu_caller_ns_per_item"]
             op = p - base["app"]["cpu_process_ns_per_item"]
-            w(f"| {sig} | {names[mode]} | {fmt(c)} | {fmt(oc) if mode != 'none' else ''} | {fmt(p)} | "
-              f"{fmt(op) if mode != 'none' else ''} | {fmt(x['delivered']) if mode != 'none' else ''} |")
+            w(f"| {sig} | {names[mode]} | {fmt(c)} | {fmt(oc) if mode not in ('none', 'mmap-api') else ''} | {fmt(p)} | "
+              f"{fmt(op) if mode not in ('none', 'mmap-api') else ''} | {fmt(x['delivered']) if mode != 'none' else ''} |")
     for sig in ("spans", "logs"):
         b, m, o = (by.get((sig, k)) for k in ("none", "mmap", "otlp"))
         if not (b and m and o):
@@ -492,6 +494,10 @@ def python_section(r, w):
         w(f"\n{sig}: the process spends {ratio(o['app'][k], m['app'][k]):.1f}x less with mmap in total, "
           f"{ratio(o['app'][k] - b['app'][k], m['app'][k] - b['app'][k]):.1f}x less over the SDK; the calling thread "
           f"{ratio(o['app'][kc] - b['app'][kc], m['app'][kc] - b['app'][kc]):.2f}x (over the SDK; above 1 is cheaper with mmap).")
+        a = by.get((sig, "mmap-api"))
+        if a:
+            w(f"{sig} with `MmapTracerProvider`: the process spends {ratio(o['app'][k], a['app'][k]):.1f}x less than "
+              f"the SDK + batch + OTLP/gRPC, the calling thread {ratio(o['app'][kc], a['app'][kc]):.1f}x less (both in total).")
     web = r.get("python_gunicorn")
     if web:
         w("\n**Under gunicorn** (`bench/python_web.py`: Flask, auto-instrumented, `gunicorn --preload -w 2`; "
@@ -504,7 +510,7 @@ def python_section(r, w):
             over = x["cpu_ns_per_request"] - base["cpu_ns_per_request"] if base and x["mode"] != "none" else None
             w(f"| {names[x['mode']].replace('SDK + ', '')} | {fmt(x['cpu_ns_per_request'] / 1000)} | "
               f"{fmt(over / 1000) if over is not None else ''} | {fmt(x['delivered']) if x['mode'] != 'none' else ''} | "
-              f"{x['files'] if x['mode'] == 'mmap' else ''} |")
+              f"{x['files'] if x['mode'] in ('mmap', 'mmap-api') else ''} |")
     w("")
 
 

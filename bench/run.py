@@ -815,11 +815,15 @@ def storage(results, workdir):
 PY_BENCH = Path(os.environ.get("BENCH_PYTHON", ROOT / "tmp/py-venv/bin/python"))
 PY_COUNT = {"spans": 50_000, "logs": 50_000}
 PY_RATE = 5_000  # items/s: the batch processors' queues never fill at this rate
+# none: the SDK with no processor; mmap: the SDK with the mmap processor; mmap-api:
+# MmapTracerProvider (no SDK); otlp: the batch processor + OTLP/gRPC exporter.
+PY_MODES = {"spans": ("none", "mmap", "mmap-api", "otlp"), "logs": ("none", "mmap", "otlp")}
 
 
 def python_sdk(results, workdir):
     """The Python SDK: per item on the calling thread and for the whole process, the
-    SDK with no processor (baseline), the mmap processors, and BatchSpanProcessor /
+    SDK with no processor (baseline), the mmap processors, MmapTracerProvider (spans:
+    the tracing API on the file, no SDK), and BatchSpanProcessor /
     BatchLogRecordProcessor + OTLP/gRPC, in the same run, paced so that nothing drops."""
     if not PY_BENCH.exists():
         raise RuntimeError(f"{PY_BENCH} missing: `make test-python` or `make bench` creates it")
@@ -827,11 +831,11 @@ def python_sdk(results, workdir):
     rows = []
     for sig in ("spans", "logs"):
         count = int(PY_COUNT[sig] * SCALE)
-        for mode in ("none", "mmap", "otlp"):
+        for mode in PY_MODES[sig]:
             receiver = "otlp" if mode == "otlp" else "mmap"
             with Collector(f"python-{sig}-{mode}", receiver, workdir) as col:
                 cmd = [str(PY_BENCH), app, "--mode", mode, "--signal", sig, "--count", str(count), "--rate", str(PY_RATE)]
-                if mode == "mmap":
+                if mode in ("mmap", "mmap-api"):
                     cmd += ["--file", str(col.workdir / f"python-{sig}.otlp")]
                 elif mode == "otlp":
                     cmd += ["--endpoint", f"127.0.0.1:{col.grpc_port}"]
@@ -841,7 +845,7 @@ def python_sdk(results, workdir):
                 col_cpu = col.cpu() - c0
             row = {"signal": sig, "mode": mode, "count": count, "rate": PY_RATE, "app": out,
                    "collector_cpu_s": col_cpu, "delivered": got, "expected": count + 1000 if mode != "none" else 0}
-            log(f"python {sig:5} {mode:5} caller {out['cpu_caller_ns_per_item']:7.0f} ns/item, process "
+            log(f"python {sig:5} {mode:8} caller {out['cpu_caller_ns_per_item']:7.0f} ns/item, process "
                 f"{out['cpu_process_ns_per_item']:7.0f} ns/item; collector {col_cpu:.2f} s; delivered {got:.0f}; dropped {out['dropped']}")
             rows.append(row)
     for sig in ("spans", "logs"):
@@ -851,6 +855,8 @@ def python_sdk(results, workdir):
             added = {m: by[m][k] - by["none"][k] for m in ("mmap", "otlp")}
             log(f"python {sig}: {where}: otlp/mmap = {by['otlp'][k] / by['mmap'][k]:.2f}x in total, "
                 f"{added['otlp'] / max(added['mmap'], 1):.2f}x over the SDK alone ({added['mmap']:.0f} vs {added['otlp']:.0f} ns)")
+            if "mmap-api" in by:
+                log(f"python {sig}: {where}: otlp/mmap-api = {by['otlp'][k] / by['mmap-api'][k]:.2f}x in total")
     results["python"] = rows
     results["python_gunicorn"] = python_gunicorn(workdir)
 
@@ -876,11 +882,11 @@ def tree_cpu(pid):
 
 def python_gunicorn(workdir):
     """An auto-instrumented Flask app under gunicorn (--preload, 2 workers): CPU of
-    all its processes per request (one server span each), no processor / mmap / OTLP."""
+    all its processes per request (one server span each), no processor / mmap / mmap-api / OTLP."""
     gunicorn = PY_BENCH.parent / "gunicorn"
     rows = []
     n = int(PY_WEB_REQUESTS * SCALE)
-    for mode in ("none", "mmap", "otlp"):
+    for mode in PY_MODES["spans"]:
         receiver = "otlp" if mode == "otlp" else "mmap"
         with Collector(f"python-gunicorn-{mode}", receiver, workdir) as col:
             port = free_port()
@@ -916,7 +922,7 @@ def python_gunicorn(workdir):
                 p.wait(15)
         row = {"mode": mode, "requests": n, "cpu_ns_per_request": cpu * 1e9 / n, "wall_s": wall,
                "delivered": got, "files": files}
-        log(f"python gunicorn {mode:5} {row['cpu_ns_per_request']:8.0f} ns CPU/request (master + 2 workers); "
+        log(f"python gunicorn {mode:8} {row['cpu_ns_per_request']:8.0f} ns CPU/request (master + 2 workers); "
             f"delivered {got:.0f}/{n}; {files} files")
         rows.append(row)
     return rows

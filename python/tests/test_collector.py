@@ -29,16 +29,21 @@ def pipeline(tmp_path):
 
 
 def app_env(**extra):
-    env = dict(os.environ, OTEL_METRIC_EXPORT_INTERVAL="100", **extra)
-    for k in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR"):
+    env = dict(os.environ, OTEL_METRIC_EXPORT_INTERVAL="100")
+    for k in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR", "OTEL_MMAP_TRACER"):
         env.pop(k, None)
-    return env
+    return env | extra
 
 
-def test_every_signal_arrives(pipeline):
+# The tracer providers configure() offers: the SDK's with MmapSpanProcessor, MmapTracerProvider.
+TRACERS = pytest.mark.parametrize("tracer", ["sdk", "mmap"])
+
+
+@TRACERS
+def test_every_signal_arrives(pipeline, tracer):
     directory, sink = pipeline
     subprocess.run([sys.executable, str(APPS / "writer.py"), "all"], check=True, timeout=60,
-                   env=app_env(OTEL_MMAP_FILE=str(directory / "writer.otlp")))
+                   env=app_env(OTEL_MMAP_FILE=str(directory / "writer.otlp"), OTEL_MMAP_TRACER=tracer))
 
     def metric_total(s, name):
         return sum(int(p.get("asInt", 0)) for _, m in s.metrics if m["name"] == name for p in m["sum"]["dataPoints"])
@@ -66,12 +71,13 @@ def test_every_signal_arrives(pipeline):
     assert int(by_name["threads"]["gauge"]["dataPoints"][-1]["asInt"]) == 3
 
 
-def test_app_killed_mid_stream(pipeline):
+@TRACERS
+def test_app_killed_mid_stream(pipeline, tracer):
     """SIGKILL while writing: every request the app finished arrives, and the
     spans open at the kill arrive as incomplete spans."""
     directory, sink = pipeline
     proc = subprocess.Popen([sys.executable, str(APPS / "writer.py"), "stream"], stdout=subprocess.PIPE,
-                            text=True, env=app_env(OTEL_MMAP_FILE=str(directory / "stream.otlp")))
+                            text=True, env=app_env(OTEL_MMAP_FILE=str(directory / "stream.otlp"), OTEL_MMAP_TRACER=tracer))
     last = dropped = 0
     for line in proc.stdout:
         last, dropped = map(int, line.split()[1:3])
@@ -104,13 +110,14 @@ def test_app_killed_mid_stream(pipeline):
     assert len(bodies) == len(set(bodies))
 
 
-def test_gunicorn_four_workers_each_write_their_own_file(pipeline):
+@TRACERS
+def test_gunicorn_four_workers_each_write_their_own_file(pipeline, tracer):
     directory, sink = pipeline
     port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
         [str(gunicorn), "--preload", "-w", "4", "-b", f"127.0.0.1:{port}", "--chdir", str(APPS), "gunicorn_app:app"],
-        env=app_env(OTEL_MMAP_FILE=str(directory / "web.otlp"), OTEL_SERVICE_NAME="web"),
+        env=app_env(OTEL_MMAP_FILE=str(directory / "web.otlp"), OTEL_SERVICE_NAME="web", OTEL_MMAP_TRACER=tracer),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         pids = set()

@@ -8,6 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from conftest import attrs, logs_of, metrics_of, spans_of
 from collector import free_port
 
@@ -26,7 +28,8 @@ def wait_http(url, proc, timeout=30):
             time.sleep(0.1)
 
 
-def test_distro_sends_a_real_requests_telemetry(tmp_path):
+@pytest.mark.parametrize("tracer", ["sdk", "mmap"])
+def test_distro_sends_a_real_requests_telemetry(tmp_path, tracer):
     path = tmp_path / "shop.otlp"
     port = free_port()
     env = dict(
@@ -35,6 +38,7 @@ def test_distro_sends_a_real_requests_telemetry(tmp_path):
         OTEL_SERVICE_NAME="shop",
         OTEL_MMAP_FILE=str(path),
         OTEL_METRIC_EXPORT_INTERVAL="100",
+        OTEL_MMAP_TRACER=tracer,
         PORT=str(port),
     )
     env.pop("OTEL_PYTHON_CONFIGURATOR", None)

@@ -8,7 +8,10 @@ the process dies arrive as incomplete spans.
 - ``MmapLogRecordProcessor(path=None)`` for the SDK's ``LoggerProvider``,
 - ``MmapMeterProvider(path=None)``, the metrics API written measurement by
   measurement,
-- ``configure(path=None)`` sets all three up as the global providers (what the
+- ``MmapTracerProvider(path=None)``, the tracing API written span by span
+  without the SDK's span machinery (cheaper; parent-based always-on sampling,
+  no other processors),
+- ``configure(path=None)`` sets them up as the global providers (what the
   ``mmap`` distro does for ``opentelemetry-instrument``).
 
 ``path=None`` reads ``OTEL_MMAP_FILE``; ring sizes come from
@@ -22,10 +25,12 @@ from opentelemetry_mmap._configure import configure
 from opentelemetry_mmap.logs import MmapLogRecordProcessor
 from opentelemetry_mmap.metrics import MmapMeterProvider
 from opentelemetry_mmap.trace import MmapSpanProcessor
+from opentelemetry_mmap.tracer_provider import MmapTracerProvider
 
 __all__ = [
     "MmapLogRecordProcessor",
     "MmapMeterProvider",
     "MmapSpanProcessor",
+    "MmapTracerProvider",
     "configure",
 ]

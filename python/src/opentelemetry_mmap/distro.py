@@ -7,7 +7,9 @@
 ``mmap`` configurator; ``MmapConfigurator`` (entry point ``mmap`` of
 ``opentelemetry_configurator``) runs ``opentelemetry_mmap.configure()``:
 traces, logs (through a ``LoggingHandler`` on the root logger) and metrics of
-the instrumented app go to the file. Needs ``opentelemetry-instrumentation``
+the instrumented app go to the file. ``OTEL_MMAP_TRACER=mmap`` makes the
+tracer provider ``MmapTracerProvider`` (cheaper per span) instead of the
+SDK's with ``MmapSpanProcessor``. Needs ``opentelemetry-instrumentation``
 (the package's ``instrument`` extra)."""
 
 from __future__ import annotations

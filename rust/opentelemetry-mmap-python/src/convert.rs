@@ -75,7 +75,7 @@ fn array_value(seq: &Bound<'_, PyAny>) -> Option<Value> {
 
 /// Calls `f` with each `(key, value)` of a dict, a mapping (its `items()`)
 /// or an iterable of pairs; `None` is empty.
-fn for_each_pair<'py>(
+pub(crate) fn for_each_pair<'py>(
     attrs: Option<&Bound<'py, PyAny>>,
     mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>),
 ) {
@@ -182,4 +182,21 @@ pub(crate) fn span_ref(trace_id: u128, span_id: u64, flags: u8) -> SpanRef {
         span_id: span_id.to_be_bytes(),
         trace_flags: flags,
     }
+}
+
+/// An attribute value as a Python value (arrays as tuples, as the SDK keeps them).
+pub(crate) fn py_value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::I64(i) => i.into_pyobject(py)?.into_any(),
+        Value::F64(f) => PyFloat::new(py, *f).into_any(),
+        Value::String(s) => PyString::new(py, s.as_str()).into_any(),
+        Value::Array(Array::Bool(a)) => PyTuple::new(py, a)?.into_any(),
+        Value::Array(Array::I64(a)) => PyTuple::new(py, a)?.into_any(),
+        Value::Array(Array::F64(a)) => PyTuple::new(py, a)?.into_any(),
+        Value::Array(Array::String(a)) => {
+            PyTuple::new(py, a.iter().map(|s| s.as_str()))?.into_any()
+        }
+        _ => py.None().into_bound(py),
+    })
 }

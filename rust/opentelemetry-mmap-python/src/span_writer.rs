@@ -56,7 +56,7 @@ pub(crate) struct SpanWriter {
 }
 
 /// Python's `SpanKind` values (INTERNAL = 0 ... CONSUMER = 4).
-fn span_kind(kind: u8) -> SpanKind {
+pub(crate) fn span_kind(kind: u8) -> SpanKind {
     match kind {
         1 => SpanKind::Server,
         2 => SpanKind::Client,
@@ -67,7 +67,7 @@ fn span_kind(kind: u8) -> SpanKind {
 }
 
 /// Python's `StatusCode` values (UNSET = 0, OK = 1, ERROR = 2).
-fn status(code: u8, description: Option<&str>) -> Status {
+pub(crate) fn status(code: u8, description: Option<&str>) -> Status {
     match code {
         1 => Status::Ok,
         2 => Status::error(description.unwrap_or_default().to_owned()),
@@ -107,7 +107,7 @@ fn field<'py>(
 }
 
 /// The value of a Python `Enum` member (`_value_`, which `.value` returns).
-fn enum_value(member: &Bound<'_, PyAny>) -> PyResult<u8> {
+pub(crate) fn enum_value(member: &Bound<'_, PyAny>) -> PyResult<u8> {
     let py = member.py();
     field(member, intern!(py, "_value_"), intern!(py, "value"))?.extract()
 }
@@ -146,10 +146,14 @@ fn opt_u64(v: PyResult<Bound<'_, PyAny>>) -> u64 {
         .unwrap_or(0)
 }
 
-fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
-    let py = link.py();
-    let ctx = field(link, intern!(py, "_context"), intern!(py, "context"))?;
-    let ids = ids_of(&ctx)?;
+/// A link to the span of an API `SpanContext` (a tuple), with its attributes.
+pub(crate) fn link_to(
+    ctx: &Bound<'_, PyAny>,
+    attributes: Option<&Bound<'_, PyAny>>,
+    dropped: u32,
+) -> PyResult<Link> {
+    let py = ctx.py();
+    let ids = ids_of(ctx)?;
     let state = ctx
         .cast::<PyTuple>()?
         .get_item(4)
@@ -166,12 +170,19 @@ fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
         ids.remote,
         state,
     );
+    Ok(Link::new(cx, key_values(attributes), dropped))
+}
+
+/// An SDK or API `Link` object.
+pub(crate) fn link_of(link: &Bound<'_, PyAny>) -> PyResult<Link> {
+    let py = link.py();
+    let ctx = field(link, intern!(py, "_context"), intern!(py, "context"))?;
     let attributes = field(link, intern!(py, "_attributes"), intern!(py, "attributes")).ok();
     let dropped = link
         .getattr(intern!(py, "dropped_attributes"))
         .and_then(|d| d.extract::<u32>())
         .unwrap_or(0);
-    Ok(Link::new(cx, key_values(attributes.as_ref()), dropped))
+    link_to(&ctx, attributes.as_ref(), dropped)
 }
 
 impl SpanWriter {
