@@ -176,9 +176,10 @@ func (fr *fileReader) run(parent context.Context) {
 	if fr.writerGone.Load() && parent.Err() == nil && !fr.broken.Load() {
 		fr.removeIfDrained()
 	}
-	if fr.keepsCheckpoints() && parent.Err() == nil {
-		// The reader ended for good (the file is drained, gone or broken):
-		// a checkpoint of it would only be stale.
+	if fr.keepsCheckpoints() && parent.Err() == nil && !fr.broken.Load() {
+		// The reader ended for good (its writer is gone and the file
+		// drained): a checkpoint of it would only be stale. A broken reader
+		// keeps its last checkpoint for the reader the next scan opens.
 		fr.deps.checkpoints.forget(context.Background(), fr.path)
 	}
 	if s, err := fr.rd.Stats(); err == nil {
