@@ -115,7 +115,7 @@ SOAK_SECONDS ?= 60
 soak: build
 	cd go/e2e && SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) OTELCOL_MMAP=$(DIST) OTLP_MMAP_TOOL=$(ROOT)/target/release/otlp-mmap \
 		DEMO_APP=$(ROOT)/target/release/examples/demo CRASHY=$(ROOT)/target/release/examples/crashy \
-		$(GO) test -count=1 -v -timeout 30m -run 'TestWriterKilledMidStream|TestThreadedWriterKilledUnderLoad|TestCollectorKilledAndRestarted|TestTruncationNeverKillsTheCollector|TestPipelineRefuses|TestManyWriters' ./...
+		$(GO) test -count=1 -v -timeout 30m -run 'TestWriterKilledMidStream|TestThreadedWriterKilledUnderLoad|TestCollectorKilledAndRestarted|TestTruncationNeverKillsTheCollector|TestPipelineRefuses|TestManyWriters|TestCrashLoopingWritersLeaveNoFiles|TestGracefulRestartWithStorage|TestCollectorKilledWithStorage' ./...
 
 ## fuzz: hostile files, FUZZ_SECONDS (default 60) through the format decoder
 ## (core) and FUZZ_SECONDS through the production path (FileReader poll/commit/

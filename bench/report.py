@@ -201,7 +201,7 @@ def main():
       "each table row records the 1-minute load when it started. Run started " + r["started"] +
       f", took {r.get('seconds', 0):.0f} s; `BENCH_SCALE` {r['scale']}.")
     for rr in r.get("rerun", []):
-        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile", "python")
+        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile", "python", "storage")
                if x not in rr["skipped"]]
         w(f"- Re-run afterwards into the same results: {', '.join(ran)} at {rr['at']} (load {rr['load']}).")
     if r.get("errors"):
@@ -407,6 +407,23 @@ def main():
 
     tracing_section(r, w, cost)
     ring_sweep_section(r, w)
+
+    # ------------------------------------------------------------ storage
+    stor = r.get("storage")
+    if stor:
+        w("## Storage: Collector CPU with and without checkpoints\n")
+        w(f"The `mmap` receiver with and without `storage: file_storage` (default `checkpoint_interval`), nop exporter; "
+          f"`crashy` writes {stor[0]['rate']:,} records/s (a span, a log record and a measurement each) for "
+          f"{stor[0]['seconds']} s, with 0 or {max(x['hold'] for x in stor):,} spans open at any moment (each checkpoint "
+          f"holds them all). Collector CPU (/proc/PID/stat) from the writer's start until every span arrived.\n")
+        w("| spans open | storage | Collector CPU s | µs per record | CPU vs. without storage | spans delivered / written |")
+        w("|---|---|---|---|---|---|")
+        for x in stor:
+            base = next((y for y in stor if y["hold"] == x["hold"] and not y["storage"]), None)
+            rel = f"{x['collector_cpu_s'] / base['collector_cpu_s']:.2f}x" if base and x["storage"] and base["collector_cpu_s"] else ""
+            w(f"| {x['hold']:,} | {'file_storage' if x['storage'] else 'none'} | {x['collector_cpu_s']:.2f} | "
+              f"{x['collector_us_per_record']:.1f} | {rel} | {x['spans_delivered']:,.0f} / {x['written']:,} |")
+        w("")
 
     # ------------------------------------------------------------ profiles
     prof = r.get("profiles")

@@ -52,6 +52,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The paced rate of the cost runs: low enough that no path drops anything.
 COST_RATE = 20_000
+# storage: records/s, seconds, spans held open in the second pair of rows.
+STORAGE_RATE, STORAGE_SECONDS, STORAGE_HOLD = 5_000, 10, 10_000
 COST_COUNT = {"spans": 200_000, "logs": 200_000, "metrics": 400_000}
 MODES = {
     "spans": ["mmap-provider", "mmap-processor", "otlp"],
@@ -765,6 +767,49 @@ def profiles(results, workdir):
     results["profiles"] = out
 
 
+def storage(results, workdir):
+    """Collector CPU with and without the mmap receiver's `storage` key (file_storage, default
+    checkpoint_interval): crashy writes STORAGE_RATE records/s (a span, a log record and a measurement
+    each) for STORAGE_SECONDS, with 0 or STORAGE_HOLD spans open at any moment (checkpoints hold them all)."""
+    crashy = ROOT / "target/release/examples/crashy"
+    rows = []
+    for hold in (0, STORAGE_HOLD):
+        for with_storage in (False, True):
+            name = f"storage-{'on' if with_storage else 'off'}-{hold}"
+            extra = "    storage: file_storage\n" if with_storage else ""
+            col = Collector(name, "mmap", workdir, extra_receiver_cfg=extra)
+            if with_storage:
+                state = col.workdir / "state"
+                state.mkdir(exist_ok=True)
+                col.config = (f"extensions:\n  file_storage:\n    directory: {state}\n"
+                              + col.config.replace("service:\n", "service:\n  extensions: [file_storage]\n", 1))
+            with col:
+                before = col.delivered("spans")
+                p = subprocess.Popen([str(crashy), str(col.workdir / "app.otlp"), "--rate", str(STORAGE_RATE),
+                                      "--hold", str(hold), "--duration-secs", str(STORAGE_SECONDS), "--exit"],
+                                     stdout=subprocess.PIPE, text=True)
+                while not p.stdout.readline().startswith("ready"):
+                    if p.poll() is not None:
+                        raise RuntimeError(f"crashy did not start ({name})")
+                c0, t0, load0 = col.cpu(), time.monotonic(), loadavg()
+                done = {}
+                for line in p.stdout:
+                    if line.startswith("done"):
+                        done = {k: int(v) for k, v in (f.split("=") for f in line.split()[1:])}
+                p.wait()
+                written = done.get("written", 0)
+                got = wait_delivered(col, "spans", written, before)
+                cpu, wall = col.cpu() - c0, time.monotonic() - t0
+            row = {"storage": with_storage, "hold": hold, "rate": STORAGE_RATE, "seconds": STORAGE_SECONDS,
+                   "written": written, "spans_delivered": got, "dropped": {k: v for k, v in done.items() if k != "written"},
+                   "collector_cpu_s": cpu, "wall_s": wall, "collector_us_per_record": cpu / max(written, 1) * 1e6,
+                   "load": load0}
+            log(f"storage {'on ' if with_storage else 'off'} hold {hold:6}: collector {cpu:.2f} s CPU for {written} records "
+                f"({row['collector_us_per_record']:.1f} µs/record), {got:.0f} spans delivered, writer {row['dropped']}")
+            rows.append(row)
+    results["storage"] = rows
+
+
 # The Python SDK rows: the Python bench app (bench/python_app.py) in the
 # package's venv (`make bench` builds the wheel into tmp/py-venv).
 PY_BENCH = Path(os.environ.get("BENCH_PYTHON", ROOT / "tmp/py-venv/bin/python"))
@@ -895,6 +940,7 @@ SECTIONS = [
     ("idle", idle),
     ("profile", profiles),
     ("python", python_sdk),
+    ("storage", storage),
 ]
 
 

@@ -35,7 +35,7 @@ func TestThreadedWriterKilledUnderLoad(t *testing.T) {
 	}
 	s := newSink(t)
 	dir := t.TempDir()
-	startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{logBatch: 1000}))
+	startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{logBatch: 1000, keepFiles: true}))
 	env := []string{"OTEL_MMAP_LOG_SLOTS=256"}
 	totalUnpublished := 0
 	for k := range kills {

@@ -49,6 +49,7 @@ type sink struct {
 type sample struct {
 	at    time.Time
 	value int64
+	start uint64 // start time of the first point
 }
 
 func newSink(t *testing.T) *sink {
@@ -138,13 +139,17 @@ func newSink(t *testing.T) *sink {
 					m := ms.At(k)
 					if m.Type() == pmetric.MetricTypeSum {
 						var total int64
+						var start uint64
 						dps := m.Sum().DataPoints()
 						for p := 0; p < dps.Len(); p++ {
 							total += dps.At(p).IntValue()
+							if p == 0 {
+								start = uint64(dps.At(p).StartTimestamp())
+							}
 						}
 						s.metrics[m.Name()] = total
 						key := svc.AsString() + "/" + m.Name()
-						s.svcMetrics[key] = append(s.svcMetrics[key], sample{at: time.Now(), value: total})
+						s.svcMetrics[key] = append(s.svcMetrics[key], sample{at: time.Now(), value: total, start: start})
 					} else {
 						s.metrics[m.Name()] = -1
 					}

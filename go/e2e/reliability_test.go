@@ -234,6 +234,7 @@ func (w *writer) kill(t *testing.T) int64 {
 type rxOpts struct {
 	traceBatch, logBatch int
 	queue                bool // keep the exporter's in-memory sending queue
+	keepFiles            bool // delete_after_drain: false (the test inspects dead writers' files)
 }
 
 // reliabilityConfig: one mmap receiver on dir/*.otlp, an otlp_http exporter
@@ -254,6 +255,7 @@ func reliabilityConfig(dir, url string, o rxOpts) string {
 receivers:
   mmap:
     include: [%q]
+    delete_after_drain: %t
     poll_interval: 5ms
     scan_interval: 100ms
     traces: {max_batch_size: %d}
@@ -268,7 +270,7 @@ exporters:
     retry_on_failure: {enabled: false}
 service:
   telemetry: {metrics: {level: none}}
-%s`, filepath.Join(dir, "*.otlp"), o.traceBatch, o.logBatch, url, queue, fmt.Sprintf(pipelines, "mmap", "otlp_http"))
+%s`, filepath.Join(dir, "*.otlp"), !o.keepFiles, o.traceBatch, o.logBatch, url, queue, fmt.Sprintf(pipelines, "mmap", "otlp_http"))
 }
 
 // ---- checks ----
@@ -543,7 +545,7 @@ func TestWriterStartsOverOnSamePath(t *testing.T) {
 func TestFileTruncatedReplacedDeleted(t *testing.T) {
 	s := newSink(t)
 	dir := t.TempDir()
-	c := startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{}))
+	c := startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{keepFiles: true}))
 	good := startWriter(t, filepath.Join(dir, "good.otlp"), nil, "--prefix", "g", "--rate", "500")
 	good.waitReady(t)
 	for _, name := range []string{"trunc", "del", "repl"} {

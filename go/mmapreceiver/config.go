@@ -24,6 +24,7 @@ const (
 	defaultCollectionInterval = 60 * time.Second
 	defaultRetryInitial       = 10 * time.Millisecond
 	defaultRetryMax           = time.Second
+	defaultCheckpointInterval = time.Second
 )
 
 // Config defines the configuration of the mmap receiver.
@@ -69,6 +70,22 @@ type Config struct {
 	// liveness lock; the slots of a writer known to be dead are skipped at
 	// once.
 	StuckSlotTimeout time.Duration `mapstructure:"stuck_slot_timeout"`
+
+	// DeleteAfterDrain removes a file once its writer is gone (its liveness
+	// lock was seen held, then released) and everything in it was delivered.
+	// Default true: a file is a transport buffer, not a record, and the files
+	// of crash-looping applications would otherwise fill their volume.
+	DeleteAfterDrain bool `mapstructure:"delete_after_drain"`
+
+	// StorageID names a storage extension (for example file_storage) that
+	// keeps each file's reader state across Collector restarts: spans in
+	// flight, batches read and not committed, metric aggregates with their
+	// start times. Nil: no state is kept.
+	StorageID *component.ID `mapstructure:"storage"`
+	// CheckpointInterval is how often, with storage, each file's state is
+	// stored (when it changed); the span events and measurements read
+	// since the last checkpoint stay in the rings meanwhile.
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 
 	Traces         TracesConfig  `mapstructure:"traces"`
 	Logs           LogsConfig    `mapstructure:"logs"`
@@ -136,6 +153,8 @@ func createDefaultConfig() component.Config {
 		MaxFiles:            defaultMaxFiles,
 		RejectWorldWritable: true,
 		StuckSlotTimeout:    lib.StuckSlotTimeout,
+		DeleteAfterDrain:    true,
+		CheckpointInterval:  defaultCheckpointInterval,
 		Traces: TracesConfig{
 			MaxBatchSize:     int(lib.MaxBatchSpans),
 			MaxInFlightSpans: int(lib.MaxInFlightSpans),
@@ -168,6 +187,7 @@ func (cfg *Config) Validate() error {
 		positiveDuration("poll_interval", cfg.PollInterval),
 		positiveDuration("scan_interval", cfg.ScanInterval),
 		positiveDuration("stuck_slot_timeout", cfg.StuckSlotTimeout),
+		positiveDuration("checkpoint_interval", cfg.CheckpointInterval),
 		positiveInt("max_files", cfg.MaxFiles),
 		positiveInt("traces::max_batch_size", cfg.Traces.MaxBatchSize),
 		positiveInt("traces::max_in_flight_spans", cfg.Traces.MaxInFlightSpans),

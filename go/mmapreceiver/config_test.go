@@ -32,6 +32,8 @@ func TestCreateDefaultConfig(t *testing.T) {
 	assert.False(t, cfg.RejectGroupWritable)
 	assert.False(t, cfg.FollowSymlinks)
 	assert.Equal(t, 2*time.Second, cfg.StuckSlotTimeout)
+	assert.True(t, cfg.DeleteAfterDrain)
+	assert.Equal(t, time.Second, cfg.CheckpointInterval)
 	// The defaults lack the required include list.
 	require.ErrorContains(t, confmap.Validate(cfg), "include")
 }
@@ -48,6 +50,8 @@ func loadConfig(t *testing.T, name string) (*Config, error) {
 	}
 	return cfg, confmap.Validate(cfg)
 }
+
+var fileStorage = component.MustNewIDWithName("file_storage", "mmap")
 
 func TestLoadValidConfig(t *testing.T) {
 	cfg, err := loadConfig(t, "defaults")
@@ -69,6 +73,9 @@ func TestLoadValidConfig(t *testing.T) {
 		RejectGroupWritable: true,
 		FollowSymlinks:      true,
 		StuckSlotTimeout:    5 * time.Second,
+		DeleteAfterDrain:    false,
+		StorageID:           &fileStorage,
+		CheckpointInterval:  200 * time.Millisecond,
 		Traces: TracesConfig{
 			MaxBatchSize:     512,
 			MaxInFlightSpans: 5000,

@@ -45,6 +45,8 @@ type readerOptions struct {
 	retryInitial       time.Duration
 	retryMax           time.Duration
 	batchSize          [3]uint64 // per signal; 0: no limit (metrics)
+	deleteAfterDrain   bool      // remove a dead writer's file once drained
+	checkpointInterval time.Duration
 }
 
 // readerDeps is what a file reader uses besides its file; the receiver
@@ -61,6 +63,9 @@ type readerDeps struct {
 	finalOffer func() (context.Context, time.Time)
 	// closed is called once the reader has closed its file.
 	closed func()
+	// checkpoints keeps the reader's state across restarts (nil: the
+	// storage key is not set).
+	checkpoints *checkpoints
 	// poller watches the file while it is idle.
 	poller *idlePoller
 }
@@ -85,6 +90,23 @@ type fileReader struct {
 	ctx    context.Context // ends at shutdown or when the file broke
 	cancel context.CancelFunc
 	broken atomic.Bool
+	// writerGone is set once the library reports the writer gone (with
+	// delete_after_drain): the file is drained, then removed.
+	writerGone atomic.Bool
+	// detached is set when the path no longer leads to this reader's file
+	// (or no longer matches): its state is no longer checkpointed under the
+	// path, which may be another file's now.
+	detached atomic.Bool
+
+	// With storage: traces and metrics batches committed, and what the last
+	// stored checkpoint had seen (a file that did not change since is not
+	// checkpointed again).
+	commits        atomic.Uint64
+	checkpointSeen [2]uint64
+	// Span events and measurements taken from each ring when the last
+	// checkpoint was stored (the rings hold what was taken since).
+	consumedAtCheckpoint [2]uint64
+	checkpointWarn       bool
 
 	drainCh   chan struct{} // closed when the file went away
 	drainOnce sync.Once
@@ -114,6 +136,19 @@ func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reade
 	}
 }
 
+// detach: the path was replaced or no longer matches; deliver what is left
+// and close the file without checkpoints (the next reader of the path is
+// another file's, or none).
+func (fr *fileReader) detach() {
+	fr.detached.Store(true)
+	fr.requestDrain()
+}
+
+// keepsCheckpoints says whether the reader's state is stored under its path.
+func (fr *fileReader) keepsCheckpoints() bool {
+	return fr.deps.checkpoints != nil && !fr.detached.Load()
+}
+
 // requestDrain asks the loops to deliver what is left and close the file.
 func (fr *fileReader) requestDrain() {
 	fr.drainOnce.Do(func() { close(fr.drainCh) })
@@ -138,6 +173,15 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.loop(parent)
 
 	fr.mu.Lock()
+	if fr.writerGone.Load() && parent.Err() == nil && !fr.broken.Load() {
+		fr.removeIfDrained()
+	}
+	if fr.keepsCheckpoints() && parent.Err() == nil && !fr.broken.Load() {
+		// The reader ended for good (its writer is gone and the file
+		// drained): a checkpoint of it would only be stale. A broken reader
+		// keeps its last checkpoint for the reader the next scan opens.
+		fr.deps.checkpoints.forget(context.Background(), fr.path)
+	}
 	if s, err := fr.rd.Stats(); err == nil {
 		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 		fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), true)
@@ -167,7 +211,37 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 	fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
 	fr.drops.observe(fr.deps.logger, fr.path, &s, time.Now(), false)
 	fr.last = s
+	if s.WriterAlive == 0 && fr.deps.options.deleteAfterDrain && !fr.writerGone.Swap(true) {
+		// Deliver what is left, then remove the file (run).
+		fr.requestDrain()
+	}
 	return s, true
+}
+
+// removeIfDrained removes the file of a writer that is gone once everything
+// in it was delivered (delete_after_drain); fr.mu is held. A file that
+// stays is closed all the same: the next scan opens it again if it is
+// still there.
+func (fr *fileReader) removeIfDrained() {
+	if c := fr.deps.checkpoints; c != nil && !fr.detached.Load() {
+		// A checkpoint covering everything read gives the held records back.
+		if err := c.save(context.Background(), fr.path, fr.rd); err != nil {
+			fr.deps.logger.Warn("Cannot store the checkpoint of a drained file; keeping the file", zap.String("path", fr.path), zap.Error(err))
+			return
+		}
+	}
+	removed, why, err := fr.rd.RemoveIfDrained(fr.signals)
+	switch {
+	case err != nil:
+		fr.deps.logger.Warn("Cannot delete the drained file of a writer that is gone (delete_after_drain)",
+			zap.String("path", fr.path), zap.Error(err))
+	case !removed:
+		fr.deps.logger.Debug("Not deleting the file of a writer that is gone", zap.String("path", fr.path), zap.String("reason", why))
+	default:
+		fr.deps.logger.Info("Deleted the file of a writer that is gone: everything in it was delivered (delete_after_drain)",
+			zap.String("path", fr.path))
+		fr.deps.telemetry.fileDeleted()
+	}
 }
 
 type stepResult int
@@ -251,6 +325,9 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 	fr.mu.Lock()
 	err = fr.rd.Commit(l.sig, b.Token)
 	fr.mu.Unlock()
+	if l.sig != ffi.Logs {
+		fr.commits.Add(1)
+	}
 	if err != nil {
 		return stepEmpty, err
 	}
@@ -295,7 +372,8 @@ func (l *signalLoop) abandonSpans() error {
 // idle backoff, fill wait, metrics collection); the goroutine sleeps until the
 // earliest one is due. Once every signal is idle, the file parks with the
 // idle poller (no timer of its own) until records arrive, its writer goes
-// away, or its next deadline (metrics collection, parkedPollInterval) comes.
+// away, or its next deadline (metrics collection, a checkpoint owed,
+// parkedPollInterval) comes.
 func (fr *fileReader) loop(parent context.Context) {
 	opts := fr.deps.options
 	loops := make([]*signalLoop, 0, len(fr.signals))
@@ -308,10 +386,24 @@ func (fr *fileReader) loop(parent context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var nextCheckpoint time.Time
+	if fr.deps.checkpoints != nil {
+		nextCheckpoint = time.Now().Add(opts.checkpointInterval)
+	}
 	defer fr.deps.poller.forget(fr)
 
 	startDrain := func() {
 		drainCh = nil
+		if fr.deps.checkpoints != nil && fr.detached.Load() {
+			// No checkpoint will cover what is read from now on: release it
+			// as it is read.
+			fr.mu.Lock()
+			err := fr.rd.HoldUntilCheckpoint(false)
+			fr.mu.Unlock()
+			if err != nil {
+				fr.fail(err)
+			}
+		}
 		for _, l := range loops {
 			l.startDrain()
 		}
@@ -323,6 +415,7 @@ func (fr *fileReader) loop(parent context.Context) {
 				for _, l := range loops {
 					l.finalOffer()
 				}
+				fr.saveCheckpoint()
 			}
 			return
 		}
@@ -335,6 +428,13 @@ func (fr *fileReader) loop(parent context.Context) {
 		}
 		now := time.Now()
 		wait := opts.pollInterval
+		if fr.keepsCheckpoints() {
+			if !now.Before(nextCheckpoint) || fr.holdingHalfARing() {
+				fr.checkpointIfChanged(fr.ctx)
+				nextCheckpoint = now.Add(opts.checkpointInterval)
+			}
+			wait = min(wait, nextCheckpoint.Sub(now))
+		}
 		active := false
 		parkable := true
 		for _, l := range loops {
@@ -362,7 +462,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		if !active {
 			return
 		}
-		if parkable && fr.park(loops, drainCh, startDrain) {
+		if parkable && fr.park(loops, drainCh, startDrain, nextCheckpoint) {
 			continue
 		}
 		if wait <= 0 {
@@ -381,8 +481,10 @@ func (fr *fileReader) loop(parent context.Context) {
 
 // park leaves the file to the idle poller until it has records to read,
 // its next deadline comes, the file goes away or the receiver stops; then
-// every signal is polled. false: the file could not be parked.
-func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func()) bool {
+// every signal is polled. With storage, a checkpoint still owed (records
+// read or batches committed since the last stored one) is a deadline too:
+// nextCheckpoint. false: the file could not be parked.
+func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func(), nextCheckpoint time.Time) bool {
 	wait := parkedPollInterval
 	if age := fr.deps.options.maxSpanAge; age > 0 && fr.read.Has(ffi.Traces) {
 		wait = min(wait, age)
@@ -392,6 +494,9 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		if l.sig == ffi.Metrics && !l.done {
 			due = minTime(due, l.nextCollection())
 		}
+	}
+	if fr.keepsCheckpoints() && fr.checkpointOwed() {
+		due = minTime(due, nextCheckpoint)
 	}
 	if !fr.deps.poller.park(fr, due) {
 		return false
@@ -459,7 +564,12 @@ func (l *signalLoop) startDrain() {
 	l.nextAt = time.Time{} // at once
 	switch l.sig {
 	case ffi.Traces:
-		// Nothing will end the spans of a file that is gone.
+		// Nothing will end the spans of a file that is gone. When its
+		// writer is gone, the library gives them up itself once the ring is
+		// empty, so that an end still in the ring is read first.
+		if l.fr.writerGone.Load() {
+			break
+		}
 		if err := l.abandonSpans(); err != nil {
 			l.fr.fail(err)
 		}
@@ -487,7 +597,10 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		}
 	}
 
-	res, err := l.step(fr.ctx)
+	// A batch being offered when the Collector stops is not cancelled: the
+	// next consumer may have taken it already, and a cancelled offer is
+	// offered again at the final offer (a duplicate).
+	res, err := l.step(context.WithoutCancel(fr.ctx))
 	if err != nil {
 		fr.fail(err)
 		return 0, false
@@ -550,7 +663,32 @@ func (l *signalLoop) finalOffer() {
 		return false
 	}
 
-	if !drainRing() || l.sig != ffi.Metrics {
+	if !drainRing() {
+		return
+	}
+	if l.sig == ffi.Traces && !l.fr.keepsCheckpoints() {
+		// Nothing keeps the spans still open: emit them as incomplete spans
+		// (reason "collector stopping") rather than drop them.
+		l.fr.mu.Lock()
+		n, err := l.fr.rd.StopSpans(time.Now())
+		l.fr.mu.Unlock()
+		if err != nil || n == 0 {
+			return
+		}
+		l.fr.deps.logger.Info("Collector stopping: spans still in flight emitted as incomplete spans",
+			zap.String("path", l.fr.path), zap.Uint64("spans", n))
+		drainRing()
+		return
+	}
+	if l.sig != ffi.Metrics {
+		return
+	}
+	// From now on only the collections below read measurements: one read
+	// by a poll after the last collection would be lost with the reader.
+	l.fr.mu.Lock()
+	err := l.fr.rd.StopMeasurements()
+	l.fr.mu.Unlock()
+	if err != nil {
 		return
 	}
 	for range 2 {
@@ -561,4 +699,103 @@ func (l *signalLoop) finalOffer() {
 		// A batch from an earlier collection was still pending and has
 		// just been delivered: collect once more for the latest values.
 	}
+}
+
+// saveCheckpoint stores the reader's state at shutdown (storage key set),
+// after the final offers: the spans still in flight, what was not
+// committed, the metric aggregates.
+func (fr *fileReader) saveCheckpoint() {
+	if !fr.keepsCheckpoints() {
+		return
+	}
+	ctx, _ := fr.deps.finalOffer()
+	fr.mu.Lock()
+	err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd)
+	fr.mu.Unlock()
+	if err != nil {
+		fr.deps.logger.Warn("Cannot store the checkpoint of a file; its spans in flight and metric aggregates are lost with this stop",
+			zap.String("path", fr.path), zap.Error(err))
+		return
+	}
+	fr.deps.logger.Debug("Stored the checkpoint of a file", zap.String("path", fr.path))
+}
+
+// checkpointRings are the rings whose slots are held until a checkpoint.
+var checkpointRings = [2]ffi.Signal{ffi.Traces, ffi.Metrics}
+
+// consumed is, per checkpointRings, the records taken from the ring so far.
+func consumed(s *ffi.Stats) (out [2]uint64) {
+	for i, sig := range checkpointRings {
+		out[i] = s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+	}
+	return out
+}
+
+// holdingHalfARing says whether the records taken from the spans or the
+// measurements ring since the last stored checkpoint fill half of it: a
+// checkpoint is then due before checkpoint_interval, so that the held slots
+// never fill the ring and make the writer drop.
+func (fr *fileReader) holdingHalfARing() bool {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return false
+	}
+	now := consumed(&s)
+	for i, sig := range checkpointRings {
+		if now[i] < fr.consumedAtCheckpoint[i] {
+			fr.consumedAtCheckpoint[i] = now[i] // the writer started over
+		}
+		if c := s.RingCapacity[sig]; c > 0 && 2*(now[i]-fr.consumedAtCheckpoint[i]) >= c {
+			return true
+		}
+	}
+	return false
+}
+
+// sinceCheckpointLocked gives what a checkpoint taken now would have seen
+// (records taken from the spans and measurements rings, and batches
+// committed) and the records taken from each; changed is false when the last
+// stored checkpoint saw the same. fr.mu is held.
+func (fr *fileReader) sinceCheckpointLocked() (seen, taken [2]uint64, changed bool) {
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return seen, taken, false
+	}
+	taken = consumed(&s)
+	seen = [2]uint64{taken[0] + taken[1], fr.commits.Load()}
+	return seen, taken, seen != fr.checkpointSeen
+}
+
+// checkpointOwed says whether span events or measurements were read, or
+// batches committed, since the last stored checkpoint.
+func (fr *fileReader) checkpointOwed() bool {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	_, _, changed := fr.sinceCheckpointLocked()
+	return changed
+}
+
+// checkpointIfChanged stores a checkpoint of the reader (storage key set)
+// when span events or measurements were read, or batches committed, since
+// the last one; the records it covers go back to the writers.
+func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	seen, taken, changed := fr.sinceCheckpointLocked()
+	if !changed {
+		return
+	}
+	if err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd); err != nil {
+		if !fr.checkpointWarn {
+			fr.deps.logger.Warn("Cannot store the checkpoint of a file; its rings keep what was read since the last one",
+				zap.String("path", fr.path), zap.Error(err))
+			fr.checkpointWarn = true
+		}
+		return
+	}
+	fr.checkpointWarn = false
+	fr.checkpointSeen = seen
+	fr.consumedAtCheckpoint = taken
 }

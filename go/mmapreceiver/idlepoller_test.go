@@ -55,6 +55,7 @@ func TestParkedFileIsWokenOnceWhenItsWriterGoesAway(t *testing.T) {
 	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
 	cfg := testConfig(dir) // scan_interval 20ms
 	cfg.Metrics.CollectionInterval = time.Hour
+	cfg.DeleteAfterDrain = false // the file stays, and parks again
 
 	r, err := newMmapReceiver(nopSettings(), cfg)
 	require.NoError(t, err)

@@ -32,6 +32,7 @@ const (
 // mmapReceiver reads every file matching the configured globs. One instance
 // serves the traces, metrics and logs pipelines of a component ID.
 type mmapReceiver struct {
+	id        component.ID
 	cfg       *Config
 	logger    *zap.Logger
 	tel       *telemetry
@@ -52,6 +53,7 @@ type mmapReceiver struct {
 	wg          sync.WaitGroup
 	started     bool
 	shutdownCtx context.Context // set by Shutdown before the loops are cancelled
+	store       *checkpoints    // nil without the storage key
 }
 
 func newMmapReceiver(set receiver.Settings, cfg *Config) (*mmapReceiver, error) {
@@ -64,6 +66,7 @@ func newMmapReceiver(set receiver.Settings, cfg *Config) (*mmapReceiver, error) 
 		return nil, err
 	}
 	return &mmapReceiver{
+		id:     set.ID,
 		cfg:    cfg,
 		logger: set.Logger,
 		tel:    tel,
@@ -132,8 +135,11 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 			retryInitial:       r.cfg.RetryOnFailure.InitialInterval,
 			retryMax:           r.cfg.RetryOnFailure.MaxInterval,
 			batchSize:          batchSize,
+			deleteAfterDrain:   r.cfg.DeleteAfterDrain,
+			checkpointInterval: r.cfg.CheckpointInterval,
 		},
-		finalOffer: r.finalOffer,
+		finalOffer:  r.finalOffer,
+		checkpoints: r.store,
 		closed: func() {
 			r.openFiles.Add(-1)
 			r.tel.fileClosed()
@@ -144,11 +150,18 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 
 // Start opens the files that match now and starts the scanner that picks up
 // new files every scan_interval.
-func (r *mmapReceiver) Start(_ context.Context, _ component.Host) error {
+func (r *mmapReceiver) Start(startCtx context.Context, host component.Host) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
 		return nil
+	}
+	if r.cfg.StorageID != nil {
+		store, err := openCheckpoints(startCtx, host, *r.cfg.StorageID, r.id, r.logger, r.tel)
+		if err != nil {
+			return err
+		}
+		r.store = store
 	}
 	poller, err := startIdlePoller(r.cfg.PollInterval)
 	if err != nil {
@@ -192,6 +205,9 @@ func (r *mmapReceiver) Shutdown(ctx context.Context) error {
 		// Only a consumer call that ignores its cancelled context can hold
 		// a loop this long; the loops close their files when it returns.
 		err = fmt.Errorf("mmap receiver shutdown: %w", ctx.Err())
+	}
+	if r.store != nil {
+		err = errors.Join(err, r.store.close(ctx))
 	}
 	r.tel.shutdown()
 	return err
@@ -270,7 +286,11 @@ func (r *mmapReceiver) scanLocked(ctx context.Context) {
 		}
 		if c, ok := found[path]; !ok || c.ID != fr.id {
 			r.logger.Info("File no longer matches or was replaced; draining it", zap.String("path", path))
-			fr.requestDrain()
+			fr.detach()
+			if r.store != nil {
+				// Its checkpoint is of a file that is no longer the path's.
+				r.store.forget(ctx, path)
+			}
 			delete(r.files, path)
 		}
 	}
@@ -330,6 +350,10 @@ func (r *mmapReceiver) open(ctx context.Context, c access.Candidate, refused map
 		r.logger.Info("Opened OTLP-MMAP file that max_files had held back", zap.String("path", c.Path))
 	} else {
 		r.logger.Debug("Opened OTLP-MMAP file", zap.String("path", c.Path))
+	}
+	if r.store != nil {
+		// Before the reader reads anything: the state goes on from the checkpoint.
+		r.store.restore(ctx, c.Path, rd)
 	}
 	fr := newFileReader(r.readerDeps(), c.Path, c.ID, rd)
 	r.files[c.Path] = fr

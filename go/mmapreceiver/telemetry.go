@@ -68,6 +68,16 @@ func (t *telemetry) filesOverLimit(n int) {
 	t.metrics.ReceiverMmapFilesOverLimit.Add(context.Background(), int64(n))
 }
 
+// checkpointIgnored counts a checkpoint found in storage and not restored.
+func (t *telemetry) checkpointIgnored() {
+	t.metrics.ReceiverMmapCheckpointsIgnored.Add(context.Background(), 1)
+}
+
+// fileDeleted counts a file removed by delete_after_drain.
+func (t *telemetry) fileDeleted() {
+	t.metrics.ReceiverMmapDeletedFiles.Add(context.Background(), 1)
+}
+
 func (t *telemetry) droppedItems(sig ffi.Signal, n int) {
 	if n > 0 {
 		t.metrics.ReceiverMmapDroppedItems.Add(context.Background(), int64(n), t.signalAttrs[sig])

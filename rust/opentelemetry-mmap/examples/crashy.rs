@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! crashy PATH [--service NAME] [--prefix P] [--count N] [--open K]
-//!             [--rate R] [--duration-secs S] [--exit]
+//!             [--rate R] [--duration-secs S] [--exit] [--hold H]
 //! crashy PATH --threads T [--prefix P] [--stall]
 //! ```
 //!
@@ -16,6 +16,9 @@
 //! 3. prints `ready written=N` and, with `--rate`, keeps writing records
 //!    `N, N+1, ...` at R records per second, printing `written=I` every 100 ms
 //!    (every record below I is published), for `--duration-secs` or forever;
+//!    With `--hold H`, the span of record `i` ends only once record `i + H`
+//!    was written, so H spans are open at any moment (those of the last H
+//!    records never end);
 //! 4. prints `done written=W dropped_spans=.. dropped_logs=.. dropped_measurements=..`
 //!    and then waits to be killed, or exits with `--exit`.
 //!
@@ -53,6 +56,7 @@ struct Args {
     exit: bool,
     threads: usize,
     stall: bool,
+    hold: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         exit: false,
         threads: 0,
         stall: false,
+        hold: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -87,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
             "--exit" => a.exit = true,
             "--threads" => a.threads = num("--threads", value("--threads")?)? as usize,
             "--stall" => a.stall = true,
+            "--hold" => a.hold = num("--hold", value("--hold")?)? as usize,
             p if !p.starts_with("--") && a.path.is_empty() => a.path = p.to_owned(),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -133,6 +139,7 @@ fn main() {
     let logger = MmapLoggerProvider::new(&file).logger_with_scope(scope);
     let p = &args.prefix;
 
+    let held = std::cell::RefCell::new(std::collections::VecDeque::new());
     let record = |i: u64| {
         let mut span = tracer.start(format!("{p} span {i}"));
         span.set_attribute(KeyValue::new("i", i as i64));
@@ -142,7 +149,13 @@ fn main() {
         rec.add_attribute("i", i as i64);
         logger.emit(rec);
         counter.add(1, &[]);
-        span.end();
+        let mut held = held.borrow_mut();
+        held.push_back(span);
+        while held.len() > args.hold {
+            if let Some(mut s) = held.pop_front() {
+                s.end();
+            }
+        }
     };
 
     let mut out = std::io::stdout().lock();
@@ -189,6 +202,7 @@ fn main() {
     if args.exit {
         // The open spans stay open: the file handle is dropped without ending them.
         std::mem::forget(open);
+        std::mem::forget(held.into_inner());
         return;
     }
     loop {

@@ -18,6 +18,12 @@
 //! - metrics: measurements are released once aggregated, so the aggregates
 //!   since the last committed collection are lost.
 //!
+//! Unless the caller keeps checkpoints ([`FileReader::checkpoint`],
+//! [`FileReader::restore`]) and holds the rings until each is stored
+//! ([`FileReader::set_hold_until_checkpoint`]): span events and measurements
+//! then stay in their slots until a stored checkpoint covers them, and a
+//! restarted reader goes on from the last one, losing nothing.
+//!
 //! Whatever the file holds, a reader's memory is bounded ([`ReaderOptions`]):
 //! the mapping by `max_mapped_bytes`, the dictionary cache by
 //! `dictionary_cache_max_entries`/`_bytes`, each record by `max_record_bytes`
@@ -44,6 +50,11 @@ use crate::group::RequestEncoder;
 use crate::logs::encode_log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
+
+mod checkpoint;
+mod drained;
+pub use checkpoint::{CHECKPOINT_VERSION, CheckpointRejected, Restored};
+pub use drained::{NotRemoved, RemoveOutcome};
 
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
@@ -358,6 +369,21 @@ pub struct FileReader {
     writer_gone: bool,
     /// Counters of the streams before the current one (writer restarts).
     retired: Retired,
+    /// Measurements taken from the ring when the aggregates were last
+    /// collected (a file is drained only when none came since).
+    consumed_at_collect: u64,
+    /// Keep span events and measurements in their rings until a checkpoint
+    /// that covers them is stored ([`FileReader::set_hold_until_checkpoint`]).
+    hold_until_checkpoint: bool,
+    /// Stream generation and positions of the spans and measurements rings
+    /// that the last checkpoint taken covers, until it is stored.
+    checkpoint_positions: Option<(u64, [i64; 2])>,
+    /// [`FileReader::stop_spans`] was called: traces polls deliver what was
+    /// given up and read no more span events (the next reader reads them).
+    spans_stopped: bool,
+    /// [`FileReader::stop_measurements`] was called: metrics polls read no
+    /// more measurements (only `collect_metrics` does).
+    measurements_stopped: bool,
     /// Buffers of committed batches, for the next ones.
     spare: Vec<Vec<u8>>,
     /// The log records of the batch being read, and the request they are grouped into.
@@ -441,6 +467,11 @@ impl FileReader {
             change: FileChange::None,
             writer_gone: false,
             retired: Retired::default(),
+            consumed_at_collect: 0,
+            hold_until_checkpoint: false,
+            checkpoint_positions: None,
+            spans_stopped: false,
+            measurements_stopped: false,
             spare: Vec::new(),
             log_arena: Vec::new(),
             request: RequestEncoder::default(),
@@ -450,6 +481,11 @@ impl FileReader {
     /// The file's path.
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// The sequence the reader reads next in the ring of `signal`.
+    pub fn next_sequence(&self, signal: Signal) -> i64 {
+        self.stream.rings[signal as usize].next_sequence()
     }
 
     /// The file of the current stream.
@@ -474,7 +510,9 @@ impl FileReader {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
                 Signal::Metrics => {
-                    self.ingest_measurements(now);
+                    if !self.measurements_stopped {
+                        self.ingest_measurements(now);
+                    }
                     None
                 }
             };
@@ -526,6 +564,7 @@ impl FileReader {
             return CollectOutcome::Nothing;
         }
         self.ingest_measurements(now);
+        self.consumed_at_collect = self.records_consumed(Signal::Metrics);
         let mut bytes = self.spare.pop().unwrap_or_default();
         let s = &mut self.stream;
         match self
@@ -553,6 +592,30 @@ impl FileReader {
     /// as incomplete spans.
     pub fn abandon_spans(&mut self, now: u64) {
         self.assembler.give_up_all(now, GiveUpReason::Abandoned);
+    }
+
+    /// The Collector is stopping and keeps no state across its restart:
+    /// gives up every span in flight with the reason `collector stopping`.
+    /// They come out of the next traces polls as incomplete spans (the
+    /// caller first drains the ring, so that a span whose end is there
+    /// ends normally). From then on traces polls read no more span events:
+    /// a span started later would be neither sent nor given up; the next
+    /// reader reads them. Returns how many spans were given up.
+    pub fn stop_spans(&mut self, now: u64) -> u64 {
+        self.spans_stopped = true;
+        let before = self.assembler.counters.incomplete;
+        self.assembler
+            .give_up_all(now, GiveUpReason::CollectorStopping);
+        self.assembler.counters.incomplete - before
+    }
+
+    /// The Collector is stopping: metrics polls read no more measurements,
+    /// so that none is aggregated after the last collection and lost with
+    /// the reader; [`collect_metrics`](Self::collect_metrics) still reads
+    /// the ring up to the moment it collects. What is not read stays in the
+    /// ring for the next reader.
+    pub fn stop_measurements(&mut self) {
+        self.measurements_stopped = true;
     }
 
     /// Records taken from the signal's ring so far (decoded or skipped as
@@ -726,6 +789,9 @@ impl FileReader {
     }
 
     fn poll_traces(&mut self, now: u64) -> Option<Pending> {
+        if self.spans_stopped {
+            return self.encode_traces();
+        }
         let ring_empty = self.ingest_spans(now);
         self.assembler.expire(now);
         if ring_empty
@@ -769,7 +835,10 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+        if self.options.consume
+            && !self.hold_until_checkpoint
+            && s.rings[i].release(s.file.region()).is_err()
+        {
             // The events are in the assembler's memory now; reader_index moved
             // under us: the writer started over.
             self.change = FileChange::Restarted;
@@ -893,7 +962,10 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+        if self.options.consume
+            && !self.hold_until_checkpoint
+            && s.rings[i].release(s.file.region()).is_err()
+        {
             self.change = FileChange::Restarted;
         }
     }

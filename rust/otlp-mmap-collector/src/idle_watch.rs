@@ -133,7 +133,7 @@ impl IdleWatch {
     /// ring of one of `signals`, the writer starts over, or at
     /// `due_unix_nano`. Call it only while the reader has no pending batch of
     /// those signals (its next poll would find nothing): the watcher starts
-    /// at the records the reader has released.
+    /// at the reader's next record.
     pub fn park(
         &self,
         token: u64,
@@ -143,10 +143,12 @@ impl IdleWatch {
     ) -> Result<(), FormatError> {
         let file = reader.file();
         let region = file.map_again()?;
+        // From the reader's next record: the slots it holds until a
+        // checkpoint is stored are not new records.
         let rings = signals
             .iter()
-            .map(|s| RingReader::new(&region, file.layout().ring(s.ring())))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|&s| RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s)))
+            .collect();
         let parked = Parked {
             region,
             // A writer that started over since the reader looked wakes it at once.

@@ -11,7 +11,10 @@
 //! - [`FileReader`] is the poll/commit API the Collector's receiver calls
 //!   (through the C ABI): non-blocking, bounded work per call, back-pressure
 //!   until a batch is committed;
-//! - [`dump()`] reads everything in a file once, for tools and tests.
+//! - [`dump()`] reads everything in a file once, for tools and tests;
+//! - [`span_checkpoint`] and [`metric_checkpoint`] give the state of the
+//!   assembler and the aggregator as OTLP bytes and take it back, for the
+//!   checkpoints of [`FileReader::checkpoint`].
 //!
 //! ```
 //! use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
@@ -47,9 +50,17 @@ pub mod file_reader;
 pub mod group;
 pub mod idle_watch;
 pub mod logs;
+pub mod metric_checkpoint;
 pub mod metrics;
 pub mod raw;
+pub mod span_checkpoint;
 pub mod spans;
+
+/// The Collector's checkpoint of one file (`proto/checkpoint.proto`).
+#[allow(missing_docs)]
+pub mod checkpoint_proto {
+    include!(concat!(env!("OUT_DIR"), "/otelcol_mmap.checkpoint.v1.rs"));
+}
 
 pub use dictionary::DictionaryCache;
 pub use dump::{Dump, DumpOptions, dump};

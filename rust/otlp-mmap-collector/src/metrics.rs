@@ -41,13 +41,13 @@ use crate::raw::{RawMeasurement, RawValue};
 use otlp_mmap_core::view::{KeyValueRefView, Repeated, SpanContextView};
 
 /// Where a raw attribute encoding leads: a series index, or the overflow series.
-const OVERFLOW_SERIES: usize = usize::MAX;
+pub(crate) const OVERFLOW_SERIES: usize = usize::MAX;
 
 /// Attribute of the overflow series.
 pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Number {
+pub(crate) enum Number {
     Int(i64),
     Double(f64),
 }
@@ -62,7 +62,7 @@ impl Number {
 }
 
 #[derive(Debug, Clone)]
-enum Aggregate {
+pub(crate) enum Aggregate {
     Sum {
         int: i64,
         double: f64,
@@ -83,16 +83,16 @@ enum Aggregate {
 }
 
 #[derive(Debug, Clone)]
-struct Series {
-    attributes: Vec<KeyValue>,
-    aggregate: Aggregate,
-    exemplar: Option<LastExemplar>,
+pub(crate) struct Series {
+    pub(crate) attributes: Vec<KeyValue>,
+    pub(crate) aggregate: Aggregate,
+    pub(crate) exemplar: Option<LastExemplar>,
 }
 
 /// The last measurement of a series with a valid span context (kept
 /// without allocating; it becomes an OTLP `Exemplar` on collection).
 #[derive(Debug, Clone, Copy)]
-struct LastExemplar {
+pub(crate) struct LastExemplar {
     time: u64,
     value: Number,
     trace_id: [u8; 16],
@@ -115,7 +115,7 @@ impl LastExemplar {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Sum { monotonic: bool },
     Gauge,
     Histogram,
@@ -123,18 +123,21 @@ enum Kind {
 }
 
 #[derive(Debug)]
-struct MetricState {
-    name: String,
-    description: String,
-    unit: String,
+pub(crate) struct MetricState {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) unit: String,
     scope_ref: i64,
-    kind: Kind,
-    temporality: AggregationTemporality,
-    bounds: Vec<f64>,
+    pub(crate) kind: Kind,
+    pub(crate) temporality: AggregationTemporality,
+    pub(crate) bounds: Vec<f64>,
     /// Series in creation order.
-    series: Vec<Series>,
+    pub(crate) series: Vec<Series>,
+    /// Series restored from a checkpoint that no attribute encoding leads
+    /// to yet: the first measurement with the same attributes adopts one.
+    pub(crate) unkeyed: Vec<usize>,
     /// Canonical attribute key (entries sorted by key ref) -> series index.
-    canonical: FxHashMap<Box<[u8]>, usize>,
+    pub(crate) canonical: FxHashMap<Box<[u8]>, usize>,
     /// Attribute fields exactly as a writer encoded them (contiguous, as
     /// [`RawMeasurement::attributes_wire`]) -> series index (or
     /// OVERFLOW_SERIES): the fast path, which neither decodes, sorts nor copies.
@@ -142,11 +145,11 @@ struct MetricState {
     /// The same for attributes that are not contiguous: their entries, each
     /// after its length (4 bytes LE).
     aliases: FxHashMap<Box<[u8]>, usize>,
-    overflow: Option<Series>,
+    pub(crate) overflow: Option<Series>,
     /// What the series, their keys and aliases hold (see `MetricAggregator::bytes`).
-    series_bytes: usize,
+    pub(crate) series_bytes: usize,
     /// Start of the current delta interval.
-    interval_start: u64,
+    pub(crate) interval_start: u64,
 }
 
 /// Counters of the aggregator.
@@ -176,7 +179,7 @@ pub const DEFAULT_MAX_METRIC_BYTES: usize = 64 << 20;
 /// Bytes a metric costs besides its name, description, unit and bounds.
 const METRIC_COST: usize = std::mem::size_of::<MetricState>() + 64;
 /// Bytes a series costs besides its attributes and buckets.
-const SERIES_COST: usize = std::mem::size_of::<Series>() + 64;
+pub(crate) const SERIES_COST: usize = std::mem::size_of::<Series>() + 64;
 /// Bytes an exponential histogram bucket may cost (a BTreeMap entry).
 const EXPONENTIAL_BUCKET_COST: usize = 24;
 /// Where a measurement whose attributes went over the record budget leads.
@@ -186,14 +189,14 @@ const DROPPED: usize = usize::MAX - 1;
 #[derive(Debug)]
 pub struct MetricAggregator {
     /// Metrics in first-seen order (stable output order).
-    metrics: Vec<MetricState>,
+    pub(crate) metrics: Vec<MetricState>,
     /// Metric ref -> position in `metrics`.
-    index: FxHashMap<i64, usize>,
+    pub(crate) index: FxHashMap<i64, usize>,
     /// The metric of the last measurement (measurements of one metric often
     /// come in a row).
     last: Option<(i64, usize)>,
-    cardinality_limit: usize,
-    stream_start: u64,
+    pub(crate) cardinality_limit: usize,
+    pub(crate) stream_start: u64,
     scratch: Vec<u8>,
     raw_key: Vec<u8>,
     /// The encoded metrics of a collection, and the request they are grouped into.
@@ -237,7 +240,7 @@ impl MetricAggregator {
     }
 
     /// Takes `n` bytes from the budget; false when they do not fit.
-    fn take_bytes(&mut self, n: usize) -> bool {
+    pub(crate) fn take_bytes(&mut self, n: usize) -> bool {
         if self.bytes.saturating_add(n) > self.max_bytes {
             return false;
         }
@@ -363,7 +366,7 @@ impl MetricAggregator {
 
     /// The position of the metric at `metric_ref`, its state created on
     /// first use; None when its definition does not resolve.
-    fn metric(
+    pub(crate) fn metric(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
@@ -432,13 +435,21 @@ impl MetricAggregator {
         if let Some(&i) = state.canonical.get(self.scratch.as_slice()) {
             return i;
         }
-        if state.series.len() + 1 >= limit {
+        // Restored series count in `series`: one of them may still be adopted.
+        if state.series.len() + 1 >= limit && state.unkeyed.is_empty() {
             return OVERFLOW_SERIES;
         }
         let aggregate = new_aggregate(state.kind, &state.bounds);
         let attrs = dict.attributes(file, attributes);
         if dict.over_budget() {
             return DROPPED;
+        }
+        let state = &mut self.metrics[m];
+        if let Some(i) = crate::metric_checkpoint::adopt(state, &attrs, &self.scratch) {
+            return i;
+        }
+        if state.series.len() + 1 >= limit {
+            return OVERFLOW_SERIES;
         }
         let cost = SERIES_COST
             + attrs.iter().map(key_value_bytes).sum::<usize>()
@@ -547,6 +558,7 @@ impl MetricAggregator {
             let reset = !cumulative || state.kind == Kind::Gauge;
             if reset {
                 state.series.clear();
+                state.unkeyed.clear();
                 state.canonical.clear();
                 state.aliases.clear();
                 state.wire_aliases.clear();
@@ -617,6 +629,7 @@ fn new_state(def: proto::MetricRef, stream_start: u64) -> MetricState {
         temporality,
         bounds,
         series: Vec::new(),
+        unkeyed: Vec::new(),
         canonical: FxHashMap::default(),
         wire_aliases: FxHashMap::default(),
         aliases: FxHashMap::default(),
@@ -658,7 +671,7 @@ fn valid_span_context(sc: &SpanContextView<'_>) -> bool {
 }
 
 /// What a new aggregate holds, at most (exponential buckets grow up to their maximum).
-fn aggregate_bytes(agg: &Aggregate) -> usize {
+pub(crate) fn aggregate_bytes(agg: &Aggregate) -> usize {
     match agg {
         Aggregate::Histogram { counts, .. } => 8 * counts.len(),
         Aggregate::Exponential(h) => 2 * h.max_buckets() * EXPONENTIAL_BUCKET_COST,
@@ -719,7 +732,7 @@ fn update(agg: &mut Aggregate, bounds: &[f64], value: Number, time: u64) -> bool
     true
 }
 
-fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
+pub(crate) fn to_otlp(state: &MetricState, all: &[&Series], start: u64, now: u64) -> metric::Data {
     let temporality = state.temporality as i32;
     let exemplars = |s: &Series| s.exemplar.iter().map(|e| e.to_otlp()).collect::<Vec<_>>();
     match state.kind {

@@ -61,6 +61,8 @@ pub enum GiveUpReason {
     Abandoned,
     /// In-flight spans held more than `max_in_flight_bytes`; the oldest went.
     TooManyBytesInFlight,
+    /// The Collector is stopping and keeps no state across its restart.
+    CollectorStopping,
 }
 
 impl GiveUpReason {
@@ -72,6 +74,7 @@ impl GiveUpReason {
             GiveUpReason::WriterGone => "writer process is gone",
             GiveUpReason::Abandoned => "reader stopped",
             GiveUpReason::TooManyBytesInFlight => "too many bytes in spans in flight",
+            GiveUpReason::CollectorStopping => "collector stopping",
         }
     }
 }
@@ -106,21 +109,21 @@ impl Default for SpanLimits {
     }
 }
 
-type SpanKey = ([u8; 16], [u8; 8]);
+pub(crate) type SpanKey = ([u8; 16], [u8; 8]);
 
 /// Attributes a span holds before its key index is built (below it a scan is cheaper).
 const INDEX_FROM: usize = 16;
 /// Bytes a span costs besides its attributes and links.
-const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
+pub(crate) const SPAN_COST: usize = std::mem::size_of::<Span>() + 32;
 /// Bytes a link costs besides its attributes and trace state.
-const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
+pub(crate) const LINK_COST: usize = std::mem::size_of::<span::Link>() + 24;
 /// Most spans' buffers kept for reuse (a batch's worth), and the largest
 /// kept: the pool holds at most 4 MiB, however large some spans were.
 const POOL_MAX: usize = 1024;
 const POOL_MAX_CAPACITY: usize = 4 << 10;
 
 /// Field numbers of `opentelemetry.proto.trace.v1.Span` (and of its `Status`).
-mod tag {
+pub(crate) mod tag {
     pub const TRACE_ID: u32 = 1;
     pub const SPAN_ID: u32 = 2;
     pub const PARENT_SPAN_ID: u32 = 4;
@@ -164,36 +167,36 @@ struct Attribute {
 /// encoded as the OTLP fields they become. Its buffers are reused by the
 /// next span once it is done.
 #[derive(Debug, Default)]
-struct InFlight {
-    scope_ref: i64,
+pub(crate) struct InFlight {
+    pub(crate) scope_ref: i64,
     /// Reader time when the start was seen (for `max_span_age`).
-    seen_at: u64,
-    generation: u64,
+    pub(crate) seen_at: u64,
+    pub(crate) generation: u64,
     /// What the span holds, as the limits count it.
-    bytes: usize,
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: Vec<u8>,
-    name: String,
-    kind: i32,
-    flags: u32,
-    start_time_unix_nano: u64,
+    pub(crate) bytes: usize,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent_span_id: Vec<u8>,
+    pub(crate) name: String,
+    pub(crate) kind: i32,
+    pub(crate) flags: u32,
+    pub(crate) start_time_unix_nano: u64,
     /// Encoded `KeyValue` fields (Span field 9), in the order they were set.
-    attributes: Vec<u8>,
+    pub(crate) attributes: Vec<u8>,
     slots: Vec<Attribute>,
     /// Key hash -> first attribute with it, once the span has [`INDEX_FROM`] attributes.
     index: HashMap<u64, u32>,
     indexed: bool,
-    dropped_attributes_count: u32,
+    pub(crate) dropped_attributes_count: u32,
     /// Encoded `Link` fields (Span field 13).
-    links: Vec<u8>,
-    link_count: usize,
-    dropped_links_count: u32,
+    pub(crate) links: Vec<u8>,
+    pub(crate) link_count: usize,
+    pub(crate) dropped_links_count: u32,
     /// Once done: its end time, status and the attribute fields marking how
     /// it ended (incomplete, start missing), appended to its own.
-    end_time_unix_nano: u64,
-    status: Option<i32>,
-    status_message: String,
+    pub(crate) end_time_unix_nano: u64,
+    pub(crate) status: Option<i32>,
+    pub(crate) status_message: String,
     marking: Vec<u8>,
 }
 
@@ -231,11 +234,16 @@ impl InFlight {
             + self.marking.capacity()
     }
 
+    /// What the value of attribute `i` holds, as [`crate::dictionary::value_bytes`] counts it.
+    pub(crate) fn attribute_value_bytes(&self, i: usize) -> usize {
+        self.slots[i].value_bytes
+    }
+
     fn key(&self, a: &Attribute) -> &[u8] {
         &self.attributes[a.at + a.key_at..a.at + a.key_at + a.key_len]
     }
 
-    fn position(&self, key: &[u8], hash: u64) -> Option<usize> {
+    pub(crate) fn position(&self, key: &[u8], hash: u64) -> Option<usize> {
         let is = |i: usize| {
             let a = &self.slots[i];
             a.hash == hash && self.key(a) == key
@@ -252,7 +260,7 @@ impl InFlight {
     }
 
     /// Takes the encoded field at `at` (the end of `attributes`) as a new attribute.
-    fn add_attribute(
+    pub(crate) fn add_attribute(
         &mut self,
         at: usize,
         key_at: usize,
@@ -280,7 +288,13 @@ impl InFlight {
     }
 
     /// Puts the encoded field `field` (same key) in the place of attribute `i`.
-    fn replace_attribute(&mut self, i: usize, field: &[u8], key_at: usize, value_bytes: usize) {
+    pub(crate) fn replace_attribute(
+        &mut self,
+        i: usize,
+        field: &[u8],
+        key_at: usize,
+        value_bytes: usize,
+    ) {
         let old = self.slots[i];
         self.attributes
             .splice(old.at..old.at + old.len, field.iter().copied());
@@ -321,7 +335,7 @@ impl InFlight {
 
     /// Appends the span's `Span` message (its content, without key and
     /// length) to `out`, in the order prost writes fields: by number.
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         encode::bytes(out, tag::TRACE_ID, &self.trace_id);
         encode::bytes(out, tag::SPAN_ID, &self.span_id);
         encode::bytes(out, tag::PARENT_SPAN_ID, &self.parent_span_id);
@@ -376,22 +390,22 @@ pub struct SpanCounters {
 pub struct SpanAssembler {
     /// Boxed: a span moves from the pool to here to the completed queue and
     /// back as a pointer.
-    in_flight: HashMap<SpanKey, Box<InFlight>>,
+    pub(crate) in_flight: HashMap<SpanKey, Box<InFlight>>,
     /// Start order of in-flight spans (lazily cleaned: entries whose generation
     /// no longer matches were ended already).
-    order: VecDeque<(SpanKey, u64)>,
+    pub(crate) order: VecDeque<(SpanKey, u64)>,
     next_generation: u64,
-    limits: SpanLimits,
+    pub(crate) limits: SpanLimits,
     in_flight_bytes: usize,
     /// Spans done, oldest first (`bytes`: what each holds, as the limits count it).
-    completed: VecDeque<Box<InFlight>>,
+    pub(crate) completed: VecDeque<Box<InFlight>>,
     completed_bytes: usize,
     /// Buffers of spans that are done, for the next ones.
     // Boxed on purpose: a span goes from here to the map and back by pointer.
     #[allow(clippy::vec_box)]
-    pool: Vec<Box<InFlight>>,
+    pub(crate) pool: Vec<Box<InFlight>>,
     /// An attribute that replaces another, on its way.
-    scratch: Vec<u8>,
+    pub(crate) scratch: Vec<u8>,
     /// What the assembler counted since it was created.
     pub counters: SpanCounters,
 }
@@ -483,7 +497,7 @@ impl SpanAssembler {
     }
 
     /// Queues a span that is done; `bytes` is what it holds, as the limits count it.
-    fn complete(&mut self, mut span: Box<InFlight>, bytes: usize) {
+    pub(crate) fn complete(&mut self, mut span: Box<InFlight>, bytes: usize) {
         span.bytes = bytes;
         self.completed_bytes += bytes;
         self.completed.push_back(span);
@@ -621,7 +635,7 @@ impl SpanAssembler {
         self.shed_bytes(now);
     }
 
-    fn open(&mut self, key: SpanKey, mut open: Box<InFlight>, now: u64) {
+    pub(crate) fn open(&mut self, key: SpanKey, mut open: Box<InFlight>, now: u64) {
         match self.in_flight.get(&key) {
             Some(old) => {
                 // The later start replaces the earlier one.
@@ -646,7 +660,7 @@ impl SpanAssembler {
     }
 
     /// Gives up the oldest spans while the spans in flight hold too many bytes.
-    fn shed_bytes(&mut self, now: u64) {
+    pub(crate) fn shed_bytes(&mut self, now: u64) {
         while self.in_flight_bytes > self.limits.max_in_flight_bytes {
             if !self.give_up_oldest(now, GiveUpReason::TooManyBytesInFlight) {
                 break;
@@ -717,7 +731,7 @@ impl SpanAssembler {
     }
 }
 
-fn key_hash(key: &[u8]) -> u64 {
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write(key);
     h.finish()

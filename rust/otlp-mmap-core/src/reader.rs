@@ -289,6 +289,23 @@ impl MmapReader {
         self.last_writer_state
     }
 
+    /// Device and inode of the mapped file.
+    pub fn dev_ino(&self) -> (u64, u64) {
+        self.dev_ino
+    }
+
+    /// Whether a writer's liveness lock was ever seen held on this file.
+    pub fn saw_writer_lock(&self) -> bool {
+        self.saw_writer_lock
+    }
+
+    /// Takes it as known that a writer held its liveness lock on this file
+    /// (an earlier reader of the same file saw it, by its checkpoint): a
+    /// released lock then means the writer is gone.
+    pub fn note_writer_lock_seen(&mut self) {
+        self.saw_writer_lock = true;
+    }
+
     /// The writer state found by the last [`writer_state`](Self::writer_state) call.
     pub fn writer_state_cached(&self) -> WriterState {
         self.last_writer_state

@@ -291,6 +291,22 @@ impl RingReader {
         })
     }
 
+    /// A reader that only watches the ring ([`has_claimed`](Self::has_claimed))
+    /// from `next`, the sequence another reader of the ring reads next (past
+    /// what that one released while it holds slots). It must not read or
+    /// release.
+    pub fn watching(geo: RingGeometry, next: i64) -> Self {
+        let before = next.wrapping_sub(1);
+        RingReader {
+            geo,
+            next,
+            released: before,
+            writer_seen: before,
+            stuck: None,
+            abandoned: 0,
+        }
+    }
+
     /// The ring's geometry.
     pub fn geometry(&self) -> RingGeometry {
         self.geo
@@ -446,6 +462,30 @@ impl RingReader {
             })?;
         self.released = seq;
         Ok(())
+    }
+
+    /// Moves a reader that has not read anything yet past `seq`, which an
+    /// earlier reader consumed without releasing it (its state, kept in a
+    /// checkpoint, covers it), and releases up to it. False, and nothing
+    /// changes, when this reader already read, when `seq` is behind what is
+    /// released, or when writers never claimed it.
+    pub fn skip_to(&mut self, region: &SharedRegion, seq: i64) -> bool {
+        if self.next != self.released.wrapping_add(1) || seq < self.released {
+            return false;
+        }
+        let Ok(w) = region.atomic_i64(self.geo.offset + ring_header::WRITER_INDEX) else {
+            return false;
+        };
+        let w = w.load(Ordering::Acquire);
+        if seq > w {
+            return false;
+        }
+        if self.release_to(region, seq).is_err() {
+            return false;
+        }
+        self.next = seq.wrapping_add(1);
+        self.writer_seen = self.writer_seen.max(w);
+        true
     }
 
     /// Sequences claimed by writers and not yet released by this reader.

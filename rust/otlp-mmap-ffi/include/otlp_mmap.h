@@ -427,6 +427,107 @@ int32_t om_reader_abandon_spans(struct OmReader *reader,
                                 struct OmError *err);
 
 /*
+ The Collector is stopping and keeps no state across its restart: gives
+ up every in-flight span with the reason `collector stopping` (attribute
+ `otlp_mmap.incomplete.reason`). They come out of the next traces polls as
+ incomplete spans and are counted in `incomplete_spans`; drain the ring
+ first, so that spans whose end is already there end normally.
+ `*given_up` (if not NULL) is set to the number of spans given up.
+
+ # Safety
+ `given_up` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_stop_spans(struct OmReader *reader,
+                             uint64_t now_unix_nano,
+                             uint64_t *given_up,
+                             struct OmError *err);
+
+/*
+ The Collector is stopping: metrics polls read no more measurements (a
+ measurement aggregated after the last collection would be lost with the
+ reader); `om_reader_collect_metrics` still reads the ring up to the moment
+ it collects. What is not read stays in the ring for the next reader.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_stop_measurements(struct OmReader *reader, struct OmError *err);
+
+/*
+ Removes the file from its path when its writer is gone (its liveness
+ lock was seen held, then released) and every record of the signals in
+ `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:
+ rings empty, no batch waiting for its commit, no span in flight, metric
+ aggregates collected after the last measurement and committed. The
+ writer's lock and the path's identity (device, inode, start time) are
+ checked again just before the removal. `OM_OK`: removed (close the
+ reader next); `OM_BUSY`: kept, `err` says why; `OM_ERR_IO`: the removal
+ failed.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_remove_if_drained(struct OmReader *reader,
+                                    uint32_t signal_mask,
+                                    struct OmError *err);
+
+/*
+ Takes a checkpoint of the reader's state (spans in flight, completed
+ spans and batches not committed, metric aggregates with their start
+ times, the file's identity and ring positions) for the Collector's
+ storage. `*data`/`*len` are set to its bytes, which belong to the reader
+ and stay valid until the next checkpoint or close. It covers every span
+ event and measurement read so far; once it is stored, say so with
+ `om_reader_checkpoint_stored`.
+
+ # Safety
+ `data`, `len` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_checkpoint(struct OmReader *reader,
+                             const uint8_t **data,
+                             size_t *len,
+                             struct OmError *err);
+
+/*
+ The last checkpoint taken (`om_reader_checkpoint`) is stored: the span
+ events and measurements it covers are given back to the writers (with
+ `om_reader_hold_until_checkpoint`).
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_checkpoint_stored(struct OmReader *reader, struct OmError *err);
+
+/*
+ With `hold` non-zero, span events and measurements stay in their rings
+ once read until a checkpoint covering them was stored
+ (`om_reader_checkpoint_stored`), so that a crash loses nothing the last
+ stored checkpoint did not cover. The rings then hold what was read since.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_hold_until_checkpoint(struct OmReader *reader, int32_t hold, struct OmError *err);
+
+/*
+ Restores a checkpoint (`len` bytes at `data`, untrusted) into a reader
+ that has not read anything yet. `OM_OK`: restored; `OM_BUSY`: refused as a
+ whole (corrupt, another version, another file or an earlier writer of
+ it, rings moved since, too large), `err` says why, nothing changed.
+ `*refused` (if not NULL) is set to the spans and metrics of an accepted
+ checkpoint that did not fit the reader's limits and were dropped.
+
+ # Safety
+ `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+ `refused` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_restore(struct OmReader *reader,
+                          const uint8_t *data,
+                          size_t len,
+                          uint64_t *refused,
+                          struct OmError *err);
+
+/*
  Looks at the writer's liveness lock now (one `fcntl`), for a caller that
  does not poll an idle reader (one parked with `om_watcher_park`): `*out`
  is 1 when this call found the writer gone, which it was not known to be

@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::os::fd::BorrowedFd;
 
+use otlp_mmap_collector::file_reader::{NotRemoved, RemoveOutcome};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderError, ReaderOptions, Signal};
 use otlp_mmap_core::FormatError;
 
@@ -12,6 +13,8 @@ use crate::status::*;
 /// A reader of one OTLP-MMAP file (opaque).
 pub struct OmReader {
     pub(crate) reader: FileReader,
+    /// The last checkpoint taken (`om_reader_checkpoint`).
+    checkpoint: Vec<u8>,
 }
 
 /// Reader settings; get the defaults with `om_reader_options_default`.
@@ -261,7 +264,12 @@ fn register_reader(
     })?;
     // SAFETY: `out` is non-NULL (checked by the callers) and valid for writes
     // by the caller's contract.
-    unsafe { *out = handles::register(OmReader { reader }) };
+    unsafe {
+        *out = handles::register(OmReader {
+            reader,
+            checkpoint: Vec::new(),
+        })
+    };
     Ok(OM_OK)
 }
 
@@ -435,6 +443,222 @@ pub unsafe extern "C" fn om_reader_abandon_spans(
     guard(err, || {
         handles::get(reader)?.reader.abandon_spans(now_unix_nano);
         Ok(OM_OK)
+    })
+}
+
+/// The Collector is stopping and keeps no state across its restart: gives
+/// up every in-flight span with the reason `collector stopping` (attribute
+/// `otlp_mmap.incomplete.reason`). They come out of the next traces polls as
+/// incomplete spans and are counted in `incomplete_spans`; drain the ring
+/// first, so that spans whose end is already there end normally.
+/// `*given_up` (if not NULL) is set to the number of spans given up.
+///
+/// # Safety
+/// `given_up` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_stop_spans(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    given_up: *mut u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let n = handles::get(reader)?.reader.stop_spans(now_unix_nano);
+        if !given_up.is_null() {
+            // SAFETY: non-NULL and valid for writes by the caller's contract.
+            unsafe { *given_up = n };
+        }
+        Ok(OM_OK)
+    })
+}
+
+/// The Collector is stopping: metrics polls read no more measurements (a
+/// measurement aggregated after the last collection would be lost with the
+/// reader); `om_reader_collect_metrics` still reads the ring up to the moment
+/// it collects. What is not read stays in the ring for the next reader.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_stop_measurements(
+    reader: *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?.reader.stop_measurements();
+        Ok(OM_OK)
+    })
+}
+
+/// Removes the file from its path when its writer is gone (its liveness
+/// lock was seen held, then released) and every record of the signals in
+/// `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:
+/// rings empty, no batch waiting for its commit, no span in flight, metric
+/// aggregates collected after the last measurement and committed. The
+/// writer's lock and the path's identity (device, inode, start time) are
+/// checked again just before the removal. `OM_OK`: removed (close the
+/// reader next); `OM_BUSY`: kept, `err` says why; `OM_ERR_IO`: the removal
+/// failed.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_remove_if_drained(
+    reader: *mut OmReader,
+    signal_mask: u32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if signal_mask & !0b111 != 0 {
+            return Err(Failure::new(
+                OM_ERR_ARGUMENT,
+                format!("signal mask {signal_mask:#x} has unknown bits"),
+            ));
+        }
+        let signals: Vec<Signal> = [Signal::Traces, Signal::Logs, Signal::Metrics]
+            .into_iter()
+            .filter(|s| signal_mask & (1 << *s as u32) != 0)
+            .collect();
+        match r.reader.remove_if_drained(&signals) {
+            Ok(()) => Ok(OM_OK),
+            Err(RemoveOutcome::Failed(kind)) => Err(Failure::new(
+                OM_ERR_IO,
+                format!("{}: cannot remove: {kind}", r.reader.path().display()),
+            )),
+            Err(RemoveOutcome::Kept(why)) => {
+                let why = match why {
+                    NotRemoved::NotConsuming => "the reader does not consume the file".to_string(),
+                    NotRemoved::WriterNotKnownGone => {
+                        "its writer is alive or not known to be gone".to_string()
+                    }
+                    NotRemoved::NotThisFile => "the path no longer leads to this file".to_string(),
+                    NotRemoved::NotDrained(s) => format!("{s:?} not delivered yet"),
+                };
+                Err(Failure::new(OM_BUSY, why))
+            }
+        }
+    })
+}
+
+/// Takes a checkpoint of the reader's state (spans in flight, completed
+/// spans and batches not committed, metric aggregates with their start
+/// times, the file's identity and ring positions) for the Collector's
+/// storage. `*data`/`*len` are set to its bytes, which belong to the reader
+/// and stay valid until the next checkpoint or close. It covers every span
+/// event and measurement read so far; once it is stored, say so with
+/// `om_reader_checkpoint_stored`.
+///
+/// # Safety
+/// `data`, `len` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_checkpoint(
+    reader: *mut OmReader,
+    data: *mut *const u8,
+    len: *mut usize,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if data.is_null() || len.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "data or len is NULL"));
+        }
+        r.checkpoint = r.reader.checkpoint();
+        // SAFETY: both non-NULL and valid for writes by the caller's contract.
+        unsafe {
+            *data = r.checkpoint.as_ptr();
+            *len = r.checkpoint.len();
+        }
+        Ok(OM_OK)
+    })
+}
+
+/// The last checkpoint taken (`om_reader_checkpoint`) is stored: the span
+/// events and measurements it covers are given back to the writers (with
+/// `om_reader_hold_until_checkpoint`).
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_checkpoint_stored(
+    reader: *mut OmReader,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?
+            .reader
+            .checkpoint_stored()
+            .map_err(|e| failure(ReaderError::Format(e)))?;
+        Ok(OM_OK)
+    })
+}
+
+/// With `hold` non-zero, span events and measurements stay in their rings
+/// once read until a checkpoint covering them was stored
+/// (`om_reader_checkpoint_stored`), so that a crash loses nothing the last
+/// stored checkpoint did not cover. The rings then hold what was read since.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_hold_until_checkpoint(
+    reader: *mut OmReader,
+    hold: i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?
+            .reader
+            .set_hold_until_checkpoint(hold != 0);
+        Ok(OM_OK)
+    })
+}
+
+/// Restores a checkpoint (`len` bytes at `data`, untrusted) into a reader
+/// that has not read anything yet. `OM_OK`: restored; `OM_BUSY`: refused as a
+/// whole (corrupt, another version, another file or an earlier writer of
+/// it, rings moved since, too large), `err` says why, nothing changed.
+/// `*refused` (if not NULL) is set to the spans and metrics of an accepted
+/// checkpoint that did not fit the reader's limits and were dropped.
+///
+/// # Safety
+/// `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+/// `refused` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_restore(
+    reader: *mut OmReader,
+    data: *const u8,
+    len: usize,
+    refused: *mut u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "data is NULL"));
+        } else {
+            // SAFETY: non-NULL and valid for reads of `len` bytes by the caller's contract.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        };
+        match r.reader.restore(bytes) {
+            Ok(restored) => {
+                if !refused.is_null() {
+                    // SAFETY: non-NULL and valid for writes by the caller's contract.
+                    unsafe { *refused = restored.refused };
+                }
+                Ok(OM_OK)
+            }
+            Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
+        }
     })
 }
 

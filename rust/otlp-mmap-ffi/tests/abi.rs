@@ -608,3 +608,85 @@ fn check_writer_reports_a_writer_gone_once() {
         assert_eq!(om_reader_close(r), OM_OK);
     }
 }
+
+#[test]
+#[allow(unsafe_code)]
+fn watcher_ignores_span_events_held_until_a_checkpoint() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let (mut wake, notify) = std::io::pipe().unwrap();
+    let mut err = OmError::default();
+    let mut watcher = ptr::null_mut();
+    let name = CString::new("op").unwrap();
+    let spans = 1 << OM_SIGNAL_TRACES;
+    let never = u64::MAX;
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        assert_eq!(
+            om_watcher_start(1_000_000, notify.as_raw_fd(), &mut watcher, &mut err),
+            OM_OK,
+            "{}",
+            err.message()
+        );
+        drop(notify);
+        assert_eq!(om_reader_hold_until_checkpoint(r, 1, &mut err), OM_OK);
+        let span = |n: u8| {
+            let mut e = OmError::default();
+            let rc = om_writer_span(
+                w,
+                [n; 16].as_ptr(),
+                [n; 8].as_ptr(),
+                name.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                1,
+                2,
+                &mut e,
+            );
+            assert_eq!(rc, OM_OK, "{}", e.message());
+        };
+        span(1);
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_TRACES, 10, &mut batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(batch.items, 1);
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_TRACES, batch.token, &mut err),
+            OM_OK
+        );
+
+        // Read and committed, but its slots stay held (no checkpoint stored):
+        // they are not new records for the watcher.
+        assert_eq!(
+            om_watcher_park(watcher, r, 1, spans, never, &mut err),
+            OM_OK
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            om_watcher_unpark(watcher, 1, &mut err),
+            OM_OK,
+            "still parked: nothing new was written"
+        );
+
+        // A new span does wake it.
+        assert_eq!(
+            om_watcher_park(watcher, r, 2, spans, never, &mut err),
+            OM_OK
+        );
+        span(2);
+        let mut b = [0u8; 8];
+        wake.read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 2);
+
+        assert_eq!(om_watcher_close(watcher), OM_OK);
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}

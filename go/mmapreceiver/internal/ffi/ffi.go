@@ -365,6 +365,108 @@ func (r *Reader) AbandonSpans(now time.Time) error {
 	return nil
 }
 
+// StopSpans gives up every in-flight span with the reason "collector
+// stopping" (the Collector stops and keeps no state): they come out of the
+// next traces polls as incomplete spans. It returns how many were given up.
+func (r *Reader) StopSpans(now time.Time) (uint64, error) {
+	var e C.OmError
+	var n C.uint64_t
+	if rc := C.om_reader_stop_spans(r.p, unixNano(now), &n, &e); rc != C.OM_OK {
+		return 0, newError("om_reader_stop_spans", rc, &e)
+	}
+	return uint64(n), nil
+}
+
+// StopMeasurements makes metrics polls read no more measurements (the
+// Collector is stopping); CollectMetrics still reads the ring up to the
+// moment it collects.
+func (r *Reader) StopMeasurements() error {
+	var e C.OmError
+	if rc := C.om_reader_stop_measurements(r.p, &e); rc != C.OM_OK {
+		return newError("om_reader_stop_measurements", rc, &e)
+	}
+	return nil
+}
+
+// RemoveIfDrained removes the file from its path when its writer is gone
+// and everything of the given signals in it has been delivered (see
+// om_reader_remove_if_drained). removed is false with why set when the file
+// stays; err is set when the removal itself failed.
+func (r *Reader) RemoveIfDrained(signals []Signal) (removed bool, why string, err error) {
+	var mask C.uint32_t
+	for _, s := range signals {
+		mask |= 1 << uint(s)
+	}
+	var e C.OmError
+	switch rc := C.om_reader_remove_if_drained(r.p, mask, &e); rc {
+	case C.OM_OK:
+		return true, "", nil
+	case C.OM_BUSY:
+		return false, C.GoString(&e.message[0]), nil
+	default:
+		return false, "", newError("om_reader_remove_if_drained", rc, &e)
+	}
+}
+
+// Checkpoint returns the reader's state (spans in flight, batches not
+// committed, metric aggregates, the file's identity and ring positions) as
+// bytes for the Collector's storage.
+func (r *Reader) Checkpoint() ([]byte, error) {
+	var data *C.uint8_t
+	var n C.size_t
+	var e C.OmError
+	if rc := C.om_reader_checkpoint(r.p, &data, &n, &e); rc != C.OM_OK {
+		return nil, newError("om_reader_checkpoint", rc, &e)
+	}
+	return C.GoBytes(unsafe.Pointer(data), C.int(n)), nil
+}
+
+// CheckpointStored says the last checkpoint taken is stored: the span
+// events and measurements it covers are given back to the writers.
+func (r *Reader) CheckpointStored() error {
+	var e C.OmError
+	if rc := C.om_reader_checkpoint_stored(r.p, &e); rc != C.OM_OK {
+		return newError("om_reader_checkpoint_stored", rc, &e)
+	}
+	return nil
+}
+
+// HoldUntilCheckpoint keeps span events and measurements in their rings,
+// once read, until a checkpoint covering them is stored.
+func (r *Reader) HoldUntilCheckpoint(hold bool) error {
+	var e C.OmError
+	h := C.int32_t(0)
+	if hold {
+		h = 1
+	}
+	if rc := C.om_reader_hold_until_checkpoint(r.p, h, &e); rc != C.OM_OK {
+		return newError("om_reader_hold_until_checkpoint", rc, &e)
+	}
+	return nil
+}
+
+// Restore puts a checkpoint back into a reader that has not read anything
+// yet. restored is false, with why set, when the checkpoint was refused as a
+// whole (nothing changed); refused counts the spans and metrics of an
+// accepted checkpoint that did not fit the reader's limits.
+func (r *Reader) Restore(checkpoint []byte) (restored bool, why string, refused uint64, err error) {
+	var e C.OmError
+	var n C.uint64_t
+	var p *C.uint8_t
+	if len(checkpoint) > 0 {
+		// The library only reads the bytes during the call.
+		p = (*C.uint8_t)(unsafe.Pointer(&checkpoint[0]))
+	}
+	switch rc := C.om_reader_restore(r.p, p, C.size_t(len(checkpoint)), &n, &e); rc {
+	case C.OM_OK:
+		return true, "", uint64(n), nil
+	case C.OM_BUSY:
+		return false, C.GoString(&e.message[0]), 0, nil
+	default:
+		return false, "", 0, newError("om_reader_restore", rc, &e)
+	}
+}
+
 // WriterGone looks at the writer's liveness lock now (one fcntl), for a
 // reader that is not being polled (parked): true when this call found the
 // writer gone, which it was not known to be; poll the reader then, so that
@@ -400,6 +502,10 @@ type Stats struct {
 	MeasurementsWithoutValue    uint64
 	MeasurementsOverMetricLimit uint64
 	DictionaryCacheClears       uint64
+
+	// WriterAlive is 1 while the writer holds its lock, 0 once it is known
+	// to be gone (or the file was removed), -1 when unknown.
+	WriterAlive int32
 }
 
 // DroppedRecords is, per signal, the records the reader dropped as unusable
@@ -440,6 +546,7 @@ func (r *Reader) Stats() (Stats, error) {
 	out.MeasurementsWithoutValue = uint64(s.measurements_without_value)
 	out.MeasurementsOverMetricLimit = uint64(s.measurements_over_metric_limit)
 	out.DictionaryCacheClears = uint64(s.dictionary_cache_clears)
+	out.WriterAlive = int32(s.writer_alive)
 	return out, nil
 }
 

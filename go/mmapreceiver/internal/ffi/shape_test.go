@@ -13,8 +13,7 @@ import (
 
 // notInGo lists the OmStats fields the receiver does not read, and why.
 var notInGo = map[string]string{
-	"writer_alive": "the receiver learns a writer is gone from its drained file, not from this gauge",
-	"finished":     "the receiver decides itself when a removed file is drained",
+	"finished": "the receiver decides itself when a removed file is drained",
 }
 
 // goName is the Go field name of a C field: snake_case to CamelCase, with

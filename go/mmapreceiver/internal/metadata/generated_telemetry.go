@@ -23,25 +23,27 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                        metric.Meter
-	mu                           sync.Mutex
-	registrations                []metric.Registration
-	ReceiverMmapBadRefs          metric.Int64Counter
-	ReceiverMmapConsumeRetries   metric.Int64Counter
-	ReceiverMmapCorruptRecords   metric.Int64Counter
-	ReceiverMmapDroppedRecords   metric.Int64Counter
-	ReceiverMmapAbandonedSlots   metric.Int64Counter
-	ReceiverMmapDroppedItems     metric.Int64Counter
-	ReceiverMmapFilesOverLimit   metric.Int64Counter
-	ReceiverMmapInFlightSpans    metric.Int64Gauge
-	ReceiverMmapIncompleteSpans  metric.Int64Counter
-	ReceiverMmapMetricOverflows  metric.Int64Counter
-	ReceiverMmapOpenFailures     metric.Int64Counter
-	ReceiverMmapOpenFiles        metric.Int64UpDownCounter
-	ReceiverMmapOrphanSpanEvents metric.Int64Counter
-	ReceiverMmapRecordsRead      metric.Int64Counter
-	ReceiverMmapRingFillRatio    metric.Float64Gauge
-	ReceiverMmapWriterRestarts   metric.Int64Counter
+	meter                          metric.Meter
+	mu                             sync.Mutex
+	registrations                  []metric.Registration
+	ReceiverMmapBadRefs            metric.Int64Counter
+	ReceiverMmapConsumeRetries     metric.Int64Counter
+	ReceiverMmapCorruptRecords     metric.Int64Counter
+	ReceiverMmapCheckpointsIgnored metric.Int64Counter
+	ReceiverMmapDeletedFiles       metric.Int64Counter
+	ReceiverMmapDroppedRecords     metric.Int64Counter
+	ReceiverMmapAbandonedSlots     metric.Int64Counter
+	ReceiverMmapDroppedItems       metric.Int64Counter
+	ReceiverMmapFilesOverLimit     metric.Int64Counter
+	ReceiverMmapInFlightSpans      metric.Int64Gauge
+	ReceiverMmapIncompleteSpans    metric.Int64Counter
+	ReceiverMmapMetricOverflows    metric.Int64Counter
+	ReceiverMmapOpenFailures       metric.Int64Counter
+	ReceiverMmapOpenFiles          metric.Int64UpDownCounter
+	ReceiverMmapOrphanSpanEvents   metric.Int64Counter
+	ReceiverMmapRecordsRead        metric.Int64Counter
+	ReceiverMmapRingFillRatio      metric.Float64Gauge
+	ReceiverMmapWriterRestarts     metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -95,6 +97,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_mmap_dropped_records",
 		metric.WithDescription("Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value or past the per-file metric limit. [Alpha]"),
 		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapDeletedFiles, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_deleted_files",
+		metric.WithDescription("Files removed by delete_after_drain: their writer was gone and everything in them was delivered. [Alpha]"),
+		metric.WithUnit("{file}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverMmapCheckpointsIgnored, err = builder.meter.Int64Counter(
+		"otelcol_receiver_mmap_checkpoints_ignored",
+		metric.WithDescription("Checkpoints found in storage and ignored: corrupt, of another file or of an earlier writer of it, or stale. [Alpha]"),
+		metric.WithUnit("{checkpoint}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapCorruptRecords, err = builder.meter.Int64Counter(

@@ -22,6 +22,8 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverMmapBadRefs.Add(context.Background(), 1)
 	tb.ReceiverMmapConsumeRetries.Add(context.Background(), 1)
 	tb.ReceiverMmapCorruptRecords.Add(context.Background(), 1)
+	tb.ReceiverMmapCheckpointsIgnored.Add(context.Background(), 1)
+	tb.ReceiverMmapDeletedFiles.Add(context.Background(), 1)
 	tb.ReceiverMmapDroppedRecords.Add(context.Background(), 1)
 	tb.ReceiverMmapAbandonedSlots.Add(context.Background(), 1)
 	tb.ReceiverMmapDroppedItems.Add(context.Background(), 1)
@@ -45,6 +47,12 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverMmapDroppedRecords(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverMmapDeletedFiles(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverMmapCheckpointsIgnored(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverMmapCorruptRecords(t, testTel,

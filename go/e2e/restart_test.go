@@ -1,0 +1,499 @@
+package e2e
+
+// Collector restarts (GitHub issue 15): what a graceful stop does to the
+// spans in flight, and the files of writers that died.
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stop sends SIGINT to the Collector and waits until it exited.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Collector did not stop within 30s of SIGINT")
+	}
+}
+
+// TestGracefulStopWithoutStorage: a Collector without storage stops while
+// an app holds 5 spans open. They arrive as incomplete spans with the reason
+// "collector stopping" (they were dropped before issue 15), and the stop is
+// logged with their count.
+func TestGracefulStopWithoutStorage(t *testing.T) {
+	s := newSink(t)
+	dir := t.TempDir()
+	c := startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{}))
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--count", "100", "--open", "5")
+	w.waitReady(t)
+	waitFor(t, "the finished spans", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n, _ := contiguous(s.spanCount, "c span %d")
+		return n == 100
+	})
+	c.stop(t)
+	s.snapshot(func() {
+		for k := range 5 {
+			name := fmt.Sprintf("c open %d", k)
+			attrs := s.spans[name]
+			if attrs["otlp_mmap.incomplete"] != true || attrs["otlp_mmap.incomplete.reason"] != "collector stopping" || s.spanCount[name] != 1 {
+				t.Fatalf("span %q arrived %d times with %v, want once, incomplete, reason collector stopping", name, s.spanCount[name], attrs)
+			}
+		}
+		if len(s.spanCount) != 105 {
+			t.Fatalf("%d spans, want 105", len(s.spanCount))
+		}
+	})
+	if log := c.log(); !strings.Contains(log, "spans still in flight emitted as incomplete spans") || !strings.Contains(log, `"spans": 5`) {
+		t.Fatalf("the stop was not logged with the 5 spans:\n%s", tail(log, 4000))
+	}
+}
+
+// TestCrashLoopingWritersLeaveNoFiles: 50 writers (SOAK: 500), five alive at
+// a time, each with its own file under one glob (the pid in the name, as
+// README advises), write 1000 records/s with a span open and are SIGKILLed
+// once the Collector has read from them; each is replaced by a new writer.
+// With delete_after_drain (the default), every record a killed writer
+// published arrives exactly once, its open span arrives as an incomplete
+// span, its counter arrives with its final value, and then its file is
+// deleted and logged: in the end only the five live writers' files remain.
+func TestCrashLoopingWritersLeaveNoFiles(t *testing.T) {
+	crashes := 50
+	if soak() {
+		crashes = 500
+	}
+	const lanes = 5
+	s := newSink(t)
+	dir := t.TempDir()
+	c := startCollector(t, "collector", reliabilityConfig(dir, s.url, rxOpts{}))
+	ringEnv := []string{"OTEL_MMAP_SPAN_SLOTS=1024", "OTEL_MMAP_LOG_SLOTS=512", "OTEL_MMAP_METRIC_SLOTS=512"}
+	start := func(id int) *writer {
+		w := startWriter(t, filepath.Join(dir, fmt.Sprintf("app-%04d.otlp", id)), ringEnv,
+			"--service", fmt.Sprintf("s%d", id), "--prefix", fmt.Sprintf("w%d", id), "--open", "1", "--rate", "1000")
+		w.waitReady(t)
+		return w
+	}
+	live := make([]*writer, lanes)
+	ids := make([]int, lanes)
+	for i := range lanes {
+		live[i], ids[i] = start(i), i
+	}
+	published := map[int]int64{}
+	next := lanes
+	for k := range crashes {
+		lane := k % lanes
+		id := ids[lane]
+		// The Collector reads the file while its writer holds the lock: only
+		// then can it tell later that the writer is gone.
+		waitFor(t, fmt.Sprintf("a record of writer %d", id), 30*time.Second, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.logs[fmt.Sprintf("w%d log 0", id)] > 0
+		})
+		published[id] = live[lane].kill(t)
+		live[lane], ids[lane] = start(next), next
+		next++
+	}
+	waitFor(t, "every published record of the killed writers", 60*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for id, n := range published {
+			logs, _ := contiguous(s.logs, fmt.Sprintf("w%d log %%d", id))
+			spans, _ := contiguous(s.spanCount, fmt.Sprintf("w%d span %%d", id))
+			if int64(logs) < n || int64(spans) < n || s.spans[fmt.Sprintf("w%d open 0", id)]["otlp_mmap.incomplete"] != true {
+				return false
+			}
+		}
+		return true
+	})
+	var left []string
+	waitFor(t, "only the live writers' files to remain", 30*time.Second, func() bool {
+		left, _ = filepath.Glob(filepath.Join(dir, "*.otlp"))
+		return len(left) == lanes
+	})
+	for i, id := range ids {
+		if want := filepath.Join(dir, fmt.Sprintf("app-%04d.otlp", id)); left[i] != want {
+			t.Fatalf("files left: %v, want the live writers' %v", left, ids)
+		}
+	}
+	s.snapshot(func() {
+		for id, n := range published {
+			prefix := fmt.Sprintf("w%d ", id)
+			logs, dupLog := contiguous(s.logs, prefix+"log %d")
+			spans, dupSpan := contiguous(s.spanCount, prefix+"span %d")
+			if dupLog != "" || dupSpan != "" {
+				t.Fatalf("delivered more than once: %q %q", dupLog, dupSpan)
+			}
+			all := 0
+			for body := range s.logs {
+				if strings.HasPrefix(body, prefix) {
+					all++
+				}
+			}
+			if all != logs {
+				t.Fatalf("writer %d: %d logs arrived, %d of them without a gap", id, all, logs)
+			}
+			// The counter's last value covers every record published (and
+			// the one being written at the kill, at most).
+			if v := s.svcMetrics[fmt.Sprintf("s%d/crashy.count", id)]; len(v) == 0 || v[len(v)-1].value < n || v[len(v)-1].value > int64(logs)+1 {
+				t.Fatalf("writer %d: counter %v, %d published, %d logs", id, v, n, logs)
+			}
+			_ = spans
+		}
+	})
+	// The Collector's logger samples repeated lines: the count is the
+	// otelcol_receiver_mmap_deleted_files counter's business (unit tests).
+	if !strings.Contains(c.log(), "Deleted the file of a writer that is gone") {
+		t.Fatal("no deletion logged")
+	}
+	t.Logf("%d writers killed and replaced: every published record delivered once, %d files deleted, %d left (the live writers')", crashes, crashes, len(left))
+}
+
+// storageConfig is reliabilityConfig with the receiver's state kept in a
+// file_storage extension in storageDir.
+func storageConfig(dir, storageDir, url string) string {
+	cfg := reliabilityConfig(dir, url, rxOpts{})
+	cfg = strings.Replace(cfg, "  mmap:\n", "  mmap:\n    storage: file_storage\n    checkpoint_interval: 200ms\n", 1)
+	cfg = strings.Replace(cfg, "service:\n", "service:\n  extensions: [file_storage]\n", 1)
+	return fmt.Sprintf("extensions:\n  file_storage:\n    directory: %q\n%s", storageDir, cfg)
+}
+
+// TestGracefulRestartWithStorage: an app writes 1000 records/s, each span
+// ending only 200 records later (so 200 spans are open at any moment) and 3
+// spans never ending, while the Collector, with storage, is stopped and
+// started again twice (SOAK: every 2 s for SOAK_SECONDS). No span is lost or
+// duplicated and none arrives as a start_missing fragment: the spans open
+// across a restart end normally; those still open when the app exits arrive
+// as incomplete spans (writer gone). Every log arrives once. The cumulative
+// counter keeps its start time and never goes down.
+func TestGracefulRestartWithStorage(t *testing.T) {
+	restarts := 2
+	if soak() {
+		restarts = int(soakDuration() / (2 * time.Second))
+	}
+	const hold = 200
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	cfg := storageConfig(dir, storageDir, s.url)
+	c := startCollector(t, "collector-0", cfg)
+	runFor := time.Duration(restarts+2) * time.Second
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--rate", "1000", "--hold", fmt.Sprint(hold),
+		"--open", "3", "--duration-secs", fmt.Sprint(runFor.Seconds()), "--exit")
+	w.waitReady(t)
+	for r := range restarts {
+		time.Sleep(time.Second)
+		c.stop(t)
+		c = startCollector(t, fmt.Sprintf("collector-%d", r+1), cfg)
+		waitFor(t, "the restarted Collector to restore the file's state", 10*time.Second, func() bool {
+			return strings.Contains(c.log(), "Restored the state of a file from its checkpoint")
+		})
+	}
+	written := w.waitDone(t, runFor+30*time.Second)["written"]
+	<-w.exited
+	waitFor(t, "every span and log, and the never-ended spans as incomplete", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		logs, _ := contiguous(s.logs, "c log %d")
+		for k := range 3 {
+			if s.spans[fmt.Sprintf("c open %d", k)]["otlp_mmap.incomplete"] != true {
+				return false
+			}
+		}
+		return int64(spans) >= written && int64(logs) >= written
+	})
+	time.Sleep(time.Second) // duplicates, if any, arrive
+	s.snapshot(func() {
+		for name, n := range s.spanCount {
+			attrs := s.spans[name]
+			if n != 1 || attrs["otlp_mmap.start_missing"] == true {
+				t.Fatalf("span %q arrived %d times with %v", name, n, attrs)
+			}
+		}
+		if len(s.spanCount) != int(written)+3 {
+			t.Fatalf("%d spans, want %d", len(s.spanCount), written+3)
+		}
+		for i := range written {
+			attrs := s.spans[fmt.Sprintf("c span %d", i)]
+			held := i >= written-hold
+			if incomplete := attrs["otlp_mmap.incomplete"] == true; incomplete != held {
+				t.Fatalf("span %d (written %d): incomplete %v: %v", i, written, incomplete, attrs)
+			}
+			if held && attrs["otlp_mmap.incomplete.reason"] != "writer process is gone" {
+				t.Fatalf("span %d: %v", i, attrs)
+			}
+		}
+		for body, n := range s.logs {
+			if n != 1 {
+				t.Fatalf("log %q arrived %d times", body, n)
+			}
+		}
+		if len(s.logs) != int(written) {
+			t.Fatalf("%d logs, want %d", len(s.logs), written)
+		}
+	})
+	waitFor(t, "the counter's final value", 10*time.Second, func() bool { return s.lastMetric("crashy/crashy.count") == written })
+	s.snapshot(func() {
+		v := s.svcMetrics["crashy/crashy.count"]
+		for i := 1; i < len(v); i++ {
+			if v[i].start != v[0].start || v[i].value < v[i-1].value {
+				t.Fatalf("counter point %d: %d from %d after %d from %d: a reset", i, v[i].value, v[i].start, v[i-1].value, v[i-1].start)
+			}
+		}
+		t.Logf("%d graceful restarts: %d records, every span and log once, %d spans open across each restart, counter at %d from one start time over %d points",
+			restarts, written, hold, v[len(v)-1].value, len(v))
+	})
+}
+
+// TestCheckpointOfAnotherFileIsIgnored: the Collector stops with a
+// checkpoint of app.otlp; meanwhile the app is replaced by another one that
+// creates its own file at the same path. The next Collector ignores the old
+// checkpoint with a log line and reads the new file from its start.
+func TestCheckpointOfAnotherFileIsIgnored(t *testing.T) {
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	cfg := storageConfig(dir, storageDir, s.url)
+	c := startCollector(t, "collector-0", cfg)
+	path := filepath.Join(dir, "app.otlp")
+	first := startWriter(t, path, nil, "--prefix", "a", "--count", "10", "--open", "2")
+	first.waitReady(t)
+	waitFor(t, "the first app's logs", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n, _ := contiguous(s.logs, "a log %d")
+		return n == 10
+	})
+	c.stop(t)
+	first.kill(t)
+	second := startWriter(t, path, nil, "--prefix", "b", "--count", "10")
+	second.waitReady(t)
+	c = startCollector(t, "collector-1", cfg)
+	waitFor(t, "the second app's records", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n, _ := contiguous(s.logs, "b log %d")
+		m, _ := contiguous(s.spanCount, "b span %d")
+		return n == 10 && m == 10
+	})
+	waitFor(t, "the ignored checkpoint to be logged", 10*time.Second, func() bool {
+		return strings.Contains(c.log(), "Ignoring the checkpoint of a file") && strings.Contains(c.log(), "another file")
+	})
+	s.snapshot(func() {
+		for name, n := range s.spanCount {
+			if n != 1 || strings.HasPrefix(name, "a open") {
+				t.Fatalf("span %q arrived %d times", name, n)
+			}
+		}
+	})
+}
+
+// TestCollectorKilledWithStorage: the Collector, with storage (checkpoints
+// every 200ms), is SIGKILLed while an app writes 2000 records/s with 100
+// spans open at any moment, and started again (twice; SOAK: every 4 s for
+// SOAK_SECONDS). Nothing the last checkpoint covered is lost: every span
+// arrives complete (but those still open when the app exits, as incomplete
+// spans), none as a start_missing fragment, every log arrives, and the
+// counter ends at the number of records with one start time throughout.
+// What was delivered after the last checkpoint comes again: at most one
+// checkpoint interval of spans plus a batch per crash (logs: one batch).
+func TestCollectorKilledWithStorage(t *testing.T) {
+	rounds := 2
+	if soak() {
+		rounds = int(soakDuration() / (4 * time.Second))
+	}
+	const rate, batch, hold = 2000, 100, 100
+	const interval = 200 * time.Millisecond
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	cfg := storageConfig(dir, storageDir, s.url)
+	runFor := time.Duration(rounds)*3*time.Second + 2*time.Second
+	c := startCollector(t, "collector-0", cfg)
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--rate", fmt.Sprint(rate), "--hold", fmt.Sprint(hold),
+		"--duration-secs", fmt.Sprint(runFor.Seconds()), "--exit")
+	w.waitReady(t)
+	for r := range rounds {
+		time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+		c.kill(t)
+		time.Sleep(200 * time.Millisecond)
+		c = startCollector(t, fmt.Sprintf("collector-%d", r+1), cfg)
+	}
+	done := w.waitDone(t, runFor+30*time.Second)
+	<-w.exited
+	written := done["written"]
+	if done["dropped_spans"]+done["dropped_logs"]+done["dropped_measurements"] != 0 {
+		t.Fatalf("the writer dropped records: %v", done)
+	}
+	waitFor(t, "every span and log", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		logs, _ := contiguous(s.logs, "c log %d")
+		return int64(spans) >= written && int64(logs) >= written
+	})
+	waitFor(t, "the counter's final value", 10*time.Second, func() bool { return s.lastMetric("crashy/crashy.count") == written })
+	time.Sleep(time.Second)
+	s.snapshot(func() {
+		spanDups, logDups := 0, 0
+		for name, n := range s.spanCount {
+			spanDups += n - 1
+			if s.spans[name]["otlp_mmap.start_missing"] == true {
+				t.Fatalf("a start_missing fragment: %q", name)
+			}
+		}
+		for i := range written - hold {
+			if attrs := s.spans[fmt.Sprintf("c span %d", i)]; attrs["otlp_mmap.incomplete"] == true {
+				t.Fatalf("span %d arrived incomplete: %v", i, attrs)
+			}
+		}
+		if len(s.spanCount) != int(written) {
+			t.Fatalf("%d distinct spans, %d written", len(s.spanCount), written)
+		}
+		for _, n := range s.logs {
+			logDups += n - 1
+		}
+		if len(s.logs) != int(written) {
+			t.Fatalf("%d distinct logs, %d written", len(s.logs), written)
+		}
+		spanBound := rounds * (int(rate*interval/time.Second) + batch)
+		t.Logf("%d SIGKILLs with storage: %d records; lost: none; duplicated: %d spans (bound %d), %d logs (bound %d)",
+			rounds, written, spanDups, spanBound, logDups, rounds*batch)
+		if logDups > rounds*batch {
+			t.Fatalf("%d logs duplicated over %d crashes", logDups, rounds)
+		}
+		if spanDups > spanBound {
+			t.Fatalf("%d spans duplicated over %d crashes, bound %d", spanDups, rounds, spanBound)
+		}
+		v := s.svcMetrics["crashy/crashy.count"]
+		for i := range v {
+			if v[i].start != v[0].start {
+				t.Fatalf("counter point %d starts at %d, the first at %d: a reset", i, v[i].start, v[0].start)
+			}
+		}
+	})
+}
+
+// TestGracefulRestartWithoutStorage: the same traffic as
+// TestGracefulRestartWithStorage, without storage. Nothing is lost, but the
+// spans open at each stop arrive twice, in halves: as an incomplete span
+// ("collector stopping") with everything but the end, then as a
+// start_missing fragment with the end; and the counter starts over with a
+// new start time after each restart.
+func TestGracefulRestartWithoutStorage(t *testing.T) {
+	const restarts, hold = 2, 200
+	s := newSink(t)
+	dir := t.TempDir()
+	cfg := reliabilityConfig(dir, s.url, rxOpts{})
+	c := startCollector(t, "collector-0", cfg)
+	runFor := time.Duration(restarts+2) * time.Second
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--rate", "1000", "--hold", fmt.Sprint(hold),
+		"--duration-secs", fmt.Sprint(runFor.Seconds()), "--exit")
+	w.waitReady(t)
+	for r := range restarts {
+		time.Sleep(time.Second)
+		c.stop(t)
+		c = startCollector(t, fmt.Sprintf("collector-%d", r+1), cfg)
+	}
+	written := w.waitDone(t, runFor+30*time.Second)["written"]
+	<-w.exited
+	waitFor(t, "every span and log", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		logs, _ := contiguous(s.logs, "c log %d")
+		return int64(spans) >= written && int64(logs) >= written
+	})
+	waitFor(t, "the counter's final value", 10*time.Second, func() bool { return s.lastMetric("crashy/crashy.count") > 0 })
+	time.Sleep(time.Second)
+	s.snapshot(func() {
+		stopped := 0
+		for i := range written {
+			attrs := s.spans[fmt.Sprintf("c span %d", i)]
+			if s.spanCount[fmt.Sprintf("c span %d", i)] != 1 {
+				t.Fatalf("span %d arrived %d times", i, s.spanCount[fmt.Sprintf("c span %d", i)])
+			}
+			if attrs["otlp_mmap.incomplete.reason"] == "collector stopping" {
+				stopped++
+			}
+		}
+		// A start_missing fragment has no name: they all count under "".
+		fragments := s.spanCount[""]
+		if stopped == 0 || fragments != stopped {
+			t.Fatalf("%d spans stopped as incomplete, %d start_missing fragments: want as many, more than 0", stopped, fragments)
+		}
+		for body, n := range s.logs {
+			if n != 1 {
+				t.Fatalf("log %q arrived %d times", body, n)
+			}
+		}
+		if len(s.logs) != int(written) {
+			t.Fatalf("%d logs, want %d", len(s.logs), written)
+		}
+		// Each Collector counts from zero with its own start time; the last
+		// value of each adds up to every measurement.
+		v := s.svcMetrics["crashy/crashy.count"]
+		last := map[uint64]int64{}
+		for _, p := range v {
+			last[p.start] = p.value
+		}
+		var total int64
+		for _, n := range last {
+			total += n
+		}
+		if len(last) != restarts+1 || total != written {
+			t.Fatalf("counter: %d start times, values adding up to %d, want %d and %d", len(last), total, restarts+1, written)
+		}
+		t.Logf("%d graceful restarts without storage: %d records, none lost; %d spans open at the stops arrived as incomplete spans plus %d start_missing fragments; the counter started over %d times",
+			restarts, written, stopped, fragments, restarts)
+	})
+}
+
+// TestWriterReplacedUnderStorage: with storage, a second app replaces the
+// file of a first one (still running, 3 spans open) at the same path. The
+// old file is drained without checkpoints (the path is the new file's now):
+// both streams arrive complete and once, the first app's open spans as
+// incomplete spans, and no checkpoint is ignored (the two readers never
+// write each other's).
+func TestWriterReplacedUnderStorage(t *testing.T) {
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	c := startCollector(t, "collector", storageConfig(dir, storageDir, s.url))
+	path := filepath.Join(dir, "app.otlp")
+	first := startWriter(t, path, nil, "--service", "first", "--prefix", "a", "--count", "2000", "--open", "3")
+	first.waitReady(t)
+	time.Sleep(300 * time.Millisecond)
+	second := startWriter(t, path, nil, "--service", "second", "--prefix", "b", "--count", "500")
+	second.waitReady(t)
+	waitFor(t, "both streams, the first one's open spans as incomplete spans", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		a, _ := contiguous(s.spanCount, "a span %d")
+		b, _ := contiguous(s.spanCount, "b span %d")
+		return a >= 2000 && b >= 500 && s.spans["a open 2"]["otlp_mmap.incomplete"] == true
+	})
+	time.Sleep(500 * time.Millisecond)
+	s.snapshot(func() {
+		for name, n := range s.spanCount {
+			if n != 1 {
+				t.Fatalf("span %q arrived %d times", name, n)
+			}
+		}
+		if len(s.spanCount) != 2503 {
+			t.Fatalf("%d spans, want 2503", len(s.spanCount))
+		}
+	})
+	c.stop(t)
+	if strings.Contains(c.log(), "Ignoring the checkpoint") || strings.Contains(c.log(), "Cannot store") {
+		t.Fatalf("a checkpoint was ignored or not stored:\n%s", tail(c.log(), 4000))
+	}
+}

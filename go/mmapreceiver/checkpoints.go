@@ -1,0 +1,105 @@
+package mmapreceiver // import "github.com/otelcol-mmap/mmapreceiver"
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+)
+
+// maxCheckpointBytes bounds a checkpoint read back from storage; a larger
+// one is ignored (the library bounds it again by the reader's limits).
+const maxCheckpointBytes = 512 << 20
+
+// checkpoints keeps each file's reader state in the storage extension
+// named by the storage key, under the file's path.
+type checkpoints struct {
+	client storage.Client
+	logger *zap.Logger
+	tel    *telemetry
+}
+
+// openCheckpoints gets a client of the storage extension id for receiver.
+func openCheckpoints(ctx context.Context, host component.Host, id, receiver component.ID, logger *zap.Logger, tel *telemetry) (*checkpoints, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage: no extension %q in the service's extensions", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q is not a storage extension", id)
+	}
+	client, err := se.GetClient(ctx, component.KindReceiver, receiver, "")
+	if err != nil {
+		return nil, fmt.Errorf("storage: extension %q: %w", id, err)
+	}
+	return &checkpoints{client: client, logger: logger, tel: tel}, nil
+}
+
+func checkpointKey(path string) string { return "file:" + path }
+
+// restore puts the checkpoint stored for path back into rd, a reader that
+// has read nothing yet, and makes rd keep what it reads in the rings until
+// a checkpoint covers it. A checkpoint that does not fit this file (corrupt,
+// another file or an earlier writer of it, rings moved past it) is ignored
+// with one log line, counted and removed.
+func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) {
+	if err := rd.HoldUntilCheckpoint(true); err != nil {
+		c.logger.Warn("Cannot hold the rings of a file until its checkpoints", zap.String("path", path), zap.Error(err))
+	}
+	key := checkpointKey(path)
+	b, err := c.client.Get(ctx, key)
+	if err != nil {
+		c.logger.Warn("Cannot read the checkpoint of a file from storage; reading it without", zap.String("path", path), zap.Error(err))
+		return
+	}
+	if b == nil {
+		return
+	}
+	if len(b) > maxCheckpointBytes {
+		c.ignore(path, fmt.Sprintf("%d bytes, more than %d", len(b), maxCheckpointBytes))
+		return
+	}
+	restored, why, refused, err := rd.Restore(b)
+	switch {
+	case err != nil:
+		c.ignore(path, err.Error())
+	case !restored:
+		c.ignore(path, why)
+	default:
+		c.logger.Info("Restored the state of a file from its checkpoint", zap.String("path", path),
+			zap.Int("bytes", len(b)), zap.Uint64("refused", refused))
+	}
+}
+
+func (c *checkpoints) ignore(path, why string) {
+	c.logger.Warn("Ignoring the checkpoint of a file", zap.String("path", path), zap.String("reason", why))
+	c.tel.checkpointIgnored()
+	c.forget(context.Background(), path)
+}
+
+// save stores rd's state for path, then lets rd give what it covers back
+// to the writers.
+func (c *checkpoints) save(ctx context.Context, path string, rd *ffi.Reader) error {
+	b, err := rd.Checkpoint()
+	if err != nil {
+		return err
+	}
+	if err := c.client.Set(ctx, checkpointKey(path), b); err != nil {
+		return err
+	}
+	return rd.CheckpointStored()
+}
+
+// forget removes what is stored for path (its reader ended for good).
+func (c *checkpoints) forget(ctx context.Context, path string) {
+	if err := c.client.Delete(ctx, checkpointKey(path)); err != nil {
+		c.logger.Debug("Cannot remove a checkpoint from storage", zap.String("path", path), zap.Error(err))
+	}
+}
+
+func (c *checkpoints) close(ctx context.Context) error { return c.client.Close(ctx) }

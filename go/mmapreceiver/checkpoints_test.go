@@ -1,0 +1,291 @@
+package mmapreceiver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// memoryStorage is a storage extension that keeps its data in memory, for
+// as long as the test: receivers started one after the other share it as
+// Collectors restarted on one file_storage directory would.
+type memoryStorage struct {
+	component.StartFunc
+	component.ShutdownFunc
+	mu   sync.Mutex
+	data map[string][]byte
+}
+
+func (m *memoryStorage) GetClient(context.Context, component.Kind, component.ID, string) (storage.Client, error) {
+	return memoryClient{m}, nil
+}
+
+type memoryClient struct{ m *memoryStorage }
+
+func (c memoryClient) Get(_ context.Context, key string) ([]byte, error) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	return c.m.data[key], nil
+}
+
+func (c memoryClient) Set(_ context.Context, key string, value []byte) error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	c.m.data[key] = append([]byte(nil), value...)
+	return nil
+}
+
+func (c memoryClient) Delete(_ context.Context, key string) error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	delete(c.m.data, key)
+	return nil
+}
+
+func (c memoryClient) Batch(ctx context.Context, ops ...*storage.Operation) error {
+	for _, op := range ops {
+		var err error
+		switch op.Type {
+		case storage.Get:
+			op.Value, err = c.Get(ctx, op.Key)
+		case storage.Set:
+			err = c.Set(ctx, op.Key, op.Value)
+		case storage.Delete:
+			err = c.Delete(ctx, op.Key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (memoryClient) Close(context.Context) error { return nil }
+
+type storageHost struct {
+	extensions map[component.ID]component.Component
+}
+
+func (h storageHost) GetExtensions() map[component.ID]component.Component { return h.extensions }
+
+var storageID = component.MustNewID("memory_storage")
+
+func TestCorruptCheckpointIsIgnoredWithALogLine(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	id := nextID("cp")
+	require.NoError(t, tw.log(id))
+	store := &memoryStorage{data: map[string][]byte{checkpointKey(tw.path): []byte("\xff\xfe not a checkpoint")}}
+
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	core, logs := observer.New(zapcore.InfoLevel)
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	set := nopSettings()
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	set.Logger = zap.New(core)
+	ls := new(consumertest.LogsSink)
+	r, err := NewFactory().CreateLogs(context.Background(), set, cfg, ls)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	// The file is read all the same.
+	require.Eventually(t, func() bool { return ls.LogRecordCount() == 1 }, waitFor, time.Millisecond)
+	ignored := logs.FilterMessage("Ignoring the checkpoint of a file").All()
+	require.Len(t, ignored, 1)
+	assert.Contains(t, ignored[0].ContextMap()["reason"], "corrupt")
+	assert.Equal(t, int64(1), sumOf(t, tel, "otelcol_receiver_mmap_checkpoints_ignored"))
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.NotContains(t, store.data, checkpointKey(tw.path), "an ignored checkpoint is removed")
+}
+
+func TestStorageExtensionMustExist(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	missing := component.MustNewID("file_storage")
+	cfg.StorageID = &missing
+	r, err := NewFactory().CreateLogs(context.Background(), nopSettings(), cfg, new(consumertest.LogsSink))
+	require.NoError(t, err)
+	err = r.Start(context.Background(), componenttest.NewNopHost())
+	require.ErrorContains(t, err, `storage: no extension "file_storage"`)
+	require.NoError(t, r.Shutdown(context.Background()))
+}
+
+// lastPoint is the latest data point of the series test_id=id of testMetric.
+func lastPoint(ms *consumertest.MetricsSink, id string) (value int64, start pcommon.Timestamp, ok bool) {
+	for _, md := range ms.AllMetrics() {
+		rms := md.ResourceMetrics()
+		for i := 0; i < rms.Len(); i++ {
+			sms := rms.At(i).ScopeMetrics()
+			for j := 0; j < sms.Len(); j++ {
+				metrics := sms.At(j).Metrics()
+				for k := 0; k < metrics.Len(); k++ {
+					m := metrics.At(k)
+					if m.Name() != testMetric || m.Type() != pmetric.MetricTypeSum {
+						continue
+					}
+					dps := m.Sum().DataPoints()
+					for l := 0; l < dps.Len(); l++ {
+						if got, _ := idOf(dps.At(l).Attributes()); got == id {
+							value, start, ok = dps.At(l).IntValue(), dps.At(l).StartTimestamp(), true
+						}
+					}
+				}
+			}
+		}
+	}
+	return value, start, ok
+}
+
+func TestCumulativeSumGoesOnAcrossARestartWithStorage(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	id := nextID("cum")
+	require.NoError(t, tw.count(id, 5))
+	store := &memoryStorage{data: map[string][]byte{}}
+	host := storageHost{map[component.ID]component.Component{storageID: store}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	run := func() (*consumertest.MetricsSink, func() error) {
+		ms := new(consumertest.MetricsSink)
+		r, err := NewFactory().CreateMetrics(context.Background(), nopSettings(), cfg, ms)
+		require.NoError(t, err)
+		require.NoError(t, r.Start(context.Background(), host))
+		return ms, func() error { return r.Shutdown(context.Background()) }
+	}
+
+	first, stop := run()
+	require.Eventually(t, func() bool { v, _, _ := lastPoint(first, id); return v == 5 }, waitFor, time.Millisecond)
+	_, start, _ := lastPoint(first, id)
+	require.NoError(t, stop())
+	store.mu.Lock()
+	require.Contains(t, store.data, checkpointKey(tw.path), "the stop stored a checkpoint")
+	store.mu.Unlock()
+
+	require.NoError(t, tw.count(id, 7))
+	second, stop := run()
+	t.Cleanup(func() { _ = stop() })
+	require.Eventually(t, func() bool { v, _, _ := lastPoint(second, id); return v == 12 }, waitFor, time.Millisecond)
+	_, start2, _ := lastPoint(second, id)
+	assert.Equal(t, start, start2, "the series keeps its start time")
+}
+
+func TestDeletedFileLeavesNoCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	id := nextID("del")
+	require.NoError(t, tw.count(id, 3))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 10 * time.Millisecond
+	ms := new(consumertest.MetricsSink)
+	r, err := NewFactory().CreateMetrics(context.Background(), nopSettings(), cfg, ms)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	key := checkpointKey(tw.path)
+	stored := func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[key]
+		return ok
+	}
+	require.Eventually(t, stored, waitFor, time.Millisecond, "a periodic checkpoint")
+	tw.close()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err) && !stored()
+	}, waitFor, time.Millisecond, "the file and its checkpoint go")
+	v, _, ok := lastPoint(ms, id)
+	require.True(t, ok)
+	assert.Equal(t, int64(3), v)
+}
+
+// A file that parks (idle) with a checkpoint owed - records read since the
+// last one, held in their ring until one is stored - is woken for it at
+// checkpoint_interval, not only at its other deadlines (here a minute or
+// more away).
+func TestParkedFileIsCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 2 * time.Second
+	cfg.Traces.MaxSpanAge = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	require.NoError(t, tw.span(nextID("parked")))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, waitFor, time.Millisecond)
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "the idle file parks")
+	require.Eventually(t, func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[checkpointKey(tw.path)]
+		return ok
+	}, waitFor, time.Millisecond, "the parked file is checkpointed")
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "and parks again")
+}
+
+// A parked file whose writer goes away is drained, its checkpoint stored
+// and then forgotten, and the file deleted (delete_after_drain), although
+// nothing wakes it but the scan.
+func TestParkedFileOfAWriterGoneIsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 10 * time.Millisecond
+	cfg.Traces.MaxSpanAge = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	require.NoError(t, tw.span(nextID("gone")))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, waitFor, time.Millisecond)
+	key := checkpointKey(tw.path)
+	stored := func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		_, ok := store.data[key]
+		return ok
+	}
+	require.Eventually(t, func() bool { return stored() && r.poller.parked.Load() == 1 }, waitFor, time.Millisecond,
+		"checkpointed and parked")
+	tw.close()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err) && !stored()
+	}, waitFor, time.Millisecond, "the file and its checkpoint go")
+	assert.Equal(t, 1, sink.SpanCount())
+	assert.Equal(t, int64(0), r.poller.parked.Load())
+}

@@ -1,0 +1,256 @@
+//! The reader's state as a checkpoint ([`crate::checkpoint_proto`]) that the
+//! Collector keeps in its storage extension across a restart, and back.
+//!
+//! A checkpoint holds the spans in flight, the completed spans not sent, the
+//! batches read and not committed, the metric aggregates with the start time
+//! of the cumulative series, the file's identity (device, inode, start time)
+//! and the positions of the spans and measurements rings it covers. It is
+//! restored only into a fresh reader of the same file whose rings stand
+//! exactly where the checkpoint left them; anything else (another file, a
+//! writer that started over, a reader that went on after the checkpoint,
+//! bytes that do not decode, another format version) is refused as a whole,
+//! with the reason. Within an accepted checkpoint, a span or metric that
+//! does not fit the reader's limits is refused alone and counted.
+
+use otlp_mmap_core::{FileChange, FormatError};
+use prost::Message;
+
+use super::{FileReader, Pending, Signal};
+use crate::checkpoint_proto::{CheckpointMetric, CheckpointSpan, ReaderCheckpoint};
+
+/// Format version of the checkpoints this reader writes and reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// Why a checkpoint was not restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointRejected {
+    /// The bytes are not a checkpoint (corrupt), or one of another version.
+    #[error("not a checkpoint of version {CHECKPOINT_VERSION} (corrupt or foreign)")]
+    Corrupt,
+    /// It is another file's (device, inode or start time differ).
+    #[error("it belongs to another file or to an earlier writer of this one")]
+    OtherFile,
+    /// The rings moved since it was taken (another reader read the file, or
+    /// this one already read from it).
+    #[error("the file's rings are no longer where the checkpoint left them")]
+    Stale,
+    /// Larger than what a reader with these options can hold.
+    #[error("larger than a reader with these limits can hold")]
+    TooLarge,
+}
+
+/// What a restore put back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Spans put back in flight.
+    pub in_flight_spans: u64,
+    /// Completed spans and pending batch items put back.
+    pub completed_spans: u64,
+    /// Metric series put back.
+    pub series: u64,
+    /// Spans and metrics of the checkpoint refused (over the limits, not
+    /// decodable, or not matching the file's definitions).
+    pub refused: u64,
+}
+
+impl FileReader {
+    /// Keeps span events and measurements in their rings, once read, until
+    /// a checkpoint that covers them was stored
+    /// ([`checkpoint_stored`](Self::checkpoint_stored)), so that a crash of
+    /// the Collector loses nothing the last checkpoint did not cover: the
+    /// next reader restores it and reads on from where it was taken. The
+    /// rings then hold what was read since the last checkpoint.
+    pub fn set_hold_until_checkpoint(&mut self, hold: bool) {
+        self.hold_until_checkpoint = hold;
+    }
+
+    /// The reader's state as checkpoint bytes: it covers every span event
+    /// and measurement read so far.
+    pub fn checkpoint(&mut self) -> Vec<u8> {
+        let rings = &self.stream.rings;
+        let positions = [
+            rings[Signal::Traces as usize]
+                .next_sequence()
+                .wrapping_sub(1),
+            rings[Signal::Metrics as usize]
+                .next_sequence()
+                .wrapping_sub(1),
+        ];
+        self.checkpoint_positions = Some((self.stream.generation, positions));
+        let file = &self.stream.file;
+        let (dev, ino) = file.dev_ino();
+        let mut cp = ReaderCheckpoint {
+            version: CHECKPOINT_VERSION,
+            dev,
+            ino,
+            start_time_unix_nano: file.start_time_unix_nano(),
+            spans_released: positions[0],
+            measurements_released: positions[1],
+            metrics_start_time_unix_nano: self.aggregator.stream_start(),
+            saw_writer_lock: file.saw_writer_lock(),
+            ..Default::default()
+        };
+        self.assembler.export_in_flight(|scope_ref, seen_at, span| {
+            cp.in_flight.push(CheckpointSpan {
+                scope_ref,
+                seen_at,
+                span: span.to_vec(),
+            })
+        });
+        self.assembler.export_completed(|scope_ref, span| {
+            cp.completed.push(CheckpointSpan {
+                scope_ref,
+                seen_at: 0,
+                span: span.to_vec(),
+            })
+        });
+        if let Some(p) = &self.pending[Signal::Traces as usize] {
+            cp.pending_traces = p.bytes.clone();
+            cp.pending_traces_items = p.items;
+        }
+        if let Some(p) = &self.pending[Signal::Metrics as usize] {
+            cp.pending_metrics = p.bytes.clone();
+            cp.pending_metrics_items = p.items;
+        }
+        self.aggregator
+            .export_metrics(|metric_ref, interval_start, metric| {
+                cp.metrics.push(CheckpointMetric {
+                    metric_ref,
+                    metric: metric.to_vec(),
+                    interval_start_unix_nano: interval_start,
+                })
+            });
+        cp.encode_to_vec()
+    }
+
+    /// The last checkpoint taken is stored: the span events and
+    /// measurements it covers are given back to the writers.
+    pub fn checkpoint_stored(&mut self) -> Result<(), FormatError> {
+        let Some((generation, positions)) = self.checkpoint_positions.take() else {
+            return Ok(());
+        };
+        // The writer started over since: the positions are the old stream's.
+        if !self.options.consume
+            || generation != self.stream.generation
+            || self.change == FileChange::Restarted
+        {
+            return Ok(());
+        }
+        self.check_poisoned()?;
+        let region = self.stream.file.region();
+        for (signal, seq) in [
+            (Signal::Traces, positions[0]),
+            (Signal::Metrics, positions[1]),
+        ] {
+            let ring = &mut self.stream.rings[signal as usize];
+            if seq > ring.released() && ring.release_to(region, seq).is_err() {
+                // reader_index moved under us: the writer started over.
+                self.change = FileChange::Restarted;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the state of `checkpoint` back into this reader, which must not
+    /// have read anything yet. On `Err` nothing changed.
+    pub fn restore(&mut self, checkpoint: &[u8]) -> Result<Restored, CheckpointRejected> {
+        let o = &self.options;
+        let most = o
+            .max_in_flight_span_bytes
+            .saturating_add(o.max_metric_bytes)
+            .saturating_add(o.max_batch_bytes.saturating_mul(4))
+            .saturating_mul(2)
+            .saturating_add(16 << 20);
+        if checkpoint.len() > most {
+            return Err(CheckpointRejected::TooLarge);
+        }
+        let cp = ReaderCheckpoint::decode(checkpoint).map_err(|_| CheckpointRejected::Corrupt)?;
+        if cp.version != CHECKPOINT_VERSION {
+            return Err(CheckpointRejected::Corrupt);
+        }
+        let file = &self.stream.file;
+        if (cp.dev, cp.ino) != file.dev_ino()
+            || cp.start_time_unix_nano != file.start_time_unix_nano()
+        {
+            return Err(CheckpointRejected::OtherFile);
+        }
+        let fresh = self.pending.iter().all(Option::is_none)
+            && self.stats.records_read == [0; 3]
+            && self.assembler.in_flight() == 0
+            && self.assembler.completed_len() == 0;
+        // The rings may stand behind the checkpoint (a crash before the
+        // release that follows storing it), never past it.
+        let rings = &self.stream.rings;
+        if !fresh
+            || cp.spans_released < rings[Signal::Traces as usize].released()
+            || cp.measurements_released < rings[Signal::Metrics as usize].released()
+        {
+            return Err(CheckpointRejected::Stale);
+        }
+        let region = self.stream.file.region();
+        for (signal, seq) in [
+            (Signal::Traces, cp.spans_released),
+            (Signal::Metrics, cp.measurements_released),
+        ] {
+            let ring = &mut self.stream.rings[signal as usize];
+            if seq != ring.released() && !ring.skip_to(region, seq) {
+                return Err(CheckpointRejected::Stale);
+            }
+        }
+        let mut r = Restored::default();
+        for s in cp.in_flight {
+            match self
+                .assembler
+                .import_in_flight(s.scope_ref, s.seen_at, &s.span)
+            {
+                Ok(()) => r.in_flight_spans += 1,
+                Err(_) => r.refused += 1,
+            }
+        }
+        for s in cp.completed {
+            match self.assembler.import_completed(s.scope_ref, &s.span) {
+                Ok(()) => r.completed_spans += 1,
+                Err(_) => r.refused += 1,
+            }
+        }
+        for (signal, bytes, items) in [
+            (Signal::Traces, cp.pending_traces, cp.pending_traces_items),
+            (
+                Signal::Metrics,
+                cp.pending_metrics,
+                cp.pending_metrics_items,
+            ),
+        ] {
+            if !bytes.is_empty() {
+                let token = self.token();
+                r.completed_spans += (signal == Signal::Traces) as u64 * items;
+                self.pending[signal as usize] = Some(Pending {
+                    bytes,
+                    token,
+                    items,
+                    release: None,
+                });
+            }
+        }
+        self.aggregator
+            .set_stream_start(cp.metrics_start_time_unix_nano);
+        let s = &mut self.stream;
+        for m in cp.metrics {
+            match self.aggregator.import_metric(
+                &s.file,
+                &mut s.dict,
+                m.metric_ref,
+                m.interval_start_unix_nano,
+                &m.metric,
+            ) {
+                Ok(n) => r.series += n as u64,
+                Err(_) => r.refused += 1,
+            }
+        }
+        if cp.saw_writer_lock {
+            s.file.note_writer_lock_seen();
+        }
+        self.consumed_at_collect = u64::MAX;
+        Ok(r)
+    }
+}
