@@ -18,11 +18,6 @@ const (
 	// it doubles while the file stays idle, and once it reaches
 	// poll_interval the file parks with the idle poller.
 	minIdleSleep = 50 * time.Microsecond
-	// batchFillWait: after a batch that was not full (or records read without
-	// a batch) a reader waits this long (at most poll_interval) before it
-	// polls again, so that batches fill up instead of carrying a few records
-	// each; full batches are read back to back.
-	batchFillWait = 5 * time.Millisecond
 	// minMetricsRefresh: a file whose metrics ring got no new measurement
 	// since the previous collection is collected again (re-sending the
 	// unchanged cumulative values) only after this long, or after
@@ -550,7 +545,7 @@ func newSignalLoop(fr *fileReader, sig ffi.Signal) *signalLoop {
 		// After a partial batch, or records read without a batch, wait this
 		// long so that the next batch is fuller: per-batch costs (cgo,
 		// pipeline, wake-ups) then stay small next to per-record costs.
-		fillWait:     min(batchFillWait, opts.pollInterval),
+		fillWait:     opts.pollInterval,
 		refreshEvery: max(opts.collectionInterval, minMetricsRefresh),
 		retryDelay:   opts.retryInitial,
 		collectDue:   time.Now().Add(opts.collectionInterval),
