@@ -156,7 +156,7 @@ clean:
 	$(CARGO) clean
 	rm -rf build tmp bin
 
-## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (cost rows 3 times: about 13 min on 2 cores after the build); writes BENCHMARKS.md and bench/img/*.png.
+## bench: end-to-end benchmark, mmap path vs OTLP/gRPC path (cost rows 3 times: about 17 min on 2 cores after the build, with the tracing, ring-size, Python and storage sections); writes BENCHMARKS.md and bench/img/*.png.
 BENCH_VENV := $(ROOT)/tmp/bench-venv
 bench: build python-venv
 	$(CARGO) build --release -p otlp-mmap-bench
