@@ -2,7 +2,10 @@ module github.com/otelcol-mmap/e2e
 
 go 1.26.0
 
-require go.opentelemetry.io/collector/pdata v1.71.0
+require (
+	go.etcd.io/bbolt v1.5.0
+	go.opentelemetry.io/collector/pdata v1.71.0
+)
 
 require (
 	github.com/hashicorp/go-version v1.9.0 // indirect

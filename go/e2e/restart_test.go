@@ -5,12 +5,17 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // stop sends SIGINT to the Collector and waits until it exited.
@@ -296,6 +301,160 @@ func TestCheckpointOfAnotherFileIsIgnored(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCorruptCheckpointIsIgnored: the Collector stops with a checkpoint of
+// app.otlp, whose app goes on writing 500 records/s with 2 spans open; the
+// checkpoint is then corrupted in the file_storage database. The next
+// Collector ignores it with a log line and counts it, and reads the file on
+// from where the checkpoint was taken: every log arrives once, every span
+// once (one whose start the checkpoint held may arrive as a start_missing
+// fragment), the records written after the restart all complete. The 2 open
+// spans, held only by the ignored checkpoint, are lost (not checked).
+func TestCorruptCheckpointIsIgnored(t *testing.T) {
+	s := newSink(t)
+	dir, storageDir := t.TempDir(), t.TempDir()
+	cfg := storageConfig(dir, storageDir, s.url)
+	c := startCollector(t, "collector-0", cfg)
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--open", "2", "--rate", "500")
+	w.waitReady(t)
+	waitFor(t, "records before the stop", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n, _ := contiguous(s.logs, "c log %d")
+		return n >= 200
+	})
+	c.stop(t)
+	corruptCheckpoint(t, storageDir, filepath.Join(dir, "app.otlp"))
+
+	port := freePort(t)
+	cfg = strings.Replace(cfg, "telemetry: {metrics: {level: none}}", fmt.Sprintf(
+		"telemetry: {metrics: {level: basic, readers: [{pull: {exporter: {prometheus: {host: 127.0.0.1, port: %d}}}}]}}", port), 1)
+	c = startCollector(t, "collector-1", cfg)
+	after := w.writtenSoFar()
+	waitFor(t, "the ignored checkpoint to be logged", 30*time.Second, func() bool {
+		return strings.Contains(c.log(), "Ignoring the checkpoint of a file")
+	})
+	log := c.log()
+	var line string
+	for l := range strings.Lines(log) {
+		if strings.Contains(l, "Ignoring the checkpoint of a file") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "corrupt") || strings.Contains(log, "Restored the state of a file") {
+		t.Fatalf("the checkpoint was not ignored as corrupt:\n%s", tail(log, 4000))
+	}
+	waitFor(t, "500 records written after the restart", 30*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		logs, _ := contiguous(s.logs, "c log %d")
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		return int64(logs) >= after+500 && int64(spans) >= after+500
+	})
+	ignored := scrapeCounter(t, port, "otelcol_receiver_mmap_checkpoints_ignored")
+	if ignored != 1 {
+		t.Fatalf("otelcol_receiver_mmap_checkpoints_ignored = %d, want 1", ignored)
+	}
+	c.stop(t)
+	s.snapshot(func() {
+		logs, dup := contiguous(s.logs, "c log %d")
+		if dup != "" || logs != len(s.logs) {
+			t.Fatalf("%d logs without a gap of %d, %q more than once", logs, len(s.logs), dup)
+		}
+		spans, dup := contiguous(s.spanCount, "c span %d")
+		if dup != "" {
+			t.Fatalf("span %q arrived more than once", dup)
+		}
+		missing := 0
+		for i := range spans {
+			name := fmt.Sprintf("c span %d", i)
+			attrs := s.spans[name]
+			switch {
+			case int64(i) >= after && (s.spanCount[name] != 1 || attrs["otlp_mmap.incomplete"] == true):
+				t.Fatalf("span %d, written after the restart, arrived %d times with %v", i, s.spanCount[name], attrs)
+			case s.spanCount[name] == 0:
+				missing++
+			}
+		}
+		// A span whose start only the checkpoint held arrives as a nameless
+		// start_missing fragment with its end; spans end as soon as they
+		// start, so there is one at most.
+		if missing > 1 || s.spanCount[""] != missing {
+			t.Fatalf("%d spans missing, %d start_missing fragments", missing, s.spanCount[""])
+		}
+		t.Logf("corrupt checkpoint ignored and counted; %d logs and %d spans once (%d written after the restart), %d split by the lost checkpoint",
+			logs, spans, int64(spans)-after, missing)
+	})
+}
+
+// corruptCheckpoint overwrites the checkpoint of path in the file_storage
+// database of the mmap receiver in storageDir (bucket "default") with a
+// truncated copy that starts with an over-long varint where the first
+// field's tag should be: bytes that do not decode as a checkpoint.
+func corruptCheckpoint(t *testing.T, storageDir, path string) {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(storageDir, "receiver_mmap_"), 0o600, &bbolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("default"))
+		if b == nil {
+			return fmt.Errorf("no bucket \"default\" in the storage")
+		}
+		key := []byte("file:" + path)
+		v := b.Get(key)
+		if len(v) < 32 {
+			return fmt.Errorf("checkpoint of %s: %d bytes, want a checkpoint", path, len(v))
+		}
+		garbage := append([]byte(nil), v[:len(v)/2]...)
+		for i := range 16 {
+			garbage[i] = 0xff
+		}
+		return b.Put(key, garbage)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scrapeCounter sums the samples of a counter on the Collector's Prometheus
+// endpoint at port, once it is served.
+func scrapeCounter(t *testing.T, port int, name string) int64 {
+	t.Helper()
+	var sum int64
+	waitFor(t, name+" on the metrics endpoint", 10*time.Second, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false
+		}
+		sum = 0
+		found := false
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, name+"_total") && !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+				continue
+			}
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			sum += int64(v)
+			found = true
+		}
+		return found
+	})
+	return sum
 }
 
 // TestCollectorKilledWithStorage: the Collector, with storage (checkpoints
