@@ -13,9 +13,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use crate::dictionary::{KEY_VALUE_COST, key_value_bytes, value_bytes};
+use crate::dictionary::{key_value_bytes, value_bytes};
 use crate::encode;
-use crate::spans::{InFlight, LINK_COST, SPAN_COST, SpanAssembler, key_hash, tag};
+use crate::spans::{InFlight, LINK_COST, NewAttribute, SPAN_COST, SpanAssembler, key_hash, tag};
 
 /// Attributes a completed span may hold past `max_attributes`: those that
 /// mark how it ended (incomplete and its reason, or start missing).
@@ -196,24 +196,20 @@ fn set_attribute(open: &mut InFlight, kv: &KeyValue, field: &mut Vec<u8>) {
         encode::end(&mut open.attributes, value);
         value_bytes(v)
     });
-    let content_len = open.attributes.len() - content;
-    encode::end(&mut open.attributes, content);
-    let key_at = open.attributes.len() - start - content_len + key_in_content;
     let hash = key_hash(kv.key.as_bytes());
-    match open.position(kv.key.as_bytes(), hash) {
-        Some(i) => {
-            let freed = open.attribute_value_bytes(i);
-            field.clear();
-            field.extend_from_slice(&open.attributes[start..]);
-            open.attributes.truncate(start);
-            open.replace_attribute(i, field, key_at, added);
-            open.bytes = open.bytes + added - freed;
-        }
-        None => {
-            open.bytes += KEY_VALUE_COST + key_len + added;
-            open.add_attribute(start, key_at, key_len, hash, added);
-        }
-    }
+    let existing = open.position(kv.key.as_bytes(), hash);
+    open.commit_attribute(
+        NewAttribute {
+            start,
+            content,
+            key_in_content,
+            key_len,
+            hash,
+            added,
+        },
+        existing,
+        field,
+    );
 }
 
 fn key_of(span: &Span) -> Result<([u8; 16], [u8; 8]), SpanImportError> {

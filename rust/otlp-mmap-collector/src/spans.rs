@@ -200,6 +200,23 @@ pub(crate) struct InFlight {
     marking: Vec<u8>,
 }
 
+/// An attribute field being written at the end of a span's attributes
+/// (see [`InFlight::commit_attribute`]).
+pub(crate) struct NewAttribute {
+    /// Where the field starts in `attributes`.
+    pub(crate) start: usize,
+    /// Where its content starts (from `encode::begin`).
+    pub(crate) content: usize,
+    /// Where the key's bytes start, from the content's start.
+    pub(crate) key_in_content: usize,
+    /// Length of the key.
+    pub(crate) key_len: usize,
+    /// Hash of the key (`key_hash`).
+    pub(crate) hash: u64,
+    /// What the value counts against the span's byte budget.
+    pub(crate) added: usize,
+}
+
 impl InFlight {
     fn reset(&mut self) {
         self.parent_span_id.clear();
@@ -235,8 +252,33 @@ impl InFlight {
     }
 
     /// What the value of attribute `i` holds, as [`crate::dictionary::value_bytes`] counts it.
-    pub(crate) fn attribute_value_bytes(&self, i: usize) -> usize {
-        self.slots[i].value_bytes
+    /// Ends the attribute field written at `new.start` (after the span's
+    /// attributes) and keeps it: in place of attribute `existing` (a key the
+    /// span holds already takes the new value, `field` is scratch for the
+    /// move) or as a new one; the span's byte count follows.
+    pub(crate) fn commit_attribute(
+        &mut self,
+        new: NewAttribute,
+        existing: Option<usize>,
+        field: &mut Vec<u8>,
+    ) {
+        let content_len = self.attributes.len() - new.content;
+        encode::end(&mut self.attributes, new.content);
+        let key_at = self.attributes.len() - new.start - content_len + new.key_in_content;
+        match existing {
+            Some(i) => {
+                let freed = self.slots[i].value_bytes;
+                field.clear();
+                field.extend_from_slice(&self.attributes[new.start..]);
+                self.attributes.truncate(new.start);
+                self.replace_attribute(i, field, key_at, new.added);
+                self.bytes = self.bytes + new.added - freed;
+            }
+            None => {
+                self.bytes += KEY_VALUE_COST + new.key_len + new.added;
+                self.add_attribute(new.start, key_at, new.key_len, new.hash, new.added);
+            }
+        }
     }
 
     fn key(&self, a: &Attribute) -> &[u8] {
@@ -786,22 +828,18 @@ fn set_attributes(
             dropped += 1;
             continue;
         }
-        let content_len = open.attributes.len() - content;
-        encode::end(&mut open.attributes, content);
-        let key_at = open.attributes.len() - start - content_len + key_in_content;
-        match at {
-            Some(i) => {
-                field.clear();
-                field.extend_from_slice(&open.attributes[start..]);
-                open.attributes.truncate(start);
-                open.replace_attribute(i, field, key_at, added);
-                open.bytes = open.bytes + added - freed;
-            }
-            None => {
-                open.bytes += KEY_VALUE_COST + key_len + added;
-                open.add_attribute(start, key_at, key_len, hash, added);
-            }
-        }
+        open.commit_attribute(
+            NewAttribute {
+                start,
+                content,
+                key_in_content,
+                key_len,
+                hash,
+                added,
+            },
+            at,
+            field,
+        );
     }
     open.dropped_attributes_count = open.dropped_attributes_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;
