@@ -150,6 +150,23 @@ _lock = threading.Lock()
 _handles: dict[str, FileHandle] = {}
 
 
+class FileUser:
+    """What a processor or provider writing through a ``FileHandle`` (its
+    ``_handle``, ``None`` when no file is configured) tells about its file."""
+
+    _handle: Optional[FileHandle]
+
+    @property
+    def path(self) -> Optional[str]:
+        """The file written in this process."""
+        return self._handle.path if self._handle is not None else None
+
+    def drop_stats(self) -> dict:
+        """Records dropped so far (see ``MmapFile.drop_stats``)."""
+        native = self._handle.native if self._handle is not None else None
+        return native.drop_stats() if native is not None else {}
+
+
 def open_handle(path: Optional[str]) -> Optional[FileHandle]:
     """The handle of ``path`` (else ``OTEL_MMAP_FILE``), created at first use;
     ``None`` (logged) when no path is configured."""

@@ -10,11 +10,11 @@ from typing import Any, Optional
 
 from opentelemetry.sdk._logs import LogRecordProcessor
 
-from opentelemetry_mmap._files import FileHandle, open_handle
+from opentelemetry_mmap._files import FileHandle, FileUser, open_handle
 from opentelemetry_mmap._native import LogWriter
 
 
-class MmapLogRecordProcessor(LogRecordProcessor):
+class MmapLogRecordProcessor(FileUser, LogRecordProcessor):
     """Writes every log record into the file at ``path`` (else
     ``OTEL_MMAP_FILE``). Never raises; a full ring drops the record and
     counts it."""
@@ -27,16 +27,6 @@ class MmapLogRecordProcessor(LogRecordProcessor):
         # The SDK calls it for every record: straight into the native writer
         # (`emit` is its name before SDK 1.35).
         self.on_emit = self.emit = self._writer.on_emit  # type: ignore[method-assign]
-
-    @property
-    def path(self) -> Optional[str]:
-        """The file written in this process."""
-        return self._handle.path if self._handle is not None else None
-
-    def drop_stats(self) -> dict:
-        """Records dropped so far (see ``MmapFile.drop_stats``)."""
-        native = self._handle.native if self._handle is not None else None
-        return native.drop_stats() if native is not None else {}
 
     def on_emit(self, log_record: Any) -> None:  # replaced per instance
         self._writer.on_emit(log_record)

@@ -23,11 +23,11 @@ from typing import Any, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from opentelemetry_mmap._files import FileHandle, open_handle
+from opentelemetry_mmap._files import FileHandle, FileUser, open_handle
 from opentelemetry_mmap._native import SpanWriter
 
 
-class MmapSpanProcessor(SpanProcessor):
+class MmapSpanProcessor(FileUser, SpanProcessor):
     """Writes each span's start at ``on_start`` and the rest at ``on_end``
     into the file at ``path`` (else ``OTEL_MMAP_FILE``). Never raises; a full
     ring drops the record and counts it."""
@@ -40,16 +40,6 @@ class MmapSpanProcessor(SpanProcessor):
         # The SDK calls these for every span: straight into the native writer.
         self.on_start = self._writer.on_start  # type: ignore[method-assign]
         self.on_end = self._writer.on_end  # type: ignore[method-assign]
-
-    @property
-    def path(self) -> Optional[str]:
-        """The file written in this process."""
-        return self._handle.path if self._handle is not None else None
-
-    def drop_stats(self) -> dict:
-        """Records dropped so far (see ``MmapFile.drop_stats``)."""
-        native = self._handle.native if self._handle is not None else None
-        return native.drop_stats() if native is not None else {}
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:  # replaced per instance
         self._writer.on_start(span, parent_context)

@@ -29,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
-from opentelemetry_mmap._files import FileHandle, open_handle
+from opentelemetry_mmap._files import FileHandle, FileUser, open_handle
 from opentelemetry_mmap._native import Span as _NativeSpan
 from opentelemetry_mmap._native import Tracer as _NativeTracer
 
@@ -136,7 +136,7 @@ class MmapTracer(trace.Tracer):
         )
 
 
-class MmapTracerProvider(trace.TracerProvider):
+class MmapTracerProvider(FileUser, trace.TracerProvider):
     """A ``TracerProvider`` (tracing API) whose spans are written straight
     into the file at ``path`` (else ``OTEL_MMAP_FILE``). ``resource``
     defaults to the SDK's ``Resource.create()`` (``OTEL_SERVICE_NAME``,
@@ -147,16 +147,6 @@ class MmapTracerProvider(trace.TracerProvider):
         self._handle: Optional[FileHandle] = open_handle(path)
         self.resource = resource if resource is not None else Resource.create()
         self._tracers: dict[Any, MmapTracer] = {}
-
-    @property
-    def path(self) -> Optional[str]:
-        """The file written in this process."""
-        return self._handle.path if self._handle is not None else None
-
-    def drop_stats(self) -> dict:
-        """Records dropped so far (see ``MmapFile.drop_stats``)."""
-        native = self._handle.native if self._handle is not None else None
-        return native.drop_stats() if native is not None else {}
 
     def get_tracer(
         self,
