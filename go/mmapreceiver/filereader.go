@@ -319,6 +319,9 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 
 	fr.mu.Lock()
 	err = fr.rd.Commit(l.sig, b.Token)
+	if err == nil {
+		fr.markDelivered(l.sig)
+	}
 	fr.mu.Unlock()
 	if l.sig != ffi.Logs {
 		fr.commits.Add(1)

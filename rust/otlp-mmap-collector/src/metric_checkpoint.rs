@@ -7,15 +7,17 @@
 //! adopts it, so the series goes on with its value and start
 //! time. Bytes read back are untrusted: a metric that does not decode, does
 //! not match its definition in the file, or does not fit the aggregator's
-//! limits is refused, and the rest still comes back. Exponential histograms
-//! are not restored (refused; they start over).
+//! limits is refused, and the rest still comes back.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, NumberDataPoint, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Metric, NumberDataPoint, exponential_histogram_data_point, metric, number_data_point,
+};
 use otlp_mmap_core::MmapReader;
 use prost::Message;
 
 use crate::dictionary::{DictionaryCache, key_value_bytes};
+use crate::exponential::{ExponentialBuckets, ExponentialParts};
 use crate::metrics::{
     Aggregate, Kind, MetricAggregator, MetricState, Number, OVERFLOW_ATTRIBUTE, SERIES_COST,
     Series, aggregate_bytes, to_otlp,
@@ -31,8 +33,7 @@ pub enum MetricImportError {
     /// the kind the checkpoint says (a foreign or stale checkpoint).
     #[error("does not match its definition in the file")]
     Mismatch,
-    /// Past the cardinality limit or the aggregator's byte budget, or an
-    /// aggregation that is not restored (exponential histograms).
+    /// Past the cardinality limit or the aggregator's byte budget.
     #[error("does not fit")]
     NoRoom,
 }
@@ -137,7 +138,34 @@ impl MetricAggregator {
                 }
                 out
             }
-            (Kind::Exponential { .. }, _) => return Err(MetricImportError::NoRoom),
+            (
+                Kind::Exponential {
+                    max_buckets,
+                    max_scale,
+                },
+                Some(metric::Data::ExponentialHistogram(h)),
+            ) => {
+                let mut out = Vec::with_capacity(h.data_points.len());
+                for p in h.data_points {
+                    let dense = |b: Option<exponential_histogram_data_point::Buckets>| {
+                        b.map(|b| (b.offset, b.bucket_counts)).unwrap_or_default()
+                    };
+                    let parts = ExponentialParts {
+                        scale: p.scale,
+                        zero_count: p.zero_count,
+                        positive: dense(p.positive),
+                        negative: dense(p.negative),
+                        count: p.count,
+                        sum: p.sum.unwrap_or(0.0),
+                        min: p.min,
+                        max: p.max,
+                    };
+                    let h = ExponentialBuckets::from_parts(max_buckets, max_scale, &parts)
+                        .ok_or(MetricImportError::Mismatch)?;
+                    out.push((p.attributes, Aggregate::Exponential(h)));
+                }
+                out
+            }
             _ => return Err(MetricImportError::Mismatch),
         };
         let mut restored = 0;

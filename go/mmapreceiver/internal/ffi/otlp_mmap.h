@@ -25,6 +25,11 @@
 #include <stddef.h>
 
 /*
+ Room for a delivery marker (`om_reader_delivery_marker`), in bytes.
+ */
+#define OM_DELIVERY_MARKER_MAX_BYTES 64
+
+/*
  Success.
  */
 #define OM_OK 0
@@ -526,6 +531,42 @@ int32_t om_reader_restore(struct OmReader *reader,
                           size_t len,
                           uint64_t *refused,
                           struct OmError *err);
+
+/*
+ Writes what the reader delivered since its last checkpoint (the delivery
+ marker, at most `OM_DELIVERY_MARKER_MAX_BYTES`) to `buf` (room for `cap`
+ bytes) and its length to `*len`, to store after each committed traces or
+ metrics batch beside the checkpoint: a restored reader then does not
+ emit again what it says was delivered (`om_reader_restore_delivered`).
+ `OM_ERR_ARGUMENT` if `cap` is too small.
+
+ # Safety
+ `buf` is valid for writes of `cap` bytes; `len` and `err` are NULL or
+ valid for writes.
+ */
+int32_t om_reader_delivery_marker(struct OmReader *reader,
+                                  uint8_t *buf,
+                                  size_t cap,
+                                  size_t *len,
+                                  struct OmError *err);
+
+/*
+ Applies the delivery marker (`len` bytes at `data`, untrusted) stored
+ after the checkpoint just restored, before anything is polled: what it
+ says was delivered is not emitted again. `OM_OK`: applied, `*skipped`
+ (if not NULL) set to the spans it skips; `OM_BUSY`: refused (corrupt,
+ another checkpoint's, or the reader read since), `err` says why,
+ nothing changed.
+
+ # Safety
+ `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+ `skipped` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_restore_delivered(struct OmReader *reader,
+                                    const uint8_t *data,
+                                    size_t len,
+                                    uint64_t *skipped,
+                                    struct OmError *err);
 
 /*
  Looks at the writer's liveness lock now (one `fcntl`), for a caller that

@@ -221,3 +221,21 @@ impl FileReader {
         self.records_consumed(Signal::Metrics) - before
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_marker_fits_its_bound() {
+        let m = DeliveryMarker {
+            checkpoint_id: u64::MAX,
+            spans_delivered: u64::MAX,
+            metrics_batches_delivered: u64::MAX,
+            collection_delivered: true,
+            collection_position: -1,
+            collection_time_unix_nano: u64::MAX,
+        };
+        assert!(m.encoded_len() <= DELIVERY_MARKER_MAX_BYTES);
+    }
+}
