@@ -210,6 +210,9 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 		// Deliver what is left, then remove the file (run).
 		fr.requestDrain()
 	}
+	if s.WriterAlive == -1 && fr.deps.options.deleteAfterDrain && !fr.writerGone.Load() {
+		fr.presumeWriterGone()
+	}
 	return s, true
 }
 

@@ -382,6 +382,9 @@ pub struct FileReader {
     checkpoint_positions: Option<(u64, [i64; 2])>,
     /// What was delivered since the last checkpoint ([`FileReader::delivery_marker`]).
     delivery: delivery::Delivery,
+    /// Watch of a file whose writer's lock is not held and was never seen
+    /// held ([`FileReader::writer_presumed_gone`]).
+    unlocked: Option<drained::UnlockedWatch>,
     /// [`FileReader::stop_spans`] was called: traces polls deliver what was
     /// given up and read no more span events (the next reader reads them).
     spans_stopped: bool,
@@ -475,6 +478,7 @@ impl FileReader {
             hold_until_checkpoint: false,
             checkpoint_positions: None,
             delivery: delivery::Delivery::default(),
+            unlocked: None,
             spans_stopped: false,
             measurements_stopped: false,
             spare: Vec::new(),

@@ -836,3 +836,72 @@ fn an_exponential_histogram_goes_on_from_a_checkpoint() {
     assert_eq!(restored.start_time_unix_nano, START);
     assert!(restored.scale < 4, "downscaled: {restored:?}");
 }
+
+/// A writer that died while no Collector ran (its lock never seen held):
+/// presumed gone once its file is older than the grace period and idle for
+/// that long; then its spans in flight come out and the drained file goes.
+#[test]
+fn a_file_whose_writer_died_before_the_reader_came_is_removed_after_the_grace_period() {
+    const GRACE: u64 = 60_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
+    w.try_write(RingKind::Spans, &start(scope, 1)).unwrap();
+    w.try_write(RingKind::Spans, &end(scope, 1)).unwrap();
+    drop(w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let all = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    assert_eq!(drain_spans(&mut r, START).len(), 1);
+    // A file younger than the grace period: a writer may be starting up.
+    assert!(!r.writer_presumed_gone(START + GRACE - 1, GRACE));
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    assert_eq!(
+        r.remove_if_drained(&[Signal::Logs]),
+        kept(NotRemoved::WriterNotKnownGone)
+    );
+    // Idle, but not for the whole grace period yet.
+    assert!(!r.writer_presumed_gone(START + 3 * GRACE - 1, GRACE));
+    assert!(r.writer_presumed_gone(START + 3 * GRACE, GRACE));
+    assert_eq!(r.stats().writer_alive, 0, "handled as gone");
+    assert_eq!(
+        r.remove_if_drained(&all),
+        kept(NotRemoved::NotDrained(Signal::Traces)),
+        "span 0 is still in flight"
+    );
+    let spans = drain_spans(&mut r, START + 3 * GRACE);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        string_attr(&spans[0], INCOMPLETE_REASON_ATTRIBUTE).as_deref(),
+        Some("writer process is gone")
+    );
+    r.collect_metrics(START + 3 * GRACE);
+    assert_eq!(r.remove_if_drained(&all), Ok(()));
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_file_written_to_or_locked_is_not_presumed_gone() {
+    const GRACE: u64 = 60_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    // Held by a live writer: never presumed gone, however old.
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    assert!(!r.writer_presumed_gone(START + 4 * GRACE, GRACE));
+    drop(r);
+    // A record read during the watch starts it over.
+    w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
+    drop(w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    drain_spans(&mut r, START);
+    assert!(
+        !r.writer_presumed_gone(START + 3 * GRACE, GRACE),
+        "a record was read since the watch began"
+    );
+    assert!(r.writer_presumed_gone(START + 4 * GRACE, GRACE));
+}

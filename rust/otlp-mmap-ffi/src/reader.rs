@@ -752,6 +752,38 @@ pub unsafe extern "C" fn om_reader_restore_delivered(
     })
 }
 
+/// Whether the writer of a file whose liveness lock the reader never saw
+/// held is presumed gone (it died before the reader opened the file): `*out`
+/// is 1 when the lock is not held, the file's start time is at least
+/// `grace_nanos` before `now_unix_nano`, and nothing was written to the
+/// file nor read from it over `grace_nanos` of these calls (the first call
+/// starts the watch), else 0. From then on the writer is handled as gone
+/// (its spans in flight are given up once the ring is empty;
+/// `om_reader_remove_if_drained` may remove the file).
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_writer_presumed_gone(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    grace_nanos: u64,
+    out: *mut i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let gone = r.reader.writer_presumed_gone(now_unix_nano, grace_nanos);
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = i32::from(gone) };
+        Ok(OM_OK)
+    })
+}
+
 /// Looks at the writer's liveness lock now (one `fcntl`), for a caller that
 /// does not poll an idle reader (one parked with `om_watcher_park`): `*out`
 /// is 1 when this call found the writer gone, which it was not known to be

@@ -569,6 +569,25 @@ int32_t om_reader_restore_delivered(struct OmReader *reader,
                                     struct OmError *err);
 
 /*
+ Whether the writer of a file whose liveness lock the reader never saw
+ held is presumed gone (it died before the reader opened the file): `*out`
+ is 1 when the lock is not held, the file's start time is at least
+ `grace_nanos` before `now_unix_nano`, and nothing was written to the
+ file nor read from it over `grace_nanos` of these calls (the first call
+ starts the watch), else 0. From then on the writer is handled as gone
+ (its spans in flight are given up once the ring is empty;
+ `om_reader_remove_if_drained` may remove the file).
+
+ # Safety
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_writer_presumed_gone(struct OmReader *reader,
+                                       uint64_t now_unix_nano,
+                                       uint64_t grace_nanos,
+                                       int32_t *out,
+                                       struct OmError *err);
+
+/*
  Looks at the writer's liveness lock now (one `fcntl`), for a caller that
  does not poll an idle reader (one parked with `om_watcher_park`): `*out`
  is 1 when this call found the writer gone, which it was not known to be
