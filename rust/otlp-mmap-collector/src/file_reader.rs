@@ -22,7 +22,9 @@
 //! [`FileReader::restore`]) and holds the rings until each is stored
 //! ([`FileReader::set_hold_until_checkpoint`]): span events and measurements
 //! then stay in their slots until a stored checkpoint covers them, and a
-//! restarted reader goes on from the last one, losing nothing.
+//! restarted reader goes on from the last one, losing nothing; with the
+//! delivery marker stored after each commit ([`FileReader::delivery_marker`],
+//! [`FileReader::restore_delivered`]) it duplicates at most one batch.
 //!
 //! Whatever the file holds, a reader's memory is bounded ([`ReaderOptions`]):
 //! the mapping by `max_mapped_bytes`, the dictionary cache by
