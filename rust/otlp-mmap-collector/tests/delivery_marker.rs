@@ -228,6 +228,24 @@ fn a_marker_of_another_checkpoint_or_after_reading_is_refused() {
         r.restore_delivered(b"\xff\xff\xff"),
         Err(MarkerRejected::Corrupt)
     );
+    // A marker of this checkpoint counting more spans than the reader holds
+    // (one in flight, nothing in the ring) would silence spans never sent.
+    let mut inflated = otlp_mmap_collector::checkpoint_proto::DeliveryMarker::decode(
+        r.delivery_marker().as_slice(),
+    )
+    .unwrap();
+    inflated.spans_delivered = 2;
+    assert_eq!(
+        r.restore_delivered(&inflated.encode_to_vec()),
+        Err(MarkerRejected::Corrupt)
+    );
+    inflated.spans_delivered = 1;
+    assert_eq!(
+        r.restore_delivered(&inflated.encode_to_vec())
+            .unwrap()
+            .spans,
+        1
+    );
     // The marker of the checkpoint restored, but the reader read on since.
     drop(r);
     let mut second = FileReader::open(&path, options()).unwrap();

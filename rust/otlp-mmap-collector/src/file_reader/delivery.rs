@@ -38,7 +38,8 @@ pub const DELIVERY_MARKER_MAX_BYTES: usize = 64;
 /// Why a delivery marker was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MarkerRejected {
-    /// The bytes are not a delivery marker.
+    /// The bytes are not a delivery marker, or it counts more spans than
+    /// the restored reader can emit from what it holds.
     #[error("not a delivery marker (corrupt)")]
     Corrupt,
     /// It refers to another checkpoint than the one just restored (an
@@ -128,12 +129,21 @@ impl FileReader {
         if self.delivery.restored != Some(m.checkpoint_id) || self.stats.records_read != [0; 3] {
             return Err(MarkerRejected::NotThisCheckpoint);
         }
+        // Each span the reader can emit is held now (pending, completed, in
+        // flight) or starts or ends with a span event still in the ring.
+        let traces = Signal::Traces as usize;
+        let most = self.pending[traces].as_ref().map_or(0, |p| p.items)
+            + self.assembler.completed_len() as u64
+            + self.assembler.in_flight() as u64
+            + self.stream.rings[traces].unreleased(self.stream.file.region());
+        if m.spans_delivered > most {
+            return Err(MarkerRejected::Corrupt);
+        }
         self.delivery.restored = None;
         let mut skipped = Skipped::default();
         // Spans: the checkpoint's pending batch, then its completed spans,
         // then those completed later (skipped as they come).
         let mut skip = m.spans_delivered;
-        let traces = Signal::Traces as usize;
         if let Some(p) = &self.pending[traces] {
             // Offered whole: delivered whole, or not at all.
             if skip >= p.items {
