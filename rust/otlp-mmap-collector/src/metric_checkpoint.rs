@@ -49,7 +49,7 @@ impl MetricAggregator {
         self.stream_start = start;
     }
 
-    /// Gives each metric that holds series, in first-seen order, as
+    /// Gives each metric that holds series (and each delta metric), in first-seen order, as
     /// `(metric_ref, interval_start, OTLP Metric bytes)`: every series as
     /// one data point with its start time, as a collection now would give it.
     pub fn export_metrics(&self, mut f: impl FnMut(i64, u64, &[u8])) {
@@ -62,11 +62,13 @@ impl MetricAggregator {
         let mut buf = Vec::new();
         for (state, mref) in self.metrics.iter().zip(&refs) {
             let all: Vec<&Series> = state.series.iter().chain(state.overflow.iter()).collect();
-            if all.is_empty() {
-                continue;
-            }
             let cumulative = state.temporality
                 == opentelemetry_proto::tonic::metrics::v1::AggregationTemporality::Cumulative;
+            // A delta metric without series since its last collection still
+            // carries where its next interval starts.
+            if all.is_empty() && cumulative {
+                continue;
+            }
             let start = if cumulative {
                 self.stream_start
             } else {
@@ -168,6 +170,7 @@ impl MetricAggregator {
             }
             _ => return Err(MetricImportError::Mismatch),
         };
+        self.metrics[mi].interval_start = interval_start;
         let mut restored = 0;
         for (attributes, aggregate) in points {
             let overflow = attributes.len() == 1 && attributes[0].key == OVERFLOW_ATTRIBUTE;

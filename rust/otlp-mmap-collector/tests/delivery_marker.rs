@@ -390,5 +390,9 @@ fn the_checkpoints_pending_metrics_batch_is_dropped_once_delivered() {
     assert!(skipped.metrics_batch);
     assert!(second.poll(Signal::Metrics, START + 200).unwrap().is_none());
     let (points, _) = collect(&mut second, START + 200);
-    assert_eq!(points[0].3, 7, "the 5 delivered is not in it again");
+    assert_eq!(
+        points,
+        [("delta".into(), START + 100, START + 200, 7)],
+        "the 5 delivered is not in it again, and the interval starts where its point ended"
+    );
 }
