@@ -42,6 +42,10 @@ func openCheckpoints(ctx context.Context, host component.Host, id, receiver comp
 
 func checkpointKey(path string) string { return "file:" + path }
 
+// markerKey is where the delivery marker of path's reader is kept: what it
+// delivered since its last stored checkpoint.
+func markerKey(path string) string { return "delivered:" + path }
+
 // restore puts the checkpoint stored for path back into rd, a reader that
 // has read nothing yet, and makes rd keep what it reads in the rings until
 // a checkpoint covers it. A checkpoint that does not fit this file (corrupt,
@@ -73,6 +77,50 @@ func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) 
 	default:
 		c.logger.Info("Restored the state of a file from its checkpoint", zap.String("path", path),
 			zap.Int("bytes", len(b)), zap.Uint64("refused", refused))
+		c.restoreDelivered(ctx, path, rd)
+	}
+}
+
+// restoreDelivered applies the delivery marker stored after the checkpoint
+// just restored: what was delivered since that checkpoint is not emitted
+// again. A marker of an earlier checkpoint is left alone (the checkpoint
+// covers it).
+func (c *checkpoints) restoreDelivered(ctx context.Context, path string, rd *ffi.Reader) {
+	b, err := c.client.Get(ctx, markerKey(path))
+	if err != nil {
+		c.logger.Warn("Cannot read the delivery marker of a file from storage; what was delivered since its checkpoint comes again",
+			zap.String("path", path), zap.Error(err))
+		return
+	}
+	if b == nil {
+		return
+	}
+	applied, why, skipped, err := rd.RestoreDelivered(b)
+	switch {
+	case err != nil:
+		c.logger.Warn("Cannot apply the delivery marker of a file", zap.String("path", path), zap.Error(err))
+	case !applied:
+		c.logger.Debug("Not applying the delivery marker of a file", zap.String("path", path), zap.String("reason", why))
+	default:
+		c.logger.Debug("Not emitting again what was delivered since the checkpoint", zap.String("path", path),
+			zap.Uint64("spans", skipped))
+	}
+}
+
+// markDelivered stores rd's delivery marker for path after a traces or
+// metrics batch was committed: a crash from now on does not emit that
+// batch again. fr.mu is held.
+func (fr *fileReader) markDelivered(sig ffi.Signal) {
+	if sig == ffi.Logs || !fr.keepsCheckpoints() {
+		return
+	}
+	b, err := fr.rd.DeliveryMarker()
+	if err == nil {
+		err = fr.deps.checkpoints.client.Set(context.Background(), markerKey(fr.path), b)
+	}
+	if err != nil {
+		fr.deps.logger.Debug("Cannot store the delivery marker of a file; a crash would emit again what was delivered since the checkpoint",
+			zap.String("path", fr.path), zap.Error(err))
 	}
 }
 
@@ -97,8 +145,10 @@ func (c *checkpoints) save(ctx context.Context, path string, rd *ffi.Reader) err
 
 // forget removes what is stored for path (its reader ended for good).
 func (c *checkpoints) forget(ctx context.Context, path string) {
-	if err := c.client.Delete(ctx, checkpointKey(path)); err != nil {
-		c.logger.Debug("Cannot remove a checkpoint from storage", zap.String("path", path), zap.Error(err))
+	for _, key := range []string{checkpointKey(path), markerKey(path)} {
+		if err := c.client.Delete(ctx, key); err != nil {
+			c.logger.Debug("Cannot remove a checkpoint from storage", zap.String("path", path), zap.Error(err))
+		}
 	}
 }
 

@@ -201,19 +201,21 @@ func TestDeletedFileLeavesNoCheckpoint(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
 	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
-	key := checkpointKey(tw.path)
-	stored := func() bool {
+	has := func(key string) bool {
 		store.mu.Lock()
 		defer store.mu.Unlock()
 		_, ok := store.data[key]
 		return ok
 	}
+	stored := func() bool { return has(checkpointKey(tw.path)) }
 	require.Eventually(t, stored, waitFor, time.Millisecond, "a periodic checkpoint")
+	require.Eventually(t, func() bool { return has(markerKey(tw.path)) }, waitFor, time.Millisecond,
+		"a delivery marker after the metrics batch")
 	tw.close()
 	require.Eventually(t, func() bool {
 		_, err := os.Stat(tw.path)
-		return os.IsNotExist(err) && !stored()
-	}, waitFor, time.Millisecond, "the file and its checkpoint go")
+		return os.IsNotExist(err) && !stored() && !has(markerKey(tw.path))
+	}, waitFor, time.Millisecond, "the file, its checkpoint and its marker go")
 	v, _, ok := lastPoint(ms, id)
 	require.True(t, ok)
 	assert.Equal(t, int64(3), v)

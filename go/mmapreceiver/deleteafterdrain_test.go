@@ -46,7 +46,8 @@ func TestDeleteAfterDrainRemovesADeadWritersFile(t *testing.T) {
 		_, err := os.Stat(tw.path)
 		return os.IsNotExist(err)
 	}, waitFor, time.Millisecond)
-	assert.Equal(t, int64(1), sumOf(t, tel, "otelcol_receiver_mmap_deleted_files"))
+	// Counted just after the unlink.
+	require.Eventually(t, func() bool { return sumOf(t, tel, "otelcol_receiver_mmap_deleted_files") == 1 }, waitFor, time.Millisecond)
 	// The measurement written just before the writer went was delivered
 	// before the file was deleted.
 	c := newCollected()
@@ -66,4 +67,59 @@ func TestDeleteAfterDrainOffKeepsTheFile(t *testing.T) {
 	_, err := os.Stat(tw.path)
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), sumOf(t, tel, "otelcol_receiver_mmap_deleted_files"))
+}
+
+// A writer that died while no Collector ran: its file is found with its
+// lock released and never seen held. Once the file is older than
+// unlockedWriterGrace and idle that long, the writer is presumed gone:
+// everything in the file arrives, then the file is deleted.
+func TestDeleteAfterDrainRemovesTheFileOfAWriterThatDiedBeforeTheCollector(t *testing.T) {
+	grace := unlockedWriterGrace
+	unlockedWriterGrace = 300 * time.Millisecond
+	t.Cleanup(func() { unlockedWriterGrace = grace })
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	cfg := testConfig(t.TempDir())
+	tw := newTestWriter(t, filepath.Join(filepath.Dir(cfg.Include[0]), "app.otlp"))
+	id := nextID("dead")
+	require.NoError(t, tw.span(id))
+	require.NoError(t, tw.log(id))
+	require.NoError(t, tw.count(id, 3))
+	tw.close()
+
+	ts, ls, ms := new(consumertest.TracesSink), new(consumertest.LogsSink), new(consumertest.MetricsSink)
+	set := nopSettings()
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	started := time.Now()
+	startReceiver(t, cfg, set, pipelines{traces: ts, logs: ls, metrics: ms})
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err)
+	}, waitFor, time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(started), unlockedWriterGrace, "deleted only after the grace period")
+	// Counted just after the unlink.
+	require.Eventually(t, func() bool { return sumOf(t, tel, "otelcol_receiver_mmap_deleted_files") == 1 }, waitFor, time.Millisecond)
+	c := newCollected()
+	c.addTraces(ts.AllTraces())
+	c.addLogs(ls.AllLogs())
+	c.addMetrics(ms.AllMetrics())
+	assert.Contains(t, c.logs, id)
+	assert.Empty(t, c.logDups)
+	assert.Equal(t, int64(3), c.sums[id])
+	assert.Equal(t, 1, ts.SpanCount())
+}
+
+// A file whose writer is alive is never presumed gone, however long it is idle.
+func TestDeleteAfterDrainKeepsAnIdleLiveWritersFile(t *testing.T) {
+	grace := unlockedWriterGrace
+	unlockedWriterGrace = 50 * time.Millisecond
+	t.Cleanup(func() { unlockedWriterGrace = grace })
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	cfg := testConfig(t.TempDir())
+	tw, _ := writeAndDeliver(t, cfg, tel)
+	time.Sleep(20 * unlockedWriterGrace)
+	_, err := os.Stat(tw.path)
+	require.NoError(t, err)
+	require.NoError(t, tw.count(nextID("alive"), 1))
 }

@@ -210,6 +210,9 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 		// Deliver what is left, then remove the file (run).
 		fr.requestDrain()
 	}
+	if s.WriterAlive == -1 && fr.deps.options.deleteAfterDrain && !fr.writerGone.Load() {
+		fr.presumeWriterGone()
+	}
 	return s, true
 }
 
@@ -319,6 +322,9 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 
 	fr.mu.Lock()
 	err = fr.rd.Commit(l.sig, b.Token)
+	if err == nil {
+		fr.markDelivered(l.sig)
+	}
 	fr.mu.Unlock()
 	if l.sig != ffi.Logs {
 		fr.commits.Add(1)

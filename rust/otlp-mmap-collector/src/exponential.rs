@@ -156,6 +156,80 @@ impl ExponentialBuckets {
     }
 }
 
+/// What an OTLP exponential histogram data point holds, to restore an
+/// [`ExponentialBuckets`] from (a checkpoint).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExponentialParts {
+    /// Scale of the buckets.
+    pub scale: i32,
+    /// Values that were exactly 0.
+    pub zero_count: u64,
+    /// Positive buckets: offset (index of the first) and dense counts.
+    pub positive: (i32, Vec<u64>),
+    /// Negative buckets, by absolute value: offset and dense counts.
+    pub negative: (i32, Vec<u64>),
+    /// Values recorded.
+    pub count: u64,
+    /// Sum of the values.
+    pub sum: f64,
+    /// Smallest value (`None` while empty).
+    pub min: Option<f64>,
+    /// Largest value (`None` while empty).
+    pub max: Option<f64>,
+}
+
+impl Buckets {
+    /// Sparse buckets from `(offset, dense counts)`; `None` when they span
+    /// more than `max_buckets` or past the index range.
+    fn from_dense(offset: i32, counts: &[u64], max_buckets: usize) -> Option<(Self, u64)> {
+        if counts.len() > max_buckets {
+            return None;
+        }
+        let mut out = Buckets::default();
+        let mut total = 0u64;
+        for (i, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let index = offset.checked_add(i32::try_from(i).ok()?)?;
+            out.counts.insert(index, c);
+            total = total.checked_add(c)?;
+        }
+        Some((out, total))
+    }
+}
+
+impl ExponentialBuckets {
+    /// The histogram `parts` describe, for a metric defined with
+    /// `max_buckets` and `max_scale` (as given to [`new`](Self::new));
+    /// `None` when they do not fit it: a scale above `max_scale` or below the
+    /// smallest, more buckets than `max_buckets`, or counts that do not add up.
+    pub fn from_parts(max_buckets: i64, max_scale: i64, parts: &ExponentialParts) -> Option<Self> {
+        let mut h = ExponentialBuckets::new(max_buckets, max_scale);
+        if parts.scale > h.scale || parts.scale < MIN_SCALE {
+            return None;
+        }
+        let (positive, p) =
+            Buckets::from_dense(parts.positive.0, &parts.positive.1, h.max_buckets)?;
+        let (negative, n) =
+            Buckets::from_dense(parts.negative.0, &parts.negative.1, h.max_buckets)?;
+        if p.checked_add(n)?.checked_add(parts.zero_count)? != parts.count {
+            return None;
+        }
+        h.scale = parts.scale;
+        h.zero_count = parts.zero_count;
+        h.positive = positive;
+        h.negative = negative;
+        h.count = parts.count;
+        if parts.count > 0 {
+            h.sum = parts.sum;
+            h.min = parts.min?;
+            h.max = parts.max?;
+        }
+        Some(h)
+    }
+}
+
 /// The bucket of `v > 0` at `scale`: bucket `i` holds `(base^i, base^(i+1)]`.
 pub fn bucket_index(v: f64, scale: i32) -> i32 {
     let (frac, exp) = frexp(v);
@@ -201,6 +275,55 @@ mod tests {
         assert_eq!(bucket_index(4.0, 1), 3);
         assert_eq!(bucket_index(4.0, -1), 0);
         assert_eq!(frexp(8.0), (0.5, 4));
+    }
+
+    #[test]
+    fn parts_give_back_the_same_histogram() {
+        let mut h = ExponentialBuckets::new(4, 20);
+        for v in [1.0, 2.0, 4.0, 8.0, 16.0, 1000.0, -3.0, 0.0] {
+            h.record(v);
+        }
+        let parts = ExponentialParts {
+            scale: h.scale,
+            zero_count: h.zero_count,
+            positive: h.positive.dense(),
+            negative: h.negative.dense(),
+            count: h.count,
+            sum: h.sum,
+            min: Some(h.min),
+            max: Some(h.max),
+        };
+        let mut back = ExponentialBuckets::from_parts(4, 20, &parts).unwrap();
+        assert_eq!(back, h);
+        // And it goes on as the original does.
+        back.record(5000.0);
+        h.record(5000.0);
+        assert_eq!(back, h);
+        // Parts that do not fit the definition are refused.
+        let wide = ExponentialParts {
+            positive: (0, vec![1; 5]),
+            count: 5,
+            ..parts.clone()
+        };
+        assert_eq!(ExponentialBuckets::from_parts(4, 20, &wide), None);
+        let finer = ExponentialParts {
+            scale: 5,
+            ..parts.clone()
+        };
+        assert_eq!(ExponentialBuckets::from_parts(4, 2, &finer), None);
+        let miscounted = ExponentialParts {
+            count: parts.count + 1,
+            ..parts.clone()
+        };
+        assert_eq!(ExponentialBuckets::from_parts(4, 20, &miscounted), None);
+        let overflow = ExponentialParts {
+            positive: (i32::MAX, vec![1, 1]),
+            count: 2,
+            zero_count: 0,
+            negative: (0, Vec::new()),
+            ..parts
+        };
+        assert_eq!(ExponentialBuckets::from_parts(4, 20, &overflow), None);
     }
 
     #[test]

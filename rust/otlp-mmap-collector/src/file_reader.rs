@@ -22,7 +22,9 @@
 //! [`FileReader::restore`]) and holds the rings until each is stored
 //! ([`FileReader::set_hold_until_checkpoint`]): span events and measurements
 //! then stay in their slots until a stored checkpoint covers them, and a
-//! restarted reader goes on from the last one, losing nothing.
+//! restarted reader goes on from the last one, losing nothing; with the
+//! delivery marker stored after each commit ([`FileReader::delivery_marker`],
+//! [`FileReader::restore_delivered`]) it duplicates at most one batch.
 //!
 //! Whatever the file holds, a reader's memory is bounded ([`ReaderOptions`]):
 //! the mapping by `max_mapped_bytes`, the dictionary cache by
@@ -52,8 +54,10 @@ use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
 
 mod checkpoint;
+mod delivery;
 mod drained;
 pub use checkpoint::{CHECKPOINT_VERSION, CheckpointRejected, Restored};
+pub use delivery::{DELIVERY_MARKER_MAX_BYTES, MarkerRejected, Skipped};
 pub use drained::{NotRemoved, RemoveOutcome};
 
 /// How often (reader clock) the path and the writer's lock are checked.
@@ -378,6 +382,11 @@ pub struct FileReader {
     /// Stream generation and positions of the spans and measurements rings
     /// that the last checkpoint taken covers, until it is stored.
     checkpoint_positions: Option<(u64, [i64; 2])>,
+    /// What was delivered since the last checkpoint ([`FileReader::delivery_marker`]).
+    delivery: delivery::Delivery,
+    /// Watch of a file whose writer's lock is not held and was never seen
+    /// held ([`FileReader::writer_presumed_gone`]).
+    unlocked: Option<drained::UnlockedWatch>,
     /// [`FileReader::stop_spans`] was called: traces polls deliver what was
     /// given up and read no more span events (the next reader reads them).
     spans_stopped: bool,
@@ -470,6 +479,8 @@ impl FileReader {
             consumed_at_collect: 0,
             hold_until_checkpoint: false,
             checkpoint_positions: None,
+            delivery: delivery::Delivery::default(),
+            unlocked: None,
             spans_stopped: false,
             measurements_stopped: false,
             spare: Vec::new(),
@@ -528,13 +539,14 @@ impl FileReader {
 
     /// Marks the signal's pending batch as accepted by the pipeline.
     pub fn commit(&mut self, signal: Signal, token: u64) -> Result<(), ReaderError> {
-        let release = match &self.pending[signal as usize] {
-            Some(p) if p.token == token => p.release,
+        let (release, items) = match &self.pending[signal as usize] {
+            Some(p) if p.token == token => (p.release, p.items),
             _ => return Err(ReaderError::Token { signal, got: token }),
         };
         if let Some(done) = self.pending[signal as usize].take() {
             self.recycle(done.bytes);
         }
+        self.note_delivered(signal, items);
         if let Some((generation, seq)) = release
             && generation == self.stream.generation
             && self.options.consume
@@ -572,6 +584,7 @@ impl FileReader {
             .collect(&s.file, &mut s.dict, now, &mut bytes)
         {
             Some(points) => {
+                self.note_collection(now);
                 let token = self.token();
                 self.pending[Signal::Metrics as usize] = Some(Pending {
                     bytes,
@@ -847,6 +860,7 @@ impl FileReader {
     }
 
     fn encode_traces(&mut self) -> Option<Pending> {
+        self.skip_delivered_spans();
         let mut bytes = self.spare.pop().unwrap_or_default();
         let s = &mut self.stream;
         let items = self.assembler.encode_completed(
@@ -937,10 +951,17 @@ impl FileReader {
     }
 
     fn ingest_measurements(&mut self, now: u64) {
+        self.ingest_measurements_upto(now, self.stranded_policy(), i64::MAX);
+    }
+
+    /// Aggregates measurements from the ring, up to the sequence `last`.
+    fn ingest_measurements_upto(&mut self, now: u64, policy: StrandedSlots, last: i64) {
         let i = Signal::Metrics as usize;
-        let policy = self.stranded_policy();
         let s = &mut self.stream;
         for _ in 0..INGEST_BUDGET {
+            if s.rings[i].next_sequence() > last {
+                break;
+            }
             match s.rings[i].peek(s.file.region()) {
                 Slot::Empty if s.rings[i].skip_abandoned(s.file.region(), now, policy) => continue,
                 Slot::Empty => break,

@@ -7,15 +7,17 @@
 //! adopts it, so the series goes on with its value and start
 //! time. Bytes read back are untrusted: a metric that does not decode, does
 //! not match its definition in the file, or does not fit the aggregator's
-//! limits is refused, and the rest still comes back. Exponential histograms
-//! are not restored (refused; they start over).
+//! limits is refused, and the rest still comes back.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, NumberDataPoint, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Metric, NumberDataPoint, exponential_histogram_data_point, metric, number_data_point,
+};
 use otlp_mmap_core::MmapReader;
 use prost::Message;
 
 use crate::dictionary::{DictionaryCache, key_value_bytes};
+use crate::exponential::{ExponentialBuckets, ExponentialParts};
 use crate::metrics::{
     Aggregate, Kind, MetricAggregator, MetricState, Number, OVERFLOW_ATTRIBUTE, SERIES_COST,
     Series, aggregate_bytes, to_otlp,
@@ -31,8 +33,7 @@ pub enum MetricImportError {
     /// the kind the checkpoint says (a foreign or stale checkpoint).
     #[error("does not match its definition in the file")]
     Mismatch,
-    /// Past the cardinality limit or the aggregator's byte budget, or an
-    /// aggregation that is not restored (exponential histograms).
+    /// Past the cardinality limit or the aggregator's byte budget.
     #[error("does not fit")]
     NoRoom,
 }
@@ -48,7 +49,7 @@ impl MetricAggregator {
         self.stream_start = start;
     }
 
-    /// Gives each metric that holds series, in first-seen order, as
+    /// Gives each metric that holds series (and each delta metric), in first-seen order, as
     /// `(metric_ref, interval_start, OTLP Metric bytes)`: every series as
     /// one data point with its start time, as a collection now would give it.
     pub fn export_metrics(&self, mut f: impl FnMut(i64, u64, &[u8])) {
@@ -61,11 +62,13 @@ impl MetricAggregator {
         let mut buf = Vec::new();
         for (state, mref) in self.metrics.iter().zip(&refs) {
             let all: Vec<&Series> = state.series.iter().chain(state.overflow.iter()).collect();
-            if all.is_empty() {
-                continue;
-            }
             let cumulative = state.temporality
                 == opentelemetry_proto::tonic::metrics::v1::AggregationTemporality::Cumulative;
+            // A delta metric without series since its last collection still
+            // carries where its next interval starts.
+            if all.is_empty() && cumulative {
+                continue;
+            }
             let start = if cumulative {
                 self.stream_start
             } else {
@@ -137,9 +140,37 @@ impl MetricAggregator {
                 }
                 out
             }
-            (Kind::Exponential { .. }, _) => return Err(MetricImportError::NoRoom),
+            (
+                Kind::Exponential {
+                    max_buckets,
+                    max_scale,
+                },
+                Some(metric::Data::ExponentialHistogram(h)),
+            ) => {
+                let mut out = Vec::with_capacity(h.data_points.len());
+                for p in h.data_points {
+                    let dense = |b: Option<exponential_histogram_data_point::Buckets>| {
+                        b.map(|b| (b.offset, b.bucket_counts)).unwrap_or_default()
+                    };
+                    let parts = ExponentialParts {
+                        scale: p.scale,
+                        zero_count: p.zero_count,
+                        positive: dense(p.positive),
+                        negative: dense(p.negative),
+                        count: p.count,
+                        sum: p.sum.unwrap_or(0.0),
+                        min: p.min,
+                        max: p.max,
+                    };
+                    let h = ExponentialBuckets::from_parts(max_buckets, max_scale, &parts)
+                        .ok_or(MetricImportError::Mismatch)?;
+                    out.push((p.attributes, Aggregate::Exponential(h)));
+                }
+                out
+            }
             _ => return Err(MetricImportError::Mismatch),
         };
+        self.metrics[mi].interval_start = interval_start;
         let mut restored = 0;
         for (attributes, aggregate) in points {
             let overflow = attributes.len() == 1 && attributes[0].key == OVERFLOW_ATTRIBUTE;

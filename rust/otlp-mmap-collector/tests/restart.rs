@@ -766,3 +766,142 @@ fn a_restored_series_is_taken_up_again_at_the_cardinality_limit() {
         "the measurement goes on in the restored series, not in the overflow series"
     );
 }
+
+#[test]
+fn an_exponential_histogram_goes_on_from_a_checkpoint() {
+    use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, metric::Data,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The same values with a restart in the middle, and without.
+    let run = |name: &str, restart: bool| -> ExponentialHistogramDataPoint {
+        let path = dir.path().join(name);
+        let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+        let scope = scope(&w);
+        let histogram = w
+            .intern_message(&proto::MetricRef {
+                name: "e".into(),
+                instrumentation_scope_ref: scope,
+                aggregation: Some(Aggregation::ExpHist(
+                    proto::metric_ref::ExponentialHistogram {
+                        aggregation_temporality: 2,
+                        max_buckets: 8,
+                        max_scale: 4,
+                    },
+                )),
+                ..Default::default()
+            })
+            .unwrap();
+        let record = |v: f64| {
+            let m = proto::Measurement {
+                metric_ref: histogram,
+                value: Some(proto::measurement::Value::AsDouble(v)),
+                ..Default::default()
+            };
+            w.try_write(RingKind::Measurements, &m).unwrap();
+        };
+        for v in [0.0, 1.5, 3.0, -2.0, 7.0] {
+            record(v);
+        }
+        let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+        r.poll(Signal::Metrics, START).unwrap();
+        if restart {
+            let checkpoint = r.checkpoint();
+            drop(r);
+            r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+            let restored = r.restore(&checkpoint).unwrap();
+            assert_eq!((restored.series, restored.refused), (1, 0));
+        }
+        // Wide enough to lower the scale after the restart.
+        for v in [100.0, 5000.0, 0.25] {
+            record(v);
+        }
+        r.poll(Signal::Metrics, START + 10).unwrap();
+        r.collect_metrics(START + 10);
+        let b = r.poll(Signal::Metrics, START + 10).unwrap().unwrap();
+        let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
+        let Some(Data::ExponentialHistogram(h)) =
+            &req.resource_metrics[0].scope_metrics[0].metrics[0].data
+        else {
+            panic!("{req:?}")
+        };
+        assert_eq!(h.data_points.len(), 1, "one series: {h:?}");
+        h.data_points[0].clone()
+    };
+    let straight = run("straight.otlp", false);
+    let restored = run("restored.otlp", true);
+    assert_eq!(restored, straight);
+    assert_eq!((restored.count, restored.zero_count), (8, 1));
+    assert_eq!(restored.start_time_unix_nano, START);
+    assert!(restored.scale < 4, "downscaled: {restored:?}");
+}
+
+/// A writer that died while no Collector ran (its lock never seen held):
+/// presumed gone once its file is older than the grace period and idle for
+/// that long; then its spans in flight come out and the drained file goes.
+#[test]
+fn a_file_whose_writer_died_before_the_reader_came_is_removed_after_the_grace_period() {
+    const GRACE: u64 = 60_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
+    w.try_write(RingKind::Spans, &start(scope, 1)).unwrap();
+    w.try_write(RingKind::Spans, &end(scope, 1)).unwrap();
+    drop(w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let all = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    assert_eq!(drain_spans(&mut r, START).len(), 1);
+    // A file younger than the grace period: a writer may be starting up.
+    assert!(!r.writer_presumed_gone(START + GRACE - 1, GRACE));
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    assert_eq!(
+        r.remove_if_drained(&[Signal::Logs]),
+        kept(NotRemoved::WriterNotKnownGone)
+    );
+    // Idle, but not for the whole grace period yet.
+    assert!(!r.writer_presumed_gone(START + 3 * GRACE - 1, GRACE));
+    assert!(r.writer_presumed_gone(START + 3 * GRACE, GRACE));
+    assert_eq!(r.stats().writer_alive, 0, "handled as gone");
+    assert_eq!(
+        r.remove_if_drained(&all),
+        kept(NotRemoved::NotDrained(Signal::Traces)),
+        "span 0 is still in flight"
+    );
+    let spans = drain_spans(&mut r, START + 3 * GRACE);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        string_attr(&spans[0], INCOMPLETE_REASON_ATTRIBUTE).as_deref(),
+        Some("writer process is gone")
+    );
+    r.collect_metrics(START + 3 * GRACE);
+    assert_eq!(r.remove_if_drained(&all), Ok(()));
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_file_written_to_or_locked_is_not_presumed_gone() {
+    const GRACE: u64 = 60_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    // Held by a live writer: never presumed gone, however old.
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    assert!(!r.writer_presumed_gone(START + 4 * GRACE, GRACE));
+    drop(r);
+    // A record read during the watch starts it over.
+    w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
+    drop(w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    drain_spans(&mut r, START);
+    assert!(
+        !r.writer_presumed_gone(START + 3 * GRACE, GRACE),
+        "a record was read since the watch began"
+    );
+    assert!(r.writer_presumed_gone(START + 4 * GRACE, GRACE));
+}

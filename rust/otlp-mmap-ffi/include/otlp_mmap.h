@@ -25,6 +25,11 @@
 #include <stddef.h>
 
 /*
+ Room for a delivery marker (`om_reader_delivery_marker`), in bytes.
+ */
+#define OM_DELIVERY_MARKER_MAX_BYTES 64
+
+/*
  Success.
  */
 #define OM_OK 0
@@ -526,6 +531,61 @@ int32_t om_reader_restore(struct OmReader *reader,
                           size_t len,
                           uint64_t *refused,
                           struct OmError *err);
+
+/*
+ Writes what the reader delivered since its last checkpoint (the delivery
+ marker, at most `OM_DELIVERY_MARKER_MAX_BYTES`) to `buf` (room for `cap`
+ bytes) and its length to `*len`, to store after each committed traces or
+ metrics batch beside the checkpoint: a restored reader then does not
+ emit again what it says was delivered (`om_reader_restore_delivered`).
+ `OM_ERR_ARGUMENT` if `cap` is too small.
+
+ # Safety
+ `buf` is valid for writes of `cap` bytes; `len` and `err` are NULL or
+ valid for writes.
+ */
+int32_t om_reader_delivery_marker(struct OmReader *reader,
+                                  uint8_t *buf,
+                                  size_t cap,
+                                  size_t *len,
+                                  struct OmError *err);
+
+/*
+ Applies the delivery marker (`len` bytes at `data`, untrusted) stored
+ after the checkpoint just restored, before anything is polled: what it
+ says was delivered is not emitted again. `OM_OK`: applied, `*skipped`
+ (if not NULL) set to the spans it skips; `OM_BUSY`: refused (corrupt,
+ another checkpoint's, or the reader read since), `err` says why,
+ nothing changed.
+
+ # Safety
+ `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+ `skipped` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_restore_delivered(struct OmReader *reader,
+                                    const uint8_t *data,
+                                    size_t len,
+                                    uint64_t *skipped,
+                                    struct OmError *err);
+
+/*
+ Whether the writer of a file whose liveness lock the reader never saw
+ held is presumed gone (it died before the reader opened the file): `*out`
+ is 1 when the lock is not held, the file's start time is at least
+ `grace_nanos` before `now_unix_nano`, and nothing was written to the
+ file nor read from it over `grace_nanos` of these calls (the first call
+ starts the watch), else 0. From then on the writer is handled as gone
+ (its spans in flight are given up once the ring is empty;
+ `om_reader_remove_if_drained` may remove the file).
+
+ # Safety
+ `out` and `err` are NULL or valid for writes.
+ */
+int32_t om_reader_writer_presumed_gone(struct OmReader *reader,
+                                       uint64_t now_unix_nano,
+                                       uint64_t grace_nanos,
+                                       int32_t *out,
+                                       struct OmError *err);
 
 /*
  Looks at the writer's liveness lock now (one `fcntl`), for a caller that

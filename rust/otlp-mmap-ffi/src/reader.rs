@@ -662,6 +662,128 @@ pub unsafe extern "C" fn om_reader_restore(
     })
 }
 
+/// Room for a delivery marker (`om_reader_delivery_marker`), in bytes.
+pub const OM_DELIVERY_MARKER_MAX_BYTES: usize = 64;
+const _: () = assert!(
+    OM_DELIVERY_MARKER_MAX_BYTES >= otlp_mmap_collector::file_reader::DELIVERY_MARKER_MAX_BYTES
+);
+
+/// Writes what the reader delivered since its last checkpoint (the delivery
+/// marker, at most `OM_DELIVERY_MARKER_MAX_BYTES`) to `buf` (room for `cap`
+/// bytes) and its length to `*len`, to store after each committed traces or
+/// metrics batch beside the checkpoint: a restored reader then does not
+/// emit again what it says was delivered (`om_reader_restore_delivered`).
+/// `OM_ERR_ARGUMENT` if `cap` is too small.
+///
+/// # Safety
+/// `buf` is valid for writes of `cap` bytes; `len` and `err` are NULL or
+/// valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_delivery_marker(
+    reader: *mut OmReader,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if buf.is_null() || len.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "buf or len is NULL"));
+        }
+        let marker = r.reader.delivery_marker();
+        if marker.len() > cap {
+            return Err(Failure::new(
+                OM_ERR_ARGUMENT,
+                "buf is too small for the marker",
+            ));
+        }
+        // SAFETY: `buf` is valid for writes of `cap` >= marker.len() bytes
+        // and `len` for one write, by the caller's contract; the marker is
+        // the reader's own vector, which does not overlap them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(marker.as_ptr(), buf, marker.len());
+            *len = marker.len();
+        }
+        Ok(OM_OK)
+    })
+}
+
+/// Applies the delivery marker (`len` bytes at `data`, untrusted) stored
+/// after the checkpoint just restored, before anything is polled: what it
+/// says was delivered is not emitted again. `OM_OK`: applied, `*skipped`
+/// (if not NULL) set to the spans it skips; `OM_BUSY`: refused (corrupt,
+/// another checkpoint's, or the reader read since), `err` says why,
+/// nothing changed.
+///
+/// # Safety
+/// `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+/// `skipped` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_restore_delivered(
+    reader: *mut OmReader,
+    data: *const u8,
+    len: usize,
+    skipped: *mut u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "data is NULL"));
+        } else {
+            // SAFETY: non-NULL and valid for reads of `len` bytes by the caller's contract.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        };
+        match r.reader.restore_delivered(bytes) {
+            Ok(s) => {
+                if !skipped.is_null() {
+                    // SAFETY: non-NULL and valid for writes by the caller's contract.
+                    unsafe { *skipped = s.spans };
+                }
+                Ok(OM_OK)
+            }
+            Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
+        }
+    })
+}
+
+/// Whether the writer of a file whose liveness lock the reader never saw
+/// held is presumed gone (it died before the reader opened the file): `*out`
+/// is 1 when the lock is not held, the file's start time is at least
+/// `grace_nanos` before `now_unix_nano`, and nothing was written to the
+/// file nor read from it over `grace_nanos` of these calls (the first call
+/// starts the watch), else 0. From then on the writer is handled as gone
+/// (its spans in flight are given up once the ring is empty;
+/// `om_reader_remove_if_drained` may remove the file).
+///
+/// # Safety
+/// `out` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_writer_presumed_gone(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    grace_nanos: u64,
+    out: *mut i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        if out.is_null() {
+            return Err(Failure::new(OM_ERR_NULL, "out is NULL"));
+        }
+        let gone = r.reader.writer_presumed_gone(now_unix_nano, grace_nanos);
+        // SAFETY: `out` is non-NULL and valid for writes by the caller's contract.
+        unsafe { *out = i32::from(gone) };
+        Ok(OM_OK)
+    })
+}
+
 /// Looks at the writer's liveness lock now (one `fcntl`), for a caller that
 /// does not poll an idle reader (one parked with `om_watcher_park`): `*out`
 /// is 1 when this call found the writer gone, which it was not known to be

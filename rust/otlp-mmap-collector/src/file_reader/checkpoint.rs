@@ -77,6 +77,7 @@ impl FileReader {
                 .wrapping_sub(1),
         ];
         self.checkpoint_positions = Some((self.stream.generation, positions));
+        let (checkpoint_id, spans_delivered_ahead) = self.delivery.checkpoint_taken();
         let file = &self.stream.file;
         let (dev, ino) = file.dev_ino();
         let mut cp = ReaderCheckpoint {
@@ -88,6 +89,8 @@ impl FileReader {
             measurements_released: positions[1],
             metrics_start_time_unix_nano: self.aggregator.stream_start(),
             saw_writer_lock: file.saw_writer_lock(),
+            checkpoint_id,
+            spans_delivered_ahead,
             ..Default::default()
         };
         self.assembler.export_in_flight(|scope_ref, seen_at, span| {
@@ -251,6 +254,8 @@ impl FileReader {
             s.file.note_writer_lock_seen();
         }
         self.consumed_at_collect = u64::MAX;
+        self.delivery
+            .checkpoint_restored(cp.checkpoint_id, cp.spans_delivered_ahead);
         Ok(r)
     }
 }

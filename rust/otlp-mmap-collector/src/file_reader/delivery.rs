@@ -1,0 +1,251 @@
+//! Delivery markers: what the reader delivered since its last checkpoint,
+//! small enough to store after every batch, so that a Collector crash
+//! duplicates at most the batch it was offering.
+//!
+//! A checkpoint covers the spans and measurements rings up to where it was
+//! taken; the records read after it stay in the rings. After a crash, the
+//! next reader restores the checkpoint and reads those records again, which
+//! by itself would emit again everything delivered after the checkpoint.
+//! The marker stored after each committed batch says how much that was:
+//!
+//! - spans: how many were committed since the checkpoint. The reader emits
+//!   spans in one order, the same when it reads the same records again: the
+//!   checkpoint's pending batch, its completed spans, then the spans that
+//!   complete as the ring is read, first in first out. The restored reader
+//!   skips that many from the head of that order instead of emitting them.
+//!   (A span given up for its age, `max_span_age`, may come out at another
+//!   place in that order when read again; nothing else depends on the clock.)
+//! - metrics: whether the checkpoint's pending batch was committed, and the
+//!   measurements ring position and time of the last collection committed
+//!   after the checkpoint. The restored reader aggregates the ring up to that
+//!   position and collects without emitting at that time: delta sums start
+//!   over where the delivered collection left them, cumulative sums go on.
+//!
+//! Batches are offered one at a time per file, and the marker is stored
+//! after each commit: a crash between a commit and its marker duplicates
+//! that one batch. Log records need no marker: their slots are released
+//! when their batch is committed.
+
+use otlp_mmap_core::ring::StrandedSlots;
+use prost::Message;
+
+use super::{FileReader, Signal};
+use crate::checkpoint_proto::DeliveryMarker;
+
+/// Most bytes of an encoded [`DeliveryMarker`] (every field at its largest).
+pub const DELIVERY_MARKER_MAX_BYTES: usize = 64;
+
+/// Why a delivery marker was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerRejected {
+    /// The bytes are not a delivery marker, or it counts more spans than
+    /// the restored reader can emit from what it holds.
+    #[error("not a delivery marker (corrupt)")]
+    Corrupt,
+    /// It refers to another checkpoint than the one just restored (an
+    /// earlier one: the restored checkpoint covers what it says), or the
+    /// reader read on since the restore.
+    #[error("it does not follow the checkpoint just restored")]
+    NotThisCheckpoint,
+}
+
+/// What applying a delivery marker skipped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// Spans the restored reader will not emit (some now, the rest as the
+    /// ring is read again and they complete).
+    pub spans: u64,
+    /// The checkpoint's pending metrics batch was dropped (delivered).
+    pub metrics_batch: bool,
+    /// Measurements aggregated again up to the last delivered collection.
+    pub measurements: u64,
+}
+
+/// The reader's bookkeeping of deliveries since its last checkpoint.
+#[derive(Debug, Default)]
+pub(super) struct Delivery {
+    /// Id of the last checkpoint taken (0: none yet).
+    checkpoint_id: u64,
+    /// What was committed since that checkpoint.
+    since: DeliveryMarker,
+    /// Spans at the head of the emission order that an earlier reader
+    /// delivered: dropped instead of emitted.
+    skip_spans: u64,
+    /// Measurements ring position and time of the pending metrics batch's
+    /// collection, when it was collected after the last checkpoint.
+    pending_collection: Option<(i64, u64)>,
+    /// Id of the checkpoint restored, while its marker may still be applied.
+    restored: Option<u64>,
+}
+
+impl Delivery {
+    /// A checkpoint is being taken: returns its id and the spans still to
+    /// skip, which it carries; deliveries are counted from it on.
+    pub(super) fn checkpoint_taken(&mut self) -> (u64, u64) {
+        if self.checkpoint_id == 0 {
+            // Ids of this reader's checkpoints are unlike those of an
+            // earlier reader of the path, whose marker may still be stored.
+            self.checkpoint_id = otlp_mmap_core::now_unix_nano();
+        }
+        self.checkpoint_id += 1;
+        self.since = DeliveryMarker {
+            checkpoint_id: self.checkpoint_id,
+            ..Default::default()
+        };
+        // A pending metrics batch now belongs to the checkpoint.
+        self.pending_collection = None;
+        (self.checkpoint_id, self.skip_spans)
+    }
+
+    /// A checkpoint was restored: markers of it may follow.
+    pub(super) fn checkpoint_restored(&mut self, id: u64, skip_spans: u64) {
+        self.checkpoint_id = id;
+        self.since = DeliveryMarker {
+            checkpoint_id: id,
+            ..Default::default()
+        };
+        self.skip_spans = skip_spans;
+        self.restored = (id != 0).then_some(id);
+    }
+}
+
+impl FileReader {
+    /// What was delivered since the last checkpoint, as marker bytes (at
+    /// most [`DELIVERY_MARKER_MAX_BYTES`]) to store after each committed
+    /// traces or metrics batch, beside the checkpoint.
+    pub fn delivery_marker(&self) -> Vec<u8> {
+        self.delivery.since.encode_to_vec()
+    }
+
+    /// Applies the delivery marker stored after the checkpoint just
+    /// restored ([`restore`](Self::restore)), before anything is polled:
+    /// what it says was delivered is not emitted again. On `Err` nothing
+    /// changed.
+    pub fn restore_delivered(&mut self, marker: &[u8]) -> Result<Skipped, MarkerRejected> {
+        if marker.len() > DELIVERY_MARKER_MAX_BYTES {
+            return Err(MarkerRejected::Corrupt);
+        }
+        let m = DeliveryMarker::decode(marker).map_err(|_| MarkerRejected::Corrupt)?;
+        if self.delivery.restored != Some(m.checkpoint_id) || self.stats.records_read != [0; 3] {
+            return Err(MarkerRejected::NotThisCheckpoint);
+        }
+        // Each span the reader can emit is held now (pending, completed, in
+        // flight) or starts or ends with a span event still in the ring.
+        let traces = Signal::Traces as usize;
+        let most = self.pending[traces].as_ref().map_or(0, |p| p.items)
+            + self.assembler.completed_len() as u64
+            + self.assembler.in_flight() as u64
+            + self.stream.rings[traces].unreleased(self.stream.file.region());
+        if m.spans_delivered > most {
+            return Err(MarkerRejected::Corrupt);
+        }
+        self.delivery.restored = None;
+        let mut skipped = Skipped::default();
+        // Spans: the checkpoint's pending batch, then its completed spans,
+        // then those completed later (skipped as they come).
+        let mut skip = m.spans_delivered;
+        if let Some(p) = &self.pending[traces] {
+            // Offered whole: delivered whole, or not at all.
+            if skip >= p.items {
+                skip -= p.items;
+                skipped.spans += p.items;
+                self.pending[traces] = None;
+            } else {
+                skip = 0;
+            }
+        }
+        skipped.spans += skip;
+        self.delivery.skip_spans += skip;
+        self.skip_delivered_spans();
+        // Metrics: the pending batch was the first committed after the checkpoint.
+        let metrics = Signal::Metrics as usize;
+        if m.metrics_batches_delivered > 0 && self.pending[metrics].take().is_some() {
+            skipped.metrics_batch = true;
+        }
+        if m.collection_delivered {
+            skipped.measurements =
+                self.replay_collection(m.collection_position, m.collection_time_unix_nano);
+        }
+        self.delivery.since = m;
+        Ok(skipped)
+    }
+
+    /// Drops, without emitting them, the completed spans an earlier reader
+    /// delivered; called before each traces batch is made.
+    pub(super) fn skip_delivered_spans(&mut self) {
+        let n = (self.delivery.skip_spans as usize).min(self.assembler.completed_len());
+        if n == 0 {
+            return;
+        }
+        let mut scratch = Vec::new();
+        let s = &mut self.stream;
+        let taken = self.assembler.encode_completed(
+            n,
+            usize::MAX,
+            &s.file,
+            &mut s.dict,
+            &mut self.request,
+            &mut scratch,
+        );
+        self.delivery.skip_spans -= taken as u64;
+    }
+
+    /// A batch of `signal` with `items` was committed.
+    pub(super) fn note_delivered(&mut self, signal: Signal, items: u64) {
+        let since = &mut self.delivery.since;
+        match signal {
+            Signal::Traces => since.spans_delivered += items,
+            Signal::Metrics => {
+                since.metrics_batches_delivered += 1;
+                if let Some((position, time)) = self.delivery.pending_collection.take() {
+                    since.collection_delivered = true;
+                    since.collection_position = position;
+                    since.collection_time_unix_nano = time;
+                }
+            }
+            Signal::Logs => {}
+        }
+    }
+
+    /// The aggregates were collected at `now` into the pending metrics batch.
+    pub(super) fn note_collection(&mut self, now: u64) {
+        let position = self.stream.rings[Signal::Metrics as usize]
+            .next_sequence()
+            .wrapping_sub(1);
+        self.delivery.pending_collection = Some((position, now));
+    }
+
+    /// Aggregates the measurements up to `position` (read by the earlier
+    /// reader, so published or abandoned: an unpublished one is skipped),
+    /// then collects at `time` without emitting, as the delivered
+    /// collection did. Returns the measurements read.
+    fn replay_collection(&mut self, position: i64, time: u64) -> u64 {
+        let before = self.records_consumed(Signal::Metrics);
+        if self.check_poisoned().is_ok() {
+            self.ingest_measurements_upto(time, StrandedSlots::WriterDead, position);
+            let s = &mut self.stream;
+            let mut discard = Vec::new();
+            self.aggregator
+                .collect(&s.file, &mut s.dict, time, &mut discard);
+        }
+        self.records_consumed(Signal::Metrics) - before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_marker_fits_its_bound() {
+        let m = DeliveryMarker {
+            checkpoint_id: u64::MAX,
+            spans_delivered: u64::MAX,
+            metrics_batches_delivered: u64::MAX,
+            collection_delivered: true,
+            collection_position: -1,
+            collection_time_unix_nano: u64::MAX,
+        };
+        assert!(m.encoded_len() <= DELIVERY_MARKER_MAX_BYTES);
+    }
+}

@@ -1,0 +1,398 @@
+//! A Collector crash with storage duplicates at most the batch it was
+//! offering: the delivery marker stored after each committed batch tells
+//! the restored reader what not to emit again.
+
+use otlp_mmap_collector::file_reader::MarkerRejected;
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point::Value,
+};
+use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
+use otlp_mmap_core::proto::{self, metric_ref::Aggregation, span_event::Event};
+use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
+use prost::Message;
+
+const START: u64 = 1_700_000_000_000_000_000;
+
+fn scope(w: &MmapWriter) -> i64 {
+    let resource = w.intern_message(&proto::Resource::default()).unwrap();
+    w.intern_message(&proto::InstrumentationScope {
+        name_ref: w.intern_str("marker").unwrap(),
+        resource_ref: resource,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn span_event(scope: i64, i: u64, event: Event) -> proto::SpanEvent {
+    proto::SpanEvent {
+        trace_id: [[0x33; 8], i.to_be_bytes()].concat(),
+        span_id: (i + 1).to_be_bytes().to_vec(),
+        scope_ref: scope,
+        event: Some(event),
+    }
+}
+
+fn start(w: &MmapWriter, scope: i64, i: u64) {
+    let e = Event::Start(proto::span_event::StartSpan {
+        name: format!("span {i}"),
+        start_time_unix_nano: START + i,
+        ..Default::default()
+    });
+    w.try_write(RingKind::Spans, &span_event(scope, i, e))
+        .unwrap();
+}
+
+fn end(w: &MmapWriter, scope: i64, i: u64) {
+    let e = Event::End(proto::span_event::EndSpan {
+        end_time_unix_nano: START + i + 10,
+        status: None,
+    });
+    w.try_write(RingKind::Spans, &span_event(scope, i, e))
+        .unwrap();
+}
+
+/// The names of the spans of one traces batch, polled (and committed when
+/// `commit`, with the marker returned).
+fn one_batch(r: &mut FileReader, commit: bool) -> (Vec<String>, Option<Vec<u8>>) {
+    let Some(b) = r.poll(Signal::Traces, START + 1000).unwrap() else {
+        return (Vec::new(), None);
+    };
+    let req = ExportTraceServiceRequest::decode(b.bytes).unwrap();
+    let token = b.token;
+    let names = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    if !commit {
+        return (names, None);
+    }
+    r.commit(Signal::Traces, token).unwrap();
+    (names, Some(r.delivery_marker()))
+}
+
+/// The names of every span emitted until the ring has nothing more, committed.
+fn drain(r: &mut FileReader) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let before = r.records_consumed(Signal::Traces);
+        let (names, _) = one_batch(r, true);
+        if names.is_empty() && r.records_consumed(Signal::Traces) == before {
+            return out;
+        }
+        out.extend(names);
+    }
+}
+
+fn options() -> ReaderOptions {
+    ReaderOptions {
+        max_batch_spans: 3,
+        ..ReaderOptions::default()
+    }
+}
+
+#[test]
+fn a_crash_after_a_marker_emits_only_what_was_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..12 {
+        start(&w, scope, i);
+    }
+    for i in 0..4 {
+        end(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    // One batch delivered, one pending (read, not committed) and one span
+    // completed when the checkpoint is taken.
+    assert_eq!(
+        one_batch(&mut first, true).0,
+        ["span 0", "span 1", "span 2"]
+    );
+    for i in 4..6 {
+        end(&w, scope, i);
+    }
+    first.poll(Signal::Traces, START + 1000).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    // After it: the pending batch, and the spans ending later, in batches of
+    // 3; the last batch is offered and the Collector dies before its marker.
+    for i in 6..11 {
+        end(&w, scope, i);
+    }
+    let mut delivered = Vec::new();
+    let mut marker = None;
+    for _ in 0..2 {
+        let (names, m) = one_batch(&mut first, true);
+        delivered.extend(names);
+        marker = m;
+    }
+    assert_eq!(
+        delivered,
+        ["span 3", "span 4", "span 5", "span 6", "span 7", "span 8"]
+    );
+    let (offered, _) = one_batch(&mut first, false);
+    assert_eq!(offered, ["span 9", "span 10"]);
+    drop(first);
+    end(&w, scope, 11);
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker.unwrap()).unwrap();
+    assert_eq!(skipped.spans, 6);
+    let again = drain(&mut second);
+    // Only the batch being offered at the crash comes twice.
+    assert_eq!(again, ["span 9", "span 10", "span 11"]);
+    assert_eq!(second.stats().in_flight_spans, 0);
+    assert_eq!(second.stats().orphan_span_events, 0);
+}
+
+#[test]
+fn a_checkpoint_taken_while_skipping_carries_what_is_left_to_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..6 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    for i in 0..6 {
+        end(&w, scope, i);
+    }
+    let (names, _) = one_batch(&mut first, true);
+    let (more, marker) = one_batch(&mut first, true);
+    assert_eq!(names.len() + more.len(), 6);
+    drop(first);
+
+    // The second reader restores, and is checkpointed before it read the
+    // ends again: that checkpoint still owes the skip of 6 spans.
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&checkpoint).unwrap();
+    assert_eq!(second.restore_delivered(&marker.unwrap()).unwrap().spans, 6);
+    let again = second.checkpoint();
+    drop(second);
+
+    let mut third = FileReader::open(&path, options()).unwrap();
+    third.restore(&again).unwrap();
+    assert_eq!(drain(&mut third), Vec::<String>::new());
+    assert_eq!(
+        third.stats().in_flight_spans,
+        0,
+        "all 6 ended, none emitted"
+    );
+}
+
+#[test]
+fn a_marker_of_another_checkpoint_or_after_reading_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    start(&w, scope, 0);
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let old = first.checkpoint();
+    let old_marker = first.delivery_marker();
+    first.checkpoint_stored().unwrap();
+    let newer = first.checkpoint();
+    assert_ne!(old_marker, first.delivery_marker());
+    first.checkpoint_stored().unwrap();
+    drop(first);
+
+    let mut r = FileReader::open(&path, options()).unwrap();
+    assert_eq!(
+        r.restore_delivered(&old_marker),
+        Err(MarkerRejected::NotThisCheckpoint),
+        "nothing restored"
+    );
+    r.restore(&newer).unwrap();
+    assert_eq!(
+        r.restore_delivered(&old_marker),
+        Err(MarkerRejected::NotThisCheckpoint)
+    );
+    assert_eq!(
+        r.restore_delivered(b"\xff\xff\xff"),
+        Err(MarkerRejected::Corrupt)
+    );
+    // A marker of this checkpoint counting more spans than the reader holds
+    // (one in flight, nothing in the ring) would silence spans never sent.
+    let mut inflated = otlp_mmap_collector::checkpoint_proto::DeliveryMarker::decode(
+        r.delivery_marker().as_slice(),
+    )
+    .unwrap();
+    inflated.spans_delivered = 2;
+    assert_eq!(
+        r.restore_delivered(&inflated.encode_to_vec()),
+        Err(MarkerRejected::Corrupt)
+    );
+    inflated.spans_delivered = 1;
+    assert_eq!(
+        r.restore_delivered(&inflated.encode_to_vec())
+            .unwrap()
+            .spans,
+        1
+    );
+    // The marker of the checkpoint restored, but the reader read on since.
+    drop(r);
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&old).unwrap();
+    let marker = second.delivery_marker();
+    end(&w, scope, 0);
+    assert_eq!(one_batch(&mut second, true).0, ["span 0"]);
+    drop(second);
+    let mut third = FileReader::open(&path, options()).unwrap();
+    third.restore(&old).unwrap();
+    third.poll(Signal::Traces, START).unwrap();
+    assert_eq!(
+        third.restore_delivered(&marker),
+        Err(MarkerRejected::NotThisCheckpoint)
+    );
+}
+
+fn counter(w: &MmapWriter, scope: i64, name: &str, temporality: i32) -> i64 {
+    w.intern_message(&proto::MetricRef {
+        name: name.into(),
+        instrumentation_scope_ref: scope,
+        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+            aggregation_temporality: temporality,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
+    let m = proto::Measurement {
+        metric_ref,
+        value: Some(proto::measurement::Value::AsLong(v)),
+        ..Default::default()
+    };
+    w.try_write(RingKind::Measurements, &m).unwrap();
+}
+
+/// Collects at `now`; returns the pending batch's (name, start, time,
+/// value) per metric and its token.
+fn collect(r: &mut FileReader, now: u64) -> (Vec<(String, u64, u64, i64)>, u64) {
+    assert!(matches!(
+        r.collect_metrics(now),
+        CollectOutcome::Collected(_)
+    ));
+    let b = r.poll(Signal::Metrics, now).unwrap().unwrap();
+    let req = ExportMetricsServiceRequest::decode(b.bytes).unwrap();
+    let mut out = Vec::new();
+    for m in &req.resource_metrics[0].scope_metrics[0].metrics {
+        let Some(Data::Sum(sum)) = &m.data else {
+            panic!("{m:?}")
+        };
+        let p = &sum.data_points[0];
+        let Some(Value::AsInt(v)) = p.value else {
+            panic!("{p:?}")
+        };
+        out.push((m.name.clone(), p.start_time_unix_nano, p.time_unix_nano, v));
+    }
+    out.sort();
+    (out, b.token)
+}
+
+#[test]
+fn a_delta_sum_is_not_counted_twice_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let cumulative = counter(&w, scope, "cumulative", 2);
+    let delta = counter(&w, scope, "delta", 1);
+    let both = |v| {
+        add(&w, cumulative, v);
+        add(&w, delta, v);
+    };
+    both(5);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    let (_, token) = collect(&mut first, START + 100);
+    first.commit(Signal::Metrics, token).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    // Collected and delivered after the checkpoint; the marker says so.
+    both(7);
+    let (points, token) = collect(&mut first, START + 200);
+    assert_eq!(
+        points,
+        [
+            ("cumulative".into(), START, START + 200, 12),
+            ("delta".into(), START + 100, START + 200, 7)
+        ]
+    );
+    first.commit(Signal::Metrics, token).unwrap();
+    let marker = first.delivery_marker();
+    // Collected, offered, and the Collector dies before the commit.
+    both(11);
+    let (points, _) = collect(&mut first, START + 300);
+    assert_eq!(points[1].3, 11);
+    drop(first);
+    both(13);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker).unwrap();
+    assert_eq!(skipped.measurements, 2, "the two measurements of 7");
+    second.poll(Signal::Metrics, START + 400).unwrap();
+    let (points, _) = collect(&mut second, START + 400);
+    assert_eq!(
+        points,
+        [
+            ("cumulative".into(), START, START + 400, 36),
+            // 11 + 13: the 7 delivered before the crash is not in it again,
+            // and the interval starts where the delivered one ended.
+            ("delta".into(), START + 200, START + 400, 24),
+        ]
+    );
+}
+
+#[test]
+fn the_checkpoints_pending_metrics_batch_is_dropped_once_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    let delta = counter(&w, scope, "delta", 1);
+    add(&w, delta, 5);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    let (_, token) = collect(&mut first, START + 100);
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    first.commit(Signal::Metrics, token).unwrap();
+    let marker = first.delivery_marker();
+    drop(first);
+    add(&w, delta, 7);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker).unwrap();
+    assert!(skipped.metrics_batch);
+    assert!(second.poll(Signal::Metrics, START + 200).unwrap().is_none());
+    let (points, _) = collect(&mut second, START + 200);
+    assert_eq!(
+        points,
+        [("delta".into(), START + 100, START + 200, 7)],
+        "the 5 delivered is not in it again, and the interval starts where its point ended"
+    );
+}
