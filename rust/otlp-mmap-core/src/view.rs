@@ -89,13 +89,21 @@ fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
                 | u64::from(b2 & 0x7f) << 14
                 | u64::from(*b3) << 21)
         }
-        _ => long_varint(buf),
+        _ => {
+            let (v, rest) = long_varint(bytes)?;
+            *buf = rest;
+            Ok(v)
+        }
     }
 }
 
+/// A varint of five bytes or more (or a bad one), and what follows it. The
+/// slice goes in and out by value, so that the callers' slices can stay in
+/// registers.
 #[cold]
-fn long_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
-    decode_varint(buf).map_err(|_| WireError)
+fn long_varint(mut buf: &[u8]) -> Result<(u64, &[u8]), WireError> {
+    let v = decode_varint(&mut buf).map_err(|_| WireError)?;
+    Ok((v, buf))
 }
 
 /// Iterates over the fields of one message: `(field number, value)`.
@@ -177,13 +185,20 @@ impl<'a> Repeated<'a> {
     /// when the enclosing view was parsed).
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let field = self.field;
-        Fields::new(self.msg)
-            .map_while(Result::ok)
-            .filter_map(move |(f, w)| match w {
-                Wire::Bytes(b) if f == field => Some(b),
-                _ => None,
-            })
+        let (mut buf, field) = (self.msg, self.field);
+        std::iter::from_fn(move || {
+            while !buf.is_empty() {
+                match next_field(&mut buf) {
+                    Ok((f, Some(b))) if f == field => return Some(b),
+                    Ok(_) => {}
+                    Err(_) => {
+                        buf = &[];
+                        return None;
+                    }
+                }
+            }
+            None
+        })
     }
 
     /// Number of entries.
@@ -197,9 +212,66 @@ impl<'a> Repeated<'a> {
     }
 }
 
+/// Takes one field off the front of `buf`: its number, and its bytes when
+/// it is length-delimited. What [`Fields`] checks, without building a [`Wire`]
+/// (for the loops that only skip fields or look for one repeated field).
+#[inline(always)]
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, Option<&'a [u8]>), WireError> {
+    let key = varint(buf)?;
+    let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
+    if field == 0 {
+        return Err(WireError);
+    }
+    let skip = match key & 7 {
+        0 => {
+            varint(buf)?;
+            return Ok((field, None));
+        }
+        1 => 8,
+        2 => {
+            let len = varint(buf)?;
+            if len > buf.len() as u64 {
+                return Err(WireError);
+            }
+            let (v, rest) = buf.split_at(len as usize);
+            *buf = rest;
+            return Ok((field, Some(v)));
+        }
+        5 => 4,
+        _ => return Err(WireError),
+    };
+    match buf.get(skip..) {
+        Some(rest) => {
+            *buf = rest;
+            Ok((field, None))
+        }
+        None => Err(WireError),
+    }
+}
+
+/// Checks that `msg` is a sequence of well-formed fields.
+#[inline]
 fn check(msg: &[u8]) -> Result<(), WireError> {
-    for f in Fields::new(msg) {
-        f?;
+    // The shape of nearly every message checked, a KeyValueRef as writers
+    // write it: a varint field 1, then a length-delimited field 2 up to the end.
+    if let [0x08, rest @ ..] = msg {
+        let mut buf = rest;
+        if varint(&mut buf).is_ok()
+            && let [0x12, after @ ..] = buf
+        {
+            let mut value = after;
+            if varint(&mut value).is_ok_and(|len| len == value.len() as u64) {
+                return Ok(());
+            }
+        }
+    }
+    check_fields(msg)
+}
+
+/// [`check`], field by field.
+fn check_fields(mut msg: &[u8]) -> Result<(), WireError> {
+    while !msg.is_empty() {
+        next_field(&mut msg)?;
     }
     Ok(())
 }
@@ -591,6 +663,69 @@ mod tests {
     use super::*;
     use crate::proto::{self, any_value::Value, span_event::Event};
     use prost::Message;
+
+    /// The field walk the fast paths stand for: `check` and `Repeated::iter`
+    /// as the general iterator gives them.
+    fn same_as_fields(bytes: &[u8]) {
+        let by_fields = Fields::new(bytes).all(|f| f.is_ok());
+        assert_eq!(check(bytes).is_ok(), by_fields, "check {bytes:02x?}");
+        assert_eq!(check_fields(bytes).is_ok(), by_fields, "{bytes:02x?}");
+        for field in [1, 2, 9] {
+            let want: Vec<&[u8]> = Fields::new(bytes)
+                .map_while(Result::ok)
+                .filter_map(|(f, w)| match w {
+                    Wire::Bytes(b) if f == field => Some(b),
+                    _ => None,
+                })
+                .collect();
+            let got: Vec<&[u8]> = Repeated::new(bytes, field).iter().collect();
+            assert_eq!(got, want, "field {field} of {bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_field_walk() {
+        let mut cases = vec![];
+        for v in [
+            Value::StringValue("GET".into()),
+            Value::IntValue(-1),
+            Value::ValueRef(1 << 40),
+        ] {
+            for key_ref in [0, 5, 300, 1 << 30, 1 << 50] {
+                cases.push(kv(key_ref, v.clone()).encode_to_vec());
+            }
+        }
+        cases.push(
+            proto::KeyValueRef {
+                key_ref: 7,
+                value: None,
+            }
+            .encode_to_vec(),
+        );
+        for case in &cases {
+            same_as_fields(case);
+            for cut in 0..case.len() {
+                same_as_fields(&case[..cut]);
+            }
+            for i in 0..case.len() {
+                for b in [0x00, 0x02, 0x08, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut changed = case.clone();
+                    changed[i] = b;
+                    same_as_fields(&changed);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_paths_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            same_as_fields(&bytes);
+            let mut kv = vec![0x08u8];
+            kv.extend(&bytes);
+            same_as_fields(&kv);
+        }
+    }
 
     fn kv(k: i64, v: Value) -> proto::KeyValueRef {
         proto::KeyValueRef {
