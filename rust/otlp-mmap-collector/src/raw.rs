@@ -245,13 +245,20 @@ pub(crate) fn varint(buf: &mut &[u8]) -> Option<u64> {
                     | u64::from(*b3) << 21,
             )
         }
-        _ => long_varint(buf),
+        _ => {
+            let (v, rest) = long_varint(bytes)?;
+            *buf = rest;
+            Some(v)
+        }
     }
 }
 
+/// A varint of five bytes or more (or a bad one), and what follows it (the
+/// slice goes by value, so that the callers' slices can stay in registers).
 #[cold]
-fn long_varint(buf: &mut &[u8]) -> Option<u64> {
-    decode_varint(buf).ok()
+fn long_varint(mut buf: &[u8]) -> Option<(u64, &[u8])> {
+    let v = decode_varint(&mut buf).ok()?;
+    Some((v, buf))
 }
 
 #[inline(always)]
