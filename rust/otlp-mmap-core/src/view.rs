@@ -217,36 +217,12 @@ impl<'a> Repeated<'a> {
 /// (for the loops that only skip fields or look for one repeated field).
 #[inline(always)]
 fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, Option<&'a [u8]>), WireError> {
-    let key = varint(buf)?;
-    let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
-    if field == 0 {
-        return Err(WireError);
+    let (field, wire) = take_key(buf)?;
+    if wire == 2 {
+        return Ok((field, Some(take_len(buf)?)));
     }
-    let skip = match key & 7 {
-        0 => {
-            varint(buf)?;
-            return Ok((field, None));
-        }
-        1 => 8,
-        2 => {
-            let len = varint(buf)?;
-            if len > buf.len() as u64 {
-                return Err(WireError);
-            }
-            let (v, rest) = buf.split_at(len as usize);
-            *buf = rest;
-            return Ok((field, Some(v)));
-        }
-        5 => 4,
-        _ => return Err(WireError),
-    };
-    match buf.get(skip..) {
-        Some(rest) => {
-            *buf = rest;
-            Ok((field, None))
-        }
-        None => Err(WireError),
-    }
+    skip_value(buf, wire)?;
+    Ok((field, None))
 }
 
 /// Checks that `msg` is a sequence of well-formed fields.
@@ -274,6 +250,91 @@ fn check_fields(mut msg: &[u8]) -> Result<(), WireError> {
         next_field(&mut msg)?;
     }
     Ok(())
+}
+
+/// Takes a field key off the front of `buf`: its number and wire type (as
+/// [`Fields`] reads them: a number past u32 or 0 is an error). The value is
+/// then taken with the `*_of` function of the wire type the field should
+/// have; given another wire type, those skip the value and give the
+/// default, as [`Wire`]'s accessors do. For the parse loops of the hot
+/// records, which need no [`Wire`] in between.
+#[inline(always)]
+fn take_key(buf: &mut &[u8]) -> Result<(u32, u64), WireError> {
+    let key = varint(buf)?;
+    let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
+    if field == 0 {
+        return Err(WireError);
+    }
+    Ok((field, key & 7))
+}
+
+/// Skips a value of wire type `wire`.
+#[inline(always)]
+fn skip_value(buf: &mut &[u8], wire: u64) -> Result<(), WireError> {
+    let n = match wire {
+        0 => return varint(buf).map(drop),
+        1 => 8,
+        2 => return take_len(buf).map(drop),
+        5 => 4,
+        _ => return Err(WireError),
+    };
+    *buf = buf.get(n..).ok_or(WireError)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn take_len<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
+    let len = varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(WireError);
+    }
+    let (v, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(v)
+}
+
+/// A length-delimited value (empty for another wire type).
+#[inline(always)]
+fn bytes_of<'a>(buf: &mut &'a [u8], wire: u64) -> Result<&'a [u8], WireError> {
+    if wire == 2 {
+        return take_len(buf);
+    }
+    skip_value(buf, wire)?;
+    Ok(&[])
+}
+
+/// A varint value (0 for another wire type).
+#[inline(always)]
+fn varint_of(buf: &mut &[u8], wire: u64) -> Result<u64, WireError> {
+    if wire == 0 {
+        return varint(buf);
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
+}
+
+/// A fixed64 value (0 for another wire type).
+#[inline(always)]
+fn fixed64_of(buf: &mut &[u8], wire: u64) -> Result<u64, WireError> {
+    if wire == 1 {
+        let (v, rest) = buf.split_first_chunk::<8>().ok_or(WireError)?;
+        *buf = rest;
+        return Ok(u64::from_le_bytes(*v));
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
+}
+
+/// A fixed32 value (0 for another wire type).
+#[inline(always)]
+fn fixed32_of(buf: &mut &[u8], wire: u64) -> Result<u32, WireError> {
+    if wire == 5 {
+        let (v, rest) = buf.split_first_chunk::<4>().ok_or(WireError)?;
+        *buf = rest;
+        return Ok(u32::from_le_bytes(*v));
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
 }
 
 /// A `KeyValueRef`.
@@ -556,37 +617,41 @@ impl<'a> SpanEventView<'a> {
             scope_ref: 0,
             event: SpanEventKind::None,
         };
-        for f in Fields::new(msg) {
-            match f? {
-                (se::TRACE_ID, w) => v.trace_id = w.bytes(),
-                (se::SPAN_ID, w) => v.span_id = w.bytes(),
-                (se::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
-                (se::START, w) => v.event = parse_start(w.bytes())?,
-                (se::END, w) => v.event = parse_end(w.bytes())?,
-                (se::NAME, w) => {
+        let mut buf = msg;
+        while !buf.is_empty() {
+            let (field, wire) = take_key(&mut buf)?;
+            match field {
+                se::TRACE_ID => v.trace_id = bytes_of(&mut buf, wire)?,
+                se::SPAN_ID => v.span_id = bytes_of(&mut buf, wire)?,
+                se::SCOPE_REF => v.scope_ref = varint_of(&mut buf, wire)? as i64,
+                se::START => v.event = parse_start(bytes_of(&mut buf, wire)?)?,
+                se::END => v.event = parse_end(bytes_of(&mut buf, wire)?)?,
+                se::NAME => {
                     let mut name: &[u8] = &[];
-                    for f in Fields::new(w.bytes()) {
+                    for f in Fields::new(bytes_of(&mut buf, wire)?) {
                         if let (change_span_name::NAME, n) = f? {
                             name = n.bytes();
                         }
                     }
                     v.event = SpanEventKind::Name(name);
                 }
-                (se::ATTRIBUTES, w) => {
-                    check_entries(w.bytes(), update_attributes::ATTRIBUTES)?;
+                se::ATTRIBUTES => {
+                    let b = bytes_of(&mut buf, wire)?;
+                    check_entries(b, update_attributes::ATTRIBUTES)?;
                     v.event = SpanEventKind::Attributes(Repeated {
-                        msg: w.bytes(),
+                        msg: b,
                         field: update_attributes::ATTRIBUTES,
                     });
                 }
-                (se::LINK, w) => {
-                    check_entries(w.bytes(), add_link::LINKS)?;
+                se::LINK => {
+                    let b = bytes_of(&mut buf, wire)?;
+                    check_entries(b, add_link::LINKS)?;
                     v.event = SpanEventKind::Links(Repeated {
-                        msg: w.bytes(),
+                        msg: b,
                         field: add_link::LINKS,
                     });
                 }
-                _ => {}
+                _ => skip_value(&mut buf, wire)?,
             }
         }
         Ok(v)
@@ -608,15 +673,17 @@ fn check_entries(msg: &[u8], field: u32) -> Result<(), WireError> {
 fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
     use tags::span_event::start_span;
     let (mut parent, mut name, mut kind, mut start, mut flags) = (&[][..], &[][..], 0, 0, 0);
-    for f in Fields::new(msg) {
-        match f? {
-            (start_span::PARENT_SPAN_ID, w) => parent = w.bytes(),
-            (start_span::NAME, w) => name = w.bytes(),
-            (start_span::KIND, w) => kind = w.varint() as i32,
-            (start_span::START_TIME_UNIX_NANO, w) => start = w.fixed64(),
-            (start_span::ATTRIBUTES, w) => check(w.bytes())?,
-            (start_span::FLAGS, w) => flags = w.fixed32(),
-            _ => {}
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let (field, wire) = take_key(&mut buf)?;
+        match field {
+            start_span::PARENT_SPAN_ID => parent = bytes_of(&mut buf, wire)?,
+            start_span::NAME => name = bytes_of(&mut buf, wire)?,
+            start_span::KIND => kind = varint_of(&mut buf, wire)? as i32,
+            start_span::START_TIME_UNIX_NANO => start = fixed64_of(&mut buf, wire)?,
+            start_span::ATTRIBUTES => check(bytes_of(&mut buf, wire)?)?,
+            start_span::FLAGS => flags = fixed32_of(&mut buf, wire)?,
+            _ => skip_value(&mut buf, wire)?,
         }
     }
     Ok(SpanEventKind::Start {
@@ -635,12 +702,14 @@ fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
 fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
     use tags::span_event::end_span;
     let (mut end, mut status) = (0, None);
-    for f in Fields::new(msg) {
-        match f? {
-            (end_span::END_TIME_UNIX_NANO, w) => end = w.fixed64(),
-            (end_span::STATUS, w) => {
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let (field, wire) = take_key(&mut buf)?;
+        match field {
+            end_span::END_TIME_UNIX_NANO => end = fixed64_of(&mut buf, wire)?,
+            end_span::STATUS => {
                 let mut s = StatusView::default();
-                for f in Fields::new(w.bytes()) {
+                for f in Fields::new(bytes_of(&mut buf, wire)?) {
                     match f? {
                         (tags::status::MESSAGE, m) => s.message = m.bytes(),
                         (tags::status::CODE, c) => s.code = c.varint() as i32,
@@ -649,7 +718,7 @@ fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
                 }
                 status = Some(s);
             }
-            _ => {}
+            _ => skip_value(&mut buf, wire)?,
         }
     }
     Ok(SpanEventKind::End {
@@ -717,7 +786,157 @@ mod tests {
         }
     }
 
+    /// `SpanEventView::parse` on the general field walk (as it was before
+    /// its loops took keys and values directly): the reference it must agree with.
+    fn span_event_by_fields(msg: &[u8]) -> Result<SpanEventView<'_>, WireError> {
+        use tags::span_event::update_attributes;
+        use tags::span_event::{self as se, add_link, change_span_name, end_span, start_span};
+        let mut v = SpanEventView {
+            trace_id: &[],
+            span_id: &[],
+            scope_ref: 0,
+            event: SpanEventKind::None,
+        };
+        for f in Fields::new(msg) {
+            match f? {
+                (se::TRACE_ID, w) => v.trace_id = w.bytes(),
+                (se::SPAN_ID, w) => v.span_id = w.bytes(),
+                (se::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
+                (se::START, w) => {
+                    let msg = w.bytes();
+                    let (mut parent, mut name, mut kind, mut start, mut flags) =
+                        (&[][..], &[][..], 0, 0, 0);
+                    for f in Fields::new(msg) {
+                        match f? {
+                            (start_span::PARENT_SPAN_ID, w) => parent = w.bytes(),
+                            (start_span::NAME, w) => name = w.bytes(),
+                            (start_span::KIND, w) => kind = w.varint() as i32,
+                            (start_span::START_TIME_UNIX_NANO, w) => start = w.fixed64(),
+                            (start_span::ATTRIBUTES, w) => check_fields(w.bytes())?,
+                            (start_span::FLAGS, w) => flags = w.fixed32(),
+                            _ => {}
+                        }
+                    }
+                    v.event = SpanEventKind::Start {
+                        parent_span_id: parent,
+                        name,
+                        kind,
+                        start_time_unix_nano: start,
+                        attributes: Repeated::new(msg, start_span::ATTRIBUTES),
+                        flags,
+                    };
+                }
+                (se::END, w) => {
+                    let (mut end, mut status) = (0, None);
+                    for f in Fields::new(w.bytes()) {
+                        match f? {
+                            (end_span::END_TIME_UNIX_NANO, w) => end = w.fixed64(),
+                            (end_span::STATUS, w) => {
+                                let mut s = StatusView::default();
+                                for f in Fields::new(w.bytes()) {
+                                    match f? {
+                                        (tags::status::MESSAGE, m) => s.message = m.bytes(),
+                                        (tags::status::CODE, c) => s.code = c.varint() as i32,
+                                        _ => {}
+                                    }
+                                }
+                                status = Some(s);
+                            }
+                            _ => {}
+                        }
+                    }
+                    v.event = SpanEventKind::End {
+                        end_time_unix_nano: end,
+                        status,
+                    };
+                }
+                (se::NAME, w) => {
+                    let mut name: &[u8] = &[];
+                    for f in Fields::new(w.bytes()) {
+                        if let (change_span_name::NAME, n) = f? {
+                            name = n.bytes();
+                        }
+                    }
+                    v.event = SpanEventKind::Name(name);
+                }
+                (se::ATTRIBUTES, w) => {
+                    check_entries(w.bytes(), update_attributes::ATTRIBUTES)?;
+                    v.event = SpanEventKind::Attributes(Repeated::new(
+                        w.bytes(),
+                        update_attributes::ATTRIBUTES,
+                    ));
+                }
+                (se::LINK, w) => {
+                    check_entries(w.bytes(), add_link::LINKS)?;
+                    v.event = SpanEventKind::Links(Repeated::new(w.bytes(), add_link::LINKS));
+                }
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    fn same_span_event(bytes: &[u8]) {
+        assert_eq!(
+            format!("{:?}", SpanEventView::parse(bytes)),
+            format!("{:?}", span_event_by_fields(bytes)),
+            "{bytes:02x?}"
+        );
+    }
+
+    #[test]
+    fn span_event_parse_agrees_with_the_field_walk() {
+        let attrs = vec![
+            kv(5, Value::StringValue("GET".into())),
+            kv(300, Value::IntValue(200)),
+        ];
+        let events = [
+            Event::Start(proto::span_event::StartSpan {
+                parent_span_id: vec![3; 8],
+                name: "op".into(),
+                kind: 2,
+                start_time_unix_nano: 7,
+                attributes: attrs.clone(),
+                flags: 0x301,
+            }),
+            Event::End(proto::span_event::EndSpan {
+                end_time_unix_nano: 9,
+                status: Some(proto::Status {
+                    message: "bad".into(),
+                    code: 2,
+                }),
+            }),
+            Event::Name(proto::span_event::ChangeSpanName { name: "x".into() }),
+            Event::Attributes(proto::span_event::UpdateAttributes { attributes: attrs }),
+        ];
+        for event in events {
+            let bytes = proto::SpanEvent {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                scope_ref: 1 << 20,
+                event: Some(event),
+            }
+            .encode_to_vec();
+            same_span_event(&bytes);
+            for cut in 0..bytes.len() {
+                same_span_event(&bytes[..cut]);
+            }
+            for i in 0..bytes.len() {
+                for b in [0x00, 0x01, 0x02, 0x05, 0x08, 0x0a, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut changed = bytes.clone();
+                    changed[i] = b;
+                    same_span_event(&changed);
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn span_event_parse_agrees_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            same_span_event(&bytes);
+        }
+
         #[test]
         fn fast_paths_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
             same_as_fields(&bytes);
