@@ -41,6 +41,7 @@ use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
+use crate::attribute_cache::AttributeCache;
 use crate::canonical;
 use crate::encode;
 
@@ -206,6 +207,8 @@ pub struct DictionaryCache {
     ref_budget: usize,
     ref_nesting: usize,
     budget: Budget,
+    /// Span attributes resolved, by their encoded `KeyValueRef`.
+    pub(crate) attributes: AttributeCache,
     /// Refs that could not be resolved.
     pub bad_refs: u64,
     /// Times the cache was full and cleared.
@@ -233,6 +236,7 @@ impl DictionaryCache {
             ref_budget: 0,
             ref_nesting: 0,
             budget: Budget::new(usize::MAX),
+            attributes: AttributeCache::default(),
             bad_refs: 0,
             clears: 0,
         }
@@ -245,6 +249,7 @@ impl DictionaryCache {
         self.scopes = HashMap::default();
         self.resources = HashMap::default();
         self.metrics = HashMap::default();
+        self.attributes.clear();
         self.entries = 0;
         self.bytes = 0;
     }
@@ -280,6 +285,13 @@ impl DictionaryCache {
         if !self.budget.over {
             self.budget.left = self.budget.left.saturating_add(n);
         }
+    }
+
+    /// Charges `n` bytes to the current record (what a string or value
+    /// resolved from the cache costs; see [`crate::attribute_cache`]):
+    /// false, and over budget from now on, when they do not fit.
+    pub(crate) fn charge(&mut self, n: usize) -> bool {
+        self.budget.charge(n)
     }
 
     /// Whether the current record went over its budget.

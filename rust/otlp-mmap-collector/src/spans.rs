@@ -32,8 +32,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::view::{LinkView, Repeated, SpanEventKind, SpanEventView};
+use otlp_mmap_core::view::{AnyValueView, LinkView, Repeated, SpanEventKind, SpanEventView};
 
+use crate::attribute_cache::{self, CachedAttribute};
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
@@ -277,6 +278,25 @@ impl InFlight {
             None => {
                 self.bytes += KEY_VALUE_COST + new.key_len + new.added;
                 self.add_attribute(new.start, key_at, new.key_len, new.hash, new.added);
+            }
+        }
+    }
+
+    /// Keeps an attribute whose `KeyValue` field, already whole, is `field`
+    /// (from the attribute cache): in place of attribute `existing` or as a
+    /// new one, as [`commit_attribute`](Self::commit_attribute) does.
+    fn keep_field(&mut self, field: &[u8], a: &CachedAttribute, existing: Option<usize>) {
+        match existing {
+            Some(i) => {
+                let freed = self.slots[i].value_bytes;
+                self.replace_attribute(i, field, a.key_at, a.value_bytes);
+                self.bytes = self.bytes + a.value_bytes - freed;
+            }
+            None => {
+                let start = self.attributes.len();
+                encode::raw(&mut self.attributes, field);
+                self.bytes += KEY_VALUE_COST + a.key_len + a.value_bytes;
+                self.add_attribute(start, a.key_at, a.key_len, a.key_hash, a.value_bytes);
             }
         }
     }
@@ -792,10 +812,38 @@ fn set_attributes(
 ) {
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
+        let raw_hash = attribute_cache::raw_hash(entry);
+        if let Some(hit) = dict.attributes.get(entry, raw_hash) {
+            // What a resolution does (see below), with the cached field: the
+            // key and the value charged to the record budget the same.
+            dict.begin_record(limits.max_span_bytes.saturating_sub(open.bytes));
+            let field = dict.attributes.field(&hit);
+            let key = field
+                .get(hit.key_at..hit.key_at + hit.key_len)
+                .unwrap_or(&[]);
+            let at = open.position(key, hit.key_hash);
+            if !dict.charge(hit.key_len)
+                || (at.is_none() && open.slots.len() >= limits.max_attributes)
+            {
+                over_budget |= dict.end_record().over_budget;
+                dropped += 1;
+                continue;
+            }
+            dict.raise_budget(at.map_or(0, |i| open.slots[i].value_bytes));
+            if (hit.has_value && !dict.charge(hit.value_bytes)) || dict.end_record().over_budget {
+                dict.end_record();
+                over_budget = true;
+                dropped += 1;
+                continue;
+            }
+            open.keep_field(dict.attributes.field(&hit), &hit, at);
+            continue;
+        }
         let Ok(kv) = canonical::key_value_ref(entry) else {
             dict.bad_refs += 1;
             continue;
         };
+        let bad_refs = dict.bad_refs;
         // The key first: an attribute that can only be dropped costs no value resolution.
         let left = limits.max_span_bytes.saturating_sub(open.bytes);
         dict.begin_record(left);
@@ -816,7 +864,12 @@ fn set_attributes(
         let freed = at.map_or(0, |i| open.slots[i].value_bytes);
         // The value may take what the value it replaces frees.
         dict.raise_budget(freed);
+        let mut cacheable = true;
         let added = kv.value.map_or(0, |v| {
+            cacheable = !matches!(
+                canonical::any_value(v),
+                Ok(AnyValueView::Ref(_) | AnyValueView::Array(_) | AnyValueView::KvList(_))
+            );
             let value = encode::begin(&mut open.attributes, 2);
             let m = dict.encode_value(file, v, &mut open.attributes);
             encode::end(&mut open.attributes, value);
@@ -840,6 +893,21 @@ fn set_attributes(
             at,
             field,
         );
+        if cacheable && dict.bad_refs == bad_refs {
+            // The attribute as the span now holds it.
+            let i = at.unwrap_or(open.slots.len() - 1);
+            let a = open.slots[i];
+            dict.attributes.insert(
+                entry,
+                raw_hash,
+                &open.attributes[a.at..a.at + a.len],
+                a.key_at,
+                a.key_len,
+                a.hash,
+                a.value_bytes,
+                kv.value.is_some(),
+            );
+        }
     }
     open.dropped_attributes_count = open.dropped_attributes_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;
