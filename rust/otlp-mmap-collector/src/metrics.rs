@@ -294,9 +294,9 @@ impl MetricAggregator {
         let index = match raw.attributes_wire {
             Some(key) => match self.metrics.get(m).and_then(|s| s.wire_aliases.get(key)) {
                 Some(&i) => i,
-                None => self.new_alias(file, dict, m, &raw, key),
+                None => self.new_alias(file, dict, m, bytes, key),
             },
-            None => self.scattered_index(file, dict, m, &raw),
+            None => self.scattered_index(file, dict, m, bytes),
         };
         if index == DROPPED {
             return true;
@@ -317,8 +317,11 @@ impl MetricAggregator {
         file: &MmapReader,
         dict: &mut DictionaryCache,
         m: usize,
-        raw: &RawMeasurement<'_>,
+        bytes: &[u8],
     ) -> usize {
+        let Some(raw) = RawMeasurement::parse(bytes) else {
+            return DROPPED;
+        };
         let mut key = std::mem::take(&mut self.raw_key);
         key.clear();
         for entry in raw.attribute_entries() {
@@ -331,22 +334,28 @@ impl MetricAggregator {
             .and_then(|s| s.aliases.get(key.as_slice()))
         {
             Some(&i) => i,
-            None => self.new_alias(file, dict, m, raw, &key),
+            None => self.new_alias(file, dict, m, bytes, &key),
         };
         self.raw_key = key;
         index
     }
 
     /// The slow path, once per distinct encoding of an attribute set: finds
-    /// (or creates) the set's series and remembers the encoding `key`.
+    /// (or creates) the series of the set of measurement `bytes` and
+    /// remembers the encoding `key`. (The measurement is parsed again here,
+    /// so that the fast path keeps its parse in registers.)
+    #[inline(never)]
     fn new_alias(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         m: usize,
-        raw: &RawMeasurement<'_>,
+        bytes: &[u8],
         key: &[u8],
     ) -> usize {
+        let Some(raw) = RawMeasurement::parse(bytes) else {
+            return DROPPED;
+        };
         let i = self.series_index(file, dict, m, raw.attributes());
         if i == DROPPED {
             return i;
