@@ -302,3 +302,72 @@ fn a_cached_attribute_that_no_longer_fits_is_dropped_as_a_resolved_one() {
     }
     assert!(cut > 0);
 }
+
+/// Reads log records with the given attribute lists (one record each):
+/// the attributes of the records delivered, and how many went over budget.
+fn read_logs(lists: &[Vec<(&str, String)>], options: ReaderOptions) -> (Vec<Vec<KeyValue>>, u64) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.otlp");
+    let w = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+    for list in lists {
+        let attributes = list
+            .iter()
+            .map(|(k, v)| kv(w.intern_str(k).unwrap(), Value::StringValue(v.clone())))
+            .collect();
+        let ev = proto::Event {
+            time_unix_nano: T,
+            severity_number: 9,
+            attributes,
+            ..Default::default()
+        };
+        w.try_write(RingKind::Events, &ev).unwrap();
+    }
+    let mut r = FileReader::open(&path, options).unwrap();
+    let mut records = Vec::new();
+    while let Some(b) = r.poll(Signal::Logs, T).unwrap() {
+        let req = ExportLogsServiceRequest::decode(b.bytes).unwrap();
+        let token = b.token;
+        r.commit(Signal::Logs, token).unwrap();
+        for rl in req.resource_logs {
+            for sl in rl.scope_logs {
+                records.extend(sl.log_records.into_iter().map(|l| l.attributes));
+            }
+        }
+    }
+    (records, r.stats().oversized_records[Signal::Logs as usize])
+}
+
+#[test]
+fn repeated_log_attributes_come_out_as_resolved() {
+    let a = |k: &'static str, c: &str| (k, c.repeat(50));
+    let list = vec![a("k0", "0"), a("k1", "1"), ("k2", String::new())];
+    let (records, oversized) = read_logs(&vec![list; 20], ReaderOptions::default());
+    assert_eq!((records.len(), oversized), (20, 0));
+    let want = vec![
+        otlp("k0", any_value::Value::StringValue("0".repeat(50))),
+        otlp("k1", any_value::Value::StringValue("1".repeat(50))),
+        otlp("k2", any_value::Value::StringValue(String::new())),
+    ];
+    assert!(records.iter().all(|r| *r == want));
+    // Over a range of budgets, a record meeting cached attributes after
+    // others is kept or dropped as a record resolved from scratch is.
+    let first = vec![a("k0", "0"), a("k1", "1")];
+    let second = vec![a("k2", "2"), a("k3", "3"), a("k0", "0"), a("k1", "1")];
+    let mut dropped = 0;
+    for max_record_bytes in (100..700).step_by(10) {
+        let options = ReaderOptions {
+            max_record_bytes,
+            ..ReaderOptions::default()
+        };
+        let (warm, warm_over) = read_logs(&[first.clone(), second.clone()], options);
+        let (alone, alone_over) = read_logs(&[first.clone()], options);
+        let (cold, cold_over) = read_logs(std::slice::from_ref(&second), options);
+        assert_eq!(warm_over, alone_over + cold_over, "{max_record_bytes}");
+        let mut want = alone;
+        want.extend(cold);
+        assert_eq!(warm, want, "{max_record_bytes}");
+        dropped += cold_over;
+    }
+    assert!(dropped > 0);
+}
