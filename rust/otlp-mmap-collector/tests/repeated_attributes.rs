@@ -361,7 +361,7 @@ fn repeated_log_attributes_come_out_as_resolved() {
             ..ReaderOptions::default()
         };
         let (warm, warm_over) = read_logs(&[first.clone(), second.clone()], options);
-        let (alone, alone_over) = read_logs(&[first.clone()], options);
+        let (alone, alone_over) = read_logs(std::slice::from_ref(&first), options);
         let (cold, cold_over) = read_logs(std::slice::from_ref(&second), options);
         assert_eq!(warm_over, alone_over + cold_over, "{max_record_bytes}");
         let mut want = alone;
