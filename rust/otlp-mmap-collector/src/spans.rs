@@ -468,6 +468,9 @@ pub struct SpanAssembler {
     pub(crate) pool: Vec<Box<InFlight>>,
     /// An attribute that replaces another, on its way.
     pub(crate) scratch: Vec<u8>,
+    /// The last span name checked as UTF-8 (spans of one operation follow
+    /// each other): the next name with the same bytes is not checked again.
+    last_name: String,
     /// What the assembler counted since it was created.
     pub counters: SpanCounters,
 }
@@ -498,6 +501,7 @@ impl SpanAssembler {
             completed_bytes: 0,
             pool: Vec::new(),
             scratch: Vec::new(),
+            last_name: String::new(),
             counters: SpanCounters::default(),
         }
     }
@@ -603,7 +607,7 @@ impl SpanAssembler {
                 open.span_id = span_id;
                 open.parent_span_id.extend_from_slice(parent_span_id);
                 open.flags = flags;
-                open.name.push_str(&encode::lossy(name));
+                push_name(&mut open.name, name, &mut self.last_name);
                 open.kind = kind;
                 open.start_time_unix_nano = start_time_unix_nano;
                 open.scope_ref = ev.scope_ref;
@@ -658,7 +662,7 @@ impl SpanAssembler {
                 Some(open) => {
                     let old = open.name.len();
                     open.name.clear();
-                    open.name.push_str(&encode::lossy(name));
+                    push_name(&mut open.name, name, &mut self.last_name);
                     let new = open.name.len();
                     open.bytes = open.bytes + new - old;
                     self.in_flight_bytes = self.in_flight_bytes + new - old;
@@ -790,6 +794,27 @@ impl SpanAssembler {
             self.order
                 .retain(|(k, g)| in_flight.get(k).is_some_and(|o| o.generation == *g));
         }
+    }
+}
+
+/// Most bytes of a span name kept as the last name checked.
+const LAST_NAME_MAX: usize = 256;
+
+/// Appends the span name `bytes` (invalid UTF-8 replaced) to `name`; bytes
+/// equal to `last`, the last valid name seen, are taken as `last` is.
+#[inline]
+fn push_name(name: &mut String, bytes: &[u8], last: &mut String) {
+    if bytes == last.as_bytes() {
+        name.push_str(last);
+        return;
+    }
+    let checked = encode::lossy(bytes);
+    name.push_str(&checked);
+    if let std::borrow::Cow::Borrowed(valid) = checked
+        && valid.len() <= LAST_NAME_MAX
+    {
+        last.clear();
+        last.push_str(valid);
     }
 }
 
@@ -980,4 +1005,32 @@ fn bool_attr(out: &mut Vec<u8>, key: &str) {
     encode::varint_always(out, 2, 1);
     encode::end(out, value);
     encode::end(out, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_names_are_checked_once_and_replaced_when_invalid() {
+        let mut last = String::new();
+        let name = |bytes: &[u8], last: &mut String| {
+            let mut n = String::new();
+            push_name(&mut n, bytes, last);
+            n
+        };
+        assert_eq!(name(b"GET /users", &mut last), "GET /users");
+        assert_eq!(last, "GET /users");
+        assert_eq!(name(b"GET /users", &mut last), "GET /users");
+        // Invalid UTF-8 is replaced, and not kept as the last name.
+        assert_eq!(name(b"GET \xff", &mut last), "GET \u{fffd}");
+        assert_eq!(last, "GET /users");
+        assert_eq!(name(b"", &mut last), "");
+        assert_eq!(name("é".as_bytes(), &mut last), "é");
+        assert_eq!(last, "é");
+        // A long name is not kept.
+        let long = "x".repeat(LAST_NAME_MAX + 1);
+        assert_eq!(name(long.as_bytes(), &mut last), long);
+        assert_eq!(last, "é");
+    }
 }
