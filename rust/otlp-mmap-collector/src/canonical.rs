@@ -9,12 +9,14 @@ use crate::raw::varint;
 use otlp_mmap_core::view::{AnyValueView, KeyValueRefView, WireError};
 
 /// Takes a varint that ends exactly at the end of `buf`.
+#[inline(always)]
 fn last_varint(mut buf: &[u8]) -> Option<u64> {
     let v = varint(&mut buf)?;
     buf.is_empty().then_some(v)
 }
 
 /// Splits a length-delimited payload that ends exactly at the end of `buf`.
+#[inline(always)]
 fn last_bytes(mut buf: &[u8]) -> Option<&[u8]> {
     let len = varint(&mut buf)?;
     (len == buf.len() as u64).then_some(buf)

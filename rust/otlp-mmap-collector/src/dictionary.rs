@@ -41,6 +41,7 @@ use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
+use crate::attribute_cache::{self, AttributeCache};
 use crate::canonical;
 use crate::encode;
 
@@ -206,6 +207,11 @@ pub struct DictionaryCache {
     ref_budget: usize,
     ref_nesting: usize,
     budget: Budget,
+    /// Span attributes resolved, by their encoded `KeyValueRef`.
+    pub(crate) attributes: AttributeCache,
+    /// Log record attributes resolved, by their encoded `KeyValueRef`
+    /// (`value_bytes`: what the whole key-value costs).
+    pub(crate) log_attributes: AttributeCache,
     /// Refs that could not be resolved.
     pub bad_refs: u64,
     /// Times the cache was full and cleared.
@@ -233,6 +239,8 @@ impl DictionaryCache {
             ref_budget: 0,
             ref_nesting: 0,
             budget: Budget::new(usize::MAX),
+            attributes: AttributeCache::default(),
+            log_attributes: AttributeCache::default(),
             bad_refs: 0,
             clears: 0,
         }
@@ -245,6 +253,8 @@ impl DictionaryCache {
         self.scopes = HashMap::default();
         self.resources = HashMap::default();
         self.metrics = HashMap::default();
+        self.attributes.clear();
+        self.log_attributes.clear();
         self.entries = 0;
         self.bytes = 0;
     }
@@ -280,6 +290,13 @@ impl DictionaryCache {
         if !self.budget.over {
             self.budget.left = self.budget.left.saturating_add(n);
         }
+    }
+
+    /// Charges `n` bytes to the current record (what a string or value
+    /// resolved from the cache costs; see [`crate::attribute_cache`]):
+    /// false, and over budget from now on, when they do not fit.
+    pub(crate) fn charge(&mut self, n: usize) -> bool {
+        self.budget.charge(n)
     }
 
     /// Whether the current record went over its budget.
@@ -521,6 +538,59 @@ impl DictionaryCache {
             }
         }
         (written, more)
+    }
+
+    /// [`encode_attributes`](Self::encode_attributes) of a log record's
+    /// attributes (all of them, as field `field`), each resolved once per
+    /// encoding: what an encoded `KeyValueRef` resolved to is kept in the
+    /// log attribute cache (see [`crate::attribute_cache`]) and copied for
+    /// the next records, the record budget charged the same.
+    pub(crate) fn encode_log_attributes(
+        &mut self,
+        file: &MmapReader,
+        entries: Repeated<'_>,
+        field: u32,
+        out: &mut Vec<u8>,
+    ) {
+        for entry in entries.iter() {
+            if self.budget.over {
+                break;
+            }
+            let raw_hash = attribute_cache::raw_hash(entry);
+            if let Some(hit) = self.log_attributes.get(entry, raw_hash) {
+                // What encode_key_value charges, one after the other.
+                if self.budget.charge(hit.value_bytes) {
+                    encode::raw(out, self.log_attributes.field(&hit));
+                }
+                continue;
+            }
+            let Ok(kv) = canonical::key_value_ref(entry) else {
+                self.bad_refs += 1;
+                continue;
+            };
+            let (bad_refs, start) = (self.bad_refs, out.len());
+            let Some(bytes) = self.encode_key_value(file, kv, field, out) else {
+                continue;
+            };
+            let plain = kv.value.is_none_or(|v| {
+                !matches!(
+                    canonical::any_value(v),
+                    Ok(AnyValueView::Ref(_) | AnyValueView::Array(_) | AnyValueView::KvList(_))
+                )
+            });
+            if plain && self.bad_refs == bad_refs {
+                self.log_attributes.insert(
+                    entry,
+                    raw_hash,
+                    &out[start..],
+                    0,
+                    0,
+                    0,
+                    bytes,
+                    kv.value.is_some(),
+                );
+            }
+        }
     }
 
     /// Converts one attribute (None when the budget ran out).

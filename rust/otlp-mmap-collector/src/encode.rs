@@ -52,6 +52,7 @@ fn put_varint(out: &mut Vec<u8>, v: u64) {
 }
 
 /// Writes a varint field unless it is 0.
+#[inline]
 pub fn varint(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         varint_always(out, field, v);
@@ -59,12 +60,14 @@ pub fn varint(out: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// Writes a varint field.
+#[inline]
 pub fn varint_always(out: &mut Vec<u8>, field: u32, v: u64) {
     key(out, field, WireType::Varint);
     put_varint(out, v);
 }
 
 /// Writes a fixed64 field unless it is 0.
+#[inline]
 pub fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         fixed64_always(out, field, v);
@@ -72,12 +75,14 @@ pub fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// Writes a fixed64 field.
+#[inline]
 pub fn fixed64_always(out: &mut Vec<u8>, field: u32, v: u64) {
     key(out, field, WireType::SixtyFourBit);
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Writes a fixed32 field unless it is 0.
+#[inline]
 pub fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     if v != 0 {
         key(out, field, WireType::ThirtyTwoBit);
@@ -86,6 +91,7 @@ pub fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
 }
 
 /// Writes a string or bytes field unless it is empty.
+#[inline]
 pub fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     if !b.is_empty() {
         bytes_always(out, field, b);
@@ -93,7 +99,19 @@ pub fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
 }
 
 /// Writes a length-delimited field (a oneof member, or a message already encoded).
+#[inline]
 pub fn bytes_always(out: &mut Vec<u8>, field: u32, b: &[u8]) {
+    // Key and length of one byte each (fields below 16, shorter than 128
+    // bytes: nearly every key and value) go in one write.
+    if field < 16 && b.len() < 0x80 {
+        room(out, b.len() + 16);
+        out.extend_from_slice(&[
+            (field << 3) as u8 | WireType::LengthDelimited as u8,
+            b.len() as u8,
+        ]);
+        out.extend_from_slice(b);
+        return;
+    }
     room(out, b.len() + 16);
     key(out, field, WireType::LengthDelimited);
     put_varint(out, b.len() as u64);
@@ -107,6 +125,7 @@ pub fn raw(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Writes the key and length of a length-delimited field whose `len` bytes follow.
+#[inline]
 pub fn header(out: &mut Vec<u8>, field: u32, len: usize) {
     key(out, field, WireType::LengthDelimited);
     put_varint(out, len as u64);
@@ -160,15 +179,22 @@ const LARGE: usize = 64 << 10;
 /// value grows by a quarter of what it holds, not by as much again as
 /// `Vec` does, so that a span holding a large value does not hold twice
 /// its size (the copying stays amortised).
+#[inline]
 fn room(out: &mut Vec<u8>, additional: usize) {
     if out.capacity() - out.len() < additional {
-        let len = out.len();
-        let slack = if len >= LARGE { len / 4 } else { len.max(64) };
-        out.reserve_exact(additional + slack);
+        grow(out, additional);
     }
 }
 
+#[cold]
+fn grow(out: &mut Vec<u8>, additional: usize) {
+    let len = out.len();
+    let slack = if len >= LARGE { len / 4 } else { len.max(64) };
+    out.reserve_exact(additional + slack);
+}
+
 /// Opens a nested message field; returns where its content starts, for [`end`].
+#[inline]
 pub fn begin(out: &mut Vec<u8>, field: u32) -> usize {
     key(out, field, WireType::LengthDelimited);
     out.push(0);
@@ -177,13 +203,19 @@ pub fn begin(out: &mut Vec<u8>, field: u32) -> usize {
 
 /// Closes the nested message opened at `start`: back-fills its length (one
 /// byte was reserved; a longer length moves the content up).
+#[inline]
 pub fn end(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start;
-    let n = encoded_len_varint(len as u64);
-    if n == 1 {
+    if len < 0x80 {
         out[start - 1] = len as u8;
         return;
     }
+    end_long(out, start, len);
+}
+
+/// [`end`] of a message of 128 bytes or more.
+fn end_long(out: &mut Vec<u8>, start: usize, len: usize) {
+    let n = encoded_len_varint(len as u64);
     room(out, n - 1);
     out.resize(out.len() + n - 1, 0);
     out.copy_within(start..start + len, start + n - 1);

@@ -39,6 +39,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attribute_cache;
 mod canonical;
 pub mod dictionary;
 #[doc(hidden)]

@@ -62,7 +62,7 @@ pub fn encode_log_record(
         dict.encode_value(file, body, out);
         encode::end(out, at);
     }
-    dict.encode_attributes(file, ev.attributes, tag::ATTRIBUTES, usize::MAX, out);
+    dict.encode_log_attributes(file, ev.attributes, tag::ATTRIBUTES, out);
     encode::fixed32(out, tag::FLAGS, flags);
     encode::bytes(out, tag::TRACE_ID, trace_id);
     encode::bytes(out, tag::SPAN_ID, span_id);

@@ -283,54 +283,79 @@ impl MetricAggregator {
                 return true;
             }
         };
-        let Some(m) = self.metric(file, dict, raw.metric_ref) else {
-            return true;
+        // Measurements of one metric often come in a row.
+        let m = match self.last {
+            Some((r, m)) if r == raw.metric_ref => m,
+            _ => match self.metric(file, dict, raw.metric_ref) {
+                Some(m) => m,
+                None => return true,
+            },
         };
-        let wire = raw.attributes_wire;
-        let mut buffer = std::mem::take(&mut self.raw_key);
-        let key: &[u8] = match wire {
-            Some(k) => k,
-            None => {
-                buffer.clear();
-                for entry in raw.attribute_entries() {
-                    buffer.extend_from_slice(&(entry.len() as u32).to_le_bytes());
-                    buffer.extend_from_slice(entry);
-                }
-                &buffer
-            }
+        let index = match raw.attributes_wire {
+            Some(key) => match self.metrics.get(m).and_then(|s| s.wire_aliases.get(key)) {
+                Some(&i) => i,
+                None => self.new_alias(file, dict, m, bytes, key),
+            },
+            None => self.scattered_index(file, dict, m, bytes),
         };
-        let state = &self.metrics[m];
-        let aliases = if wire.is_some() {
-            &state.wire_aliases
-        } else {
-            &state.aliases
-        };
-        let index = match aliases.get(key) {
-            Some(&i) => i,
-            None => self.new_alias(file, dict, m, &raw, key),
-        };
-        self.raw_key = buffer;
         if index == DROPPED {
             return true;
         }
-        let exemplar = raw
-            .span_context
-            .and_then(|b| SpanContextView::parse(b).ok())
-            .filter(valid_span_context);
+        let exemplar = match raw.span_context {
+            None => None,
+            Some(b) => SpanContextView::parse(b).ok().filter(valid_span_context),
+        };
         self.update_series(m, index, value, raw.time_unix_nano, exemplar.as_ref());
         true
     }
 
+    /// The series of attributes that are not contiguous on the wire: keyed
+    /// by their entries, each after its length (4 bytes LE).
+    #[cold]
+    fn scattered_index(
+        &mut self,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        m: usize,
+        bytes: &[u8],
+    ) -> usize {
+        let Some(raw) = RawMeasurement::parse(bytes) else {
+            return DROPPED;
+        };
+        let mut key = std::mem::take(&mut self.raw_key);
+        key.clear();
+        for entry in raw.attribute_entries() {
+            key.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+            key.extend_from_slice(entry);
+        }
+        let index = match self
+            .metrics
+            .get(m)
+            .and_then(|s| s.aliases.get(key.as_slice()))
+        {
+            Some(&i) => i,
+            None => self.new_alias(file, dict, m, bytes, &key),
+        };
+        self.raw_key = key;
+        index
+    }
+
     /// The slow path, once per distinct encoding of an attribute set: finds
-    /// (or creates) the set's series and remembers the encoding `key`.
+    /// (or creates) the series of the set of measurement `bytes` and
+    /// remembers the encoding `key`. (The measurement is parsed again here,
+    /// so that the fast path keeps its parse in registers.)
+    #[inline(never)]
     fn new_alias(
         &mut self,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         m: usize,
-        raw: &RawMeasurement<'_>,
+        bytes: &[u8],
         key: &[u8],
     ) -> usize {
+        let Some(raw) = RawMeasurement::parse(bytes) else {
+            return DROPPED;
+        };
         let i = self.series_index(file, dict, m, raw.attributes());
         if i == DROPPED {
             return i;

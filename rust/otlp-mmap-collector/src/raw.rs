@@ -47,7 +47,77 @@ pub struct RawMeasurement<'a> {
 
 impl<'a> RawMeasurement<'a> {
     /// Parses the message, or `None` if it is not plainly well-formed.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        match Self::parse_canonical(bytes) {
+            Some(m) => Some(m),
+            None => Self::parse_any(bytes),
+        }
+    }
+
+    /// The message as writers encode it (prost, our SDK, the reference
+    /// writers): each field at most once, by field number, keys in one
+    /// byte, nothing else. `None` for anything else, which
+    /// [`parse_any`](Self::parse_any) then reads: both give the same result
+    /// for the messages this one takes (their fields are the same ones,
+    /// met in the same order), this one without the general field walk.
+    #[inline(always)]
+    fn parse_canonical(bytes: &'a [u8]) -> Option<Self> {
+        const fn key(field: u32, wire: u32) -> u8 {
+            (field << 3 | wire) as u8
+        }
+        const METRIC_REF: u8 = key(measurement::METRIC_REF, 0);
+        const ATTRIBUTES: u8 = key(measurement::ATTRIBUTES, 2);
+        const TIME: u8 = key(measurement::TIME_UNIX_NANO, 1);
+        const AS_LONG: u8 = key(measurement::AS_LONG, 0);
+        const AS_DOUBLE: u8 = key(measurement::AS_DOUBLE, 1);
+        const SPAN_CONTEXT: u8 = key(measurement::SPAN_CONTEXT, 2);
+        let mut m = RawMeasurement {
+            metric_ref: 0,
+            bytes,
+            attribute_count: 0,
+            attribute_bytes: 0,
+            attributes_wire: Some(&[]),
+            time_unix_nano: 0,
+            value: None,
+            span_context: None,
+        };
+        let mut buf = bytes;
+        if let [METRIC_REF, rest @ ..] = buf {
+            buf = rest;
+            m.metric_ref = varint(&mut buf)? as i64;
+        }
+        let start = bytes.len() - buf.len();
+        while let [ATTRIBUTES, rest @ ..] = buf {
+            buf = rest;
+            m.attribute_bytes += take_len(&mut buf)?.len();
+            m.attribute_count += 1;
+        }
+        m.attributes_wire = bytes.get(start..bytes.len() - buf.len());
+        if let [TIME, rest @ ..] = buf {
+            buf = rest;
+            m.time_unix_nano = u64::from_le_bytes(take_fixed(&mut buf)?);
+        }
+        match buf {
+            [AS_LONG, rest @ ..] => {
+                buf = rest;
+                m.value = Some(RawValue::Long(varint(&mut buf)? as i64));
+            }
+            [AS_DOUBLE, rest @ ..] => {
+                buf = rest;
+                m.value = Some(RawValue::Double(f64::from_le_bytes(take_fixed(&mut buf)?)));
+            }
+            _ => {}
+        }
+        if let [SPAN_CONTEXT, rest @ ..] = buf {
+            buf = rest;
+            m.span_context = Some(take_len(&mut buf)?);
+        }
+        buf.is_empty().then_some(m)
+    }
+
+    /// Parses the message whatever the order and repetition of its fields.
+    fn parse_any(bytes: &'a [u8]) -> Option<Self> {
         let mut m = RawMeasurement {
             metric_ref: 0,
             bytes,
@@ -175,13 +245,20 @@ pub(crate) fn varint(buf: &mut &[u8]) -> Option<u64> {
                     | u64::from(*b3) << 21,
             )
         }
-        _ => long_varint(buf),
+        _ => {
+            let (v, rest) = long_varint(bytes)?;
+            *buf = rest;
+            Some(v)
+        }
     }
 }
 
+/// A varint of five bytes or more (or a bad one), and what follows it (the
+/// slice goes by value, so that the callers' slices can stay in registers).
 #[cold]
-fn long_varint(buf: &mut &[u8]) -> Option<u64> {
-    decode_varint(buf).ok()
+fn long_varint(mut buf: &[u8]) -> Option<(u64, &[u8])> {
+    let v = decode_varint(&mut buf).ok()?;
+    Some((v, buf))
 }
 
 #[inline(always)]
@@ -207,6 +284,77 @@ mod tests {
     use super::*;
     use otlp_mmap_core::proto;
     use prost::Message;
+
+    /// The canonical path, where it takes a message, reads what the general one does.
+    fn same_as_general(bytes: &[u8]) {
+        if let Some(fast) = RawMeasurement::parse_canonical(bytes) {
+            let any = RawMeasurement::parse_any(bytes);
+            assert_eq!(
+                format!("{:?}", Some(fast)),
+                format!("{any:?}"),
+                "{bytes:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_path_agrees_with_the_general_one() {
+        let kv = |key_ref| proto::KeyValueRef {
+            key_ref,
+            value: Some(proto::AnyValue {
+                value: Some(proto::any_value::Value::IntValue(key_ref)),
+            }),
+        };
+        let mut taken = 0;
+        for attributes in [vec![], vec![kv(1)], vec![kv(2), kv(300), kv(1 << 40)]] {
+            for value in [
+                None,
+                Some(proto::measurement::Value::AsLong(-5)),
+                Some(proto::measurement::Value::AsDouble(0.5)),
+            ] {
+                for (metric_ref, time) in [(0, 0), (7, 0), (1 << 33, u64::MAX)] {
+                    let m = proto::Measurement {
+                        metric_ref,
+                        attributes: attributes.clone(),
+                        time_unix_nano: time,
+                        value,
+                        span_context: (time > 0).then(|| proto::SpanContext {
+                            span_id: vec![1; 8],
+                            trace_id: vec![2; 16],
+                            flags: 1,
+                        }),
+                    };
+                    let bytes = m.encode_to_vec();
+                    // What prost writes takes the canonical path.
+                    taken += RawMeasurement::parse_canonical(&bytes).is_some() as usize;
+                    same_as_general(&bytes);
+                    for cut in 0..bytes.len() {
+                        same_as_general(&bytes[..cut]);
+                    }
+                    for i in 0..bytes.len() {
+                        for b in [0x00, 0x08, 0x12, 0x19, 0x20, 0x29, 0x32, 0x80, 0xff] {
+                            let mut changed = bytes.clone();
+                            changed[i] = b;
+                            same_as_general(&changed);
+                        }
+                    }
+                    // A field again after the others: the last one wins.
+                    let mut twice = bytes.clone();
+                    twice.extend_from_slice(&[0x08, 9, 0x20, 3]);
+                    same_as_general(&twice);
+                    assert!(bytes.is_empty() || RawMeasurement::parse_canonical(&twice).is_none());
+                }
+            }
+        }
+        assert_eq!(taken, 27);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_path_agrees_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            same_as_general(&bytes);
+        }
+    }
 
     #[test]
     fn parses_what_prost_writes() {

@@ -32,8 +32,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::view::{LinkView, Repeated, SpanEventKind, SpanEventView};
+use otlp_mmap_core::view::{AnyValueView, LinkView, Repeated, SpanEventKind, SpanEventView};
 
+use crate::attribute_cache::{self, CachedAttribute};
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
@@ -281,6 +282,25 @@ impl InFlight {
         }
     }
 
+    /// Keeps an attribute whose `KeyValue` field, already whole, is `field`
+    /// (from the attribute cache): in place of attribute `existing` or as a
+    /// new one, as [`commit_attribute`](Self::commit_attribute) does.
+    fn keep_field(&mut self, field: &[u8], a: &CachedAttribute, existing: Option<usize>) {
+        match existing {
+            Some(i) => {
+                let freed = self.slots[i].value_bytes;
+                self.replace_attribute(i, field, a.key_at, a.value_bytes);
+                self.bytes = self.bytes + a.value_bytes - freed;
+            }
+            None => {
+                let start = self.attributes.len();
+                encode::raw(&mut self.attributes, field);
+                self.bytes += KEY_VALUE_COST + a.key_len + a.value_bytes;
+                self.add_attribute(start, a.key_at, a.key_len, a.key_hash, a.value_bytes);
+            }
+        }
+    }
+
     fn key(&self, a: &Attribute) -> &[u8] {
         &self.attributes[a.at + a.key_at..a.at + a.key_at + a.key_len]
     }
@@ -448,6 +468,9 @@ pub struct SpanAssembler {
     pub(crate) pool: Vec<Box<InFlight>>,
     /// An attribute that replaces another, on its way.
     pub(crate) scratch: Vec<u8>,
+    /// The last span name checked as UTF-8 (spans of one operation follow
+    /// each other): the next name with the same bytes is not checked again.
+    last_name: String,
     /// What the assembler counted since it was created.
     pub counters: SpanCounters,
 }
@@ -478,6 +501,7 @@ impl SpanAssembler {
             completed_bytes: 0,
             pool: Vec::new(),
             scratch: Vec::new(),
+            last_name: String::new(),
             counters: SpanCounters::default(),
         }
     }
@@ -583,7 +607,7 @@ impl SpanAssembler {
                 open.span_id = span_id;
                 open.parent_span_id.extend_from_slice(parent_span_id);
                 open.flags = flags;
-                open.name.push_str(&encode::lossy(name));
+                push_name(&mut open.name, name, &mut self.last_name);
                 open.kind = kind;
                 open.start_time_unix_nano = start_time_unix_nano;
                 open.scope_ref = ev.scope_ref;
@@ -638,7 +662,7 @@ impl SpanAssembler {
                 Some(open) => {
                     let old = open.name.len();
                     open.name.clear();
-                    open.name.push_str(&encode::lossy(name));
+                    push_name(&mut open.name, name, &mut self.last_name);
                     let new = open.name.len();
                     open.bytes = open.bytes + new - old;
                     self.in_flight_bytes = self.in_flight_bytes + new - old;
@@ -773,6 +797,27 @@ impl SpanAssembler {
     }
 }
 
+/// Most bytes of a span name kept as the last name checked.
+const LAST_NAME_MAX: usize = 256;
+
+/// Appends the span name `bytes` (invalid UTF-8 replaced) to `name`; bytes
+/// equal to `last`, the last valid name seen, are taken as `last` is.
+#[inline]
+fn push_name(name: &mut String, bytes: &[u8], last: &mut String) {
+    if bytes == last.as_bytes() {
+        name.push_str(last);
+        return;
+    }
+    let checked = encode::lossy(bytes);
+    name.push_str(&checked);
+    if let std::borrow::Cow::Borrowed(valid) = checked
+        && valid.len() <= LAST_NAME_MAX
+    {
+        last.clear();
+        last.push_str(valid);
+    }
+}
+
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write(key);
@@ -792,10 +837,38 @@ fn set_attributes(
 ) {
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
+        let raw_hash = attribute_cache::raw_hash(entry);
+        if let Some(hit) = dict.attributes.get(entry, raw_hash) {
+            // What a resolution does (see below), with the cached field: the
+            // key and the value charged to the record budget the same.
+            dict.begin_record(limits.max_span_bytes.saturating_sub(open.bytes));
+            let field = dict.attributes.field(&hit);
+            let key = field
+                .get(hit.key_at..hit.key_at + hit.key_len)
+                .unwrap_or(&[]);
+            let at = open.position(key, hit.key_hash);
+            if !dict.charge(hit.key_len)
+                || (at.is_none() && open.slots.len() >= limits.max_attributes)
+            {
+                over_budget |= dict.end_record().over_budget;
+                dropped += 1;
+                continue;
+            }
+            dict.raise_budget(at.map_or(0, |i| open.slots[i].value_bytes));
+            if (hit.has_value && !dict.charge(hit.value_bytes)) || dict.end_record().over_budget {
+                dict.end_record();
+                over_budget = true;
+                dropped += 1;
+                continue;
+            }
+            open.keep_field(dict.attributes.field(&hit), &hit, at);
+            continue;
+        }
         let Ok(kv) = canonical::key_value_ref(entry) else {
             dict.bad_refs += 1;
             continue;
         };
+        let bad_refs = dict.bad_refs;
         // The key first: an attribute that can only be dropped costs no value resolution.
         let left = limits.max_span_bytes.saturating_sub(open.bytes);
         dict.begin_record(left);
@@ -816,7 +889,12 @@ fn set_attributes(
         let freed = at.map_or(0, |i| open.slots[i].value_bytes);
         // The value may take what the value it replaces frees.
         dict.raise_budget(freed);
+        let mut cacheable = true;
         let added = kv.value.map_or(0, |v| {
+            cacheable = !matches!(
+                canonical::any_value(v),
+                Ok(AnyValueView::Ref(_) | AnyValueView::Array(_) | AnyValueView::KvList(_))
+            );
             let value = encode::begin(&mut open.attributes, 2);
             let m = dict.encode_value(file, v, &mut open.attributes);
             encode::end(&mut open.attributes, value);
@@ -840,6 +918,21 @@ fn set_attributes(
             at,
             field,
         );
+        if cacheable && dict.bad_refs == bad_refs {
+            // The attribute as the span now holds it.
+            let i = at.unwrap_or(open.slots.len() - 1);
+            let a = open.slots[i];
+            dict.attributes.insert(
+                entry,
+                raw_hash,
+                &open.attributes[a.at..a.at + a.len],
+                a.key_at,
+                a.key_len,
+                a.hash,
+                a.value_bytes,
+                kv.value.is_some(),
+            );
+        }
     }
     open.dropped_attributes_count = open.dropped_attributes_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;
@@ -912,4 +1005,32 @@ fn bool_attr(out: &mut Vec<u8>, key: &str) {
     encode::varint_always(out, 2, 1);
     encode::end(out, value);
     encode::end(out, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_names_are_checked_once_and_replaced_when_invalid() {
+        let mut last = String::new();
+        let name = |bytes: &[u8], last: &mut String| {
+            let mut n = String::new();
+            push_name(&mut n, bytes, last);
+            n
+        };
+        assert_eq!(name(b"GET /users", &mut last), "GET /users");
+        assert_eq!(last, "GET /users");
+        assert_eq!(name(b"GET /users", &mut last), "GET /users");
+        // Invalid UTF-8 is replaced, and not kept as the last name.
+        assert_eq!(name(b"GET \xff", &mut last), "GET \u{fffd}");
+        assert_eq!(last, "GET /users");
+        assert_eq!(name(b"", &mut last), "");
+        assert_eq!(name("é".as_bytes(), &mut last), "é");
+        assert_eq!(last, "é");
+        // A long name is not kept.
+        let long = "x".repeat(LAST_NAME_MAX + 1);
+        assert_eq!(name(long.as_bytes(), &mut last), long);
+        assert_eq!(last, "é");
+    }
 }

@@ -499,10 +499,13 @@ impl RingReader {
 }
 
 /// Splits a slot into its message: a varint length that must fit inside the slot.
+#[inline]
 pub fn unframe(slot: &[u8]) -> Result<&[u8], FormatError> {
-    let mut buf = slot;
-    let len = prost::encoding::decode_varint(&mut buf)
-        .map_err(|_| FormatError::BadLength("not a valid varint"))?;
+    // A record under 128 bytes has a one-byte length: read directly.
+    let (len, buf) = match slot {
+        [b, rest @ ..] if *b < 0x80 => (u64::from(*b), rest),
+        _ => long_frame_len(slot)?,
+    };
     if len > buf.len() as u64 {
         return Err(FormatError::SlotOverflow {
             len,
@@ -510,4 +513,11 @@ pub fn unframe(slot: &[u8]) -> Result<&[u8], FormatError> {
         });
     }
     Ok(&buf[..len as usize])
+}
+
+/// The length prefix of a slot when it is not one byte, and what follows it.
+fn long_frame_len(mut buf: &[u8]) -> Result<(u64, &[u8]), FormatError> {
+    let len = prost::encoding::decode_varint(&mut buf)
+        .map_err(|_| FormatError::BadLength("not a valid varint"))?;
+    Ok((len, buf))
 }

@@ -89,13 +89,21 @@ fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
                 | u64::from(b2 & 0x7f) << 14
                 | u64::from(*b3) << 21)
         }
-        _ => long_varint(buf),
+        _ => {
+            let (v, rest) = long_varint(bytes)?;
+            *buf = rest;
+            Ok(v)
+        }
     }
 }
 
+/// A varint of five bytes or more (or a bad one), and what follows it. The
+/// slice goes in and out by value, so that the callers' slices can stay in
+/// registers.
 #[cold]
-fn long_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
-    decode_varint(buf).map_err(|_| WireError)
+fn long_varint(mut buf: &[u8]) -> Result<(u64, &[u8]), WireError> {
+    let v = decode_varint(&mut buf).map_err(|_| WireError)?;
+    Ok((v, buf))
 }
 
 /// Iterates over the fields of one message: `(field number, value)`.
@@ -177,13 +185,20 @@ impl<'a> Repeated<'a> {
     /// when the enclosing view was parsed).
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let field = self.field;
-        Fields::new(self.msg)
-            .map_while(Result::ok)
-            .filter_map(move |(f, w)| match w {
-                Wire::Bytes(b) if f == field => Some(b),
-                _ => None,
-            })
+        let (mut buf, field) = (self.msg, self.field);
+        std::iter::from_fn(move || {
+            while !buf.is_empty() {
+                match next_field(&mut buf) {
+                    Ok((f, Some(b))) if f == field => return Some(b),
+                    Ok(_) => {}
+                    Err(_) => {
+                        buf = &[];
+                        return None;
+                    }
+                }
+            }
+            None
+        })
     }
 
     /// Number of entries.
@@ -197,11 +212,129 @@ impl<'a> Repeated<'a> {
     }
 }
 
+/// Takes one field off the front of `buf`: its number, and its bytes when
+/// it is length-delimited. What [`Fields`] checks, without building a [`Wire`]
+/// (for the loops that only skip fields or look for one repeated field).
+#[inline(always)]
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<(u32, Option<&'a [u8]>), WireError> {
+    let (field, wire) = take_key(buf)?;
+    if wire == 2 {
+        return Ok((field, Some(take_len(buf)?)));
+    }
+    skip_value(buf, wire)?;
+    Ok((field, None))
+}
+
+/// Checks that `msg` is a sequence of well-formed fields.
+#[inline]
 fn check(msg: &[u8]) -> Result<(), WireError> {
-    for f in Fields::new(msg) {
-        f?;
+    // The shape of nearly every message checked, a KeyValueRef as writers
+    // write it: a varint field 1, then a length-delimited field 2 up to the end.
+    if let [0x08, rest @ ..] = msg {
+        let mut buf = rest;
+        if varint(&mut buf).is_ok()
+            && let [0x12, after @ ..] = buf
+        {
+            let mut value = after;
+            if varint(&mut value).is_ok_and(|len| len == value.len() as u64) {
+                return Ok(());
+            }
+        }
+    }
+    check_fields(msg)
+}
+
+/// [`check`], field by field.
+fn check_fields(mut msg: &[u8]) -> Result<(), WireError> {
+    while !msg.is_empty() {
+        next_field(&mut msg)?;
     }
     Ok(())
+}
+
+/// Takes a field key off the front of `buf`: its number and wire type (as
+/// [`Fields`] reads them: a number past u32 or 0 is an error). The value is
+/// then taken with the `*_of` function of the wire type the field should
+/// have; given another wire type, those skip the value and give the
+/// default, as [`Wire`]'s accessors do. For the parse loops of the hot
+/// records, which need no [`Wire`] in between.
+#[inline(always)]
+fn take_key(buf: &mut &[u8]) -> Result<(u32, u64), WireError> {
+    let key = varint(buf)?;
+    let field = u32::try_from(key >> 3).map_err(|_| WireError)?;
+    if field == 0 {
+        return Err(WireError);
+    }
+    Ok((field, key & 7))
+}
+
+/// Skips a value of wire type `wire`.
+#[inline(always)]
+fn skip_value(buf: &mut &[u8], wire: u64) -> Result<(), WireError> {
+    let n = match wire {
+        0 => return varint(buf).map(drop),
+        1 => 8,
+        2 => return take_len(buf).map(drop),
+        5 => 4,
+        _ => return Err(WireError),
+    };
+    *buf = buf.get(n..).ok_or(WireError)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn take_len<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
+    let len = varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(WireError);
+    }
+    let (v, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(v)
+}
+
+/// A length-delimited value (empty for another wire type).
+#[inline(always)]
+fn bytes_of<'a>(buf: &mut &'a [u8], wire: u64) -> Result<&'a [u8], WireError> {
+    if wire == 2 {
+        return take_len(buf);
+    }
+    skip_value(buf, wire)?;
+    Ok(&[])
+}
+
+/// A varint value (0 for another wire type).
+#[inline(always)]
+fn varint_of(buf: &mut &[u8], wire: u64) -> Result<u64, WireError> {
+    if wire == 0 {
+        return varint(buf);
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
+}
+
+/// A fixed64 value (0 for another wire type).
+#[inline(always)]
+fn fixed64_of(buf: &mut &[u8], wire: u64) -> Result<u64, WireError> {
+    if wire == 1 {
+        let (v, rest) = buf.split_first_chunk::<8>().ok_or(WireError)?;
+        *buf = rest;
+        return Ok(u64::from_le_bytes(*v));
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
+}
+
+/// A fixed32 value (0 for another wire type).
+#[inline(always)]
+fn fixed32_of(buf: &mut &[u8], wire: u64) -> Result<u32, WireError> {
+    if wire == 5 {
+        let (v, rest) = buf.split_first_chunk::<4>().ok_or(WireError)?;
+        *buf = rest;
+        return Ok(u32::from_le_bytes(*v));
+    }
+    skip_value(buf, wire)?;
+    Ok(0)
 }
 
 /// A `KeyValueRef`.
@@ -484,37 +617,41 @@ impl<'a> SpanEventView<'a> {
             scope_ref: 0,
             event: SpanEventKind::None,
         };
-        for f in Fields::new(msg) {
-            match f? {
-                (se::TRACE_ID, w) => v.trace_id = w.bytes(),
-                (se::SPAN_ID, w) => v.span_id = w.bytes(),
-                (se::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
-                (se::START, w) => v.event = parse_start(w.bytes())?,
-                (se::END, w) => v.event = parse_end(w.bytes())?,
-                (se::NAME, w) => {
+        let mut buf = msg;
+        while !buf.is_empty() {
+            let (field, wire) = take_key(&mut buf)?;
+            match field {
+                se::TRACE_ID => v.trace_id = bytes_of(&mut buf, wire)?,
+                se::SPAN_ID => v.span_id = bytes_of(&mut buf, wire)?,
+                se::SCOPE_REF => v.scope_ref = varint_of(&mut buf, wire)? as i64,
+                se::START => v.event = parse_start(bytes_of(&mut buf, wire)?)?,
+                se::END => v.event = parse_end(bytes_of(&mut buf, wire)?)?,
+                se::NAME => {
                     let mut name: &[u8] = &[];
-                    for f in Fields::new(w.bytes()) {
+                    for f in Fields::new(bytes_of(&mut buf, wire)?) {
                         if let (change_span_name::NAME, n) = f? {
                             name = n.bytes();
                         }
                     }
                     v.event = SpanEventKind::Name(name);
                 }
-                (se::ATTRIBUTES, w) => {
-                    check_entries(w.bytes(), update_attributes::ATTRIBUTES)?;
+                se::ATTRIBUTES => {
+                    let b = bytes_of(&mut buf, wire)?;
+                    check_entries(b, update_attributes::ATTRIBUTES)?;
                     v.event = SpanEventKind::Attributes(Repeated {
-                        msg: w.bytes(),
+                        msg: b,
                         field: update_attributes::ATTRIBUTES,
                     });
                 }
-                (se::LINK, w) => {
-                    check_entries(w.bytes(), add_link::LINKS)?;
+                se::LINK => {
+                    let b = bytes_of(&mut buf, wire)?;
+                    check_entries(b, add_link::LINKS)?;
                     v.event = SpanEventKind::Links(Repeated {
-                        msg: w.bytes(),
+                        msg: b,
                         field: add_link::LINKS,
                     });
                 }
-                _ => {}
+                _ => skip_value(&mut buf, wire)?,
             }
         }
         Ok(v)
@@ -536,15 +673,17 @@ fn check_entries(msg: &[u8], field: u32) -> Result<(), WireError> {
 fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
     use tags::span_event::start_span;
     let (mut parent, mut name, mut kind, mut start, mut flags) = (&[][..], &[][..], 0, 0, 0);
-    for f in Fields::new(msg) {
-        match f? {
-            (start_span::PARENT_SPAN_ID, w) => parent = w.bytes(),
-            (start_span::NAME, w) => name = w.bytes(),
-            (start_span::KIND, w) => kind = w.varint() as i32,
-            (start_span::START_TIME_UNIX_NANO, w) => start = w.fixed64(),
-            (start_span::ATTRIBUTES, w) => check(w.bytes())?,
-            (start_span::FLAGS, w) => flags = w.fixed32(),
-            _ => {}
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let (field, wire) = take_key(&mut buf)?;
+        match field {
+            start_span::PARENT_SPAN_ID => parent = bytes_of(&mut buf, wire)?,
+            start_span::NAME => name = bytes_of(&mut buf, wire)?,
+            start_span::KIND => kind = varint_of(&mut buf, wire)? as i32,
+            start_span::START_TIME_UNIX_NANO => start = fixed64_of(&mut buf, wire)?,
+            start_span::ATTRIBUTES => check(bytes_of(&mut buf, wire)?)?,
+            start_span::FLAGS => flags = fixed32_of(&mut buf, wire)?,
+            _ => skip_value(&mut buf, wire)?,
         }
     }
     Ok(SpanEventKind::Start {
@@ -563,12 +702,14 @@ fn parse_start(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
 fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
     use tags::span_event::end_span;
     let (mut end, mut status) = (0, None);
-    for f in Fields::new(msg) {
-        match f? {
-            (end_span::END_TIME_UNIX_NANO, w) => end = w.fixed64(),
-            (end_span::STATUS, w) => {
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let (field, wire) = take_key(&mut buf)?;
+        match field {
+            end_span::END_TIME_UNIX_NANO => end = fixed64_of(&mut buf, wire)?,
+            end_span::STATUS => {
                 let mut s = StatusView::default();
-                for f in Fields::new(w.bytes()) {
+                for f in Fields::new(bytes_of(&mut buf, wire)?) {
                     match f? {
                         (tags::status::MESSAGE, m) => s.message = m.bytes(),
                         (tags::status::CODE, c) => s.code = c.varint() as i32,
@@ -577,7 +718,7 @@ fn parse_end(msg: &[u8]) -> Result<SpanEventKind<'_>, WireError> {
                 }
                 status = Some(s);
             }
-            _ => {}
+            _ => skip_value(&mut buf, wire)?,
         }
     }
     Ok(SpanEventKind::End {
@@ -591,6 +732,219 @@ mod tests {
     use super::*;
     use crate::proto::{self, any_value::Value, span_event::Event};
     use prost::Message;
+
+    /// The field walk the fast paths stand for: `check` and `Repeated::iter`
+    /// as the general iterator gives them.
+    fn same_as_fields(bytes: &[u8]) {
+        let by_fields = Fields::new(bytes).all(|f| f.is_ok());
+        assert_eq!(check(bytes).is_ok(), by_fields, "check {bytes:02x?}");
+        assert_eq!(check_fields(bytes).is_ok(), by_fields, "{bytes:02x?}");
+        for field in [1, 2, 9] {
+            let want: Vec<&[u8]> = Fields::new(bytes)
+                .map_while(Result::ok)
+                .filter_map(|(f, w)| match w {
+                    Wire::Bytes(b) if f == field => Some(b),
+                    _ => None,
+                })
+                .collect();
+            let got: Vec<&[u8]> = Repeated::new(bytes, field).iter().collect();
+            assert_eq!(got, want, "field {field} of {bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_field_walk() {
+        let mut cases = vec![];
+        for v in [
+            Value::StringValue("GET".into()),
+            Value::IntValue(-1),
+            Value::ValueRef(1 << 40),
+        ] {
+            for key_ref in [0, 5, 300, 1 << 30, 1 << 50] {
+                cases.push(kv(key_ref, v.clone()).encode_to_vec());
+            }
+        }
+        cases.push(
+            proto::KeyValueRef {
+                key_ref: 7,
+                value: None,
+            }
+            .encode_to_vec(),
+        );
+        for case in &cases {
+            same_as_fields(case);
+            for cut in 0..case.len() {
+                same_as_fields(&case[..cut]);
+            }
+            for i in 0..case.len() {
+                for b in [0x00, 0x02, 0x08, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut changed = case.clone();
+                    changed[i] = b;
+                    same_as_fields(&changed);
+                }
+            }
+        }
+    }
+
+    /// `SpanEventView::parse` on the general field walk (as it was before
+    /// its loops took keys and values directly): the reference it must agree with.
+    fn span_event_by_fields(msg: &[u8]) -> Result<SpanEventView<'_>, WireError> {
+        use tags::span_event::update_attributes;
+        use tags::span_event::{self as se, add_link, change_span_name, end_span, start_span};
+        let mut v = SpanEventView {
+            trace_id: &[],
+            span_id: &[],
+            scope_ref: 0,
+            event: SpanEventKind::None,
+        };
+        for f in Fields::new(msg) {
+            match f? {
+                (se::TRACE_ID, w) => v.trace_id = w.bytes(),
+                (se::SPAN_ID, w) => v.span_id = w.bytes(),
+                (se::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
+                (se::START, w) => {
+                    let msg = w.bytes();
+                    let (mut parent, mut name, mut kind, mut start, mut flags) =
+                        (&[][..], &[][..], 0, 0, 0);
+                    for f in Fields::new(msg) {
+                        match f? {
+                            (start_span::PARENT_SPAN_ID, w) => parent = w.bytes(),
+                            (start_span::NAME, w) => name = w.bytes(),
+                            (start_span::KIND, w) => kind = w.varint() as i32,
+                            (start_span::START_TIME_UNIX_NANO, w) => start = w.fixed64(),
+                            (start_span::ATTRIBUTES, w) => check_fields(w.bytes())?,
+                            (start_span::FLAGS, w) => flags = w.fixed32(),
+                            _ => {}
+                        }
+                    }
+                    v.event = SpanEventKind::Start {
+                        parent_span_id: parent,
+                        name,
+                        kind,
+                        start_time_unix_nano: start,
+                        attributes: Repeated::new(msg, start_span::ATTRIBUTES),
+                        flags,
+                    };
+                }
+                (se::END, w) => {
+                    let (mut end, mut status) = (0, None);
+                    for f in Fields::new(w.bytes()) {
+                        match f? {
+                            (end_span::END_TIME_UNIX_NANO, w) => end = w.fixed64(),
+                            (end_span::STATUS, w) => {
+                                let mut s = StatusView::default();
+                                for f in Fields::new(w.bytes()) {
+                                    match f? {
+                                        (tags::status::MESSAGE, m) => s.message = m.bytes(),
+                                        (tags::status::CODE, c) => s.code = c.varint() as i32,
+                                        _ => {}
+                                    }
+                                }
+                                status = Some(s);
+                            }
+                            _ => {}
+                        }
+                    }
+                    v.event = SpanEventKind::End {
+                        end_time_unix_nano: end,
+                        status,
+                    };
+                }
+                (se::NAME, w) => {
+                    let mut name: &[u8] = &[];
+                    for f in Fields::new(w.bytes()) {
+                        if let (change_span_name::NAME, n) = f? {
+                            name = n.bytes();
+                        }
+                    }
+                    v.event = SpanEventKind::Name(name);
+                }
+                (se::ATTRIBUTES, w) => {
+                    check_entries(w.bytes(), update_attributes::ATTRIBUTES)?;
+                    v.event = SpanEventKind::Attributes(Repeated::new(
+                        w.bytes(),
+                        update_attributes::ATTRIBUTES,
+                    ));
+                }
+                (se::LINK, w) => {
+                    check_entries(w.bytes(), add_link::LINKS)?;
+                    v.event = SpanEventKind::Links(Repeated::new(w.bytes(), add_link::LINKS));
+                }
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    fn same_span_event(bytes: &[u8]) {
+        assert_eq!(
+            format!("{:?}", SpanEventView::parse(bytes)),
+            format!("{:?}", span_event_by_fields(bytes)),
+            "{bytes:02x?}"
+        );
+    }
+
+    #[test]
+    fn span_event_parse_agrees_with_the_field_walk() {
+        let attrs = vec![
+            kv(5, Value::StringValue("GET".into())),
+            kv(300, Value::IntValue(200)),
+        ];
+        let events = [
+            Event::Start(proto::span_event::StartSpan {
+                parent_span_id: vec![3; 8],
+                name: "op".into(),
+                kind: 2,
+                start_time_unix_nano: 7,
+                attributes: attrs.clone(),
+                flags: 0x301,
+            }),
+            Event::End(proto::span_event::EndSpan {
+                end_time_unix_nano: 9,
+                status: Some(proto::Status {
+                    message: "bad".into(),
+                    code: 2,
+                }),
+            }),
+            Event::Name(proto::span_event::ChangeSpanName { name: "x".into() }),
+            Event::Attributes(proto::span_event::UpdateAttributes { attributes: attrs }),
+        ];
+        for event in events {
+            let bytes = proto::SpanEvent {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                scope_ref: 1 << 20,
+                event: Some(event),
+            }
+            .encode_to_vec();
+            same_span_event(&bytes);
+            for cut in 0..bytes.len() {
+                same_span_event(&bytes[..cut]);
+            }
+            for i in 0..bytes.len() {
+                for b in [0x00, 0x01, 0x02, 0x05, 0x08, 0x0a, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut changed = bytes.clone();
+                    changed[i] = b;
+                    same_span_event(&changed);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn span_event_parse_agrees_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            same_span_event(&bytes);
+        }
+
+        #[test]
+        fn fast_paths_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            same_as_fields(&bytes);
+            let mut kv = vec![0x08u8];
+            kv.extend(&bytes);
+            same_as_fields(&kv);
+        }
+    }
 
     fn kv(k: i64, v: Value) -> proto::KeyValueRef {
         proto::KeyValueRef {
