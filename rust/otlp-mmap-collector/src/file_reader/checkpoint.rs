@@ -229,6 +229,7 @@ impl FileReader {
                     token,
                     items,
                     release: None,
+                    flat: Vec::new(),
                 });
             }
         }

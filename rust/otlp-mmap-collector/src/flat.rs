@@ -1,0 +1,145 @@
+//! The flat hand-off: a batch laid out for the Collector's Go side to turn
+//! into pdata without a protobuf decoder, with the strings that repeat
+//! (attribute keys, names, resource and scope attributes, string values
+//! seen more than once) sent once per file and interned there.
+//!
+//! A [`FlatWriter`] per signal turns the export request the reader encoded
+//! (the bytes [`crate::group::RequestEncoder`] wrote for the batch) into the
+//! flat layout, so both hand-offs come from the same encoder and carry the
+//! same data. Whatever the flat layout does not express exactly (a field
+//! the encoder does not write, an id of another length than OTLP allows, a
+//! repeated attribute key) makes the whole batch go as the OTLP request
+//! instead, which Go decodes as before: the result is always what the OTLP
+//! path gives.
+//!
+//! # Layout (version 1, little-endian)
+//!
+//! ```text
+//! batch   = "OMF1" mode:u8 (mode 1: the OTLP export request follows, to the end)
+//!           (mode 0:) epoch:u32 base:u32 count:u32 count*(len:u32 bytes) body
+//! str     = u32: a string-table id (< 2^31), or 2^31|len followed by len bytes
+//! attrs   = count:u32 count*(key:str value)
+//! value   = kind:u8 then: 0 empty | 1 str | 2 bool:u8 | 3 int:u64 |
+//!           4 double:u64 (bits) | 5 bytes: len:u32 bytes |
+//!           6 an AnyValue message (arrays, kvlists): len:u32 bytes
+//! body    = resources:u32 resources*(attrs dropped:u32
+//!             scopes:u32 scopes*(name:str version:str attrs dropped:u32
+//!               items:u32 items*item))
+//! span    = trace_id:[16] span_id:[8] parent_span_id:[8] trace_state:str
+//!           name:str flags:u32 kind:u32 start:u64 end:u64 attrs
+//!           dropped_attributes:u32 links:u32 links*link dropped_links:u32
+//!           status_message:str status_code:u32
+//! link    = trace_id:[16] span_id:[8] trace_state:str attrs dropped:u32 flags:u32
+//! log     = time:u64 observed_time:u64 severity_number:u32 severity_text:str
+//!           body:value attrs dropped_attributes:u32 flags:u32
+//!           trace_id:[16] span_id:[8] event_name:str
+//! ```
+//!
+//! An absent id is all zeros, as pdata holds it.
+//!
+//! # The string table
+//!
+//! Each writer keeps a table of the strings it sent; the batch carries the
+//! entries added since the previous batch (`base` is the id of the first,
+//! `count` how many), so Go appends them to its own copy of the table
+//! before reading the body. A batch is built only once the previous one of
+//! its signal was committed, so Go always holds every earlier entry; a
+//! batch delivered again (the pipeline refused it) carries entries Go has
+//! already, which it skips by `base`. When the table grows past its bounds
+//! ([`strings::MAX_ENTRIES`], [`strings::MAX_BYTES`]) it starts over with
+//! the next batch under a new `epoch`, and Go clears its copy when the epoch
+//! changes. The table belongs to the reader of one file: it is keyed by the
+//! strings' bytes, not by dictionary refs, so a writer that starts over in
+//! place keeps it; a file opened again starts with an empty one on both
+//! sides.
+
+mod body;
+mod logs;
+pub mod strings;
+mod traces;
+
+use crate::file_reader::Signal;
+use strings::StringTable;
+
+/// First bytes of every flat batch.
+pub const MAGIC: &[u8; 4] = b"OMF1";
+/// Mode byte: the flat layout follows.
+pub const MODE_FLAT: u8 = 0;
+/// Mode byte: the OTLP export request follows.
+pub const MODE_OTLP: u8 = 1;
+
+/// Value kinds of the layout.
+pub mod kind {
+    /// No value.
+    pub const EMPTY: u8 = 0;
+    /// A string.
+    pub const STR: u8 = 1;
+    /// A bool, one byte.
+    pub const BOOL: u8 = 2;
+    /// An int64.
+    pub const INT: u8 = 3;
+    /// A double, its bits.
+    pub const DOUBLE: u8 = 4;
+    /// Bytes, with their length.
+    pub const BYTES: u8 = 5;
+    /// An encoded `AnyValue` message (array, kvlist), with its length.
+    pub const ANY_VALUE: u8 = 6;
+}
+
+/// The request holds something the flat layout does not express exactly:
+/// the batch goes as OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotFlat;
+
+/// Turns the export requests of one signal of one file into flat batches
+/// (see the module docs). Its buffers are kept across batches.
+#[derive(Debug, Default)]
+pub struct FlatWriter {
+    strings: StringTable,
+    body: Vec<u8>,
+    scratch: body::Scratch,
+}
+
+impl FlatWriter {
+    /// Appends the flat batch of `request` (an export request of `signal`,
+    /// as the reader encodes it; metrics always go as OTLP) to `out`.
+    pub fn write(&mut self, signal: Signal, request: &[u8], out: &mut Vec<u8>) {
+        self.strings.begin_batch();
+        self.body.clear();
+        let done = match signal {
+            Signal::Traces => traces::write(
+                request,
+                &mut self.strings,
+                &mut self.scratch,
+                &mut self.body,
+            ),
+            Signal::Logs => logs::write(
+                request,
+                &mut self.strings,
+                &mut self.scratch,
+                &mut self.body,
+            ),
+            Signal::Metrics => Err(NotFlat),
+        };
+        out.extend_from_slice(MAGIC);
+        match done {
+            Ok(()) => {
+                out.push(MODE_FLAT);
+                self.strings.write_new(out);
+                out.extend_from_slice(&self.body);
+            }
+            Err(NotFlat) => {
+                // Strings added while writing are not sent: forget them.
+                self.strings.abandon_batch();
+                out.push(MODE_OTLP);
+                out.extend_from_slice(request);
+            }
+        }
+        crate::encode::reuse(&mut self.body, crate::encode::KEEP_MAX);
+    }
+
+    /// The writer's string table.
+    pub fn strings(&self) -> &StringTable {
+        &self.strings
+    }
+}
