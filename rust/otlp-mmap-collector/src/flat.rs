@@ -143,3 +143,165 @@ impl FlatWriter {
         &self.strings
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+    use prost::Message;
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn traces(span: Span) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Default::default()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(Default::default()),
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn logs(record: LogRecord) -> Vec<u8> {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Default::default()),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(Default::default()),
+                    log_records: vec![record],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    /// The batch's mode, and its bytes after the header.
+    fn written(w: &mut FlatWriter, signal: Signal, request: &[u8]) -> (u8, Vec<u8>) {
+        let mut out = Vec::new();
+        w.write(signal, request, &mut out);
+        assert_eq!(&out[..4], MAGIC);
+        (out[4], out[5..].to_vec())
+    }
+
+    fn span() -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "op".into(),
+            attributes: vec![
+                kv("a", any_value::Value::StringValue("x".into())),
+                kv("b", any_value::Value::IntValue(1)),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn what_the_layout_holds_goes_flat() {
+        let mut w = FlatWriter::default();
+        let request = traces(span());
+        let (mode, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(mode, MODE_FLAT);
+        // Epoch 0, base 0; "" (scope name and version), "a", "b", "op"
+        // interned ("x" goes inline the first time).
+        assert_eq!(&rest[..8], &[0; 8]);
+        assert_eq!(w.strings().len(), 4);
+        // The next batch sends no string again, and now interns "x".
+        let (mode, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(mode, MODE_FLAT);
+        assert_eq!(u32::from_le_bytes(rest[4..8].try_into().unwrap()), 4);
+        assert_eq!(u32::from_le_bytes(rest[8..12].try_into().unwrap()), 1);
+        // Metrics are always OTLP.
+        let (mode, rest) = written(&mut w, Signal::Metrics, &request);
+        assert_eq!((mode, rest), (MODE_OTLP, request));
+    }
+
+    #[test]
+    fn what_it_cannot_hold_exactly_goes_as_otlp() {
+        let cases: Vec<(Signal, Vec<u8>)> = vec![
+            // A key twice: pdata keeps both.
+            (
+                Signal::Traces,
+                traces(Span {
+                    attributes: vec![
+                        kv("a", any_value::Value::IntValue(1)),
+                        kv("a", any_value::Value::IntValue(2)),
+                    ],
+                    ..span()
+                }),
+            ),
+            // An id of another length: pdata refuses the request.
+            (
+                Signal::Traces,
+                traces(Span {
+                    parent_span_id: vec![3; 5],
+                    ..span()
+                }),
+            ),
+            // Span events: the reader writes none, the layout has none.
+            (
+                Signal::Traces,
+                traces(Span {
+                    events: vec![span::Event::default()],
+                    ..span()
+                }),
+            ),
+            (
+                Signal::Logs,
+                logs(LogRecord {
+                    trace_id: vec![1; 3],
+                    ..Default::default()
+                }),
+            ),
+        ];
+        for (signal, request) in cases {
+            let mut w = FlatWriter::default();
+            let (mode, rest) = written(&mut w, signal, &request);
+            assert_eq!((mode, &rest), (MODE_OTLP, &request));
+            assert!(
+                w.strings().is_empty(),
+                "strings of a batch not sent are forgotten"
+            );
+        }
+    }
+
+    #[test]
+    fn arrays_and_kvlists_go_as_encoded_values() {
+        let value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(any_value::Value::IntValue(7)),
+                }],
+            })),
+        };
+        let request = logs(LogRecord {
+            body: Some(value.clone()),
+            ..Default::default()
+        });
+        let mut w = FlatWriter::default();
+        let (mode, rest) = written(&mut w, Signal::Logs, &request);
+        assert_eq!(mode, MODE_FLAT);
+        let encoded = value.encode_to_vec();
+        let mut want = vec![kind::ANY_VALUE];
+        want.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        want.extend_from_slice(&encoded);
+        assert!(rest.windows(want.len()).any(|w| w == want), "{rest:02x?}");
+    }
+}

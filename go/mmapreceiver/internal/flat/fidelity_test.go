@@ -8,6 +8,7 @@ package flat_test
 // (compared by its OTLP encoding, which pdata writes deterministically).
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -178,4 +179,67 @@ func TestFlatEqualsOTLPOnTheCorpus(t *testing.T) {
 			})
 		}
 	}
+}
+
+// openWritten opens two files written with the same calls, each read one way.
+func openWritten(t *testing.T, opts ffi.Options, ringSlots uint32) (*pair, [2]*ffitest.Writer) {
+	dir := t.TempDir()
+	var ws [2]*ffitest.Writer
+	var rs [2]*ffi.Reader
+	for i, name := range []string{"a.otlp", "b.otlp"} {
+		path := filepath.Join(dir, name)
+		w, err := ffitest.CreateWriter(path, ringSlots, 512)
+		require.NoError(t, err)
+		o := opts
+		o.Flat = i == 1
+		r, err := ffitest.OpenReader(path, o)
+		require.NoError(t, err)
+		ws[i], rs[i] = w, r
+	}
+	t.Cleanup(func() {
+		for i := range 2 {
+			_ = rs[i].Close()
+			_ = ws[i].Close()
+		}
+	})
+	return &pair{otlp: rs[0], flat: rs[1]}, ws
+}
+
+// Many batches of one file: the string table grows across batches (names,
+// keys and values that repeat are sent once), values that never repeat go
+// inline, and the table starts over once past its bounds (65,536 entries:
+// every span here has a key of its own), on both sides in step.
+func TestFlatEqualsOTLPAcrossManyBatches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 72,000 spans")
+	}
+	opts := ffi.DefaultOptions()
+	opts.MaxBatchSpans, opts.MaxBatchLogs = 500, 500
+	p, ws := openWritten(t, opts, 1<<14)
+	t0 := time.Unix(1_700_000_000, 0)
+	names := []string{"GET /items", "POST /items", "GET /users/{id}"}
+	const rounds, perRound = 18, 4000
+	n := 0
+	for round := range rounds {
+		for i := range perRound {
+			n++
+			tid := [16]byte{1, byte(n), byte(n >> 8), byte(n >> 16)}
+			sid := [8]byte{2, byte(n), byte(n >> 8), byte(n >> 16)}
+			key := fmt.Sprintf("key.%d", n)
+			value := []string{"repeated", fmt.Sprintf("unique-%d", n)}[i%2]
+			start := t0.Add(time.Duration(n) * time.Millisecond)
+			for _, w := range ws {
+				require.NoError(t, w.Span(tid, sid, names[n%len(names)], key, value, start, start.Add(time.Millisecond)))
+				require.NoError(t, w.Log(value, "item.kind", names[i%len(names)], start))
+			}
+		}
+		p.drive(t)
+		require.Equal(t, uint64((round+1)*perRound), p.items[ffi.Traces])
+		require.Equal(t, uint64((round+1)*perRound), p.items[ffi.Logs])
+	}
+	require.Equal(t, p.batches, p.flatBatches, "every batch flat")
+	require.Equal(t, uint32(1), p.dec[ffi.Traces].Epoch(), "the traces table started over once")
+	require.Equal(t, uint32(0), p.dec[ffi.Logs].Epoch())
+	// Log values: "repeated" and the names are interned, the unique ones are not.
+	require.Less(t, p.dec[ffi.Logs].Strings(), 20)
 }

@@ -45,6 +45,10 @@ type Decoder struct {
 // Strings returns how many strings the table holds.
 func (d *Decoder) Strings() int { return len(d.strings) }
 
+// Epoch returns the table's generation: the library starts its table over
+// (and Go its copy) when it grows past its bounds.
+func (d *Decoder) Epoch() uint32 { return d.epoch }
+
 var errShort = errors.New("flat batch: truncated")
 
 // cursor reads a batch; the first failure sticks and every later read
