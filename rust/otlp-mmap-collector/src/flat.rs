@@ -22,20 +22,23 @@
 //! value   = kind:u8 then: 0 empty | 1 str | 2 bool:u8 | 3 int:u64 |
 //!           4 double:u64 (bits) | 5 bytes: len:u32 bytes |
 //!           6 an AnyValue message (arrays, kvlists): len:u32 bytes
-//! body    = resources:u32 resources*(attrs dropped:u32
-//!             scopes:u32 scopes*(name:str version:str attrs dropped:u32
-//!               items:u32 items*item))
-//! span    = trace_id:[16] span_id:[8] parent_span_id:[8] trace_state:str
-//!           name:str flags:u32 kind:u32 start:u64 end:u64 attrs
-//!           dropped_attributes:u32 links:u32 links*link dropped_links:u32
-//!           status_message:str status_code:u32
+//! body    = resources:u32 resources*(resource scopes:u32 scopes*(scope items:u32 items*item))
+//! resource= attrs dropped:u32
+//! scope   = name:str version:str attrs dropped:u32
+//! span    = trace_id:[16] span_id:[8] trace_state:str parent_span_id:[8]
+//!           name:str kind:u32 start:u64 end:u64 attrs dropped_attributes:u32
+//!           links:u32 links*link dropped_links:u32 status_message:str
+//!           status_code:u32 flags:u32
 //! link    = trace_id:[16] span_id:[8] trace_state:str attrs dropped:u32 flags:u32
-//! log     = time:u64 observed_time:u64 severity_number:u32 severity_text:str
-//!           body:value attrs dropped_attributes:u32 flags:u32
-//!           trace_id:[16] span_id:[8] event_name:str
+//! log     = time:u64 severity_number:u32 severity_text:str body:value attrs
+//!           dropped_attributes:u32 flags:u32 trace_id:[16] span_id:[8]
+//!           observed_time:u64 event_name:str
 //! ```
 //!
-//! An absent id is all zeros, as pdata holds it.
+//! Fields are in the order of their numbers in the OTLP messages (the
+//! writer turns the request into this in one pass: [`layout`] lists the
+//! slots). An absent field is its default: an id all zeros, an empty
+//! string, value or list, 0, as pdata holds it.
 //!
 //! # The string table
 //!
@@ -54,9 +57,10 @@
 //! sides.
 
 mod body;
-mod logs;
+mod kv_memo;
+mod layout;
 pub mod strings;
-mod traces;
+mod wire;
 
 use crate::file_reader::Signal;
 use strings::StringTable;
@@ -97,29 +101,34 @@ pub(crate) struct NotFlat;
 pub struct FlatWriter {
     strings: StringTable,
     body: Vec<u8>,
-    scratch: body::Scratch,
+    /// Keys of the attribute list being written.
+    keys: Vec<u64>,
+    memo: kv_memo::KeyValueMemo,
 }
 
 impl FlatWriter {
     /// Appends the flat batch of `request` (an export request of `signal`,
     /// as the reader encodes it; metrics always go as OTLP) to `out`.
     pub fn write(&mut self, signal: Signal, request: &[u8], out: &mut Vec<u8>) {
-        self.strings.begin_batch();
+        if self.strings.begin_batch() {
+            self.memo.clear();
+        }
         self.body.clear();
-        let done = match signal {
-            Signal::Traces => traces::write(
-                request,
-                &mut self.strings,
-                &mut self.scratch,
-                &mut self.body,
-            ),
-            Signal::Logs => logs::write(
-                request,
-                &mut self.strings,
-                &mut self.scratch,
-                &mut self.body,
-            ),
-            Signal::Metrics => Err(NotFlat),
+        let layout = match signal {
+            Signal::Traces => Some(layout::TRACES),
+            Signal::Logs => Some(layout::LOGS),
+            Signal::Metrics => None,
+        };
+        let mut ctx = body::Ctx {
+            strings: &mut self.strings,
+            memo: &mut self.memo,
+            inlined: false,
+            keys: &mut self.keys,
+            out: &mut self.body,
+        };
+        let done = match layout {
+            Some(layout) => body::message(&mut ctx, request, layout),
+            None => Err(NotFlat),
         };
         out.extend_from_slice(MAGIC);
         match done {
@@ -131,6 +140,7 @@ impl FlatWriter {
             Err(NotFlat) => {
                 // Strings added while writing are not sent: forget them.
                 self.strings.abandon_batch();
+                self.memo.clear();
                 out.push(MODE_OTLP);
                 out.extend_from_slice(request);
             }
@@ -219,14 +229,14 @@ mod tests {
         let request = traces(span());
         let (mode, rest) = written(&mut w, Signal::Traces, &request);
         assert_eq!(mode, MODE_FLAT);
-        // Epoch 0, base 0; "" (scope name and version), "a", "b", "op"
-        // interned ("x" goes inline the first time).
+        // Epoch 0, base 0; "a", "b", "op" interned ("x" goes inline the
+        // first time, empty strings always).
         assert_eq!(&rest[..8], &[0; 8]);
-        assert_eq!(w.strings().len(), 4);
+        assert_eq!(w.strings().len(), 3);
         // The next batch sends no string again, and now interns "x".
         let (mode, rest) = written(&mut w, Signal::Traces, &request);
         assert_eq!(mode, MODE_FLAT);
-        assert_eq!(u32::from_le_bytes(rest[4..8].try_into().unwrap()), 4);
+        assert_eq!(u32::from_le_bytes(rest[4..8].try_into().unwrap()), 3);
         assert_eq!(u32::from_le_bytes(rest[8..12].try_into().unwrap()), 1);
         // Metrics are always OTLP.
         let (mode, rest) = written(&mut w, Signal::Metrics, &request);

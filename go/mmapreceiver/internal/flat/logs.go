@@ -50,7 +50,6 @@ func (d *Decoder) Logs(data []byte) (plog.Logs, error) {
 
 func (d *Decoder) record(c *cursor, r plog.LogRecord) {
 	r.SetTimestamp(pcommon.Timestamp(c.u64()))
-	r.SetObservedTimestamp(pcommon.Timestamp(c.u64()))
 	r.SetSeverityNumber(plog.SeverityNumber(int32(c.u32())))
 	r.SetSeverityText(d.str(c))
 	d.value(c, c.u8(), r.Body())
@@ -59,5 +58,6 @@ func (d *Decoder) record(c *cursor, r plog.LogRecord) {
 	r.SetFlags(plog.LogRecordFlags(c.u32()))
 	r.SetTraceID(c.traceID())
 	r.SetSpanID(c.spanID())
+	r.SetObservedTimestamp(pcommon.Timestamp(c.u64()))
 	r.SetEventName(d.str(c))
 }

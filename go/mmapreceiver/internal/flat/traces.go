@@ -54,15 +54,11 @@ func (d *Decoder) Traces(data []byte) (ptrace.Traces, error) {
 func (d *Decoder) span(c *cursor, s ptrace.Span) {
 	s.SetTraceID(c.traceID())
 	s.SetSpanID(c.spanID())
-	s.SetParentSpanID(c.spanID())
-	if c.err != nil {
-		return
-	}
 	if ts := d.str(c); ts != "" {
 		s.TraceState().FromRaw(ts)
 	}
+	s.SetParentSpanID(c.spanID())
 	s.SetName(d.str(c))
-	s.SetFlags(c.u32())
 	s.SetKind(ptrace.SpanKind(int32(c.u32())))
 	s.SetStartTimestamp(pcommon.Timestamp(c.u64()))
 	s.SetEndTimestamp(pcommon.Timestamp(c.u64()))
@@ -82,14 +78,12 @@ func (d *Decoder) span(c *cursor, s ptrace.Span) {
 	st := s.Status()
 	st.SetMessage(d.str(c))
 	st.SetCode(ptrace.StatusCode(int32(c.u32())))
+	s.SetFlags(c.u32())
 }
 
 func (d *Decoder) link(c *cursor, l ptrace.SpanLink) {
 	l.SetTraceID(c.traceID())
 	l.SetSpanID(c.spanID())
-	if c.err != nil {
-		return
-	}
 	if ts := d.str(c); ts != "" {
 		l.TraceState().FromRaw(ts)
 	}

@@ -1,365 +1,281 @@
-//! What the flat layouts of every signal share: the walk over an export
-//! request's resources and scopes, attribute lists and values, strings as
-//! table ids, and the protobuf fields of our own encoder read back.
+//! Writes a message in its flat layout ([`super::layout`]): one pass over
+//! its fields, each written into its slot, absent ones as their defaults;
+//! strings as table ids or inline, values, attribute lists.
 
-use otlp_mmap_core::view::{Fields, Wire};
+use otlp_mmap_core::view::Wire;
 
+use super::kv_memo::KeyValueMemo;
+use super::layout::{Layout, Slot};
 use super::strings::{StringTable, hash};
+use super::wire::next_field;
 use super::{NotFlat, kind};
 
-/// Buffers reused across batches.
-#[derive(Debug, Default)]
-pub(crate) struct Scratch {
-    /// Hashes of the keys of the attribute list being written.
-    keys: Vec<u64>,
+/// What writing a batch uses.
+pub(crate) struct Ctx<'a> {
+    pub(crate) strings: &'a mut StringTable,
+    pub(crate) memo: &'a mut KeyValueMemo,
+    /// A string was written inline since this was last cleared.
+    pub(crate) inlined: bool,
+    /// The keys of the attribute list being written: [`ID_KEY`] | the id
+    /// of an interned key, or the hash of one sent inline.
+    pub(crate) keys: &'a mut Vec<u64>,
+    pub(crate) out: &'a mut Vec<u8>,
 }
 
-/// The fields of `msg`; a field that does not parse ends the batch's flat form.
-pub(crate) fn fields(msg: &[u8]) -> impl Iterator<Item = Result<(u32, Wire<'_>), NotFlat>> {
-    Fields::new(msg).map(|f| f.map_err(|_| NotFlat))
+/// Marks a key given by its id in [`Ctx::keys`].
+const ID_KEY: u64 = 1 << 63;
+
+/// Bit of a `str` word that says the string follows inline.
+pub(crate) const INLINE: u32 = 1 << 31;
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// Marks field `field` as seen in `seen`: a field that is not repeated and
-/// appears twice (which protobuf merges) is not expressed flat.
-pub(crate) fn once(seen: &mut u64, field: u32) -> Result<(), NotFlat> {
-    let bit = 1u64 << (field & 63);
-    if field >= 64 || *seen & bit != 0 {
-        return Err(NotFlat);
-    }
-    *seen |= bit;
-    Ok(())
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
 }
 
-pub(crate) fn bytes(w: Wire<'_>) -> Result<&[u8], NotFlat> {
+fn bytes(w: Wire<'_>) -> Result<&[u8], NotFlat> {
     match w {
         Wire::Bytes(b) => Ok(b),
         _ => Err(NotFlat),
     }
 }
 
-pub(crate) fn varint(w: Wire<'_>) -> Result<u64, NotFlat> {
-    match w {
-        Wire::Varint(v) => Ok(v),
-        _ => Err(NotFlat),
+/// Writes `msg` in `layout`.
+pub(crate) fn message(c: &mut Ctx<'_>, mut msg: &[u8], layout: Layout) -> Result<(), NotFlat> {
+    // The next slot, and the list open in it: where its count goes, and the count.
+    let mut next = 0;
+    let mut open: Option<(usize, u32)> = None;
+    while !msg.is_empty() {
+        let (num, w) = next_field(&mut msg)?;
+        while next < layout.len() && layout[next].0 < num {
+            close(c, layout[next].1, open.take())?;
+            next += 1;
+        }
+        match layout.get(next) {
+            Some(&(n, slot)) if n == num => match slot {
+                Slot::Attrs(always) => {
+                    let (at, n) = open.get_or_insert_with(|| {
+                        c.keys.clear();
+                        count_at(c.out)
+                    });
+                    let _ = at;
+                    key_value(c, bytes(w)?, always)?;
+                    *n += 1;
+                }
+                Slot::Repeated(inner) => {
+                    let (_, n) = open.get_or_insert_with(|| count_at(c.out));
+                    *n += 1;
+                    message(c, bytes(w)?, inner)?;
+                }
+                _ => {
+                    field(c, slot, w)?;
+                    next += 1;
+                }
+            },
+            // Not in the layout, out of order, or twice.
+            _ => return Err(NotFlat),
+        }
     }
+    while next < layout.len() {
+        close(c, layout[next].1, open.take())?;
+        next += 1;
+    }
+    Ok(())
 }
 
-pub(crate) fn fixed64(w: Wire<'_>) -> Result<u64, NotFlat> {
-    match w {
-        Wire::Fixed64(v) => Ok(v),
-        _ => Err(NotFlat),
-    }
+/// Reserves a list's count.
+fn count_at(out: &mut Vec<u8>) -> (usize, u32) {
+    let at = out.len();
+    put_u32(out, 0);
+    (at, 0)
 }
 
-pub(crate) fn fixed32(w: Wire<'_>) -> Result<u32, NotFlat> {
-    match w {
-        Wire::Fixed32(v) => Ok(v),
-        _ => Err(NotFlat),
+/// Ends slot `slot` that the message leaves: a list gets its count, an
+/// absent field its default.
+fn close(c: &mut Ctx<'_>, slot: Slot, open: Option<(usize, u32)>) -> Result<(), NotFlat> {
+    match (slot, open) {
+        (Slot::Attrs(_) | Slot::Repeated(_), Some((at, n))) => {
+            c.out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            // A key twice: pdata keeps both, a map cannot.
+            if matches!(slot, Slot::Attrs(_)) && repeats(c.keys) {
+                return Err(NotFlat);
+            }
+        }
+        (Slot::Attrs(_) | Slot::Repeated(_), None) => put_u32(c.out, 0),
+        (Slot::Id16, _) => c.out.extend_from_slice(&[0; 16]),
+        (Slot::Id8, _) => c.out.extend_from_slice(&[0; 8]),
+        (Slot::Str(_), _) => put_u32(c.out, INLINE),
+        (Slot::Varint32 | Slot::Fixed32, _) => put_u32(c.out, 0),
+        (Slot::Fixed64, _) => put_u64(c.out, 0),
+        (Slot::Value, _) => c.out.push(kind::EMPTY),
+        (Slot::Message(inner), _) => message(c, &[], inner)?,
     }
+    Ok(())
 }
 
-/// An id of `N` bytes, or zeros when absent (empty); another length is
-/// what pdata refuses, so the batch goes as OTLP.
-pub(crate) fn id<const N: usize>(b: &[u8]) -> Result<[u8; N], NotFlat> {
+/// Writes a field that is not repeated into its slot.
+fn field(c: &mut Ctx<'_>, slot: Slot, w: Wire<'_>) -> Result<(), NotFlat> {
+    match (slot, w) {
+        (Slot::Id16, Wire::Bytes(b)) => c.out.extend_from_slice(&id::<16>(b)?),
+        (Slot::Id8, Wire::Bytes(b)) => c.out.extend_from_slice(&id::<8>(b)?),
+        (Slot::Str(always), Wire::Bytes(s)) => put_str(c, s, always)?,
+        (Slot::Varint32, Wire::Varint(v)) => put_u32(c.out, v as u32),
+        (Slot::Fixed32, Wire::Fixed32(v)) => put_u32(c.out, v),
+        (Slot::Fixed64, Wire::Fixed64(v)) => put_u64(c.out, v),
+        (Slot::Value, Wire::Bytes(v)) => value(c, v, false)?,
+        (Slot::Message(inner), Wire::Bytes(m)) => message(c, m, inner)?,
+        _ => return Err(NotFlat),
+    }
+    Ok(())
+}
+
+/// An id of `N` bytes, or zeros when empty; another length is what pdata
+/// refuses, so the batch goes as OTLP.
+fn id<const N: usize>(b: &[u8]) -> Result<[u8; N], NotFlat> {
     match b.len() {
         0 => Ok([0; N]),
         _ => b.try_into().map_err(|_| NotFlat),
     }
 }
 
-pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {
-    out.push(v);
-}
-
-pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-/// Reserves a count, for [`patch`].
-pub(crate) fn count_at(out: &mut Vec<u8>) -> usize {
-    let at = out.len();
-    put_u32(out, 0);
-    at
-}
-
-pub(crate) fn patch(out: &mut [u8], at: usize, n: u32) {
-    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
-}
-
-/// Bit of a `str` word that says the string follows inline.
-pub(crate) const INLINE: u32 = 1 << 31;
-
 /// Writes `s` as a table id or inline (see [`StringTable::intern`]).
-pub(crate) fn put_str(
-    strings: &mut StringTable,
-    out: &mut Vec<u8>,
-    s: &[u8],
-    always: bool,
-) -> Result<(), NotFlat> {
-    put_str_hashed(strings, out, s, hash(s), always)
-}
-
-/// [`put_str`] of a string whose hash is known.
-pub(crate) fn put_str_hashed(
-    strings: &mut StringTable,
-    out: &mut Vec<u8>,
-    s: &[u8],
-    h: u64,
-    always: bool,
-) -> Result<(), NotFlat> {
-    match strings.intern(s, h, always) {
-        Some(id) => put_u32(out, id),
-        None => {
-            let len = u32::try_from(s.len())
-                .ok()
-                .filter(|&n| n < INLINE)
-                .ok_or(NotFlat)?;
-            put_u32(out, INLINE | len);
-            out.extend_from_slice(s);
-        }
+fn put_str(c: &mut Ctx<'_>, s: &[u8], always: bool) -> Result<(), NotFlat> {
+    if s.is_empty() {
+        put_u32(c.out, INLINE);
+        return Ok(());
+    }
+    match c.strings.intern(s, always) {
+        Some(id) => put_u32(c.out, id),
+        None => put_inline(c, s)?,
     }
     Ok(())
 }
 
+/// Writes `s` inline.
+fn put_inline(c: &mut Ctx<'_>, s: &[u8]) -> Result<(), NotFlat> {
+    c.inlined = true;
+    let out = &mut *c.out;
+    let len = u32::try_from(s.len())
+        .ok()
+        .filter(|&n| n < INLINE)
+        .ok_or(NotFlat)?;
+    put_u32(out, INLINE | len);
+    out.extend_from_slice(s);
+    Ok(())
+}
+
+/// Writes a key (interned when it can be) and returns what tells it apart
+/// from the list's other keys (see [`Ctx::keys`]).
+fn put_key(c: &mut Ctx<'_>, key: &[u8]) -> Result<u64, NotFlat> {
+    if let Some(id) = c.strings.memoized(key) {
+        put_u32(c.out, id);
+        return Ok(ID_KEY | u64::from(id));
+    }
+    let h = hash(key);
+    match c.strings.intern_hashed(key, h, true) {
+        Some(id) => {
+            put_u32(c.out, id);
+            Ok(ID_KEY | u64::from(id))
+        }
+        None => {
+            put_inline(c, key)?;
+            Ok(h & !ID_KEY)
+        }
+    }
+}
+
+/// Whether `keys` holds a value twice.
+fn repeats(keys: &mut [u64]) -> bool {
+    if keys.len() <= 16 {
+        return (1..keys.len()).any(|i| keys[..i].contains(&keys[i]));
+    }
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+/// Writes one `KeyValue` of an attribute list (from the memo when it can).
+fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<(), NotFlat> {
+    if let Some((flat, key)) = c.memo.get(encoded) {
+        c.out.extend_from_slice(flat);
+        c.keys.push(key);
+        return Ok(());
+    }
+    let start = c.out.len();
+    c.inlined = false;
+    let key = parse_key_value(c, encoded, always)?;
+    if !c.inlined {
+        c.memo.put(encoded, &c.out[start..], key);
+    }
+    Ok(())
+}
+
+/// Writes one `KeyValue`; returns its key word.
+fn parse_key_value(c: &mut Ctx<'_>, mut kv: &[u8], always: bool) -> Result<u64, NotFlat> {
+    let (mut key, mut val): (&[u8], &[u8]) = (&[], &[]);
+    let mut last = 0;
+    while !kv.is_empty() {
+        let (num, w) = next_field(&mut kv)?;
+        match num {
+            1 if last < 1 => key = bytes(w)?,
+            2 if last < 2 => val = bytes(w)?,
+            _ => return Err(NotFlat),
+        }
+        last = num;
+    }
+    let k = put_key(c, key)?;
+    c.keys.push(k);
+    value(c, val, always)?;
+    Ok(k)
+}
+
 /// Writes an `AnyValue` message. String values are interned when
 /// `always`, otherwise once they repeat.
-pub(crate) fn value(
-    v: &[u8],
-    strings: &mut StringTable,
-    out: &mut Vec<u8>,
-    always: bool,
-) -> Result<(), NotFlat> {
-    let mut fs = fields(v);
-    let Some(first) = fs.next() else {
-        put_u8(out, kind::EMPTY);
+pub(crate) fn value(c: &mut Ctx<'_>, v: &[u8], always: bool) -> Result<(), NotFlat> {
+    if v.is_empty() {
+        c.out.push(kind::EMPTY);
         return Ok(());
-    };
-    let (field, w) = first?;
-    if fs.next().is_some() {
-        // Two members of the oneof: pdata decides which one holds.
-        return embedded(v, out);
     }
-    match (field, w) {
+    let mut rest = v;
+    let (num, w) = next_field(&mut rest)?;
+    if !rest.is_empty() {
+        // More than one field: pdata decides what the value holds.
+        return embedded(c.out, v);
+    }
+    match (num, w) {
         (1, Wire::Bytes(s)) => {
-            put_u8(out, kind::STR);
-            put_str(strings, out, s, always)?;
+            c.out.push(kind::STR);
+            put_str(c, s, always)?;
         }
         (2, Wire::Varint(b)) => {
-            put_u8(out, kind::BOOL);
-            put_u8(out, (b != 0) as u8);
+            c.out.push(kind::BOOL);
+            c.out.push((b != 0) as u8);
         }
         (3, Wire::Varint(i)) => {
-            put_u8(out, kind::INT);
-            put_u64(out, i);
+            c.out.push(kind::INT);
+            put_u64(c.out, i);
         }
         (4, Wire::Fixed64(d)) => {
-            put_u8(out, kind::DOUBLE);
-            put_u64(out, d);
+            c.out.push(kind::DOUBLE);
+            put_u64(c.out, d);
         }
         (7, Wire::Bytes(b)) => {
-            put_u8(out, kind::BYTES);
-            put_u32(out, u32::try_from(b.len()).map_err(|_| NotFlat)?);
-            out.extend_from_slice(b);
+            c.out.push(kind::BYTES);
+            put_u32(c.out, u32::try_from(b.len()).map_err(|_| NotFlat)?);
+            c.out.extend_from_slice(b);
         }
-        (5 | 6, Wire::Bytes(_)) => embedded(v, out)?,
+        (5 | 6, Wire::Bytes(_)) => embedded(c.out, v)?,
         _ => return Err(NotFlat),
     }
     Ok(())
 }
 
 /// An `AnyValue` Go decodes with pdata (arrays, kvlists).
-fn embedded(v: &[u8], out: &mut Vec<u8>) -> Result<(), NotFlat> {
-    put_u8(out, kind::ANY_VALUE);
+fn embedded(out: &mut Vec<u8>, v: &[u8]) -> Result<(), NotFlat> {
+    out.push(kind::ANY_VALUE);
     put_u32(out, u32::try_from(v.len()).map_err(|_| NotFlat)?);
     out.extend_from_slice(v);
-    Ok(())
-}
-
-/// Writes the repeated `KeyValue` field `field` of `msg` as an attribute
-/// list. A key that appears twice (pdata keeps both; a map cannot) is not
-/// expressed flat.
-pub(crate) fn attributes(
-    msg: &[u8],
-    field: u32,
-    strings: &mut StringTable,
-    scratch: &mut Scratch,
-    out: &mut Vec<u8>,
-    always: bool,
-) -> Result<(), NotFlat> {
-    let at = count_at(out);
-    let mut n = 0u32;
-    scratch.keys.clear();
-    for f in fields(msg) {
-        let (f, w) = f?;
-        if f != field {
-            continue;
-        }
-        let (mut key, mut val, mut seen) = (&[][..], None, 0u64);
-        for kf in fields(bytes(w)?) {
-            match kf? {
-                (1, w) => {
-                    once(&mut seen, 1)?;
-                    key = bytes(w)?;
-                }
-                (2, w) => {
-                    once(&mut seen, 2)?;
-                    val = Some(bytes(w)?);
-                }
-                _ => return Err(NotFlat),
-            }
-        }
-        let h = hash(key);
-        scratch.keys.push(h);
-        put_str_hashed(strings, out, key, h, true)?;
-        value(val.unwrap_or(&[]), strings, out, always)?;
-        n += 1;
-    }
-    if scratch.keys.len() > 1 {
-        scratch.keys.sort_unstable();
-        if scratch.keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(NotFlat);
-        }
-    }
-    patch(out, at, n);
-    Ok(())
-}
-
-/// Writes the resource and scope groups of an export request (field 1:
-/// resource groups; in each, field 1 the Resource and field 2 the scope
-/// groups; in each, field 1 the InstrumentationScope and field 2 the
-/// items), each item with `item`.
-pub(crate) fn request(
-    req: &[u8],
-    strings: &mut StringTable,
-    scratch: &mut Scratch,
-    out: &mut Vec<u8>,
-    mut item: impl FnMut(&[u8], &mut StringTable, &mut Scratch, &mut Vec<u8>) -> Result<(), NotFlat>,
-) -> Result<(), NotFlat> {
-    let resources_at = count_at(out);
-    let mut resources = 0u32;
-    for f in fields(req) {
-        let (1, w) = f? else { return Err(NotFlat) };
-        let group = bytes(w)?;
-        let (mut resource, mut seen) = (&[][..], 0u64);
-        for f in fields(group) {
-            match f? {
-                (1, w) => {
-                    once(&mut seen, 1)?;
-                    resource = bytes(w)?;
-                }
-                (2, w) => {
-                    bytes(w)?;
-                }
-                _ => return Err(NotFlat),
-            }
-        }
-        write_resource(resource, strings, scratch, out)?;
-        let scopes_at = count_at(out);
-        let mut scopes = 0u32;
-        for f in fields(group) {
-            let (2, w) = f? else { continue };
-            scope_group(bytes(w)?, strings, scratch, out, &mut item)?;
-            scopes += 1;
-        }
-        patch(out, scopes_at, scopes);
-        resources += 1;
-    }
-    patch(out, resources_at, resources);
-    Ok(())
-}
-
-fn scope_group(
-    group: &[u8],
-    strings: &mut StringTable,
-    scratch: &mut Scratch,
-    out: &mut Vec<u8>,
-    item: &mut impl FnMut(&[u8], &mut StringTable, &mut Scratch, &mut Vec<u8>) -> Result<(), NotFlat>,
-) -> Result<(), NotFlat> {
-    let (mut scope, mut seen) = (&[][..], 0u64);
-    for f in fields(group) {
-        match f? {
-            (1, w) => {
-                once(&mut seen, 1)?;
-                scope = bytes(w)?;
-            }
-            (2, w) => {
-                bytes(w)?;
-            }
-            _ => return Err(NotFlat),
-        }
-    }
-    write_scope(scope, strings, scratch, out)?;
-    let items_at = count_at(out);
-    let mut items = 0u32;
-    for f in fields(group) {
-        let (2, w) = f? else { continue };
-        item(bytes(w)?, strings, scratch, out)?;
-        items += 1;
-    }
-    patch(out, items_at, items);
-    Ok(())
-}
-
-/// A `Resource`: attributes and dropped count.
-fn write_resource(
-    msg: &[u8],
-    strings: &mut StringTable,
-    scratch: &mut Scratch,
-    out: &mut Vec<u8>,
-) -> Result<(), NotFlat> {
-    let (mut dropped, mut seen) = (0u32, 0u64);
-    for f in fields(msg) {
-        match f? {
-            (1, w) => {
-                bytes(w)?;
-            }
-            (2, w) => {
-                once(&mut seen, 2)?;
-                dropped = varint(w)? as u32;
-            }
-            _ => return Err(NotFlat),
-        }
-    }
-    attributes(msg, 1, strings, scratch, out, true)?;
-    put_u32(out, dropped);
-    Ok(())
-}
-
-/// An `InstrumentationScope`: name, version, attributes and dropped count.
-fn write_scope(
-    msg: &[u8],
-    strings: &mut StringTable,
-    scratch: &mut Scratch,
-    out: &mut Vec<u8>,
-) -> Result<(), NotFlat> {
-    let (mut name, mut version, mut dropped, mut seen) = (&[][..], &[][..], 0u32, 0u64);
-    for f in fields(msg) {
-        match f? {
-            (1, w) => {
-                once(&mut seen, 1)?;
-                name = bytes(w)?;
-            }
-            (2, w) => {
-                once(&mut seen, 2)?;
-                version = bytes(w)?;
-            }
-            (3, w) => {
-                bytes(w)?;
-            }
-            (4, w) => {
-                once(&mut seen, 4)?;
-                dropped = varint(w)? as u32;
-            }
-            _ => return Err(NotFlat),
-        }
-    }
-    put_str(strings, out, name, true)?;
-    put_str(strings, out, version, true)?;
-    attributes(msg, 3, strings, scratch, out, true)?;
-    put_u32(out, dropped);
     Ok(())
 }
