@@ -314,4 +314,29 @@ mod tests {
         want.extend_from_slice(&encoded);
         assert!(rest.windows(want.len()).any(|w| w == want), "{rest:02x?}");
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the writer does not panic, and what it does
+        /// not lay out flat goes as the bytes themselves.
+        #[test]
+        fn any_bytes_go_flat_or_as_they_are(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            cut in 0usize..400,
+            flip in proptest::prelude::any::<(usize, u8)>(),
+        ) {
+            let mut w = FlatWriter::default();
+            let mut request = traces(span());
+            request.truncate(cut.min(request.len()));
+            if !request.is_empty() {
+                let i = flip.0 % request.len();
+                request[i] ^= flip.1;
+            }
+            for (signal, input) in [(Signal::Traces, &bytes), (Signal::Logs, &bytes), (Signal::Traces, &request)] {
+                let (mode, rest) = written(&mut w, signal, input);
+                if mode == MODE_OTLP {
+                    proptest::prop_assert_eq!(&rest, input);
+                }
+            }
+        }
+    }
 }

@@ -60,7 +60,8 @@ pub struct OmReaderOptions {
     pub max_metric_bytes: u64,
     /// 1: hand traces and logs batches out in the flat layout (the
     /// collector crate's `flat` module) rather than as OTLP requests; 0
-    /// (default): OTLP. Metrics batches are always OTLP.
+    /// (default): OTLP. Metrics batches are always OTLP. (A `u32`, not a
+    /// `bool`: any value a C caller leaves in it is valid.)
     pub flat_handoff: u32,
 }
 
@@ -203,7 +204,7 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
             max_span_links: d.max_span_links as u64,
             max_in_flight_span_bytes: d.max_in_flight_span_bytes as u64,
             max_metric_bytes: d.max_metric_bytes as u64,
-            flat_handoff: d.flat_handoff as u32,
+            flat_handoff: d.flat_handoff.into(),
         }
     };
 }

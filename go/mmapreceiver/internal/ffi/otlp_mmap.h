@@ -193,7 +193,8 @@ typedef struct OmReaderOptions {
   /*
    1: hand traces and logs batches out in the flat layout (the
    collector crate's `flat` module) rather than as OTLP requests; 0
-   (default): OTLP. Metrics batches are always OTLP.
+   (default): OTLP. Metrics batches are always OTLP. (A `u32`, not a
+   `bool`: any value a C caller leaves in it is valid.)
    */
   uint32_t flat_handoff;
 } OmReaderOptions;

@@ -207,18 +207,18 @@ func openWritten(t *testing.T, opts ffi.Options, ringSlots uint32) (*pair, [2]*f
 
 // Many batches of one file: the string table grows across batches (names,
 // keys and values that repeat are sent once), values that never repeat go
-// inline, and the table starts over once past its bounds (65,536 entries:
+// inline, and the table starts over once past its bounds (32,768 entries:
 // every span here has a key of its own), on both sides in step.
 func TestFlatEqualsOTLPAcrossManyBatches(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes 72,000 spans")
+		t.Skip("writes 36,000 spans")
 	}
 	opts := ffi.DefaultOptions()
 	opts.MaxBatchSpans, opts.MaxBatchLogs = 500, 500
 	p, ws := openWritten(t, opts, 1<<14)
 	t0 := time.Unix(1_700_000_000, 0)
 	names := []string{"GET /items", "POST /items", "GET /users/{id}"}
-	const rounds, perRound = 18, 4000
+	const rounds, perRound = 9, 4000
 	n := 0
 	for round := range rounds {
 		for i := range perRound {

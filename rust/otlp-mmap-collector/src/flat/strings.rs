@@ -19,9 +19,12 @@ use std::hash::Hasher;
 use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 /// Most entries before the table starts over (at the next batch).
-pub const MAX_ENTRIES: usize = 1 << 16;
+pub const MAX_ENTRIES: usize = 1 << 15;
 /// Most bytes of strings before the table starts over (at the next batch).
-pub const MAX_BYTES: usize = 4 << 20;
+/// With [`MAX_ENTRIES`] and one batch's new strings (a batch holds at most
+/// `max_batch_bytes` plus a record) this bounds what Go keeps per signal
+/// of a file.
+pub const MAX_BYTES: usize = 1 << 20;
 /// Longest string interned; longer ones are always sent inline.
 pub const MAX_STRING: usize = 1024;
 /// Slots of the table of recently seen value hashes (a power of two).
