@@ -18,7 +18,9 @@
 //! batch   = "OMF1" mode:u8 (mode 1: the OTLP export request follows, to the end)
 //!           (mode 0:) epoch:u32 base:u32 count:u32 count*(len:u32 bytes) body
 //! str     = u32: a string-table id (< 2^31), or 2^31|len followed by len bytes
-//! attrs   = count:u32 count*(key:str value)
+//! attrs   = count:u32 count*(key:str value), or for a list of more than
+//!           32: 2^31|len then an encoded KeyValueList of len bytes (pdata
+//!           fills a map key by key in quadratic time; its decoder does not)
 //! value   = kind:u8 then: 0 empty | 1 str | 2 bool:u8 | 3 int:u64 |
 //!           4 double:u64 (bits) | 5 bytes: len:u32 bytes |
 //!           6 an AnyValue message (arrays, kvlists): len:u32 bytes
@@ -313,6 +315,26 @@ mod tests {
         want.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         want.extend_from_slice(&encoded);
         assert!(rest.windows(want.len()).any(|w| w == want), "{rest:02x?}");
+    }
+
+    #[test]
+    fn long_attribute_lists_go_as_encoded_lists() {
+        use opentelemetry_proto::tonic::common::v1::KeyValueList;
+        // 40 attributes, one key twice: kept as they are, in order.
+        let attributes: Vec<KeyValue> = (0..40)
+            .map(|i| kv(&format!("k{}", i % 39), any_value::Value::IntValue(i)))
+            .collect();
+        let request = traces(Span {
+            attributes: attributes.clone(),
+            ..span()
+        });
+        let mut w = FlatWriter::default();
+        let (mode, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(mode, MODE_FLAT);
+        let list = KeyValueList { values: attributes }.encode_to_vec();
+        let mut want = (body::INLINE | list.len() as u32).to_le_bytes().to_vec();
+        want.extend_from_slice(&list);
+        assert!(rest.windows(want.len()).any(|w| w == want));
     }
 
     proptest::proptest! {

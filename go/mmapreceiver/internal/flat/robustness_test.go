@@ -2,12 +2,14 @@ package flat_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
@@ -130,4 +132,55 @@ func FuzzDecoder(f *testing.F) {
 		_ = decode(ffi.Traces, data)
 		_ = decode(ffi.Logs, data)
 	})
+}
+
+// A list of more than 32 attributes comes as an encoded KeyValueList, which
+// pdata decodes: every entry, in order, a repeated key kept.
+func TestLongAttributeListsDecodeWithPdata(t *testing.T) {
+	kv := func(k string, v int64) []byte {
+		val := binary.AppendUvarint([]byte{3 << 3}, uint64(v)) // AnyValue.int_value
+		b := binary.AppendUvarint([]byte{1<<3 | 2}, uint64(len(k)))
+		b = append(b, k...)
+		b = binary.AppendUvarint(append(b, 2<<3|2), uint64(len(val)))
+		return append(b, val...)
+	}
+	var list []byte
+	want := pcommon.NewMap()
+	for i := range 40 {
+		k := fmt.Sprintf("k%d", i%39) // k0 twice
+		e := kv(k, int64(i))
+		list = binary.AppendUvarint(append(list, 1<<3|2), uint64(len(e)))
+		list = append(list, e...)
+		if i < 39 {
+			want.PutInt(k, int64(i))
+		}
+	}
+	// A logs batch: no new strings, one resource whose attributes are the list.
+	b := []byte("OMF1\x00")
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 1)
+	b = binary.LittleEndian.AppendUint32(b, 1<<31|uint32(len(list)))
+	b = append(b, list...)
+	b = binary.LittleEndian.AppendUint32(b, 0) // dropped
+	b = binary.LittleEndian.AppendUint32(b, 0) // scopes
+	var d flat.Decoder
+	ld, err := d.Logs(b)
+	require.NoError(t, err)
+	got := ld.ResourceLogs().At(0).Resource().Attributes()
+	require.Equal(t, 40, got.Len(), "the repeated key is kept")
+	i := 0
+	for k, v := range got.All() {
+		require.Equal(t, fmt.Sprintf("k%d", i%39), k)
+		require.Equal(t, int64(i), v.Int())
+		i++
+	}
+	// Damaged: a length past the end, and bytes that are not a list.
+	_, err = d.Logs(b[:len(b)-20])
+	require.Error(t, err)
+	bad := append([]byte(nil), b...)
+	bad[len(b)-8-len(list)] = 0xff
+	_, err = d.Logs(bad)
+	require.Error(t, err)
 }

@@ -15,7 +15,22 @@ const attrSize = 5
 
 // attrs reads an attribute list into m (empty).
 func (d *Decoder) attrs(c *cursor, m pcommon.Map) {
-	n := c.count(attrSize)
+	w := c.u32()
+	if w&inline != 0 {
+		// A long list, as an encoded KeyValueList.
+		b := c.bytes(w &^ inline)
+		if c.err == nil {
+			if err := keyValueList(b, m); err != nil {
+				c.fail(err)
+			}
+		}
+		return
+	}
+	if uint64(w)*attrSize > uint64(len(c.b)) {
+		c.fail(fmt.Errorf("flat batch: %d attributes in %d bytes", w, len(c.b)))
+		return
+	}
+	n := int(w)
 	if n == 0 {
 		return
 	}
@@ -83,6 +98,23 @@ func anyValue(msg []byte, v pcommon.Value) error {
 		return fmt.Errorf("flat batch: an embedded value: %w", err)
 	}
 	ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body().CopyTo(v)
+	return nil
+}
+
+// keyValueList decodes an encoded KeyValueList into m (empty) with pdata's
+// decoder, which keeps its entries as they are, in order.
+func keyValueList(list []byte, m pcommon.Map) error {
+	// AnyValue.kvlist_value (6).
+	msg := binary.AppendUvarint([]byte{6<<3 | 2}, uint64(len(list)))
+	msg = append(msg, list...)
+	v := pcommon.NewValueEmpty()
+	if err := anyValue(msg, v); err != nil {
+		return err
+	}
+	if v.Type() != pcommon.ValueTypeMap {
+		return fmt.Errorf("flat batch: an attribute list decodes as %v", v.Type())
+	}
+	v.Map().MoveTo(m)
 	return nil
 }
 

@@ -43,31 +43,54 @@ fn bytes(w: Wire<'_>) -> Result<&[u8], NotFlat> {
     }
 }
 
+/// Attribute lists longer than this go as an encoded `KeyValueList`
+/// (pdata fills a map key by key in quadratic time; its decoder does not).
+pub(crate) const LARGE_LIST: u32 = 32;
+
+/// A list being written: where its count goes, its count, and (for an
+/// attribute list) the bytes of its fields in the message.
+#[derive(Clone, Copy)]
+struct Open {
+    at: usize,
+    n: u32,
+    fields: (usize, usize),
+}
+
 /// Writes `msg` in `layout`.
-pub(crate) fn message(c: &mut Ctx<'_>, mut msg: &[u8], layout: Layout) -> Result<(), NotFlat> {
-    // The next slot, and the list open in it: where its count goes, and the count.
+pub(crate) fn message(c: &mut Ctx<'_>, msg: &[u8], layout: Layout) -> Result<(), NotFlat> {
+    let mut rest = msg;
+    // The next slot, and the list open in it.
     let mut next = 0;
-    let mut open: Option<(usize, u32)> = None;
-    while !msg.is_empty() {
-        let (num, w) = next_field(&mut msg)?;
+    let mut open: Option<Open> = None;
+    while !rest.is_empty() {
+        let start = msg.len() - rest.len();
+        let (num, w) = next_field(&mut rest)?;
         while next < layout.len() && layout[next].0 < num {
-            close(c, layout[next].1, open.take())?;
+            close(c, msg, layout[next].1, open.take())?;
             next += 1;
         }
         match layout.get(next) {
             Some(&(n, slot)) if n == num => match slot {
                 Slot::Attrs(always) => {
-                    let (at, n) = open.get_or_insert_with(|| {
+                    let o = open.get_or_insert_with(|| {
                         c.keys.clear();
-                        count_at(c.out)
+                        Open {
+                            at: count_at(c.out),
+                            n: 0,
+                            fields: (start, start),
+                        }
                     });
-                    let _ = at;
+                    o.n += 1;
+                    o.fields.1 = msg.len() - rest.len();
                     key_value(c, bytes(w)?, always)?;
-                    *n += 1;
                 }
                 Slot::Repeated(inner) => {
-                    let (_, n) = open.get_or_insert_with(|| count_at(c.out));
-                    *n += 1;
+                    let o = open.get_or_insert_with(|| Open {
+                        at: count_at(c.out),
+                        n: 0,
+                        fields: (start, start),
+                    });
+                    o.n += 1;
                     message(c, bytes(w)?, inner)?;
                 }
                 _ => {
@@ -80,25 +103,26 @@ pub(crate) fn message(c: &mut Ctx<'_>, mut msg: &[u8], layout: Layout) -> Result
         }
     }
     while next < layout.len() {
-        close(c, layout[next].1, open.take())?;
+        close(c, msg, layout[next].1, open.take())?;
         next += 1;
     }
     Ok(())
 }
 
 /// Reserves a list's count.
-fn count_at(out: &mut Vec<u8>) -> (usize, u32) {
+fn count_at(out: &mut Vec<u8>) -> usize {
     let at = out.len();
     put_u32(out, 0);
-    (at, 0)
+    at
 }
 
-/// Ends slot `slot` that the message leaves: a list gets its count, an
-/// absent field its default.
-fn close(c: &mut Ctx<'_>, slot: Slot, open: Option<(usize, u32)>) -> Result<(), NotFlat> {
+/// Ends slot `slot` that the message `msg` leaves: a list gets its count,
+/// an absent field its default.
+fn close(c: &mut Ctx<'_>, msg: &[u8], slot: Slot, open: Option<Open>) -> Result<(), NotFlat> {
     match (slot, open) {
-        (Slot::Attrs(_) | Slot::Repeated(_), Some((at, n))) => {
-            c.out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        (Slot::Attrs(_), Some(o)) if o.n > LARGE_LIST => large_list(c, msg, o)?,
+        (Slot::Attrs(_) | Slot::Repeated(_), Some(o)) => {
+            c.out[o.at..o.at + 4].copy_from_slice(&o.n.to_le_bytes());
             // A key twice: pdata keeps both, a map cannot.
             if matches!(slot, Slot::Attrs(_)) && repeats(c.keys) {
                 return Err(NotFlat);
@@ -113,6 +137,28 @@ fn close(c: &mut Ctx<'_>, slot: Slot, open: Option<(usize, u32)>) -> Result<(), 
         (Slot::Value, _) => c.out.push(kind::EMPTY),
         (Slot::Message(inner), _) => message(c, &[], inner)?,
     }
+    Ok(())
+}
+
+/// Writes a long attribute list again, as the entries (field 1) of an
+/// encoded KeyValueList.
+#[cold]
+fn large_list(c: &mut Ctx<'_>, msg: &[u8], o: Open) -> Result<(), NotFlat> {
+    c.out.truncate(o.at);
+    put_u32(c.out, 0);
+    let start = c.out.len();
+    let mut fields = &msg[o.fields.0..o.fields.1];
+    while !fields.is_empty() {
+        let kv = bytes(next_field(&mut fields)?.1)?;
+        c.out.push(0x0a);
+        prost::encoding::encode_varint(kv.len() as u64, c.out);
+        c.out.extend_from_slice(kv);
+    }
+    let len = u32::try_from(c.out.len() - start)
+        .ok()
+        .filter(|&n| n < INLINE)
+        .ok_or(NotFlat)?;
+    c.out[o.at..o.at + 4].copy_from_slice(&(INLINE | len).to_le_bytes());
     Ok(())
 }
 
