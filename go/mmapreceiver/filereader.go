@@ -254,10 +254,11 @@ type signalLoop struct {
 	fr        *fileReader
 	sig       ffi.Signal
 	consumer  signalConsumer
-	lastRead  uint64       // records taken from the ring at the previous poll
-	lastFull  bool         // the last delivered batch was full
-	batchSize uint64       // the signal's max_batch_size (0: no limit)
-	flat      flat.Decoder // the string table of the signal's flat batches
+	lastRead  uint64 // records taken from the ring at the previous poll
+	lastFull  bool   // the last delivered batch was full
+	batchSize uint64 // the signal's max_batch_size (0: no limit)
+	// flat holds the string table of the signal's flat batches.
+	flat flat.Decoder
 
 	// schedule
 	nextAt       time.Time     // when the signal is due again
