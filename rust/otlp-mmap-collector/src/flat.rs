@@ -6,7 +6,11 @@
 //! A [`FlatWriter`] per signal turns the export request the reader encoded
 //! (the bytes [`crate::group::RequestEncoder`] wrote for the batch) into the
 //! flat layout, so both hand-offs come from the same encoder and carry the
-//! same data. Whatever the flat layout does not express exactly (a field
+//! same data. (Working from the encoded request costs little more than
+//! working from the assembler's spans would: those hold their attributes
+//! and links as encoded OTLP fields already, which any writer would parse;
+//! repeated attributes are found by their encoded bytes, see `kv_memo.rs`.)
+//! Whatever the flat layout does not express exactly (a field
 //! the encoder does not write, an id of another length than OTLP allows, a
 //! repeated attribute key) makes the whole batch go as the OTLP request
 //! instead, which Go decodes as before: the result is always what the OTLP
@@ -38,7 +42,7 @@
 //! ```
 //!
 //! Fields are in the order of their numbers in the OTLP messages (the
-//! writer turns the request into this in one pass: [`layout`] lists the
+//! writer turns the request into this in one pass: `flat/layout.rs` lists the
 //! slots). An absent field is its default: an id all zeros, an empty
 //! string, value or list, 0, as pdata holds it.
 //!
