@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelcol-mmap/mmapreceiver/internal/access"
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
+	"github.com/otelcol-mmap/mmapreceiver/internal/flat"
 )
 
 const (
@@ -259,6 +260,8 @@ type signalLoop struct {
 	lastRead  uint64 // records taken from the ring at the previous poll
 	lastFull  bool   // the last delivered batch was full
 	batchSize uint64 // the signal's max_batch_size (0: no limit)
+	// flat holds the string table of the signal's flat batches.
+	flat flat.Decoder
 
 	// schedule
 	nextAt       time.Time     // when the signal is due again
@@ -300,7 +303,7 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 	l.lastFull = b.Items >= l.batchSize
 	// The bytes are only valid until the next poll/commit: unmarshal (which
 	// copies) before anything else happens to this ring.
-	batch, uerr := l.consumer.unmarshal(b.Data)
+	batch, uerr := l.consumer.unmarshal(&l.flat, b.Data)
 	fr.mu.Unlock()
 
 	if uerr != nil {

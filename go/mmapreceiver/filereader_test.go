@@ -29,7 +29,9 @@ func TestFileReaderRunsOnItsDependencies(t *testing.T) {
 		require.NoError(t, tw.span(id))
 		require.NoError(t, tw.log(id))
 	}
-	rd, err := ffitest.OpenReader(path, ffi.DefaultOptions())
+	opts := ffi.DefaultOptions()
+	opts.Flat = true // as the receiver opens its readers
+	rd, err := ffitest.OpenReader(path, opts)
 	require.NoError(t, err)
 
 	tel, err := newTelemetry(nopSettings())

@@ -116,6 +116,7 @@ func (r *mmapReceiver) libraryOptions() ffi.Options {
 		MaxBatchLogs:           uint64(r.cfg.Logs.MaxBatchSize),
 		MetricCardinalityLimit: uint64(r.cfg.Metrics.CardinalityLimit),
 		StuckSlotTimeout:       r.cfg.StuckSlotTimeout,
+		Flat:                   true,
 	}
 }
 

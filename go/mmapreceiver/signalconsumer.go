@@ -8,13 +8,17 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
+
+	"github.com/otelcol-mmap/mmapreceiver/internal/flat"
 )
 
 // signalConsumer is one signal's pipeline as a file reader sees it.
 type signalConsumer interface {
-	// unmarshal copies an OTLP protobuf export request (library memory,
-	// valid only until the next call on the file) into pdata.
-	unmarshal(data []byte) (decodedBatch, error)
+	// unmarshal copies a batch (library memory, valid only until the next
+	// call on the file) into pdata: traces and logs in the flat layout,
+	// with the string table of the file's signal in dec; metrics as an
+	// OTLP protobuf export request.
+	unmarshal(dec *flat.Decoder, data []byte) (decodedBatch, error)
 }
 
 // decodedBatch is one unmarshalled batch, ready for the next consumer.
@@ -28,15 +32,15 @@ type decodedBatch struct {
 
 // pdataConsumer implements signalConsumer for one pdata type.
 type pdataConsumer[T any] struct {
-	decode  func([]byte) (T, error)
+	decode  func(*flat.Decoder, []byte) (T, error)
 	count   func(T) int
 	next    func(context.Context, T) error
 	startOp func(context.Context) context.Context
 	endOp   func(ctx context.Context, format string, numItems int, err error)
 }
 
-func (c *pdataConsumer[T]) unmarshal(data []byte) (decodedBatch, error) {
-	v, err := c.decode(data)
+func (c *pdataConsumer[T]) unmarshal(dec *flat.Decoder, data []byte) (decodedBatch, error) {
+	v, err := c.decode(dec, data)
 	if err != nil {
 		return decodedBatch{}, err
 	}
@@ -51,7 +55,7 @@ func (c *pdataConsumer[T]) unmarshal(data []byte) (decodedBatch, error) {
 
 func newTracesConsumer(next consumer.Traces, obsrep *receiverhelper.ObsReport) signalConsumer {
 	return &pdataConsumer[ptrace.Traces]{
-		decode:  (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces,
+		decode:  (*flat.Decoder).Traces,
 		count:   ptrace.Traces.SpanCount,
 		next:    next.ConsumeTraces,
 		startOp: obsrep.StartTracesOp,
@@ -61,7 +65,7 @@ func newTracesConsumer(next consumer.Traces, obsrep *receiverhelper.ObsReport) s
 
 func newLogsConsumer(next consumer.Logs, obsrep *receiverhelper.ObsReport) signalConsumer {
 	return &pdataConsumer[plog.Logs]{
-		decode:  (&plog.ProtoUnmarshaler{}).UnmarshalLogs,
+		decode:  (*flat.Decoder).Logs,
 		count:   plog.Logs.LogRecordCount,
 		next:    next.ConsumeLogs,
 		startOp: obsrep.StartLogsOp,
@@ -71,7 +75,9 @@ func newLogsConsumer(next consumer.Logs, obsrep *receiverhelper.ObsReport) signa
 
 func newMetricsConsumer(next consumer.Metrics, obsrep *receiverhelper.ObsReport) signalConsumer {
 	return &pdataConsumer[pmetric.Metrics]{
-		decode:  (&pmetric.ProtoUnmarshaler{}).UnmarshalMetrics,
+		decode: func(_ *flat.Decoder, data []byte) (pmetric.Metrics, error) {
+			return (&pmetric.ProtoUnmarshaler{}).UnmarshalMetrics(data)
+		},
 		count:   pmetric.Metrics.DataPointCount,
 		next:    next.ConsumeMetrics,
 		startOp: obsrep.StartMetricsOp,

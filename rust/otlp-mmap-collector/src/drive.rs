@@ -5,6 +5,9 @@
 //! corpus replay test (`tests/fuzz_replay.rs`), so both exercise exactly what
 //! the receiver runs, whatever the file holds.
 //!
+//! Each traces and logs batch also goes through a [`FlatWriter`] (the flat
+//! hand-off of the Collector), whose tables live as long as the file.
+//!
 //! It panics (a finding) when the reader breaks a promise: a batch that is
 //! not a valid OTLP request or does not hold the items it claims, a commit
 //! of a stale token that is accepted, counters that do not add up, or a loop
@@ -24,6 +27,7 @@ use otlp_mmap_core::FormatError;
 use prost::Message;
 
 use crate::file_reader::{CollectOutcome, FileReader, ReaderOptions, ReaderStats, Signal};
+use crate::flat::FlatWriter;
 
 /// What one drive delivered.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,6 +75,9 @@ pub fn drive_file(path: &Path, options: ReaderOptions) -> Result<DriveReport, Fo
     let mut report = DriveReport::default();
     let mut now = otlp_mmap_core::now_unix_nano();
     let mut abandoned = false;
+    // The flat hand-off of the same batches, file-long string tables and all.
+    let mut flat = [FlatWriter::default(), FlatWriter::default()];
+    let mut flat_out = Vec::new();
     loop {
         report.rounds += 1;
         assert!(
@@ -96,6 +103,9 @@ pub fn drive_file(path: &Path, options: ReaderOptions) -> Result<DriveReport, Fo
                 Ok(Some(b)) => {
                     let (token, items, bytes) = (b.token, b.items, b.bytes.to_vec());
                     check_batch(signal, &bytes, items);
+                    if signal != Signal::Metrics {
+                        check_flat(&mut flat[signal as usize], signal, &bytes, &mut flat_out);
+                    }
                     report.batches[signal as usize] += 1;
                     report.items[signal as usize] += items;
                     if r.commit(signal, token).is_err() {
@@ -202,6 +212,19 @@ fn check_batch(signal: Signal, bytes: &[u8], items: u64) {
     };
     assert!(items > 0, "an empty {signal:?} batch");
     assert_eq!(found, items, "{signal:?} batch items");
+}
+
+/// The flat writer takes every batch the reader makes: a flat batch, or the
+/// OTLP request as it is.
+fn check_flat(w: &mut FlatWriter, signal: Signal, bytes: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    w.write(signal, bytes, out);
+    assert_eq!(&out[..4], crate::flat::MAGIC, "a {signal:?} flat batch");
+    match out[4] {
+        crate::flat::MODE_FLAT => {}
+        crate::flat::MODE_OTLP => assert_eq!(&out[5..], bytes, "a {signal:?} batch as OTLP"),
+        mode => panic!("a {signal:?} flat batch of mode {mode}"),
+    }
 }
 
 /// Counters that must add up whatever the file held.

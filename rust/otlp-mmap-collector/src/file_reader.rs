@@ -48,6 +48,7 @@ use otlp_mmap_core::{
 
 use crate::dictionary::{CacheLimits, DictionaryCache};
 use crate::encode;
+use crate::flat::FlatWriter;
 use crate::group::RequestEncoder;
 use crate::logs::encode_log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
@@ -146,6 +147,10 @@ pub struct ReaderOptions {
     /// Most bytes held by the metric aggregates (default 64 MiB); beyond it
     /// new series fold into the overflow series and new metrics are dropped.
     pub max_metric_bytes: usize,
+    /// Hand traces and logs batches out in the flat layout of [`crate::flat`]
+    /// rather than as OTLP export requests (default false; metrics are
+    /// always OTLP).
+    pub flat_handoff: bool,
 }
 
 impl Default for ReaderOptions {
@@ -169,6 +174,7 @@ impl Default for ReaderOptions {
             max_span_links: spans.max_links,
             max_in_flight_span_bytes: spans.max_in_flight_bytes,
             max_metric_bytes: crate::metrics::DEFAULT_MAX_METRIC_BYTES,
+            flat_handoff: false,
         }
     }
 }
@@ -197,7 +203,9 @@ impl ReaderOptions {
 /// A pending export request.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
-    /// OTLP protobuf bytes of the export request.
+    /// OTLP protobuf bytes of the export request, or with
+    /// [`ReaderOptions::flat_handoff`] a traces or logs batch in the flat
+    /// layout of [`crate::flat`].
     pub bytes: &'a [u8],
     /// Token to commit once the pipeline accepted the batch.
     pub token: u64,
@@ -309,6 +317,9 @@ struct Pending {
     items: u64,
     /// For logs: the sequence to release on commit, in stream `generation`.
     release: Option<(u64, i64)>,
+    /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout,
+    /// once made (`bytes` stay the OTLP request, which checkpoints keep).
+    flat: Vec<u8>,
 }
 
 /// One writer's stream: the mapping and what is derived from its refs.
@@ -398,6 +409,8 @@ pub struct FileReader {
     /// The log records of the batch being read, and the request they are grouped into.
     log_arena: Vec<u8>,
     request: RequestEncoder,
+    /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
+    flat: [FlatWriter; 2],
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -486,6 +499,7 @@ impl FileReader {
             spare: Vec::new(),
             log_arena: Vec::new(),
             request: RequestEncoder::default(),
+            flat: Default::default(),
         })
     }
 
@@ -529,9 +543,10 @@ impl FileReader {
             };
             self.pending[signal as usize] = made;
         }
+        self.flatten_pending(signal);
         self.check_poisoned()?;
         Ok(self.pending[signal as usize].as_ref().map(|p| Batch {
-            bytes: &p.bytes,
+            bytes: if p.flat.is_empty() { &p.bytes } else { &p.flat },
             token: p.token,
             items: p.items,
         }))
@@ -545,6 +560,7 @@ impl FileReader {
         };
         if let Some(done) = self.pending[signal as usize].take() {
             self.recycle(done.bytes);
+            self.recycle(done.flat);
         }
         self.note_delivered(signal, items);
         if let Some((generation, seq)) = release
@@ -591,6 +607,7 @@ impl FileReader {
                     token,
                     items: points,
                     release: None,
+                    flat: Vec::new(),
                 });
                 CollectOutcome::Collected(points)
             }
@@ -713,6 +730,22 @@ impl FileReader {
             StrandedSlots::SkipAfter {
                 timeout_nanos: self.options.stuck_slot_timeout_nanos,
             }
+        }
+    }
+
+    /// With [`ReaderOptions::flat_handoff`], puts the signal's pending
+    /// traces or logs batch in the flat layout (once).
+    fn flatten_pending(&mut self, signal: Signal) {
+        if !self.options.flat_handoff || signal == Signal::Metrics {
+            return;
+        }
+        let Some(p) = self.pending[signal as usize].as_mut() else {
+            return;
+        };
+        if p.flat.is_empty() {
+            let mut out = self.spare.pop().unwrap_or_default();
+            self.flat[signal as usize].write(signal, &p.bytes, &mut out);
+            p.flat = out;
         }
     }
 
@@ -881,6 +914,7 @@ impl FileReader {
             token,
             items: items as u64,
             release: None,
+            flat: Vec::new(),
         })
     }
 
@@ -947,6 +981,7 @@ impl FileReader {
             token,
             items,
             release: Some((generation, last)),
+            flat: Vec::new(),
         })
     }
 

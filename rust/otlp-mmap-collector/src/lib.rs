@@ -48,6 +48,7 @@ pub mod dump;
 mod encode;
 pub mod exponential;
 pub mod file_reader;
+pub mod flat;
 pub mod group;
 pub mod idle_watch;
 pub mod logs;

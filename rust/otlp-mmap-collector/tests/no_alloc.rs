@@ -29,6 +29,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(ReaderOptions::default())
+}
+
+fn fixture_with(options: ReaderOptions) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no_alloc.otlp");
     let ring = RingConfig {
@@ -57,7 +61,7 @@ fn fixture() -> Fixture {
             ..Default::default()
         })
         .unwrap();
-    let reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let reader = FileReader::open(&path, options).unwrap();
     Fixture {
         _dir: dir,
         writer,
@@ -116,6 +120,9 @@ fn drain(reader: &mut FileReader, signal: Signal, want: u64) -> u64 {
         let mut got = 0;
         while got < want {
             if let Some(batch) = reader.poll(signal, 1).unwrap() {
+                if batch.bytes.starts_with(otlp_mmap_collector::flat::MAGIC) {
+                    assert_eq!(batch.bytes[4], 0, "flat, not the OTLP fallback");
+                }
                 let (items, token) = (batch.items, batch.token);
                 reader.commit(signal, token).unwrap();
                 got += items;
@@ -134,12 +141,26 @@ fn counted_rounds(mut round: impl FnMut(usize) -> u64) -> Vec<u64> {
 
 #[test]
 fn spans_allocate_nothing_once_warm() {
+    spans_allocate_nothing_once_warm_with(ReaderOptions::default());
+}
+
+/// Also when batches are handed out in the flat layout (its string table
+/// holds every string that repeats by the end of the warm-up).
+#[test]
+fn flat_spans_allocate_nothing_once_warm() {
+    spans_allocate_nothing_once_warm_with(ReaderOptions {
+        flat_handoff: true,
+        ..ReaderOptions::default()
+    });
+}
+
+fn spans_allocate_nothing_once_warm_with(options: ReaderOptions) {
     let Fixture {
         writer,
         mut reader,
         scope,
         ..
-    } = fixture();
+    } = fixture_with(options);
     let attrs = attributes(&writer);
     let update = vec![
         kv(&writer, "http.status_code", Value::IntValue(404)),
@@ -215,12 +236,24 @@ fn spans_allocate_nothing_once_warm() {
 
 #[test]
 fn log_records_allocate_nothing_once_warm() {
+    log_records_allocate_nothing_once_warm_with(ReaderOptions::default());
+}
+
+#[test]
+fn flat_log_records_allocate_nothing_once_warm() {
+    log_records_allocate_nothing_once_warm_with(ReaderOptions {
+        flat_handoff: true,
+        ..ReaderOptions::default()
+    });
+}
+
+fn log_records_allocate_nothing_once_warm_with(options: ReaderOptions) {
     let Fixture {
         writer,
         mut reader,
         scope,
         ..
-    } = fixture();
+    } = fixture_with(options);
     let attrs = attributes(&writer);
     let name = writer.intern_str("user.login").unwrap();
     let counts = counted_rounds(|round| {

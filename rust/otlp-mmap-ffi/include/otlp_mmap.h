@@ -195,6 +195,13 @@ typedef struct OmReaderOptions {
    series fold into the overflow series and new metrics are dropped.
    */
   uint64_t max_metric_bytes;
+  /*
+   1: hand traces and logs batches out in the flat layout (the
+   collector crate's `flat` module) rather than as OTLP requests; 0
+   (default): OTLP. Metrics batches are always OTLP. (A `u32`, not a
+   `bool`: any value a C caller leaves in it is valid.)
+   */
+  uint32_t flat_handoff;
 } OmReaderOptions;
 
 /*
@@ -214,7 +221,8 @@ typedef struct OmError {
 
 /*
  One export request: OTLP protobuf bytes of an ExportTraceServiceRequest,
- ExportLogsServiceRequest or ExportMetricsServiceRequest. `data` belongs to
+ ExportLogsServiceRequest or ExportMetricsServiceRequest (with
+ `flat_handoff`, traces and logs in the flat layout). `data` belongs to
  the reader and stays valid until the next poll or commit of the same
  signal, or close.
  */

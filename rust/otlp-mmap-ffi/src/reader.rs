@@ -58,10 +58,16 @@ pub struct OmReaderOptions {
     /// Most bytes held by metric aggregates (default 64 MiB); beyond it new
     /// series fold into the overflow series and new metrics are dropped.
     pub max_metric_bytes: u64,
+    /// 1: hand traces and logs batches out in the flat layout (the
+    /// collector crate's `flat` module) rather than as OTLP requests; 0
+    /// (default): OTLP. Metrics batches are always OTLP. (A `u32`, not a
+    /// `bool`: any value a C caller leaves in it is valid.)
+    pub flat_handoff: u32,
 }
 
 /// One export request: OTLP protobuf bytes of an ExportTraceServiceRequest,
-/// ExportLogsServiceRequest or ExportMetricsServiceRequest. `data` belongs to
+/// ExportLogsServiceRequest or ExportMetricsServiceRequest (with
+/// `flat_handoff`, traces and logs in the flat layout). `data` belongs to
 /// the reader and stays valid until the next poll or commit of the same
 /// signal, or close.
 #[repr(C)]
@@ -198,6 +204,7 @@ pub unsafe extern "C" fn om_reader_options_default(out: *mut OmReaderOptions) {
             max_span_links: d.max_span_links as u64,
             max_in_flight_span_bytes: d.max_in_flight_span_bytes as u64,
             max_metric_bytes: d.max_metric_bytes as u64,
+            flat_handoff: d.flat_handoff.into(),
         }
     };
 }
@@ -239,6 +246,7 @@ fn reader_options(options: *const OmReaderOptions) -> ReaderOptions {
         max_span_links: to_usize(o.max_span_links, d.max_span_links),
         max_in_flight_span_bytes: to_usize(o.max_in_flight_span_bytes, d.max_in_flight_span_bytes),
         max_metric_bytes: to_usize(o.max_metric_bytes, d.max_metric_bytes),
+        flat_handoff: o.flat_handoff != 0,
     }
 }
 

@@ -54,12 +54,16 @@ fn om_reader_options_mirror_reader_options_and_their_defaults() {
     };
     assert_eq!(field_names(&format!("{o:?}")), rust);
     // Every default crosses unchanged (the Go receiver takes its defaults
-    // from here).
+    // from here); a flag is 0 or 1 in C.
     let values = |s: &str| -> Vec<String> {
         s[s.find('{').unwrap() + 1..s.rfind('}').unwrap()]
             .split(',')
             .filter(|f| !f.contains("consume"))
-            .map(|f| f.split(':').nth(1).unwrap_or("").trim().to_owned())
+            .map(|f| match f.split(':').nth(1).unwrap_or("").trim() {
+                "false" => "0".to_owned(),
+                "true" => "1".to_owned(),
+                v => v.to_owned(),
+            })
             .collect()
     };
     assert_eq!(values(&format!("{o:?}")), values(&format!("{d:?}")));

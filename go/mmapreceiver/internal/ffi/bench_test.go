@@ -13,11 +13,12 @@ import (
 
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 	"github.com/otelcol-mmap/mmapreceiver/internal/ffitest"
+	"github.com/otelcol-mmap/mmapreceiver/internal/flat"
 )
 
 // The receiver's hot path per batch, without the receiver's loop:
-// om_reader_poll (decode the ring, assemble spans, encode an OTLP request),
-// unmarshal into pdata, hand to a consumer (a no-op here), om_reader_commit.
+// om_reader_poll (decode the ring, assemble spans, encode an OTLP request,
+// and for the flat layout turn it into a flat batch), decode into pdata, hand to a consumer (a no-op here), om_reader_commit.
 // Each iteration first writes benchBatch completed spans (or log records)
 // with the om_writer_* C API, timer stopped.
 //
@@ -25,13 +26,17 @@ import (
 const benchBatch = 1024
 
 func benchReader(b *testing.B) (*ffitest.Writer, *ffi.Reader) {
+	return benchReaderWith(b, ffi.DefaultOptions())
+}
+
+func benchReaderWith(b *testing.B, opts ffi.Options) (*ffitest.Writer, *ffi.Reader) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "bench.otlp")
 	w, err := ffitest.CreateWriter(path, 4*benchBatch, 512)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := ffitest.OpenReader(path, ffi.DefaultOptions())
+	r, err := ffitest.OpenReader(path, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,10 +69,24 @@ func drain(b *testing.B, r *ffi.Reader, sig ffi.Signal, n int, consume func([]by
 	}
 }
 
+// BenchmarkPollConsumeSpans: the OTLP layout (otlp) and the flat layout
+// the receiver reads (flat).
 func BenchmarkPollConsumeSpans(b *testing.B) {
-	w, r := benchReader(b)
+	b.Run("otlp", func(b *testing.B) {
+		var um ptrace.ProtoUnmarshaler
+		pollConsumeSpans(b, false, um.UnmarshalTraces)
+	})
+	b.Run("flat", func(b *testing.B) {
+		var d flat.Decoder
+		pollConsumeSpans(b, true, d.Traces)
+	})
+}
+
+func pollConsumeSpans(b *testing.B, flatLayout bool, decode func([]byte) (ptrace.Traces, error)) {
+	opts := ffi.DefaultOptions()
+	opts.Flat = flatLayout
+	w, r := benchReaderWith(b, opts)
 	sink := consumertest.NewNop()
-	var um ptrace.ProtoUnmarshaler
 	ctx := context.Background()
 	now := time.Now()
 	b.ResetTimer()
@@ -82,7 +101,7 @@ func BenchmarkPollConsumeSpans(b *testing.B) {
 		}
 		b.StartTimer()
 		drain(b, r, ffi.Traces, benchBatch, func(data []byte) (int, error) {
-			td, err := um.UnmarshalTraces(data)
+			td, err := decode(data)
 			if err != nil {
 				return 0, err
 			}
@@ -92,10 +111,23 @@ func BenchmarkPollConsumeSpans(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/span")
 }
 
+// BenchmarkPollConsumeLogs: as BenchmarkPollConsumeSpans, for log records.
 func BenchmarkPollConsumeLogs(b *testing.B) {
-	w, r := benchReader(b)
+	b.Run("otlp", func(b *testing.B) {
+		var um plog.ProtoUnmarshaler
+		pollConsumeLogs(b, false, um.UnmarshalLogs)
+	})
+	b.Run("flat", func(b *testing.B) {
+		var d flat.Decoder
+		pollConsumeLogs(b, true, d.Logs)
+	})
+}
+
+func pollConsumeLogs(b *testing.B, flatLayout bool, decode func([]byte) (plog.Logs, error)) {
+	opts := ffi.DefaultOptions()
+	opts.Flat = flatLayout
+	w, r := benchReaderWith(b, opts)
 	sink := consumertest.NewNop()
-	var um plog.ProtoUnmarshaler
 	ctx := context.Background()
 	now := time.Now()
 	b.ResetTimer()
@@ -108,7 +140,7 @@ func BenchmarkPollConsumeLogs(b *testing.B) {
 		}
 		b.StartTimer()
 		drain(b, r, ffi.Logs, benchBatch, func(data []byte) (int, error) {
-			ld, err := um.UnmarshalLogs(data)
+			ld, err := decode(data)
 			if err != nil {
 				return 0, err
 			}

@@ -147,6 +147,9 @@ type Options struct {
 	MaxBatchLogs           uint64
 	MetricCardinalityLimit uint64
 	StuckSlotTimeout       time.Duration
+	// Flat: traces and logs batches come in the flat layout (package
+	// internal/flat decodes them) rather than as OTLP requests.
+	Flat bool
 }
 
 // DefaultOptions returns the library's default options.
@@ -160,6 +163,7 @@ func DefaultOptions() Options {
 		MaxBatchLogs:           uint64(o.max_batch_logs),
 		MetricCardinalityLimit: uint64(o.metric_cardinality_limit),
 		StuckSlotTimeout:       time.Duration(o.stuck_slot_timeout_nanos),
+		Flat:                   o.flat_handoff != 0,
 	}
 }
 
@@ -208,12 +212,17 @@ func cOptions(opts Options) C.OmReaderOptions {
 	o.max_batch_logs = C.uint64_t(opts.MaxBatchLogs)
 	o.metric_cardinality_limit = C.uint64_t(opts.MetricCardinalityLimit)
 	o.stuck_slot_timeout_nanos = C.uint64_t(opts.StuckSlotTimeout.Nanoseconds())
+	o.flat_handoff = 0
+	if opts.Flat {
+		o.flat_handoff = 1
+	}
 	return o
 }
 
 // Batch is one export request handed out by Poll.
 type Batch struct {
-	// Data is the OTLP protobuf request. It points into memory owned by the
+	// Data is the OTLP protobuf request (with Options.Flat, traces and logs
+	// come in the flat layout). It points into memory owned by the
 	// library and is valid only until the next Poll or Commit of the same
 	// signal, or Close: unmarshal (copy) it before that.
 	Data  []byte

@@ -232,6 +232,7 @@ impl FileReader {
                     token,
                     items,
                     release: None,
+                    flat: Vec::new(),
                 });
             }
         }

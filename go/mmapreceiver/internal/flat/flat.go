@@ -1,0 +1,200 @@
+// Package flat turns the library's flat traces and logs batches into pdata
+// (the layout is documented in the collector crate's `flat` module,
+// rust/otlp-mmap-collector/src/flat.rs). Strings that repeat come as ids
+// into a string table that a Decoder keeps for one signal of one file: each
+// batch carries the entries added since the previous one, interned once as
+// Go strings and shared by every span or record that uses them.
+//
+// The bytes come from our library, but a Decoder trusts nothing in them:
+// every length, count and id is checked, and a batch that does not add up
+// is an error, never a panic or an allocation larger than the batch.
+package flat // import "github.com/otelcol-mmap/mmapreceiver/internal/flat"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+const (
+	magic    = "OMF1"
+	modeFlat = 0
+	modeOTLP = 1
+	// inline marks a str word whose string follows in the batch.
+	inline = 1 << 31
+)
+
+// Value kinds.
+const (
+	kindEmpty byte = iota
+	kindStr
+	kindBool
+	kindInt
+	kindDouble
+	kindBytes
+	kindAnyValue
+)
+
+// Decoder holds the string table of one signal of one file. The zero
+// value is ready for the file's first batch. Not safe for concurrent use.
+type Decoder struct {
+	strings []string
+	epoch   uint32
+}
+
+// Strings returns how many strings the table holds.
+func (d *Decoder) Strings() int { return len(d.strings) }
+
+// Epoch returns the table's generation: the library starts its table over
+// (and Go its copy) when it grows past its bounds.
+func (d *Decoder) Epoch() uint32 { return d.epoch }
+
+var errShort = errors.New("flat batch: truncated")
+
+// cursor reads a batch; the first failure sticks and every later read
+// returns zeros, so callers check err once per item.
+type cursor struct {
+	b   []byte
+	err error
+}
+
+func (c *cursor) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.b = nil
+}
+
+func (c *cursor) u8() byte {
+	if len(c.b) < 1 {
+		c.fail(errShort)
+		return 0
+	}
+	v := c.b[0]
+	c.b = c.b[1:]
+	return v
+}
+
+func (c *cursor) u32() uint32 {
+	if len(c.b) < 4 {
+		c.fail(errShort)
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(c.b)
+	c.b = c.b[4:]
+	return v
+}
+
+func (c *cursor) u64() uint64 {
+	if len(c.b) < 8 {
+		c.fail(errShort)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(c.b)
+	c.b = c.b[8:]
+	return v
+}
+
+// bytes returns the next n bytes (a view into the batch).
+func (c *cursor) bytes(n uint32) []byte {
+	if uint64(len(c.b)) < uint64(n) {
+		c.fail(errShort)
+		return nil
+	}
+	v := c.b[:n:n]
+	c.b = c.b[n:]
+	return v
+}
+
+// traceID reads 16 bytes (zeros past the end of the batch).
+func (c *cursor) traceID() (id [16]byte) {
+	copy(id[:], c.bytes(16))
+	return id
+}
+
+// spanID reads 8 bytes (zeros past the end of the batch).
+func (c *cursor) spanID() (id [8]byte) {
+	copy(id[:], c.bytes(8))
+	return id
+}
+
+// count reads a count of items that take at least size bytes each: a count
+// the rest of the batch cannot hold is an error (so that nothing is
+// allocated for items that are not there).
+func (c *cursor) count(size int) int {
+	n := c.u32()
+	if uint64(n)*uint64(size) > uint64(len(c.b)) {
+		c.fail(fmt.Errorf("flat batch: %d items of at least %d bytes in %d bytes", n, size, len(c.b)))
+		return 0
+	}
+	return int(n)
+}
+
+// str reads a string: an id into the table or inline bytes (copied).
+func (d *Decoder) str(c *cursor) string {
+	w := c.u32()
+	if w&inline != 0 {
+		return string(c.bytes(w &^ inline))
+	}
+	if uint64(w) >= uint64(len(d.strings)) {
+		c.fail(fmt.Errorf("flat batch: string id %d, table holds %d", w, len(d.strings)))
+		return ""
+	}
+	return d.strings[w]
+}
+
+// begin reads a batch's header. It returns the cursor on its body, or the
+// OTLP export request the batch holds instead (mode 1). The table takes the
+// batch's new entries only once all of them were read.
+func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
+	if len(data) < len(magic)+1 || string(data[:len(magic)]) != magic {
+		return cursor{}, nil, errors.New("flat batch: bad magic")
+	}
+	switch data[len(magic)] {
+	case modeOTLP:
+		return cursor{}, data[len(magic)+1:], nil
+	case modeFlat:
+	default:
+		return cursor{}, nil, fmt.Errorf("flat batch: unknown mode %d", data[len(magic)])
+	}
+	c := cursor{b: data[len(magic)+1:]}
+	epoch, base, n := c.u32(), uint64(c.u32()), c.count(4)
+	held := uint64(len(d.strings))
+	if epoch != d.epoch {
+		held = 0
+	}
+	if c.err == nil && base > held {
+		c.fail(fmt.Errorf("flat batch: table out of step: entries from %d, %d held", base, held))
+	}
+	entries := c.b
+	for range n {
+		c.bytes(c.u32())
+	}
+	if c.err != nil {
+		return cursor{}, nil, c.err
+	}
+	if epoch != d.epoch {
+		clear(d.strings)
+		d.strings, d.epoch = d.strings[:0], epoch
+	}
+	e := cursor{b: entries}
+	for i := range uint64(n) {
+		s := e.bytes(e.u32())
+		// Entries before held came with an earlier delivery of this batch.
+		if base+i >= held {
+			d.strings = append(d.strings, string(s))
+		}
+	}
+	return c, nil, nil
+}
+
+// end checks that the body was read to its end.
+func end(c *cursor) error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.b) != 0 {
+		return fmt.Errorf("flat batch: %d bytes left after the body", len(c.b))
+	}
+	return nil
+}
