@@ -76,7 +76,8 @@ test-c: ffi release-bins
 	@echo "C example: 3 passed, 0 failed"
 
 test-go: ffi
-	cd go/mmapreceiver && $(GO) vet ./... && $(GO) test -count=1 -ldflags='$(FFI_LDFLAGS)' ./...
+	cd go/mmapreceiver && $(GO) vet ./... && OTLP_MMAP_CORPORA=$(ROOT)/rust/otlp-mmap-collector/fuzz/corpus/drive_file:$(ROOT)/rust/otlp-mmap-core/fuzz/corpus/open_and_drain \
+		$(GO) test -count=1 -ldflags='$(FFI_LDFLAGS)' ./...
 
 ## test-e2e: the real otelcol-mmap binary fed by real writers, checked at an OTLP endpoint.
 test-e2e: build

@@ -37,14 +37,12 @@ import (
 const handoffBatch = 1024
 
 // benchAppFile writes count items of signal ("spans", "logs") with the bench
-// app, or skips when it is not built.
+// app named by OTLP_MMAP_BENCH_APP (target/release/otlp-mmap-bench in the
+// repository), or skips when it is not set.
 func benchAppFile(b *testing.B, signal string, count int) string {
-	app, err := filepath.Abs("../../../../target/release/otlp-mmap-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := os.Stat(app); err != nil {
-		b.Skipf("bench app not built (make release-bins): %v", err)
+	app := os.Getenv("OTLP_MMAP_BENCH_APP")
+	if app == "" {
+		b.Skip("OTLP_MMAP_BENCH_APP not set (the bench app, target/release/otlp-mmap-bench)")
 	}
 	path := filepath.Join(b.TempDir(), signal+".otlp")
 	cmd := exec.Command(app, "--mode", "mmap-provider", "--signal", signal,
