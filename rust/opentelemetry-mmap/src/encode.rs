@@ -1,41 +1,55 @@
-//! The borrowed protobuf encoder: records are sized exactly first, then
-//! written field by field straight into a ring slot, from the application's
-//! own data (`&str`, `&KeyValue`, `&AnyValue`). No prost struct, `String` or
-//! `Vec` is built on the way.
+//! The borrowed protobuf encoder: records are written field by field, in one
+//! pass, from the application's own data (`&str`, `&KeyValue`, `&AnyValue`).
+//! No prost struct, `String` or `Vec` is built on the way.
 //!
-//! Sizes use `prost::encoding::{encoded_len_varint, key_len}`, so they agree
-//! with prost's own encoding byte for byte (the tests compare both). The
-//! writer ([`SlotWriter`]) never panics: it writes nothing past the end of the
-//! slot and counts every byte the record takes ([`SlotWriter::written`]), so
-//! that if a computed size were ever wrong the ring publishes the slot as a
-//! record the reader rejects, and counts it, rather than leaving a claimed slot
-//! unpublished or stale bytes in it.
+//! **One pass, lengths filled in afterwards.** An embedded message is written
+//! as its key, one byte reserved for its length, then its body; when the body
+//! is done ([`ProtoWriter::end`]) its length goes into the reserved byte. A
+//! body of 128 bytes or more needs a longer varint: the body is moved up by
+//! the extra bytes first (rare: only long strings, arrays or maps take that
+//! many). The result is exactly prost's encoding (minimal varints; the tests
+//! decode every record with prost and compare).
+//!
+//! A record is encoded into a scratch buffer of the writing thread and then
+//! copied into a ring slot claimed for its exact size (see
+//! [`crate::key_cache::Keys::write`]); a record larger than the scratch is
+//! encoded once more, straight into its slot. The writer ([`ProtoWriter`])
+//! never panics: it writes nothing past the end of its buffer and counts every
+//! byte the record takes ([`ProtoWriter::written`]), so that the size is known
+//! even when the buffer was too small, and so that if an encoding into a slot
+//! ever took another size than announced the ring publishes the slot as a
+//! record the reader rejects, and counts it, rather than leaving a claimed
+//! slot unpublished or stale bytes in it.
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceId};
 use opentelemetry::{Array, Key, KeyValue, Value};
-use prost::encoding::{encoded_len_varint, key_len};
+use prost::encoding::encoded_len_varint;
 
 const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
 const LEN: u64 = 2;
 const FIXED32: u64 = 5;
 
-/// Writes protobuf fields into a slot of exactly the computed size.
-pub(crate) struct SlotWriter<'a> {
+/// Writes protobuf fields into a buffer, in one pass.
+pub(crate) struct ProtoWriter<'a> {
     buf: &'a mut [u8],
     /// Bytes the record has taken so far, including any that did not fit.
     pos: usize,
 }
 
-impl<'a> SlotWriter<'a> {
+/// Where the body of an embedded message begins (from [`ProtoWriter::begin`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Mark(usize);
+
+impl<'a> ProtoWriter<'a> {
     #[inline]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
-        SlotWriter { buf, pos: 0 }
+        ProtoWriter { buf, pos: 0 }
     }
 
     /// Bytes the record took: those written, plus any that did not fit the
-    /// slot. Equal to the slot's length exactly when the size was right.
+    /// buffer.
     #[inline]
     pub(crate) fn written(&self) -> usize {
         self.pos
@@ -50,12 +64,27 @@ impl<'a> SlotWriter<'a> {
     }
 
     #[inline]
-    pub(crate) fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
+    pub(crate) fn varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.byte(v as u8);
+        } else {
+            let (bytes, len) = varint_bytes(0, v);
+            self.short(&bytes, len);
         }
-        self.byte(v as u8);
+    }
+
+    /// The first `len` (at most 16) bytes of `bytes`. Where the buffer has
+    /// room for all 16, they are copied as one block (whatever follows the
+    /// first `len` is overwritten by the next field); otherwise byte by byte.
+    #[inline]
+    pub(crate) fn short(&mut self, bytes: &[u8; 16], len: usize) {
+        let len = len.min(16);
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos.saturating_add(16)) {
+            dst.copy_from_slice(bytes);
+            self.pos += len;
+        } else {
+            self.raw(&bytes[..len]);
+        }
     }
 
     #[inline]
@@ -67,6 +96,8 @@ impl<'a> SlotWriter<'a> {
         self.pos = end;
     }
 
+    /// A field key. Every field number of the format is below 16, so a key
+    /// is one byte.
     #[inline]
     fn key(&mut self, field: u32, wire_type: u64) {
         self.varint(((field as u64) << 3) | wire_type);
@@ -115,52 +146,91 @@ impl<'a> SlotWriter<'a> {
         }
     }
 
-    /// The header of an embedded message of `len` bytes; its body follows.
+    /// Starts an embedded message: its key and one byte reserved for its
+    /// length. Its body follows; [`end`](Self::end) fills in the length.
     #[inline]
-    pub(crate) fn message_header(&mut self, field: u32, len: usize) {
+    pub(crate) fn begin(&mut self, field: u32) -> Mark {
         self.key(field, LEN);
-        self.varint(len as u64);
+        self.pos = self.pos.saturating_add(1);
+        Mark(self.pos)
+    }
+
+    /// Ends the embedded message begun at `mark`: writes its length.
+    #[inline]
+    pub(crate) fn end(&mut self, mark: Mark) {
+        let len = self.pos - mark.0;
+        if len < 0x80 {
+            if let Some(b) = self.buf.get_mut(mark.0 - 1) {
+                *b = len as u8;
+            }
+        } else {
+            self.widen(mark, len);
+        }
+    }
+
+    /// The length of the body at `mark` takes more than the one byte
+    /// reserved: moves the body (as much of it as is in the buffer) up by the
+    /// extra bytes, then writes the length in front of it.
+    #[cold]
+    fn widen(&mut self, mark: Mark, len: usize) {
+        let extra = encoded_len_varint(len as u64) - 1;
+        let body_end = self.pos.min(self.buf.len());
+        let room = self.buf.len().saturating_sub(mark.0 + extra);
+        let n = body_end.saturating_sub(mark.0).min(room);
+        if n > 0 {
+            self.buf.copy_within(mark.0..mark.0 + n, mark.0 + extra);
+        }
+        let end = self.pos + extra;
+        // Byte by byte: a block write would overwrite the body just moved.
+        self.pos = mark.0 - 1;
+        let mut v = len as u64;
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+        self.pos = end;
     }
 }
 
-/// Size of a varint field that is always written.
+/// `prefix` (up to 6 bytes) then `v` as a varint, in a block for
+/// [`ProtoWriter::short`]; and how many bytes of it count.
 #[inline]
-pub(crate) fn varint_field_len(field: u32, v: u64) -> usize {
-    key_len(field) + encoded_len_varint(v)
-}
-
-/// Size of a varint field left out when zero.
-#[inline]
-pub(crate) fn varint_field_nz_len(field: u32, v: u64) -> usize {
-    if v == 0 {
-        0
-    } else {
-        varint_field_len(field, v)
+fn varint_bytes(prefix: usize, mut v: u64) -> ([u8; 16], usize) {
+    let mut bytes = [0; 16];
+    let mut n = prefix;
+    while v >= 0x80 && n < 15 {
+        bytes[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
     }
+    bytes[n] = v as u8;
+    (bytes, n + 1)
 }
 
-#[inline]
-pub(crate) fn fixed64_field_len(field: u32) -> usize {
-    key_len(field) + 8
+/// The `key_ref` field of a `KeyValueRef`, encoded once per key and thread:
+/// its key and the ref as a varint (nothing for ref 0, the proto3 default).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EncodedKey {
+    bytes: [u8; 16],
+    len: u8,
 }
 
-#[inline]
-pub(crate) fn fixed32_field_len(field: u32) -> usize {
-    key_len(field) + 4
-}
-
-/// Size of a length-delimited field (bytes, string or message body of `len` bytes).
-#[inline]
-pub(crate) fn len_field_len(field: u32, len: usize) -> usize {
-    key_len(field) + encoded_len_varint(len as u64) + len
-}
-
-#[inline]
-pub(crate) fn bytes_field_ne_len(field: u32, len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        len_field_len(field, len)
+impl EncodedKey {
+    #[inline]
+    pub(crate) fn new(key_ref: i64) -> Self {
+        if key_ref == 0 {
+            return EncodedKey {
+                bytes: [0; 16],
+                len: 0,
+            };
+        }
+        let (mut bytes, len) = varint_bytes(1, key_ref as u64);
+        bytes[0] = ((KV_KEY_REF as u8) << 3) | VARINT as u8;
+        EncodedKey {
+            bytes,
+            len: len as u8,
+        }
     }
 }
 
@@ -170,10 +240,29 @@ pub(crate) trait KeyRefs {
     /// not store (counted in [`unresolved`](Self::unresolved)).
     fn key_ref(&mut self, key: &str) -> i64;
 
+    /// The key's `key_ref` field, encoded (see [`key_ref`](Self::key_ref)).
+    #[inline]
+    fn encoded_key(&mut self, key: &str) -> EncodedKey {
+        EncodedKey::new(self.key_ref(key))
+    }
+
     /// Non-empty keys this resolver could not store so far. A record whose
-    /// sizing raised it needs an entry the file does not have: its writer
+    /// encoding raised it needs an entry the file does not have: its writer
     /// drops it (see `FileInner::drop_for_missing_entry`).
     fn unresolved(&self) -> u64;
+}
+
+/// For records without keys: resolves none.
+pub(crate) struct NoKeys;
+
+impl KeyRefs for NoKeys {
+    fn key_ref(&mut self, _key: &str) -> i64 {
+        0
+    }
+
+    fn unresolved(&self) -> u64 {
+        0
+    }
 }
 
 /// An attribute value of either OpenTelemetry value type.
@@ -193,117 +282,56 @@ use otlp_mmap_core::tags::array_value::VALUES as ARRAY_VALUES;
 use otlp_mmap_core::tags::key_value_list::VALUES as KVLIST_VALUES;
 use otlp_mmap_core::tags::key_value_ref::{KEY_REF as KV_KEY_REF, VALUE as KV_VALUE};
 
-/// Body length of the `AnyValue` message for `v`.
-pub(crate) fn value_len(v: Val<'_>, keys: &mut dyn KeyRefs) -> usize {
-    match v {
-        Val::Attr(v) => attr_value_len(v),
-        Val::Any(v) => any_value_len(v, keys),
-    }
-}
-
 /// Writes the body of the `AnyValue` message for `v`.
-pub(crate) fn put_value(w: &mut SlotWriter<'_>, v: Val<'_>, keys: &mut dyn KeyRefs) {
+#[inline]
+pub(crate) fn put_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: Val<'_>, keys: &mut K) {
     match v {
         Val::Attr(v) => put_attr_value(w, v),
         Val::Any(v) => put_any_value(w, v, keys),
     }
 }
 
-fn attr_value_len(v: &Value) -> usize {
-    match v {
-        Value::Bool(b) => varint_field_len(AV_BOOL, *b as u64),
-        Value::I64(i) => varint_field_len(AV_INT, *i as u64),
-        Value::F64(_) => fixed64_field_len(AV_DOUBLE),
-        Value::String(s) => len_field_len(AV_STRING, s.as_str().len()),
-        Value::Array(a) => len_field_len(AV_ARRAY, array_len(a)),
-        // `Value` is non-exhaustive: an unknown kind is written as an empty AnyValue.
-        #[allow(unreachable_patterns)]
-        _ => 0,
-    }
-}
-
-fn array_len(a: &Array) -> usize {
-    fn elems(n: usize, each: impl Fn(usize) -> usize) -> usize {
-        (0..n).map(|i| len_field_len(ARRAY_VALUES, each(i))).sum()
-    }
-    match a {
-        Array::Bool(v) => elems(v.len(), |i| varint_field_len(AV_BOOL, v[i] as u64)),
-        Array::I64(v) => elems(v.len(), |i| varint_field_len(AV_INT, v[i] as u64)),
-        Array::F64(v) => elems(v.len(), |_| fixed64_field_len(AV_DOUBLE)),
-        Array::String(v) => elems(v.len(), |i| len_field_len(AV_STRING, v[i].as_str().len())),
-        #[allow(unreachable_patterns)]
-        _ => 0,
-    }
-}
-
-fn put_attr_value(w: &mut SlotWriter<'_>, v: &Value) {
+#[inline]
+fn put_attr_value(w: &mut ProtoWriter<'_>, v: &Value) {
     match v {
         Value::Bool(b) => w.varint_field(AV_BOOL, *b as u64),
         Value::I64(i) => w.varint_field(AV_INT, *i as u64),
         Value::F64(f) => w.fixed64_field(AV_DOUBLE, f.to_bits()),
         Value::String(s) => w.bytes_field(AV_STRING, s.as_str().as_bytes()),
-        Value::Array(a) => {
-            w.message_header(AV_ARRAY, array_len(a));
-            match a {
-                Array::Bool(v) => v.iter().for_each(|b| {
-                    w.message_header(ARRAY_VALUES, varint_field_len(AV_BOOL, *b as u64));
-                    w.varint_field(AV_BOOL, *b as u64);
-                }),
-                Array::I64(v) => v.iter().for_each(|i| {
-                    w.message_header(ARRAY_VALUES, varint_field_len(AV_INT, *i as u64));
-                    w.varint_field(AV_INT, *i as u64);
-                }),
-                Array::F64(v) => v.iter().for_each(|f| {
-                    w.message_header(ARRAY_VALUES, fixed64_field_len(AV_DOUBLE));
-                    w.fixed64_field(AV_DOUBLE, f.to_bits());
-                }),
-                Array::String(v) => v.iter().for_each(|s| {
-                    w.message_header(ARRAY_VALUES, len_field_len(AV_STRING, s.as_str().len()));
-                    w.bytes_field(AV_STRING, s.as_str().as_bytes());
-                }),
-                #[allow(unreachable_patterns)]
-                _ => {}
-            }
-        }
+        Value::Array(a) => put_array(w, a),
+        // `Value` is non-exhaustive: an unknown kind is written as an empty AnyValue.
         #[allow(unreachable_patterns)]
         _ => {}
     }
 }
 
-fn any_value_len(v: &AnyValue, keys: &mut dyn KeyRefs) -> usize {
-    match v {
-        AnyValue::Int(i) => varint_field_len(AV_INT, *i as u64),
-        AnyValue::Double(_) => fixed64_field_len(AV_DOUBLE),
-        AnyValue::String(s) => len_field_len(AV_STRING, s.as_str().len()),
-        AnyValue::Boolean(b) => varint_field_len(AV_BOOL, *b as u64),
-        AnyValue::Bytes(b) => len_field_len(AV_BYTES, b.len()),
-        AnyValue::ListAny(items) => len_field_len(AV_ARRAY, list_len(items, keys)),
-        AnyValue::Map(map) => len_field_len(AV_KVLIST, kvlist_len(map.iter(), keys)),
+fn put_array(w: &mut ProtoWriter<'_>, a: &Array) {
+    let array = w.begin(AV_ARRAY);
+    let mut each = |put: &mut dyn FnMut(&mut ProtoWriter<'_>)| {
+        let item = w.begin(ARRAY_VALUES);
+        put(w);
+        w.end(item);
+    };
+    match a {
+        Array::Bool(v) => v
+            .iter()
+            .for_each(|b| each(&mut |w| w.varint_field(AV_BOOL, *b as u64))),
+        Array::I64(v) => v
+            .iter()
+            .for_each(|i| each(&mut |w| w.varint_field(AV_INT, *i as u64))),
+        Array::F64(v) => v
+            .iter()
+            .for_each(|f| each(&mut |w| w.fixed64_field(AV_DOUBLE, f.to_bits()))),
+        Array::String(v) => v
+            .iter()
+            .for_each(|s| each(&mut |w| w.bytes_field(AV_STRING, s.as_str().as_bytes()))),
         #[allow(unreachable_patterns)]
-        _ => 0,
+        _ => {}
     }
+    w.end(array);
 }
 
-fn list_len(items: &[AnyValue], keys: &mut dyn KeyRefs) -> usize {
-    items
-        .iter()
-        .map(|v| len_field_len(ARRAY_VALUES, any_value_len(v, keys)))
-        .sum()
-}
-
-fn kvlist_len<'a>(
-    entries: impl Iterator<Item = (&'a Key, &'a AnyValue)>,
-    keys: &mut dyn KeyRefs,
-) -> usize {
-    entries
-        .map(|(k, v)| {
-            let r = keys.key_ref(k.as_str());
-            len_field_len(KVLIST_VALUES, kv_len(r, Val::Any(v), keys))
-        })
-        .sum()
-}
-
-fn put_any_value(w: &mut SlotWriter<'_>, v: &AnyValue, keys: &mut dyn KeyRefs) {
+fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, keys: &mut K) {
     match v {
         AnyValue::Int(i) => w.varint_field(AV_INT, *i as u64),
         AnyValue::Double(f) => w.fixed64_field(AV_DOUBLE, f.to_bits()),
@@ -311,79 +339,52 @@ fn put_any_value(w: &mut SlotWriter<'_>, v: &AnyValue, keys: &mut dyn KeyRefs) {
         AnyValue::Boolean(b) => w.varint_field(AV_BOOL, *b as u64),
         AnyValue::Bytes(b) => w.bytes_field(AV_BYTES, b),
         AnyValue::ListAny(items) => {
-            w.message_header(AV_ARRAY, list_len(items, keys));
+            let list = w.begin(AV_ARRAY);
             for item in items.iter() {
-                w.message_header(ARRAY_VALUES, any_value_len(item, keys));
+                let m = w.begin(ARRAY_VALUES);
                 put_any_value(w, item, keys);
+                w.end(m);
             }
+            w.end(list);
         }
         AnyValue::Map(map) => {
-            w.message_header(AV_KVLIST, kvlist_len(map.iter(), keys));
+            let list = w.begin(AV_KVLIST);
             for (k, v) in map.iter() {
-                let r = keys.key_ref(k.as_str());
-                w.message_header(KVLIST_VALUES, kv_len(r, Val::Any(v), keys));
-                put_kv(w, r, Val::Any(v), keys);
+                put_kv(w, KVLIST_VALUES, k.as_str(), Val::Any(v), keys);
             }
+            w.end(list);
         }
         #[allow(unreachable_patterns)]
         _ => {}
     }
 }
 
-/// Body length of a `KeyValueRef`.
+/// Writes one `KeyValueRef` as field `field`.
 #[inline]
-pub(crate) fn kv_len(key_ref: i64, v: Val<'_>, keys: &mut dyn KeyRefs) -> usize {
-    varint_field_nz_len(KV_KEY_REF, key_ref as u64) + len_field_len(KV_VALUE, value_len(v, keys))
-}
-
-/// Writes the body of a `KeyValueRef`.
-#[inline]
-pub(crate) fn put_kv(w: &mut SlotWriter<'_>, key_ref: i64, v: Val<'_>, keys: &mut dyn KeyRefs) {
-    w.varint_field_nz(KV_KEY_REF, key_ref as u64);
-    w.message_header(KV_VALUE, value_len(v, keys));
+pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    field: u32,
+    key: &str,
+    v: Val<'_>,
+    keys: &mut K,
+) {
+    let key_ref = keys.encoded_key(key);
+    let kv = w.begin(field);
+    w.short(&key_ref.bytes, key_ref.len as usize);
+    let value = w.begin(KV_VALUE);
     put_value(w, v, keys);
-}
-
-/// Key refs found while sizing a list of attributes, kept (up to a fixed
-/// number, on the stack) so that writing it does not look them up again.
-pub(crate) struct KeyMemo {
-    refs: [i64; KeyMemo::CAP],
-    len: usize,
-}
-
-impl KeyMemo {
-    const CAP: usize = 32;
-
-    #[inline]
-    pub(crate) fn new() -> Self {
-        KeyMemo {
-            refs: [0; Self::CAP],
-            len: 0,
-        }
-    }
-
-    #[inline]
-    fn resolve(&mut self, i: usize, key: &str, keys: &mut dyn KeyRefs) -> i64 {
-        if i < self.len {
-            return self.refs[i];
-        }
-        let r = keys.key_ref(key);
-        if i == self.len && i < Self::CAP {
-            self.refs[i] = r;
-            self.len += 1;
-        }
-        r
-    }
+    w.end(value);
+    w.end(kv);
 }
 
 /// A list of attributes that can be walked more than once.
 pub(crate) trait Attrs {
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>));
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>));
 }
 
 impl Attrs for [KeyValue] {
     #[inline]
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for kv in self {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
@@ -392,7 +393,7 @@ impl Attrs for [KeyValue] {
 
 impl Attrs for [Option<KeyValue>] {
     #[inline]
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for kv in self.iter().flatten() {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
@@ -401,7 +402,7 @@ impl Attrs for [Option<KeyValue>] {
 
 impl Attrs for [(Key, AnyValue)] {
     #[inline]
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self {
             f(k.as_str(), Val::Any(v));
         }
@@ -410,7 +411,7 @@ impl Attrs for [(Key, AnyValue)] {
 
 impl Attrs for [Option<(Key, AnyValue)>] {
     #[inline]
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self.iter().flatten() {
             f(k.as_str(), Val::Any(v));
         }
@@ -420,46 +421,21 @@ impl Attrs for [Option<(Key, AnyValue)>] {
 /// Two attribute lists, one after the other.
 impl<A: Attrs + ?Sized, B: Attrs + ?Sized> Attrs for (&A, &B) {
     #[inline]
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         self.0.for_each_attr(f);
         self.1.for_each_attr(f);
     }
 }
 
-/// Size of a repeated `KeyValueRef` field.
+/// Writes a repeated `KeyValueRef` field.
 #[inline]
-pub(crate) fn attrs_len(
+pub(crate) fn put_attrs<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
     field: u32,
     attrs: &(impl Attrs + ?Sized),
-    keys: &mut dyn KeyRefs,
-    memo: &mut KeyMemo,
-) -> usize {
-    let mut total = 0;
-    let mut i = 0;
-    attrs.for_each_attr(&mut |k, v| {
-        let r = memo.resolve(i, k, keys);
-        total += len_field_len(field, kv_len(r, v, keys));
-        i += 1;
-    });
-    total
-}
-
-/// Writes a repeated `KeyValueRef` field (sized before with [`attrs_len`]).
-#[inline]
-pub(crate) fn put_attrs(
-    w: &mut SlotWriter<'_>,
-    field: u32,
-    attrs: &(impl Attrs + ?Sized),
-    keys: &mut dyn KeyRefs,
-    memo: &mut KeyMemo,
+    keys: &mut K,
 ) {
-    let mut i = 0;
-    attrs.for_each_attr(&mut |k, v| {
-        let r = memo.resolve(i, k, keys);
-        w.message_header(field, kv_len(r, v, keys));
-        put_kv(w, r, v, keys);
-        i += 1;
-    });
+    attrs.for_each_attr(&mut |k, v| put_kv(w, field, k, v, keys));
 }
 
 use otlp_mmap_core::tags::span_context::{
@@ -495,26 +471,16 @@ impl SpanIds {
     }
 }
 
-/// Body length of a `SpanContext` message.
+/// Writes a `SpanContext` message as field `field`.
 #[inline]
-pub(crate) fn span_context_len(ids: &SpanIds) -> usize {
-    len_field_len(SC_SPAN_ID, 8)
-        + len_field_len(SC_TRACE_ID, 16)
-        + if ids.flags != 0 {
-            fixed32_field_len(SC_FLAGS)
-        } else {
-            0
-        }
-}
-
-/// Writes the body of a `SpanContext` message.
-#[inline]
-pub(crate) fn put_span_context(w: &mut SlotWriter<'_>, ids: &SpanIds) {
+pub(crate) fn put_span_context(w: &mut ProtoWriter<'_>, field: u32, ids: &SpanIds) {
+    let m = w.begin(field);
     w.bytes_field(SC_SPAN_ID, &ids.span_id);
     w.bytes_field(SC_TRACE_ID, &ids.trace_id);
     if ids.flags != 0 {
         w.fixed32_field(SC_FLAGS, ids.flags);
     }
+    w.end(m);
 }
 
 use otlp_mmap_core::tags::status::{CODE as STATUS_CODE, MESSAGE as STATUS_MESSAGE};
@@ -529,17 +495,92 @@ pub(crate) fn status_parts(status: &Status) -> (u64, &str) {
     }
 }
 
-/// Body length of a `Status` message.
+/// Writes a `Status` message as field `field`.
 #[inline]
-pub(crate) fn status_len(status: &Status) -> usize {
+pub(crate) fn put_status(w: &mut ProtoWriter<'_>, field: u32, status: &Status) {
     let (code, message) = status_parts(status);
-    bytes_field_ne_len(STATUS_MESSAGE, message.len()) + varint_field_nz_len(STATUS_CODE, code)
-}
-
-/// Writes the body of a `Status` message.
-#[inline]
-pub(crate) fn put_status(w: &mut SlotWriter<'_>, status: &Status) {
-    let (code, message) = status_parts(status);
+    let m = w.begin(field);
     w.bytes_field_ne(STATUS_MESSAGE, message.as_bytes());
     w.varint_field_nz(STATUS_CODE, code);
+    w.end(m);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes `body` as field 1 of a message, with `w.begin`/`w.end`.
+    fn nested(body: &[u8], buf_len: usize) -> (Vec<u8>, usize) {
+        let mut buf = vec![0u8; buf_len];
+        let mut w = ProtoWriter::new(&mut buf);
+        w.varint_field(2, 7);
+        let m = w.begin(1);
+        w.raw(body);
+        w.end(m);
+        w.varint_field(3, 9);
+        let n = w.written();
+        buf.truncate(n.min(buf_len));
+        (buf, n)
+    }
+
+    fn expected(body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x10, 7, 0x0a];
+        prost::encoding::encode_varint(body.len() as u64, &mut v);
+        v.extend_from_slice(body);
+        v.extend_from_slice(&[0x18, 9]);
+        v
+    }
+
+    #[test]
+    fn lengths_are_filled_in_as_minimal_varints() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let want = expected(&body);
+            let (got, n) = nested(&body, want.len());
+            assert_eq!(n, want.len(), "body of {len} bytes");
+            assert_eq!(got, want, "body of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_buffer_too_small_still_gives_the_exact_size_and_stays_in_bounds() {
+        for len in [10, 127, 128, 300, 20_000] {
+            let body = vec![0xAB; len];
+            let want = expected(&body);
+            for room in [0, 1, 3, 5, len / 2, want.len() - 1] {
+                let (got, n) = nested(&body, room);
+                assert_eq!(n, want.len(), "body of {len} bytes into {room}");
+                assert!(got.len() <= room);
+            }
+        }
+    }
+
+    #[test]
+    fn nested_bodies_longer_than_127_bytes_are_moved_up_at_each_level() {
+        let mut buf = vec![0u8; 1024];
+        let mut w = ProtoWriter::new(&mut buf);
+        let outer = w.begin(1);
+        let inner = w.begin(2);
+        w.bytes_field(3, &[0x55; 200]);
+        w.end(inner);
+        w.end(outer);
+        let n = w.written();
+        let mut want = Vec::new();
+        let field3 = {
+            let mut v = vec![0x1a];
+            prost::encoding::encode_varint(200, &mut v);
+            v.extend_from_slice(&[0x55; 200]);
+            v
+        };
+        let field2 = {
+            let mut v = vec![0x12];
+            prost::encoding::encode_varint(field3.len() as u64, &mut v);
+            v.extend_from_slice(&field3);
+            v
+        };
+        want.push(0x0a);
+        prost::encoding::encode_varint(field2.len() as u64, &mut want);
+        want.extend_from_slice(&field2);
+        assert_eq!(&buf[..n], &want[..]);
+    }
 }

@@ -12,6 +12,8 @@ use prost::Message;
 
 use crate::Error;
 use crate::config::{RingOverride, Settings};
+use crate::encode::{KeyRefs, ProtoWriter};
+use crate::prefetch::next_slot_for_writing;
 use crate::resource::{build_resource, resource_message, scope_message};
 
 /// A handle to an open OTLP-MMAP file. Cloning it is cheap (a reference
@@ -67,6 +69,53 @@ impl FileInner {
             .drops
             .missing_entry
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes one record into the ring of `kind`: `encode` writes it (with
+    /// keys from `keys`) into `scratch`, which is then copied into a slot
+    /// claimed for its exact size. A record larger than `scratch` is encoded
+    /// a second time, straight into its slot. A record that needed a key the
+    /// dictionary could not store is dropped and counted; so is one the ring
+    /// has no room for.
+    #[inline]
+    pub(crate) fn write_record<K: KeyRefs + ?Sized>(
+        &self,
+        kind: RingKind,
+        scratch: &mut [u8],
+        keys: &mut K,
+        mut encode: impl FnMut(&mut ProtoWriter<'_>, &mut K),
+    ) {
+        let unresolved = keys.unresolved();
+        let mut w = ProtoWriter::new(scratch);
+        encode(&mut w, keys);
+        let len = w.written();
+        if keys.unresolved() != unresolved {
+            self.drop_for_missing_entry(kind);
+            return;
+        }
+        // The slot starts with the record's length, `prefix` bytes.
+        let prefix = prost::encoding::encoded_len_varint(len as u64);
+        let slot_size = self.writer.ring(kind).geometry().buffer_size as usize;
+        let _ = match scratch.get(..len) {
+            Some(record) => self.writer.try_write_with(kind, len, |slot| {
+                next_slot_for_writing(slot.as_ptr().wrapping_sub(prefix), slot_size);
+                // `slot` holds exactly `len` bytes; were it shorter, the
+                // record would be counted as wrongly encoded.
+                match slot.get_mut(..len) {
+                    Some(dst) => {
+                        dst.copy_from_slice(record);
+                        len
+                    }
+                    None => 0,
+                }
+            }),
+            None => self.writer.try_write_with(kind, len, |slot| {
+                next_slot_for_writing(slot.as_ptr().wrapping_sub(prefix), slot_size);
+                let mut w = ProtoWriter::new(slot);
+                encode(&mut w, keys);
+                w.written()
+            }),
+        };
     }
 
     /// Interns an instrumentation scope under `resource_ref`.

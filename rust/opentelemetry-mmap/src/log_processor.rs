@@ -42,7 +42,7 @@ impl MmapLogProcessor {
 struct RecordAttrs<'a>(&'a SdkLogRecord);
 
 impl Attrs for RecordAttrs<'_> {
-    fn for_each_attr(&self, f: &mut dyn FnMut(&str, Val<'_>)) {
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self.0.attributes_iter() {
             f(k.as_str(), Val::Any(v));
         }
@@ -76,7 +76,7 @@ impl LogProcessor for MmapLogProcessor {
                 event_name: record.event_name().unwrap_or(""),
                 span,
             };
-            write_log_event(file, keys, &info, &RecordAttrs(record));
+            write_log_event(keys, &info, &RecordAttrs(record));
         });
     }
 

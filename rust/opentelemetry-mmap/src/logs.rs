@@ -184,7 +184,7 @@ impl Logger for MmapLogger {
                 &record.inline[..record.inline_len],
                 record.overflow.as_slice(),
             );
-            write_log_event(file, keys, &info, &attrs);
+            write_log_event(keys, &info, &attrs);
         });
     }
 

@@ -36,10 +36,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use otlp_mmap_core::{RingKind, proto};
 
 use crate::clock::now_unix_nano;
-use crate::encode::{
-    KeyMemo, KeyRefs, SlotWriter, SpanIds, attrs_len, fixed64_field_len, len_field_len, put_attrs,
-    put_span_context, span_context_len, varint_field_len, varint_field_nz_len,
-};
+use crate::encode::{SpanIds, put_attrs, put_span_context};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
 use crate::observable::{Observer, ObserverRegistry, Reporting};
@@ -389,39 +386,18 @@ pub(crate) fn write_measurement(
     }
     let time = now_unix_nano();
     with_keys(file, |keys| {
-        let mut memo = KeyMemo::new();
-        let unresolved = keys.unresolved();
-        let len = varint_field_nz_len(METRIC_REF, metric_ref as u64)
-            + attrs_len(ATTRIBUTES, attrs, keys, &mut memo)
-            + fixed64_field_len(TIME)
-            + match value {
-                NumberValue::Long(v) => varint_field_len(AS_LONG, v as u64),
-                NumberValue::Double(_) => fixed64_field_len(AS_DOUBLE),
+        keys.write(RingKind::Measurements, |w, k| {
+            w.varint_field_nz(METRIC_REF, metric_ref as u64);
+            put_attrs(w, ATTRIBUTES, attrs, k);
+            w.fixed64_field(TIME, time);
+            match value {
+                NumberValue::Long(v) => w.varint_field(AS_LONG, v as u64),
+                NumberValue::Double(v) => w.fixed64_field(AS_DOUBLE, v.to_bits()),
             }
-            + span
-                .as_ref()
-                .map_or(0, |s| len_field_len(SPAN_CONTEXT, span_context_len(s)));
-        if keys.unresolved() != unresolved {
-            file.drop_for_missing_entry(RingKind::Measurements);
-            return;
-        }
-        let _ = file
-            .writer
-            .try_write_with(RingKind::Measurements, len, |buf| {
-                let mut w = SlotWriter::new(buf);
-                w.varint_field_nz(METRIC_REF, metric_ref as u64);
-                put_attrs(&mut w, ATTRIBUTES, attrs, keys, &mut memo);
-                w.fixed64_field(TIME, time);
-                match value {
-                    NumberValue::Long(v) => w.varint_field(AS_LONG, v as u64),
-                    NumberValue::Double(v) => w.fixed64_field(AS_DOUBLE, v.to_bits()),
-                }
-                if let Some(s) = &span {
-                    w.message_header(SPAN_CONTEXT, span_context_len(s));
-                    put_span_context(&mut w, s);
-                }
-                w.written()
-            });
+            if let Some(s) = &span {
+                put_span_context(w, SPAN_CONTEXT, s);
+            }
+        });
     });
 }
 

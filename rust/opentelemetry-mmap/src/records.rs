@@ -178,7 +178,7 @@ impl MmapExporterFile {
             scope_ref: start.scope_ref,
         };
         with_keys(file, |keys| {
-            write_start(file, keys, &key, &info, start.attributes)
+            write_start(keys, &key, &info, start.attributes)
         });
     }
 
@@ -195,9 +195,9 @@ impl MmapExporterFile {
                 write_name(file, &key, name);
             }
             if !end.attributes.is_empty() {
-                write_attributes(file, keys, &key, end.attributes);
+                write_attributes(keys, &key, end.attributes);
             }
-            write_links(file, keys, &key, end.links);
+            write_links(keys, &key, end.links);
             let ids = end.span.ids();
             for event in end.events {
                 let info = EventInfo {
@@ -209,7 +209,7 @@ impl MmapExporterFile {
                     event_name: event.name,
                     span: ids,
                 };
-                write_log_event(file, keys, &info, event.attributes);
+                write_log_event(keys, &info, event.attributes);
             }
         });
         write_end(file, &key, end.end_time_unix_nano, end.status);
@@ -228,7 +228,7 @@ impl MmapExporterFile {
                 event_name: record.event_name,
                 span: record.span.as_ref().and_then(SpanRef::ids),
             };
-            write_log_event(file, keys, &info, record.attributes);
+            write_log_event(keys, &info, record.attributes);
         });
     }
 

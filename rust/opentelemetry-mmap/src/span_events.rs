@@ -5,11 +5,9 @@
 use opentelemetry::trace::{Link, SpanKind, Status, TraceState};
 use otlp_mmap_core::RingKind;
 
-use crate::encode::{
-    Attrs, KeyMemo, KeyRefs, SlotWriter, attrs_len, bytes_field_ne_len, fixed32_field_len,
-    fixed64_field_len, len_field_len, put_attrs, put_status, status_len, varint_field_nz_len,
-};
+use crate::encode::{Attrs, NoKeys, ProtoWriter, put_attrs, put_status};
 use crate::file::FileInner;
+use crate::key_cache::Keys;
 
 // Field numbers, from `proto/mmap.proto`.
 use otlp_mmap_core::tags::span_event::add_link::LINKS;
@@ -54,29 +52,24 @@ pub(crate) fn kind_number(kind: &SpanKind) -> u64 {
     }
 }
 
-/// Writes one `SpanEvent` whose event body has `body_len` bytes and is
-/// written by `body`.
+/// Scratch for records without attributes (end, rename); a longer one (a
+/// long status message or name) is encoded twice.
+const SMALL_SCRATCH: usize = 128;
+
+/// Writes one `SpanEvent` whose event (field `field`) has the body `body` writes.
 #[inline]
-fn write_event(
-    file: &FileInner,
+fn put_span_event(
+    w: &mut ProtoWriter<'_>,
     key: &SpanKey,
     field: u32,
-    body_len: usize,
-    body: impl FnOnce(&mut SlotWriter<'_>),
+    body: impl FnOnce(&mut ProtoWriter<'_>),
 ) {
-    let len = len_field_len(TRACE_ID, 16)
-        + len_field_len(SPAN_ID, 8)
-        + len_field_len(field, body_len)
-        + varint_field_nz_len(SCOPE_REF, key.scope_ref as u64);
-    let _ = file.writer.try_write_with(RingKind::Spans, len, |buf| {
-        let mut w = SlotWriter::new(buf);
-        w.bytes_field(TRACE_ID, &key.trace_id);
-        w.bytes_field(SPAN_ID, &key.span_id);
-        w.message_header(field, body_len);
-        body(&mut w);
-        w.varint_field_nz(SCOPE_REF, key.scope_ref as u64);
-        w.written()
-    });
+    w.bytes_field(TRACE_ID, &key.trace_id);
+    w.bytes_field(SPAN_ID, &key.span_id);
+    let m = w.begin(field);
+    body(w);
+    w.end(m);
+    w.varint_field_nz(SCOPE_REF, key.scope_ref as u64);
 }
 
 /// What a `StartSpan` carries besides its attributes.
@@ -91,104 +84,63 @@ pub(crate) struct StartInfo<'a> {
 /// Writes `StartSpan`.
 #[inline]
 pub(crate) fn write_start(
-    file: &FileInner,
-    keys: &mut dyn KeyRefs,
+    keys: &mut Keys<'_>,
     key: &SpanKey,
     info: &StartInfo<'_>,
     attrs: &(impl Attrs + ?Sized),
 ) {
-    let mut memo = KeyMemo::new();
-    let unresolved = keys.unresolved();
-    let time_len = if info.start_time_unix_nano != 0 {
-        fixed64_field_len(START_TIME)
-    } else {
-        0
-    };
-    let body_len = info
-        .parent_span_id
-        .map_or(0, |_| len_field_len(START_PARENT, 8))
-        + bytes_field_ne_len(START_NAME, info.name.len())
-        + varint_field_nz_len(START_KIND, info.kind)
-        + time_len
-        + attrs_len(START_ATTRIBUTES, attrs, keys, &mut memo)
-        + if info.flags != 0 {
-            fixed32_field_len(START_FLAGS)
-        } else {
-            0
-        };
-    if keys.unresolved() != unresolved {
-        file.drop_for_missing_entry(RingKind::Spans);
-        return;
-    }
-    write_event(file, key, START, body_len, |w| {
-        if let Some(parent) = &info.parent_span_id {
-            w.bytes_field(START_PARENT, parent);
-        }
-        w.bytes_field_ne(START_NAME, info.name.as_bytes());
-        w.varint_field_nz(START_KIND, info.kind);
-        if info.start_time_unix_nano != 0 {
-            w.fixed64_field(START_TIME, info.start_time_unix_nano);
-        }
-        put_attrs(w, START_ATTRIBUTES, attrs, keys, &mut memo);
-        if info.flags != 0 {
-            w.fixed32_field(START_FLAGS, info.flags);
-        }
+    keys.write(RingKind::Spans, |w, k| {
+        put_span_event(w, key, START, |w| {
+            if let Some(parent) = &info.parent_span_id {
+                w.bytes_field(START_PARENT, parent);
+            }
+            w.bytes_field_ne(START_NAME, info.name.as_bytes());
+            w.varint_field_nz(START_KIND, info.kind);
+            if info.start_time_unix_nano != 0 {
+                w.fixed64_field(START_TIME, info.start_time_unix_nano);
+            }
+            put_attrs(w, START_ATTRIBUTES, attrs, k);
+            if info.flags != 0 {
+                w.fixed32_field(START_FLAGS, info.flags);
+            }
+        })
     });
 }
 
 /// Writes `EndSpan` (the status is left out when unset).
 #[inline]
 pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64, status: &Status) {
-    let time_len = if end_time_unix_nano != 0 {
-        fixed64_field_len(END_TIME)
-    } else {
-        0
-    };
-    let unset = matches!(status, Status::Unset);
-    let status_body = status_len(status);
-    let body_len = time_len
-        + if unset {
-            0
-        } else {
-            len_field_len(END_STATUS, status_body)
-        };
-    write_event(file, key, END, body_len, |w| {
-        if end_time_unix_nano != 0 {
-            w.fixed64_field(END_TIME, end_time_unix_nano);
-        }
-        if !unset {
-            w.message_header(END_STATUS, status_body);
-            put_status(w, status);
-        }
+    let mut scratch = [0; SMALL_SCRATCH];
+    file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
+        put_span_event(w, key, END, |w| {
+            if end_time_unix_nano != 0 {
+                w.fixed64_field(END_TIME, end_time_unix_nano);
+            }
+            if !matches!(status, Status::Unset) {
+                put_status(w, END_STATUS, status);
+            }
+        })
     });
 }
 
 /// Writes `ChangeSpanName`.
 #[inline]
 pub(crate) fn write_name(file: &FileInner, key: &SpanKey, name: &str) {
-    let body_len = bytes_field_ne_len(CHANGE_NAME, name.len());
-    write_event(file, key, NAME, body_len, |w| {
-        w.bytes_field_ne(CHANGE_NAME, name.as_bytes())
+    let mut scratch = [0; SMALL_SCRATCH];
+    file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
+        put_span_event(w, key, NAME, |w| {
+            w.bytes_field_ne(CHANGE_NAME, name.as_bytes())
+        })
     });
 }
 
 /// Writes `UpdateAttributes`.
 #[inline]
-pub(crate) fn write_attributes(
-    file: &FileInner,
-    keys: &mut dyn KeyRefs,
-    key: &SpanKey,
-    attrs: &(impl Attrs + ?Sized),
-) {
-    let mut memo = KeyMemo::new();
-    let unresolved = keys.unresolved();
-    let body_len = attrs_len(UPDATE_ATTRIBUTES, attrs, keys, &mut memo);
-    if keys.unresolved() != unresolved {
-        file.drop_for_missing_entry(RingKind::Spans);
-        return;
-    }
-    write_event(file, key, ATTRIBUTES, body_len, |w| {
-        put_attrs(w, UPDATE_ATTRIBUTES, attrs, keys, &mut memo)
+pub(crate) fn write_attributes(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl Attrs + ?Sized)) {
+    keys.write(RingKind::Spans, |w, k| {
+        put_span_event(w, key, ATTRIBUTES, |w| {
+            put_attrs(w, UPDATE_ATTRIBUTES, attrs, k)
+        })
     });
 }
 
@@ -202,64 +154,31 @@ fn trace_state_header(ts: &TraceState) -> String {
     }
 }
 
-fn link_len(link: &Link, trace_state: &str, keys: &mut dyn KeyRefs) -> usize {
-    let sc = &link.span_context;
-    let flags = sc.trace_flags().to_u8() as u32;
-    len_field_len(LINK_TRACE_ID, 16)
-        + len_field_len(LINK_SPAN_ID, 8)
-        + bytes_field_ne_len(LINK_TRACE_STATE, trace_state.len())
-        + attrs_len(
-            LINK_ATTRIBUTES,
-            link.attributes.as_slice(),
-            keys,
-            &mut KeyMemo::new(),
-        )
-        + varint_field_nz_len(LINK_DROPPED, link.dropped_attributes_count as u64)
-        + if flags != 0 {
-            fixed32_field_len(LINK_FLAGS)
-        } else {
-            0
-        }
-}
-
 /// Writes one `AddLink` record with all of `links`.
-pub(crate) fn write_links(file: &FileInner, keys: &mut dyn KeyRefs, key: &SpanKey, links: &[Link]) {
+pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
     if links.is_empty() {
         return;
     }
-    let unresolved = keys.unresolved();
     let states: Vec<String> = links
         .iter()
         .map(|l| trace_state_header(l.span_context.trace_state()))
         .collect();
-    let body_len: usize = links
-        .iter()
-        .zip(&states)
-        .map(|(l, ts)| len_field_len(LINKS, link_len(l, ts, keys)))
-        .sum();
-    if keys.unresolved() != unresolved {
-        file.drop_for_missing_entry(RingKind::Spans);
-        return;
-    }
-    write_event(file, key, LINK, body_len, |w| {
-        for (link, ts) in links.iter().zip(&states) {
-            let sc = &link.span_context;
-            let flags = sc.trace_flags().to_u8() as u32;
-            w.message_header(LINKS, link_len(link, ts, keys));
-            w.bytes_field(LINK_TRACE_ID, &sc.trace_id().to_bytes());
-            w.bytes_field(LINK_SPAN_ID, &sc.span_id().to_bytes());
-            w.bytes_field_ne(LINK_TRACE_STATE, ts.as_bytes());
-            put_attrs(
-                w,
-                LINK_ATTRIBUTES,
-                link.attributes.as_slice(),
-                keys,
-                &mut KeyMemo::new(),
-            );
-            w.varint_field_nz(LINK_DROPPED, link.dropped_attributes_count as u64);
-            if flags != 0 {
-                w.fixed32_field(LINK_FLAGS, flags);
+    keys.write(RingKind::Spans, |w, k| {
+        put_span_event(w, key, LINK, |w| {
+            for (link, ts) in links.iter().zip(&states) {
+                let sc = &link.span_context;
+                let flags = sc.trace_flags().to_u8() as u32;
+                let m = w.begin(LINKS);
+                w.bytes_field(LINK_TRACE_ID, &sc.trace_id().to_bytes());
+                w.bytes_field(LINK_SPAN_ID, &sc.span_id().to_bytes());
+                w.bytes_field_ne(LINK_TRACE_STATE, ts.as_bytes());
+                put_attrs(w, LINK_ATTRIBUTES, link.attributes.as_slice(), k);
+                w.varint_field_nz(LINK_DROPPED, link.dropped_attributes_count as u64);
+                if flags != 0 {
+                    w.fixed32_field(LINK_FLAGS, flags);
+                }
+                w.end(m);
             }
-        }
+        })
     });
 }

@@ -109,7 +109,6 @@ impl MmapSpanProcessor {
         with_keys(file, |keys| {
             let scope_ref = keys.scope_ref(&data.instrumentation_scope, self.resource_ref);
             write_start(
-                file,
                 keys,
                 &span_key(data, scope_ref),
                 &info,
@@ -129,9 +128,9 @@ impl MmapSpanProcessor {
                 write_name(file, &key, &data.name);
             }
             if !added.is_empty() {
-                write_attributes(file, keys, &key, added);
+                write_attributes(keys, &key, added);
             }
-            write_links(file, keys, &key, &data.links.links);
+            write_links(keys, &key, &data.links.links);
             let ids = SpanIds::of(&data.span_context).or(Some(SpanIds {
                 trace_id: key.trace_id,
                 span_id: key.span_id,
@@ -147,7 +146,7 @@ impl MmapSpanProcessor {
                     event_name: &event.name,
                     span: ids,
                 };
-                write_log_event(file, keys, &info, event.attributes.as_slice());
+                write_log_event(keys, &info, event.attributes.as_slice());
             }
             write_end(file, &key, unix_nano(data.end_time), &data.status);
         });

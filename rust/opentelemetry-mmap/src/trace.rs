@@ -139,9 +139,9 @@ impl Tracer for MmapTracer {
         let file = &*self.file;
         with_keys(file, |keys| {
             let attrs: &[KeyValue] = builder.attributes.as_deref().unwrap_or(&[]);
-            write_start(file, keys, &key, &info, attrs);
+            write_start(keys, &key, &info, attrs);
             if let Some(links) = &builder.links {
-                write_links(file, keys, &key, links);
+                write_links(keys, &key, links);
             }
         });
         let mut span = MmapSpan {
@@ -186,7 +186,7 @@ impl MmapSpan {
                 event_name: name,
                 span: Some(ids),
             };
-            write_log_event(file, keys, &info, attrs);
+            write_log_event(keys, &info, attrs);
         });
     }
 }
@@ -220,7 +220,7 @@ impl opentelemetry::trace::Span for MmapSpan {
         if let Some(key) = &self.key {
             let file = &*self.file;
             with_keys(file, |keys| {
-                write_attributes(file, keys, key, std::slice::from_ref(&attribute))
+                write_attributes(keys, key, std::slice::from_ref(&attribute))
             });
         }
     }
@@ -233,7 +233,7 @@ impl opentelemetry::trace::Span for MmapSpan {
         let mut batch: [Option<KeyValue>; ATTRIBUTE_BATCH] = [const { None }; ATTRIBUTE_BATCH];
         let mut n = 0;
         let flush = |batch: &mut [Option<KeyValue>], n: usize| {
-            with_keys(file, |keys| write_attributes(file, keys, key, &batch[..n]));
+            with_keys(file, |keys| write_attributes(keys, key, &batch[..n]));
             batch[..n].iter_mut().for_each(|kv| *kv = None);
         };
         for kv in attributes {
@@ -273,7 +273,7 @@ impl opentelemetry::trace::Span for MmapSpan {
             }
             let file = &*self.file;
             let links = [Link::new(span_context, attributes, 0)];
-            with_keys(file, |keys| write_links(file, keys, key, &links));
+            with_keys(file, |keys| write_links(keys, key, &links));
         }
     }
 

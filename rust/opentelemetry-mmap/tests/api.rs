@@ -438,3 +438,73 @@ fn missing_path_is_an_error() {
         ));
     }
 }
+
+/// Records whose nested lengths take more than one byte (bodies of 128 bytes
+/// or more), and records larger than the thread's scratch buffer (encoded
+/// straight into their slot), come out exactly as prost encodes them
+/// (`read_all` checks every record's bytes against prost's encoding).
+#[test]
+fn long_records_are_encoded_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("long.otlp"))
+        .with_span_ring(64, 16_384)
+        .with_log_ring(16, 16_384)
+        .build()
+        .unwrap();
+    let tracer = MmapTracerProvider::new(&file).tracer("t");
+    let logger = MmapLoggerProvider::new(&file).logger("l");
+    for len in [127, 128, 200, 3_000, 5_000] {
+        let text = "v".repeat(len);
+        let mut span = tracer
+            .span_builder("n".repeat(len))
+            .with_attributes([
+                KeyValue::new("short", 1_i64),
+                KeyValue::new("long", text.clone()),
+                KeyValue::new(
+                    "list",
+                    Value::Array(vec![StringValue::from(text.clone()), "x".into()].into()),
+                ),
+            ])
+            .start(&tracer);
+        span.update_name("r".repeat(len));
+        span.set_status(Status::error("e".repeat(len)));
+        span.end();
+        let mut rec = logger.create_log_record();
+        rec.set_body(AnyValue::ListAny(Box::new(vec![
+            AnyValue::from(text.clone()),
+            AnyValue::Map(Box::new(HashMap::from([(
+                Key::from("inner"),
+                AnyValue::from(text.clone()),
+            )]))),
+        ])));
+        rec.add_attribute("long", text.clone());
+        logger.emit(rec);
+    }
+    assert_eq!(file.drop_stats(), Default::default());
+    let r = read_all(file.path());
+    assert_eq!(r.spans.len(), 15);
+    assert_eq!(r.events.len(), 5);
+    for (i, len) in [127, 128, 200, 3_000, 5_000].into_iter().enumerate() {
+        let text = "v".repeat(len);
+        let start = start_of(&r.spans[3 * i]).unwrap();
+        assert_eq!(start.name, "n".repeat(len));
+        let attrs = r.attrs(&start.attributes);
+        assert_eq!(attrs[1], ("long".into(), V::StringValue(text.clone())));
+        let Some(span_event::Event::Name(name)) = &r.spans[3 * i + 1].event else {
+            panic!("no rename")
+        };
+        assert_eq!(name.name, "r".repeat(len));
+        let end = end_of(&r.spans[3 * i + 2]).unwrap();
+        assert_eq!(end.status.as_ref().unwrap().message, "e".repeat(len));
+        let e = &r.events[i];
+        assert_eq!(
+            r.attrs(&e.attributes),
+            vec![("long".into(), V::StringValue(text.clone()))]
+        );
+        let Some(V::ArrayValue(body)) = e.body.clone().unwrap().value else {
+            panic!("no body")
+        };
+        assert_eq!(body.values[0].value, Some(V::StringValue(text)));
+    }
+}

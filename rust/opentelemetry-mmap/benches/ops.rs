@@ -1,0 +1,221 @@
+//! A repeatable per-operation figure: runs one operation of `benches/spans.rs`
+//! many times inside a function callgrind can be told to count alone, so the
+//! instructions per operation can be compared before and after a change on a
+//! machine too noisy for timings.
+//!
+//! Run (the operation names are those of [`OPERATIONS`]):
+//!
+//! ```text
+//! cargo bench -p opentelemetry-mmap --bench ops --no-run
+//! valgrind --tool=callgrind --toggle-collect='*measured*' \
+//!     target/release/deps/ops-<hash> mmap_provider_builder 10000
+//! ```
+//!
+//! and divide the total `Ir` by the count. Every operation runs the same
+//! number of times first, uncounted, so that keys and instruments are
+//! interned and the caches warm. No reader drains the file: its rings are
+//! large enough for both rounds.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+use opentelemetry_mmap::{
+    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
+};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+
+/// The operations, by name.
+const OPERATIONS: [&str; 8] = [
+    "mmap_provider_builder",
+    "mmap_provider_set_attributes",
+    "sdk_with_mmap_span_processor",
+    "sdk_with_batch_processor",
+    "mmap_logger_provider",
+    "sdk_with_batch_log_processor",
+    "mmap_meter_provider",
+    "sdk_meter_provider",
+];
+
+#[derive(Debug)]
+struct DiscardingExporter;
+
+impl SpanExporter for DiscardingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingLogExporter;
+
+impl LogExporter for DiscardingLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        black_box(batch.iter().count());
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct DiscardingMetricExporter;
+
+impl PushMetricExporter for DiscardingMetricExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        black_box(metrics);
+        Ok(())
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+fn four_attributes() -> [KeyValue; 4] {
+    [
+        KeyValue::new("http.request.method", "GET"),
+        KeyValue::new("http.response.status_code", 200_i64),
+        KeyValue::new("server.duration", 1.25),
+        KeyValue::new("cache.hit", true),
+    ]
+}
+
+fn emit_one<L: Logger>(logger: &L) {
+    let mut rec = logger.create_log_record();
+    rec.set_severity_number(Severity::Info);
+    rec.set_body("served an item".into());
+    rec.add_attribute("item.id", 42_i64);
+    rec.add_attribute("item.kind", "book");
+    rec.add_attribute("cached", true);
+    logger.emit(rec);
+}
+
+/// Runs `op` `n` times uncounted, then `n` times inside [`measured`].
+fn twice(n: u64, mut op: impl FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+    measured(n, &mut op);
+}
+
+/// The counted region (callgrind: `--toggle-collect='*measured*'`).
+#[inline(never)]
+fn measured(n: u64, op: &mut dyn FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let op = args.next().unwrap_or_default();
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    if !OPERATIONS.contains(&op.as_str()) {
+        eprintln!("usage: ops <{}> [count]", OPERATIONS.join("|"));
+        std::process::exit(2);
+    }
+    // tmpfs when there is one: the file's pages are then never written back.
+    let dir = match Path::new("/dev/shm") {
+        shm if shm.is_dir() => tempfile::tempdir_in(shm).unwrap(),
+        _ => tempfile::tempdir().unwrap(),
+    };
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("ops.otlp"))
+        .with_span_ring(1 << 17, 512)
+        .with_log_ring(1 << 16, 512)
+        .with_metric_ring(1 << 16, 256)
+        .build()
+        .unwrap();
+    let attrs = [
+        KeyValue::new("route", "/items"),
+        KeyValue::new("status", 200_i64),
+    ];
+    match op.as_str() {
+        "mmap_provider_builder" => {
+            let tracer = MmapTracerProvider::new(&file).tracer("bench");
+            twice(n, || {
+                let mut span = tracer
+                    .span_builder("GET /items")
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(four_attributes())
+                    .start(&tracer);
+                span.end();
+            });
+        }
+        "mmap_provider_set_attributes" => {
+            let tracer = MmapTracerProvider::new(&file).tracer("bench");
+            twice(n, || {
+                let mut span = tracer.start("GET /items");
+                span.set_attributes(four_attributes());
+                span.end();
+            });
+        }
+        "sdk_with_mmap_span_processor" | "sdk_with_batch_processor" => {
+            let builder = SdkTracerProvider::builder();
+            let provider = if op == "sdk_with_batch_processor" {
+                builder
+                    .with_span_processor(BatchSpanProcessor::builder(DiscardingExporter).build())
+                    .build()
+            } else {
+                builder
+                    .with_span_processor(MmapSpanProcessor::new(&file))
+                    .build()
+            };
+            let tracer = provider.tracer("bench");
+            twice(n, || {
+                let mut span = tracer
+                    .span_builder("GET /items")
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(four_attributes())
+                    .start(&tracer);
+                span.end();
+            });
+            let _ = provider.shutdown();
+        }
+        "mmap_logger_provider" => {
+            let logger = MmapLoggerProvider::new(&file).logger("bench");
+            twice(n, || emit_one(&logger));
+        }
+        "sdk_with_batch_log_processor" => {
+            let provider = SdkLoggerProvider::builder()
+                .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
+                .build();
+            let logger = provider.logger("bench");
+            twice(n, || emit_one(&logger));
+            let _ = provider.shutdown();
+        }
+        "mmap_meter_provider" => {
+            let counter = MmapMeterProvider::new(&file)
+                .meter("bench")
+                .u64_counter("requests")
+                .build();
+            twice(n, || counter.add(black_box(1), &attrs));
+        }
+        _ => {
+            let provider = SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(DiscardingMetricExporter).build())
+                .build();
+            let counter = provider.meter("bench").u64_counter("requests").build();
+            twice(n, || counter.add(black_box(1), &attrs));
+            let _ = provider.shutdown();
+        }
+    }
+    let drops = file.drop_stats();
+    if drops != Default::default() {
+        eprintln!("drops: {drops:?}");
+    }
+}
