@@ -396,3 +396,102 @@ fn the_checkpoints_pending_metrics_batch_is_dropped_once_delivered() {
         "the 5 delivered is not in it again, and the interval starts where its point ended"
     );
 }
+
+#[test]
+fn deliveries_are_counted_under_the_last_checkpoint_actually_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..9 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let stored = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    for i in 0..9 {
+        end(&w, scope, i);
+    }
+    let (names, _) = one_batch(&mut first, true);
+    assert_eq!(names.len(), 3);
+    // A checkpoint is taken, and storing it fails (never stored): the
+    // marker goes on counting under the stored one.
+    let _lost = first.checkpoint();
+    let (more, marker) = one_batch(&mut first, true);
+    assert_eq!(more.len(), 3);
+    drop(first);
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&stored).unwrap();
+    assert_eq!(second.restore_delivered(&marker.unwrap()).unwrap().spans, 6);
+    assert_eq!(drain(&mut second), ["span 6", "span 7", "span 8"]);
+}
+
+#[test]
+fn readers_restoring_one_checkpoint_number_their_checkpoints_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    start(&w, scope, 0);
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.poll(Signal::Traces, START).unwrap();
+    let stored = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    drop(first);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut r = FileReader::open(&path, options()).unwrap();
+        r.restore(&stored).unwrap();
+        r.checkpoint();
+        r.checkpoint_stored().unwrap();
+        ids.push(r.delivery_marker());
+    }
+    // The markers (nothing delivered yet) differ only by checkpoint id.
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn a_checkpoint_cannot_skip_more_spans_than_the_reader_holds() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    first.checkpoint_stored().unwrap();
+    drop(first);
+    // A crafted checkpoint: every span from now on already delivered.
+    cp.spans_delivered_ahead = u64::MAX;
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&cp.encode_to_vec()).unwrap();
+    // At most the 3 spans it holds are skipped; a marker adding one more
+    // than it can emit is refused.
+    let marker = otlp_mmap_collector::checkpoint_proto::DeliveryMarker {
+        checkpoint_id: cp.checkpoint_id,
+        spans_delivered: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        second.restore_delivered(&marker.encode_to_vec()),
+        Err(MarkerRejected::Corrupt)
+    );
+    for i in 0..3 {
+        end(&w, scope, i);
+    }
+    for i in 3..6 {
+        start(&w, scope, i);
+        end(&w, scope, i);
+    }
+    assert_eq!(drain(&mut second), ["span 3", "span 4", "span 5"]);
+}

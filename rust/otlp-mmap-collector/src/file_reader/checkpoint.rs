@@ -129,6 +129,7 @@ impl FileReader {
     /// The last checkpoint taken is stored: the span events and
     /// measurements it covers are given back to the writers.
     pub fn checkpoint_stored(&mut self) -> Result<(), FormatError> {
+        self.delivery.checkpoint_stored();
         let Some((generation, positions)) = self.checkpoint_positions.take() else {
             return Ok(());
         };
@@ -255,8 +256,11 @@ impl FileReader {
             s.file.note_writer_lock_seen();
         }
         self.consumed_at_collect = u64::MAX;
+        // The spans still to skip are untrusted too: never more than this
+        // reader can emit, or it would silence every span from now on.
+        let skip_spans = cp.spans_delivered_ahead.min(self.emittable_spans());
         self.delivery
-            .checkpoint_restored(cp.checkpoint_id, cp.spans_delivered_ahead);
+            .checkpoint_restored(cp.checkpoint_id, skip_spans);
         Ok(r)
     }
 }

@@ -76,25 +76,44 @@ pub(super) struct Delivery {
     pending_collection: Option<(i64, u64)>,
     /// Id of the checkpoint restored, while its marker may still be applied.
     restored: Option<u64>,
+    /// Id of the checkpoint taken last, until it is confirmed stored
+    /// ([`checkpoint_stored`](Self::checkpoint_stored)): deliveries are
+    /// counted under the stored one until then.
+    taken: Option<u64>,
 }
 
 impl Delivery {
     /// A checkpoint is being taken: returns its id and the spans still to
-    /// skip, which it carries; deliveries are counted from it on.
+    /// skip, which it carries. Deliveries are counted under the last stored
+    /// checkpoint until this one is stored.
     pub(super) fn checkpoint_taken(&mut self) -> (u64, u64) {
-        if self.checkpoint_id == 0 {
-            // Ids of this reader's checkpoints are unlike those of an
-            // earlier reader of the path, whose marker may still be stored.
-            self.checkpoint_id = otlp_mmap_core::now_unix_nano();
-        }
-        self.checkpoint_id += 1;
+        // Each take gets a new id, after this reader's earlier ones and
+        // after the clock: a reader restoring the same checkpoint, or an
+        // earlier reader of the path whose marker may still be stored,
+        // numbers its checkpoints otherwise. (Wrapping: a restored id may be
+        // anything.)
+        let last = self.taken.unwrap_or(self.checkpoint_id);
+        let id = last
+            .wrapping_add(1)
+            .max(otlp_mmap_core::now_unix_nano())
+            .max(1);
+        self.taken = Some(id);
+        (id, self.skip_spans)
+    }
+
+    /// The checkpoint taken last is stored: deliveries are counted from it
+    /// on, under its id.
+    pub(super) fn checkpoint_stored(&mut self) {
+        let Some(id) = self.taken.take() else {
+            return;
+        };
+        self.checkpoint_id = id;
         self.since = DeliveryMarker {
-            checkpoint_id: self.checkpoint_id,
+            checkpoint_id: id,
             ..Default::default()
         };
         // A pending metrics batch now belongs to the checkpoint.
         self.pending_collection = None;
-        (self.checkpoint_id, self.skip_spans)
     }
 
     /// A checkpoint was restored: markers of it may follow.
@@ -106,6 +125,7 @@ impl Delivery {
         };
         self.skip_spans = skip_spans;
         self.restored = (id != 0).then_some(id);
+        self.taken = None;
     }
 }
 
@@ -129,16 +149,12 @@ impl FileReader {
         if self.delivery.restored != Some(m.checkpoint_id) || self.stats.records_read != [0; 3] {
             return Err(MarkerRejected::NotThisCheckpoint);
         }
-        // Each span the reader can emit is held now (pending, completed, in
-        // flight) or starts or ends with a span event still in the ring.
-        let traces = Signal::Traces as usize;
-        let most = self.pending[traces].as_ref().map_or(0, |p| p.items)
-            + self.assembler.completed_len() as u64
-            + self.assembler.in_flight() as u64
-            + self.stream.rings[traces].unreleased(self.stream.file.region());
-        if m.spans_delivered > most {
+        // The checkpoint's skip and the marker's deliveries are distinct
+        // spans of the emission order.
+        if self.delivery.skip_spans.saturating_add(m.spans_delivered) > self.emittable_spans() {
             return Err(MarkerRejected::Corrupt);
         }
+        let traces = Signal::Traces as usize;
         self.delivery.restored = None;
         let mut skipped = Skipped::default();
         // Spans: the checkpoint's pending batch, then its completed spans,
@@ -154,8 +170,8 @@ impl FileReader {
                 skip = 0;
             }
         }
-        skipped.spans += skip;
-        self.delivery.skip_spans += skip;
+        skipped.spans = skipped.spans.saturating_add(skip);
+        self.delivery.skip_spans = self.delivery.skip_spans.saturating_add(skip);
         self.skip_delivered_spans();
         // Metrics: the pending batch was the first committed after the checkpoint.
         let metrics = Signal::Metrics as usize;
@@ -168,6 +184,19 @@ impl FileReader {
         }
         self.delivery.since = m;
         Ok(skipped)
+    }
+
+    /// The most spans this reader can emit from what it holds: each is held
+    /// now (pending, completed, in flight) or starts or ends with a span
+    /// event still in the ring.
+    pub(super) fn emittable_spans(&self) -> u64 {
+        let traces = Signal::Traces as usize;
+        self.pending[traces]
+            .as_ref()
+            .map_or(0, |p| p.items)
+            .saturating_add(self.assembler.completed_len() as u64)
+            .saturating_add(self.assembler.in_flight() as u64)
+            .saturating_add(self.stream.rings[traces].unreleased(self.stream.file.region()))
     }
 
     /// Drops, without emitting them, the completed spans an earlier reader
