@@ -495,3 +495,50 @@ fn a_checkpoint_cannot_skip_more_spans_than_the_reader_holds() {
     }
     assert_eq!(drain(&mut second), ["span 3", "span 4", "span 5"]);
 }
+
+#[test]
+fn a_replay_reads_every_measurement_up_to_the_delivered_collection() {
+    use otlp_mmap_core::RingConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let config = FileConfig {
+        measurements: RingConfig {
+            num_buffers: 1 << 17,
+            buffer_size: 64,
+        },
+        ..FileConfig::default()
+    };
+    let w = MmapWriter::create_with_start_time(&path, &config, START).unwrap();
+    let scope = scope(&w);
+    let delta = counter(&w, scope, "delta", 1);
+    add(&w, delta, 1);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    let (_, token) = collect(&mut first, START + 100);
+    first.commit(Signal::Metrics, token).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    // More measurements after the checkpoint than one pass reads (65,536),
+    // delivered in two collections.
+    for _ in 0..70_000 {
+        add(&w, delta, 1);
+    }
+    let mut total = 0;
+    for now in [START + 200, START + 300] {
+        let (points, token) = collect(&mut first, now);
+        total += points[0].3;
+        first.commit(Signal::Metrics, token).unwrap();
+    }
+    assert_eq!(total, 70_000);
+    let marker = first.delivery_marker();
+    drop(first);
+    add(&w, delta, 13);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker).unwrap();
+    assert_eq!(skipped.measurements, 70_000);
+    let (points, _) = collect(&mut second, START + 400);
+    assert_eq!(points, [("delta".into(), START + 300, START + 400, 13)]);
+}

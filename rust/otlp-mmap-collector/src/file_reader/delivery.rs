@@ -29,7 +29,7 @@
 use otlp_mmap_core::ring::StrandedSlots;
 use prost::Message;
 
-use super::{FileReader, Signal};
+use super::{FileReader, INGEST_BUDGET, Signal};
 use crate::checkpoint_proto::DeliveryMarker;
 
 /// Most bytes of an encoded [`DeliveryMarker`] (every field at its largest).
@@ -251,7 +251,18 @@ impl FileReader {
     fn replay_collection(&mut self, position: i64, time: u64) -> u64 {
         let before = self.records_consumed(Signal::Metrics);
         if self.check_poisoned().is_ok() {
-            self.ingest_measurements_upto(time, StrandedSlots::WriterDead, position);
+            // Each pass reads at most INGEST_BUDGET measurements; the ring
+            // holds at most its capacity of them past the checkpoint.
+            let ring = &self.stream.rings[Signal::Metrics as usize];
+            let passes = ring.geometry().num_buffers / INGEST_BUDGET as u64 + 2;
+            for _ in 0..passes {
+                let at = self.stream.rings[Signal::Metrics as usize].next_sequence();
+                self.ingest_measurements_upto(time, StrandedSlots::WriterDead, position);
+                let next = self.stream.rings[Signal::Metrics as usize].next_sequence();
+                if next > position || next == at {
+                    break;
+                }
+            }
             let s = &mut self.stream;
             let mut discard = Vec::new();
             self.aggregator
