@@ -832,6 +832,9 @@ impl FileReader {
         self.stats.writer_restarts += 1;
         self.change = FileChange::None;
         self.writer_gone = false;
+        // The new stream's writer is watched afresh: the old one's
+        // presumption (gone) says nothing of it.
+        self.unlocked = None;
     }
 
     fn poll_traces(&mut self, now: u64) -> Option<Pending> {
