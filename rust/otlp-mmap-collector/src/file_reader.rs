@@ -842,7 +842,12 @@ impl FileReader {
             return self.encode_traces();
         }
         let ring_empty = self.ingest_spans(now);
-        self.assembler.expire(now);
+        // While spans an earlier reader delivered are skipped, none is given
+        // up for its age: that would put it in another place of the order
+        // the skip counts (the window ends once they are read again).
+        if self.delivery.skipping() == 0 {
+            self.assembler.expire(now);
+        }
         if ring_empty
             && (self.writer_gone || self.gone_from_path())
             && self.assembler.in_flight() > 0

@@ -542,3 +542,107 @@ fn a_replay_reads_every_measurement_up_to_the_delivered_collection() {
     let (points, _) = collect(&mut second, START + 400);
     assert_eq!(points, [("delta".into(), START + 300, START + 400, 13)]);
 }
+
+/// Names of every span emitted at `now` until nothing more comes, committed.
+fn drain_at(r: &mut FileReader, now: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let before = r.records_consumed(Signal::Traces);
+        let Some(b) = r.poll(Signal::Traces, now).unwrap() else {
+            if r.records_consumed(Signal::Traces) == before {
+                return out;
+            }
+            continue;
+        };
+        let req = ExportTraceServiceRequest::decode(b.bytes).unwrap();
+        let token = b.token;
+        out.extend(
+            req.resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .map(|s| s.name.clone()),
+        );
+        r.commit(Signal::Traces, token).unwrap();
+    }
+    panic!("no end: {out:?}")
+}
+
+#[test]
+fn no_span_is_given_up_for_its_age_while_delivered_spans_are_skipped() {
+    const AGE: u64 = 1_000_000_000;
+    let options = || ReaderOptions {
+        max_batch_spans: 1,
+        max_span_age_nanos: AGE,
+        ..ReaderOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    end(&w, scope, 2);
+    end(&w, scope, 1);
+    assert_eq!(drain_at(&mut first, START + 1), ["span 2", "span 1"]);
+    let marker = first.delivery_marker();
+    drop(first);
+
+    // Restored when every span is past its age: span 0 (never delivered)
+    // is given up once the two delivered ones were read again and skipped.
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    assert_eq!(second.restore_delivered(&marker).unwrap().spans, 2);
+    assert_eq!(drain_at(&mut second, START + 10 * AGE), ["span 0"]);
+}
+
+#[test]
+fn a_span_the_restore_refuses_shortens_the_skip() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    first.checkpoint_stored().unwrap();
+    for i in 0..3 {
+        end(&w, scope, i);
+    }
+    assert_eq!(drain(&mut first), ["span 0", "span 1", "span 2"]);
+    drop(first);
+    // Spans 0 and 1 were delivered (a marker of 2); span 0's state in the
+    // checkpoint does not decode.
+    assert_eq!(cp.in_flight.len(), 3);
+    cp.in_flight[0].span = b"\xff\xff not a span".to_vec();
+    let marker = otlp_mmap_collector::checkpoint_proto::DeliveryMarker {
+        checkpoint_id: cp.checkpoint_id,
+        spans_delivered: 2,
+        ..Default::default()
+    };
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    let restored = second.restore(&cp.encode_to_vec()).unwrap();
+    assert_eq!(restored.refused, 1);
+    assert_eq!(
+        second
+            .restore_delivered(&marker.encode_to_vec())
+            .unwrap()
+            .spans,
+        1
+    );
+    // Span 0 comes from its end alone and is skipped; span 1 comes again
+    // rather than span 2 being lost.
+    assert_eq!(drain(&mut second), ["span 1", "span 2"]);
+}

@@ -13,8 +13,12 @@
 //!   checkpoint's pending batch, its completed spans, then the spans that
 //!   complete as the ring is read, first in first out. The restored reader
 //!   skips that many from the head of that order instead of emitting them.
-//!   (A span given up for its age, `max_span_age`, may come out at another
-//!   place in that order when read again; nothing else depends on the clock.)
+//!   While spans are skipped, none is given up for its age (`max_span_age`,
+//!   the only part of that order that depends on the clock); the window ends
+//!   once the delivered spans were read again. A span of the checkpoint the
+//!   restore refuses (corrupt, over the limits) is not emitted: the skip is
+//!   shortened by one for each, so such a restore may emit a delivered span
+//!   again, never drop an undelivered one.
 //! - metrics: whether the checkpoint's pending batch was committed, and the
 //!   measurements ring position and time of the last collection committed
 //!   after the checkpoint. The restored reader aggregates the ring up to that
@@ -80,6 +84,9 @@ pub(super) struct Delivery {
     /// ([`checkpoint_stored`](Self::checkpoint_stored)): deliveries are
     /// counted under the stored one until then.
     taken: Option<u64>,
+    /// Spans the restore refused (not emitted by this reader), by which the
+    /// marker's skip is shortened.
+    refused_spans: u64,
 }
 
 impl Delivery {
@@ -116,8 +123,15 @@ impl Delivery {
         self.pending_collection = None;
     }
 
-    /// A checkpoint was restored: markers of it may follow.
-    pub(super) fn checkpoint_restored(&mut self, id: u64, skip_spans: u64) {
+    /// Spans still to skip.
+    pub(super) fn skipping(&self) -> u64 {
+        self.skip_spans
+    }
+
+    /// A checkpoint was restored: markers of it may follow. `refused_spans`:
+    /// spans of the checkpoint the restore refused, beyond those the skip
+    /// was shortened by.
+    pub(super) fn checkpoint_restored(&mut self, id: u64, skip_spans: u64, refused_spans: u64) {
         self.checkpoint_id = id;
         self.since = DeliveryMarker {
             checkpoint_id: id,
@@ -125,6 +139,7 @@ impl Delivery {
         };
         self.skip_spans = skip_spans;
         self.restored = (id != 0).then_some(id);
+        self.refused_spans = refused_spans;
         self.taken = None;
     }
 }
@@ -170,6 +185,9 @@ impl FileReader {
                 skip = 0;
             }
         }
+        // Spans the restore refused are not emitted here: the skip is
+        // shortened by as many, so that no undelivered span is skipped.
+        let skip = skip.saturating_sub(self.delivery.refused_spans);
         skipped.spans = skipped.spans.saturating_add(skip);
         self.delivery.skip_spans = self.delivery.skip_spans.saturating_add(skip);
         self.skip_delivered_spans();
