@@ -646,3 +646,34 @@ fn a_span_the_restore_refuses_shortens_the_skip() {
     // rather than span 2 being lost.
     assert_eq!(drain(&mut second), ["span 1", "span 2"]);
 }
+
+#[test]
+fn skipped_spans_are_dropped_without_being_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    // A scope ref that leads nowhere: encoding such a span counts a bad ref.
+    let nowhere = 1 << 40;
+    for i in 0..3 {
+        start(&w, nowhere, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    for i in 0..3 {
+        end(&w, nowhere, i);
+    }
+    assert_eq!(drain(&mut first).len(), 3);
+    assert!(first.stats().bad_refs > 0);
+    let marker = first.delivery_marker();
+    drop(first);
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    assert_eq!(second.restore_delivered(&marker).unwrap().spans, 3);
+    assert_eq!(drain(&mut second), Vec::<String>::new());
+    assert_eq!(second.stats().in_flight_spans, 0);
+    assert_eq!(second.stats().bad_refs, 0, "nothing was encoded");
+}

@@ -220,20 +220,8 @@ impl FileReader {
     /// Drops, without emitting them, the completed spans an earlier reader
     /// delivered; called before each traces batch is made.
     pub(super) fn skip_delivered_spans(&mut self) {
-        let n = (self.delivery.skip_spans as usize).min(self.assembler.completed_len());
-        if n == 0 {
-            return;
-        }
-        let mut scratch = Vec::new();
-        let s = &mut self.stream;
-        let taken = self.assembler.encode_completed(
-            n,
-            usize::MAX,
-            &s.file,
-            &mut s.dict,
-            &mut self.request,
-            &mut scratch,
-        );
+        let n = usize::try_from(self.delivery.skip_spans).unwrap_or(usize::MAX);
+        let taken = self.assembler.drop_completed(n);
         self.delivery.skip_spans -= taken as u64;
     }
 
