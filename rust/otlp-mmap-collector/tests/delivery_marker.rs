@@ -677,3 +677,19 @@ fn skipped_spans_are_dropped_without_being_encoded() {
     assert_eq!(second.stats().in_flight_spans, 0);
     assert_eq!(second.stats().bad_refs, 0, "nothing was encoded");
 }
+
+#[test]
+fn a_restored_checkpoint_id_at_its_largest_does_not_overflow() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let _w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let mut first = FileReader::open(&path, options()).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    drop(first);
+    cp.checkpoint_id = u64::MAX;
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&cp.encode_to_vec()).unwrap();
+    let next = ReaderCheckpoint::decode(second.checkpoint().as_slice()).unwrap();
+    assert!(next.checkpoint_id != 0 && next.checkpoint_id != u64::MAX);
+}
