@@ -119,9 +119,14 @@ func (fr *fileReader) markDelivered(sig ffi.Signal) {
 		err = fr.deps.checkpoints.client.Set(context.Background(), markerKey(fr.path), b)
 	}
 	if err != nil {
-		fr.deps.logger.Debug("Cannot store the delivery marker of a file; a crash would emit again what was delivered since the checkpoint",
-			zap.String("path", fr.path), zap.Error(err))
+		if !fr.markerWarn {
+			fr.deps.logger.Warn("Cannot store the delivery marker of a file; a crash would emit again what was delivered since the checkpoint",
+				zap.String("path", fr.path), zap.Error(err))
+			fr.markerWarn = true
+		}
+		return
 	}
+	fr.markerWarn = false
 }
 
 func (c *checkpoints) ignore(path, why string) {

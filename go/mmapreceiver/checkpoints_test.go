@@ -2,6 +2,7 @@ package mmapreceiver
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,6 +30,8 @@ type memoryStorage struct {
 	component.ShutdownFunc
 	mu   sync.Mutex
 	data map[string][]byte
+	// failSet, when set, makes Set of the keys it names fail.
+	failSet func(key string) bool
 }
 
 func (m *memoryStorage) GetClient(context.Context, component.Kind, component.ID, string) (storage.Client, error) {
@@ -46,6 +49,9 @@ func (c memoryClient) Get(_ context.Context, key string) ([]byte, error) {
 func (c memoryClient) Set(_ context.Context, key string, value []byte) error {
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
+	if c.m.failSet != nil && c.m.failSet(key) {
+		return errors.New("storage refused the write")
+	}
 	c.m.data[key] = append([]byte(nil), value...)
 	return nil
 }
@@ -290,4 +296,30 @@ func TestParkedFileOfAWriterGoneIsDeleted(t *testing.T) {
 	}, waitFor, time.Millisecond, "the file and its checkpoint go")
 	assert.Equal(t, 1, sink.SpanCount())
 	assert.Equal(t, int64(0), r.poller.parked.Load())
+}
+
+// A delivery marker that cannot be stored is worth a warning (a crash would
+// duplicate more than one batch), logged once while the failures go on.
+func TestFailedDeliveryMarkerStoreWarnsOnce(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}, failSet: func(key string) bool { return key == markerKey(tw.path) }}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	core, logs := observer.New(zapcore.InfoLevel)
+	set := nopSettings()
+	set.Logger = zap.New(core)
+	ts := new(consumertest.TracesSink)
+	r, err := NewFactory().CreateTraces(context.Background(), set, cfg, ts)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	for range 3 {
+		before := len(ts.AllTraces())
+		require.NoError(t, tw.span(nextID("marker")))
+		require.Eventually(t, func() bool { return len(ts.AllTraces()) > before }, waitFor, time.Millisecond)
+	}
+	warned := logs.FilterMessage("Cannot store the delivery marker of a file; a crash would emit again what was delivered since the checkpoint").All()
+	require.Len(t, warned, 1)
+	assert.Equal(t, zapcore.WarnLevel, warned[0].Level)
 }

@@ -103,6 +103,9 @@ type fileReader struct {
 	// checkpoint was stored (the rings hold what was taken since).
 	consumedAtCheckpoint [2]uint64
 	checkpointWarn       bool
+	// markerWarn: a failed delivery marker store was logged; set again
+	// after one succeeds, so that repeated failures log once.
+	markerWarn bool
 
 	drainCh   chan struct{} // closed when the file went away
 	drainOnce sync.Once

@@ -28,16 +28,25 @@ impl Buckets {
         }
         let old = std::mem::take(&mut self.counts);
         for (i, c) in old {
-            *self.counts.entry(i >> by).or_default() += c;
+            let n = self.counts.entry(i >> by).or_default();
+            *n = n.saturating_add(c);
         }
     }
 
-    /// `(offset, dense counts)` as OTLP wants them.
+    /// `(offset, dense counts)` as OTLP wants them. Buckets spanning more
+    /// than the largest `max_buckets` (16384; a histogram made by
+    /// [`ExponentialBuckets::record`] and
+    /// [`ExponentialBuckets::from_parts`] never does) are refused, not
+    /// allocated: the counts come out empty.
     pub fn dense(&self) -> (i32, Vec<u64>) {
         let Some((lo, hi)) = self.range() else {
             return (0, Vec::new());
         };
-        let mut v = vec![0u64; (hi - lo + 1) as usize];
+        let width = i64::from(hi) - i64::from(lo) + 1;
+        if width > MAX_BUCKETS as i64 {
+            return (lo, Vec::new());
+        }
+        let mut v = vec![0u64; width as usize];
         for (&i, &c) in &self.counts {
             v[(i - lo) as usize] = c;
         }
@@ -73,6 +82,8 @@ pub struct ExponentialBuckets {
 const MIN_SCALE: i32 = -10;
 /// Largest scale the mapping supports.
 const MAX_SCALE: i32 = 20;
+/// Most buckets per sign a histogram may be given.
+const MAX_BUCKETS: usize = 16384;
 
 impl ExponentialBuckets {
     /// An empty histogram starting at `max_scale` (clamped to -10..=20) with at most
@@ -81,7 +92,7 @@ impl ExponentialBuckets {
         let max_buckets = if max_buckets <= 0 {
             160
         } else {
-            max_buckets.clamp(2, 16384)
+            max_buckets.clamp(2, MAX_BUCKETS as i64)
         } as usize;
         let scale = if max_scale == 0 {
             20
@@ -111,12 +122,12 @@ impl ExponentialBuckets {
         if !v.is_finite() {
             return;
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         self.sum += v;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         if v == 0.0 {
-            self.zero_count += 1;
+            self.zero_count = self.zero_count.saturating_add(1);
             return;
         }
         let abs = v.abs();
@@ -152,7 +163,8 @@ impl ExponentialBuckets {
         } else {
             &mut self.negative
         };
-        *b.counts.entry(index).or_default() += 1;
+        let n = b.counts.entry(index).or_default();
+        *n = n.saturating_add(1);
     }
 }
 
@@ -179,11 +191,24 @@ pub struct ExponentialParts {
 }
 
 impl Buckets {
-    /// Sparse buckets from `(offset, dense counts)`; `None` when they span
-    /// more than `max_buckets` or past the index range.
-    fn from_dense(offset: i32, counts: &[u64], max_buckets: usize) -> Option<(Self, u64)> {
+    /// Sparse buckets from `(offset, dense counts)` at `scale`; `None` when
+    /// they span more than `max_buckets` or past the indexes finite values
+    /// reach at that scale.
+    fn from_dense(
+        offset: i32,
+        counts: &[u64],
+        max_buckets: usize,
+        scale: i32,
+    ) -> Option<(Self, u64)> {
         if counts.len() > max_buckets {
             return None;
+        }
+        if !counts.is_empty() {
+            let last = i64::from(offset) + counts.len() as i64 - 1;
+            let (lo, hi) = reachable(scale);
+            if i64::from(offset) < i64::from(lo) || last > i64::from(hi) {
+                return None;
+            }
         }
         let mut out = Buckets::default();
         let mut total = 0u64;
@@ -209,10 +234,18 @@ impl ExponentialBuckets {
         if parts.scale > h.scale || parts.scale < MIN_SCALE {
             return None;
         }
-        let (positive, p) =
-            Buckets::from_dense(parts.positive.0, &parts.positive.1, h.max_buckets)?;
-        let (negative, n) =
-            Buckets::from_dense(parts.negative.0, &parts.negative.1, h.max_buckets)?;
+        let (positive, p) = Buckets::from_dense(
+            parts.positive.0,
+            &parts.positive.1,
+            h.max_buckets,
+            parts.scale,
+        )?;
+        let (negative, n) = Buckets::from_dense(
+            parts.negative.0,
+            &parts.negative.1,
+            h.max_buckets,
+            parts.scale,
+        )?;
         if p.checked_add(n)?.checked_add(parts.zero_count)? != parts.count {
             return None;
         }
@@ -228,6 +261,15 @@ impl ExponentialBuckets {
         }
         Some(h)
     }
+}
+
+/// The first and last bucket indexes finite nonzero values reach at `scale`
+/// (from the smallest subnormal to `f64::MAX`).
+fn reachable(scale: i32) -> (i32, i32) {
+    (
+        bucket_index(f64::from_bits(1), scale),
+        bucket_index(f64::MAX, scale),
+    )
 }
 
 /// The bucket of `v > 0` at `scale`: bucket `i` holds `(base^i, base^(i+1)]`.
@@ -324,6 +366,42 @@ mod tests {
             ..parts
         };
         assert_eq!(ExponentialBuckets::from_parts(4, 20, &overflow), None);
+    }
+
+    #[test]
+    fn parts_out_of_the_reach_of_finite_values_are_refused() {
+        // At scale -10 finite values reach buckets -2..=0 only.
+        assert_eq!(reachable(-10), (-2, 0));
+        let far = |offset: i32| ExponentialParts {
+            scale: -10,
+            positive: (offset, vec![1]),
+            count: 1,
+            sum: 1.0,
+            min: Some(1.0),
+            max: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            ExponentialBuckets::from_parts(160, 20, &far(i32::MAX - 1)),
+            None
+        );
+        assert_eq!(ExponentialBuckets::from_parts(160, 20, &far(1)), None);
+        assert_eq!(ExponentialBuckets::from_parts(160, 20, &far(-3)), None);
+        let mut h = ExponentialBuckets::from_parts(160, 20, &far(0)).unwrap();
+        h.record(1.0);
+        assert_eq!(h.positive.dense().1.iter().sum::<u64>(), 2);
+        assert!(h.positive.dense().1.len() <= 3);
+        // At the finest scale the reach still fits an i32 index.
+        let (lo, hi) = reachable(20);
+        assert!(lo < -(1 << 30) && hi >= (1 << 30) - 1);
+    }
+
+    #[test]
+    fn a_dense_span_wider_than_any_histogram_is_not_allocated() {
+        let mut b = Buckets::default();
+        b.counts.insert(-1_000_000_000, 1);
+        b.counts.insert(1_000_000_000, 1);
+        assert_eq!(b.dense(), (-1_000_000_000, Vec::new()));
     }
 
     #[test]

@@ -832,6 +832,9 @@ impl FileReader {
         self.stats.writer_restarts += 1;
         self.change = FileChange::None;
         self.writer_gone = false;
+        // The new stream's writer is watched afresh: the old one's
+        // presumption (gone) says nothing of it.
+        self.unlocked = None;
     }
 
     fn poll_traces(&mut self, now: u64) -> Option<Pending> {
@@ -839,7 +842,12 @@ impl FileReader {
             return self.encode_traces();
         }
         let ring_empty = self.ingest_spans(now);
-        self.assembler.expire(now);
+        // While spans an earlier reader delivered are skipped, none is given
+        // up for its age: that would put it in another place of the order
+        // the skip counts (the window ends once they are read again).
+        if self.delivery.skipping() == 0 {
+            self.assembler.expire(now);
+        }
         if ring_empty
             && (self.writer_gone || self.gone_from_path())
             && self.assembler.in_flight() > 0

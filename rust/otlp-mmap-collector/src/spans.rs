@@ -554,6 +554,13 @@ impl SpanAssembler {
         }
         let completed = &self.completed;
         request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
+        self.drop_completed(n)
+    }
+
+    /// Drops up to `n` completed spans, oldest first, without encoding them
+    /// (spans already delivered). Returns how many it dropped.
+    pub fn drop_completed(&mut self, n: usize) -> usize {
+        let n = n.min(self.completed.len());
         for _ in 0..n {
             let span = self.completed.pop_front().expect("n spans are queued");
             self.completed_bytes -= span.bytes;
@@ -1032,5 +1039,22 @@ mod tests {
         let long = "x".repeat(LAST_NAME_MAX + 1);
         assert_eq!(name(long.as_bytes(), &mut last), long);
         assert_eq!(last, "é");
+    }
+
+    #[test]
+    fn completed_spans_are_dropped_oldest_first_without_encoding() {
+        let mut a = SpanAssembler::new(10, u64::MAX);
+        for (i, bytes) in [10, 20, 30].into_iter().enumerate() {
+            let mut span = Box::<InFlight>::default();
+            span.scope_ref = i as i64;
+            a.complete(span, bytes);
+        }
+        assert_eq!(a.drop_completed(2), 2);
+        assert_eq!(a.completed_len(), 1);
+        assert_eq!(a.completed_bytes(), 30);
+        assert_eq!(a.completed[0].scope_ref, 2);
+        assert_eq!(a.drop_completed(usize::MAX), 1);
+        assert_eq!((a.completed_len(), a.completed_bytes()), (0, 0));
+        assert_eq!(a.drop_completed(1), 0);
     }
 }

@@ -396,3 +396,300 @@ fn the_checkpoints_pending_metrics_batch_is_dropped_once_delivered() {
         "the 5 delivered is not in it again, and the interval starts where its point ended"
     );
 }
+
+#[test]
+fn deliveries_are_counted_under_the_last_checkpoint_actually_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..9 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let stored = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    for i in 0..9 {
+        end(&w, scope, i);
+    }
+    let (names, _) = one_batch(&mut first, true);
+    assert_eq!(names.len(), 3);
+    // A checkpoint is taken, and storing it fails (never stored): the
+    // marker goes on counting under the stored one.
+    let _lost = first.checkpoint();
+    let (more, marker) = one_batch(&mut first, true);
+    assert_eq!(more.len(), 3);
+    drop(first);
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&stored).unwrap();
+    assert_eq!(second.restore_delivered(&marker.unwrap()).unwrap().spans, 6);
+    assert_eq!(drain(&mut second), ["span 6", "span 7", "span 8"]);
+}
+
+#[test]
+fn readers_restoring_one_checkpoint_number_their_checkpoints_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    start(&w, scope, 0);
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.poll(Signal::Traces, START).unwrap();
+    let stored = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    drop(first);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut r = FileReader::open(&path, options()).unwrap();
+        r.restore(&stored).unwrap();
+        r.checkpoint();
+        r.checkpoint_stored().unwrap();
+        ids.push(r.delivery_marker());
+    }
+    // The markers (nothing delivered yet) differ only by checkpoint id.
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn a_checkpoint_cannot_skip_more_spans_than_the_reader_holds() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    first.checkpoint_stored().unwrap();
+    drop(first);
+    // A crafted checkpoint: every span from now on already delivered.
+    cp.spans_delivered_ahead = u64::MAX;
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&cp.encode_to_vec()).unwrap();
+    // At most the 3 spans it holds are skipped; a marker adding one more
+    // than it can emit is refused.
+    let marker = otlp_mmap_collector::checkpoint_proto::DeliveryMarker {
+        checkpoint_id: cp.checkpoint_id,
+        spans_delivered: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        second.restore_delivered(&marker.encode_to_vec()),
+        Err(MarkerRejected::Corrupt)
+    );
+    for i in 0..3 {
+        end(&w, scope, i);
+    }
+    for i in 3..6 {
+        start(&w, scope, i);
+        end(&w, scope, i);
+    }
+    assert_eq!(drain(&mut second), ["span 3", "span 4", "span 5"]);
+}
+
+#[test]
+fn a_replay_reads_every_measurement_up_to_the_delivered_collection() {
+    use otlp_mmap_core::RingConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let config = FileConfig {
+        measurements: RingConfig {
+            num_buffers: 1 << 17,
+            buffer_size: 64,
+        },
+        ..FileConfig::default()
+    };
+    let w = MmapWriter::create_with_start_time(&path, &config, START).unwrap();
+    let scope = scope(&w);
+    let delta = counter(&w, scope, "delta", 1);
+    add(&w, delta, 1);
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    let (_, token) = collect(&mut first, START + 100);
+    first.commit(Signal::Metrics, token).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    // More measurements after the checkpoint than one pass reads (65,536),
+    // delivered in two collections.
+    for _ in 0..70_000 {
+        add(&w, delta, 1);
+    }
+    let mut total = 0;
+    for now in [START + 200, START + 300] {
+        let (points, token) = collect(&mut first, now);
+        total += points[0].3;
+        first.commit(Signal::Metrics, token).unwrap();
+    }
+    assert_eq!(total, 70_000);
+    let marker = first.delivery_marker();
+    drop(first);
+    add(&w, delta, 13);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    second.set_hold_until_checkpoint(true);
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker).unwrap();
+    assert_eq!(skipped.measurements, 70_000);
+    let (points, _) = collect(&mut second, START + 400);
+    assert_eq!(points, [("delta".into(), START + 300, START + 400, 13)]);
+}
+
+/// Names of every span emitted at `now` until nothing more comes, committed.
+fn drain_at(r: &mut FileReader, now: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let before = r.records_consumed(Signal::Traces);
+        let Some(b) = r.poll(Signal::Traces, now).unwrap() else {
+            if r.records_consumed(Signal::Traces) == before {
+                return out;
+            }
+            continue;
+        };
+        let req = ExportTraceServiceRequest::decode(b.bytes).unwrap();
+        let token = b.token;
+        out.extend(
+            req.resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .map(|s| s.name.clone()),
+        );
+        r.commit(Signal::Traces, token).unwrap();
+    }
+    panic!("no end: {out:?}")
+}
+
+#[test]
+fn no_span_is_given_up_for_its_age_while_delivered_spans_are_skipped() {
+    const AGE: u64 = 1_000_000_000;
+    let options = || ReaderOptions {
+        max_batch_spans: 1,
+        max_span_age_nanos: AGE,
+        ..ReaderOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    end(&w, scope, 2);
+    end(&w, scope, 1);
+    assert_eq!(drain_at(&mut first, START + 1), ["span 2", "span 1"]);
+    let marker = first.delivery_marker();
+    drop(first);
+
+    // Restored when every span is past its age: span 0 (never delivered)
+    // is given up once the two delivered ones were read again and skipped.
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    assert_eq!(second.restore_delivered(&marker).unwrap().spans, 2);
+    assert_eq!(drain_at(&mut second, START + 10 * AGE), ["span 0"]);
+}
+
+#[test]
+fn a_span_the_restore_refuses_shortens_the_skip() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        start(&w, scope, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    first.checkpoint_stored().unwrap();
+    for i in 0..3 {
+        end(&w, scope, i);
+    }
+    assert_eq!(drain(&mut first), ["span 0", "span 1", "span 2"]);
+    drop(first);
+    // Spans 0 and 1 were delivered (a marker of 2); span 0's state in the
+    // checkpoint does not decode.
+    assert_eq!(cp.in_flight.len(), 3);
+    cp.in_flight[0].span = b"\xff\xff not a span".to_vec();
+    let marker = otlp_mmap_collector::checkpoint_proto::DeliveryMarker {
+        checkpoint_id: cp.checkpoint_id,
+        spans_delivered: 2,
+        ..Default::default()
+    };
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    let restored = second.restore(&cp.encode_to_vec()).unwrap();
+    assert_eq!(restored.refused, 1);
+    assert_eq!(
+        second
+            .restore_delivered(&marker.encode_to_vec())
+            .unwrap()
+            .spans,
+        1
+    );
+    // Span 0 comes from its end alone and is skipped; span 1 comes again
+    // rather than span 2 being lost.
+    assert_eq!(drain(&mut second), ["span 1", "span 2"]);
+}
+
+#[test]
+fn skipped_spans_are_dropped_without_being_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    // A scope ref that leads nowhere: encoding such a span counts a bad ref.
+    let nowhere = 1 << 40;
+    for i in 0..3 {
+        start(&w, nowhere, i);
+    }
+    let mut first = FileReader::open(&path, options()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    first.poll(Signal::Traces, START).unwrap();
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    for i in 0..3 {
+        end(&w, nowhere, i);
+    }
+    assert_eq!(drain(&mut first).len(), 3);
+    assert!(first.stats().bad_refs > 0);
+    let marker = first.delivery_marker();
+    drop(first);
+
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    assert_eq!(second.restore_delivered(&marker).unwrap().spans, 3);
+    assert_eq!(drain(&mut second), Vec::<String>::new());
+    assert_eq!(second.stats().in_flight_spans, 0);
+    assert_eq!(second.stats().bad_refs, 0, "nothing was encoded");
+}
+
+#[test]
+fn a_restored_checkpoint_id_at_its_largest_does_not_overflow() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let _w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let mut first = FileReader::open(&path, options()).unwrap();
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    drop(first);
+    cp.checkpoint_id = u64::MAX;
+    let mut second = FileReader::open(&path, options()).unwrap();
+    second.restore(&cp.encode_to_vec()).unwrap();
+    let next = ReaderCheckpoint::decode(second.checkpoint().as_slice()).unwrap();
+    assert!(next.checkpoint_id != 0 && next.checkpoint_id != u64::MAX);
+}

@@ -905,3 +905,38 @@ fn a_file_written_to_or_locked_is_not_presumed_gone() {
     );
     assert!(r.writer_presumed_gone(START + 4 * GRACE, GRACE));
 }
+
+/// A writer that takes no lock, presumed gone, then starts over in place
+/// (new start time in the same file): the new stream's writer is not
+/// presumed gone with the old one, and its file stays.
+#[test]
+fn a_lockless_writer_starting_over_in_place_is_not_presumed_gone() {
+    use std::os::unix::fs::FileExt;
+    const GRACE: u64 = 60_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    drop(w);
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let all = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    assert!(!r.writer_presumed_gone(START + 2 * GRACE, GRACE));
+    assert!(r.writer_presumed_gone(START + 3 * GRACE, GRACE));
+
+    // It starts over in place, just now.
+    let restarted = START + 3 * GRACE;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_at(
+        &restarted.to_le_bytes(),
+        otlp_mmap_core::layout::header::START_TIME,
+    )
+    .unwrap();
+    for i in 1..10 {
+        r.poll(Signal::Logs, restarted + i * 1_000_000_000).unwrap();
+    }
+    assert_eq!(r.stats().writer_restarts, 1);
+    assert_eq!(
+        r.remove_if_drained(&all),
+        kept(NotRemoved::WriterNotKnownGone)
+    );
+    assert!(path.exists());
+}

@@ -129,6 +129,7 @@ impl FileReader {
     /// The last checkpoint taken is stored: the span events and
     /// measurements it covers are given back to the writers.
     pub fn checkpoint_stored(&mut self) -> Result<(), FormatError> {
+        self.delivery.checkpoint_stored();
         let Some((generation, positions)) = self.checkpoint_positions.take() else {
             return Ok(());
         };
@@ -201,21 +202,23 @@ impl FileReader {
             }
         }
         let mut r = Restored::default();
+        let mut refused_spans = 0u64;
         for s in cp.in_flight {
             match self
                 .assembler
                 .import_in_flight(s.scope_ref, s.seen_at, &s.span)
             {
                 Ok(()) => r.in_flight_spans += 1,
-                Err(_) => r.refused += 1,
+                Err(_) => refused_spans += 1,
             }
         }
         for s in cp.completed {
             match self.assembler.import_completed(s.scope_ref, &s.span) {
                 Ok(()) => r.completed_spans += 1,
-                Err(_) => r.refused += 1,
+                Err(_) => refused_spans += 1,
             }
         }
+        r.refused += refused_spans;
         for (signal, bytes, items) in [
             (Signal::Traces, cp.pending_traces, cp.pending_traces_items),
             (
@@ -255,8 +258,19 @@ impl FileReader {
             s.file.note_writer_lock_seen();
         }
         self.consumed_at_collect = u64::MAX;
-        self.delivery
-            .checkpoint_restored(cp.checkpoint_id, cp.spans_delivered_ahead);
+        // The spans still to skip are untrusted too: never more than this
+        // reader can emit, or it would silence every span from now on. A
+        // span refused above is not emitted: each shortens the skip by one
+        // (at worst a delivered span comes again; none is lost).
+        let ahead = cp.spans_delivered_ahead;
+        let skip_spans = ahead
+            .saturating_sub(refused_spans)
+            .min(self.emittable_spans());
+        self.delivery.checkpoint_restored(
+            cp.checkpoint_id,
+            skip_spans,
+            refused_spans.saturating_sub(ahead),
+        );
         Ok(r)
     }
 }

@@ -13,8 +13,12 @@
 //!   checkpoint's pending batch, its completed spans, then the spans that
 //!   complete as the ring is read, first in first out. The restored reader
 //!   skips that many from the head of that order instead of emitting them.
-//!   (A span given up for its age, `max_span_age`, may come out at another
-//!   place in that order when read again; nothing else depends on the clock.)
+//!   While spans are skipped, none is given up for its age (`max_span_age`,
+//!   the only part of that order that depends on the clock); the window ends
+//!   once the delivered spans were read again. A span of the checkpoint the
+//!   restore refuses (corrupt, over the limits) is not emitted: the skip is
+//!   shortened by one for each, so such a restore may emit a delivered span
+//!   again, never drop an undelivered one.
 //! - metrics: whether the checkpoint's pending batch was committed, and the
 //!   measurements ring position and time of the last collection committed
 //!   after the checkpoint. The restored reader aggregates the ring up to that
@@ -29,7 +33,7 @@
 use otlp_mmap_core::ring::StrandedSlots;
 use prost::Message;
 
-use super::{FileReader, Signal};
+use super::{FileReader, INGEST_BUDGET, Signal};
 use crate::checkpoint_proto::DeliveryMarker;
 
 /// Most bytes of an encoded [`DeliveryMarker`] (every field at its largest).
@@ -76,29 +80,58 @@ pub(super) struct Delivery {
     pending_collection: Option<(i64, u64)>,
     /// Id of the checkpoint restored, while its marker may still be applied.
     restored: Option<u64>,
+    /// Id of the checkpoint taken last, until it is confirmed stored
+    /// ([`checkpoint_stored`](Self::checkpoint_stored)): deliveries are
+    /// counted under the stored one until then.
+    taken: Option<u64>,
+    /// Spans the restore refused (not emitted by this reader), by which the
+    /// marker's skip is shortened.
+    refused_spans: u64,
 }
 
 impl Delivery {
     /// A checkpoint is being taken: returns its id and the spans still to
-    /// skip, which it carries; deliveries are counted from it on.
+    /// skip, which it carries. Deliveries are counted under the last stored
+    /// checkpoint until this one is stored.
     pub(super) fn checkpoint_taken(&mut self) -> (u64, u64) {
-        if self.checkpoint_id == 0 {
-            // Ids of this reader's checkpoints are unlike those of an
-            // earlier reader of the path, whose marker may still be stored.
-            self.checkpoint_id = otlp_mmap_core::now_unix_nano();
-        }
-        self.checkpoint_id += 1;
+        // Each take gets a new id, after this reader's earlier ones and
+        // after the clock: a reader restoring the same checkpoint, or an
+        // earlier reader of the path whose marker may still be stored,
+        // numbers its checkpoints otherwise. (Wrapping: a restored id may be
+        // anything.)
+        let last = self.taken.unwrap_or(self.checkpoint_id);
+        let id = last
+            .wrapping_add(1)
+            .max(otlp_mmap_core::now_unix_nano())
+            .max(1);
+        self.taken = Some(id);
+        (id, self.skip_spans)
+    }
+
+    /// The checkpoint taken last is stored: deliveries are counted from it
+    /// on, under its id.
+    pub(super) fn checkpoint_stored(&mut self) {
+        let Some(id) = self.taken.take() else {
+            return;
+        };
+        self.checkpoint_id = id;
         self.since = DeliveryMarker {
-            checkpoint_id: self.checkpoint_id,
+            checkpoint_id: id,
             ..Default::default()
         };
         // A pending metrics batch now belongs to the checkpoint.
         self.pending_collection = None;
-        (self.checkpoint_id, self.skip_spans)
     }
 
-    /// A checkpoint was restored: markers of it may follow.
-    pub(super) fn checkpoint_restored(&mut self, id: u64, skip_spans: u64) {
+    /// Spans still to skip.
+    pub(super) fn skipping(&self) -> u64 {
+        self.skip_spans
+    }
+
+    /// A checkpoint was restored: markers of it may follow. `refused_spans`:
+    /// spans of the checkpoint the restore refused, beyond those the skip
+    /// was shortened by.
+    pub(super) fn checkpoint_restored(&mut self, id: u64, skip_spans: u64, refused_spans: u64) {
         self.checkpoint_id = id;
         self.since = DeliveryMarker {
             checkpoint_id: id,
@@ -106,6 +139,8 @@ impl Delivery {
         };
         self.skip_spans = skip_spans;
         self.restored = (id != 0).then_some(id);
+        self.refused_spans = refused_spans;
+        self.taken = None;
     }
 }
 
@@ -129,16 +164,12 @@ impl FileReader {
         if self.delivery.restored != Some(m.checkpoint_id) || self.stats.records_read != [0; 3] {
             return Err(MarkerRejected::NotThisCheckpoint);
         }
-        // Each span the reader can emit is held now (pending, completed, in
-        // flight) or starts or ends with a span event still in the ring.
-        let traces = Signal::Traces as usize;
-        let most = self.pending[traces].as_ref().map_or(0, |p| p.items)
-            + self.assembler.completed_len() as u64
-            + self.assembler.in_flight() as u64
-            + self.stream.rings[traces].unreleased(self.stream.file.region());
-        if m.spans_delivered > most {
+        // The checkpoint's skip and the marker's deliveries are distinct
+        // spans of the emission order.
+        if self.delivery.skip_spans.saturating_add(m.spans_delivered) > self.emittable_spans() {
             return Err(MarkerRejected::Corrupt);
         }
+        let traces = Signal::Traces as usize;
         self.delivery.restored = None;
         let mut skipped = Skipped::default();
         // Spans: the checkpoint's pending batch, then its completed spans,
@@ -154,8 +185,11 @@ impl FileReader {
                 skip = 0;
             }
         }
-        skipped.spans += skip;
-        self.delivery.skip_spans += skip;
+        // Spans the restore refused are not emitted here: the skip is
+        // shortened by as many, so that no undelivered span is skipped.
+        let skip = skip.saturating_sub(self.delivery.refused_spans);
+        skipped.spans = skipped.spans.saturating_add(skip);
+        self.delivery.skip_spans = self.delivery.skip_spans.saturating_add(skip);
         self.skip_delivered_spans();
         // Metrics: the pending batch was the first committed after the checkpoint.
         let metrics = Signal::Metrics as usize;
@@ -170,23 +204,24 @@ impl FileReader {
         Ok(skipped)
     }
 
+    /// The most spans this reader can emit from what it holds: each is held
+    /// now (pending, completed, in flight) or starts or ends with a span
+    /// event still in the ring.
+    pub(super) fn emittable_spans(&self) -> u64 {
+        let traces = Signal::Traces as usize;
+        self.pending[traces]
+            .as_ref()
+            .map_or(0, |p| p.items)
+            .saturating_add(self.assembler.completed_len() as u64)
+            .saturating_add(self.assembler.in_flight() as u64)
+            .saturating_add(self.stream.rings[traces].unreleased(self.stream.file.region()))
+    }
+
     /// Drops, without emitting them, the completed spans an earlier reader
     /// delivered; called before each traces batch is made.
     pub(super) fn skip_delivered_spans(&mut self) {
-        let n = (self.delivery.skip_spans as usize).min(self.assembler.completed_len());
-        if n == 0 {
-            return;
-        }
-        let mut scratch = Vec::new();
-        let s = &mut self.stream;
-        let taken = self.assembler.encode_completed(
-            n,
-            usize::MAX,
-            &s.file,
-            &mut s.dict,
-            &mut self.request,
-            &mut scratch,
-        );
+        let n = usize::try_from(self.delivery.skip_spans).unwrap_or(usize::MAX);
+        let taken = self.assembler.drop_completed(n);
         self.delivery.skip_spans -= taken as u64;
     }
 
@@ -222,7 +257,18 @@ impl FileReader {
     fn replay_collection(&mut self, position: i64, time: u64) -> u64 {
         let before = self.records_consumed(Signal::Metrics);
         if self.check_poisoned().is_ok() {
-            self.ingest_measurements_upto(time, StrandedSlots::WriterDead, position);
+            // Each pass reads at most INGEST_BUDGET measurements; the ring
+            // holds at most its capacity of them past the checkpoint.
+            let ring = &self.stream.rings[Signal::Metrics as usize];
+            let passes = ring.geometry().num_buffers / INGEST_BUDGET as u64 + 2;
+            for _ in 0..passes {
+                let at = self.stream.rings[Signal::Metrics as usize].next_sequence();
+                self.ingest_measurements_upto(time, StrandedSlots::WriterDead, position);
+                let next = self.stream.rings[Signal::Metrics as usize].next_sequence();
+                if next > position || next == at {
+                    break;
+                }
+            }
             let s = &mut self.stream;
             let mut discard = Vec::new();
             self.aggregator
