@@ -77,6 +77,22 @@ pub const MAGIC: &[u8; 4] = b"OMF1";
 pub const MODE_FLAT: u8 = 0;
 /// Mode byte: the OTLP export request follows.
 pub const MODE_OTLP: u8 = 1;
+/// The bit of a `str` word (and of an `attrs` count) that says its bytes
+/// follow inline: the rest of the word is their length.
+pub const INLINE: u32 = 1 << 31;
+/// The fewest bytes a resource takes in the layout, with its count of
+/// scopes (Go checks each count against the bytes left for its items).
+pub const RESOURCE_MIN_BYTES: u32 = layout::min_bytes(layout::RESOURCE_SPANS);
+/// The fewest bytes a scope takes, with its count of items.
+pub const SCOPE_MIN_BYTES: u32 = layout::min_bytes(layout::SCOPE_SPANS);
+/// The fewest bytes an attribute takes: its key's str word, its value's kind.
+pub const ATTRIBUTE_MIN_BYTES: u32 = 4 + 1;
+/// The fewest bytes a span takes.
+pub const SPAN_MIN_BYTES: u32 = layout::min_bytes(layout::SPAN);
+/// The fewest bytes a link takes.
+pub const LINK_MIN_BYTES: u32 = layout::min_bytes(layout::LINK);
+/// The fewest bytes a log record takes.
+pub const LOG_MIN_BYTES: u32 = layout::min_bytes(layout::LOG_RECORD);
 
 /// Value kinds of the layout.
 pub mod kind {
@@ -336,7 +352,7 @@ mod tests {
         let (mode, rest) = written(&mut w, Signal::Traces, &request);
         assert_eq!(mode, MODE_FLAT);
         let list = KeyValueList { values: attributes }.encode_to_vec();
-        let mut want = (body::INLINE | list.len() as u32).to_le_bytes().to_vec();
+        let mut want = (INLINE | list.len() as u32).to_le_bytes().to_vec();
         want.extend_from_slice(&list);
         assert!(rest.windows(want.len()).any(|w| w == want));
     }

@@ -8,7 +8,7 @@ use super::kv_memo::KeyValueMemo;
 use super::layout::{Layout, Slot};
 use super::strings::{StringTable, hash};
 use super::wire::next_field;
-use super::{NotFlat, kind};
+use super::{INLINE, NotFlat, kind};
 
 /// What writing a batch uses.
 pub(crate) struct Ctx<'a> {
@@ -24,9 +24,6 @@ pub(crate) struct Ctx<'a> {
 
 /// Marks a key given by its id in [`Ctx::keys`].
 const ID_KEY: u64 = 1 << 63;
-
-/// Bit of a `str` word that says the string follows inline.
-pub(crate) const INLINE: u32 = 1 << 31;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
