@@ -57,10 +57,12 @@
 //! already, which it skips by `base`. When the table grows past its bounds
 //! ([`strings::MAX_ENTRIES`], [`strings::MAX_BYTES`]) it starts over with
 //! the next batch under a new `epoch`, and Go clears its copy when the epoch
-//! changes. The table belongs to the reader of one file: it is keyed by the
-//! strings' bytes, not by dictionary refs, so a writer that starts over in
-//! place keeps it; a file opened again starts with an empty one on both
-//! sides.
+//! changes. When Go cannot read a batch (it drops it), it tells the reader,
+//! and the writer starts over the same way (see [`FlatWriter::start_over`]),
+//! so that later batches do not refer to entries Go never got. The table
+//! belongs to the reader of one file: it is keyed by the strings' bytes, not
+//! by dictionary refs, so a writer that starts over in place keeps it; a
+//! file opened again starts with an empty one on both sides.
 
 mod body;
 mod kv_memo;
@@ -170,6 +172,14 @@ impl FlatWriter {
         crate::encode::reuse(&mut self.body, crate::encode::KEEP_MAX);
     }
 
+    /// Starts the string table over under a new epoch with the next batch:
+    /// for when Go could not read a batch and so lacks its new entries, which
+    /// later batches would refer to.
+    pub fn start_over(&mut self) {
+        self.strings.start_over();
+        self.memo.clear();
+    }
+
     /// The writer's string table.
     pub fn strings(&self) -> &StringTable {
         &self.strings
@@ -263,6 +273,22 @@ mod tests {
         // Metrics are always OTLP.
         let (mode, rest) = written(&mut w, Signal::Metrics, &request);
         assert_eq!((mode, rest), (MODE_OTLP, request));
+    }
+
+    #[test]
+    fn a_table_told_to_start_over_does_so_with_the_next_batch() {
+        let mut w = FlatWriter::default();
+        let request = traces(span());
+        written(&mut w, Signal::Traces, &request);
+        w.start_over();
+        let (mode, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(mode, MODE_FLAT);
+        // Epoch 1, base 0: "a", "b", "op" sent again, and "x" (seen before).
+        assert_eq!(&rest[..12], &[1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0]);
+        assert_eq!(w.strings().epoch(), 1);
+        // Only once.
+        let (_, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(&rest[..12], &[1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -502,6 +502,18 @@ int32_t om_reader_commit(struct OmReader *reader,
                          struct OmError *err);
 
 /*
+ Call when a flat traces or logs batch (`flat_handoff`) could not be
+ decoded: the signal's string table starts over under a new epoch, so that
+ later batches do not refer to strings the caller never got. The pending
+ batch, if any, is laid out again under the new table at the next poll
+ (commit it to drop it). Not needed on the good path; no effect on metrics.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_flat_start_over(struct OmReader *reader, int32_t signal_, struct OmError *err);
+
+/*
  Snapshots the metric aggregates into a batch that the next
  `OM_SIGNAL_METRICS` poll returns. `OM_EMPTY` when no series had data,
  `OM_BUSY` when the previous metrics batch is not committed yet.

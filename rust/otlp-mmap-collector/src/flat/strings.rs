@@ -52,6 +52,8 @@ pub struct StringTable {
     epoch: u32,
     /// Entries sent with earlier batches (the current batch's start from here).
     base: usize,
+    /// Start over at the next batch, whatever the table holds.
+    start_over: bool,
 }
 
 impl Default for StringTable {
@@ -64,6 +66,7 @@ impl Default for StringTable {
             memo: vec![NO_ID; MEMO_SLOTS].into_boxed_slice(),
             epoch: 0,
             base: 0,
+            start_over: false,
         }
     }
 }
@@ -122,10 +125,19 @@ impl StringTable {
         Some(&self.bytes[e.start as usize..(e.start + e.len) as usize])
     }
 
-    /// Starts a batch: a table past its bounds starts over (returns true then).
+    /// Makes the next batch start the table over under a new epoch (Go lost
+    /// its copy: it could not read a batch's new entries).
+    pub(crate) fn start_over(&mut self) {
+        self.start_over = true;
+    }
+
+    /// Starts a batch: a table past its bounds, or told to, starts over
+    /// (returns true then).
     pub(crate) fn begin_batch(&mut self) -> bool {
-        let full = self.entries.len() >= MAX_ENTRIES || self.bytes.len() >= MAX_BYTES;
+        let full =
+            self.start_over || self.entries.len() >= MAX_ENTRIES || self.bytes.len() >= MAX_BYTES;
         if full {
+            self.start_over = false;
             self.index.clear();
             self.entries.clear();
             self.bytes.clear();
