@@ -4,9 +4,11 @@
 
 use otlp_mmap_core::view::Wire;
 
+use crate::bytes_hash::bytes_hash;
+
 use super::kv_memo::KeyValueMemo;
 use super::layout::{Layout, Slot};
-use super::strings::{StringTable, hash};
+use super::strings::StringTable;
 use super::wire::next_field;
 use super::{INLINE, NotFlat, kind};
 
@@ -217,7 +219,7 @@ fn put_key(c: &mut Ctx<'_>, key: &[u8]) -> Result<u64, NotFlat> {
         put_u32(c.out, id);
         return Ok(ID_KEY | u64::from(id));
     }
-    let h = hash(key);
+    let h = bytes_hash(key);
     match c.strings.intern_hashed(key, h, true) {
         Some(id) => {
             put_u32(c.out, id);
