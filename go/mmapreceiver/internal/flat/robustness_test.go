@@ -244,3 +244,39 @@ func TestAfterABatchThatDoesNotDecodeTheNextOnesDo(t *testing.T) {
 		}
 	}
 }
+
+// Told to start over while the batch is pending, the library lays it out
+// again under the new table: polled again (re-offered), it decodes.
+func TestAPendingBatchIsLaidOutAgainAfterStartOver(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.otlp")
+	w, err := ffitest.CreateWriter(path, 256, 512)
+	require.NoError(t, err)
+	defer w.Close()
+	opts := ffi.DefaultOptions()
+	opts.Flat = true
+	r, err := ffitest.OpenReader(path, opts)
+	require.NoError(t, err)
+	defer r.Close()
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 3 {
+		require.NoError(t, w.Log(fmt.Sprint("body ", i), "key", "value", now))
+	}
+	b, ok, err := r.Poll(ffi.Logs, now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	data := append([]byte(nil), b.Data...)
+	binary.LittleEndian.PutUint32(data[17:], 0x7fff_ffff)
+	var d flat.Decoder
+	_, err = d.Logs(data)
+	require.Error(t, err)
+	require.NoError(t, r.StartFlatOver(ffi.Logs))
+	again, ok, err := r.Poll(ffi.Logs, now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, b.Token, again.Token, "the same batch")
+	require.Equal(t, uint32(1), binary.LittleEndian.Uint32(again.Data[5:]), "under a new epoch")
+	ld, err := d.Logs(again.Data)
+	require.NoError(t, err)
+	require.Equal(t, 3, ld.LogRecordCount())
+	require.NoError(t, r.Commit(ffi.Logs, again.Token))
+}
