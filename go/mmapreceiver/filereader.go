@@ -307,7 +307,14 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 	// The bytes are only valid until the next poll/commit: unmarshal (which
 	// copies) before anything else happens to this ring.
 	batch, uerr := l.consumer.unmarshal(&l.flat, b.Data)
+	if uerr != nil && l.sig != ffi.Metrics {
+		// Later flat batches would refer to strings this one brought.
+		err = fr.rd.StartFlatOver(l.sig)
+	}
 	fr.mu.Unlock()
+	if err != nil {
+		return stepEmpty, err
+	}
 
 	if uerr != nil {
 		// The library handed out bytes that do not decode: waiting will

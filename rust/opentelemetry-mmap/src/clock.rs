@@ -1,54 +1,33 @@
-//! The clock for timestamps: the wall clock read once, at first use, plus the
-//! monotonic clock's progress since then. Reading it costs one monotonic
-//! clock read (`clock_gettime(CLOCK_MONOTONIC)`, the clock `Instant` uses: a
-//! vDSO call, no system call) and an addition; timestamps of one process never
-//! go backwards, so an end is never before its start even if the wall clock is
-//! stepped. (The monotonic clock does not advance while the machine is
-//! suspended, so after a suspend timestamps lag the wall clock by its length.)
+//! The clock for timestamps: the real-time (wall) clock, read at each event
+//! as the OpenTelemetry SDKs do, so timestamps follow the clock when NTP sets
+//! or steps it and agree with explicit `SystemTime` timestamps. Reading it is
+//! one `clock_gettime(CLOCK_REALTIME)`, a vDSO call (no system call), read
+//! directly rather than through `SystemTime::now` and `duration_since`, whose
+//! checked `timespec` arithmetic cost as much again as the read itself. (Like
+//! any wall clock it can be stepped back, so an end can come before its
+//! start; the SDKs have the same behaviour.)
 
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-struct Base {
-    wall_unix_nano: u64,
-    monotonic_nano: u64,
-}
-
-static BASE: OnceLock<Base> = OnceLock::new();
-
-fn base() -> &'static Base {
-    BASE.get_or_init(|| Base {
-        wall_unix_nano: unix_nano(SystemTime::now()),
-        monotonic_nano: monotonic_nano(),
-    })
-}
-
-/// The monotonic clock, in nanoseconds. Read directly rather than through
-/// `Instant::elapsed`, whose checked `timespec` subtraction cost as much
-/// again as the read itself.
+/// Now, in nanoseconds since the Unix epoch (0 before the epoch).
 #[allow(unsafe_code)]
 #[inline]
-fn monotonic_nano() -> u64 {
+pub fn now_unix_nano() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `clock_gettime` only writes one `timespec` through the pointer,
     // which points to `ts`, a valid and exclusively borrowed `timespec`.
-    // (CLOCK_MONOTONIC is always available; on a failure `ts` would keep its
-    // zeros, a timestamp at the base, never a fault.)
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // (CLOCK_REALTIME is always available; on a failure `ts` would keep its
+    // zeros, a timestamp of 0, never a fault.)
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if ts.tv_sec < 0 {
+        return 0;
+    }
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
-}
-
-/// Now, in nanoseconds since the Unix epoch.
-#[inline]
-pub fn now_unix_nano() -> u64 {
-    let b = base();
-    b.wall_unix_nano
-        .wrapping_add(monotonic_nano().saturating_sub(b.monotonic_nano))
 }
 
 /// A `SystemTime` in nanoseconds since the Unix epoch (0 before the epoch).
@@ -64,16 +43,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_follow_the_wall_clock_and_never_go_back() {
+    fn timestamps_are_the_wall_clock() {
         let before = unix_nano(SystemTime::now());
         let a = now_unix_nano();
-        let b = now_unix_nano();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let c = now_unix_nano();
+        let b = now_unix_nano();
         let after = unix_nano(SystemTime::now());
-        assert!(a <= b && b < c, "{a} {b} {c}");
-        assert!(c - b >= 2_000_000, "{b} {c}");
-        // The base is the wall clock at first use; within a second of it.
-        assert!(a + 1_000_000_000 > before && c < after + 1_000_000_000);
+        // Read at each call: between the SystemTime reads around them (the
+        // same clock), and the sleep shows.
+        assert!(
+            before <= a && a <= b && b <= after,
+            "{before} {a} {b} {after}"
+        );
+        assert!(b - a >= 2_000_000, "{a} {b}");
     }
 }

@@ -130,7 +130,7 @@
 //! allocates (it is not this crate's choice) is measured in `tests/no_alloc.rs`
 //! and listed in the README.
 
-// `unsafe_code` is denied for the workspace; the exceptions are the monotonic
+// `unsafe_code` is denied for the workspace; the exceptions are the real-time
 // clock read in `clock` and the prefetch hint in `prefetch`.
 
 pub mod clock;

@@ -16,9 +16,7 @@
 //! when full it is cleared, keeping its memory, so it allocates nothing
 //! once it has grown, whatever the attributes.
 
-use std::hash::Hasher;
-
-use rustc_hash::{FxHashMap as HashMap, FxHasher};
+use rustc_hash::FxHashMap as HashMap;
 
 /// Most entries kept.
 pub const MAX_ENTRIES: usize = 4096;
@@ -57,14 +55,6 @@ pub(crate) struct AttributeCache {
     entries: Vec<Entry>,
     /// The encoded `KeyValueRef`s and `KeyValue` fields.
     arena: Vec<u8>,
-}
-
-/// Hash of an encoded `KeyValueRef`.
-#[inline]
-pub(crate) fn raw_hash(raw: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(raw);
-    h.finish()
 }
 
 impl AttributeCache {
@@ -137,12 +127,13 @@ impl AttributeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes_hash::bytes_hash;
 
     #[test]
     fn finds_what_it_keeps_and_stays_bounded() {
         let mut c = AttributeCache::default();
         let raw = [0x08, 5, 0x12, 2, 0x18, 1];
-        let h = raw_hash(&raw);
+        let h = bytes_hash(&raw);
         assert!(c.get(&raw, h).is_none());
         c.insert(&raw, h, b"field", 2, 1, 77, 24, true);
         let a = c.get(&raw, h).unwrap();
@@ -154,13 +145,13 @@ mod tests {
         // Past its bounds it starts over.
         for i in 0..2 * MAX_ENTRIES as u32 {
             let r = i.to_le_bytes();
-            c.insert(&r, raw_hash(&r), &[0; 40], 0, 0, 0, 0, false);
+            c.insert(&r, bytes_hash(&r), &[0; 40], 0, 0, 0, 0, false);
             assert!(c.entries.len() <= MAX_ENTRIES && c.arena.len() <= MAX_BYTES);
-            assert!(c.get(&r, raw_hash(&r)).is_some());
+            assert!(c.get(&r, bytes_hash(&r)).is_some());
         }
         // Too large to keep.
         let big = vec![1u8; MAX_BYTES];
-        c.insert(&big, raw_hash(&big), &[], 0, 0, 0, 0, false);
-        assert!(c.get(&big, raw_hash(&big)).is_none());
+        c.insert(&big, bytes_hash(&big), &[], 0, 0, 0, 0, false);
+        assert!(c.get(&big, bytes_hash(&big)).is_none());
     }
 }

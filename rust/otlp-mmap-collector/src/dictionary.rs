@@ -41,7 +41,8 @@ use otlp_mmap_core::view::{AnyValueView, Fields, KeyValueRefView, Repeated};
 use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
-use crate::attribute_cache::{self, AttributeCache};
+use crate::attribute_cache::AttributeCache;
+use crate::bytes_hash::bytes_hash;
 use crate::canonical;
 use crate::encode;
 
@@ -556,7 +557,7 @@ impl DictionaryCache {
             if self.budget.over {
                 break;
             }
-            let raw_hash = attribute_cache::raw_hash(entry);
+            let raw_hash = bytes_hash(entry);
             if let Some(hit) = self.log_attributes.get(entry, raw_hash) {
                 // What encode_key_value charges, one after the other.
                 if self.budget.charge(hit.value_bytes) {

@@ -648,6 +648,20 @@ impl FileReader {
         self.measurements_stopped = true;
     }
 
+    /// The caller could not read a flat batch of `signal` (it drops it):
+    /// the signal's string table starts over under a new epoch, and a
+    /// pending batch is laid out again under it at the next poll.
+    pub fn start_flat_over(&mut self, signal: Signal) {
+        if signal == Signal::Metrics {
+            return;
+        }
+        self.flat[signal as usize].start_over();
+        if let Some(p) = self.pending[signal as usize].as_mut() {
+            let stale = std::mem::take(&mut p.flat);
+            self.recycle(stale);
+        }
+    }
+
     /// Records taken from the signal's ring so far (decoded or skipped as
     /// corrupt): a caller sees progress without a batch by comparing it.
     pub fn records_consumed(&self, signal: Signal) -> u64 {

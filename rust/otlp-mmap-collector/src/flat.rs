@@ -57,10 +57,12 @@
 //! already, which it skips by `base`. When the table grows past its bounds
 //! ([`strings::MAX_ENTRIES`], [`strings::MAX_BYTES`]) it starts over with
 //! the next batch under a new `epoch`, and Go clears its copy when the epoch
-//! changes. The table belongs to the reader of one file: it is keyed by the
-//! strings' bytes, not by dictionary refs, so a writer that starts over in
-//! place keeps it; a file opened again starts with an empty one on both
-//! sides.
+//! changes. When Go cannot read a batch (it drops it), it tells the reader,
+//! and the writer starts over the same way (see [`FlatWriter::start_over`]),
+//! so that later batches do not refer to entries Go never got. The table
+//! belongs to the reader of one file: it is keyed by the strings' bytes, not
+//! by dictionary refs, so a writer that starts over in place keeps it; a
+//! file opened again starts with an empty one on both sides.
 
 mod body;
 mod kv_memo;
@@ -77,6 +79,22 @@ pub const MAGIC: &[u8; 4] = b"OMF1";
 pub const MODE_FLAT: u8 = 0;
 /// Mode byte: the OTLP export request follows.
 pub const MODE_OTLP: u8 = 1;
+/// The bit of a `str` word (and of an `attrs` count) that says its bytes
+/// follow inline: the rest of the word is their length.
+pub const INLINE: u32 = 1 << 31;
+/// The fewest bytes a resource takes in the layout, with its count of
+/// scopes (Go checks each count against the bytes left for its items).
+pub const RESOURCE_MIN_BYTES: u32 = layout::min_bytes(layout::RESOURCE_SPANS);
+/// The fewest bytes a scope takes, with its count of items.
+pub const SCOPE_MIN_BYTES: u32 = layout::min_bytes(layout::SCOPE_SPANS);
+/// The fewest bytes an attribute takes: its key's str word, its value's kind.
+pub const ATTRIBUTE_MIN_BYTES: u32 = 4 + 1;
+/// The fewest bytes a span takes.
+pub const SPAN_MIN_BYTES: u32 = layout::min_bytes(layout::SPAN);
+/// The fewest bytes a link takes.
+pub const LINK_MIN_BYTES: u32 = layout::min_bytes(layout::LINK);
+/// The fewest bytes a log record takes.
+pub const LOG_MIN_BYTES: u32 = layout::min_bytes(layout::LOG_RECORD);
 
 /// Value kinds of the layout.
 pub mod kind {
@@ -152,6 +170,14 @@ impl FlatWriter {
             }
         }
         crate::encode::reuse(&mut self.body, crate::encode::KEEP_MAX);
+    }
+
+    /// Starts the string table over under a new epoch with the next batch:
+    /// for when Go could not read a batch and so lacks its new entries, which
+    /// later batches would refer to.
+    pub fn start_over(&mut self) {
+        self.strings.start_over();
+        self.memo.clear();
     }
 
     /// The writer's string table.
@@ -250,6 +276,22 @@ mod tests {
     }
 
     #[test]
+    fn a_table_told_to_start_over_does_so_with_the_next_batch() {
+        let mut w = FlatWriter::default();
+        let request = traces(span());
+        written(&mut w, Signal::Traces, &request);
+        w.start_over();
+        let (mode, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(mode, MODE_FLAT);
+        // Epoch 1, base 0: "a", "b", "op" sent again, and "x" (seen before).
+        assert_eq!(&rest[..12], &[1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0]);
+        assert_eq!(w.strings().epoch(), 1);
+        // Only once.
+        let (_, rest) = written(&mut w, Signal::Traces, &request);
+        assert_eq!(&rest[..12], &[1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
     fn what_it_cannot_hold_exactly_goes_as_otlp() {
         let cases: Vec<(Signal, Vec<u8>)> = vec![
             // A key twice: pdata keeps both.
@@ -336,7 +378,7 @@ mod tests {
         let (mode, rest) = written(&mut w, Signal::Traces, &request);
         assert_eq!(mode, MODE_FLAT);
         let list = KeyValueList { values: attributes }.encode_to_vec();
-        let mut want = (body::INLINE | list.len() as u32).to_le_bytes().to_vec();
+        let mut want = (INLINE | list.len() as u32).to_le_bytes().to_vec();
         want.extend_from_slice(&list);
         assert!(rest.windows(want.len()).any(|w| w == want));
     }

@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod attribute_cache;
+mod bytes_hash;
 mod canonical;
 pub mod dictionary;
 #[doc(hidden)]

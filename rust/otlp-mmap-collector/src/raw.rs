@@ -7,7 +7,6 @@
 
 use otlp_mmap_core::tags::measurement;
 use otlp_mmap_core::view::Repeated;
-use prost::encoding::decode_varint;
 
 /// The value of a measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -217,48 +216,10 @@ impl<'a> RawMeasurement<'a> {
     }
 }
 
-/// Takes a varint off the front of `buf`: one of up to four bytes (keys,
-/// lengths and dictionary refs mostly are) directly, a longer one through
-/// prost.
+/// Takes a varint off the front of `buf` (the core crate's reader).
 #[inline(always)]
 pub(crate) fn varint(buf: &mut &[u8]) -> Option<u64> {
-    let bytes: &[u8] = buf;
-    match bytes {
-        [b, rest @ ..] if *b < 0x80 => {
-            *buf = rest;
-            Some(u64::from(*b))
-        }
-        [b0, b1, rest @ ..] if *b1 < 0x80 => {
-            *buf = rest;
-            Some(u64::from(b0 & 0x7f) | u64::from(*b1) << 7)
-        }
-        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
-            *buf = rest;
-            Some(u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7 | u64::from(*b2) << 14)
-        }
-        [b0, b1, b2, b3, rest @ ..] if *b3 < 0x80 => {
-            *buf = rest;
-            Some(
-                u64::from(b0 & 0x7f)
-                    | u64::from(b1 & 0x7f) << 7
-                    | u64::from(b2 & 0x7f) << 14
-                    | u64::from(*b3) << 21,
-            )
-        }
-        _ => {
-            let (v, rest) = long_varint(bytes)?;
-            *buf = rest;
-            Some(v)
-        }
-    }
-}
-
-/// A varint of five bytes or more (or a bad one), and what follows it (the
-/// slice goes by value, so that the callers' slices can stay in registers).
-#[cold]
-fn long_varint(mut buf: &[u8]) -> Option<(u64, &[u8])> {
-    let v = decode_varint(&mut buf).ok()?;
-    Some((v, buf))
+    otlp_mmap_core::view::varint(buf).ok()
 }
 
 #[inline(always)]

@@ -26,15 +26,14 @@
 //! assembling a span allocates nothing.
 
 use std::collections::VecDeque;
-use std::hash::Hasher;
 
-use rustc_hash::{FxHashMap as HashMap, FxHasher};
+use rustc_hash::FxHashMap as HashMap;
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use otlp_mmap_core::MmapReader;
 use otlp_mmap_core::view::{AnyValueView, LinkView, Repeated, SpanEventKind, SpanEventView};
 
-use crate::attribute_cache::{self, CachedAttribute};
+use crate::attribute_cache::CachedAttribute;
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
@@ -825,11 +824,7 @@ fn push_name(name: &mut String, bytes: &[u8], last: &mut String) {
     }
 }
 
-pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(key);
-    h.finish()
-}
+pub(crate) use crate::bytes_hash::bytes_hash as key_hash;
 
 /// Sets each attribute as `Span::set_attribute` does (a key already
 /// present takes the new value), within the span limits.
@@ -844,7 +839,7 @@ fn set_attributes(
 ) {
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
-        let raw_hash = attribute_cache::raw_hash(entry);
+        let raw_hash = key_hash(entry);
         if let Some(hit) = dict.attributes.get(entry, raw_hash) {
             // What a resolution does (see below), with the cached field: the
             // key and the value charged to the record budget the same.

@@ -65,9 +65,9 @@ pub struct WireError;
 
 /// Takes a varint off the front of `buf`: one of up to four bytes (keys,
 /// lengths and dictionary refs mostly are) directly, a longer one through
-/// prost.
+/// prost. (The collector's readers of records use it too.)
 #[inline(always)]
-fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+pub fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     let bytes: &[u8] = buf;
     match bytes {
         [b, rest @ ..] if *b < 0x80 => {

@@ -25,6 +25,91 @@
 #include <stddef.h>
 
 /*
+ Flat batch: its first four bytes ("OMF1"), as a little-endian u32.
+ */
+#define OM_FLAT_MAGIC 826690895
+
+/*
+ Flat batch mode byte: the flat layout follows.
+ */
+#define OM_FLAT_MODE_FLAT 0
+
+/*
+ Flat batch mode byte: the OTLP export request follows.
+ */
+#define OM_FLAT_MODE_OTLP 1
+
+/*
+ Flat batch: the bit of a str word (or attrs count) whose bytes follow inline.
+ */
+#define OM_FLAT_INLINE 2147483648
+
+/*
+ Flat value kind: no value.
+ */
+#define OM_FLAT_KIND_EMPTY 0
+
+/*
+ Flat value kind: a string.
+ */
+#define OM_FLAT_KIND_STR 1
+
+/*
+ Flat value kind: a bool, one byte.
+ */
+#define OM_FLAT_KIND_BOOL 2
+
+/*
+ Flat value kind: an int64.
+ */
+#define OM_FLAT_KIND_INT 3
+
+/*
+ Flat value kind: a double, its bits.
+ */
+#define OM_FLAT_KIND_DOUBLE 4
+
+/*
+ Flat value kind: bytes, with their length.
+ */
+#define OM_FLAT_KIND_BYTES 5
+
+/*
+ Flat value kind: an encoded AnyValue message, with its length.
+ */
+#define OM_FLAT_KIND_ANY_VALUE 6
+
+/*
+ Flat batch: the fewest bytes a resource takes, with its count of scopes.
+ */
+#define OM_FLAT_RESOURCE_MIN_BYTES 12
+
+/*
+ Flat batch: the fewest bytes a scope takes, with its count of items.
+ */
+#define OM_FLAT_SCOPE_MIN_BYTES 20
+
+/*
+ Flat batch: the fewest bytes an attribute takes.
+ */
+#define OM_FLAT_ATTRIBUTE_MIN_BYTES 5
+
+/*
+ Flat batch: the fewest bytes a span takes.
+ */
+#define OM_FLAT_SPAN_MIN_BYTES 88
+
+/*
+ Flat batch: the fewest bytes a link takes.
+ */
+#define OM_FLAT_LINK_MIN_BYTES 40
+
+/*
+ Flat batch: the fewest bytes a log record takes.
+ */
+#define OM_FLAT_LOG_MIN_BYTES 65
+
+/*
  Room for a delivery marker (`om_reader_delivery_marker`), in bytes.
  */
 #define OM_DELIVERY_MARKER_MAX_BYTES 64
@@ -415,6 +500,18 @@ int32_t om_reader_commit(struct OmReader *reader,
                          int32_t signal_,
                          uint64_t token,
                          struct OmError *err);
+
+/*
+ Call when a flat traces or logs batch (`flat_handoff`) could not be
+ decoded: the signal's string table starts over under a new epoch, so that
+ later batches do not refer to strings the caller never got. The pending
+ batch, if any, is laid out again under the new table at the next poll
+ (commit it to drop it). Not needed on the good path; no effect on metrics.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_flat_start_over(struct OmReader *reader, int32_t signal_, struct OmError *err);
 
 /*
  Snapshots the metric aggregates into a batch that the next

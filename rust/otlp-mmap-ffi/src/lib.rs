@@ -42,12 +42,14 @@
 //! }
 //! ```
 
+mod flat_layout;
 mod handles;
 mod reader;
 mod status;
 mod watcher;
 mod writer;
 
+pub use flat_layout::*;
 pub use reader::*;
 pub use status::*;
 pub use watcher::*;

@@ -413,6 +413,28 @@ pub unsafe extern "C" fn om_reader_commit(
     })
 }
 
+/// Call when a flat traces or logs batch (`flat_handoff`) could not be
+/// decoded: the signal's string table starts over under a new epoch, so that
+/// later batches do not refer to strings the caller never got. The pending
+/// batch, if any, is laid out again under the new table at the next poll
+/// (commit it to drop it). Not needed on the good path; no effect on metrics.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_flat_start_over(
+    reader: *mut OmReader,
+    signal_: i32,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        let r = handles::get(reader)?;
+        r.reader.start_flat_over(signal(signal_)?);
+        Ok(OM_OK)
+    })
+}
+
 /// Snapshots the metric aggregates into a batch that the next
 /// `OM_SIGNAL_METRICS` poll returns. `OM_EMPTY` when no series had data,
 /// `OM_BUSY` when the previous metrics batch is not committed yet.

@@ -348,6 +348,18 @@ func (r *Reader) Commit(sig Signal, token uint64) error {
 	return nil
 }
 
+// StartFlatOver tells the library that a flat traces or logs batch of sig
+// could not be decoded: its string table for sig starts over under a new
+// epoch, so later batches do not refer to strings the decoder never got.
+// The pending batch is laid out again at the next Poll; Commit drops it.
+func (r *Reader) StartFlatOver(sig Signal) error {
+	var e C.OmError
+	if rc := C.om_reader_flat_start_over(r.p, C.int32_t(sig), &e); rc != C.OM_OK {
+		return newError("om_reader_flat_start_over", rc, &e)
+	}
+	return nil
+}
+
 // CollectMetrics snapshots the metric aggregates into a batch for the next
 // metrics Poll (nothing happens when no series has data). busy is true when
 // the previous metrics batch is still uncommitted (the measurements keep

@@ -208,6 +208,27 @@ func openWritten(t *testing.T, opts ffi.Options, ringSlots uint32) (*pair, [2]*f
 	return &pair{otlp: rs[0], flat: rs[1]}, ws
 }
 
+// The library's flat batches decode to what its OTLP batches hold, on every
+// run (without the corpora or the long test): a change of the layout on
+// one side only fails here.
+func TestLibraryFlatBatchesDecodeAsItsOTLP(t *testing.T) {
+	opts := ffi.DefaultOptions()
+	opts.MaxBatchSpans, opts.MaxBatchLogs = 4, 4
+	p, ws := openWritten(t, opts, 256)
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 10 {
+		start := t0.Add(time.Duration(i) * time.Millisecond)
+		for _, w := range ws {
+			require.NoError(t, w.Span([16]byte{1, byte(i)}, [8]byte{2, byte(i)}, "op", "k", fmt.Sprint("v", i%3), start, start.Add(time.Millisecond)))
+			require.NoError(t, w.Log(fmt.Sprint("body ", i), "k", "v", start))
+		}
+	}
+	p.drive(t)
+	require.Equal(t, [2]uint64{10, 10}, [2]uint64{p.items[ffi.Traces], p.items[ffi.Logs]})
+	require.Equal(t, [2]int{3, 3}, [2]int{p.batches[ffi.Traces], p.batches[ffi.Logs]})
+	require.Equal(t, p.batches, p.flatBatches, "every batch flat")
+}
+
 // Many batches of one file: the string table grows across batches (names,
 // keys and values that repeat are sent once), values that never repeat go
 // inline, and the table starts over once past its bounds (32,768 entries:

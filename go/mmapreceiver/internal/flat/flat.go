@@ -40,6 +40,12 @@ const (
 type Decoder struct {
 	strings []string
 	epoch   uint32
+	// lost: the last flat batch did not decode, so the table may not be the
+	// library's (the library counted that batch's entries as sent). The
+	// receiver then has the library start its table over
+	// (ffi.Reader.StartFlatOver), and only a batch that starts a table
+	// (base 0) is read next, whatever its epoch.
+	lost bool
 }
 
 // Strings returns how many strings the table holds.
@@ -157,10 +163,14 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	default:
 		return cursor{}, nil, fmt.Errorf("flat batch: unknown mode %d", data[len(magic)])
 	}
+	// Lost until the batch is read to its end.
+	lost := d.lost
+	d.lost = true
 	c := cursor{b: data[len(magic)+1:]}
 	epoch, base, n := c.u32(), uint64(c.u32()), c.count(4)
+	restart := epoch != d.epoch || lost
 	held := uint64(len(d.strings))
-	if epoch != d.epoch {
+	if restart {
 		held = 0
 	}
 	if c.err == nil && base > held {
@@ -173,7 +183,7 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	if c.err != nil {
 		return cursor{}, nil, c.err
 	}
-	if epoch != d.epoch {
+	if restart {
 		clear(d.strings)
 		d.strings, d.epoch = d.strings[:0], epoch
 	}
@@ -188,13 +198,14 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	return c, nil, nil
 }
 
-// end checks that the body was read to its end.
-func end(c *cursor) error {
+// end checks that the body was read to its end: then the batch decoded.
+func (d *Decoder) end(c *cursor) error {
 	if c.err != nil {
 		return c.err
 	}
 	if len(c.b) != 0 {
 		return fmt.Errorf("flat batch: %d bytes left after the body", len(c.b))
 	}
+	d.lost = false
 	return nil
 }

@@ -42,7 +42,7 @@ func (d *Decoder) Logs(data []byte) (plog.Logs, error) {
 			}
 		}
 	}
-	if err := end(&c); err != nil {
+	if err := d.end(&c); err != nil {
 		return plog.Logs{}, err
 	}
 	return ld, nil

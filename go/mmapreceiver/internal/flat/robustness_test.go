@@ -86,8 +86,9 @@ func TestDamagedBatchesFailCleanly(t *testing.T) {
 }
 
 // The table header: a batch whose new entries start past what Go holds is
-// refused (and leaves the table as it was); a batch delivered again adds
-// nothing; a new epoch starts the table over.
+// refused; a batch delivered again adds nothing; a new epoch starts the
+// table over. After a batch that did not decode, only one that starts a
+// table (base 0) is read, as the library sends once told to start over.
 func TestTableHeader(t *testing.T) {
 	batch := func(epoch, base uint32, strs ...string) []byte {
 		b := []byte("OMF1\x00")
@@ -112,8 +113,13 @@ func TestTableHeader(t *testing.T) {
 	require.ErrorContains(t, err, "out of step")
 	require.Equal(t, 2, d.Strings())
 	_, err = d.Logs(batch(0, 2, "c"))
+	require.ErrorContains(t, err, "out of step", "the table may be lost")
+	_, err = d.Logs(batch(0, 0, "c"))
 	require.NoError(t, err)
-	require.Equal(t, 3, d.Strings())
+	require.Equal(t, 1, d.Strings(), "started over")
+	_, err = d.Logs(batch(0, 1, "d"))
+	require.NoError(t, err)
+	require.Equal(t, 2, d.Strings())
 	_, err = d.Logs(batch(1, 0, "x"))
 	require.NoError(t, err)
 	require.Equal(t, 1, d.Strings())
@@ -183,4 +189,94 @@ func TestLongAttributeListsDecodeWithPdata(t *testing.T) {
 	bad[len(b)-8-len(list)] = 0xff
 	_, err = d.Logs(bad)
 	require.Error(t, err)
+}
+
+// A flat batch that does not decode, dropped and reported to the library
+// (as the receiver does): the library starts its table over, and the
+// batches after it decode, though they use strings the dropped one brought.
+func TestAfterABatchThatDoesNotDecodeTheNextOnesDo(t *testing.T) {
+	for _, report := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "f.otlp")
+		w, err := ffitest.CreateWriter(path, 256, 512)
+		require.NoError(t, err)
+		defer w.Close()
+		opts := ffi.DefaultOptions()
+		opts.Flat = true
+		r, err := ffitest.OpenReader(path, opts)
+		require.NoError(t, err)
+		defer r.Close()
+		now := time.Unix(1_700_000_000, 0)
+		var d flat.Decoder
+		for round := range 3 {
+			for i := range 3 {
+				require.NoError(t, w.Log(fmt.Sprint("body ", round, i), "key", "value", now))
+			}
+			b, ok, err := r.Poll(ffi.Logs, now)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, byte(0), b.Data[4], "flat")
+			data := append([]byte(nil), b.Data...)
+			if round == 0 {
+				// The first batch brings "key" (and the scope's strings);
+				// a length in its table made wrong.
+				require.NotZero(t, binary.LittleEndian.Uint32(data[13:]), "new entries")
+				binary.LittleEndian.PutUint32(data[17:], 0x7fff_ffff)
+			}
+			ld, derr := d.Logs(data)
+			switch {
+			case round == 0:
+				require.Error(t, derr)
+				if report {
+					require.NoError(t, r.StartFlatOver(ffi.Logs))
+				}
+			case report:
+				require.NoError(t, derr, "round %d", round)
+				require.Equal(t, 3, ld.LogRecordCount())
+				rec := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(2)
+				require.Equal(t, fmt.Sprint("body ", round, 2), rec.Body().Str())
+				v, ok := rec.Attributes().Get("key")
+				require.True(t, ok)
+				require.Equal(t, "value", v.Str())
+			default:
+				require.Error(t, derr, "round %d: without the report the table stays out of step", round)
+			}
+			require.NoError(t, r.Commit(ffi.Logs, b.Token))
+		}
+	}
+}
+
+// Told to start over while the batch is pending, the library lays it out
+// again under the new table: polled again (re-offered), it decodes.
+func TestAPendingBatchIsLaidOutAgainAfterStartOver(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.otlp")
+	w, err := ffitest.CreateWriter(path, 256, 512)
+	require.NoError(t, err)
+	defer w.Close()
+	opts := ffi.DefaultOptions()
+	opts.Flat = true
+	r, err := ffitest.OpenReader(path, opts)
+	require.NoError(t, err)
+	defer r.Close()
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 3 {
+		require.NoError(t, w.Log(fmt.Sprint("body ", i), "key", "value", now))
+	}
+	b, ok, err := r.Poll(ffi.Logs, now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	data := append([]byte(nil), b.Data...)
+	binary.LittleEndian.PutUint32(data[17:], 0x7fff_ffff)
+	var d flat.Decoder
+	_, err = d.Logs(data)
+	require.Error(t, err)
+	require.NoError(t, r.StartFlatOver(ffi.Logs))
+	again, ok, err := r.Poll(ffi.Logs, now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, b.Token, again.Token, "the same batch")
+	require.Equal(t, uint32(1), binary.LittleEndian.Uint32(again.Data[5:]), "under a new epoch")
+	ld, err := d.Logs(again.Data)
+	require.NoError(t, err)
+	require.Equal(t, 3, ld.LogRecordCount())
+	require.NoError(t, r.Commit(ffi.Logs, again.Token))
 }

@@ -45,7 +45,7 @@ func (d *Decoder) Traces(data []byte) (ptrace.Traces, error) {
 			}
 		}
 	}
-	if err := end(&c); err != nil {
+	if err := d.end(&c); err != nil {
 		return ptrace.Traces{}, err
 	}
 	return td, nil

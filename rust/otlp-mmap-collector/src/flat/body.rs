@@ -4,11 +4,13 @@
 
 use otlp_mmap_core::view::Wire;
 
+use crate::bytes_hash::bytes_hash;
+
 use super::kv_memo::KeyValueMemo;
 use super::layout::{Layout, Slot};
-use super::strings::{StringTable, hash};
+use super::strings::StringTable;
 use super::wire::next_field;
-use super::{NotFlat, kind};
+use super::{INLINE, NotFlat, kind};
 
 /// What writing a batch uses.
 pub(crate) struct Ctx<'a> {
@@ -24,9 +26,6 @@ pub(crate) struct Ctx<'a> {
 
 /// Marks a key given by its id in [`Ctx::keys`].
 const ID_KEY: u64 = 1 << 63;
-
-/// Bit of a `str` word that says the string follows inline.
-pub(crate) const INLINE: u32 = 1 << 31;
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -220,7 +219,7 @@ fn put_key(c: &mut Ctx<'_>, key: &[u8]) -> Result<u64, NotFlat> {
         put_u32(c.out, id);
         return Ok(ID_KEY | u64::from(id));
     }
-    let h = hash(key);
+    let h = bytes_hash(key);
     match c.strings.intern_hashed(key, h, true) {
         Some(id) => {
             put_u32(c.out, id);

@@ -48,7 +48,7 @@ const RESOURCE: Layout = &[(1, Attrs(true)), (2, Varint32)];
 /// `Status`.
 const STATUS: Layout = &[(2, Str(false)), (3, Varint32)];
 /// `Span.Link`.
-const LINK: Layout = &[
+pub(crate) const LINK: Layout = &[
     (1, Id16),
     (2, Id8),
     (3, Str(false)),
@@ -57,7 +57,7 @@ const LINK: Layout = &[
     (6, Fixed32),
 ];
 /// `Span` (events, fields 11 and 12, are not written by the reader).
-const SPAN: Layout = &[
+pub(crate) const SPAN: Layout = &[
     (1, Id16),
     (2, Id8),
     (3, Str(false)),
@@ -74,7 +74,7 @@ const SPAN: Layout = &[
     (16, Fixed32),
 ];
 /// `LogRecord`.
-const LOG_RECORD: Layout = &[
+pub(crate) const LOG_RECORD: Layout = &[
     (1, Fixed64),
     (2, Varint32),
     (3, Str(true)),
@@ -87,11 +87,46 @@ const LOG_RECORD: Layout = &[
     (11, Fixed64),
     (12, Str(true)),
 ];
-const SCOPE_SPANS: Layout = &[(1, Message(SCOPE)), (2, Repeated(SPAN))];
-const RESOURCE_SPANS: Layout = &[(1, Message(RESOURCE)), (2, Repeated(SCOPE_SPANS))];
+pub(crate) const SCOPE_SPANS: Layout = &[(1, Message(SCOPE)), (2, Repeated(SPAN))];
+pub(crate) const RESOURCE_SPANS: Layout = &[(1, Message(RESOURCE)), (2, Repeated(SCOPE_SPANS))];
 /// `ExportTraceServiceRequest`.
 pub(crate) const TRACES: Layout = &[(1, Repeated(RESOURCE_SPANS))];
-const SCOPE_LOGS: Layout = &[(1, Message(SCOPE)), (2, Repeated(LOG_RECORD))];
-const RESOURCE_LOGS: Layout = &[(1, Message(RESOURCE)), (2, Repeated(SCOPE_LOGS))];
+pub(crate) const SCOPE_LOGS: Layout = &[(1, Message(SCOPE)), (2, Repeated(LOG_RECORD))];
+pub(crate) const RESOURCE_LOGS: Layout = &[(1, Message(RESOURCE)), (2, Repeated(SCOPE_LOGS))];
 /// `ExportLogsServiceRequest`.
 pub(crate) const LOGS: Layout = &[(1, Repeated(RESOURCE_LOGS))];
+
+/// The fewest bytes a message of `layout` takes: every field absent, each
+/// slot at its smallest (a value is its kind byte, a list its count).
+pub(crate) const fn min_bytes(layout: Layout) -> u32 {
+    let mut total = 0;
+    let mut i = 0;
+    while i < layout.len() {
+        total += match layout[i].1 {
+            Id16 => 16,
+            Id8 | Fixed64 => 8,
+            Str(_) | Varint32 | Fixed32 | Attrs(_) | Repeated(_) => 4,
+            Value => 1,
+            Message(inner) => min_bytes(inner),
+        };
+        i += 1;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_sizes_are_the_fields_sizes_and_the_same_for_both_signals() {
+        // Resource attrs + dropped + scopes; scope name, version, attrs,
+        // dropped + items; link ids, trace state, attrs, dropped, flags.
+        assert_eq!(min_bytes(RESOURCE_SPANS), 4 + 4 + 4);
+        assert_eq!(min_bytes(SCOPE_SPANS), 5 * 4);
+        assert_eq!(min_bytes(LINK), 16 + 8 + 4 * 4);
+        // Go reads the resources and scopes of both signals alike.
+        assert_eq!(min_bytes(RESOURCE_LOGS), min_bytes(RESOURCE_SPANS));
+        assert_eq!(min_bytes(SCOPE_LOGS), min_bytes(SCOPE_SPANS));
+    }
+}

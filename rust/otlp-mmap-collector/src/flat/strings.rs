@@ -14,9 +14,9 @@
 //! hash of their length and first and last bytes, checked against the
 //! bytes kept: most lookups cost one comparison and no full hash.
 
-use std::hash::Hasher;
+use rustc_hash::FxHashMap as HashMap;
 
-use rustc_hash::{FxHashMap as HashMap, FxHasher};
+use crate::bytes_hash::bytes_hash;
 
 /// Most entries before the table starts over (at the next batch).
 pub const MAX_ENTRIES: usize = 1 << 15;
@@ -52,6 +52,8 @@ pub struct StringTable {
     epoch: u32,
     /// Entries sent with earlier batches (the current batch's start from here).
     base: usize,
+    /// Start over at the next batch, whatever the table holds.
+    start_over: bool,
 }
 
 impl Default for StringTable {
@@ -64,15 +66,9 @@ impl Default for StringTable {
             memo: vec![NO_ID; MEMO_SLOTS].into_boxed_slice(),
             epoch: 0,
             base: 0,
+            start_over: false,
         }
     }
-}
-
-/// Hash of a string's bytes.
-pub(crate) fn hash(bytes: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(bytes);
-    h.finish()
 }
 
 /// The memo slot of a string.
@@ -122,10 +118,19 @@ impl StringTable {
         Some(&self.bytes[e.start as usize..(e.start + e.len) as usize])
     }
 
-    /// Starts a batch: a table past its bounds starts over (returns true then).
+    /// Makes the next batch start the table over under a new epoch (Go lost
+    /// its copy: it could not read a batch's new entries).
+    pub(crate) fn start_over(&mut self) {
+        self.start_over = true;
+    }
+
+    /// Starts a batch: a table past its bounds, or told to, starts over
+    /// (returns true then).
     pub(crate) fn begin_batch(&mut self) -> bool {
-        let full = self.entries.len() >= MAX_ENTRIES || self.bytes.len() >= MAX_BYTES;
+        let full =
+            self.start_over || self.entries.len() >= MAX_ENTRIES || self.bytes.len() >= MAX_BYTES;
         if full {
+            self.start_over = false;
             self.index.clear();
             self.entries.clear();
             self.bytes.clear();
@@ -179,7 +184,7 @@ impl StringTable {
     pub(crate) fn intern(&mut self, s: &[u8], always: bool) -> Option<u32> {
         match self.memoized(s) {
             Some(id) => Some(id),
-            None => self.intern_hashed(s, hash(s), always),
+            None => self.intern_hashed(s, bytes_hash(s), always),
         }
     }
 
@@ -242,41 +247,41 @@ mod tests {
         let mut t = StringTable::default();
         t.begin_batch();
         let k = b"http.method";
-        assert_eq!(t.intern_hashed(k, hash(k), true), Some(0));
-        assert_eq!(t.intern_hashed(k, hash(k), true), Some(0));
+        assert_eq!(t.intern_hashed(k, bytes_hash(k), true), Some(0));
+        assert_eq!(t.intern_hashed(k, bytes_hash(k), true), Some(0));
         let v = b"GET";
         assert_eq!(
-            t.intern_hashed(v, hash(v), false),
+            t.intern_hashed(v, bytes_hash(v), false),
             None,
             "first time: inline"
         );
         assert_eq!(
-            t.intern_hashed(v, hash(v), false),
+            t.intern_hashed(v, bytes_hash(v), false),
             Some(1),
             "second time: interned"
         );
         assert_eq!(header(&mut t), (0, 0, vec![k.to_vec(), v.to_vec()]));
         t.begin_batch();
-        assert_eq!(t.intern_hashed(k, hash(k), true), Some(0));
+        assert_eq!(t.intern_hashed(k, bytes_hash(k), true), Some(0));
         let w = b"POST";
-        assert_eq!(t.intern_hashed(w, hash(w), true), Some(2));
+        assert_eq!(t.intern_hashed(w, bytes_hash(w), true), Some(2));
         assert_eq!(header(&mut t), (0, 2, vec![w.to_vec()]));
         let long = vec![b'x'; MAX_STRING + 1];
-        assert_eq!(t.intern_hashed(&long, hash(&long), true), None);
+        assert_eq!(t.intern_hashed(&long, bytes_hash(&long), true), None);
     }
 
     #[test]
     fn a_batch_not_sent_leaves_nothing_behind() {
         let mut t = StringTable::default();
         t.begin_batch();
-        t.intern_hashed(b"a", hash(b"a"), true);
+        t.intern_hashed(b"a", bytes_hash(b"a"), true);
         header(&mut t);
         t.begin_batch();
-        t.intern_hashed(b"b", hash(b"b"), true);
+        t.intern_hashed(b"b", bytes_hash(b"b"), true);
         t.abandon_batch();
         assert_eq!(t.len(), 1);
         t.begin_batch();
-        assert_eq!(t.intern_hashed(b"c", hash(b"c"), true), Some(1));
+        assert_eq!(t.intern_hashed(b"c", bytes_hash(b"c"), true), Some(1));
         assert_eq!(header(&mut t), (0, 1, vec![b"c".to_vec()]));
     }
 
@@ -286,12 +291,12 @@ mod tests {
         t.begin_batch();
         for i in 0..MAX_ENTRIES {
             let s = i.to_string();
-            t.intern_hashed(s.as_bytes(), hash(s.as_bytes()), true);
+            t.intern_hashed(s.as_bytes(), bytes_hash(s.as_bytes()), true);
         }
         header(&mut t);
         t.begin_batch();
         assert_eq!((t.epoch(), t.len()), (1, 0));
-        assert_eq!(t.intern_hashed(b"k", hash(b"k"), true), Some(0));
+        assert_eq!(t.intern_hashed(b"k", bytes_hash(b"k"), true), Some(0));
         assert_eq!(header(&mut t), (1, 0, vec![b"k".to_vec()]));
     }
 
