@@ -958,7 +958,8 @@ def main():
                                                  "skipped": sorted(SKIP)})
     else:
         results = {}
-    results |= {"machine": machine(), "trials": TRIALS, "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    kept_speed = {"speed": results["machine"]["speed"]} if "speed" in results.get("machine", {}) else {}
+    results |= {"machine": machine() | kept_speed, "trials": TRIALS, "started": results.get("started") or time.strftime("%Y-%m-%d %H:%M:%S %z"),
                "load_start": results.get("load_start") or loadavg(),
                "receiver_defaults": receiver_defaults(),
                "git_head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
