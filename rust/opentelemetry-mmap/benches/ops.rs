@@ -18,7 +18,6 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
@@ -27,12 +26,9 @@ use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
 };
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 /// The operations, by name.
 const OPERATIONS: [&str; 8] = [
@@ -46,53 +42,10 @@ const OPERATIONS: [&str; 8] = [
     "sdk_meter_provider",
 ];
 
-#[derive(Debug)]
-struct DiscardingExporter;
-
-impl SpanExporter for DiscardingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardingLogExporter;
-
-impl LogExporter for DiscardingLogExporter {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        black_box(batch.iter().count());
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardingMetricExporter;
-
-impl PushMetricExporter for DiscardingMetricExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        black_box(metrics);
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
-
-fn four_attributes() -> [KeyValue; 4] {
-    [
-        KeyValue::new("http.request.method", "GET"),
-        KeyValue::new("http.response.status_code", 200_i64),
-        KeyValue::new("server.duration", 1.25),
-        KeyValue::new("cache.hit", true),
-    ]
-}
+mod sdk_reference;
+use sdk_reference::{
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, four_attributes,
+};
 
 fn emit_one<L: Logger>(logger: &L) {
     let mut rec = logger.create_log_record();

@@ -38,12 +38,9 @@ use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
 };
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use otlp_mmap_core::{MmapReader, RingKind, Slot};
 
 /// CPU time of the calling thread.
@@ -150,53 +147,10 @@ impl Drop for Drainer {
     }
 }
 
-#[derive(Debug)]
-struct DiscardingExporter;
-
-impl SpanExporter for DiscardingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardingLogExporter;
-
-impl LogExporter for DiscardingLogExporter {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        black_box(batch.iter().count());
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct DiscardingMetricExporter;
-
-impl PushMetricExporter for DiscardingMetricExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        black_box(metrics);
-        Ok(())
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
-
-fn four_attributes() -> [KeyValue; 4] {
-    [
-        KeyValue::new("http.request.method", "GET"),
-        KeyValue::new("http.response.status_code", 200_i64),
-        KeyValue::new("server.duration", 1.25),
-        KeyValue::new("cache.hit", true),
-    ]
-}
+mod sdk_reference;
+use sdk_reference::{
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, four_attributes,
+};
 
 /// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
 /// set, with the ring sizes of the environment (`OTEL_MMAP_SPAN_SLOTS` & co)

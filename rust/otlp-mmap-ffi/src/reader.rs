@@ -671,14 +671,9 @@ pub unsafe extern "C" fn om_reader_restore(
 ) -> i32 {
     guard(err, || {
         let r = handles::get(reader)?;
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else if data.is_null() {
-            return Err(Failure::new(OM_ERR_NULL, "data is NULL"));
-        } else {
-            // SAFETY: non-NULL and valid for reads of `len` bytes by the caller's contract.
-            unsafe { std::slice::from_raw_parts(data, len) }
-        };
+        // SAFETY: `data` is valid for reads of `len` bytes (or NULL with
+        // `len` 0) by the caller's contract.
+        let bytes = unsafe { caller_bytes(data, len) }?;
         match r.reader.restore(bytes) {
             Ok(restored) => {
                 if !refused.is_null() {
@@ -690,6 +685,24 @@ pub unsafe extern "C" fn om_reader_restore(
             Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
         }
     })
+}
+
+/// The caller's `len` bytes at `data` (empty when `len` is 0, whatever
+/// `data` is); an error when `data` is NULL with a nonzero `len`.
+///
+/// # Safety
+/// `data` is NULL or valid for reads of `len` bytes for `'a`.
+#[allow(unsafe_code)]
+unsafe fn caller_bytes<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        Ok(&[])
+    } else if data.is_null() {
+        Err(Failure::new(OM_ERR_NULL, "data is NULL"))
+    } else {
+        // SAFETY: non-NULL and valid for reads of `len` bytes by this
+        // function's contract.
+        Ok(unsafe { std::slice::from_raw_parts(data, len) })
+    }
 }
 
 /// Room for a delivery marker (`om_reader_delivery_marker`), in bytes.
@@ -761,14 +774,9 @@ pub unsafe extern "C" fn om_reader_restore_delivered(
 ) -> i32 {
     guard(err, || {
         let r = handles::get(reader)?;
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else if data.is_null() {
-            return Err(Failure::new(OM_ERR_NULL, "data is NULL"));
-        } else {
-            // SAFETY: non-NULL and valid for reads of `len` bytes by the caller's contract.
-            unsafe { std::slice::from_raw_parts(data, len) }
-        };
+        // SAFETY: `data` is valid for reads of `len` bytes (or NULL with
+        // `len` 0) by the caller's contract.
+        let bytes = unsafe { caller_bytes(data, len) }?;
         match r.reader.restore_delivered(bytes) {
             Ok(s) => {
                 if !skipped.is_null() {
