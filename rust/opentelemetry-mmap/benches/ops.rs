@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use opentelemetry::KeyValue;
-use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::logs::LoggerProvider;
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry_mmap::{
@@ -44,18 +44,8 @@ const OPERATIONS: [&str; 8] = [
 
 mod sdk_reference;
 use sdk_reference::{
-    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, four_attributes,
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, emit_one, four_attributes,
 };
-
-fn emit_one<L: Logger>(logger: &L) {
-    let mut rec = logger.create_log_record();
-    rec.set_severity_number(Severity::Info);
-    rec.set_body("served an item".into());
-    rec.add_attribute("item.id", 42_i64);
-    rec.add_attribute("item.kind", "book");
-    rec.add_attribute("cached", true);
-    logger.emit(rec);
-}
 
 /// Runs `op` `n` times uncounted, then `n` times inside [`measured`].
 fn twice(n: u64, mut op: impl FnMut()) {

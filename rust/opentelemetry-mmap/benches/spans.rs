@@ -32,7 +32,7 @@ use std::time::Duration;
 use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use opentelemetry::KeyValue;
-use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::logs::LoggerProvider;
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry_mmap::{
@@ -149,7 +149,7 @@ impl Drop for Drainer {
 
 mod sdk_reference;
 use sdk_reference::{
-    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, four_attributes,
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, emit_one, four_attributes,
 };
 
 /// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
@@ -248,17 +248,6 @@ fn spans<M: Measurement>(c: &mut Criterion<M>) {
         let _ = provider.shutdown();
     }
     g.finish();
-}
-
-/// The same log record through any `Logger`.
-fn emit_one<L: Logger>(logger: &L) {
-    let mut rec = logger.create_log_record();
-    rec.set_severity_number(Severity::Info);
-    rec.set_body("served an item".into());
-    rec.add_attribute("item.id", 42_i64);
-    rec.add_attribute("item.kind", "book");
-    rec.add_attribute("cached", true);
-    logger.emit(rec);
 }
 
 fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {

@@ -669,21 +669,43 @@ pub unsafe extern "C" fn om_reader_restore(
     refused: *mut u64,
     err: *mut OmError,
 ) -> i32 {
+    // SAFETY: the caller's contract is `apply_stored`'s.
+    unsafe {
+        apply_stored(reader, data, len, refused, err, |r, bytes| {
+            r.restore(bytes)
+                .map(|restored| restored.refused)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Hands the caller's stored bytes (`data`, `len`) to `apply` on the
+/// reader; on success writes the count it returns to `count` (when not
+/// NULL), on failure returns `OM_BUSY` with its message.
+///
+/// # Safety
+/// `data` is valid for reads of `len` bytes (or NULL with `len` 0);
+/// `count` and `err` are NULL or valid for writes.
+#[allow(unsafe_code)]
+unsafe fn apply_stored(
+    reader: *mut OmReader,
+    data: *const u8,
+    len: usize,
+    count: *mut u64,
+    err: *mut OmError,
+    apply: impl FnOnce(&mut FileReader, &[u8]) -> Result<u64, String>,
+) -> i32 {
     guard(err, || {
         let r = handles::get(reader)?;
         // SAFETY: `data` is valid for reads of `len` bytes (or NULL with
-        // `len` 0) by the caller's contract.
+        // `len` 0) by this function's contract.
         let bytes = unsafe { caller_bytes(data, len) }?;
-        match r.reader.restore(bytes) {
-            Ok(restored) => {
-                if !refused.is_null() {
-                    // SAFETY: non-NULL and valid for writes by the caller's contract.
-                    unsafe { *refused = restored.refused };
-                }
-                Ok(OM_OK)
-            }
-            Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
+        let n = apply(&mut r.reader, bytes).map_err(|e| Failure::new(OM_BUSY, e))?;
+        if !count.is_null() {
+            // SAFETY: non-NULL and valid for writes by this function's contract.
+            unsafe { *count = n };
         }
+        Ok(OM_OK)
     })
 }
 
@@ -772,22 +794,14 @@ pub unsafe extern "C" fn om_reader_restore_delivered(
     skipped: *mut u64,
     err: *mut OmError,
 ) -> i32 {
-    guard(err, || {
-        let r = handles::get(reader)?;
-        // SAFETY: `data` is valid for reads of `len` bytes (or NULL with
-        // `len` 0) by the caller's contract.
-        let bytes = unsafe { caller_bytes(data, len) }?;
-        match r.reader.restore_delivered(bytes) {
-            Ok(s) => {
-                if !skipped.is_null() {
-                    // SAFETY: non-NULL and valid for writes by the caller's contract.
-                    unsafe { *skipped = s.spans };
-                }
-                Ok(OM_OK)
-            }
-            Err(e) => Err(Failure::new(OM_BUSY, e.to_string())),
-        }
-    })
+    // SAFETY: the caller's contract is `apply_stored`'s.
+    unsafe {
+        apply_stored(reader, data, len, skipped, err, |r, bytes| {
+            r.restore_delivered(bytes)
+                .map(|s| s.spans)
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Whether the writer of a file whose liveness lock the reader never saw

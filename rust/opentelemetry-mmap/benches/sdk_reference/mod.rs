@@ -1,12 +1,13 @@
 //! The workload and the SDK's side of the comparisons, shared by the
 //! `spans` (criterion) and `ops` (callgrind) benches: exporters that discard
 //! what the SDK's batch processors and periodic reader hand them, and the
-//! span's four attributes.
+//! span's four attributes and the log record.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
+use opentelemetry::logs::{LogRecord, Logger, Severity};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::Temporality;
@@ -64,4 +65,15 @@ pub fn four_attributes() -> [KeyValue; 4] {
         KeyValue::new("server.duration", 1.25),
         KeyValue::new("cache.hit", true),
     ]
+}
+
+/// The same log record through any `Logger`.
+pub fn emit_one<L: Logger>(logger: &L) {
+    let mut rec = logger.create_log_record();
+    rec.set_severity_number(Severity::Info);
+    rec.set_body("served an item".into());
+    rec.add_attribute("item.id", 42_i64);
+    rec.add_attribute("item.kind", "book");
+    rec.add_attribute("cached", true);
+    logger.emit(rec);
 }
