@@ -10,14 +10,17 @@
 //! [`MmapReader::map_again`]: no file descriptor, the file's length as the
 //! reader knows it), so it never touches a [`FileReader`], which stays the
 //! caller's alone. An idle process then costs one sleep of one thread per
-//! `interval`, whatever the number of files. Whether a parked file's writer
+//! `interval`, whatever the number of files; once no parked file has had
+//! anything for [`QUIET_AFTER`], the sleeps double up to
+//! [`QUIET_PERIOD_FACTOR`] × `interval` ([`WatchPeriod`]), and the next park
+//! or ready file brings them back to `interval`. Whether a parked file's writer
 //! is still alive the caller asks the reader itself
 //! ([`FileReader::check_writer`]) now and then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::Ordering;
 
@@ -48,6 +51,18 @@ impl Parked {
     }
 }
 
+/// How long until the earliest deadline of a parked file, but at least
+/// `interval` (the watcher's shortest sleep).
+fn until_due(parked: &HashMap<u64, Parked>, interval: Duration) -> Duration {
+    let now = otlp_mmap_core::now_unix_nano();
+    parked
+        .values()
+        .map(|p| Duration::from_nanos(p.due_unix_nano.saturating_sub(now)))
+        .min()
+        .unwrap_or(Duration::MAX)
+        .max(interval)
+}
+
 /// The start time in the file header (0 if it cannot be read).
 fn start_time(region: &SharedRegion) -> u64 {
     region
@@ -56,13 +71,67 @@ fn start_time(region: &SharedRegion) -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Default)]
+/// How long no parked file may have had anything before the watcher sleeps
+/// longer than its `interval`.
+pub const QUIET_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest sleep of a quiet watcher, in `interval`s.
+pub const QUIET_PERIOD_FACTOR: u32 = 4;
+
+/// The watcher's sleep between two looks at the parked files: `interval`
+/// while files come and go, doubling up to [`QUIET_PERIOD_FACTOR`] ×
+/// `interval` once nothing has happened for [`QUIET_AFTER`]. A sporadic
+/// writer (a record at least every second) is thus always looked at every
+/// `interval`; a file silent for longer waits at most the longest sleep for
+/// its first record, and idle files cost a quarter of the wake-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchPeriod {
+    interval: Duration,
+    current: Duration,
+}
+
+impl WatchPeriod {
+    /// A period that starts at `interval`.
+    pub fn new(interval: Duration) -> Self {
+        WatchPeriod {
+            interval,
+            current: interval,
+        }
+    }
+
+    /// The sleep before the next look.
+    pub fn current(&self) -> Duration {
+        self.current
+    }
+
+    /// After a look: `quiet_for` is the time since a file was last parked or
+    /// found ready.
+    pub fn after_look(&mut self, quiet_for: Duration) {
+        self.current = if quiet_for < QUIET_AFTER {
+            self.interval
+        } else {
+            let longest = self.interval.saturating_mul(QUIET_PERIOD_FACTOR);
+            self.current.saturating_mul(2).min(longest)
+        };
+    }
+
+    /// Whether a file parked now should wake the watcher from its sleep
+    /// (it sleeps longer than `interval`).
+    pub fn sleeps_long(&self) -> bool {
+        self.current > self.interval
+    }
+}
+
+#[derive(Debug)]
 struct State {
     parked: HashMap<u64, Parked>,
     stop: bool,
+    /// When a file was last parked or found ready.
+    active_at: Instant,
+    period: WatchPeriod,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     stopped: Condvar,
@@ -91,7 +160,15 @@ impl IdleWatch {
         interval: Duration,
         mut notify: impl FnMut(u64) -> bool + Send + 'static,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                parked: HashMap::new(),
+                stop: false,
+                active_at: Instant::now(),
+                period: WatchPeriod::new(interval),
+            }),
+            stopped: Condvar::new(),
+        });
         let watched = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("otlp-mmap-idle".into())
@@ -99,9 +176,13 @@ impl IdleWatch {
                 let mut ready = Vec::new();
                 let mut state = watched.lock();
                 loop {
+                    let sleep = state
+                        .period
+                        .current()
+                        .min(until_due(&state.parked, interval));
                     state = watched
                         .stopped
-                        .wait_timeout(state, interval)
+                        .wait_timeout(state, sleep)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                     if state.stop {
@@ -120,6 +201,11 @@ impl IdleWatch {
                             state.parked.remove(&token);
                         }
                     }
+                    if !ready.is_empty() {
+                        state.active_at = Instant::now();
+                    }
+                    let quiet_for = state.active_at.elapsed();
+                    state.period.after_look(quiet_for);
                 }
             })?;
         Ok(IdleWatch {
@@ -156,13 +242,27 @@ impl IdleWatch {
             rings,
             due_unix_nano,
         };
-        self.shared.lock().parked.insert(token, parked);
+        let mut state = self.shared.lock();
+        state.parked.insert(token, parked);
+        state.active_at = Instant::now();
+        if state.period.sleeps_long() {
+            // A file that just had records: look at it every `interval`
+            // from now on, not after the rest of a long sleep.
+            state.period = WatchPeriod::new(state.period.interval);
+            self.shared.stopped.notify_all();
+        }
         Ok(())
     }
 
     /// Forgets the file parked under `token`; returns whether it was parked.
     pub fn unpark(&self, token: u64) -> bool {
         self.shared.lock().parked.remove(&token).is_some()
+    }
+
+    /// The watcher's sleep between two looks now: `interval`, or longer
+    /// while it is quiet ([`WatchPeriod`]).
+    pub fn period(&self) -> Duration {
+        self.shared.lock().period.current()
     }
 
     /// Files parked now.
@@ -178,5 +278,39 @@ impl Drop for IdleWatch {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_period_stays_at_the_interval_while_files_come_and_go() {
+        let mut p = WatchPeriod::new(15 * MS);
+        for quiet in [Duration::ZERO, 200 * MS, QUIET_AFTER - MS] {
+            p.after_look(quiet);
+            assert_eq!(p.current(), 15 * MS);
+            assert!(!p.sleeps_long());
+        }
+    }
+
+    #[test]
+    fn a_quiet_watcher_doubles_its_sleep_up_to_the_factor_and_comes_back() {
+        let mut p = WatchPeriod::new(15 * MS);
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            p.after_look(QUIET_AFTER);
+            seen.push(p.current());
+        }
+        let longest = 15 * MS * QUIET_PERIOD_FACTOR;
+        assert_eq!(&seen[..2], &[30 * MS, 60 * MS]);
+        assert!(seen.iter().all(|&d| d <= longest));
+        assert_eq!(*seen.last().unwrap(), longest);
+        assert!(p.sleeps_long());
+        p.after_look(10 * MS);
+        assert_eq!(p.current(), 15 * MS);
     }
 }

@@ -1,0 +1,57 @@
+//! The idle watcher sleeps longer once nothing has happened for a while, and
+//! a file parked then brings it back to its interval at once.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use otlp_mmap_collector::idle_watch::QUIET_PERIOD_FACTOR;
+use otlp_mmap_collector::{FileReader, IdleWatch, ReaderOptions, Signal};
+use otlp_mmap_core::proto::{self, any_value::Value};
+use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
+
+const INTERVAL: Duration = Duration::from_millis(5);
+
+/// Waits (up to a generous deadline, so a loaded machine only slows the
+/// test) until `done` holds.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_quiet_watcher_sleeps_longer_and_a_park_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let path = dir.path().join(name);
+        let w = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+        let r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+        (w, r)
+    };
+    let (_quiet_writer, quiet_reader) = open("quiet.otlp");
+    let (writer, reader) = open("busy.otlp");
+    let (tx, rx) = mpsc::channel();
+    let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
+    let far = u64::MAX;
+    watch.park(1, &quiet_reader, &[Signal::Logs], far).unwrap();
+    assert_eq!(watch.period(), INTERVAL);
+
+    eventually("the quiet watcher sleeps its longest", || {
+        watch.period() == INTERVAL * QUIET_PERIOD_FACTOR
+    });
+
+    watch.park(2, &reader, &[Signal::Logs], far).unwrap();
+    assert_eq!(watch.period(), INTERVAL, "a park ends the long sleeps");
+
+    let ev = proto::Event {
+        body: Some(proto::AnyValue {
+            value: Some(Value::StringValue("hello".into())),
+        }),
+        ..Default::default()
+    };
+    writer.try_write(RingKind::Events, &ev).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(2));
+    assert_eq!(watch.parked(), 1, "the quiet file stays parked");
+}
