@@ -26,8 +26,8 @@ func (d *Decoder) attrs(c *cursor, m pcommon.Map) {
 		}
 		return
 	}
-	if uint64(w)*attrSize > uint64(len(c.b)) {
-		c.fail(fmt.Errorf("flat batch: %d attributes in %d bytes", w, len(c.b)))
+	if uint64(w)*attrSize > uint64(c.left()) {
+		c.fail(fmt.Errorf("flat batch: %d attributes in %d bytes", w, c.left()))
 		return
 	}
 	n := int(w)
