@@ -40,6 +40,9 @@ const (
 type Decoder struct {
 	strings []string
 	epoch   uint32
+	// scratch: the buffer an embedded value is decoded from (reused, kept
+	// up to maxScratch).
+	scratch []byte
 	// lost: the last flat batch did not decode, so the table may not be the
 	// library's (the library counted that batch's entries as sent). The
 	// receiver then has the library start its table over
