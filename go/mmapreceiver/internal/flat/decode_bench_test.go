@@ -145,3 +145,27 @@ func BenchmarkDecodeStructuredBodies(b *testing.B) {
 	})
 	benchLogs(b, batch, n)
 }
+
+// A batch that brings 1024 table entries (a body each), decoded by a new
+// Decoder each time: the cost of the table's growth, as in the first
+// batches of a file.
+func BenchmarkDecodeTableEntries(b *testing.B) {
+	table := []string{"INFO"}
+	for i := range benchRecords {
+		table = append(table, fmt.Sprintf("GET /items/%d served", 100_000+i))
+	}
+	batch := logsBatch(table, benchRecords, func(l *layout, i int) {
+		l.u8(kindStr)
+		l.u32(uint32(1 + i))
+		l.u32(0) // attributes
+	})
+	b.SetBytes(int64(len(batch)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var d flat.Decoder
+		if _, err := d.Logs(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRecords), "ns/record")
+}

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -194,17 +195,31 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	if c.err != nil {
 		return cursor{}, nil, c.err
 	}
+	entries = entries[:len(entries)-c.left()]
 	if restart {
 		clear(d.strings)
 		d.strings, d.epoch = d.strings[:0], epoch
 	}
+	// Entries before held came with an earlier delivery of this batch. The
+	// new ones (entries from held on) are copied in one string, and each is
+	// a substring of it: one allocation per batch, not one per entry.
+	if uint64(n) > held-base {
+		d.strings = slices.Grow(d.strings, int(uint64(n)-(held-base)))
+	}
+	var copied string
+	from := 0 // where copied starts in entries
 	e := cursor{b: entries}
 	for i := range uint64(n) {
-		s := e.bytes(e.u32())
-		// Entries before held came with an earlier delivery of this batch.
-		if base+i >= held {
-			d.strings = append(d.strings, string(s))
+		at := e.off
+		size := int(e.u32())
+		e.bytes(uint32(size))
+		if base+i < held {
+			continue
 		}
+		if base+i == held {
+			copied, from = string(entries[at:]), at
+		}
+		d.strings = append(d.strings, copied[e.off-from-size:e.off-from])
 	}
 	return c, nil, nil
 }
