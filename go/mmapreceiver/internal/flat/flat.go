@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -40,6 +41,9 @@ const (
 type Decoder struct {
 	strings []string
 	epoch   uint32
+	// scratch: the buffer an embedded value is decoded from (reused, kept
+	// up to maxScratch).
+	scratch []byte
 	// lost: the last flat batch did not decode, so the table may not be the
 	// library's (the library counted that batch's entries as sent). The
 	// receiver then has the library start its table over
@@ -58,57 +62,65 @@ func (d *Decoder) Epoch() uint32 { return d.epoch }
 var errShort = errors.New("flat batch: truncated")
 
 // cursor reads a batch; the first failure sticks and every later read
-// returns zeros, so callers check err once per item.
+// returns zeros, so callers check err once per item. It moves an offset
+// rather than reslicing b: storing an int is not a pointer store, so a read
+// takes no GC write barrier (with a cursor behind a pointer, every reslice
+// did while the GC was marking).
 type cursor struct {
 	b   []byte
+	off int
 	err error
 }
+
+// left returns how many bytes are left to read.
+func (c *cursor) left() int { return len(c.b) - c.off }
 
 func (c *cursor) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.b = nil
+	c.off = len(c.b)
 }
 
 func (c *cursor) u8() byte {
-	if len(c.b) < 1 {
+	if c.left() < 1 {
 		c.fail(errShort)
 		return 0
 	}
-	v := c.b[0]
-	c.b = c.b[1:]
+	v := c.b[c.off]
+	c.off++
 	return v
 }
 
 func (c *cursor) u32() uint32 {
-	if len(c.b) < 4 {
+	if c.left() < 4 {
 		c.fail(errShort)
 		return 0
 	}
-	v := binary.LittleEndian.Uint32(c.b)
-	c.b = c.b[4:]
+	v := binary.LittleEndian.Uint32(c.b[c.off:])
+	c.off += 4
 	return v
 }
 
 func (c *cursor) u64() uint64 {
-	if len(c.b) < 8 {
+	if c.left() < 8 {
 		c.fail(errShort)
 		return 0
 	}
-	v := binary.LittleEndian.Uint64(c.b)
-	c.b = c.b[8:]
+	v := binary.LittleEndian.Uint64(c.b[c.off:])
+	c.off += 8
 	return v
 }
 
 // bytes returns the next n bytes (a view into the batch).
 func (c *cursor) bytes(n uint32) []byte {
-	if uint64(len(c.b)) < uint64(n) {
+	if uint64(c.left()) < uint64(n) {
 		c.fail(errShort)
 		return nil
 	}
-	v := c.b[:n:n]
-	c.b = c.b[n:]
+	end := c.off + int(n)
+	v := c.b[c.off:end:end]
+	c.off = end
 	return v
 }
 
@@ -129,8 +141,8 @@ func (c *cursor) spanID() (id [8]byte) {
 // allocated for items that are not there).
 func (c *cursor) count(size int) int {
 	n := c.u32()
-	if uint64(n)*uint64(size) > uint64(len(c.b)) {
-		c.fail(fmt.Errorf("flat batch: %d items of at least %d bytes in %d bytes", n, size, len(c.b)))
+	if uint64(n)*uint64(size) > uint64(c.left()) {
+		c.fail(fmt.Errorf("flat batch: %d items of at least %d bytes in %d bytes", n, size, c.left()))
 		return 0
 	}
 	return int(n)
@@ -176,24 +188,38 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	if c.err == nil && base > held {
 		c.fail(fmt.Errorf("flat batch: table out of step: entries from %d, %d held", base, held))
 	}
-	entries := c.b
+	entries := c.b[c.off:]
 	for range n {
 		c.bytes(c.u32())
 	}
 	if c.err != nil {
 		return cursor{}, nil, c.err
 	}
+	entries = entries[:len(entries)-c.left()]
 	if restart {
 		clear(d.strings)
 		d.strings, d.epoch = d.strings[:0], epoch
 	}
+	// Entries before held came with an earlier delivery of this batch. The
+	// new ones (entries from held on) are copied in one string, and each is
+	// a substring of it: one allocation per batch, not one per entry.
+	if uint64(n) > held-base {
+		d.strings = slices.Grow(d.strings, int(uint64(n)-(held-base)))
+	}
+	var copied string
+	from := 0 // where copied starts in entries
 	e := cursor{b: entries}
 	for i := range uint64(n) {
-		s := e.bytes(e.u32())
-		// Entries before held came with an earlier delivery of this batch.
-		if base+i >= held {
-			d.strings = append(d.strings, string(s))
+		at := e.off
+		size := int(e.u32())
+		e.bytes(uint32(size))
+		if base+i < held {
+			continue
 		}
+		if base+i == held {
+			copied, from = string(entries[at:]), at
+		}
+		d.strings = append(d.strings, copied[e.off-from-size:e.off-from])
 	}
 	return c, nil, nil
 }
@@ -203,8 +229,8 @@ func (d *Decoder) end(c *cursor) error {
 	if c.err != nil {
 		return c.err
 	}
-	if len(c.b) != 0 {
-		return fmt.Errorf("flat batch: %d bytes left after the body", len(c.b))
+	if c.left() != 0 {
+		return fmt.Errorf("flat batch: %d bytes left after the body", c.left())
 	}
 	d.lost = false
 	return nil

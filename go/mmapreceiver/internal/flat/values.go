@@ -20,14 +20,14 @@ func (d *Decoder) attrs(c *cursor, m pcommon.Map) {
 		// A long list, as an encoded KeyValueList.
 		b := c.bytes(w &^ inline)
 		if c.err == nil {
-			if err := keyValueList(b, m); err != nil {
+			if err := d.keyValueList(b, m); err != nil {
 				c.fail(err)
 			}
 		}
 		return
 	}
-	if uint64(w)*attrSize > uint64(len(c.b)) {
-		c.fail(fmt.Errorf("flat batch: %d attributes in %d bytes", w, len(c.b)))
+	if uint64(w)*attrSize > uint64(c.left()) {
+		c.fail(fmt.Errorf("flat batch: %d attributes in %d bytes", w, c.left()))
 		return
 	}
 	n := int(w)
@@ -72,7 +72,7 @@ func (d *Decoder) value(c *cursor, kind byte, v pcommon.Value) {
 	case kindAnyValue:
 		b := c.bytes(c.u32())
 		if c.err == nil {
-			if err := anyValue(b, v); err != nil {
+			if err := d.anyValue(b, v); err != nil {
 				c.fail(err)
 			}
 		}
@@ -81,34 +81,71 @@ func (d *Decoder) value(c *cursor, kind byte, v pcommon.Value) {
 	}
 }
 
-// anyValue decodes an encoded AnyValue message (an array or kvlist) into v
-// with pdata's own decoder: wrapped as the body of a log record of an
-// export request, whose body is then copied.
-func anyValue(msg []byte, v pcommon.Value) error {
-	field := func(num uint64, inner []byte) []byte {
-		out := binary.AppendUvarint(nil, num<<3|2)
-		out = binary.AppendUvarint(out, uint64(len(inner)))
-		return append(out, inner...)
+// The fields that wrap an embedded value as the body of a log record of an
+// export request, outermost first: ExportLogsServiceRequest.resource_logs
+// (1), ResourceLogs.scope_logs (2), ScopeLogs.log_records (2),
+// LogRecord.body (5); all length-delimited (wire type 2).
+var bodyPath = [...]byte{1<<3 | 2, 2<<3 | 2, 2<<3 | 2, 5<<3 | 2}
+
+// embedded decodes an encoded AnyValue message, prefix followed by msg,
+// with pdata's own decoder: wrapped, in the decoder's scratch buffer, as
+// the body of a log record of an export request. It returns that body
+// (pdata copies what it decodes, so the scratch is free again after).
+func (d *Decoder) embedded(prefix, msg []byte) (pcommon.Value, error) {
+	// lens[i]: the length of what the field bodyPath[i] holds.
+	var lens [len(bodyPath)]int
+	n := len(prefix) + len(msg)
+	for i := len(bodyPath) - 1; i >= 0; i-- {
+		lens[i] = n
+		n += 1 + uvarintLen(uint64(n))
 	}
-	// LogRecord.body (5) in ScopeLogs.log_records (2) in
-	// ResourceLogs.scope_logs (2) in ExportLogsServiceRequest.resource_logs (1).
-	req := field(1, field(2, field(2, field(5, msg))))
+	req := d.scratch[:0]
+	for i, tag := range bodyPath {
+		req = binary.AppendUvarint(append(req, tag), uint64(lens[i]))
+	}
+	req = append(append(req, prefix...), msg...)
+	if cap(req) <= maxScratch {
+		d.scratch = req[:0]
+	}
 	ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(req)
 	if err != nil {
-		return fmt.Errorf("flat batch: an embedded value: %w", err)
+		return pcommon.Value{}, fmt.Errorf("flat batch: an embedded value: %w", err)
 	}
-	ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body().CopyTo(v)
+	return ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body(), nil
+}
+
+// maxScratch: the largest scratch buffer a Decoder keeps between values.
+const maxScratch = 64 << 10
+
+// uvarintLen returns how many bytes x takes as a varint.
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// anyValue decodes an encoded AnyValue message (an array or kvlist) into v.
+func (d *Decoder) anyValue(msg []byte, v pcommon.Value) error {
+	body, err := d.embedded(nil, msg)
+	if err != nil {
+		return err
+	}
+	body.MoveTo(v)
 	return nil
 }
 
 // keyValueList decodes an encoded KeyValueList into m (empty) with pdata's
 // decoder, which keeps its entries as they are, in order.
-func keyValueList(list []byte, m pcommon.Map) error {
+func (d *Decoder) keyValueList(list []byte, m pcommon.Map) error {
 	// AnyValue.kvlist_value (6).
-	msg := binary.AppendUvarint([]byte{6<<3 | 2}, uint64(len(list)))
-	msg = append(msg, list...)
-	v := pcommon.NewValueEmpty()
-	if err := anyValue(msg, v); err != nil {
+	var prefix [1 + binary.MaxVarintLen64]byte
+	prefix[0] = 6<<3 | 2
+	n := 1 + binary.PutUvarint(prefix[1:], uint64(len(list)))
+	v, err := d.embedded(prefix[:n], list)
+	if err != nil {
 		return err
 	}
 	if v.Type() != pcommon.ValueTypeMap {
