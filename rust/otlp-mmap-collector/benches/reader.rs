@@ -2,6 +2,8 @@
 //! - `spans`: 4-attribute spans (StartSpan + EndSpan) assembled and encoded
 //!   into ExportTraceServiceRequest bytes, per span;
 //! - `logs`: log records (3 attributes) converted and encoded, per record;
+//! - `spans_flat`, `logs_flat`: the same with the flat hand-off (what the
+//!   Collector's receiver uses);
 //! - `measurements`: counter measurements with 3 attributes aggregated, per measurement;
 //! - `ring_decode`: span events (StartSpan, 4 attributes) taken from the ring
 //!   and parsed into views, nothing else, per record.
@@ -62,6 +64,31 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+
+    for (name, spans) in [("spans_flat", Spans::flat())] {
+        let spans = std::cell::RefCell::new(spans);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    |n| spans.borrow_mut().fill(n),
+                    || spans.borrow_mut().drain(),
+                )
+            })
+        });
+    }
+    for (name, logs) in [("logs_flat", Logs::flat())] {
+        let logs = std::cell::RefCell::new(logs);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    |n| logs.borrow_mut().fill(n),
+                    || logs.borrow_mut().drain(),
+                )
+            })
+        });
+    }
 
     let measurements = std::cell::RefCell::new(Measurements::new());
     g.bench_function("measurements", |b| {
