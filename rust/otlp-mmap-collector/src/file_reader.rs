@@ -917,17 +917,27 @@ impl FileReader {
     fn encode_traces(&mut self) -> Option<Pending> {
         self.skip_delivered_spans();
         let mut bytes = self.spare.pop().unwrap_or_default();
+        // With the flat hand-off, the flat batch is written from the spans
+        // as they are encoded.
+        let mut flat = Vec::new();
+        if self.options.flat_handoff {
+            flat = self.spare.pop().unwrap_or_default();
+        }
         let s = &mut self.stream;
-        let items = self.assembler.encode_completed(
+        let items = self.assembler.encode_completed_and_flat(
             self.options.max_batch_spans,
             self.options.max_batch_bytes,
             &s.file,
             &mut s.dict,
             &mut self.request,
             &mut bytes,
+            self.options
+                .flat_handoff
+                .then_some((&mut self.flat[Signal::Traces as usize], &mut flat)),
         );
         if items == 0 {
             self.recycle(bytes);
+            self.recycle(flat);
             return None;
         }
         let token = self.token();
@@ -936,7 +946,7 @@ impl FileReader {
             token,
             items: items as u64,
             release: None,
-            flat: Vec::new(),
+            flat,
         })
     }
 
@@ -993,8 +1003,19 @@ impl FileReader {
             return None;
         }
         let mut out = self.spare.pop().unwrap_or_default();
-        self.request
-            .encode_from(&s.file, &mut s.dict, &self.log_arena, &mut out);
+        let arena = &self.log_arena;
+        self.request.group(&s.file, &mut s.dict);
+        self.request.write_request(&mut out, |at, len, out| {
+            out.extend_from_slice(&arena[at..at + len])
+        });
+        // With the flat hand-off, the flat batch is written from the
+        // records as they are encoded.
+        let mut flat = Vec::new();
+        if self.options.flat_handoff {
+            flat = self.spare.pop().unwrap_or_default();
+            self.flat[i].write_logs(&self.request, &out, arena, &mut flat);
+        }
+        self.request.finish();
         encode::reuse(&mut self.log_arena, encode::KEEP_MAX);
         let generation = s.generation;
         let token = self.token();
@@ -1003,7 +1024,7 @@ impl FileReader {
             token,
             items,
             release: Some((generation, last)),
-            flat: Vec::new(),
+            flat,
         })
     }
 

@@ -67,10 +67,13 @@
 mod body;
 mod kv_memo;
 mod layout;
+pub(crate) mod span;
 pub mod strings;
 mod wire;
 
 use crate::file_reader::Signal;
+use crate::group::RequestEncoder;
+use body::put_u32;
 use strings::StringTable;
 
 /// First bytes of every flat batch.
@@ -124,52 +127,111 @@ pub(crate) struct NotFlat;
 #[derive(Debug, Default)]
 pub struct FlatWriter {
     strings: StringTable,
-    body: Vec<u8>,
     /// Keys of the attribute list being written.
     keys: Vec<u64>,
     memo: kv_memo::KeyValueMemo,
 }
 
+/// Bytes of a flat batch before its body: magic, mode, the string table's
+/// header (epoch, base, count), without the new entries.
+const HEADER: usize = MAGIC.len() + 1 + 12;
+
 impl FlatWriter {
     /// Appends the flat batch of `request` (an export request of `signal`,
     /// as the reader encodes it; metrics always go as OTLP) to `out`.
     pub fn write(&mut self, signal: Signal, request: &[u8], out: &mut Vec<u8>) {
-        if self.strings.begin_batch() {
-            self.memo.clear();
-        }
-        self.body.clear();
         let layout = match signal {
             Signal::Traces => Some(layout::TRACES),
             Signal::Logs => Some(layout::LOGS),
             Signal::Metrics => None,
         };
+        self.write_with(request, out, |c| match layout {
+            Some(layout) => body::message(c, request, layout),
+            None => Err(NotFlat),
+        });
+    }
+
+    /// Appends the flat batch of the traces batch `request` grouped (see
+    /// [`RequestEncoder::group`]), whose export request is `otlp`, to
+    /// `out`: the same bytes as [`write`](Self::write) of `otlp`, written
+    /// from the spans themselves (`span(at)`: the fields of the item pushed
+    /// with `at`) rather than from their encoding.
+    pub(crate) fn write_spans<'a>(
+        &mut self,
+        request: &RequestEncoder,
+        otlp: &[u8],
+        span: impl Fn(usize) -> span::SpanFields<'a>,
+        out: &mut Vec<u8>,
+    ) {
+        self.write_with(otlp, out, |c| {
+            grouped(c, request, |c, at, _| span::span(c, &span(at)))
+        });
+    }
+
+    /// Appends the flat batch of the logs batch `request` grouped, whose
+    /// items are ranges of `arena` (their encoded `LogRecord`s) and whose
+    /// export request is `otlp`, to `out`: the same bytes as
+    /// [`write`](Self::write) of `otlp`, without reading the request.
+    pub(crate) fn write_logs(
+        &mut self,
+        request: &RequestEncoder,
+        otlp: &[u8],
+        arena: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.write_with(otlp, out, |c| {
+            grouped(c, request, |c, at, len| {
+                let record = arena.get(at..at + len).ok_or(NotFlat)?;
+                body::message(c, record, layout::LOG_RECORD)
+            })
+        });
+    }
+
+    /// Appends a batch whose body `body` writes, or, when it cannot, the
+    /// export request `request` as OTLP. The body is written in place after
+    /// the header; the strings the table gained go in front of it.
+    fn write_with(
+        &mut self,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        body: impl FnOnce(&mut body::Ctx<'_>) -> Result<(), NotFlat>,
+    ) {
+        if self.strings.begin_batch() {
+            self.memo.clear();
+        }
+        let start = out.len();
+        out.extend_from_slice(MAGIC);
+        out.push(MODE_FLAT);
+        out.extend_from_slice(&[0; HEADER - MAGIC.len() - 1]);
         let mut ctx = body::Ctx {
             strings: &mut self.strings,
             memo: &mut self.memo,
             inlined: false,
             keys: &mut self.keys,
-            out: &mut self.body,
+            out,
         };
-        let done = match layout {
-            Some(layout) => body::message(&mut ctx, request, layout),
-            None => Err(NotFlat),
-        };
-        out.extend_from_slice(MAGIC);
-        match done {
+        match body(&mut ctx) {
             Ok(()) => {
-                out.push(MODE_FLAT);
-                self.strings.write_new(out);
-                out.extend_from_slice(&self.body);
+                let table = start + MAGIC.len() + 1;
+                out[table..start + HEADER].copy_from_slice(&self.strings.header());
+                let end = out.len();
+                self.strings.write_entries(out);
+                let new = out.len() - end;
+                if new > 0 {
+                    // Rare once the table holds the file's strings.
+                    out[start + HEADER..].rotate_right(new);
+                }
             }
             Err(NotFlat) => {
                 // Strings added while writing are not sent: forget them.
                 self.strings.abandon_batch();
                 self.memo.clear();
+                out.truncate(start);
+                out.extend_from_slice(MAGIC);
                 out.push(MODE_OTLP);
                 out.extend_from_slice(request);
             }
         }
-        crate::encode::reuse(&mut self.body, crate::encode::KEEP_MAX);
     }
 
     /// Starts the string table over under a new epoch with the next batch:
@@ -184,6 +246,33 @@ impl FlatWriter {
     pub fn strings(&self) -> &StringTable {
         &self.strings
     }
+}
+
+/// Writes the body of a batch grouped by `request` (an export request's
+/// resources, their scopes, the scopes' items, as [`body::message`] writes
+/// them from the request), each item by `item(at, len)`.
+fn grouped(
+    c: &mut body::Ctx<'_>,
+    request: &RequestEncoder,
+    mut item: impl FnMut(&mut body::Ctx<'_>, usize, usize) -> Result<(), NotFlat>,
+) -> Result<(), NotFlat> {
+    put_u32(c.out, request.resources() as u32);
+    for r in 0..request.resources() {
+        body::message(c, request.resource(r), layout::RESOURCE)?;
+        let mut scopes = body::List::open(c.out);
+        for g in request.scopes_of(r) {
+            scopes.add();
+            body::message(c, request.scope(g), layout::SCOPE)?;
+            let mut items = body::List::open(c.out);
+            for (at, len) in request.items_of(g) {
+                items.add();
+                item(c, at, len)?;
+            }
+            items.close(c.out);
+        }
+        scopes.close(c.out);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,8 +115,18 @@ impl RequestEncoder {
         file: &MmapReader,
         dict: &mut DictionaryCache,
         out: &mut Vec<u8>,
-        mut write: impl FnMut(usize, usize, &mut Vec<u8>),
+        write: impl FnMut(usize, usize, &mut Vec<u8>),
     ) {
+        self.group(file, dict);
+        self.write_request(out, write);
+        self.finish();
+    }
+
+    /// Groups the items pushed by scope and resource, resolving scopes and
+    /// resources: the batch as [`write_request`](Self::write_request)
+    /// writes it and the accessors ([`resources`](Self::resources) ...)
+    /// give it, until [`finish`](Self::finish).
+    pub(crate) fn group(&mut self, file: &MmapReader, dict: &mut DictionaryCache) {
         // Items by scope, each scope's in the order pushed (a counting sort).
         self.members.clear();
         self.members.resize(self.items.len(), (0, 0));
@@ -172,6 +182,15 @@ impl RequestEncoder {
         for g in &self.scopes {
             self.resources[g.resource].len += encode::field_len(2, g.len);
         }
+    }
+
+    /// Appends the export request of the batch [`group`](Self::group)
+    /// made to `out` (`write` as for [`encode`](Self::encode)).
+    pub(crate) fn write_request(
+        &self,
+        out: &mut Vec<u8>,
+        mut write: impl FnMut(usize, usize, &mut Vec<u8>),
+    ) {
         let total: usize = self
             .resources
             .iter()
@@ -193,9 +212,41 @@ impl RequestEncoder {
                 }
             }
         }
+    }
+
+    /// Forgets the batch: the next items make the next one.
+    pub(crate) fn finish(&mut self) {
         self.items.clear();
         self.scopes.clear();
         self.index.clear();
         encode::reuse(&mut self.meta, encode::KEEP_MAX);
+    }
+
+    /// Resources of the batch [`group`](Self::group) made.
+    pub(crate) fn resources(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// The encoded `Resource` of resource `r`.
+    pub(crate) fn resource(&self, r: usize) -> &[u8] {
+        &self.meta[self.resources[r].resource.clone()]
+    }
+
+    /// The scopes of resource `r`, in the order the request holds them.
+    pub(crate) fn scopes_of(&self, r: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.scopes.len()).filter(move |&g| self.scopes[g].resource == r)
+    }
+
+    /// The encoded `InstrumentationScope` of scope `g`.
+    pub(crate) fn scope(&self, g: usize) -> &[u8] {
+        &self.meta[self.scopes[g].scope.clone()]
+    }
+
+    /// The items of scope `g` as pushed (`at`, `len`), in the order the
+    /// request holds them.
+    pub(crate) fn items_of(&self, g: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.members[self.scopes[g].members.clone()]
+            .iter()
+            .map(|&(_, i)| (self.items[i].at, self.items[i].len))
     }
 }

@@ -37,6 +37,8 @@ use crate::attribute_cache::CachedAttribute;
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
+use crate::flat::FlatWriter;
+use crate::flat::span::SpanFields;
 use crate::group::RequestEncoder;
 
 /// Attribute set to `true` on a span that was emitted without its end.
@@ -394,6 +396,28 @@ impl InFlight {
             + status
     }
 
+    /// What the span's `Span` message holds ([`encode`](Self::encode)
+    /// writes it), for the flat layout to be written from.
+    pub(crate) fn flat_fields(&self) -> SpanFields<'_> {
+        SpanFields {
+            trace_id: &self.trace_id,
+            span_id: &self.span_id,
+            parent_span_id: &self.parent_span_id,
+            name: self.name.as_bytes(),
+            kind: self.kind,
+            start_time_unix_nano: self.start_time_unix_nano,
+            end_time_unix_nano: self.end_time_unix_nano,
+            attributes: [&self.attributes, &self.marking],
+            dropped_attributes_count: self.dropped_attributes_count,
+            links: &self.links,
+            dropped_links_count: self.dropped_links_count,
+            status: self
+                .status
+                .map(|code| (code, self.status_message.as_bytes())),
+            flags: self.flags,
+        }
+    }
+
     /// Appends the span's `Span` message (its content, without key and
     /// length) to `out`, in the order prost writes fields: by number.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
@@ -538,6 +562,23 @@ impl SpanAssembler {
         request: &mut RequestEncoder,
         out: &mut Vec<u8>,
     ) -> usize {
+        self.encode_completed_and_flat(max, max_bytes, file, dict, request, out, None)
+    }
+
+    /// [`encode_completed`](Self::encode_completed), and with `flat` (a
+    /// writer and its output) the flat batch of the same spans, written
+    /// from them (what [`FlatWriter::write`] of the request gives).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode_completed_and_flat(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        request: &mut RequestEncoder,
+        out: &mut Vec<u8>,
+        flat: Option<(&mut FlatWriter, &mut Vec<u8>)>,
+    ) -> usize {
         let mut bytes = 0usize;
         let mut n = 0;
         for c in &self.completed {
@@ -552,7 +593,13 @@ impl SpanAssembler {
             return 0;
         }
         let completed = &self.completed;
-        request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
+        let start = out.len();
+        request.group(file, dict);
+        request.write_request(out, |i, _, out| completed[i].encode(out));
+        if let Some((writer, flat)) = flat {
+            writer.write_spans(request, &out[start..], |i| completed[i].flat_fields(), flat);
+        }
+        request.finish();
         self.drop_completed(n)
     }
 
