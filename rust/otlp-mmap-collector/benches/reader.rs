@@ -65,30 +65,27 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    for (name, spans) in [("spans_flat", Spans::flat())] {
-        let spans = std::cell::RefCell::new(spans);
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                timed(
-                    iters,
-                    |n| spans.borrow_mut().fill(n),
-                    || spans.borrow_mut().drain(),
-                )
-            })
-        });
-    }
-    for (name, logs) in [("logs_flat", Logs::flat())] {
-        let logs = std::cell::RefCell::new(logs);
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                timed(
-                    iters,
-                    |n| logs.borrow_mut().fill(n),
-                    || logs.borrow_mut().drain(),
-                )
-            })
-        });
-    }
+    let spans_flat = std::cell::RefCell::new(Spans::flat());
+    g.bench_function("spans_flat", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                |n| spans_flat.borrow_mut().fill(n),
+                || spans_flat.borrow_mut().drain(),
+            )
+        })
+    });
+
+    let logs_flat = std::cell::RefCell::new(Logs::flat());
+    g.bench_function("logs_flat", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                |n| logs_flat.borrow_mut().fill(n),
+                || logs_flat.borrow_mut().drain(),
+            )
+        })
+    });
 
     let measurements = std::cell::RefCell::new(Measurements::new());
     g.bench_function("measurements", |b| {

@@ -52,7 +52,7 @@ use crate::flat::FlatWriter;
 use crate::group::RequestEncoder;
 use crate::logs::encode_log_record;
 use crate::metrics::{MetricAggregator, MetricCounters};
-use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
+use crate::spans::{GiveUpReason, InFlight, SpanAssembler, SpanLimits, encode_spans};
 
 mod checkpoint;
 mod delivery;
@@ -320,6 +320,11 @@ struct Pending {
     /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout,
     /// once made (`bytes` stay the OTLP request, which checkpoints keep).
     flat: Vec<u8>,
+    /// A traces batch handed out flat: its spans, whose request `bytes`
+    /// are written only when needed (empty until then), see
+    /// [`FileReader::encode_pending_spans`]. Given back on commit.
+    #[allow(clippy::vec_box)]
+    spans: Vec<Box<InFlight>>,
 }
 
 /// One writer's stream: the mapping and what is derived from its refs.
@@ -411,6 +416,9 @@ pub struct FileReader {
     request: RequestEncoder,
     /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
     flat: [FlatWriter; 2],
+    /// The list of a traces batch's spans (see `Pending::spans`), kept for the next.
+    #[allow(clippy::vec_box)]
+    spare_spans: Vec<Box<InFlight>>,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -500,6 +508,7 @@ impl FileReader {
             log_arena: Vec::new(),
             request: RequestEncoder::default(),
             flat: Default::default(),
+            spare_spans: Vec::new(),
         })
     }
 
@@ -558,9 +567,13 @@ impl FileReader {
             Some(p) if p.token == token => (p.release, p.items),
             _ => return Err(ReaderError::Token { signal, got: token }),
         };
-        if let Some(done) = self.pending[signal as usize].take() {
+        if let Some(mut done) = self.pending[signal as usize].take() {
             self.recycle(done.bytes);
             self.recycle(done.flat);
+            if done.spans.capacity() > 0 {
+                self.assembler.give_back(&mut done.spans);
+                self.spare_spans = done.spans;
+            }
         }
         self.note_delivered(signal, items);
         if let Some((generation, seq)) = release
@@ -608,6 +621,7 @@ impl FileReader {
                     items: points,
                     release: None,
                     flat: Vec::new(),
+                    spans: Vec::new(),
                 });
                 CollectOutcome::Collected(points)
             }
@@ -656,6 +670,10 @@ impl FileReader {
             return;
         }
         self.flat[signal as usize].start_over();
+        if signal == Signal::Traces {
+            // Laid out again from its request.
+            self.encode_pending_spans();
+        }
         if let Some(p) = self.pending[signal as usize].as_mut() {
             let stale = std::mem::take(&mut p.flat);
             self.recycle(stale);
@@ -832,6 +850,8 @@ impl FileReader {
             let made = self.encode_traces();
             self.pending[Signal::Traces as usize] = made;
         }
+        // A batch handed out flat gets its request while its stream is current.
+        self.encode_pending_spans();
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
@@ -916,28 +936,48 @@ impl FileReader {
 
     fn encode_traces(&mut self) -> Option<Pending> {
         self.skip_delivered_spans();
-        let mut bytes = self.spare.pop().unwrap_or_default();
-        // With the flat hand-off, the flat batch is written from the spans
-        // as they are encoded.
-        let mut flat = Vec::new();
-        if self.options.flat_handoff {
-            flat = self.spare.pop().unwrap_or_default();
-        }
         let s = &mut self.stream;
-        let items = self.assembler.encode_completed_and_flat(
+        if self.options.flat_handoff {
+            // The flat batch is written from the spans; their request only
+            // if it is needed (see `encode_pending_spans`).
+            let mut flat = self.spare.pop().unwrap_or_default();
+            let mut spans = std::mem::take(&mut self.spare_spans);
+            let items = self.assembler.flat_completed(
+                self.options.max_batch_spans,
+                self.options.max_batch_bytes,
+                &s.file,
+                &mut s.dict,
+                &mut self.request,
+                &mut self.flat[Signal::Traces as usize],
+                &mut flat,
+                &mut spans,
+            );
+            if items == 0 {
+                self.recycle(flat);
+                self.spare_spans = spans;
+                return None;
+            }
+            let token = self.token();
+            return Some(Pending {
+                bytes: Vec::new(),
+                token,
+                items: items as u64,
+                release: None,
+                flat,
+                spans,
+            });
+        }
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        let items = self.assembler.encode_completed(
             self.options.max_batch_spans,
             self.options.max_batch_bytes,
             &s.file,
             &mut s.dict,
             &mut self.request,
             &mut bytes,
-            self.options
-                .flat_handoff
-                .then_some((&mut self.flat[Signal::Traces as usize], &mut flat)),
         );
         if items == 0 {
             self.recycle(bytes);
-            self.recycle(flat);
             return None;
         }
         let token = self.token();
@@ -946,8 +986,30 @@ impl FileReader {
             token,
             items: items as u64,
             release: None,
-            flat,
+            flat: Vec::new(),
+            spans: Vec::new(),
         })
+    }
+
+    /// Writes the export request of the pending traces batch if it was
+    /// handed out flat without it (the checkpoint keeps it, a batch laid out
+    /// again is laid out from it): from its spans, with the stream they
+    /// came from, which must be the current one.
+    fn encode_pending_spans(&mut self) {
+        let Some(p) = self.pending[Signal::Traces as usize].as_mut() else {
+            return;
+        };
+        if p.bytes.is_empty() && !p.spans.is_empty() {
+            let s = &mut self.stream;
+            p.bytes = self.spare.pop().unwrap_or_default();
+            encode_spans(
+                &p.spans,
+                &s.file,
+                &mut s.dict,
+                &mut self.request,
+                &mut p.bytes,
+            );
+        }
     }
 
     fn poll_logs(&mut self, now: u64) -> Option<Pending> {
@@ -1025,6 +1087,7 @@ impl FileReader {
             items,
             release: Some((generation, last)),
             flat,
+            spans: Vec::new(),
         })
     }
 

@@ -145,21 +145,26 @@ impl FlatWriter {
             Signal::Logs => Some(layout::LOGS),
             Signal::Metrics => None,
         };
-        self.write_with(request, out, |c| match layout {
-            Some(layout) => body::message(c, request, layout),
-            None => Err(NotFlat),
-        });
+        self.write_with(
+            |out| out.extend_from_slice(request),
+            out,
+            |c| match layout {
+                Some(layout) => body::message(c, request, layout),
+                None => Err(NotFlat),
+            },
+        );
     }
 
     /// Appends the flat batch of the traces batch `request` grouped (see
-    /// [`RequestEncoder::group`]), whose export request is `otlp`, to
-    /// `out`: the same bytes as [`write`](Self::write) of `otlp`, written
-    /// from the spans themselves (`span(at)`: the fields of the item pushed
-    /// with `at`) rather than from their encoding.
+    /// [`RequestEncoder::group`]) to `out`: the same bytes as
+    /// [`write`](Self::write) of its export request, written from the spans
+    /// themselves (`span(at)`: the fields of the item pushed with `at`)
+    /// rather than from their encoding. The request is written (by
+    /// `otlp(out)`) only for a batch the layout cannot hold.
     pub(crate) fn write_spans<'a>(
         &mut self,
         request: &RequestEncoder,
-        otlp: &[u8],
+        otlp: impl FnOnce(&mut Vec<u8>),
         span: impl Fn(usize) -> span::SpanFields<'a>,
         out: &mut Vec<u8>,
     ) {
@@ -179,20 +184,25 @@ impl FlatWriter {
         arena: &[u8],
         out: &mut Vec<u8>,
     ) {
-        self.write_with(otlp, out, |c| {
-            grouped(c, request, |c, at, len| {
-                let record = arena.get(at..at + len).ok_or(NotFlat)?;
-                body::message(c, record, layout::LOG_RECORD)
-            })
-        });
+        self.write_with(
+            |out| out.extend_from_slice(otlp),
+            out,
+            |c| {
+                grouped(c, request, |c, at, len| {
+                    let record = arena.get(at..at + len).ok_or(NotFlat)?;
+                    body::message(c, record, layout::LOG_RECORD)
+                })
+            },
+        );
     }
 
     /// Appends a batch whose body `body` writes, or, when it cannot, the
-    /// export request `request` as OTLP. The body is written in place after
-    /// the header; the strings the table gained go in front of it.
+    /// export request (`request(out)` appends it) as OTLP. The body is
+    /// written in place after the header; the strings the table gained go
+    /// in front of it.
     fn write_with(
         &mut self,
-        request: &[u8],
+        request: impl FnOnce(&mut Vec<u8>),
         out: &mut Vec<u8>,
         body: impl FnOnce(&mut body::Ctx<'_>) -> Result<(), NotFlat>,
     ) {
@@ -229,7 +239,7 @@ impl FlatWriter {
                 out.truncate(start);
                 out.extend_from_slice(MAGIC);
                 out.push(MODE_OTLP);
-                out.extend_from_slice(request);
+                request(out);
             }
         }
     }

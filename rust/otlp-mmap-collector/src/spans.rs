@@ -562,23 +562,60 @@ impl SpanAssembler {
         request: &mut RequestEncoder,
         out: &mut Vec<u8>,
     ) -> usize {
-        self.encode_completed_and_flat(max, max_bytes, file, dict, request, out, None)
+        let n = self.push_batch(max, max_bytes, request);
+        if n == 0 {
+            return 0;
+        }
+        let completed = &self.completed;
+        request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
+        self.drop_completed(n)
     }
 
-    /// [`encode_completed`](Self::encode_completed), and with `flat` (a
-    /// writer and its output) the flat batch of the same spans, written
-    /// from them (what [`FlatWriter::write`] of the request gives).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn encode_completed_and_flat(
+    /// Takes the spans [`encode_completed`](Self::encode_completed) would,
+    /// and appends them to `flat` as the flat batch `writer` lays out (the
+    /// bytes [`FlatWriter::write`] of their request gives), written from
+    /// the spans: their request is not written, unless the layout cannot
+    /// hold them. The spans move to `taken` (in the order taken), for
+    /// [`encode_spans`] to write their request when it is needed, and
+    /// [`give_back`](Self::give_back) once it no longer can be. Returns how
+    /// many spans it took.
+    // Boxed on purpose: the spans move to `taken` and back by pointer.
+    #[allow(clippy::too_many_arguments, clippy::vec_box)]
+    pub(crate) fn flat_completed(
         &mut self,
         max: usize,
         max_bytes: usize,
         file: &MmapReader,
         dict: &mut DictionaryCache,
         request: &mut RequestEncoder,
-        out: &mut Vec<u8>,
-        flat: Option<(&mut FlatWriter, &mut Vec<u8>)>,
+        writer: &mut FlatWriter,
+        flat: &mut Vec<u8>,
+        taken: &mut Vec<Box<InFlight>>,
     ) -> usize {
+        let n = self.push_batch(max, max_bytes, request);
+        if n == 0 {
+            return 0;
+        }
+        let completed = &self.completed;
+        request.group(file, dict);
+        writer.write_spans(
+            request,
+            |out| request.write_request(out, |i, _, out| completed[i].encode(out)),
+            |i| completed[i].flat_fields(),
+            flat,
+        );
+        request.finish();
+        for _ in 0..n {
+            let span = self.completed.pop_front().expect("n spans are queued");
+            self.completed_bytes -= span.bytes;
+            taken.push(span);
+        }
+        n
+    }
+
+    /// Pushes the spans of the next batch to `request` (by their place in
+    /// the completed queue); returns how many.
+    fn push_batch(&self, max: usize, max_bytes: usize, request: &mut RequestEncoder) -> usize {
         let mut bytes = 0usize;
         let mut n = 0;
         for c in &self.completed {
@@ -589,18 +626,16 @@ impl SpanAssembler {
             request.push(c.scope_ref, n, c.encoded_len());
             n += 1;
         }
-        if n == 0 {
-            return 0;
+        n
+    }
+
+    /// Takes back the buffers of spans [`flat_completed`](Self::flat_completed)
+    /// took, emptying `spans`.
+    #[allow(clippy::vec_box)]
+    pub(crate) fn give_back(&mut self, spans: &mut Vec<Box<InFlight>>) {
+        for span in spans.drain(..) {
+            self.recycle(span);
         }
-        let completed = &self.completed;
-        let start = out.len();
-        request.group(file, dict);
-        request.write_request(out, |i, _, out| completed[i].encode(out));
-        if let Some((writer, flat)) = flat {
-            writer.write_spans(request, &out[start..], |i| completed[i].flat_fields(), flat);
-        }
-        request.finish();
-        self.drop_completed(n)
     }
 
     /// Drops up to `n` completed spans, oldest first, without encoding them
@@ -848,6 +883,22 @@ impl SpanAssembler {
                 .retain(|(k, g)| in_flight.get(k).is_some_and(|o| o.generation == *g));
         }
     }
+}
+
+/// Appends the `ExportTraceServiceRequest` of `spans` (taken by
+/// [`SpanAssembler::flat_completed`], in that order) to `out`: the request
+/// [`SpanAssembler::encode_completed`] would have written for them.
+pub(crate) fn encode_spans(
+    spans: &[Box<InFlight>],
+    file: &MmapReader,
+    dict: &mut DictionaryCache,
+    request: &mut RequestEncoder,
+    out: &mut Vec<u8>,
+) {
+    for (i, s) in spans.iter().enumerate() {
+        request.push(s.scope_ref, i, s.encoded_len());
+    }
+    request.encode(file, dict, out, |i, _, out| spans[i].encode(out));
 }
 
 /// Most bytes of a span name kept as the last name checked.

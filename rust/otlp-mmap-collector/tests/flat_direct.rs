@@ -6,14 +6,18 @@
 //! hand out the same bytes: over the fuzz corpora, the bench workloads, and
 //! files made to reach each fallback (a key twice, ids of other lengths,
 //! long attribute lists, incomplete spans), with tables that start over.
+//! The checkpoints of both (which keep a pending traces batch's request,
+//! written from its spans only then with the flat hand-off) are the same.
 
 use std::path::{Path, PathBuf};
 
+use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
 use otlp_mmap_collector::drive::{max_rounds, tight_options};
 use otlp_mmap_collector::flat::{FlatWriter, MAGIC, MODE_FLAT, MODE_OTLP};
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, any_value::Value, span_event::Event};
 use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use prost::Message;
 
 const NOW: u64 = 1_700_000_000_000_000_000;
 
@@ -56,7 +60,7 @@ fn compare(
     let (pa, pb) = (dir.path().join("a.otlp"), dir.path().join("b.otlp"));
     std::fs::write(&pa, bytes).unwrap();
     std::fs::write(&pb, bytes).unwrap();
-    let a = FileReader::open(&pa, options.clone());
+    let a = FileReader::open(&pa, options);
     let b = FileReader::open(
         &pb,
         ReaderOptions {
@@ -125,6 +129,12 @@ fn compare(
                     "{name}: {signal:?} laid out again"
                 );
             }
+            if signal == Signal::Traces && batches[0] % 2 == 1 {
+                // The flat batch's request is written for the checkpoint.
+                let (ca, cb) = (checkpoint(&mut a), checkpoint(&mut b));
+                assert!(!ca.pending_traces.is_empty(), "{name}");
+                assert_eq!(ca, cb, "{name}: checkpoint");
+            }
             a.commit(signal, token).unwrap();
             b.commit(signal, token).unwrap();
         }
@@ -147,6 +157,17 @@ fn compare(
         }
     }
     panic!("{name}: no end within {} rounds", max_rounds(capacity));
+}
+
+/// A reader's checkpoint, without what tells the two readers apart (the
+/// inode of their copy, the checkpoint's id, when the reader began to
+/// aggregate).
+fn checkpoint(r: &mut FileReader) -> ReaderCheckpoint {
+    let mut cp = ReaderCheckpoint::decode(&r.checkpoint()[..]).unwrap();
+    cp.ino = 0;
+    cp.checkpoint_id = 0;
+    cp.metrics_start_time_unix_nano = 0;
+    cp
 }
 
 fn options() -> [ReaderOptions; 2] {
@@ -402,7 +423,7 @@ fn flat_batches_of_every_shape_are_their_requests_laid_out() {
             let o = ReaderOptions {
                 max_batch_spans: batch,
                 max_batch_logs: batch,
-                ..o.clone()
+                ..o
             };
             compare("shapes", &bytes, o, 3 + i as u64, &mut seen);
         }
