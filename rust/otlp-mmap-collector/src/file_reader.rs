@@ -49,8 +49,9 @@ use otlp_mmap_core::{
 use crate::dictionary::{CacheLimits, DictionaryCache};
 use crate::encode;
 use crate::flat::FlatWriter;
+use crate::flat::log::LogFields;
 use crate::group::RequestEncoder;
-use crate::logs::encode_log_record;
+use crate::logs::{encode_log_record, encode_log_record_fields};
 use crate::metrics::{MetricAggregator, MetricCounters};
 use crate::spans::{GiveUpReason, InFlight, SpanAssembler, SpanLimits, encode_spans};
 
@@ -413,6 +414,9 @@ pub struct FileReader {
     spare: Vec<Vec<u8>>,
     /// The log records of the batch being read, and the request they are grouped into.
     log_arena: Vec<u8>,
+    /// With [`ReaderOptions::flat_handoff`]: where each record of the batch
+    /// is in `log_arena` and what it holds.
+    log_fields: Vec<(usize, LogFields)>,
     request: RequestEncoder,
     /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
     flat: [FlatWriter; 2],
@@ -506,6 +510,7 @@ impl FileReader {
             measurements_stopped: false,
             spare: Vec::new(),
             log_arena: Vec::new(),
+            log_fields: Vec::new(),
             request: RequestEncoder::default(),
             flat: Default::default(),
             spare_spans: Vec::new(),
@@ -1017,6 +1022,7 @@ impl FileReader {
         let policy = self.stranded_policy();
         let s = &mut self.stream;
         self.log_arena.clear();
+        self.log_fields.clear();
         let mut items = 0u64;
         let mut batch_bytes = 0usize;
         let mut advanced = false;
@@ -1036,15 +1042,37 @@ impl FileReader {
                         self.stats.records_read[i] += 1;
                         s.dict.begin_record(self.options.max_record_bytes);
                         let at = self.log_arena.len();
-                        encode_log_record(&s.file, &mut s.dict, &ev, now, &mut self.log_arena);
+                        // With the flat hand-off, what the record holds is
+                        // noted for its flat layout.
+                        let fields = if self.options.flat_handoff {
+                            Some(encode_log_record_fields(
+                                &s.file,
+                                &mut s.dict,
+                                &ev,
+                                now,
+                                &mut self.log_arena,
+                            ))
+                        } else {
+                            encode_log_record(&s.file, &mut s.dict, &ev, now, &mut self.log_arena);
+                            None
+                        };
                         let cost = s.dict.end_record();
                         if cost.over_budget {
                             self.log_arena.truncate(at);
                             self.stats.oversized_records[i] += 1;
                         } else {
                             batch_bytes += cost.bytes + bytes.len();
+                            // The item is the record's place in the arena,
+                            // or in `log_fields`.
+                            let item = match fields {
+                                Some(f) => {
+                                    self.log_fields.push((at, f));
+                                    self.log_fields.len() - 1
+                                }
+                                None => at,
+                            };
                             self.request
-                                .push(ev.scope_ref, at, self.log_arena.len() - at);
+                                .push(ev.scope_ref, item, self.log_arena.len() - at);
                             items += 1;
                         }
                     }
@@ -1065,19 +1093,29 @@ impl FileReader {
             return None;
         }
         let mut out = self.spare.pop().unwrap_or_default();
-        let arena = &self.log_arena;
+        let (arena, fields) = (&self.log_arena, &self.log_fields);
+        let flat_handoff = self.options.flat_handoff;
+        let record_at = |item: usize| if flat_handoff { fields[item].0 } else { item };
         self.request.group(&s.file, &mut s.dict);
-        self.request.write_request(&mut out, |at, len, out| {
+        self.request.write_request(&mut out, |item, len, out| {
+            let at = record_at(item);
             out.extend_from_slice(&arena[at..at + len])
         });
-        // With the flat hand-off, the flat batch is written from the
-        // records as they are encoded.
+        // With the flat hand-off, the flat batch is written from what the
+        // records hold.
         let mut flat = Vec::new();
-        if self.options.flat_handoff {
+        if flat_handoff {
             flat = self.spare.pop().unwrap_or_default();
-            self.flat[i].write_logs(&self.request, &out, arena, &mut flat);
+            self.flat[i].write_logs(
+                &self.request,
+                &out,
+                arena,
+                |item| &fields[item].1,
+                &mut flat,
+            );
         }
         self.request.finish();
+        self.log_fields.clear();
         encode::reuse(&mut self.log_arena, encode::KEEP_MAX);
         let generation = s.generation;
         let token = self.token();

@@ -67,6 +67,7 @@
 mod body;
 mod kv_memo;
 mod layout;
+pub(crate) mod log;
 pub(crate) mod span;
 pub mod strings;
 mod wire;
@@ -145,67 +146,63 @@ impl FlatWriter {
             Signal::Logs => Some(layout::LOGS),
             Signal::Metrics => None,
         };
-        self.write_with(
-            |out| out.extend_from_slice(request),
-            out,
-            |c| match layout {
-                Some(layout) => body::message(c, request, layout),
-                None => Err(NotFlat),
-            },
-        );
+        let flat = self.write_with(out, |c| match layout {
+            Some(layout) => body::message(c, request, layout),
+            None => Err(NotFlat),
+        });
+        if !flat {
+            out.extend_from_slice(request);
+        }
     }
 
     /// Appends the flat batch of the traces batch `request` grouped (see
     /// [`RequestEncoder::group`]) to `out`: the same bytes as
     /// [`write`](Self::write) of its export request, written from the spans
     /// themselves (`span(at)`: the fields of the item pushed with `at`)
-    /// rather than from their encoding. The request is written (by
-    /// `otlp(out)`) only for a batch the layout cannot hold.
+    /// rather than from their encoding. Returns false when the layout cannot
+    /// hold the batch: `out` then ends with the header of an OTLP batch, and
+    /// the caller appends the export request.
     pub(crate) fn write_spans<'a>(
         &mut self,
         request: &RequestEncoder,
-        otlp: impl FnOnce(&mut Vec<u8>),
         span: impl Fn(usize) -> span::SpanFields<'a>,
         out: &mut Vec<u8>,
-    ) {
-        self.write_with(otlp, out, |c| {
+    ) -> bool {
+        self.write_with(out, |c| {
             grouped(c, request, |c, at, _| span::span(c, &span(at)))
-        });
+        })
     }
 
     /// Appends the flat batch of the logs batch `request` grouped, whose
-    /// items are ranges of `arena` (their encoded `LogRecord`s) and whose
     /// export request is `otlp`, to `out`: the same bytes as
-    /// [`write`](Self::write) of `otlp`, without reading the request.
-    pub(crate) fn write_logs(
+    /// [`write`](Self::write) of `otlp`, written from the records' fields
+    /// (`record(at)`: those of the item pushed with `at`, in `arena`)
+    /// rather than from the request.
+    pub(crate) fn write_logs<'a>(
         &mut self,
         request: &RequestEncoder,
         otlp: &[u8],
         arena: &[u8],
+        record: impl Fn(usize) -> &'a log::LogFields,
         out: &mut Vec<u8>,
     ) {
-        self.write_with(
-            |out| out.extend_from_slice(otlp),
-            out,
-            |c| {
-                grouped(c, request, |c, at, len| {
-                    let record = arena.get(at..at + len).ok_or(NotFlat)?;
-                    body::message(c, record, layout::LOG_RECORD)
-                })
-            },
-        );
+        let flat = self.write_with(out, |c| {
+            grouped(c, request, |c, at, _| log::log(c, arena, record(at)))
+        });
+        if !flat {
+            out.extend_from_slice(otlp);
+        }
     }
 
-    /// Appends a batch whose body `body` writes, or, when it cannot, the
-    /// export request (`request(out)` appends it) as OTLP. The body is
-    /// written in place after the header; the strings the table gained go
-    /// in front of it.
+    /// Appends a batch whose body `body` writes and returns true, or, when
+    /// it cannot, the header of an OTLP batch (for the caller to append the
+    /// export request) and returns false. The body is written in place
+    /// after the header; the strings the table gained go in front of it.
     fn write_with(
         &mut self,
-        request: impl FnOnce(&mut Vec<u8>),
         out: &mut Vec<u8>,
         body: impl FnOnce(&mut body::Ctx<'_>) -> Result<(), NotFlat>,
-    ) {
+    ) -> bool {
         if self.strings.begin_batch() {
             self.memo.clear();
         }
@@ -231,6 +228,7 @@ impl FlatWriter {
                     // Rare once the table holds the file's strings.
                     out[start + HEADER..].rotate_right(new);
                 }
+                true
             }
             Err(NotFlat) => {
                 // Strings added while writing are not sent: forget them.
@@ -239,7 +237,7 @@ impl FlatWriter {
                 out.truncate(start);
                 out.extend_from_slice(MAGIC);
                 out.push(MODE_OTLP);
-                request(out);
+                false
             }
         }
     }

@@ -165,18 +165,40 @@ impl RequestEncoder {
                 }
             };
             let first = next_member;
-            let mut len = encode::field_len(1, g.scope.len());
             while next_member < self.members.len() && self.members[next_member].0 == gi {
-                len += encode::field_len(2, self.items[self.members[next_member].1].len);
                 next_member += 1;
             }
             g.members = first..next_member;
-            g.len = len;
         }
         for r in &mut self.resources {
             let at = self.meta.len();
             dict.encode_resource(file, r.resource_ref, &mut self.meta);
             r.resource = at..self.meta.len();
+        }
+        self.measure();
+    }
+
+    /// Gives the items of the batch [`group`](Self::group) made the
+    /// lengths `len(at)` (of the item pushed with `at`), for
+    /// [`write_request`](Self::write_request): for items pushed before
+    /// their lengths were known.
+    pub(crate) fn relength(&mut self, len: impl Fn(usize) -> usize) {
+        for it in &mut self.items {
+            it.len = len(it.at);
+        }
+        self.measure();
+    }
+
+    /// The lengths of the Scope* and Resource* messages, from their items'.
+    fn measure(&mut self) {
+        for g in &mut self.scopes {
+            let mut len = encode::field_len(1, g.scope.len());
+            for &(_, i) in &self.members[g.members.clone()] {
+                len += encode::field_len(2, self.items[i].len);
+            }
+            g.len = len;
+        }
+        for r in &mut self.resources {
             r.len = encode::field_len(1, r.resource.len());
         }
         for g in &self.scopes {

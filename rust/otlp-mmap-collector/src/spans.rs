@@ -562,7 +562,7 @@ impl SpanAssembler {
         request: &mut RequestEncoder,
         out: &mut Vec<u8>,
     ) -> usize {
-        let n = self.push_batch(max, max_bytes, request);
+        let n = self.push_batch(max, max_bytes, request, true);
         if n == 0 {
             return 0;
         }
@@ -592,18 +592,18 @@ impl SpanAssembler {
         flat: &mut Vec<u8>,
         taken: &mut Vec<Box<InFlight>>,
     ) -> usize {
-        let n = self.push_batch(max, max_bytes, request);
+        // Their lengths are needed only for their request.
+        let n = self.push_batch(max, max_bytes, request, false);
         if n == 0 {
             return 0;
         }
         let completed = &self.completed;
         request.group(file, dict);
-        writer.write_spans(
-            request,
-            |out| request.write_request(out, |i, _, out| completed[i].encode(out)),
-            |i| completed[i].flat_fields(),
-            flat,
-        );
+        if !writer.write_spans(request, |i| completed[i].flat_fields(), flat) {
+            // The layout cannot hold them: their request, as OTLP.
+            request.relength(|i| completed[i].encoded_len());
+            request.write_request(flat, |i, _, out| completed[i].encode(out));
+        }
         request.finish();
         for _ in 0..n {
             let span = self.completed.pop_front().expect("n spans are queued");
@@ -614,8 +614,15 @@ impl SpanAssembler {
     }
 
     /// Pushes the spans of the next batch to `request` (by their place in
-    /// the completed queue); returns how many.
-    fn push_batch(&self, max: usize, max_bytes: usize, request: &mut RequestEncoder) -> usize {
+    /// the completed queue), with their encoded lengths when `lengths` (0
+    /// otherwise); returns how many.
+    fn push_batch(
+        &self,
+        max: usize,
+        max_bytes: usize,
+        request: &mut RequestEncoder,
+        lengths: bool,
+    ) -> usize {
         let mut bytes = 0usize;
         let mut n = 0;
         for c in &self.completed {
@@ -623,7 +630,7 @@ impl SpanAssembler {
                 break;
             }
             bytes = bytes.saturating_add(c.bytes);
-            request.push(c.scope_ref, n, c.encoded_len());
+            request.push(c.scope_ref, n, if lengths { c.encoded_len() } else { 0 });
             n += 1;
         }
         n
