@@ -9,12 +9,14 @@
 //! The checkpoints of both (which keep a pending traces batch's request,
 //! written from its spans only then with the flat hand-off) are the same.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
 use otlp_mmap_collector::drive::{max_rounds, tight_options};
 use otlp_mmap_collector::flat::{FlatWriter, MAGIC, MODE_FLAT, MODE_OTLP};
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
+use otlp_mmap_core::layout::header;
 use otlp_mmap_core::proto::{self, any_value::Value, span_event::Event};
 use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
 use prost::Message;
@@ -48,12 +50,14 @@ struct Compared {
 /// Drives two readers of copies of `bytes` (one with the flat hand-off)
 /// alike and checks that each flat batch is the laid-out OTLP batch. Every
 /// `start_over_every`-th batch of a signal is said unreadable once (the
-/// table starts over, the batch is laid out again).
+/// table starts over, the batch is laid out again); with `restart`, the
+/// writer starts over in place while that traces batch is pending.
 fn compare(
     name: &str,
     bytes: &[u8],
     options: ReaderOptions,
     start_over_every: u64,
+    restart: Option<u64>,
     seen: &mut Compared,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +133,24 @@ fn compare(
                     "{name}: {signal:?} laid out again"
                 );
             }
+            if signal == Signal::Traces && restart == Some(batches[0]) {
+                // The writer starts over in place while the batch is
+                // pending: its request is written from the old stream.
+                let later = a.file().start_time_unix_nano() + 1;
+                for p in [&pa, &pb] {
+                    let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                    f.write_at(&later.to_le_bytes(), header::START_TIME)
+                        .unwrap();
+                }
+                let again = (
+                    a.poll(signal, NOW).unwrap().unwrap().token,
+                    b.poll(signal, NOW).unwrap().unwrap().token,
+                );
+                assert_eq!(again, (token, token), "{name}: the batch stays pending");
+                assert_eq!(b.stats().writer_restarts, 1, "{name}");
+                let (ca, cb) = (checkpoint(&mut a), checkpoint(&mut b));
+                assert_eq!(ca, cb, "{name}: checkpoint after the restart");
+            }
             if signal == Signal::Traces && batches[0] % 2 == 1 {
                 // The flat batch's request is written for the checkpoint.
                 let (ca, cb) = (checkpoint(&mut a), checkpoint(&mut b));
@@ -185,6 +207,7 @@ fn flat_batches_of_the_corpora_are_their_requests_laid_out() {
                 &bytes,
                 o,
                 2 + i as u64,
+                None,
                 &mut seen,
             );
         }
@@ -425,7 +448,8 @@ fn flat_batches_of_every_shape_are_their_requests_laid_out() {
                 max_batch_logs: batch,
                 ..o
             };
-            compare("shapes", &bytes, o, 3 + i as u64, &mut seen);
+            compare("shapes", &bytes, o, 3 + i as u64, None, &mut seen);
+            compare("shapes, restarted", &bytes, o, 5, Some(2), &mut seen);
         }
     }
     // Both kinds of batch were compared.
