@@ -51,7 +51,9 @@ pub fn encode_log_record(
 }
 
 /// [`encode_log_record`], which also returns what the record holds, for
-/// its flat layout to be written from (ranges of `out`).
+/// its flat layout to be written from (ranges of `out`). Inlined: what
+/// [`encode_log_record`] does not use is not computed there.
+#[inline(always)]
 pub(crate) fn encode_log_record_fields(
     file: &MmapReader,
     dict: &mut DictionaryCache,
