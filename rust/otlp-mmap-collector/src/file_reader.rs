@@ -318,8 +318,10 @@ struct Pending {
     items: u64,
     /// For logs: the sequence to release on commit, in stream `generation`.
     release: Option<(u64, i64)>,
-    /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout,
-    /// once made (`bytes` stay the OTLP request, which checkpoints keep).
+    /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout
+    /// (written with the batch; from `bytes` for a batch restored from a
+    /// checkpoint or laid out again). `bytes` stay the OTLP request, which
+    /// checkpoints keep.
     flat: Vec<u8>,
     /// A traces batch handed out flat: its spans, whose request `bytes`
     /// are written only when needed (empty until then), see
@@ -771,7 +773,8 @@ impl FileReader {
     }
 
     /// With [`ReaderOptions::flat_handoff`], puts the signal's pending
-    /// traces or logs batch in the flat layout (once).
+    /// traces or logs batch in the flat layout, from its request, if it is
+    /// not yet (a batch restored from a checkpoint, or to lay out again).
     fn flatten_pending(&mut self, signal: Signal) {
         if !self.options.flat_handoff || signal == Signal::Metrics {
             return;

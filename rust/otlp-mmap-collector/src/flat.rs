@@ -3,18 +3,23 @@
 //! (attribute keys, names, resource and scope attributes, string values
 //! seen more than once) sent once per file and interned there.
 //!
-//! A [`FlatWriter`] per signal turns the export request the reader encoded
-//! (the bytes [`crate::group::RequestEncoder`] wrote for the batch) into the
-//! flat layout, so both hand-offs come from the same encoder and carry the
-//! same data. (Working from the encoded request costs little more than
-//! working from the assembler's spans would: those hold their attributes
-//! and links as encoded OTLP fields already, which any writer would parse;
-//! repeated attributes are found by their encoded bytes, see `kv_memo.rs`.)
-//! Whatever the flat layout does not express exactly (a field
-//! the encoder does not write, an id of another length than OTLP allows, a
-//! repeated attribute key) makes the whole batch go as the OTLP request
-//! instead, which Go decodes as before: the result is always what the OTLP
-//! path gives.
+//! A [`FlatWriter`] per signal lays out a batch as the reader's export
+//! request for it (the bytes [`crate::group::RequestEncoder`] writes) would
+//! be laid out by [`FlatWriter::write`], which reads that request. The
+//! reader does not write the request and read it again: it writes the
+//! layout straight from the batch as grouped, the spans from the fields the
+//! assembler holds (`flat/span.rs`) and the log records from what was noted
+//! while encoding them (`flat/log.rs`), the same bytes, string-table
+//! lookups in the same order (`tests/flat_direct.rs` checks it against
+//! `write` of the request). Attributes and links stay encoded OTLP fields
+//! (as the assembler keeps them), read as `write` reads them; repeated
+//! attributes are found by their encoded bytes (`kv_memo.rs`). A traces
+//! batch handed out flat writes its request only when the reader needs it
+//! (a checkpoint, a batch laid out again). Whatever the flat layout does
+//! not express exactly (a field the encoder does not write, an id of
+//! another length than OTLP allows, a repeated attribute key) makes the
+//! whole batch go as the OTLP request instead, which Go decodes as before:
+//! the result is always what the OTLP path gives.
 //!
 //! # Layout (version 1, little-endian)
 //!
@@ -41,8 +46,8 @@
 //!           observed_time:u64 event_name:str
 //! ```
 //!
-//! Fields are in the order of their numbers in the OTLP messages (the
-//! writer turns the request into this in one pass: `flat/layout.rs` lists the
+//! Fields are in the order of their numbers in the OTLP messages (`write`
+//! turns the request into this in one pass: `flat/layout.rs` lists the
 //! slots). An absent field is its default: an id all zeros, an empty
 //! string, value or list, 0, as pdata holds it.
 //!
