@@ -455,3 +455,48 @@ fn flat_batches_of_every_shape_are_their_requests_laid_out() {
     // Both kinds of batch were compared.
     assert!(seen.flat > 0 && seen.otlp > 0, "{seen:?}");
 }
+
+/// A small deterministic generator (xorshift), for mutations that are the
+/// same at every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn flat_batches_of_mutated_files_are_their_requests_laid_out() {
+    // Untrusted bytes: the corpora with a few bytes changed anywhere
+    // (headers, rings, dictionary), read alike by both readers.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen = Compared::default();
+    let mut files = corpus_files()
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect::<Vec<_>>();
+    files.push(("shapes".into(), shapes()));
+    for (name, bytes) in &files {
+        if bytes.is_empty() {
+            continue;
+        }
+        for m in 0..64 {
+            let mut mutant = bytes.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = (rng.next() % mutant.len() as u64) as usize;
+                mutant[at] = match rng.next() % 3 {
+                    0 => 0,
+                    1 => 0xff,
+                    _ => rng.next() as u8,
+                };
+            }
+            let o = options()[m % 2];
+            compare(&format!("{name} #{m}"), &mutant, o, 3, None, &mut seen);
+        }
+    }
+    assert!(seen.flat > 0, "{seen:?}");
+}
