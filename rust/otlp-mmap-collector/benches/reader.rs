@@ -2,6 +2,8 @@
 //! - `spans`: 4-attribute spans (StartSpan + EndSpan) assembled and encoded
 //!   into ExportTraceServiceRequest bytes, per span;
 //! - `logs`: log records (3 attributes) converted and encoded, per record;
+//! - `spans_flat`, `logs_flat`: the same with the flat hand-off (what the
+//!   Collector's receiver uses);
 //! - `measurements`: counter measurements with 3 attributes aggregated, per measurement;
 //! - `ring_decode`: span events (StartSpan, 4 attributes) taken from the ring
 //!   and parsed into views, nothing else, per record.
@@ -59,6 +61,28 @@ fn bench(c: &mut Criterion) {
                 iters,
                 |n| logs.borrow_mut().fill(n),
                 || logs.borrow_mut().drain(),
+            )
+        })
+    });
+
+    let spans_flat = std::cell::RefCell::new(Spans::flat());
+    g.bench_function("spans_flat", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                |n| spans_flat.borrow_mut().fill(n),
+                || spans_flat.borrow_mut().drain(),
+            )
+        })
+    });
+
+    let logs_flat = std::cell::RefCell::new(Logs::flat());
+    g.bench_function("logs_flat", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                |n| logs_flat.borrow_mut().fill(n),
+                || logs_flat.borrow_mut().drain(),
             )
         })
     });

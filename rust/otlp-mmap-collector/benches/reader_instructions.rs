@@ -9,8 +9,9 @@
 //! gives the reader's instructions for 20000 spans (Ir of the run / 20000):
 //! only the drains after a warm-up are collected, not the writer filling
 //! the ring. Without valgrind it prints the time per item (noisy: one run).
-//! Arguments: `spans`, `logs` or `measurements` (default: all three), and
-//! the number of items (default 100000).
+//! Arguments: `spans`, `logs`, `measurements`, or `spans-flat`,
+//! `logs-flat` (with the flat hand-off of the Collector's receiver)
+//! (default: the first three), and the number of items (default 100000).
 
 mod workload;
 
@@ -89,5 +90,11 @@ fn main() {
     }
     if matches!(which, "measurements" | "all") {
         run("measurements", &mut Measurements::new(), items);
+    }
+    if which == "spans-flat" {
+        run("spans-flat", &mut Spans::flat(), items);
+    }
+    if which == "logs-flat" {
+        run("logs-flat", &mut Logs::flat(), items);
     }
 }

@@ -49,10 +49,11 @@ use otlp_mmap_core::{
 use crate::dictionary::{CacheLimits, DictionaryCache};
 use crate::encode;
 use crate::flat::FlatWriter;
+use crate::flat::log::LogFields;
 use crate::group::RequestEncoder;
-use crate::logs::encode_log_record;
+use crate::logs::{encode_log_record, encode_log_record_fields};
 use crate::metrics::{MetricAggregator, MetricCounters};
-use crate::spans::{GiveUpReason, SpanAssembler, SpanLimits};
+use crate::spans::{GiveUpReason, InFlight, SpanAssembler, SpanLimits, encode_spans};
 
 mod checkpoint;
 mod delivery;
@@ -317,9 +318,16 @@ struct Pending {
     items: u64,
     /// For logs: the sequence to release on commit, in stream `generation`.
     release: Option<(u64, i64)>,
-    /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout,
-    /// once made (`bytes` stay the OTLP request, which checkpoints keep).
+    /// With [`ReaderOptions::flat_handoff`]: `bytes` in the flat layout
+    /// (written with the batch; from `bytes` for a batch restored from a
+    /// checkpoint or laid out again). `bytes` stay the OTLP request, which
+    /// checkpoints keep.
     flat: Vec<u8>,
+    /// A traces batch handed out flat: its spans, whose request `bytes`
+    /// are written only when needed (empty until then), see
+    /// [`FileReader::encode_pending_spans`]. Given back on commit.
+    #[allow(clippy::vec_box)]
+    spans: Vec<Box<InFlight>>,
 }
 
 /// One writer's stream: the mapping and what is derived from its refs.
@@ -408,9 +416,15 @@ pub struct FileReader {
     spare: Vec<Vec<u8>>,
     /// The log records of the batch being read, and the request they are grouped into.
     log_arena: Vec<u8>,
+    /// With [`ReaderOptions::flat_handoff`]: where each record of the batch
+    /// is in `log_arena` and what it holds.
+    log_fields: Vec<(usize, LogFields)>,
     request: RequestEncoder,
     /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
     flat: [FlatWriter; 2],
+    /// The list of a traces batch's spans (see `Pending::spans`), kept for the next.
+    #[allow(clippy::vec_box)]
+    spare_spans: Vec<Box<InFlight>>,
 }
 
 /// Counters kept by a stream's dictionary cache and aggregator, summed over
@@ -498,8 +512,10 @@ impl FileReader {
             measurements_stopped: false,
             spare: Vec::new(),
             log_arena: Vec::new(),
+            log_fields: Vec::new(),
             request: RequestEncoder::default(),
             flat: Default::default(),
+            spare_spans: Vec::new(),
         })
     }
 
@@ -558,9 +574,13 @@ impl FileReader {
             Some(p) if p.token == token => (p.release, p.items),
             _ => return Err(ReaderError::Token { signal, got: token }),
         };
-        if let Some(done) = self.pending[signal as usize].take() {
+        if let Some(mut done) = self.pending[signal as usize].take() {
             self.recycle(done.bytes);
             self.recycle(done.flat);
+            if done.spans.capacity() > 0 {
+                self.assembler.give_back(&mut done.spans);
+                self.spare_spans = done.spans;
+            }
         }
         self.note_delivered(signal, items);
         if let Some((generation, seq)) = release
@@ -608,6 +628,7 @@ impl FileReader {
                     items: points,
                     release: None,
                     flat: Vec::new(),
+                    spans: Vec::new(),
                 });
                 CollectOutcome::Collected(points)
             }
@@ -656,6 +677,10 @@ impl FileReader {
             return;
         }
         self.flat[signal as usize].start_over();
+        if signal == Signal::Traces {
+            // Laid out again from its request.
+            self.encode_pending_spans();
+        }
         if let Some(p) = self.pending[signal as usize].as_mut() {
             let stale = std::mem::take(&mut p.flat);
             self.recycle(stale);
@@ -748,7 +773,8 @@ impl FileReader {
     }
 
     /// With [`ReaderOptions::flat_handoff`], puts the signal's pending
-    /// traces or logs batch in the flat layout (once).
+    /// traces or logs batch in the flat layout, from its request, if it is
+    /// not yet (a batch restored from a checkpoint, or to lay out again).
     fn flatten_pending(&mut self, signal: Signal) {
         if !self.options.flat_handoff || signal == Signal::Metrics {
             return;
@@ -832,6 +858,8 @@ impl FileReader {
             let made = self.encode_traces();
             self.pending[Signal::Traces as usize] = made;
         }
+        // A batch handed out flat gets its request while its stream is current.
+        self.encode_pending_spans();
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
@@ -916,8 +944,38 @@ impl FileReader {
 
     fn encode_traces(&mut self) -> Option<Pending> {
         self.skip_delivered_spans();
-        let mut bytes = self.spare.pop().unwrap_or_default();
         let s = &mut self.stream;
+        if self.options.flat_handoff {
+            // The flat batch is written from the spans; their request only
+            // if it is needed (see `encode_pending_spans`).
+            let mut flat = self.spare.pop().unwrap_or_default();
+            let mut spans = std::mem::take(&mut self.spare_spans);
+            let items = self.assembler.flat_completed(
+                self.options.max_batch_spans,
+                self.options.max_batch_bytes,
+                &s.file,
+                &mut s.dict,
+                &mut self.request,
+                &mut self.flat[Signal::Traces as usize],
+                &mut flat,
+                &mut spans,
+            );
+            if items == 0 {
+                self.recycle(flat);
+                self.spare_spans = spans;
+                return None;
+            }
+            let token = self.token();
+            return Some(Pending {
+                bytes: Vec::new(),
+                token,
+                items: items as u64,
+                release: None,
+                flat,
+                spans,
+            });
+        }
+        let mut bytes = self.spare.pop().unwrap_or_default();
         let items = self.assembler.encode_completed(
             self.options.max_batch_spans,
             self.options.max_batch_bytes,
@@ -937,7 +995,29 @@ impl FileReader {
             items: items as u64,
             release: None,
             flat: Vec::new(),
+            spans: Vec::new(),
         })
+    }
+
+    /// Writes the export request of the pending traces batch if it was
+    /// handed out flat without it (the checkpoint keeps it, a batch laid out
+    /// again is laid out from it): from its spans, with the stream they
+    /// came from, which must be the current one.
+    fn encode_pending_spans(&mut self) {
+        let Some(p) = self.pending[Signal::Traces as usize].as_mut() else {
+            return;
+        };
+        if p.bytes.is_empty() && !p.spans.is_empty() {
+            let s = &mut self.stream;
+            p.bytes = self.spare.pop().unwrap_or_default();
+            encode_spans(
+                &p.spans,
+                &s.file,
+                &mut s.dict,
+                &mut self.request,
+                &mut p.bytes,
+            );
+        }
     }
 
     fn poll_logs(&mut self, now: u64) -> Option<Pending> {
@@ -945,6 +1025,7 @@ impl FileReader {
         let policy = self.stranded_policy();
         let s = &mut self.stream;
         self.log_arena.clear();
+        self.log_fields.clear();
         let mut items = 0u64;
         let mut batch_bytes = 0usize;
         let mut advanced = false;
@@ -964,15 +1045,37 @@ impl FileReader {
                         self.stats.records_read[i] += 1;
                         s.dict.begin_record(self.options.max_record_bytes);
                         let at = self.log_arena.len();
-                        encode_log_record(&s.file, &mut s.dict, &ev, now, &mut self.log_arena);
+                        // With the flat hand-off, what the record holds is
+                        // noted for its flat layout.
+                        let fields = if self.options.flat_handoff {
+                            Some(encode_log_record_fields(
+                                &s.file,
+                                &mut s.dict,
+                                &ev,
+                                now,
+                                &mut self.log_arena,
+                            ))
+                        } else {
+                            encode_log_record(&s.file, &mut s.dict, &ev, now, &mut self.log_arena);
+                            None
+                        };
                         let cost = s.dict.end_record();
                         if cost.over_budget {
                             self.log_arena.truncate(at);
                             self.stats.oversized_records[i] += 1;
                         } else {
                             batch_bytes += cost.bytes + bytes.len();
+                            // The item is the record's place in the arena,
+                            // or in `log_fields`.
+                            let item = match fields {
+                                Some(f) => {
+                                    self.log_fields.push((at, f));
+                                    self.log_fields.len() - 1
+                                }
+                                None => at,
+                            };
                             self.request
-                                .push(ev.scope_ref, at, self.log_arena.len() - at);
+                                .push(ev.scope_ref, item, self.log_arena.len() - at);
                             items += 1;
                         }
                     }
@@ -993,8 +1096,29 @@ impl FileReader {
             return None;
         }
         let mut out = self.spare.pop().unwrap_or_default();
-        self.request
-            .encode_from(&s.file, &mut s.dict, &self.log_arena, &mut out);
+        let (arena, fields) = (&self.log_arena, &self.log_fields);
+        let flat_handoff = self.options.flat_handoff;
+        let record_at = |item: usize| if flat_handoff { fields[item].0 } else { item };
+        self.request.group(&s.file, &mut s.dict);
+        self.request.write_request(&mut out, |item, len, out| {
+            let at = record_at(item);
+            out.extend_from_slice(&arena[at..at + len])
+        });
+        // With the flat hand-off, the flat batch is written from what the
+        // records hold.
+        let mut flat = Vec::new();
+        if flat_handoff {
+            flat = self.spare.pop().unwrap_or_default();
+            self.flat[i].write_logs(
+                &self.request,
+                &out,
+                arena,
+                |item| &fields[item].1,
+                &mut flat,
+            );
+        }
+        self.request.finish();
+        self.log_fields.clear();
         encode::reuse(&mut self.log_arena, encode::KEEP_MAX);
         let generation = s.generation;
         let token = self.token();
@@ -1003,7 +1127,8 @@ impl FileReader {
             token,
             items,
             release: Some((generation, last)),
-            flat: Vec::new(),
+            flat,
+            spans: Vec::new(),
         })
     }
 

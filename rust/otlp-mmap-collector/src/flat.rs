@@ -3,18 +3,23 @@
 //! (attribute keys, names, resource and scope attributes, string values
 //! seen more than once) sent once per file and interned there.
 //!
-//! A [`FlatWriter`] per signal turns the export request the reader encoded
-//! (the bytes [`crate::group::RequestEncoder`] wrote for the batch) into the
-//! flat layout, so both hand-offs come from the same encoder and carry the
-//! same data. (Working from the encoded request costs little more than
-//! working from the assembler's spans would: those hold their attributes
-//! and links as encoded OTLP fields already, which any writer would parse;
-//! repeated attributes are found by their encoded bytes, see `kv_memo.rs`.)
-//! Whatever the flat layout does not express exactly (a field
-//! the encoder does not write, an id of another length than OTLP allows, a
-//! repeated attribute key) makes the whole batch go as the OTLP request
-//! instead, which Go decodes as before: the result is always what the OTLP
-//! path gives.
+//! A [`FlatWriter`] per signal lays out a batch as the reader's export
+//! request for it (the bytes [`crate::group::RequestEncoder`] writes) would
+//! be laid out by [`FlatWriter::write`], which reads that request. The
+//! reader does not write the request and read it again: it writes the
+//! layout straight from the batch as grouped, the spans from the fields the
+//! assembler holds (`flat/span.rs`) and the log records from what was noted
+//! while encoding them (`flat/log.rs`), the same bytes, string-table
+//! lookups in the same order (`tests/flat_direct.rs` checks it against
+//! `write` of the request). Attributes and links stay encoded OTLP fields
+//! (as the assembler keeps them), read as `write` reads them; repeated
+//! attributes are found by their encoded bytes (`kv_memo.rs`). A traces
+//! batch handed out flat writes its request only when the reader needs it
+//! (a checkpoint, a batch laid out again). Whatever the flat layout does
+//! not express exactly (a field the encoder does not write, an id of
+//! another length than OTLP allows, a repeated attribute key) makes the
+//! whole batch go as the OTLP request instead, which Go decodes as before:
+//! the result is always what the OTLP path gives.
 //!
 //! # Layout (version 1, little-endian)
 //!
@@ -41,8 +46,8 @@
 //!           observed_time:u64 event_name:str
 //! ```
 //!
-//! Fields are in the order of their numbers in the OTLP messages (the
-//! writer turns the request into this in one pass: `flat/layout.rs` lists the
+//! Fields are in the order of their numbers in the OTLP messages (`write`
+//! turns the request into this in one pass: `flat/layout.rs` lists the
 //! slots). An absent field is its default: an id all zeros, an empty
 //! string, value or list, 0, as pdata holds it.
 //!
@@ -67,10 +72,14 @@
 mod body;
 mod kv_memo;
 mod layout;
+pub(crate) mod log;
+pub(crate) mod span;
 pub mod strings;
 mod wire;
 
 use crate::file_reader::Signal;
+use crate::group::RequestEncoder;
+use body::put_u32;
 use strings::StringTable;
 
 /// First bytes of every flat batch.
@@ -124,52 +133,118 @@ pub(crate) struct NotFlat;
 #[derive(Debug, Default)]
 pub struct FlatWriter {
     strings: StringTable,
-    body: Vec<u8>,
     /// Keys of the attribute list being written.
     keys: Vec<u64>,
     memo: kv_memo::KeyValueMemo,
 }
 
+/// Bytes of a flat batch before its body: magic, mode, the string table's
+/// header (epoch, base, count), without the new entries.
+const HEADER: usize = MAGIC.len() + 1 + 12;
+
 impl FlatWriter {
     /// Appends the flat batch of `request` (an export request of `signal`,
     /// as the reader encodes it; metrics always go as OTLP) to `out`.
     pub fn write(&mut self, signal: Signal, request: &[u8], out: &mut Vec<u8>) {
-        if self.strings.begin_batch() {
-            self.memo.clear();
-        }
-        self.body.clear();
         let layout = match signal {
             Signal::Traces => Some(layout::TRACES),
             Signal::Logs => Some(layout::LOGS),
             Signal::Metrics => None,
         };
+        let flat = self.write_with(out, |c| match layout {
+            Some(layout) => body::message(c, request, layout),
+            None => Err(NotFlat),
+        });
+        if !flat {
+            out.extend_from_slice(request);
+        }
+    }
+
+    /// Appends the flat batch of the traces batch `request` grouped (see
+    /// [`RequestEncoder::group`]) to `out`: the same bytes as
+    /// [`write`](Self::write) of its export request, written from the spans
+    /// themselves (`span(at)`: the fields of the item pushed with `at`)
+    /// rather than from their encoding. Returns false when the layout cannot
+    /// hold the batch: `out` then ends with the header of an OTLP batch, and
+    /// the caller appends the export request.
+    pub(crate) fn write_spans<'a>(
+        &mut self,
+        request: &RequestEncoder,
+        span: impl Fn(usize) -> span::SpanFields<'a>,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.write_with(out, |c| {
+            grouped(c, request, |c, at, _| span::span(c, &span(at)))
+        })
+    }
+
+    /// Appends the flat batch of the logs batch `request` grouped, whose
+    /// export request is `otlp`, to `out`: the same bytes as
+    /// [`write`](Self::write) of `otlp`, written from the records' fields
+    /// (`record(at)`: those of the item pushed with `at`, in `arena`)
+    /// rather than from the request.
+    pub(crate) fn write_logs<'a>(
+        &mut self,
+        request: &RequestEncoder,
+        otlp: &[u8],
+        arena: &[u8],
+        record: impl Fn(usize) -> &'a log::LogFields,
+        out: &mut Vec<u8>,
+    ) {
+        let flat = self.write_with(out, |c| {
+            grouped(c, request, |c, at, _| log::log(c, arena, record(at)))
+        });
+        if !flat {
+            out.extend_from_slice(otlp);
+        }
+    }
+
+    /// Appends a batch whose body `body` writes and returns true, or, when
+    /// it cannot, the header of an OTLP batch (for the caller to append the
+    /// export request) and returns false. The body is written in place
+    /// after the header; the strings the table gained go in front of it.
+    fn write_with(
+        &mut self,
+        out: &mut Vec<u8>,
+        body: impl FnOnce(&mut body::Ctx<'_>) -> Result<(), NotFlat>,
+    ) -> bool {
+        if self.strings.begin_batch() {
+            self.memo.clear();
+        }
+        let start = out.len();
+        out.extend_from_slice(MAGIC);
+        out.push(MODE_FLAT);
+        out.extend_from_slice(&[0; HEADER - MAGIC.len() - 1]);
         let mut ctx = body::Ctx {
             strings: &mut self.strings,
             memo: &mut self.memo,
             inlined: false,
             keys: &mut self.keys,
-            out: &mut self.body,
+            out,
         };
-        let done = match layout {
-            Some(layout) => body::message(&mut ctx, request, layout),
-            None => Err(NotFlat),
-        };
-        out.extend_from_slice(MAGIC);
-        match done {
+        match body(&mut ctx) {
             Ok(()) => {
-                out.push(MODE_FLAT);
-                self.strings.write_new(out);
-                out.extend_from_slice(&self.body);
+                let table = start + MAGIC.len() + 1;
+                out[table..start + HEADER].copy_from_slice(&self.strings.header());
+                let end = out.len();
+                self.strings.write_entries(out);
+                let new = out.len() - end;
+                if new > 0 {
+                    // Rare once the table holds the file's strings.
+                    out[start + HEADER..].rotate_right(new);
+                }
+                true
             }
             Err(NotFlat) => {
                 // Strings added while writing are not sent: forget them.
                 self.strings.abandon_batch();
                 self.memo.clear();
+                out.truncate(start);
+                out.extend_from_slice(MAGIC);
                 out.push(MODE_OTLP);
-                out.extend_from_slice(request);
+                false
             }
         }
-        crate::encode::reuse(&mut self.body, crate::encode::KEEP_MAX);
     }
 
     /// Starts the string table over under a new epoch with the next batch:
@@ -184,6 +259,33 @@ impl FlatWriter {
     pub fn strings(&self) -> &StringTable {
         &self.strings
     }
+}
+
+/// Writes the body of a batch grouped by `request` (an export request's
+/// resources, their scopes, the scopes' items, as [`body::message`] writes
+/// them from the request), each item by `item(at, len)`.
+fn grouped(
+    c: &mut body::Ctx<'_>,
+    request: &RequestEncoder,
+    mut item: impl FnMut(&mut body::Ctx<'_>, usize, usize) -> Result<(), NotFlat>,
+) -> Result<(), NotFlat> {
+    put_u32(c.out, request.resources() as u32);
+    for r in 0..request.resources() {
+        body::message(c, request.resource(r), layout::RESOURCE)?;
+        let mut scopes = body::List::open(c.out);
+        for g in request.scopes_of(r) {
+            scopes.add();
+            body::message(c, request.scope(g), layout::SCOPE)?;
+            let mut items = body::List::open(c.out);
+            for (at, len) in request.items_of(g) {
+                items.add();
+                item(c, at, len)?;
+            }
+            items.close(c.out);
+        }
+        scopes.close(c.out);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,8 +115,18 @@ impl RequestEncoder {
         file: &MmapReader,
         dict: &mut DictionaryCache,
         out: &mut Vec<u8>,
-        mut write: impl FnMut(usize, usize, &mut Vec<u8>),
+        write: impl FnMut(usize, usize, &mut Vec<u8>),
     ) {
+        self.group(file, dict);
+        self.write_request(out, write);
+        self.finish();
+    }
+
+    /// Groups the items pushed by scope and resource, resolving scopes and
+    /// resources: the batch as [`write_request`](Self::write_request)
+    /// writes it and the accessors ([`resources`](Self::resources) ...)
+    /// give it, until [`finish`](Self::finish).
+    pub(crate) fn group(&mut self, file: &MmapReader, dict: &mut DictionaryCache) {
         // Items by scope, each scope's in the order pushed (a counting sort).
         self.members.clear();
         self.members.resize(self.items.len(), (0, 0));
@@ -155,23 +165,54 @@ impl RequestEncoder {
                 }
             };
             let first = next_member;
-            let mut len = encode::field_len(1, g.scope.len());
             while next_member < self.members.len() && self.members[next_member].0 == gi {
-                len += encode::field_len(2, self.items[self.members[next_member].1].len);
                 next_member += 1;
             }
             g.members = first..next_member;
-            g.len = len;
         }
         for r in &mut self.resources {
             let at = self.meta.len();
             dict.encode_resource(file, r.resource_ref, &mut self.meta);
             r.resource = at..self.meta.len();
+        }
+        self.measure();
+    }
+
+    /// Gives the items of the batch [`group`](Self::group) made the
+    /// lengths `len(at)` (of the item pushed with `at`), for
+    /// [`write_request`](Self::write_request): for items pushed before
+    /// their lengths were known.
+    pub(crate) fn relength(&mut self, len: impl Fn(usize) -> usize) {
+        for it in &mut self.items {
+            it.len = len(it.at);
+        }
+        self.measure();
+    }
+
+    /// The lengths of the Scope* and Resource* messages, from their items'.
+    fn measure(&mut self) {
+        for g in &mut self.scopes {
+            let mut len = encode::field_len(1, g.scope.len());
+            for &(_, i) in &self.members[g.members.clone()] {
+                len += encode::field_len(2, self.items[i].len);
+            }
+            g.len = len;
+        }
+        for r in &mut self.resources {
             r.len = encode::field_len(1, r.resource.len());
         }
         for g in &self.scopes {
             self.resources[g.resource].len += encode::field_len(2, g.len);
         }
+    }
+
+    /// Appends the export request of the batch [`group`](Self::group)
+    /// made to `out` (`write` as for [`encode`](Self::encode)).
+    pub(crate) fn write_request(
+        &self,
+        out: &mut Vec<u8>,
+        mut write: impl FnMut(usize, usize, &mut Vec<u8>),
+    ) {
         let total: usize = self
             .resources
             .iter()
@@ -193,9 +234,41 @@ impl RequestEncoder {
                 }
             }
         }
+    }
+
+    /// Forgets the batch: the next items make the next one.
+    pub(crate) fn finish(&mut self) {
         self.items.clear();
         self.scopes.clear();
         self.index.clear();
         encode::reuse(&mut self.meta, encode::KEEP_MAX);
+    }
+
+    /// Resources of the batch [`group`](Self::group) made.
+    pub(crate) fn resources(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// The encoded `Resource` of resource `r`.
+    pub(crate) fn resource(&self, r: usize) -> &[u8] {
+        &self.meta[self.resources[r].resource.clone()]
+    }
+
+    /// The scopes of resource `r`, in the order the request holds them.
+    pub(crate) fn scopes_of(&self, r: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.scopes.len()).filter(move |&g| self.scopes[g].resource == r)
+    }
+
+    /// The encoded `InstrumentationScope` of scope `g`.
+    pub(crate) fn scope(&self, g: usize) -> &[u8] {
+        &self.meta[self.scopes[g].scope.clone()]
+    }
+
+    /// The items of scope `g` as pushed (`at`, `len`), in the order the
+    /// request holds them.
+    pub(crate) fn items_of(&self, g: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.members[self.scopes[g].members.clone()]
+            .iter()
+            .map(|&(_, i)| (self.items[i].at, self.items[i].len))
     }
 }

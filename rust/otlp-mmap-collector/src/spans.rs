@@ -37,6 +37,8 @@ use crate::attribute_cache::CachedAttribute;
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
+use crate::flat::FlatWriter;
+use crate::flat::span::SpanFields;
 use crate::group::RequestEncoder;
 
 /// Attribute set to `true` on a span that was emitted without its end.
@@ -394,6 +396,28 @@ impl InFlight {
             + status
     }
 
+    /// What the span's `Span` message holds ([`encode`](Self::encode)
+    /// writes it), for the flat layout to be written from.
+    pub(crate) fn flat_fields(&self) -> SpanFields<'_> {
+        SpanFields {
+            trace_id: &self.trace_id,
+            span_id: &self.span_id,
+            parent_span_id: &self.parent_span_id,
+            name: self.name.as_bytes(),
+            kind: self.kind,
+            start_time_unix_nano: self.start_time_unix_nano,
+            end_time_unix_nano: self.end_time_unix_nano,
+            attributes: [&self.attributes, &self.marking],
+            dropped_attributes_count: self.dropped_attributes_count,
+            links: &self.links,
+            dropped_links_count: self.dropped_links_count,
+            status: self
+                .status
+                .map(|code| (code, self.status_message.as_bytes())),
+            flags: self.flags,
+        }
+    }
+
     /// Appends the span's `Span` message (its content, without key and
     /// length) to `out`, in the order prost writes fields: by number.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
@@ -538,6 +562,67 @@ impl SpanAssembler {
         request: &mut RequestEncoder,
         out: &mut Vec<u8>,
     ) -> usize {
+        let n = self.push_batch(max, max_bytes, request, true);
+        if n == 0 {
+            return 0;
+        }
+        let completed = &self.completed;
+        request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
+        self.drop_completed(n)
+    }
+
+    /// Takes the spans [`encode_completed`](Self::encode_completed) would,
+    /// and appends them to `flat` as the flat batch `writer` lays out (the
+    /// bytes [`FlatWriter::write`] of their request gives), written from
+    /// the spans: their request is not written, unless the layout cannot
+    /// hold them. The spans move to `taken` (in the order taken), for
+    /// [`encode_spans`] to write their request when it is needed, and
+    /// [`give_back`](Self::give_back) once it no longer can be. Returns how
+    /// many spans it took.
+    // Boxed on purpose: the spans move to `taken` and back by pointer.
+    #[allow(clippy::too_many_arguments, clippy::vec_box)]
+    pub(crate) fn flat_completed(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+        file: &MmapReader,
+        dict: &mut DictionaryCache,
+        request: &mut RequestEncoder,
+        writer: &mut FlatWriter,
+        flat: &mut Vec<u8>,
+        taken: &mut Vec<Box<InFlight>>,
+    ) -> usize {
+        // Their lengths are needed only for their request.
+        let n = self.push_batch(max, max_bytes, request, false);
+        if n == 0 {
+            return 0;
+        }
+        let completed = &self.completed;
+        request.group(file, dict);
+        if !writer.write_spans(request, |i| completed[i].flat_fields(), flat) {
+            // The layout cannot hold them: their request, as OTLP.
+            request.relength(|i| completed[i].encoded_len());
+            request.write_request(flat, |i, _, out| completed[i].encode(out));
+        }
+        request.finish();
+        for _ in 0..n {
+            let span = self.completed.pop_front().expect("n spans are queued");
+            self.completed_bytes -= span.bytes;
+            taken.push(span);
+        }
+        n
+    }
+
+    /// Pushes the spans of the next batch to `request` (by their place in
+    /// the completed queue), with their encoded lengths when `lengths` (0
+    /// otherwise); returns how many.
+    fn push_batch(
+        &self,
+        max: usize,
+        max_bytes: usize,
+        request: &mut RequestEncoder,
+        lengths: bool,
+    ) -> usize {
         let mut bytes = 0usize;
         let mut n = 0;
         for c in &self.completed {
@@ -545,15 +630,19 @@ impl SpanAssembler {
                 break;
             }
             bytes = bytes.saturating_add(c.bytes);
-            request.push(c.scope_ref, n, c.encoded_len());
+            request.push(c.scope_ref, n, if lengths { c.encoded_len() } else { 0 });
             n += 1;
         }
-        if n == 0 {
-            return 0;
+        n
+    }
+
+    /// Takes back the buffers of spans [`flat_completed`](Self::flat_completed)
+    /// took, emptying `spans`.
+    #[allow(clippy::vec_box)]
+    pub(crate) fn give_back(&mut self, spans: &mut Vec<Box<InFlight>>) {
+        for span in spans.drain(..) {
+            self.recycle(span);
         }
-        let completed = &self.completed;
-        request.encode(file, dict, out, |i, _, out| completed[i].encode(out));
-        self.drop_completed(n)
     }
 
     /// Drops up to `n` completed spans, oldest first, without encoding them
@@ -801,6 +890,22 @@ impl SpanAssembler {
                 .retain(|(k, g)| in_flight.get(k).is_some_and(|o| o.generation == *g));
         }
     }
+}
+
+/// Appends the `ExportTraceServiceRequest` of `spans` (taken by
+/// [`SpanAssembler::flat_completed`], in that order) to `out`: the request
+/// [`SpanAssembler::encode_completed`] would have written for them.
+pub(crate) fn encode_spans(
+    spans: &[Box<InFlight>],
+    file: &MmapReader,
+    dict: &mut DictionaryCache,
+    request: &mut RequestEncoder,
+    out: &mut Vec<u8>,
+) {
+    for (i, s) in spans.iter().enumerate() {
+        request.push(s.scope_ref, i, s.encoded_len());
+    }
+    request.encode(file, dict, out, |i, _, out| spans[i].encode(out));
 }
 
 /// Most bytes of a span name kept as the last name checked.

@@ -6,6 +6,10 @@
 //!   into ExportTraceServiceRequest bytes;
 //! - logs: log records (3 attributes) converted and encoded;
 //! - measurements: counter measurements with 3 attributes (10 sets) aggregated.
+//!
+//! Spans and logs also come with the flat hand-off (`Spans::flat`,
+//! `Logs::flat`: `ReaderOptions::flat_handoff`, what the Collector's
+//! receiver uses).
 
 #![allow(dead_code)]
 
@@ -36,6 +40,11 @@ pub struct Fixture {
 }
 
 pub fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+/// A fixture whose reader hands batches out in the flat layout when `flat`.
+pub fn fixture_with(flat: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.otlp");
     let ring = RingConfig {
@@ -69,6 +78,7 @@ pub fn fixture() -> Fixture {
         ReaderOptions {
             max_batch_spans: 1024,
             max_batch_logs: 1024,
+            flat_handoff: flat,
             ..ReaderOptions::default()
         },
     )
@@ -90,7 +100,15 @@ pub struct Spans {
 
 impl Spans {
     pub fn new() -> Self {
-        let f = fixture();
+        Self::with(fixture())
+    }
+
+    /// With the flat hand-off.
+    pub fn flat() -> Self {
+        Self::with(fixture_with(true))
+    }
+
+    fn with(f: Fixture) -> Self {
         let attrs = vec![
             kv(&f.writer, "http.method", Value::StringValue("GET".into())),
             kv(
@@ -155,7 +173,15 @@ pub struct Logs {
 
 impl Logs {
     pub fn new() -> Self {
-        let f = fixture();
+        Self::with(fixture())
+    }
+
+    /// With the flat hand-off.
+    pub fn flat() -> Self {
+        Self::with(fixture_with(true))
+    }
+
+    fn with(f: Fixture) -> Self {
         let attrs = vec![
             kv(&f.writer, "http.method", Value::StringValue("GET".into())),
             kv(
@@ -264,6 +290,13 @@ impl Measurements {
 fn poll_and_commit(reader: &mut FileReader, signal: Signal) -> u64 {
     match reader.poll(signal, 0).unwrap() {
         Some(batch) => {
+            if let Some(mode) = batch.bytes.strip_prefix(otlp_mmap_collector::flat::MAGIC) {
+                assert_eq!(
+                    mode[0],
+                    otlp_mmap_collector::flat::MODE_FLAT,
+                    "flat, not OTLP"
+                );
+            }
             let (items, token) = (batch.items, batch.token);
             reader.commit(signal, token).unwrap();
             items

@@ -67,6 +67,8 @@ impl FileReader {
     /// The reader's state as checkpoint bytes: it covers every span event
     /// and measurement read so far.
     pub fn checkpoint(&mut self) -> Vec<u8> {
+        // A traces batch handed out flat: the checkpoint keeps its request.
+        self.encode_pending_spans();
         let rings = &self.stream.rings;
         let positions = [
             rings[Signal::Traces as usize]
@@ -236,6 +238,7 @@ impl FileReader {
                     items,
                     release: None,
                     flat: Vec::new(),
+                    spans: Vec::new(),
                 });
             }
         }

@@ -27,11 +27,11 @@ pub(crate) struct Ctx<'a> {
 /// Marks a key given by its id in [`Ctx::keys`].
 const ID_KEY: u64 = 1 << 63;
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -143,21 +143,112 @@ fn close(c: &mut Ctx<'_>, msg: &[u8], slot: Slot, open: Option<Open>) -> Result<
 /// encoded KeyValueList.
 #[cold]
 fn large_list(c: &mut Ctx<'_>, msg: &[u8], o: Open) -> Result<(), NotFlat> {
-    c.out.truncate(o.at);
+    large_list_of(c, o.at, &[&msg[o.fields.0..o.fields.1]])
+}
+
+/// [`large_list`] of the attribute fields `parts` (one after the other),
+/// whose list's count is at `at`.
+#[cold]
+fn large_list_of(c: &mut Ctx<'_>, at: usize, parts: &[&[u8]]) -> Result<(), NotFlat> {
+    c.out.truncate(at);
     put_u32(c.out, 0);
     let start = c.out.len();
-    let mut fields = &msg[o.fields.0..o.fields.1];
-    while !fields.is_empty() {
-        let kv = bytes(next_field(&mut fields)?.1)?;
-        c.out.push(0x0a);
-        prost::encoding::encode_varint(kv.len() as u64, c.out);
-        c.out.extend_from_slice(kv);
+    for &part in parts {
+        let mut fields = part;
+        while !fields.is_empty() {
+            let kv = bytes(next_field(&mut fields)?.1)?;
+            c.out.push(0x0a);
+            prost::encoding::encode_varint(kv.len() as u64, c.out);
+            c.out.extend_from_slice(kv);
+        }
     }
     let len = u32::try_from(c.out.len() - start)
         .ok()
         .filter(|&n| n < INLINE)
         .ok_or(NotFlat)?;
-    c.out[o.at..o.at + 4].copy_from_slice(&(INLINE | len).to_le_bytes());
+    c.out[at..at + 4].copy_from_slice(&(INLINE | len).to_le_bytes());
+    Ok(())
+}
+
+/// A list written item by item: its count is filled in at the end.
+pub(crate) struct List {
+    at: usize,
+    n: u32,
+}
+
+impl List {
+    /// Reserves the list's count.
+    pub(crate) fn open(out: &mut Vec<u8>) -> List {
+        List {
+            at: count_at(out),
+            n: 0,
+        }
+    }
+
+    /// Counts one more item.
+    pub(crate) fn add(&mut self) {
+        self.n += 1;
+    }
+
+    /// Writes the count.
+    pub(crate) fn close(self, out: &mut [u8]) {
+        out[self.at..self.at + 4].copy_from_slice(&self.n.to_le_bytes());
+    }
+}
+
+/// Writes an attribute list held as encoded `KeyValue` fields of number
+/// `number`, in `parts` one after the other: what [`message`] writes for
+/// them in an `Attrs(always)` slot (an empty list, a long one encoded, a
+/// key twice not flat).
+pub(crate) fn attrs(
+    c: &mut Ctx<'_>,
+    number: u32,
+    parts: &[&[u8]],
+    always: bool,
+) -> Result<(), NotFlat> {
+    let at = count_at(c.out);
+    c.keys.clear();
+    let mut n = 0u32;
+    for &part in parts {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let (num, w) = next_field(&mut rest)?;
+            if num != number {
+                return Err(NotFlat);
+            }
+            n += 1;
+            key_value(c, bytes(w)?, always)?;
+        }
+    }
+    if n > LARGE_LIST {
+        return large_list_of(c, at, parts);
+    }
+    c.out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    if repeats(c.keys) {
+        return Err(NotFlat);
+    }
+    Ok(())
+}
+
+/// Writes the messages held as encoded fields of number `number` in
+/// `fields` in `layout`: what [`message`] writes for them in a
+/// `Repeated(layout)` slot.
+pub(crate) fn repeated(
+    c: &mut Ctx<'_>,
+    number: u32,
+    mut fields: &[u8],
+    layout: Layout,
+) -> Result<(), NotFlat> {
+    let mut list = List::open(c.out);
+    while !fields.is_empty() {
+        let (num, w) = next_field(&mut fields)?;
+        if num != number {
+            return Err(NotFlat);
+        }
+        list.add();
+        message(c, bytes(w)?, layout)?;
+    }
+    list.close(c.out);
     Ok(())
 }
 
@@ -179,7 +270,7 @@ fn field(c: &mut Ctx<'_>, slot: Slot, w: Wire<'_>) -> Result<(), NotFlat> {
 
 /// An id of `N` bytes, or zeros when empty; another length is what pdata
 /// refuses, so the batch goes as OTLP.
-fn id<const N: usize>(b: &[u8]) -> Result<[u8; N], NotFlat> {
+pub(crate) fn id<const N: usize>(b: &[u8]) -> Result<[u8; N], NotFlat> {
     match b.len() {
         0 => Ok([0; N]),
         _ => b.try_into().map_err(|_| NotFlat),
@@ -187,7 +278,7 @@ fn id<const N: usize>(b: &[u8]) -> Result<[u8; N], NotFlat> {
 }
 
 /// Writes `s` as a table id or inline (see [`StringTable::intern`]).
-fn put_str(c: &mut Ctx<'_>, s: &[u8], always: bool) -> Result<(), NotFlat> {
+pub(crate) fn put_str(c: &mut Ctx<'_>, s: &[u8], always: bool) -> Result<(), NotFlat> {
     if s.is_empty() {
         put_u32(c.out, INLINE);
         return Ok(());

@@ -37,14 +37,14 @@ pub(crate) type Layout = &'static [(u32, Slot)];
 use Slot::*;
 
 /// `InstrumentationScope`.
-const SCOPE: Layout = &[
+pub(crate) const SCOPE: Layout = &[
     (1, Str(true)),
     (2, Str(true)),
     (3, Attrs(true)),
     (4, Varint32),
 ];
 /// `Resource`.
-const RESOURCE: Layout = &[(1, Attrs(true)), (2, Varint32)];
+pub(crate) const RESOURCE: Layout = &[(1, Attrs(true)), (2, Varint32)];
 /// `Status`.
 const STATUS: Layout = &[(2, Str(false)), (3, Varint32)];
 /// `Span.Link`.

@@ -159,12 +159,25 @@ impl StringTable {
 
     /// Writes the batch's table header (epoch, base, the new entries) and
     /// counts them as sent.
+    #[cfg(test)]
     pub(crate) fn write_new(&mut self, out: &mut Vec<u8>) {
-        let new = &self.entries[self.base..];
-        out.extend_from_slice(&self.epoch.to_le_bytes());
-        out.extend_from_slice(&(self.base as u32).to_le_bytes());
-        out.extend_from_slice(&(new.len() as u32).to_le_bytes());
-        for e in new {
+        out.extend_from_slice(&self.header());
+        self.write_entries(out);
+    }
+
+    /// The batch's table header: epoch, base, how many entries are new.
+    pub(crate) fn header(&self) -> [u8; 12] {
+        let mut h = [0; 12];
+        h[..4].copy_from_slice(&self.epoch.to_le_bytes());
+        h[4..8].copy_from_slice(&(self.base as u32).to_le_bytes());
+        h[8..].copy_from_slice(&((self.entries.len() - self.base) as u32).to_le_bytes());
+        h
+    }
+
+    /// Appends the entries new with the batch (each its length and bytes)
+    /// and counts them as sent.
+    pub(crate) fn write_entries(&mut self, out: &mut Vec<u8>) {
+        for e in &self.entries[self.base..] {
             out.extend_from_slice(&e.len.to_le_bytes());
             out.extend_from_slice(&self.bytes[e.start as usize..(e.start + e.len) as usize]);
         }
