@@ -8,9 +8,10 @@
 //! asked for ([`Wake::measurements`]) -, the writer started over in place,
 //! or the deadline passed, the file is unparked and its token handed to
 //! `notify`. The thread
-//! reads its own mapping of each parked file (made when the file is parked,
-//! [`MmapReader::map_again`]: no file descriptor, the file's length as the
-//! reader knows it), so it never touches a [`FileReader`], which stays the
+//! reads its own mapping of each parked file (made when the file is first
+//! parked and kept for its later parks, [`MmapReader::map_again`]: no file
+//! descriptor, the file's length as the reader knows it), so it never
+//! touches a [`FileReader`], which stays the
 //! caller's alone. An idle process then costs one sleep of one thread per
 //! `interval`, whatever the number of files. Whether a parked file's writer
 //! is still alive the caller asks the reader itself
@@ -45,7 +46,7 @@ pub struct Wake {
 /// A parked file: the watcher's own view of it.
 #[derive(Debug)]
 struct Parked {
-    region: SharedRegion,
+    region: Arc<SharedRegion>,
     /// The stream's start time when it was parked.
     start_time: u64,
     /// The rings watched, positioned at the reader's next record, each with
