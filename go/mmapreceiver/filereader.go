@@ -282,6 +282,10 @@ type signalLoop struct {
 	lastCollect    time.Time // time of the last collection
 	collectDue     time.Time // next collection
 	collectPending bool      // a collection is owed (busy, or the file went away)
+	polledAt       time.Time // time of the last poll
+	// wakeAt: measurements that may gather in the ring while the file is
+	// parked before it is woken to read them (0: the first wakes it).
+	wakeAt uint64
 }
 
 // step polls the signal once and, when a batch comes back, offers it to the
@@ -504,15 +508,17 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		wait = min(wait, age)
 	}
 	due := time.Now().Add(wait)
+	var measurementsWakeAt uint64
 	for _, l := range loops {
 		if l.sig == ffi.Metrics && !l.done {
 			due = minTime(due, l.nextCollection())
+			measurementsWakeAt = l.wakeAt
 		}
 	}
 	if fr.keepsCheckpoints() && fr.checkpointOwed() {
 		due = minTime(due, nextCheckpoint)
 	}
-	if !fr.deps.poller.park(fr, due) {
+	if !fr.deps.poller.park(fr, due, measurementsWakeAt) {
 		return false
 	}
 	select {
@@ -597,6 +603,9 @@ func (l *signalLoop) startDrain() {
 func (l *signalLoop) tick() (wait time.Duration, done bool) {
 	fr, opts := l.fr, l.fr.deps.options
 	l.parkable = false
+	l.wakeAt = 0
+	takenBefore, polledBefore := l.lastRead, l.polledAt
+	l.polledAt = time.Now()
 	if l.sig == ffi.Metrics {
 		if now := time.Now(); l.collectPending || !now.Before(l.collectDue) {
 			busy, err := l.collect(now, now.Sub(l.lastCollect) >= l.refreshEvery)
@@ -633,6 +642,10 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 			return 0, false
 		}
 		wait = l.fillWait
+		if l.sig == ffi.Metrics && !l.collectPending {
+			l.wakeAt = l.measurementsBatch(l.lastRead-takenBefore, l.polledAt.Sub(polledBefore))
+			l.parkable = l.wakeAt > 0
+		}
 	case stepRefused:
 		fr.deps.telemetry.consumeRetry(l.sig)
 		wait = l.retryDelay
@@ -650,6 +663,33 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		wait = max(min(wait, time.Until(l.collectDue)), 0)
 	}
 	return wait, false
+}
+
+// measurementsBatch says how many measurements may gather in the ring while
+// the file parks until its next collection, after a poll that took taken of
+// them over elapsed (0: read them every poll_interval, like records of other
+// signals). Measurements only change aggregates, which no one sees before
+// the collection, so reading them in larger, rarer polls loses nothing and
+// saves the wake-ups, which cost the Collector more than the measurements.
+// The batch is a quarter of the ring, or less so that with the slots the
+// ring still holds (held until a checkpoint is stored) a writer finds it at
+// most half full when the file is woken. It is 0 when the measurements come
+// fast enough to fill it within two poll intervals, or when the ring holds
+// so much that the batch would be small.
+func (l *signalLoop) measurementsBatch(taken uint64, elapsed time.Duration) uint64 {
+	l.fr.mu.Lock()
+	s, err := l.fr.rd.Stats()
+	l.fr.mu.Unlock()
+	c, held := s.RingCapacity[ffi.Metrics], s.RingUnread[ffi.Metrics]
+	if err != nil || 2*held >= c {
+		return 0
+	}
+	batch := min(c/4, c/2-held)
+	if batch < max(c/16, 2) || elapsed <= 0 ||
+		taken*uint64(2*l.fr.deps.options.pollInterval) >= batch*uint64(elapsed) {
+		return 0
+	}
+	return batch
 }
 
 // finalOffer runs at shutdown: it reads what is left of the ring and offers

@@ -30,6 +30,7 @@ type idlePoller struct {
 	asleep map[uint64]*fileReader // by token: files parked now
 	next   uint64
 	parked atomic.Int64  // files parked now (tests)
+	parks  atomic.Uint64 // parks so far (tests)
 	wakes  atomic.Uint64 // files woken by the watcher so far (tests)
 }
 
@@ -89,10 +90,11 @@ func (p *idlePoller) wake(token uint64) {
 	}
 }
 
-// park leaves fr to the watcher until it has records to read or due comes;
-// fr.wake receives then. false: the library could not watch the file (the
-// caller sleeps on a timer instead).
-func (p *idlePoller) park(fr *fileReader, due time.Time) bool {
+// park leaves fr to the watcher until it has records to read (measurements:
+// measurementsWakeAt of them, 0 or 1: the first) or due comes; fr.wake
+// receives then. false: the library could not watch the file (the caller
+// sleeps on a timer instead).
+func (p *idlePoller) park(fr *fileReader, due time.Time, measurementsWakeAt uint64) bool {
 	select {
 	case <-fr.wake: // left over from an earlier park
 	default:
@@ -105,7 +107,7 @@ func (p *idlePoller) park(fr *fileReader, due time.Time) bool {
 	}
 	p.mu.Unlock()
 	fr.mu.Lock()
-	err := p.watcher.Park(fr.rd, fr.token, fr.read, due)
+	err := p.watcher.Park(fr.rd, fr.token, fr.read, due, measurementsWakeAt)
 	fr.mu.Unlock()
 	if err != nil {
 		return false
@@ -114,6 +116,7 @@ func (p *idlePoller) park(fr *fileReader, due time.Time) bool {
 	p.asleep[fr.token] = fr
 	p.mu.Unlock()
 	p.parked.Add(1)
+	p.parks.Add(1)
 	return true
 }
 

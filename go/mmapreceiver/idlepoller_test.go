@@ -73,3 +73,60 @@ func TestParkedFileIsWokenOnceWhenItsWriterGoesAway(t *testing.T) {
 	time.Sleep(5 * cfg.ScanInterval) // later scans
 	assert.Equal(t, wakes+1, r.poller.wakes.Load(), "woken once, not at every scan")
 }
+
+// Measurements only change aggregates until the next collection: once they
+// flow, a file whose other signals are idle parks until a quarter of its
+// measurements ring was written (or the collection is due), and reads them
+// in one poll. Every measurement is in the collection.
+func TestMeasurementsGatherInTheRingUntilABatchIsThere(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir) // poll_interval (the watcher's rounds) 1ms
+	cfg.ScanInterval = time.Hour
+	cfg.Metrics.CollectionInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	ms := new(consumertest.MetricsSink)
+	r.setMetrics(ms)
+	r.setTraces(new(consumertest.TracesSink))
+	r.setLogs(new(consumertest.LogsSink))
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	stopped := false
+	defer func() {
+		if !stopped {
+			require.NoError(t, r.Shutdown(context.Background()))
+		}
+	}()
+
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "the idle file parks")
+	id := nextID("batch")
+	wokenAndParked := func(wakes, parks uint64) func() bool {
+		return func() bool {
+			return r.poller.wakes.Load() == wakes+1 && r.poller.parks.Load() == parks+1 && r.poller.parked.Load() == 1
+		}
+	}
+	// The first measurement wakes the idle file, which parks again.
+	wakes, parks := r.poller.wakes.Load(), r.poller.parks.Load()
+	require.NoError(t, tw.count(id, 1))
+	require.Eventually(t, wokenAndParked(wakes, parks), waitFor, time.Millisecond, "woken by the first measurement")
+
+	batch := testRingSlots / 4
+	for range 2 {
+		wakes, parks = r.poller.wakes.Load(), r.poller.parks.Load()
+		for range batch - 1 {
+			require.NoError(t, tw.count(id, 1))
+		}
+		time.Sleep(20 * time.Millisecond) // rounds of the watcher
+		require.Equal(t, wakes, r.poller.wakes.Load(), "woken before a quarter of the ring was written")
+		require.NoError(t, tw.count(id, 1))
+		require.Eventually(t, wokenAndParked(wakes, parks), waitFor, time.Millisecond, "woken by a quarter of the ring")
+	}
+	assert.Zero(t, ms.DataPointCount(), "collected before collection_interval")
+
+	stopped = true
+	require.NoError(t, r.Shutdown(context.Background()))
+	c := newCollected()
+	c.addMetrics(ms.AllMetrics())
+	assert.Equal(t, map[string]int64{id: int64(1 + 2*batch)}, c.sums)
+}

@@ -4,11 +4,14 @@
 //! A caller whose reader found nothing to read parks it here with a token and
 //! a deadline. Every `interval` the thread looks at each parked file: when a
 //! writer claimed a record in one of the watched rings (one atomic load of
-//! its `writer_index`), the writer started over in place, or the deadline
-//! passed, the file is unparked and its token handed to `notify`. The thread
-//! reads its own mapping of each parked file (made when the file is parked,
-//! [`MmapReader::map_again`]: no file descriptor, the file's length as the
-//! reader knows it), so it never touches a [`FileReader`], which stays the
+//! its `writer_index`) - in the measurements ring, as many as the caller
+//! asked for ([`Wake::measurements`]) -, the writer started over in place,
+//! or the deadline passed, the file is unparked and its token handed to
+//! `notify`. The thread
+//! reads its own mapping of each parked file (made when the file is first
+//! parked and kept for its later parks, [`MmapReader::map_again`]: no file
+//! descriptor, the file's length as the reader knows it), so it never
+//! touches a [`FileReader`], which stays the
 //! caller's alone. An idle process then costs one sleep of one thread per
 //! `interval`, whatever the number of files; once no parked file has had
 //! anything for [`QUIET_AFTER`], the sleeps double up to
@@ -31,14 +34,27 @@ use otlp_mmap_core::{FormatError, RingReader, SharedRegion};
 
 use crate::file_reader::{FileReader, Signal};
 
+/// When a parked file is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wake {
+    /// At this time (unix nanoseconds) even when nothing was written.
+    pub due_unix_nano: u64,
+    /// Once writers claimed this many measurements past the reader's next
+    /// one (0 or 1: the first). Measurements only change aggregates until
+    /// the next collection (which the caller's deadline covers), so a caller
+    /// may leave some in the ring and read them in larger, rarer polls.
+    pub measurements: u64,
+}
+
 /// A parked file: the watcher's own view of it.
 #[derive(Debug)]
 struct Parked {
-    region: SharedRegion,
+    region: Arc<SharedRegion>,
     /// The stream's start time when it was parked.
     start_time: u64,
-    /// The rings watched, positioned at the reader's next record.
-    rings: Vec<RingReader>,
+    /// The rings watched, positioned at the reader's next record, each with
+    /// the records claimed past it that wake the file.
+    rings: Vec<(RingReader, u64)>,
     /// Unpark at this time (unix nanoseconds) even when nothing was written.
     due_unix_nano: u64,
 }
@@ -47,7 +63,10 @@ impl Parked {
     fn ready(&self, now: u64) -> bool {
         now >= self.due_unix_nano
             || start_time(&self.region) != self.start_time
-            || self.rings.iter().any(|r| r.has_claimed(&self.region))
+            || self.rings.iter().any(|(r, wake_at)| match wake_at {
+                0 | 1 => r.has_claimed(&self.region),
+                &n => r.claimed_ahead(&self.region) >= n,
+            })
     }
 }
 
@@ -216,16 +235,18 @@ impl IdleWatch {
 
     /// Parks `reader` under `token` (replacing an earlier park of the same
     /// token): the watcher unparks it once a writer claims a record in the
-    /// ring of one of `signals`, the writer starts over, or at
-    /// `due_unix_nano`. Call it only while the reader has no pending batch of
-    /// those signals (its next poll would find nothing): the watcher starts
-    /// at the reader's next record.
+    /// ring of one of `signals` (in the measurements ring: the number
+    /// `wake.measurements` asks for), the writer starts over, or at
+    /// `wake.due_unix_nano`. Call it only while the reader has no pending
+    /// batch of those signals (its next poll would find nothing, or only
+    /// fewer measurements than that): the watcher starts at the reader's
+    /// next record.
     pub fn park(
         &self,
         token: u64,
         reader: &FileReader,
         signals: &[Signal],
-        due_unix_nano: u64,
+        wake: Wake,
     ) -> Result<(), FormatError> {
         let file = reader.file();
         let region = file.map_again()?;
@@ -233,14 +254,23 @@ impl IdleWatch {
         // checkpoint is stored are not new records.
         let rings = signals
             .iter()
-            .map(|&s| RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s)))
+            .map(|&s| {
+                let ring =
+                    RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s));
+                let wake_at = if s == Signal::Metrics {
+                    wake.measurements
+                } else {
+                    1
+                };
+                (ring, wake_at)
+            })
             .collect();
         let parked = Parked {
             region,
             // A writer that started over since the reader looked wakes it at once.
             start_time: file.start_time_unix_nano(),
             rings,
-            due_unix_nano,
+            due_unix_nano: wake.due_unix_nano,
         };
         let mut state = self.shared.lock();
         state.parked.insert(token, parked);

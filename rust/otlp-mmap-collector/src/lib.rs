@@ -70,7 +70,7 @@ pub use dump::{Dump, DumpOptions, dump};
 pub use file_reader::{
     Batch, CollectOutcome, FileReader, ReaderError, ReaderOptions, ReaderStats, Signal,
 };
-pub use idle_watch::IdleWatch;
+pub use idle_watch::{IdleWatch, Wake};
 pub use metrics::MetricAggregator;
 pub use opentelemetry_proto;
 pub use spans::{

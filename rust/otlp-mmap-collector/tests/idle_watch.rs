@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use otlp_mmap_collector::idle_watch::QUIET_PERIOD_FACTOR;
-use otlp_mmap_collector::{FileReader, IdleWatch, ReaderOptions, Signal};
+use otlp_mmap_collector::{FileReader, IdleWatch, ReaderOptions, Signal, Wake};
 use otlp_mmap_core::proto::{self, any_value::Value};
 use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
 
@@ -34,7 +34,10 @@ fn a_quiet_watcher_sleeps_longer_and_a_park_brings_it_back() {
     let (writer, reader) = open("busy.otlp");
     let (tx, rx) = mpsc::channel();
     let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
-    let far = u64::MAX;
+    let far = Wake {
+        due_unix_nano: u64::MAX,
+        measurements: 0,
+    };
     watch.park(1, &quiet_reader, &[Signal::Logs], far).unwrap();
     assert_eq!(watch.period(), INTERVAL);
 

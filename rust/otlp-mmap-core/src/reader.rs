@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::dictionary;
 use crate::error::FormatError;
@@ -56,6 +57,9 @@ pub struct MmapReader {
     last_writer_state: WriterState,
     /// The dictionary `end` when the file's length was last looked at.
     dictionary_end_seen: AtomicI64,
+    /// The second mapping [`map_again`](Self::map_again) made, for its next
+    /// calls.
+    second: Mutex<Option<Arc<SharedRegion>>>,
 }
 
 impl MmapReader {
@@ -169,6 +173,7 @@ impl MmapReader {
             saw_writer_lock: false,
             last_writer_state: WriterState::Unknown,
             dictionary_end_seen: AtomicI64::new(i64::MIN),
+            second: Mutex::new(None),
         };
         reader.writer_state();
         Ok(reader)
@@ -203,10 +208,18 @@ impl MmapReader {
     /// A second mapping of the file, of the length known to exist, guarded
     /// like the reader's own, for a thread that watches the ring headers
     /// while this reader sleeps. It holds no file descriptor: the file is
-    /// only borrowed to map it.
-    pub fn map_again(&self) -> Result<SharedRegion, FormatError> {
+    /// only borrowed to map it. Made at the first call and shared by the
+    /// later ones (a file parked again and again is not mapped and unmapped
+    /// each time), unless a page of it vanished since (poisoned).
+    pub fn map_again(&self) -> Result<Arc<SharedRegion>, FormatError> {
+        let mut second = self.second.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(region) = second.as_ref().filter(|r| !r.poisoned()) {
+            return Ok(Arc::clone(region));
+        }
         let len = self.region.valid_len();
-        SharedRegion::map_guarded(&self.file, len, len)
+        let region = Arc::new(SharedRegion::map_guarded(&self.file, len, len)?);
+        *second = Some(Arc::clone(&region));
+        Ok(region)
     }
 
     /// A reader for one ring, starting after the file's `reader_index`.

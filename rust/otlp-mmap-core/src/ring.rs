@@ -349,6 +349,22 @@ impl RingReader {
             .is_ok_and(|w| self.next.wrapping_sub(w.load(Ordering::Acquire)) <= 0)
     }
 
+    /// How many sequences from the next one on writers claimed (0: none;
+    /// at most the ring's slots, whatever the header says). Like
+    /// [`has_claimed`](Self::has_claimed), one atomic load of `writer_index`.
+    pub fn claimed_ahead(&self, region: &SharedRegion) -> u64 {
+        region
+            .atomic_i64(self.geo.offset + ring_header::WRITER_INDEX)
+            .map_or(0, |w| {
+                let last = w.load(Ordering::Acquire).wrapping_sub(self.next);
+                if last < 0 {
+                    0
+                } else {
+                    (last as u64).saturating_add(1).min(self.geo.num_buffers)
+                }
+            })
+    }
+
     /// Looks at the next sequence without consuming it.
     pub fn peek<'a>(&mut self, region: &'a SharedRegion) -> Slot<'a> {
         if !self.claimed(self.next) {

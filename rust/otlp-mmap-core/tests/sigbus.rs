@@ -60,6 +60,40 @@ fn a_file_truncated_under_the_reader_reads_as_zeros_and_poisons_it() {
     drop(w);
 }
 
+/// The second mapping a watcher thread reads (`map_again`) is made once and
+/// shared by later calls, unless a page of it vanished: then it is made again.
+#[test]
+fn the_second_mapping_is_shared_until_a_page_of_it_vanishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.otlp");
+    let w = MmapWriter::create(&path, &config(64, 256, 4096)).unwrap();
+    let r = MmapReader::open(&path, true).unwrap();
+    let first = r.map_again().unwrap();
+    let again = r.map_again().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "one mapping");
+    drop((first, again));
+    let kept = r.map_again().unwrap();
+    assert!(!kept.poisoned());
+
+    // The file shrinks under it and grows back: the page it touches in
+    // between vanished, and stays zeros in that mapping.
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(0).unwrap();
+    assert_eq!(kept.bytes(0, 8).unwrap(), &[0u8; 8][..]);
+    assert!(kept.poisoned());
+    f.set_len(len).unwrap();
+
+    let fresh = r.map_again().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&kept, &fresh), "mapped again");
+    assert!(!fresh.poisoned());
+    assert_eq!(fresh.bytes(0, 8).unwrap(), &[0u8; 8][..]);
+    assert!(!fresh.poisoned(), "the file is that long again");
+    assert!(std::sync::Arc::ptr_eq(&fresh, &r.map_again().unwrap()));
+    drop(r);
+    drop(w);
+}
+
 #[test]
 fn a_sigbus_outside_reader_mappings_is_not_swallowed() {
     let exe = std::env::current_exe().unwrap();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use otlp_mmap_collector::IdleWatch;
+use otlp_mmap_collector::{IdleWatch, Wake};
 
 use crate::handles;
 use crate::reader::{OmReader, signal};
@@ -73,12 +73,16 @@ pub unsafe extern "C" fn om_watcher_start(
 }
 
 /// Parks `reader` under `token` until a writer claims a record in the ring of
-/// one of the signals whose bit (`1 << OM_SIGNAL_*`) is set in `signals`, the
-/// writer starts over, or the clock passes `due_unix_nano`; then the watcher
-/// writes `token` to its pipe. Parking a token again replaces the earlier
-/// park. Park a reader only when its last polls of those signals found
-/// nothing (no pending batch): the watcher starts at the records the reader
-/// released. The watcher reads its own mapping of the file (no file
+/// one of the signals whose bit (`1 << OM_SIGNAL_*`) is set in `signals` (in
+/// the measurements ring: `measurements_wake_at` measurements past the
+/// reader's next one; 0 or 1: the first), the writer starts over, or the
+/// clock passes `due_unix_nano`; then the watcher writes `token` to its pipe.
+/// Measurements only change aggregates until the next collection, so a
+/// caller whose deadline is that collection may leave some in the ring and
+/// read them in larger, rarer polls. Parking a token again replaces the
+/// earlier park. Park a reader only when its last polls of those signals
+/// found nothing (no pending batch): the watcher starts at the records the
+/// reader released. The watcher reads its own mapping of the file (no file
 /// descriptor), never the reader, which the caller may use and close while
 /// it is parked. The watcher does not look at the writer's liveness: ask the
 /// reader with `om_reader_check_writer` now and then.
@@ -93,6 +97,7 @@ pub unsafe extern "C" fn om_watcher_park(
     token: u64,
     signals: u32,
     due_unix_nano: u64,
+    measurements_wake_at: u64,
     err: *mut OmError,
 ) -> i32 {
     guard(err, || {
@@ -109,7 +114,15 @@ pub unsafe extern "C" fn om_watcher_park(
             .map(signal)
             .collect::<Result<Vec<_>, _>>()?;
         w.watch
-            .park(token, &r.reader, &sigs, due_unix_nano)
+            .park(
+                token,
+                &r.reader,
+                &sigs,
+                Wake {
+                    due_unix_nano,
+                    measurements: measurements_wake_at,
+                },
+            )
             .map_err(|e| Failure::new(OM_ERR_IO, e.to_string()))?;
         Ok(OM_OK)
     })

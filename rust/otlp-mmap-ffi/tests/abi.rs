@@ -518,13 +518,19 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
         drop(notify); // the library keeps its own duplicate
 
         // Nothing written: still parked after rounds of the watcher.
-        assert_eq!(om_watcher_park(watcher, r, 7, logs, never, &mut err), OM_OK);
+        assert_eq!(
+            om_watcher_park(watcher, r, 7, logs, never, 0, &mut err),
+            OM_OK
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(om_watcher_unpark(watcher, 7, &mut err), OM_OK);
         assert_eq!(om_watcher_unpark(watcher, 7, &mut err), OM_EMPTY);
 
         // A record in a watched ring wakes it.
-        assert_eq!(om_watcher_park(watcher, r, 8, logs, never, &mut err), OM_OK);
+        assert_eq!(
+            om_watcher_park(watcher, r, 8, logs, never, 0, &mut err),
+            OM_OK
+        );
         assert_eq!(
             om_writer_log(w, name.as_ptr(), ptr::null(), ptr::null(), 3, &mut err),
             OM_OK
@@ -538,7 +544,10 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
 
         // Still unread by the reader, so a new park wakes at once; once read
         // and committed, only a deadline does.
-        assert_eq!(om_watcher_park(watcher, r, 9, logs, never, &mut err), OM_OK);
+        assert_eq!(
+            om_watcher_park(watcher, r, 9, logs, never, 0, &mut err),
+            OM_OK
+        );
         assert_eq!(token(&mut wake), 9);
         let mut batch = OmBatch::default();
         assert_eq!(
@@ -549,13 +558,13 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
             om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
             OM_OK
         );
-        assert_eq!(om_watcher_park(watcher, r, 10, logs, 0, &mut err), OM_OK);
+        assert_eq!(om_watcher_park(watcher, r, 10, logs, 0, 0, &mut err), OM_OK);
         assert_eq!(token(&mut wake), 10, "due");
 
         // Only the signals asked for are watched.
         let spans = 1 << OM_SIGNAL_TRACES;
         assert_eq!(
-            om_watcher_park(watcher, r, 11, spans, never, &mut err),
+            om_watcher_park(watcher, r, 11, spans, never, 0, &mut err),
             OM_OK
         );
         assert_eq!(
@@ -570,7 +579,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
         );
 
         assert_eq!(
-            om_watcher_park(watcher, r, 12, 1 << 5, never, &mut err),
+            om_watcher_park(watcher, r, 12, 1 << 5, never, 0, &mut err),
             OM_ERR_ARGUMENT
         );
         assert_eq!(om_watcher_close(watcher), OM_OK);
@@ -578,6 +587,118 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
         let mut rest = Vec::new();
         wake.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "no token after close: {rest:?}");
+        assert_eq!(om_reader_close(r), OM_OK);
+        assert_eq!(om_writer_close(w), OM_OK);
+    }
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = cpath(&dir.path().join("a.otlp"));
+    let w = writer(&path);
+    let r = open(&path);
+    let (mut wake, notify) = std::io::pipe().unwrap();
+    let mut err = OmError::default();
+    let mut watcher = ptr::null_mut();
+    let name = CString::new("requests").unwrap();
+    let metrics = 1 << OM_SIGNAL_METRICS;
+    let never = u64::MAX;
+    // SAFETY: handles from this library; other pointers valid.
+    unsafe {
+        let add = |n: usize| {
+            for _ in 0..n {
+                let mut e = OmError::default();
+                let rc =
+                    om_writer_counter_add(w, name.as_ptr(), ptr::null(), ptr::null(), 1, 1, &mut e);
+                assert_eq!(rc, OM_OK, "{}", e.message());
+            }
+        };
+        assert_eq!(
+            om_watcher_start(1_000_000, notify.as_raw_fd(), &mut watcher, &mut err),
+            OM_OK,
+            "{}",
+            err.message()
+        );
+        drop(notify);
+
+        // Asked to wake at 5: 4 measurements leave it parked, the 5th wakes it.
+        assert_eq!(
+            om_watcher_park(watcher, r, 1, metrics, never, 5, &mut err),
+            OM_OK
+        );
+        add(4);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            om_watcher_unpark(watcher, 1, &mut err),
+            OM_OK,
+            "4 of 5: still parked"
+        );
+        assert_eq!(
+            om_watcher_park(watcher, r, 2, metrics, never, 5, &mut err),
+            OM_OK
+        );
+        add(1);
+        let mut b = [0u8; 8];
+        wake.read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 2);
+
+        // Once read, the count starts again from the reader's next
+        // measurement; the deadline wakes it with fewer.
+        let mut batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_METRICS, 10, &mut batch, &mut err),
+            OM_EMPTY,
+            "measurements are aggregated, not handed out"
+        );
+        assert_eq!(batch.records_consumed, 5);
+        assert_eq!(
+            om_watcher_park(watcher, r, 3, metrics, 0, 5, &mut err),
+            OM_OK
+        );
+        wake.read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 3, "due");
+        assert_eq!(
+            om_watcher_park(watcher, r, 4, metrics, never, 2, &mut err),
+            OM_OK
+        );
+        add(1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            om_watcher_unpark(watcher, 4, &mut err),
+            OM_OK,
+            "1 of 2 since the read: still parked"
+        );
+
+        // 0 and 1 both mean the first measurement.
+        for (token, wake_at) in [(5, 0), (6, 1)] {
+            assert_eq!(
+                om_watcher_park(watcher, r, token, metrics, never, wake_at, &mut err),
+                OM_OK
+            );
+            wake.read_exact(&mut b).unwrap();
+            assert_eq!(u64::from_ne_bytes(b), token, "one unread: wakes at once");
+        }
+
+        // The count applies to measurements only: one log wakes a logs park.
+        let logs = 1 << OM_SIGNAL_LOGS;
+        assert_eq!(
+            om_watcher_park(watcher, r, 7, logs | metrics, never, 1000, &mut err),
+            OM_OK
+        );
+        let body = CString::new("x").unwrap();
+        assert_eq!(
+            om_writer_log(w, body.as_ptr(), ptr::null(), ptr::null(), 3, &mut err),
+            OM_OK
+        );
+        wake.read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 7);
+
+        assert_eq!(om_watcher_close(watcher), OM_OK);
         assert_eq!(om_reader_close(r), OM_OK);
         assert_eq!(om_writer_close(w), OM_OK);
     }
@@ -665,7 +786,7 @@ fn watcher_ignores_span_events_held_until_a_checkpoint() {
         // Read and committed, but its slots stay held (no checkpoint stored):
         // they are not new records for the watcher.
         assert_eq!(
-            om_watcher_park(watcher, r, 1, spans, never, &mut err),
+            om_watcher_park(watcher, r, 1, spans, never, 0, &mut err),
             OM_OK
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -677,7 +798,7 @@ fn watcher_ignores_span_events_held_until_a_checkpoint() {
 
         // A new span does wake it.
         assert_eq!(
-            om_watcher_park(watcher, r, 2, spans, never, &mut err),
+            om_watcher_park(watcher, r, 2, spans, never, 0, &mut err),
             OM_OK
         );
         span(2);
