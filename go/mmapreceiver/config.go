@@ -19,6 +19,7 @@ import (
 // the library's own, read with ffi.DefaultOptions: one source of truth.
 const (
 	defaultPollInterval       = 15 * time.Millisecond
+	defaultFlushTimeout       = 50 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxFiles           = 1024
 	defaultCollectionInterval = 60 * time.Second
@@ -40,6 +41,12 @@ type Config struct {
 	// after a silence waits before its file is read. Busy files are read
 	// back to back without sleeping.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// FlushTimeout is the longest a record of continuous traffic waits in
+	// the ring for its batch to fill: after a partial batch the file is
+	// read again when the recent rate would fill a batch, but at most
+	// FlushTimeout later (and at least PollInterval; sooner when the ring
+	// would get a quarter full). Full batches are read back to back.
+	FlushTimeout time.Duration `mapstructure:"flush_timeout"`
 	// ScanInterval is how often the Include/Exclude globs are evaluated again
 	// to pick up new files and let go of removed ones.
 	ScanInterval time.Duration `mapstructure:"scan_interval"`
@@ -149,6 +156,7 @@ func createDefaultConfig() component.Config {
 	lib := ffi.DefaultOptions()
 	return &Config{
 		PollInterval:        defaultPollInterval,
+		FlushTimeout:        defaultFlushTimeout,
 		ScanInterval:        defaultScanInterval,
 		MaxFiles:            defaultMaxFiles,
 		RejectWorldWritable: true,
@@ -185,6 +193,7 @@ func (cfg *Config) Validate() error {
 	}
 	errs = append(errs,
 		positiveDuration("poll_interval", cfg.PollInterval),
+		positiveDuration("flush_timeout", cfg.FlushTimeout),
 		positiveDuration("scan_interval", cfg.ScanInterval),
 		positiveDuration("stuck_slot_timeout", cfg.StuckSlotTimeout),
 		positiveDuration("checkpoint_interval", cfg.CheckpointInterval),

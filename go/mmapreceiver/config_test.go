@@ -17,6 +17,7 @@ import (
 func TestCreateDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.Equal(t, 15*time.Millisecond, cfg.PollInterval)
+	assert.Equal(t, 50*time.Millisecond, cfg.FlushTimeout)
 	assert.Equal(t, time.Second, cfg.ScanInterval)
 	assert.Equal(t, 1024, cfg.MaxFiles)
 	assert.Equal(t, 1024, cfg.Traces.MaxBatchSize)
@@ -66,6 +67,7 @@ func TestLoadValidConfig(t *testing.T) {
 		Include:             []string{"/var/run/otlp-mmap/*.otlp", "/tmp/app-*.otlp"},
 		Exclude:             []string{"/tmp/app-test-*.otlp"},
 		PollInterval:        2 * time.Millisecond,
+		FlushTimeout:        20 * time.Millisecond,
 		ScanInterval:        250 * time.Millisecond,
 		MaxFiles:            64,
 		AllowedOwners:       []string{"0", "1000"},
@@ -104,6 +106,7 @@ func TestLoadInvalidConfig(t *testing.T) {
 		{"empty_include_glob", "include[0]: empty glob pattern"},
 		{"bad_exclude_glob", "exclude[0]: invalid glob pattern"},
 		{"zero_poll_interval", "poll_interval: must be a positive duration"},
+		{"zero_flush_timeout", "flush_timeout: must be a positive duration"},
 		{"negative_scan_interval", "scan_interval: must be a positive duration"},
 		{"zero_max_files", "max_files: must be a positive number"},
 		{"zero_traces_max_batch_size", "traces::max_batch_size: must be a positive number"},

@@ -82,3 +82,35 @@ func TestFileReaderRunsOnItsDependencies(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, uint64(len(ids)), b.Items)
 }
+
+func TestFillWaitWaitsForAFullBatchWithinItsBounds(t *testing.T) {
+	const lo, hi = 15 * time.Millisecond, 50 * time.Millisecond
+	ms := time.Millisecond
+	ring := func(items, records uint64) fillRate {
+		return fillRate{items: items, records: records, batchSize: 1024, ringCapacity: 8192}
+	}
+	tests := []struct {
+		name    string
+		elapsed time.Duration
+		rate    fillRate
+		want    time.Duration
+	}{
+		// 512 spans (1024 records) in 15 ms: a batch of 1024 fills in 30 ms.
+		{"a batch fills within flush_timeout", 15 * ms, ring(512, 1024), 30 * ms},
+		{"slow traffic waits flush_timeout", 15 * ms, ring(10, 20), hi},
+		{"fast traffic is read every poll_interval", 15 * ms, ring(2000, 4000), lo},
+		// 100 spans with 4096 records (events): a quarter of the ring (2048) fills in 25 ms.
+		{"the ring would fill first", 50 * ms, ring(100, 4096), 25 * ms},
+		{"records read without a batch", 15 * ms, ring(0, 300), hi},
+		{"nothing read", 15 * ms, ring(0, 0), lo},
+		{"the ring holds a quarter already", 15 * ms, fillRate{items: 1, records: 2, batchSize: 1024, ringCapacity: 8192, ringHeld: 2048}, lo},
+		{"slots held shorten the wait", 15 * ms, fillRate{items: 10, records: 1024, batchSize: 1024, ringCapacity: 8192, ringHeld: 1024}, 15 * ms},
+		{"held slots and no batch limit", 30 * ms, fillRate{items: 10, records: 512, ringCapacity: 8192, ringHeld: 1536}, 30 * ms},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, fillWaitFor(lo, hi, tt.elapsed, tt.rate))
+		})
+	}
+	assert.Equal(t, lo, fillWaitFor(lo, lo, 15*ms, ring(10, 20)), "flush_timeout at poll_interval")
+}

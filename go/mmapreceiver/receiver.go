@@ -131,6 +131,7 @@ func (r *mmapReceiver) readerDeps() readerDeps {
 		consumers: r.consumers,
 		options: readerOptions{
 			pollInterval:       r.cfg.PollInterval,
+			flushTimeout:       max(r.cfg.FlushTimeout, r.cfg.PollInterval),
 			maxSpanAge:         r.cfg.Traces.MaxSpanAge,
 			collectionInterval: r.cfg.Metrics.CollectionInterval,
 			retryInitial:       r.cfg.RetryOnFailure.InitialInterval,
