@@ -422,6 +422,10 @@ pub struct FileReader {
     request: RequestEncoder,
     /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
     flat: [FlatWriter; 2],
+    /// The pending traces batch handed out flat as grouped when it was laid
+    /// out (its scopes and resources resolved then), which its request is
+    /// written from (see `encode_pending_spans`).
+    spans_request: RequestEncoder,
     /// The list of a traces batch's spans (see `Pending::spans`), kept for the next.
     #[allow(clippy::vec_box)]
     spare_spans: Vec<Box<InFlight>>,
@@ -515,6 +519,7 @@ impl FileReader {
             log_fields: Vec::new(),
             request: RequestEncoder::default(),
             flat: Default::default(),
+            spans_request: RequestEncoder::default(),
             spare_spans: Vec::new(),
         })
     }
@@ -858,8 +863,6 @@ impl FileReader {
             let made = self.encode_traces();
             self.pending[Signal::Traces as usize] = made;
         }
-        // A batch handed out flat gets its request while its stream is current.
-        self.encode_pending_spans();
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
@@ -965,6 +968,10 @@ impl FileReader {
                 self.spare_spans = spans;
                 return None;
             }
+            // The batch stays grouped for its request; the last one's
+            // grouping (if it had no request) is forgotten.
+            std::mem::swap(&mut self.request, &mut self.spans_request);
+            self.request.finish();
             let token = self.token();
             return Some(Pending {
                 bytes: Vec::new(),
@@ -1001,22 +1008,15 @@ impl FileReader {
 
     /// Writes the export request of the pending traces batch if it was
     /// handed out flat without it (the checkpoint keeps it, a batch laid out
-    /// again is laid out from it): from its spans, with the stream they
-    /// came from, which must be the current one.
+    /// again is laid out from it): from its spans, grouped as when they
+    /// were laid out (`spans_request`), whatever stream is current now.
     fn encode_pending_spans(&mut self) {
         let Some(p) = self.pending[Signal::Traces as usize].as_mut() else {
             return;
         };
         if p.bytes.is_empty() && !p.spans.is_empty() {
-            let s = &mut self.stream;
             p.bytes = self.spare.pop().unwrap_or_default();
-            encode_spans(
-                &p.spans,
-                &s.file,
-                &mut s.dict,
-                &mut self.request,
-                &mut p.bytes,
-            );
+            encode_spans(&p.spans, &mut self.spans_request, &mut p.bytes);
         }
     }
 
