@@ -682,10 +682,8 @@ impl FileReader {
             return;
         }
         self.flat[signal as usize].start_over();
-        if signal == Signal::Traces {
-            // Laid out again from its request.
-            self.encode_pending_spans();
-        }
+        // Laid out again at the next poll, if it is not committed first:
+        // a traces batch's request is written only then.
         if let Some(p) = self.pending[signal as usize].as_mut() {
             let stale = std::mem::take(&mut p.flat);
             self.recycle(stale);
@@ -779,10 +777,18 @@ impl FileReader {
 
     /// With [`ReaderOptions::flat_handoff`], puts the signal's pending
     /// traces or logs batch in the flat layout, from its request, if it is
-    /// not yet (a batch restored from a checkpoint, or to lay out again).
+    /// not yet (a batch restored from a checkpoint, or to lay out again; a
+    /// traces batch handed out flat gets its request first if it has none).
     fn flatten_pending(&mut self, signal: Signal) {
         if !self.options.flat_handoff || signal == Signal::Metrics {
             return;
+        }
+        if signal == Signal::Traces
+            && self.pending[signal as usize]
+                .as_ref()
+                .is_some_and(|p| p.flat.is_empty())
+        {
+            self.encode_pending_spans();
         }
         let Some(p) = self.pending[signal as usize].as_mut() else {
             return;
@@ -1173,3 +1179,6 @@ impl FileReader {
         }
     }
 }
+
+#[cfg(test)]
+mod flat_pending_tests;

@@ -525,7 +525,7 @@ fn overwrite(path: &Path, from: &[u8], to: &[u8]) {
 }
 
 /// Two copies of a file of two ended spans of a scope `scope-old` of a
-/// resource `service.name=svc-old`, the second span's scope ref `scope`
+/// resource `service.name=svc-old`, the second span's scope ref `second_scope`
 /// (`None`: the same scope), and the readers of both (`b` with the flat
 /// hand-off) with `options`.
 fn two_spans(
