@@ -330,6 +330,13 @@ struct Pending {
     spans: Vec<Box<InFlight>>,
 }
 
+/// Most batch buffers kept for the next batches: as many as can be in
+/// flight at once, so that a steady state allocates none: a traces batch
+/// (flat, and its request once a checkpoint needs it), a logs batch (its
+/// request and, flat, its layout) and a metrics batch. Each holds at most
+/// [`encode::KEEP_MAX`] bytes when kept.
+const SPARE_BUFFERS: usize = 5;
+
 /// One writer's stream: the mapping and what is derived from its refs.
 #[derive(Debug)]
 struct Stream {
@@ -800,10 +807,11 @@ impl FileReader {
         }
     }
 
-    /// Keeps the buffer of a batch for the next one (a few of them).
+    /// Keeps the buffer of a batch for the next one (up to
+    /// [`SPARE_BUFFERS`] of them).
     fn recycle(&mut self, mut bytes: Vec<u8>) {
         encode::reuse(&mut bytes, encode::KEEP_MAX);
-        if self.spare.len() < 3 && bytes.capacity() > 0 {
+        if self.spare.len() < SPARE_BUFFERS && bytes.capacity() > 0 {
             self.spare.push(bytes);
         }
     }
