@@ -330,6 +330,13 @@ struct Pending {
     spans: Vec<Box<InFlight>>,
 }
 
+/// Most batch buffers kept for the next batches: as many as can be in
+/// flight at once, so that a steady state allocates none: a traces batch
+/// (flat, and its request once a checkpoint needs it), a logs batch (its
+/// request and, flat, its layout) and a metrics batch. Each holds at most
+/// [`encode::KEEP_MAX`] bytes when kept.
+const SPARE_BUFFERS: usize = 5;
+
 /// One writer's stream: the mapping and what is derived from its refs.
 #[derive(Debug)]
 struct Stream {
@@ -422,6 +429,10 @@ pub struct FileReader {
     request: RequestEncoder,
     /// With [`ReaderOptions::flat_handoff`]: the flat writers of traces and logs.
     flat: [FlatWriter; 2],
+    /// The pending traces batch handed out flat as grouped when it was laid
+    /// out (its scopes and resources resolved then), which its request is
+    /// written from (see `encode_pending_spans`).
+    spans_request: RequestEncoder,
     /// The list of a traces batch's spans (see `Pending::spans`), kept for the next.
     #[allow(clippy::vec_box)]
     spare_spans: Vec<Box<InFlight>>,
@@ -515,6 +526,7 @@ impl FileReader {
             log_fields: Vec::new(),
             request: RequestEncoder::default(),
             flat: Default::default(),
+            spans_request: RequestEncoder::default(),
             spare_spans: Vec::new(),
         })
     }
@@ -677,10 +689,8 @@ impl FileReader {
             return;
         }
         self.flat[signal as usize].start_over();
-        if signal == Signal::Traces {
-            // Laid out again from its request.
-            self.encode_pending_spans();
-        }
+        // Laid out again at the next poll, if it is not committed first:
+        // a traces batch's request is written only then.
         if let Some(p) = self.pending[signal as usize].as_mut() {
             let stale = std::mem::take(&mut p.flat);
             self.recycle(stale);
@@ -774,10 +784,18 @@ impl FileReader {
 
     /// With [`ReaderOptions::flat_handoff`], puts the signal's pending
     /// traces or logs batch in the flat layout, from its request, if it is
-    /// not yet (a batch restored from a checkpoint, or to lay out again).
+    /// not yet (a batch restored from a checkpoint, or to lay out again; a
+    /// traces batch handed out flat gets its request first if it has none).
     fn flatten_pending(&mut self, signal: Signal) {
         if !self.options.flat_handoff || signal == Signal::Metrics {
             return;
+        }
+        if signal == Signal::Traces
+            && self.pending[signal as usize]
+                .as_ref()
+                .is_some_and(|p| p.flat.is_empty())
+        {
+            self.encode_pending_spans();
         }
         let Some(p) = self.pending[signal as usize].as_mut() else {
             return;
@@ -789,10 +807,11 @@ impl FileReader {
         }
     }
 
-    /// Keeps the buffer of a batch for the next one (a few of them).
+    /// Keeps the buffer of a batch for the next one (up to
+    /// [`SPARE_BUFFERS`] of them).
     fn recycle(&mut self, mut bytes: Vec<u8>) {
         encode::reuse(&mut bytes, encode::KEEP_MAX);
-        if self.spare.len() < 3 && bytes.capacity() > 0 {
+        if self.spare.len() < SPARE_BUFFERS && bytes.capacity() > 0 {
             self.spare.push(bytes);
         }
     }
@@ -858,8 +877,6 @@ impl FileReader {
             let made = self.encode_traces();
             self.pending[Signal::Traces as usize] = made;
         }
-        // A batch handed out flat gets its request while its stream is current.
-        self.encode_pending_spans();
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
@@ -965,6 +982,10 @@ impl FileReader {
                 self.spare_spans = spans;
                 return None;
             }
+            // The batch stays grouped for its request; the last one's
+            // grouping (if it had no request) is forgotten.
+            std::mem::swap(&mut self.request, &mut self.spans_request);
+            self.request.finish();
             let token = self.token();
             return Some(Pending {
                 bytes: Vec::new(),
@@ -1001,22 +1022,15 @@ impl FileReader {
 
     /// Writes the export request of the pending traces batch if it was
     /// handed out flat without it (the checkpoint keeps it, a batch laid out
-    /// again is laid out from it): from its spans, with the stream they
-    /// came from, which must be the current one.
+    /// again is laid out from it): from its spans, grouped as when they
+    /// were laid out (`spans_request`), whatever stream is current now.
     fn encode_pending_spans(&mut self) {
         let Some(p) = self.pending[Signal::Traces as usize].as_mut() else {
             return;
         };
         if p.bytes.is_empty() && !p.spans.is_empty() {
-            let s = &mut self.stream;
             p.bytes = self.spare.pop().unwrap_or_default();
-            encode_spans(
-                &p.spans,
-                &s.file,
-                &mut s.dict,
-                &mut self.request,
-                &mut p.bytes,
-            );
+            encode_spans(&p.spans, &mut self.spans_request, &mut p.bytes);
         }
     }
 
@@ -1173,3 +1187,6 @@ impl FileReader {
         }
     }
 }
+
+#[cfg(test)]
+mod flat_pending_tests;

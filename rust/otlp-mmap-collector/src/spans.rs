@@ -575,10 +575,11 @@ impl SpanAssembler {
     /// and appends them to `flat` as the flat batch `writer` lays out (the
     /// bytes [`FlatWriter::write`] of their request gives), written from
     /// the spans: their request is not written, unless the layout cannot
-    /// hold them. The spans move to `taken` (in the order taken), for
-    /// [`encode_spans`] to write their request when it is needed, and
-    /// [`give_back`](Self::give_back) once it no longer can be. Returns how
-    /// many spans it took.
+    /// hold them. The spans move to `taken` (in the order taken), and
+    /// `request` keeps them grouped as laid out (their scopes and resources
+    /// resolved now, not again), for [`encode_spans`] to write their request
+    /// from when it is needed; [`give_back`](Self::give_back) once it no
+    /// longer can be. Returns how many spans it took.
     // Boxed on purpose: the spans move to `taken` and back by pointer.
     #[allow(clippy::too_many_arguments, clippy::vec_box)]
     pub(crate) fn flat_completed(
@@ -604,7 +605,6 @@ impl SpanAssembler {
             request.relength(|i| completed[i].encoded_len());
             request.write_request(flat, |i, _, out| completed[i].encode(out));
         }
-        request.finish();
         for _ in 0..n {
             let span = self.completed.pop_front().expect("n spans are queued");
             self.completed_bytes -= span.bytes;
@@ -893,19 +893,20 @@ impl SpanAssembler {
 }
 
 /// Appends the `ExportTraceServiceRequest` of `spans` (taken by
-/// [`SpanAssembler::flat_completed`], in that order) to `out`: the request
-/// [`SpanAssembler::encode_completed`] would have written for them.
+/// [`SpanAssembler::flat_completed`], in that order) to `out`, from
+/// `request` as that left it (the spans grouped, their scopes and resources
+/// as resolved then: no ref is looked up again), and finishes `request`:
+/// the request [`SpanAssembler::encode_completed`] would have written for
+/// them.
+#[allow(clippy::vec_box)]
 pub(crate) fn encode_spans(
     spans: &[Box<InFlight>],
-    file: &MmapReader,
-    dict: &mut DictionaryCache,
     request: &mut RequestEncoder,
     out: &mut Vec<u8>,
 ) {
-    for (i, s) in spans.iter().enumerate() {
-        request.push(s.scope_ref, i, s.encoded_len());
-    }
-    request.encode(file, dict, out, |i, _, out| spans[i].encode(out));
+    request.relength(|i| spans[i].encoded_len());
+    request.write_request(out, |i, _, out| spans[i].encode(out));
+    request.finish();
 }
 
 /// Most bytes of a span name kept as the last name checked.

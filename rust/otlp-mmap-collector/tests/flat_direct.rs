@@ -135,7 +135,8 @@ fn compare(
             }
             if signal == Signal::Traces && restart == Some(batches[0]) {
                 // The writer starts over in place while the batch is
-                // pending: its request is written from the old stream.
+                // pending: its request is written (at the checkpoint) as
+                // the batch was grouped from the old stream.
                 let later = a.file().start_time_unix_nano() + 1;
                 for p in [&pa, &pb] {
                     let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
@@ -499,4 +500,158 @@ fn flat_batches_of_mutated_files_are_their_requests_laid_out() {
         }
     }
     assert!(seen.flat > 0, "{seen:?}");
+}
+
+/// Writes `to` over every occurrence of `from` (of the same length) in the
+/// file at `path`: what a writer starting over in place leaves at the old
+/// offsets of its dictionary.
+fn overwrite(path: &Path, from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(from.len()).position(|w| w == from) {
+        bytes[at + i..at + i + to.len()].copy_from_slice(to);
+        at += i + to.len();
+        found += 1;
+    }
+    assert!(
+        found > 0,
+        "{:?} is in the file",
+        String::from_utf8_lossy(from)
+    );
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+}
+
+/// Two copies of a file of two ended spans of a scope `scope-old` of a
+/// resource `service.name=svc-old`, the second span's scope ref `second_scope`
+/// (`None`: the same scope), and the readers of both (`b` with the flat
+/// hand-off) with `options`.
+fn two_spans(
+    options: ReaderOptions,
+    second_scope: Option<i64>,
+) -> (tempfile::TempDir, [PathBuf; 2], [FileReader; 2]) {
+    use proto::span_event::{EndSpan, StartSpan};
+    let dir = tempfile::tempdir().unwrap();
+    let pa = dir.path().join("a.otlp");
+    let w = MmapWriter::create(&pa, &FileConfig::default()).unwrap();
+    let resource = w
+        .intern_message(&proto::Resource {
+            attributes: vec![kv(&w, "service.name", Value::StringValue("svc-old".into()))],
+            dropped_attributes_count: 0,
+        })
+        .unwrap();
+    let scope = w
+        .intern_message(&proto::InstrumentationScope {
+            name_ref: w.intern_str("scope-old").unwrap(),
+            resource_ref: resource,
+            ..Default::default()
+        })
+        .unwrap();
+    for (id, scope_ref) in [(1u8, scope), (2, second_scope.unwrap_or(scope))] {
+        let ev = |e| proto::SpanEvent {
+            trace_id: vec![id; 16],
+            span_id: vec![id; 8],
+            scope_ref,
+            event: Some(e),
+        };
+        let start = Event::Start(StartSpan {
+            name: "op".into(),
+            start_time_unix_nano: NOW - 10,
+            ..Default::default()
+        });
+        let end = Event::End(EndSpan {
+            end_time_unix_nano: NOW,
+            status: None,
+        });
+        w.try_write(RingKind::Spans, &ev(start)).unwrap();
+        w.try_write(RingKind::Spans, &ev(end)).unwrap();
+    }
+    drop(w);
+    let pb = dir.path().join("b.otlp");
+    std::fs::copy(&pa, &pb).unwrap();
+    let a = FileReader::open(&pa, options).unwrap();
+    let b = FileReader::open(
+        &pb,
+        ReaderOptions {
+            flat_handoff: true,
+            ..options
+        },
+    )
+    .unwrap();
+    (dir, [pa, pb], [a, b])
+}
+
+/// A writer starts over in place while a traces batch is pending, its
+/// dictionary other bytes at the old offsets, and nothing of the batch's
+/// scope and resource is cached: the checkpoint keeps the batch's request
+/// with the scope and resource it was read with (the flat batch's own).
+#[test]
+fn pending_flat_traces_keep_their_scope_and_resource_across_a_restart_in_place() {
+    let options = ReaderOptions {
+        // Nothing is cached: every lookup reads the file.
+        dictionary_cache_max_bytes: 4,
+        ..ReaderOptions::default()
+    };
+    let (_dir, paths, [mut a, mut b]) = two_spans(options, None);
+    let ba = a.poll(Signal::Traces, NOW).unwrap().unwrap();
+    let (ta, request) = (ba.token, ba.bytes.to_vec());
+    let fb = b.poll(Signal::Traces, NOW).unwrap().unwrap();
+    let (tb, flat) = (fb.token, fb.bytes.to_vec());
+    let mut w = FlatWriter::default();
+    let mut expected = Vec::new();
+    w.write(Signal::Traces, &request, &mut expected);
+    assert_eq!(flat, expected);
+    assert_eq!(flat[4], MODE_FLAT);
+    // The new writer's dictionary holds other strings where the old held
+    // the scope's name and the resource's attribute.
+    for p in &paths {
+        overwrite(p, b"scope-old", b"scope-new");
+        overwrite(p, b"svc-old", b"svc-new");
+        let later = a.file().start_time_unix_nano() + 1;
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.write_at(&later.to_le_bytes(), header::START_TIME)
+            .unwrap();
+    }
+    assert_eq!(a.poll(Signal::Traces, NOW).unwrap().unwrap().token, ta);
+    let again = b.poll(Signal::Traces, NOW).unwrap().unwrap();
+    assert_eq!((again.token, again.bytes), (tb, &flat[..]));
+    assert_eq!(b.stats().writer_restarts, 1);
+    let (ca, cb) = (checkpoint(&mut a), checkpoint(&mut b));
+    let request = |cp: &ReaderCheckpoint| String::from_utf8_lossy(&cp.pending_traces).into_owned();
+    assert!(request(&cb).contains("scope-old"), "{:?}", request(&cb));
+    assert!(request(&cb).contains("svc-old"), "{:?}", request(&cb));
+    assert_eq!(ca, cb);
+    // Laid out again (a new table) from the request the checkpoint keeps:
+    // the same batch.
+    b.start_flat_over(Signal::Traces);
+    w.start_over();
+    expected.clear();
+    w.write(Signal::Traces, &ca.pending_traces, &mut expected);
+    assert_eq!(
+        b.poll(Signal::Traces, NOW).unwrap().unwrap().bytes,
+        &expected[..]
+    );
+}
+
+/// A flat traces batch with a bad scope ref: the ref is counted once, when
+/// the batch is read, however many checkpoints keep its request.
+#[test]
+fn a_bad_ref_of_a_pending_flat_batch_is_counted_once() {
+    let (_dir, _paths, [mut a, mut b]) = two_spans(ReaderOptions::default(), Some(1 << 40));
+    let ta = a.poll(Signal::Traces, NOW).unwrap().unwrap().token;
+    let fb = b.poll(Signal::Traces, NOW).unwrap().unwrap();
+    assert_eq!((fb.items, fb.bytes[4]), (2, MODE_FLAT));
+    let tb = fb.token;
+    let bad = a.stats().bad_refs;
+    assert!(bad > 0);
+    assert_eq!(b.stats().bad_refs, bad);
+    for _ in 0..3 {
+        assert_eq!(checkpoint(&mut a), checkpoint(&mut b));
+        assert_eq!(b.stats().bad_refs, bad);
+    }
+    a.commit(Signal::Traces, ta).unwrap();
+    b.commit(Signal::Traces, tb).unwrap();
+    assert_eq!((a.stats().bad_refs, b.stats().bad_refs), (bad, bad));
 }

@@ -426,3 +426,135 @@ fn measurements_of_delta_metrics_allocate_per_series_not_per_measurement() {
         3 * PER_ROUND
     );
 }
+
+/// Flat traces, flat logs and metrics read together, with a checkpoint
+/// while a traces batch is pending (it writes the batch's request) and a
+/// collection in every round: every batch buffer in flight at once (traces
+/// flat and request, logs request and flat, metrics) is kept for the next
+/// round. (The checkpoint and the collection allocate what they hand out:
+/// they are not counted.)
+#[test]
+fn flat_traces_logs_and_metrics_with_checkpoints_allocate_nothing_once_warm() {
+    const N: u64 = 200;
+    let Fixture {
+        writer,
+        mut reader,
+        scope,
+        ..
+    } = fixture_with(ReaderOptions {
+        flat_handoff: true,
+        ..ReaderOptions::default()
+    });
+    let attrs = attributes(&writer);
+    let metric = writer
+        .intern_message(&proto::MetricRef {
+            name: "requests".into(),
+            instrumentation_scope_ref: scope,
+            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut id = 0u64;
+    let counts = counted_rounds(|_| {
+        for _ in 0..N {
+            id += 1;
+            let span = |e| proto::SpanEvent {
+                trace_id: [id.to_le_bytes(), [7; 8]].concat(),
+                span_id: id.to_le_bytes().to_vec(),
+                scope_ref: scope,
+                event: Some(e),
+            };
+            let start = span_event::Event::Start(span_event::StartSpan {
+                name: "GET /api/users/{id}".into(),
+                kind: 2,
+                start_time_unix_nano: id,
+                attributes: attrs.clone(),
+                flags: 1,
+                parent_span_id: vec![9; 8],
+            });
+            let end = span_event::Event::End(span_event::EndSpan {
+                end_time_unix_nano: id + 1,
+                status: None,
+            });
+            writer.try_write(RingKind::Spans, &span(start)).unwrap();
+            writer.try_write(RingKind::Spans, &span(end)).unwrap();
+            let log = proto::Event {
+                scope_ref: scope,
+                time_unix_nano: id,
+                severity_number: 9,
+                body: Some(proto::AnyValue {
+                    value: Some(str_value("request handled")),
+                }),
+                attributes: attrs.clone(),
+                ..Default::default()
+            };
+            writer.try_write(RingKind::Events, &log).unwrap();
+            let m = proto::Measurement {
+                metric_ref: metric,
+                attributes: attrs[..1].to_vec(),
+                time_unix_nano: id,
+                value: Some(proto::measurement::Value::AsDouble(id as f64)),
+                span_context: None,
+            };
+            writer.try_write(RingKind::Measurements, &m).unwrap();
+        }
+        let mut traces = None;
+        let mut n = allocations(|| {
+            while traces.is_none() {
+                traces = reader.poll(Signal::Traces, 1).unwrap().map(|b| b.token);
+            }
+        });
+        let traces = traces.unwrap();
+        // The traces batch stays pending across both.
+        reader.checkpoint();
+        assert!(matches!(
+            reader.collect_metrics(1),
+            CollectOutcome::Collected(_)
+        ));
+        n += allocations(|| {
+            let mut logs = None;
+            while logs.is_none() {
+                logs = reader
+                    .poll(Signal::Logs, 1)
+                    .unwrap()
+                    .map(|b| (b.items, b.token));
+            }
+            let (mut logs_read, logs) = logs.unwrap();
+            let metrics = reader.poll(Signal::Metrics, 1).unwrap().unwrap().token;
+            reader.commit(Signal::Logs, logs).unwrap();
+            reader.commit(Signal::Metrics, metrics).unwrap();
+            let mut spans_read = reader.poll(Signal::Traces, 1).unwrap().unwrap().items;
+            reader.commit(Signal::Traces, traces).unwrap();
+            // What did not fit the first batches.
+            for (signal, read) in [
+                (Signal::Traces, &mut spans_read),
+                (Signal::Logs, &mut logs_read),
+            ] {
+                while *read < N {
+                    if let Some(b) = reader.poll(signal, 1).unwrap() {
+                        let (items, token) = (b.items, b.token);
+                        reader.commit(signal, token).unwrap();
+                        *read += items;
+                    }
+                }
+            }
+            assert_eq!((spans_read, logs_read), (N, N));
+        });
+        n
+    });
+    assert_eq!(
+        counts,
+        vec![0; COUNTED],
+        "allocations per round of {N} spans, log records and measurements"
+    );
+    let st = reader.stats();
+    assert_eq!(
+        st.records_read,
+        [2 * N, N, N].map(|n| n * (WARM_UP + COUNTED) as u64),
+        "{st:?}"
+    );
+    assert_eq!(st.bad_refs, 0, "{st:?}");
+}

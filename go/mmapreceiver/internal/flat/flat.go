@@ -202,12 +202,14 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 	}
 	// Entries before held came with an earlier delivery of this batch. The
 	// new ones (entries from held on) are copied in one string, and each is
-	// a substring of it: one allocation per batch, not one per entry.
+	// a substring of it: one allocation per batch, not one per entry. Up to
+	// sharedEntriesMax bytes only: above, each is copied on its own.
 	if uint64(n) > held-base {
 		d.strings = slices.Grow(d.strings, int(uint64(n)-(held-base)))
 	}
 	var copied string
 	from := 0 // where copied starts in entries
+	apart := false
 	e := cursor{b: entries}
 	for i := range uint64(n) {
 		at := e.off
@@ -217,12 +219,26 @@ func (d *Decoder) begin(data []byte) (body cursor, otlp []byte, err error) {
 			continue
 		}
 		if base+i == held {
-			copied, from = string(entries[at:]), at
+			apart = len(entries)-at > sharedEntriesMax
+			if !apart {
+				copied, from = string(entries[at:]), at
+			}
 		}
-		d.strings = append(d.strings, copied[e.off-from-size:e.off-from])
+		if apart {
+			d.strings = append(d.strings, string(entries[e.off-size:e.off]))
+		} else {
+			d.strings = append(d.strings, copied[e.off-from-size:e.off-from])
+		}
 	}
 	return c, nil, nil
 }
+
+// sharedEntriesMax bounds the bytes of a batch's new table entries copied
+// in one string. A string decoded from the table (a pdata value, which an
+// exporter's queue may keep for long) keeps the whole string it is part of
+// alive, even after the table started over: at most this much for entries
+// that share one, only the entry itself for an entry copied on its own.
+const sharedEntriesMax = 64 << 10
 
 // end checks that the body was read to its end: then the batch decoded.
 func (d *Decoder) end(c *cursor) error {
