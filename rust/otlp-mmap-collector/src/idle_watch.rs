@@ -12,7 +12,8 @@
 //! parked and kept for its later parks, [`MmapReader::map_again`]: no file
 //! descriptor, the file's length as the reader knows it), so it never
 //! touches a [`FileReader`], which stays the
-//! caller's alone. An idle process then costs one sleep of one thread per
+//! caller's alone. With nothing parked the thread sleeps until a park. An
+//! idle process then costs one sleep of one thread per
 //! `interval`, whatever the number of files; once no parked file has had
 //! anything for [`QUIET_AFTER`], the sleeps double up to
 //! [`QUIET_PERIOD_FACTOR`] × `interval` ([`WatchPeriod`]), and the next park
@@ -148,6 +149,8 @@ struct State {
     /// When a file was last parked or found ready.
     active_at: Instant,
     period: WatchPeriod,
+    /// Looks at the parked files so far.
+    rounds: u64,
 }
 
 #[derive(Debug)]
@@ -185,6 +188,7 @@ impl IdleWatch {
                 stop: false,
                 active_at: Instant::now(),
                 period: WatchPeriod::new(interval),
+                rounds: 0,
             }),
             stopped: Condvar::new(),
         });
@@ -195,18 +199,30 @@ impl IdleWatch {
                 let mut ready = Vec::new();
                 let mut state = watched.lock();
                 loop {
-                    let sleep = state
-                        .period
-                        .current()
-                        .min(until_due(&state.parked, interval));
-                    state = watched
-                        .stopped
-                        .wait_timeout(state, sleep)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    state = if state.parked.is_empty() {
+                        // Nothing to look at: sleep until a park (or stop).
+                        watched
+                            .stopped
+                            .wait(state)
+                            .unwrap_or_else(|p| p.into_inner())
+                    } else {
+                        let sleep = state
+                            .period
+                            .current()
+                            .min(until_due(&state.parked, interval));
+                        watched
+                            .stopped
+                            .wait_timeout(state, sleep)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    };
                     if state.stop {
                         return;
                     }
+                    if state.parked.is_empty() {
+                        continue;
+                    }
+                    state.rounds += 1;
                     let now = otlp_mmap_core::now_unix_nano();
                     ready.clear();
                     ready.extend(
@@ -273,11 +289,13 @@ impl IdleWatch {
             due_unix_nano: wake.due_unix_nano,
         };
         let mut state = self.shared.lock();
+        let was_empty = state.parked.is_empty();
         state.parked.insert(token, parked);
         state.active_at = Instant::now();
-        if state.period.sleeps_long() {
-            // A file that just had records: look at it every `interval`
-            // from now on, not after the rest of a long sleep.
+        if was_empty || state.period.sleeps_long() {
+            // The watcher sleeps until a park when nothing is parked; and a
+            // file that just had records is looked at every `interval` from
+            // now on, not after the rest of a long sleep.
             state.period = WatchPeriod::new(state.period.interval);
             self.shared.stopped.notify_all();
         }
@@ -293,6 +311,12 @@ impl IdleWatch {
     /// while it is quiet ([`WatchPeriod`]).
     pub fn period(&self) -> Duration {
         self.shared.lock().period.current()
+    }
+
+    /// How many times the watcher looked at the parked files so far (it
+    /// does not wake while nothing is parked).
+    pub fn rounds(&self) -> u64 {
+        self.shared.lock().rounds
     }
 
     /// Files parked now.

@@ -58,3 +58,31 @@ fn a_quiet_watcher_sleeps_longer_and_a_park_brings_it_back() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(2));
     assert_eq!(watch.parked(), 1, "the quiet file stays parked");
 }
+
+#[test]
+fn the_watcher_sleeps_while_nothing_is_parked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let _writer = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+    let reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let watch = IdleWatch::start(Duration::from_millis(1), |_| true).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(watch.rounds(), 0, "no look without a parked file");
+
+    let wake = Wake {
+        due_unix_nano: u64::MAX,
+        measurements: 0,
+    };
+    watch.park(1, &reader, &[Signal::Logs], wake).unwrap();
+    eventually("the watcher looks at the parked file", || {
+        watch.rounds() > 2
+    });
+    assert!(watch.unpark(1));
+    let after = watch.rounds();
+    std::thread::sleep(Duration::from_millis(50));
+    // At most the round that was under way when the file was unparked.
+    assert!(
+        watch.rounds() <= after + 1,
+        "no looks once nothing is parked"
+    );
+}
