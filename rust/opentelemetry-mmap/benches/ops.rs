@@ -1,7 +1,10 @@
 //! A repeatable per-operation figure: runs one operation of `benches/spans.rs`
 //! many times inside a function callgrind can be told to count alone, so the
 //! instructions per operation can be compared before and after a change on a
-//! machine too noisy for timings.
+//! machine too noisy for timings. The `api_noop_*` and `sdk_no_*` /
+//! `sdk_with_null_*` operations are the floors: the same calls on the API's
+//! no-op providers and on the SDK with no processor (or one that does
+//! nothing).
 //!
 //! Run (the operation names are those of [`OPERATIONS`]):
 //!
@@ -20,31 +23,41 @@ use std::hint::black_box;
 use std::path::Path;
 
 use opentelemetry::KeyValue;
-use opentelemetry::logs::LoggerProvider;
-use opentelemetry::metrics::MeterProvider;
-use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+use opentelemetry::logs::{LoggerProvider, NoopLoggerProvider};
+use opentelemetry::metrics::{MeterProvider, NoopMeterProvider};
+use opentelemetry::trace::noop::NoopTracerProvider;
+use opentelemetry::trace::{Span, Tracer, TracerProvider};
 use opentelemetry_mmap::{
-    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
+    MmapExporterFile, MmapLogProcessor, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor,
+    MmapTracerProvider,
 };
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 /// The operations, by name.
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 15] = [
+    "api_noop_tracer",
     "mmap_provider_builder",
     "mmap_provider_set_attributes",
+    "sdk_no_span_processor",
+    "sdk_with_null_span_processor",
     "sdk_with_mmap_span_processor",
     "sdk_with_batch_processor",
+    "api_noop_logger",
     "mmap_logger_provider",
+    "sdk_no_log_processor",
+    "sdk_with_mmap_log_processor",
     "sdk_with_batch_log_processor",
+    "api_noop_meter",
     "mmap_meter_provider",
     "sdk_meter_provider",
 ];
 
 mod sdk_reference;
 use sdk_reference::{
-    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, emit_one, four_attributes,
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, NullSpanProcessor,
+    emit_one, four_attributes, span_one,
 };
 
 /// Runs `op` `n` times uncounted, then `n` times inside [`measured`].
@@ -88,16 +101,13 @@ fn main() {
         KeyValue::new("status", 200_i64),
     ];
     match op.as_str() {
+        "api_noop_tracer" => {
+            let tracer = NoopTracerProvider::new().tracer("bench");
+            twice(n, || span_one(&tracer));
+        }
         "mmap_provider_builder" => {
             let tracer = MmapTracerProvider::new(&file).tracer("bench");
-            twice(n, || {
-                let mut span = tracer
-                    .span_builder("GET /items")
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(four_attributes())
-                    .start(&tracer);
-                span.end();
-            });
+            twice(n, || span_one(&tracer));
         }
         "mmap_provider_set_attributes" => {
             let tracer = MmapTracerProvider::new(&file).tracer("bench");
@@ -107,39 +117,56 @@ fn main() {
                 span.end();
             });
         }
-        "sdk_with_mmap_span_processor" | "sdk_with_batch_processor" => {
+        "sdk_no_span_processor"
+        | "sdk_with_null_span_processor"
+        | "sdk_with_mmap_span_processor"
+        | "sdk_with_batch_processor" => {
             let builder = SdkTracerProvider::builder();
-            let provider = if op == "sdk_with_batch_processor" {
-                builder
+            let provider = match op.as_str() {
+                "sdk_no_span_processor" => builder.build(),
+                "sdk_with_null_span_processor" => {
+                    builder.with_span_processor(NullSpanProcessor).build()
+                }
+                "sdk_with_batch_processor" => builder
                     .with_span_processor(BatchSpanProcessor::builder(DiscardingExporter).build())
-                    .build()
-            } else {
-                builder
+                    .build(),
+                _ => builder
                     .with_span_processor(MmapSpanProcessor::new(&file))
-                    .build()
+                    .build(),
             };
             let tracer = provider.tracer("bench");
-            twice(n, || {
-                let mut span = tracer
-                    .span_builder("GET /items")
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(four_attributes())
-                    .start(&tracer);
-                span.end();
-            });
+            twice(n, || span_one(&tracer));
             let _ = provider.shutdown();
+        }
+        "api_noop_logger" => {
+            let logger = NoopLoggerProvider::new().logger("bench");
+            twice(n, || emit_one(&logger));
         }
         "mmap_logger_provider" => {
             let logger = MmapLoggerProvider::new(&file).logger("bench");
             twice(n, || emit_one(&logger));
         }
-        "sdk_with_batch_log_processor" => {
-            let provider = SdkLoggerProvider::builder()
-                .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
-                .build();
+        "sdk_no_log_processor" | "sdk_with_mmap_log_processor" | "sdk_with_batch_log_processor" => {
+            let builder = SdkLoggerProvider::builder();
+            let provider = match op.as_str() {
+                "sdk_no_log_processor" => builder.build(),
+                "sdk_with_batch_log_processor" => builder
+                    .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
+                    .build(),
+                _ => builder
+                    .with_log_processor(MmapLogProcessor::new(&file))
+                    .build(),
+            };
             let logger = provider.logger("bench");
             twice(n, || emit_one(&logger));
             let _ = provider.shutdown();
+        }
+        "api_noop_meter" => {
+            let counter = NoopMeterProvider::new()
+                .meter("bench")
+                .u64_counter("requests")
+                .build();
+            twice(n, || counter.add(black_box(1), &attrs));
         }
         "mmap_meter_provider" => {
             let counter = MmapMeterProvider::new(&file)

@@ -1,13 +1,26 @@
 //! Cost per operation: span start+end with 4 attributes through this crate's
 //! tracer provider, through `MmapSpanProcessor` inside the OpenTelemetry SDK,
 //! and through the SDK with a `BatchSpanProcessor` and an exporter that
-//! discards; a log emit through this crate's logger provider and through the
-//! SDK with a `BatchLogProcessor` and a discarding exporter; a counter add
+//! discards; a log emit through this crate's logger provider, through
+//! `MmapLogProcessor` inside the SDK, and through the SDK with a
+//! `BatchLogProcessor` and a discarding exporter; a counter add
 //! through this crate's meter provider and through the SDK's in-place
 //! aggregation (`SdkMeterProvider`, periodic reader, discarding exporter).
 //!
+//! Each group also measures its floors, the same calls with nothing behind
+//! them: the API's no-op tracer, logger and meter (`api_noop_*`, the floor
+//! every provider shares), and the SDK's tracer and logger without a
+//! processor (`sdk_no_*_processor`) or with a span processor that does
+//! nothing (`sdk_with_null_span_processor`): the floor the SDK's processors
+//! share.
+//!
 //! A background thread drains the rings as a collector would, so that the
-//! benchmark measures writes, not drops (drops are printed at the end).
+//! benchmark measures writes, not drops (drops are printed at the end). The
+//! `*/no_reader` variants run with no reader at all: between batches of
+//! writes, uncounted, the ring's slots are released unread, so the ring never
+//! fills (any drop there fails the bench) and no other core touches its
+//! lines; the difference to the drained variant is what the concurrent reader
+//! costs the writer.
 //!
 //! What is measured is the **calling thread's CPU time**
 //! (`CLOCK_THREAD_CPUTIME_ID`): the caller cost the targets are about, and a
@@ -29,19 +42,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BatchSize, BenchmarkGroup, Criterion};
 use opentelemetry::KeyValue;
-use opentelemetry::logs::LoggerProvider;
-use opentelemetry::metrics::MeterProvider;
-use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+use opentelemetry::logs::{LoggerProvider, NoopLoggerProvider};
+use opentelemetry::metrics::{MeterProvider, NoopMeterProvider};
+use opentelemetry::trace::noop::NoopTracerProvider;
+use opentelemetry::trace::{Span, Tracer, TracerProvider};
 use opentelemetry_mmap::{
-    MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor, MmapTracerProvider,
+    MmapExporterFile, MmapLogProcessor, MmapLoggerProvider, MmapMeterProvider, MmapSpanProcessor,
+    MmapTracerProvider,
 };
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use otlp_mmap_core::{MmapReader, RingKind, Slot};
+use otlp_mmap_core::{MmapReader, RingKind, RingReader, Slot};
 
 /// CPU time of the calling thread.
 struct ThreadCpuTime;
@@ -147,15 +162,71 @@ impl Drop for Drainer {
     }
 }
 
+/// Releases, unread, every slot of one ring that writers filled: the reset
+/// between batches of the `no_reader` variants.
+struct RingReset {
+    reader: MmapReader,
+    ring: RingReader,
+}
+
+impl RingReset {
+    fn new(path: &Path, kind: RingKind) -> Self {
+        let reader = MmapReader::open(path, true).unwrap();
+        let ring = reader.ring_reader(kind).unwrap();
+        RingReset { reader, ring }
+    }
+
+    /// Gives every claimed slot back to the writers (one load of
+    /// `writer_index`, and a store of `reader_index` when there is any).
+    fn release_all(&mut self) {
+        let region = self.reader.region();
+        let claimed = self.ring.released() + self.ring.unreleased(region) as i64;
+        self.ring.release_to(region, claimed).unwrap();
+    }
+}
+
+/// Benchmarks `op`, which writes `records_per_op` records into the ring of
+/// `kind`, with no reader: in batches that fill a quarter of the ring, with
+/// every slot they filled released, uncounted, before the next batch. A drop
+/// fails the bench.
+fn bench_without_reader<M: Measurement>(
+    g: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    file: &MmapExporterFile,
+    kind: RingKind,
+    records_per_op: u64,
+    mut op: impl FnMut(),
+) {
+    let mut reset = RingReset::new(file.path(), kind);
+    let batch = (reset.ring.geometry().num_buffers / 4 / records_per_op).max(1);
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || reset.release_all(),
+            |()| op(),
+            BatchSize::NumIterations(batch),
+        )
+    });
+    let drops = file.drop_stats();
+    assert_eq!(drops, Default::default(), "{name} dropped records");
+}
+
 mod sdk_reference;
 use sdk_reference::{
-    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, emit_one, four_attributes,
+    DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, NullSpanProcessor,
+    emit_one, four_attributes, span_one,
 };
 
 /// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
 /// set, with the ring sizes of the environment (`OTEL_MMAP_SPAN_SLOTS` & co)
-/// and the crate's defaults.
+/// and the crate's defaults; and a thread that drains it.
 fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
+    let file = create(dir, name);
+    let drainer = Drainer::start(file.path());
+    (file, drainer)
+}
+
+/// The file of [`open`], with no reader.
+fn create(dir: &tempfile::TempDir, name: &str) -> MmapExporterFile {
     let builder = MmapExporterFile::builder().with_path(dir.path().join(name));
     let builder = if std::env::var_os("SPANS_BENCH_ENV_RINGS").is_some() {
         builder
@@ -165,9 +236,7 @@ fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
             .with_log_ring(1 << 15, 512)
             .with_metric_ring(1 << 15, 256)
     };
-    let file = builder.build().unwrap();
-    let drainer = Drainer::start(file.path());
-    (file, drainer)
+    builder.build().unwrap()
 }
 
 /// The directory for the files: `BENCH_DIR`, else tmpfs (`/dev/shm`) when
@@ -185,6 +254,11 @@ fn spans<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group("span_start_end_4_attributes");
 
     {
+        let tracer = NoopTracerProvider::new().tracer("bench");
+        g.bench_function("api_noop_tracer", |b| b.iter(|| span_one(&tracer)));
+    }
+
+    {
         let (file, _drainer) = open(&dir, "provider.otlp");
         let tracer = MmapTracerProvider::new(&file).tracer("bench");
         g.bench_function("mmap_provider/set_attributes", |b| {
@@ -195,16 +269,40 @@ fn spans<M: Measurement>(c: &mut Criterion<M>) {
             })
         });
         g.bench_function("mmap_provider/builder_attributes", |b| {
-            b.iter(|| {
-                let mut span = tracer
-                    .span_builder("GET /items")
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(four_attributes())
-                    .start(&tracer);
-                span.end();
-            })
+            b.iter(|| span_one(&tracer))
         });
         eprintln!("mmap_provider drops: {:?}", file.drop_stats());
+    }
+
+    {
+        let file = create(&dir, "provider_no_reader.otlp");
+        let tracer = MmapTracerProvider::new(&file).tracer("bench");
+        // A span start and a span end: two records.
+        bench_without_reader(
+            &mut g,
+            "mmap_provider/builder_attributes/no_reader",
+            &file,
+            RingKind::Spans,
+            2,
+            || span_one(&tracer),
+        );
+    }
+
+    for (name, provider) in [
+        (
+            "sdk_no_span_processor",
+            SdkTracerProvider::builder().build(),
+        ),
+        (
+            "sdk_with_null_span_processor",
+            SdkTracerProvider::builder()
+                .with_span_processor(NullSpanProcessor)
+                .build(),
+        ),
+    ] {
+        let tracer = provider.tracer("bench");
+        g.bench_function(name, |b| b.iter(|| span_one(&tracer)));
+        let _ = provider.shutdown();
     }
 
     {
@@ -214,14 +312,7 @@ fn spans<M: Measurement>(c: &mut Criterion<M>) {
             .build();
         let tracer = provider.tracer("bench");
         g.bench_function("sdk_with_mmap_span_processor", |b| {
-            b.iter(|| {
-                let mut span = tracer
-                    .span_builder("GET /items")
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(four_attributes())
-                    .start(&tracer);
-                span.end();
-            })
+            b.iter(|| span_one(&tracer))
         });
         eprintln!(
             "sdk_with_mmap_span_processor drops: {:?}",
@@ -236,14 +327,7 @@ fn spans<M: Measurement>(c: &mut Criterion<M>) {
             .build();
         let tracer = provider.tracer("bench");
         g.bench_function("sdk_with_batch_processor_discarding_exporter", |b| {
-            b.iter(|| {
-                let mut span = tracer
-                    .span_builder("GET /items")
-                    .with_kind(SpanKind::Server)
-                    .with_attributes(four_attributes())
-                    .start(&tracer);
-                span.end();
-            })
+            b.iter(|| span_one(&tracer))
         });
         let _ = provider.shutdown();
     }
@@ -259,6 +343,13 @@ fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
     ];
     {
         let mut g = c.benchmark_group("counter_add_2_attributes");
+        let noop_counter = NoopMeterProvider::new()
+            .meter("bench")
+            .u64_counter("requests")
+            .build();
+        g.bench_function("api_noop_meter", |b| {
+            b.iter(|| noop_counter.add(black_box(1), &attrs))
+        });
         let counter = MmapMeterProvider::new(&file)
             .meter("bench")
             .u64_counter("requests")
@@ -266,6 +357,22 @@ fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
         g.bench_function("mmap_meter_provider", |b| {
             b.iter(|| counter.add(black_box(1), &attrs))
         });
+        {
+            let file = create(&dir, "signals_no_reader.otlp");
+            let counter = MmapMeterProvider::new(&file)
+                .meter("bench")
+                .u64_counter("requests")
+                .build();
+            // One measurement record per add.
+            bench_without_reader(
+                &mut g,
+                "mmap_meter_provider/no_reader",
+                &file,
+                RingKind::Measurements,
+                1,
+                || counter.add(black_box(1), &attrs),
+            );
+        }
         let provider = SdkMeterProvider::builder()
             .with_reader(PeriodicReader::builder(DiscardingMetricExporter).build())
             .build();
@@ -278,17 +385,28 @@ fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
     }
     {
         let mut g = c.benchmark_group("log_emit_3_attributes");
+        let noop_logger = NoopLoggerProvider::new().logger("bench");
+        g.bench_function("api_noop_logger", |b| b.iter(|| emit_one(&noop_logger)));
         let logger = MmapLoggerProvider::new(&file).logger("bench");
         g.bench_function("mmap_logger_provider", |b| b.iter(|| emit_one(&logger)));
-        let provider = SdkLoggerProvider::builder()
-            .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build())
-            .build();
-        let sdk_logger = provider.logger("bench");
-        g.bench_function("sdk_with_batch_log_processor_discarding_exporter", |b| {
-            b.iter(|| emit_one(&sdk_logger))
-        });
+        for (name, builder) in [
+            ("sdk_no_log_processor", SdkLoggerProvider::builder()),
+            (
+                "sdk_with_mmap_log_processor",
+                SdkLoggerProvider::builder().with_log_processor(MmapLogProcessor::new(&file)),
+            ),
+            (
+                "sdk_with_batch_log_processor_discarding_exporter",
+                SdkLoggerProvider::builder()
+                    .with_log_processor(BatchLogProcessor::builder(DiscardingLogExporter).build()),
+            ),
+        ] {
+            let provider = builder.build();
+            let sdk_logger = provider.logger("bench");
+            g.bench_function(name, |b| b.iter(|| emit_one(&sdk_logger)));
+            let _ = provider.shutdown();
+        }
         g.finish();
-        let _ = provider.shutdown();
     }
     eprintln!("metrics/logs drops: {:?}", file.drop_stats());
 }

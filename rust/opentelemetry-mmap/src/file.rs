@@ -13,7 +13,6 @@ use prost::Message;
 use crate::Error;
 use crate::config::{RingOverride, Settings};
 use crate::encode::{KeyRefs, ProtoWriter};
-use crate::prefetch::next_slot_for_writing;
 use crate::resource::{build_resource, resource_message, scope_message};
 
 /// A handle to an open OTLP-MMAP file. Cloning it is cheap (a reference
@@ -93,12 +92,8 @@ impl FileInner {
             self.drop_for_missing_entry(kind);
             return;
         }
-        // The slot starts with the record's length, `prefix` bytes.
-        let prefix = prost::encoding::encoded_len_varint(len as u64);
-        let slot_size = self.writer.ring(kind).geometry().buffer_size as usize;
         let _ = match scratch.get(..len) {
             Some(record) => self.writer.try_write_with(kind, len, |slot| {
-                next_slot_for_writing(slot.as_ptr().wrapping_sub(prefix), slot_size);
                 // `slot` holds exactly `len` bytes; were it shorter, the
                 // record would be counted as wrongly encoded.
                 match slot.get_mut(..len) {
@@ -110,7 +105,6 @@ impl FileInner {
                 }
             }),
             None => self.writer.try_write_with(kind, len, |slot| {
-                next_slot_for_writing(slot.as_ptr().wrapping_sub(prefix), slot_size);
                 let mut w = ProtoWriter::new(slot);
                 encode(&mut w, keys);
                 w.written()

@@ -120,18 +120,18 @@
 //! The hot path encodes each record in one pass with a borrowed protobuf
 //! encoder ([`encode`](crate::encode) is private; lengths of embedded messages
 //! are filled in after their bodies) into a per-thread scratch buffer, then
-//! claims a slot of exactly its size and copies it in, and asks the CPU to
-//! fetch the ring's next slot for writing (a slot is otherwise cold, last
-//! touched a lap earlier or by the reader, and the writer's next record would
-//! wait on that cache miss). Attribute keys are found in a per-thread cache; only a key's
+//! claims a slot of exactly its size and copies it in; the ring writer of
+//! `otlp-mmap-core` then asks the CPU to fetch the ring's next slot for
+//! writing (a slot is otherwise cold, last touched a lap earlier or by the
+//! reader, and the writer's next record would wait on that cache miss). Attribute keys are found in a per-thread cache; only a key's
 //! first use on a thread allocates and takes the dictionary's lock. Timestamps
 //! come from [`clock`], ids from the SDK's `RandomIdGenerator` (a per-thread
 //! generator: no lock, no allocation). What the OpenTelemetry API itself
 //! allocates (it is not this crate's choice) is measured in `tests/no_alloc.rs`
 //! and listed in the README.
 
-// `unsafe_code` is denied for the workspace; the exceptions are the real-time
-// clock read in `clock` and the prefetch hint in `prefetch`.
+// `unsafe_code` is denied for the workspace; the exception is the real-time
+// clock read in `clock`.
 
 pub mod clock;
 pub mod config;
@@ -144,7 +144,6 @@ mod log_processor;
 pub mod logs;
 pub mod metrics;
 mod observable;
-mod prefetch;
 pub mod records;
 mod resource;
 mod span_events;

@@ -43,6 +43,7 @@ pub mod dictionary;
 pub mod error;
 pub mod layout;
 pub mod lock;
+mod prefetch;
 pub mod reader;
 pub mod region;
 mod reserve;

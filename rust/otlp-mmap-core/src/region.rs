@@ -150,6 +150,20 @@ impl SharedRegion {
         Ok(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
     }
 
+    /// Asks the CPU to fetch, for writing, the cache lines of the `len` bytes
+    /// at `offset`: a hint, which reads and writes nothing. A range outside
+    /// the mapping is ignored.
+    #[inline]
+    pub(crate) fn prefetch_for_writing(&self, offset: u64, len: usize) {
+        let Ok(off) = usize::try_from(offset) else {
+            return;
+        };
+        if off.saturating_add(len) > self.map.len() {
+            return;
+        }
+        crate::prefetch::lines_for_writing(self.map.as_ptr().wrapping_add(off), len);
+    }
+
     /// `len` bytes at `offset`, for writing.
     ///
     /// # Safety

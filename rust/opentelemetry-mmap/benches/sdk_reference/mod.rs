@@ -1,19 +1,21 @@
 //! The workload and the SDK's side of the comparisons, shared by the
 //! `spans` (criterion) and `ops` (callgrind) benches: exporters that discard
-//! what the SDK's batch processors and periodic reader hand them, and the
-//! span's four attributes and the log record.
+//! what the SDK's batch processors and periodic reader hand them, a span
+//! processor that does nothing (the SDK's floor), and the span with its four
+//! attributes and the log record.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::logs::{LogRecord, Logger, Severity};
+use opentelemetry::trace::{Span, SpanKind, Tracer};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 
 /// Spans exporter of the `BatchSpanProcessor` reference: discards.
 #[derive(Debug)]
@@ -22,6 +24,26 @@ pub struct DiscardingExporter;
 impl SpanExporter for DiscardingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         black_box(batch);
+        Ok(())
+    }
+}
+
+/// A span processor that does nothing: the SDK still builds each ended
+/// span's `SpanData` and hands it over (which it skips when there is no
+/// processor at all); this one drops it on the calling thread. The floor
+/// every span processor of the SDK starts from.
+#[derive(Debug)]
+pub struct NullSpanProcessor;
+
+impl SpanProcessor for NullSpanProcessor {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &Context) {}
+    fn on_end(&self, span: SpanData) {
+        black_box(&span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
     }
 }
@@ -65,6 +87,18 @@ pub fn four_attributes() -> [KeyValue; 4] {
         KeyValue::new("server.duration", 1.25),
         KeyValue::new("cache.hit", true),
     ]
+}
+
+/// The span of every tracer comparison: built with its kind and four
+/// attributes, started, and ended.
+#[inline]
+pub fn span_one<T: Tracer>(tracer: &T) {
+    let mut span = tracer
+        .span_builder("GET /items")
+        .with_kind(SpanKind::Server)
+        .with_attributes(four_attributes())
+        .start(tracer);
+    span.end();
 }
 
 /// The same log record through any `Logger`.
