@@ -109,7 +109,9 @@ def main():
       "(the `MmapTracerProvider`/`MmapLoggerProvider`/`MmapMeterProvider` API providers, or `opentelemetry_sdk` with "
       "`MmapSpanProcessor`/`MmapLogProcessor`) into a file on tmpfs (`/dev/shm`, default ring sizes); the Collector's `mmap` "
       "receiver reads it (default settings, `poll_interval` " + r.get("receiver_defaults", {}).get("poll_interval", "?") +
-      ", except `scan_interval: 100ms` and `metrics::collection_interval: 1s`; the idle test keeps every default).")
+      ", `flush_timeout` " + r.get("receiver_defaults", {}).get("flush_timeout", "?") +
+      ", except `metrics::collection_interval: 1s`, and `scan_interval: 100ms` outside the cost and idle rows, "
+      "so that other rows' files are found at once; the idle test keeps every default).")
     w("- **OTLP**: the same app code through `opentelemetry_sdk` 0.33 (`BatchSpanProcessor`, `BatchLogProcessor`, "
       "`PeriodicReader`, default settings) and `opentelemetry-otlp` 0.33 gRPC (tonic) exporters to the Collector's `otlp` "
       "receiver on 127.0.0.1.\n")
