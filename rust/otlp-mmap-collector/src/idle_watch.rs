@@ -61,6 +61,11 @@ struct Parked {
 }
 
 impl Parked {
+    /// Whether writers claimed a record in a watched ring.
+    fn has_claimed(&self) -> bool {
+        self.rings.iter().any(|(r, _)| r.has_claimed(&self.region))
+    }
+
     fn ready(&self, now: u64) -> bool {
         now >= self.due_unix_nano
             || start_time(&self.region) != self.start_time
@@ -199,6 +204,11 @@ impl IdleWatch {
                 let mut ready = Vec::new();
                 let mut state = watched.lock();
                 loop {
+                    // Before every wait: a stop may have come before this
+                    // thread first took the lock (its notify then woke no one).
+                    if state.stop {
+                        return;
+                    }
                     state = if state.parked.is_empty() {
                         // Nothing to look at: sleep until a park (or stop).
                         watched
@@ -236,7 +246,9 @@ impl IdleWatch {
                             state.parked.remove(&token);
                         }
                     }
-                    if !ready.is_empty() {
+                    // Activity: a file ready, or records claimed in a parked
+                    // file that waits for more of them (a measurements batch).
+                    if !ready.is_empty() || state.parked.values().any(Parked::has_claimed) {
                         state.active_at = Instant::now();
                     }
                     let quiet_for = state.active_at.elapsed();

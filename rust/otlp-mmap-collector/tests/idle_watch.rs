@@ -86,3 +86,13 @@ fn the_watcher_sleeps_while_nothing_is_parked() {
         "no looks once nothing is parked"
     );
 }
+
+#[test]
+fn a_watcher_stopped_before_its_thread_ran_stops() {
+    // Started and dropped at once, many times: the thread may take its lock
+    // only after the stop was signalled; the drop must still return.
+    for _ in 0..200 {
+        let watch = IdleWatch::start(Duration::from_millis(1), |_| true).unwrap();
+        drop(watch);
+    }
+}
