@@ -510,17 +510,23 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		wait = min(wait, age)
 	}
 	due := time.Now().Add(wait)
-	var measurementsWakeAt uint64
+	var wakeAt [3]uint64
 	for _, l := range loops {
-		if l.sig == ffi.Metrics && !l.done {
+		if l.done {
+			continue
+		}
+		wakeAt[l.sig] = l.wakeAt
+		switch {
+		case l.sig == ffi.Metrics:
 			due = minTime(due, l.nextCollection())
-			measurementsWakeAt = l.wakeAt
+		case l.wakeAt > 0: // waiting for a batch to fill
+			due = minTime(due, l.nextAt)
 		}
 	}
 	if fr.keepsCheckpoints() && fr.checkpointOwed() {
 		due = minTime(due, nextCheckpoint)
 	}
-	if !fr.deps.poller.park(fr, due, measurementsWakeAt) {
+	if !fr.deps.poller.park(fr, due, wakeAt) {
 		return false
 	}
 	select {
@@ -602,6 +608,10 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 	fr, opts := l.fr, l.fr.deps.options
 	l.parkable = false
 	l.wakeAt = 0
+	// Continuous traffic: the previous poll of this signal found records
+	// (after a park of an idle file it did not, and the time since then says
+	// nothing about the rate).
+	continuous := l.idle == 0 && !l.polledAt.IsZero()
 	takenBefore, polledBefore := l.lastRead, l.polledAt
 	l.polledAt = time.Now()
 	if l.sig == ffi.Metrics {
@@ -633,13 +643,13 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 		if l.lastFull || l.draining {
 			return 0, false // busy: read on at once
 		}
-		wait = l.fillWait(l.lastItems, l.lastRead-takenBefore, polledBefore)
+		wait = l.waitToFill(continuous, l.lastItems, l.lastRead-takenBefore, polledBefore)
 	case stepProgress:
 		l.idle = 0
 		if l.draining {
 			return 0, false
 		}
-		wait = l.fillWait(0, l.lastRead-takenBefore, polledBefore)
+		wait = l.waitToFill(continuous, 0, l.lastRead-takenBefore, polledBefore)
 		if l.sig == ffi.Metrics && !l.collectPending {
 			l.wakeAt = l.measurementsBatch(l.lastRead-takenBefore, l.polledAt.Sub(polledBefore))
 			l.parkable = l.wakeAt > 0
@@ -666,21 +676,21 @@ func (l *signalLoop) tick() (wait time.Duration, done bool) {
 	return wait, false
 }
 
-// fillWait says how long to wait after a partial batch of items (0: records
-// read without a batch), taken records after the poll at polledBefore,
-// before reading again. Every wake-up costs the Collector far more than a
-// record (the Go scheduler, a thread switch, the cgo call: ~0.4 ms of CPU
-// on a 2-core VM), so continuous traffic is read in batches as full as
-// flush_timeout allows: the wait is the time the signal's recent rate takes
-// to fill a batch (max_batch_size), at least poll_interval and at most
-// flush_timeout, and never longer than the rate takes to fill a quarter of
-// the ring (with the slots it still holds), so that a writer never finds it
-// full. Metrics keep poll_interval (their measurements are gathered by
-// measurementsBatch).
-func (l *signalLoop) fillWait(items, taken uint64, polledBefore time.Time) time.Duration {
+// waitToFill says how long to wait after a partial batch of items (0:
+// records read without a batch), taken records after the poll at
+// polledBefore, before reading again. Every wake-up costs the Collector far
+// more than a record (the Go scheduler, thread switches, the cgo call:
+// ~0.4 ms of CPU on a 2-core VM), so continuous traffic is read in batches
+// as full as flush_timeout allows (fillWaitFor). A wait longer than
+// poll_interval is spent parked with the watcher, which wakes the file
+// early once the ring gathered a quarter of its slots (a burst), so that a
+// writer does not find it full. Metrics keep poll_interval (their
+// measurements are gathered by measurementsBatch); so does traffic that is
+// not continuous (the first records after a silence).
+func (l *signalLoop) waitToFill(continuous bool, items, taken uint64, polledBefore time.Time) time.Duration {
 	opts := l.fr.deps.options
 	elapsed := l.polledAt.Sub(polledBefore)
-	if l.sig == ffi.Metrics || opts.flushTimeout <= opts.pollInterval || polledBefore.IsZero() || elapsed <= 0 || taken == 0 {
+	if !continuous || l.sig == ffi.Metrics || opts.flushTimeout <= opts.pollInterval || elapsed <= 0 || taken == 0 {
 		return opts.pollInterval
 	}
 	l.fr.mu.Lock()
@@ -689,10 +699,17 @@ func (l *signalLoop) fillWait(items, taken uint64, polledBefore time.Time) time.
 	if err != nil {
 		return opts.pollInterval
 	}
-	return fillWaitFor(opts.pollInterval, opts.flushTimeout, elapsed, fillRate{
+	r := fillRate{
 		items: items, records: taken, batchSize: l.batchSize,
 		ringCapacity: s.RingCapacity[l.sig], ringHeld: s.RingUnread[l.sig],
-	})
+	}
+	wait := fillWaitFor(opts.pollInterval, opts.flushTimeout, elapsed, r)
+	if wait > opts.pollInterval {
+		// Parked until the wait ends or the ring gathered what it may.
+		l.wakeAt = max(r.ringCapacity/4-r.ringHeld, 1)
+		l.parkable = true
+	}
+	return wait
 }
 
 // fillRate is what came into a ring over the time fillWaitFor is given.
@@ -703,7 +720,10 @@ type fillRate struct {
 	ringHeld       uint64 // slots the ring still holds (read or not)
 }
 
-// fillWaitFor: see fillWait; lo is poll_interval, hi flush_timeout.
+// fillWaitFor: the time the recent rate takes to fill a batch
+// (max_batch_size), at least lo (poll_interval) and at most hi
+// (flush_timeout), and never longer than it takes to fill a quarter of the
+// ring (with the slots it still holds).
 func fillWaitFor(lo, hi, elapsed time.Duration, r fillRate) time.Duration {
 	if hi <= lo || elapsed <= 0 || r.records == 0 || 4*r.ringHeld >= r.ringCapacity {
 		return lo

@@ -90,11 +90,11 @@ func (p *idlePoller) wake(token uint64) {
 	}
 }
 
-// park leaves fr to the watcher until it has records to read (measurements:
-// measurementsWakeAt of them, 0 or 1: the first) or due comes; fr.wake
+// park leaves fr to the watcher until it has records to read (in each ring:
+// wakeAt[signal] of them, 0 or 1: the first) or due comes; fr.wake
 // receives then. false: the library could not watch the file (the caller
 // sleeps on a timer instead).
-func (p *idlePoller) park(fr *fileReader, due time.Time, measurementsWakeAt uint64) bool {
+func (p *idlePoller) park(fr *fileReader, due time.Time, wakeAt [3]uint64) bool {
 	select {
 	case <-fr.wake: // left over from an earlier park
 	default:
@@ -107,7 +107,7 @@ func (p *idlePoller) park(fr *fileReader, due time.Time, measurementsWakeAt uint
 	}
 	p.mu.Unlock()
 	fr.mu.Lock()
-	err := p.watcher.Park(fr.rd, fr.token, fr.read, due, measurementsWakeAt)
+	err := p.watcher.Park(fr.rd, fr.token, fr.read, due, wakeAt)
 	fr.mu.Unlock()
 	if err != nil {
 		return false

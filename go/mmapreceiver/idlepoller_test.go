@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+
+	"github.com/otelcol-mmap/mmapreceiver/internal/ffi"
 )
 
 // An idle file is left to the idle poller: the watcher's rounds that find
@@ -129,4 +131,57 @@ func TestMeasurementsGatherInTheRingUntilABatchIsThere(t *testing.T) {
 	c := newCollected()
 	c.addMetrics(ms.AllMetrics())
 	assert.Equal(t, map[string]int64{id: int64(1 + 2*batch)}, c.sums)
+}
+
+// While continuous traffic waits for its batch to fill (flush_timeout), the
+// file is parked with the watcher, which wakes it once a quarter of the ring
+// was written: a burst is read before the ring fills, however long the wait.
+func TestABurstDuringAFillWaitIsReadBeforeTheRingFills(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir)
+	cfg.PollInterval = 5 * time.Millisecond
+	cfg.FlushTimeout = time.Hour // only a full batch or a quarter of the ring ends a wait
+	cfg.ScanInterval = time.Hour
+	cfg.Metrics.CollectionInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	ls := new(consumertest.LogsSink)
+	r.setLogs(ls)
+	r.setTraces(new(consumertest.TracesSink))
+	r.setMetrics(new(consumertest.MetricsSink))
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+
+	// Slow continuous traffic: every poll finds a partial batch.
+	sent := 0
+	for range 40 {
+		require.NoError(t, tw.log(nextID("slow")))
+		sent++
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return ls.LogRecordCount() == sent }, waitFor, time.Millisecond)
+	parks := r.poller.parks.Load()
+	require.Positive(t, parks, "waiting for a batch, the file parks")
+
+	// A burst of three rings, written without retrying: a record that finds
+	// the ring full is dropped.
+	dropped := 0
+	for i := range 3 * testRingSlots {
+		tw.mu.Lock()
+		err := tw.w.Log("burst", idKey, nextID("burst"), time.Now())
+		tw.mu.Unlock()
+		if ffi.Code(err) == ffi.StatusErrFull {
+			dropped++
+		} else {
+			require.NoError(t, err)
+			sent++
+		}
+		if i%16 == 15 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	assert.Zero(t, dropped, "records that found the ring full")
+	require.Eventually(t, func() bool { return ls.LogRecordCount() == sent }, waitFor, time.Millisecond)
 }

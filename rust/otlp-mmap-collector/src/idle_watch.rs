@@ -40,11 +40,38 @@ use crate::file_reader::{FileReader, Signal};
 pub struct Wake {
     /// At this time (unix nanoseconds) even when nothing was written.
     pub due_unix_nano: u64,
+    /// Once writers claimed this many spans records past the reader's next
+    /// one (0 or 1: the first). A caller that waits for a batch to fill
+    /// passes what its ring may gather before the wait must end, so that a
+    /// burst wakes it before the ring fills.
+    pub traces: u64,
+    /// The same for the log records ring.
+    pub logs: u64,
     /// Once writers claimed this many measurements past the reader's next
     /// one (0 or 1: the first). Measurements only change aggregates until
     /// the next collection (which the caller's deadline covers), so a caller
     /// may leave some in the ring and read them in larger, rarer polls.
     pub measurements: u64,
+}
+
+impl Wake {
+    /// Woken at `due_unix_nano` or by the first record of any ring.
+    pub fn at(due_unix_nano: u64) -> Self {
+        Wake {
+            due_unix_nano,
+            traces: 0,
+            logs: 0,
+            measurements: 0,
+        }
+    }
+
+    fn records(&self, signal: Signal) -> u64 {
+        match signal {
+            Signal::Traces => self.traces,
+            Signal::Logs => self.logs,
+            Signal::Metrics => self.measurements,
+        }
+    }
 }
 
 /// A parked file: the watcher's own view of it.
@@ -285,12 +312,7 @@ impl IdleWatch {
             .map(|&s| {
                 let ring =
                     RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s));
-                let wake_at = if s == Signal::Metrics {
-                    wake.measurements
-                } else {
-                    1
-                };
-                (ring, wake_at)
+                (ring, wake.records(s))
             })
             .collect();
         let parked = Parked {

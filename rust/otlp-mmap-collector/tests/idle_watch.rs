@@ -34,10 +34,7 @@ fn a_quiet_watcher_sleeps_longer_and_a_park_brings_it_back() {
     let (writer, reader) = open("busy.otlp");
     let (tx, rx) = mpsc::channel();
     let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
-    let far = Wake {
-        due_unix_nano: u64::MAX,
-        measurements: 0,
-    };
+    let far = Wake::at(u64::MAX);
     watch.park(1, &quiet_reader, &[Signal::Logs], far).unwrap();
     assert_eq!(watch.period(), INTERVAL);
 
@@ -69,10 +66,7 @@ fn the_watcher_sleeps_while_nothing_is_parked() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(watch.rounds(), 0, "no look without a parked file");
 
-    let wake = Wake {
-        due_unix_nano: u64::MAX,
-        measurements: 0,
-    };
+    let wake = Wake::at(u64::MAX);
     watch.park(1, &reader, &[Signal::Logs], wake).unwrap();
     eventually("the watcher looks at the parked file", || {
         watch.rounds() > 2

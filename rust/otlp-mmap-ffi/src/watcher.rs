@@ -74,12 +74,14 @@ pub unsafe extern "C" fn om_watcher_start(
 
 /// Parks `reader` under `token` until a writer claims a record in the ring of
 /// one of the signals whose bit (`1 << OM_SIGNAL_*`) is set in `signals` (in
-/// the measurements ring: `measurements_wake_at` measurements past the
-/// reader's next one; 0 or 1: the first), the writer starts over, or the
+/// each ring: `traces_wake_at`, `logs_wake_at` or `measurements_wake_at`
+/// records past the reader's next one; 0 or 1: the first), the writer starts over, or the
 /// clock passes `due_unix_nano`; then the watcher writes `token` to its pipe.
 /// Measurements only change aggregates until the next collection, so a
 /// caller whose deadline is that collection may leave some in the ring and
-/// read them in larger, rarer polls. Parking a token again replaces the
+/// read them in larger, rarer polls; a caller waiting for a spans or logs
+/// batch to fill passes what the ring may gather before it must be read, so
+/// that a burst wakes it in time. Parking a token again replaces the
 /// earlier park. Park a reader only when its last polls of those signals
 /// found nothing (no pending batch): the watcher starts at the records the
 /// reader released. The watcher reads its own mapping of the file (no file
@@ -97,6 +99,8 @@ pub unsafe extern "C" fn om_watcher_park(
     token: u64,
     signals: u32,
     due_unix_nano: u64,
+    traces_wake_at: u64,
+    logs_wake_at: u64,
     measurements_wake_at: u64,
     err: *mut OmError,
 ) -> i32 {
@@ -120,6 +124,8 @@ pub unsafe extern "C" fn om_watcher_park(
                 &sigs,
                 Wake {
                     due_unix_nano,
+                    traces: traces_wake_at,
+                    logs: logs_wake_at,
                     measurements: measurements_wake_at,
                 },
             )

@@ -519,7 +519,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
 
         // Nothing written: still parked after rounds of the watcher.
         assert_eq!(
-            om_watcher_park(watcher, r, 7, logs, never, 0, &mut err),
+            om_watcher_park(watcher, r, 7, logs, never, 0, 0, 0, &mut err),
             OM_OK
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -528,7 +528,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
 
         // A record in a watched ring wakes it.
         assert_eq!(
-            om_watcher_park(watcher, r, 8, logs, never, 0, &mut err),
+            om_watcher_park(watcher, r, 8, logs, never, 0, 0, 0, &mut err),
             OM_OK
         );
         assert_eq!(
@@ -545,7 +545,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
         // Still unread by the reader, so a new park wakes at once; once read
         // and committed, only a deadline does.
         assert_eq!(
-            om_watcher_park(watcher, r, 9, logs, never, 0, &mut err),
+            om_watcher_park(watcher, r, 9, logs, never, 0, 0, 0, &mut err),
             OM_OK
         );
         assert_eq!(token(&mut wake), 9);
@@ -558,13 +558,16 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
             om_reader_commit(r, OM_SIGNAL_LOGS, batch.token, &mut err),
             OM_OK
         );
-        assert_eq!(om_watcher_park(watcher, r, 10, logs, 0, 0, &mut err), OM_OK);
+        assert_eq!(
+            om_watcher_park(watcher, r, 10, logs, 0, 0, 0, 0, &mut err),
+            OM_OK
+        );
         assert_eq!(token(&mut wake), 10, "due");
 
         // Only the signals asked for are watched.
         let spans = 1 << OM_SIGNAL_TRACES;
         assert_eq!(
-            om_watcher_park(watcher, r, 11, spans, never, 0, &mut err),
+            om_watcher_park(watcher, r, 11, spans, never, 0, 0, 0, &mut err),
             OM_OK
         );
         assert_eq!(
@@ -579,7 +582,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
         );
 
         assert_eq!(
-            om_watcher_park(watcher, r, 12, 1 << 5, never, 0, &mut err),
+            om_watcher_park(watcher, r, 12, 1 << 5, never, 0, 0, 0, &mut err),
             OM_ERR_ARGUMENT
         );
         assert_eq!(om_watcher_close(watcher), OM_OK);
@@ -594,7 +597,7 @@ fn watcher_wakes_a_parked_reader_when_records_arrive_or_it_is_due() {
 
 #[test]
 #[allow(unsafe_code)]
-fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
+fn a_park_wakes_once_as_many_records_as_asked_arrived() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
@@ -628,7 +631,7 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
 
         // Asked to wake at 5: 4 measurements leave it parked, the 5th wakes it.
         assert_eq!(
-            om_watcher_park(watcher, r, 1, metrics, never, 5, &mut err),
+            om_watcher_park(watcher, r, 1, metrics, never, 0, 0, 5, &mut err),
             OM_OK
         );
         add(4);
@@ -639,7 +642,7 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
             "4 of 5: still parked"
         );
         assert_eq!(
-            om_watcher_park(watcher, r, 2, metrics, never, 5, &mut err),
+            om_watcher_park(watcher, r, 2, metrics, never, 0, 0, 5, &mut err),
             OM_OK
         );
         add(1);
@@ -657,13 +660,13 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
         );
         assert_eq!(batch.records_consumed, 5);
         assert_eq!(
-            om_watcher_park(watcher, r, 3, metrics, 0, 5, &mut err),
+            om_watcher_park(watcher, r, 3, metrics, 0, 0, 0, 5, &mut err),
             OM_OK
         );
         wake.read_exact(&mut b).unwrap();
         assert_eq!(u64::from_ne_bytes(b), 3, "due");
         assert_eq!(
-            om_watcher_park(watcher, r, 4, metrics, never, 2, &mut err),
+            om_watcher_park(watcher, r, 4, metrics, never, 0, 0, 2, &mut err),
             OM_OK
         );
         add(1);
@@ -677,7 +680,7 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
         // 0 and 1 both mean the first measurement.
         for (token, wake_at) in [(5, 0), (6, 1)] {
             assert_eq!(
-                om_watcher_park(watcher, r, token, metrics, never, wake_at, &mut err),
+                om_watcher_park(watcher, r, token, metrics, never, 0, 0, wake_at, &mut err),
                 OM_OK
             );
             wake.read_exact(&mut b).unwrap();
@@ -687,7 +690,7 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
         // The count applies to measurements only: one log wakes a logs park.
         let logs = 1 << OM_SIGNAL_LOGS;
         assert_eq!(
-            om_watcher_park(watcher, r, 7, logs | metrics, never, 1000, &mut err),
+            om_watcher_park(watcher, r, 7, logs | metrics, never, 0, 0, 1000, &mut err),
             OM_OK
         );
         let body = CString::new("x").unwrap();
@@ -697,6 +700,43 @@ fn a_measurements_park_wakes_once_as_many_measurements_as_asked_arrived() {
         );
         wake.read_exact(&mut b).unwrap();
         assert_eq!(u64::from_ne_bytes(b), 7);
+
+        // A logs park asked to wake at 3 log records past the reader's next.
+        let mut logs_batch = OmBatch::default();
+        assert_eq!(
+            om_reader_poll(r, OM_SIGNAL_LOGS, 10, &mut logs_batch, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_reader_commit(r, OM_SIGNAL_LOGS, logs_batch.token, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_watcher_park(watcher, r, 8, logs, never, 0, 3, 0, &mut err),
+            OM_OK
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                om_writer_log(w, body.as_ptr(), ptr::null(), ptr::null(), 3, &mut err),
+                OM_OK
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            om_watcher_unpark(watcher, 8, &mut err),
+            OM_OK,
+            "2 of 3 log records: still parked"
+        );
+        assert_eq!(
+            om_watcher_park(watcher, r, 9, logs, never, 0, 3, 0, &mut err),
+            OM_OK
+        );
+        assert_eq!(
+            om_writer_log(w, body.as_ptr(), ptr::null(), ptr::null(), 3, &mut err),
+            OM_OK
+        );
+        wake.read_exact(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), 9, "the 3rd log record wakes it");
 
         assert_eq!(om_watcher_close(watcher), OM_OK);
         assert_eq!(om_reader_close(r), OM_OK);
@@ -786,7 +826,7 @@ fn watcher_ignores_span_events_held_until_a_checkpoint() {
         // Read and committed, but its slots stay held (no checkpoint stored):
         // they are not new records for the watcher.
         assert_eq!(
-            om_watcher_park(watcher, r, 1, spans, never, 0, &mut err),
+            om_watcher_park(watcher, r, 1, spans, never, 0, 0, 0, &mut err),
             OM_OK
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -798,7 +838,7 @@ fn watcher_ignores_span_events_held_until_a_checkpoint() {
 
         // A new span does wake it.
         assert_eq!(
-            om_watcher_park(watcher, r, 2, spans, never, 0, &mut err),
+            om_watcher_park(watcher, r, 2, spans, never, 0, 0, 0, &mut err),
             OM_OK
         );
         span(2);

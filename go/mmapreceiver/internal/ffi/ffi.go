@@ -295,16 +295,16 @@ func StartWatcher(interval time.Duration, notify *os.File) (*Watcher, error) {
 }
 
 // Park leaves r to the watcher under token until a writer claims a record in
-// the ring of one of signals (in the measurements ring: measurementsWakeAt
-// measurements past the reader's next one; 0 or 1: the first), the writer
+// the ring of one of signals (in each ring: wakeAt[signal] records past the
+// reader's next one; 0 or 1: the first), the writer
 // starts over, or due passes. Park a reader only when its last polls found
 // nothing (no pending batch).
-func (w *Watcher) Park(r *Reader, token uint64, signals SignalSet, due time.Time, measurementsWakeAt uint64) error {
+func (w *Watcher) Park(r *Reader, token uint64, signals SignalSet, due time.Time, wakeAt [3]uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var e C.OmError
 	if rc := C.om_watcher_park(w.p, r.p, C.uint64_t(token), C.uint32_t(signals), unixNano(due),
-		C.uint64_t(measurementsWakeAt), &e); rc != C.OM_OK {
+		C.uint64_t(wakeAt[Traces]), C.uint64_t(wakeAt[Logs]), C.uint64_t(wakeAt[Metrics]), &e); rc != C.OM_OK {
 		return newError("om_watcher_park", rc, &e)
 	}
 	return nil

@@ -745,12 +745,14 @@ int32_t om_watcher_start(uint64_t interval_nanos,
 /*
  Parks `reader` under `token` until a writer claims a record in the ring of
  one of the signals whose bit (`1 << OM_SIGNAL_*`) is set in `signals` (in
- the measurements ring: `measurements_wake_at` measurements past the
- reader's next one; 0 or 1: the first), the writer starts over, or the
+ each ring: `traces_wake_at`, `logs_wake_at` or `measurements_wake_at`
+ records past the reader's next one; 0 or 1: the first), the writer starts over, or the
  clock passes `due_unix_nano`; then the watcher writes `token` to its pipe.
  Measurements only change aggregates until the next collection, so a
  caller whose deadline is that collection may leave some in the ring and
- read them in larger, rarer polls. Parking a token again replaces the
+ read them in larger, rarer polls; a caller waiting for a spans or logs
+ batch to fill passes what the ring may gather before it must be read, so
+ that a burst wakes it in time. Parking a token again replaces the
  earlier park. Park a reader only when its last polls of those signals
  found nothing (no pending batch): the watcher starts at the records the
  reader released. The watcher reads its own mapping of the file (no file
@@ -766,6 +768,8 @@ int32_t om_watcher_park(struct OmWatcher *watcher,
                         uint64_t token,
                         uint32_t signals,
                         uint64_t due_unix_nano,
+                        uint64_t traces_wake_at,
+                        uint64_t logs_wake_at,
                         uint64_t measurements_wake_at,
                         struct OmError *err);
 
