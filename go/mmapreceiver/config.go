@@ -19,7 +19,7 @@ import (
 // the library's own, read with ffi.DefaultOptions: one source of truth.
 const (
 	defaultPollInterval       = 15 * time.Millisecond
-	defaultFlushTimeout       = 50 * time.Millisecond
+	defaultFlushTimeout       = 40 * time.Millisecond
 	defaultScanInterval       = time.Second
 	defaultMaxFiles           = 1024
 	defaultCollectionInterval = 60 * time.Second

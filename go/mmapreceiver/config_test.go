@@ -17,7 +17,7 @@ import (
 func TestCreateDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.Equal(t, 15*time.Millisecond, cfg.PollInterval)
-	assert.Equal(t, 50*time.Millisecond, cfg.FlushTimeout)
+	assert.Equal(t, 40*time.Millisecond, cfg.FlushTimeout)
 	assert.Equal(t, time.Second, cfg.ScanInterval)
 	assert.Equal(t, 1024, cfg.MaxFiles)
 	assert.Equal(t, 1024, cfg.Traces.MaxBatchSize)

@@ -103,8 +103,15 @@ impl Parked {
     }
 }
 
-/// How long until the earliest deadline of a parked file, but at least
-/// `interval` (the watcher's shortest sleep).
+/// The shortest sleep of the watcher: a deadline that passed while its file
+/// stays parked (its token could not be handed on) is offered again this
+/// often, not in a busy loop.
+const MIN_SLEEP: Duration = Duration::from_millis(1);
+
+/// How long until the earliest deadline of a parked file (at least
+/// [`MIN_SLEEP`], or `interval` if shorter): a deadline is kept to about a
+/// millisecond, not to the next look, so that a caller waiting for a batch
+/// to fill is woken when it asked.
 fn until_due(parked: &HashMap<u64, Parked>, interval: Duration) -> Duration {
     let now = otlp_mmap_core::now_unix_nano();
     parked
@@ -112,7 +119,7 @@ fn until_due(parked: &HashMap<u64, Parked>, interval: Duration) -> Duration {
         .map(|p| Duration::from_nanos(p.due_unix_nano.saturating_sub(now)))
         .min()
         .unwrap_or(Duration::MAX)
-        .max(interval)
+        .max(MIN_SLEEP.min(interval))
 }
 
 /// The start time in the file header (0 if it cannot be read).

@@ -90,3 +90,26 @@ fn a_watcher_stopped_before_its_thread_ran_stops() {
         drop(watch);
     }
 }
+
+#[test]
+fn a_deadline_is_kept_between_two_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let _writer = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+    let reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Looks an hour apart: only the deadline can wake the file in time.
+    let watch = IdleWatch::start(Duration::from_secs(3600), move |token| {
+        tx.send(token).is_ok()
+    })
+    .unwrap();
+    let due = otlp_mmap_core::now_unix_nano() + 20_000_000;
+    watch
+        .park(1, &reader, &[Signal::Logs], Wake::at(due))
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(1));
+    assert!(
+        otlp_mmap_core::now_unix_nano() >= due,
+        "not before its deadline"
+    );
+}
