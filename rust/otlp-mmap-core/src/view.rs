@@ -169,10 +169,21 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 /// The entries of one repeated message field, in wire order.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Repeated<'a> {
     msg: &'a [u8],
     field: u32,
+}
+
+/// The field and its entries (two that give the same entries show the same,
+/// whatever other fields their messages hold).
+impl std::fmt::Debug for Repeated<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repeated")
+            .field("field", &self.field)
+            .field("entries", &self.iter().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl<'a> Repeated<'a> {
@@ -732,8 +743,9 @@ fn varint_after(buf: &mut &[u8], key: u8) -> Option<Option<u64>> {
 /// for the event's own fields. `None` for anything else (another event, a
 /// field out of that order or twice, a malformed one), which
 /// [`SpanEventView::parse_fields`] then reads: for the messages this takes,
-/// both give the same view (they meet the same fields, each once), this
-/// one without the general field walk.
+/// both give the same view (they meet the same fields, each once; the
+/// attributes of a start are the same entries, whose `Repeated` here holds
+/// only their run), this one without the general field walk.
 #[inline(always)]
 fn usual_span_event(msg: &[u8]) -> Option<SpanEventView<'_>> {
     use tags::span_event as se;
@@ -787,9 +799,12 @@ fn usual_start(msg: &[u8]) -> Option<SpanEventKind<'_>> {
     let name = bytes_after(&mut buf, NAME)?.unwrap_or(&[]);
     let kind = varint_after(&mut buf, KIND)?.unwrap_or(0) as i32;
     let start = fixed_after::<8>(&mut buf, &START)?.map_or(0, u64::from_le_bytes);
+    // The attributes run: the only fields their `Repeated` need walk.
+    let run = buf;
     while let Some(attribute) = bytes_after(&mut buf, ATTRIBUTES)? {
         check(attribute).ok()?;
     }
+    let run = &run[..run.len() - buf.len()];
     let flags = fixed_after::<4>(&mut buf, &FLAGS)?.map_or(0, u32::from_le_bytes);
     if !buf.is_empty() {
         return None;
@@ -800,7 +815,7 @@ fn usual_start(msg: &[u8]) -> Option<SpanEventKind<'_>> {
         kind,
         start_time_unix_nano: start,
         attributes: Repeated {
-            msg,
+            msg: run,
             field: ss::ATTRIBUTES,
         },
         flags,
