@@ -16,10 +16,12 @@
 //! when full it is cleared, keeping its memory, so it allocates nothing
 //! once it has grown, whatever the attributes.
 
-use rustc_hash::FxHashMap as HashMap;
-
 /// Most entries kept.
 pub const MAX_ENTRIES: usize = 4096;
+/// Slots of the index (a power of two).
+const SLOTS: usize = 2 * MAX_ENTRIES;
+/// An index slot without an entry.
+const NO_ENTRY: u32 = u32::MAX;
 /// Most bytes of encoded `KeyValueRef`s and `KeyValue` fields kept.
 pub const MAX_BYTES: usize = 256 << 10;
 
@@ -47,11 +49,21 @@ struct Entry {
     attribute: CachedAttribute,
 }
 
+/// The index slot of `hash` (its low bits: `FxHasher::finish` puts its
+/// best-mixed bits there).
+#[inline]
+fn slot(hash: u64) -> usize {
+    hash as usize & (SLOTS - 1)
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct AttributeCache {
-    /// Hash of an encoded `KeyValueRef` -> its entry.
-    index: HashMap<u64, u32>,
+    /// Slot of the hash of an encoded `KeyValueRef` -> its entry (or
+    /// [`NO_ENTRY`]). Direct-mapped: a later entry of the same slot takes
+    /// its place (the earlier one is then resolved again when met).
+    /// Empty until the first entry.
+    index: Vec<u32>,
     entries: Vec<Entry>,
     /// The encoded `KeyValueRef`s and `KeyValue` fields.
     arena: Vec<u8>,
@@ -61,7 +73,7 @@ impl AttributeCache {
     /// The attribute the encoded `KeyValueRef` `raw` (of hash `hash`) resolved to.
     #[inline]
     pub(crate) fn get(&self, raw: &[u8], hash: u64) -> Option<CachedAttribute> {
-        let e = self.entries.get(*self.index.get(&hash)? as usize)?;
+        let e = self.entries.get(*self.index.get(slot(hash))? as usize)?;
         let at = e.raw_at as usize;
         (self.arena.get(at..at + e.raw_len as usize)? == raw).then_some(e.attribute)
     }
@@ -95,12 +107,15 @@ impl AttributeCache {
         if self.entries.len() >= MAX_ENTRIES || self.arena.len() + size > MAX_BYTES {
             self.clear();
         }
+        if self.index.is_empty() {
+            self.index = vec![NO_ENTRY; SLOTS];
+        }
         let raw_at = self.arena.len();
         self.arena.extend_from_slice(raw);
         let field_at = self.arena.len();
         self.arena.extend_from_slice(field);
         // Both fit in u32: the arena holds at most MAX_BYTES.
-        self.index.insert(hash, self.entries.len() as u32);
+        self.index[slot(hash)] = self.entries.len() as u32;
         self.entries.push(Entry {
             raw_at: raw_at as u32,
             raw_len: raw.len() as u32,
@@ -118,7 +133,7 @@ impl AttributeCache {
 
     /// Forgets every entry, keeping the memory.
     pub(crate) fn clear(&mut self) {
-        self.index.clear();
+        self.index.fill(NO_ENTRY);
         self.entries.clear();
         self.arena.clear();
     }
@@ -149,6 +164,14 @@ mod tests {
             assert!(c.entries.len() <= MAX_ENTRIES && c.arena.len() <= MAX_BYTES);
             assert!(c.get(&r, bytes_hash(&r)).is_some());
         }
+        // Two encodings of one slot: the later takes it, the earlier is
+        // then not found (resolved again), never taken for the later.
+        let (a, b) = ([0x08u8, 1], [0x08u8, 2]);
+        c.clear();
+        c.insert(&a, 5, b"a", 0, 0, 0, 0, false);
+        c.insert(&b, 5 + SLOTS as u64, b"b", 0, 0, 0, 0, false);
+        assert!(c.get(&a, 5).is_none());
+        assert_eq!(c.field(&c.get(&b, 5 + SLOTS as u64).unwrap()), b"b");
         // Too large to keep.
         let big = vec![1u8; MAX_BYTES];
         c.insert(&big, bytes_hash(&big), &[], 0, 0, 0, 0, false);

@@ -169,10 +169,21 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 /// The entries of one repeated message field, in wire order.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Repeated<'a> {
     msg: &'a [u8],
     field: u32,
+}
+
+/// The field and its entries (two that give the same entries show the same,
+/// whatever other fields their messages hold).
+impl std::fmt::Debug for Repeated<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repeated")
+            .field("field", &self.field)
+            .field("entries", &self.iter().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl<'a> Repeated<'a> {
@@ -609,7 +620,16 @@ pub struct SpanEventView<'a> {
 
 impl<'a> SpanEventView<'a> {
     /// Parses a SpanEvent and checks every nested message it will hand out.
+    #[inline]
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        match usual_span_event(msg) {
+            Some(v) => Ok(v),
+            None => Self::parse_fields(msg),
+        }
+    }
+
+    /// [`parse`](Self::parse), field by field: any message.
+    fn parse_fields(msg: &'a [u8]) -> Result<Self, WireError> {
         use tags::span_event::{self as se, add_link, change_span_name, update_attributes};
         let mut v = SpanEventView {
             trace_id: &[],
@@ -656,6 +676,181 @@ impl<'a> SpanEventView<'a> {
         }
         Ok(v)
     }
+}
+
+/// A protobuf key of one byte.
+const fn key1(field: u32, wire: u32) -> u8 {
+    assert!(field < 16);
+    (field << 3 | wire) as u8
+}
+
+/// A protobuf key of two bytes.
+const fn key2(field: u32, wire: u32) -> [u8; 2] {
+    assert!(field >= 16 && field < 2048);
+    let k = field << 3 | wire;
+    [(k & 0x7f) as u8 | 0x80, (k >> 7) as u8]
+}
+
+/// A fixed-size value of `N` bytes after the key `key`, when `buf` starts
+/// with that key (`buf` then moves past the value); `None` when its bytes
+/// are missing.
+#[inline(always)]
+fn fixed_after<const N: usize>(buf: &mut &[u8], key: &[u8]) -> Option<Option<[u8; N]>> {
+    let bytes: &[u8] = buf;
+    let Some(rest) = bytes.strip_prefix(key) else {
+        return Some(None);
+    };
+    let (v, rest) = rest.split_first_chunk::<N>()?;
+    *buf = rest;
+    Some(Some(*v))
+}
+
+/// A length-delimited value after the one-byte key `key`, when `buf`
+/// starts with that key; `None` when it is malformed.
+#[inline(always)]
+fn bytes_after<'a>(buf: &mut &'a [u8], key: u8) -> Option<Option<&'a [u8]>> {
+    let bytes: &'a [u8] = buf;
+    match bytes {
+        [k, rest @ ..] if *k == key => {
+            let mut rest = rest;
+            let v = take_len(&mut rest).ok()?;
+            *buf = rest;
+            Some(Some(v))
+        }
+        _ => Some(None),
+    }
+}
+
+/// A varint value after the one-byte key `key`, when `buf` starts with it;
+/// `None` when it is malformed.
+#[inline(always)]
+fn varint_after(buf: &mut &[u8], key: u8) -> Option<Option<u64>> {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [k, rest @ ..] if *k == key => {
+            let mut rest = rest;
+            let v = varint(&mut rest).ok()?;
+            *buf = rest;
+            Some(Some(v))
+        }
+        _ => Some(None),
+    }
+}
+
+/// A SpanEvent with a start or an end as writers encode it (prost, our
+/// SDK): a trace id of 16 bytes and a span id of 8, the event, then the
+/// scope ref if any, each field once, in field-number order, and the same
+/// for the event's own fields. `None` for anything else (another event, a
+/// field out of that order or twice, a malformed one), which
+/// [`SpanEventView::parse_fields`] then reads: for the messages this takes,
+/// both give the same view (they meet the same fields, each once; the
+/// attributes of a start are the same entries, whose `Repeated` here holds
+/// only their run), this one without the general field walk.
+#[inline(always)]
+fn usual_span_event(msg: &[u8]) -> Option<SpanEventView<'_>> {
+    use tags::span_event as se;
+    const TRACE_ID: [u8; 2] = [key1(se::TRACE_ID, 2), 16];
+    const SPAN_ID: [u8; 2] = [key1(se::SPAN_ID, 2), 8];
+    const START: u8 = key1(se::START, 2);
+    const END: u8 = key1(se::END, 2);
+    const SCOPE_REF: [u8; 2] = key2(se::SCOPE_REF, 0);
+    let rest = msg.strip_prefix(&TRACE_ID)?;
+    let (trace_id, rest) = rest.split_first_chunk::<16>()?;
+    let rest = rest.strip_prefix(&SPAN_ID)?;
+    let (span_id, rest) = rest.split_first_chunk::<8>()?;
+    let (&key, mut rest) = rest.split_first()?;
+    let body = take_len(&mut rest).ok()?;
+    let event = if key == START {
+        usual_start(body)?
+    } else if key == END {
+        usual_end(body)?
+    } else {
+        return None;
+    };
+    let mut scope_ref = 0;
+    if let Some(mut tail) = rest.strip_prefix(&SCOPE_REF) {
+        scope_ref = varint(&mut tail).ok()? as i64;
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(SpanEventView {
+        trace_id,
+        span_id,
+        scope_ref,
+        event,
+    })
+}
+
+/// [`parse_start`] of a `StartSpan` as writers encode it (see
+/// [`usual_span_event`]); `None` for any other.
+#[inline(always)]
+fn usual_start(msg: &[u8]) -> Option<SpanEventKind<'_>> {
+    use tags::span_event::start_span as ss;
+    const PARENT: u8 = key1(ss::PARENT_SPAN_ID, 2);
+    const NAME: u8 = key1(ss::NAME, 2);
+    const KIND: u8 = key1(ss::KIND, 0);
+    const START: [u8; 1] = [key1(ss::START_TIME_UNIX_NANO, 1)];
+    const ATTRIBUTES: u8 = key1(ss::ATTRIBUTES, 2);
+    const FLAGS: [u8; 2] = key2(ss::FLAGS, 5);
+    let mut buf = msg;
+    let parent = bytes_after(&mut buf, PARENT)?.unwrap_or(&[]);
+    let name = bytes_after(&mut buf, NAME)?.unwrap_or(&[]);
+    let kind = varint_after(&mut buf, KIND)?.unwrap_or(0) as i32;
+    let start = fixed_after::<8>(&mut buf, &START)?.map_or(0, u64::from_le_bytes);
+    // The attributes run: the only fields their `Repeated` need walk.
+    let run = buf;
+    while let Some(attribute) = bytes_after(&mut buf, ATTRIBUTES)? {
+        check(attribute).ok()?;
+    }
+    let run = &run[..run.len() - buf.len()];
+    let flags = fixed_after::<4>(&mut buf, &FLAGS)?.map_or(0, u32::from_le_bytes);
+    if !buf.is_empty() {
+        return None;
+    }
+    Some(SpanEventKind::Start {
+        parent_span_id: parent,
+        name,
+        kind,
+        start_time_unix_nano: start,
+        attributes: Repeated {
+            msg: run,
+            field: ss::ATTRIBUTES,
+        },
+        flags,
+    })
+}
+
+/// [`parse_end`] of an `EndSpan` as writers encode it (see
+/// [`usual_span_event`]); `None` for any other.
+#[inline(always)]
+fn usual_end(msg: &[u8]) -> Option<SpanEventKind<'_>> {
+    use tags::span_event::end_span;
+    const END_TIME: [u8; 1] = [key1(end_span::END_TIME_UNIX_NANO, 1)];
+    const STATUS: u8 = key1(end_span::STATUS, 2);
+    const MESSAGE: u8 = key1(tags::status::MESSAGE, 2);
+    const CODE: u8 = key1(tags::status::CODE, 0);
+    let mut buf = msg;
+    let end = fixed_after::<8>(&mut buf, &END_TIME)?.map_or(0, u64::from_le_bytes);
+    let status = match bytes_after(&mut buf, STATUS)? {
+        None => None,
+        Some(mut s) => {
+            let message = bytes_after(&mut s, MESSAGE)?.unwrap_or(&[]);
+            let code = varint_after(&mut s, CODE)?.unwrap_or(0) as i32;
+            if !s.is_empty() {
+                return None;
+            }
+            Some(StatusView { message, code })
+        }
+    };
+    if !buf.is_empty() {
+        return None;
+    }
+    Some(SpanEventKind::End {
+        end_time_unix_nano: end,
+        status,
+    })
 }
 
 /// Checks a message and each entry of its repeated field `field`.
@@ -877,11 +1072,111 @@ mod tests {
     }
 
     fn same_span_event(bytes: &[u8]) {
+        let want = format!("{:?}", span_event_by_fields(bytes));
         assert_eq!(
             format!("{:?}", SpanEventView::parse(bytes)),
-            format!("{:?}", span_event_by_fields(bytes)),
+            want,
             "{bytes:02x?}"
         );
+        assert_eq!(
+            format!("{:?}", SpanEventView::parse_fields(bytes)),
+            want,
+            "{bytes:02x?}"
+        );
+        if let Some(v) = usual_span_event(bytes) {
+            assert_eq!(format!("{:?}", Ok::<_, WireError>(v)), want, "{bytes:02x?}");
+        }
+    }
+
+    /// Start and end events as writers encode them, with and without each
+    /// optional field: the usual layout's fast path takes them all.
+    fn usual_span_events() -> Vec<Vec<u8>> {
+        let attrs = vec![
+            kv(5, Value::StringValue("GET".into())),
+            kv(300, Value::IntValue(200)),
+            kv(1 << 30, Value::ValueRef(9)),
+        ];
+        let mut events = vec![];
+        for (parent, attrs, flags) in [
+            (vec![3; 8], attrs.clone(), 0x301),
+            (vec![], vec![], 0),
+            (vec![3; 8], attrs[..1].to_vec(), 1),
+        ] {
+            for (name, kind, start) in [("GET /x", 2, 7), ("", 0, 0), ("n", 1, u64::MAX)] {
+                events.push(Event::Start(proto::span_event::StartSpan {
+                    parent_span_id: parent.clone(),
+                    name: name.into(),
+                    kind,
+                    start_time_unix_nano: start,
+                    attributes: attrs.clone(),
+                    flags,
+                }));
+            }
+        }
+        for status in [
+            None,
+            Some(proto::Status::default()),
+            Some(proto::Status {
+                message: "bad".into(),
+                code: 2,
+            }),
+        ] {
+            for end in [0, 9] {
+                events.push(Event::End(proto::span_event::EndSpan {
+                    end_time_unix_nano: end,
+                    status: status.clone(),
+                }));
+            }
+        }
+        let mut out = vec![];
+        for event in events {
+            for scope_ref in [0, 1, 1 << 20] {
+                out.push(
+                    proto::SpanEvent {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        scope_ref,
+                        event: Some(event.clone()),
+                    }
+                    .encode_to_vec(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn usual_span_events_take_the_fast_path_and_agree() {
+        for bytes in usual_span_events() {
+            assert!(usual_span_event(&bytes).is_some(), "{bytes:02x?}");
+            same_span_event(&bytes);
+            for cut in 0..bytes.len() {
+                same_span_event(&bytes[..cut]);
+            }
+            for i in 0..bytes.len() {
+                for b in [
+                    0x00, 0x01, 0x02, 0x05, 0x08, 0x0a, 0x10, 0x12, 0x18, 0x22, 0x2a, 0x30, 0x39,
+                    0x41, 0x4a, 0x5a, 0x62, 0x7a, 0x7f, 0x80, 0x85, 0xa0, 0xff,
+                ] {
+                    let mut changed = bytes.clone();
+                    changed[i] = b;
+                    same_span_event(&changed);
+                }
+                // A byte more or less inside (lengths then disagree).
+                let mut longer = bytes.clone();
+                longer.insert(i, 0x01);
+                same_span_event(&longer);
+                let mut shorter = bytes.clone();
+                shorter.remove(i);
+                same_span_event(&shorter);
+            }
+            // A field after the usual ones (a second scope ref, an unknown field).
+            for tail in [&[0xa0u8, 0x01, 0x05][..], &[0x18, 0x01], &[0x0a, 0x00]] {
+                let mut more = bytes.clone();
+                more.extend_from_slice(tail);
+                same_span_event(&more);
+            }
+        }
     }
 
     #[test]
@@ -934,6 +1229,19 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn span_event_parse_agrees_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            same_span_event(&bytes);
+        }
+
+        #[test]
+        fn span_event_parse_agrees_after_a_usual_prefix(
+            which in 0usize..64,
+            keep in 0usize..128,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+        ) {
+            let events = usual_span_events();
+            let mut bytes = events[which % events.len()].clone();
+            bytes.truncate(keep);
+            bytes.extend(&tail);
             same_span_event(&bytes);
         }
 
