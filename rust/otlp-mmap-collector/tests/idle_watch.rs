@@ -33,7 +33,10 @@ fn a_quiet_watcher_sleeps_longer_and_a_park_brings_it_back() {
     let (_quiet_writer, quiet_reader) = open("quiet.otlp");
     let (writer, reader) = open("busy.otlp");
     let (tx, rx) = mpsc::channel();
-    let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
+    let watch = IdleWatch::start_quiet_after(INTERVAL, Duration::from_millis(200), move |token| {
+        tx.send(token).is_ok()
+    })
+    .unwrap();
     let far = Wake::at(u64::MAX);
     watch.park(1, &quiet_reader, &[Signal::Logs], far).unwrap();
     assert_eq!(watch.period(), INTERVAL);

@@ -18,8 +18,9 @@ pub struct OmWatcher {
 }
 
 /// Starts a watcher thread that looks at the parked readers every
-/// `interval_nanos` (up to 4 × as long once no reader was parked or had
-/// records for a second; the next park ends the long sleeps) and, for each one that has records to read (or whose
+/// `interval_nanos` (2 × as long once no reader was parked or had records
+/// for 10 seconds; the next park ends the long sleeps; with nothing parked
+/// it sleeps until a park) and, for each one that has records to read (or whose
 /// deadline passed), writes its token (8 bytes, native byte order) to
 /// `notify_fd` and forgets it. `notify_fd` is the write end of a pipe; the
 /// library keeps a duplicate (the caller may close its own). When the pipe is
