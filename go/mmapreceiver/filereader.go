@@ -693,16 +693,11 @@ func (l *signalLoop) waitToFill(continuous bool, items, taken uint64, polledBefo
 	if !continuous || l.sig == ffi.Metrics || opts.flushTimeout <= opts.pollInterval || elapsed <= 0 || taken == 0 {
 		return opts.pollInterval
 	}
-	l.fr.mu.Lock()
-	s, err := l.fr.rd.Stats()
-	l.fr.mu.Unlock()
-	if err != nil {
+	c, held, ok := l.ringFill()
+	if !ok {
 		return opts.pollInterval
 	}
-	r := fillRate{
-		items: items, records: taken, batchSize: l.batchSize,
-		ringCapacity: s.RingCapacity[l.sig], ringHeld: s.RingUnread[l.sig],
-	}
+	r := fillRate{items: items, records: taken, batchSize: l.batchSize, ringCapacity: c, ringHeld: held}
 	wait := fillWaitFor(opts.pollInterval, opts.flushTimeout, elapsed, r)
 	if wait > opts.pollInterval {
 		// Parked until the wait ends or the ring gathered what it may.
@@ -710,6 +705,18 @@ func (l *signalLoop) waitToFill(continuous bool, items, taken uint64, polledBefo
 		l.parkable = true
 	}
 	return wait
+}
+
+// ringFill returns the signal's ring capacity and the slots it still holds
+// (read or not); ok is false when the library cannot say.
+func (l *signalLoop) ringFill() (capacity, held uint64, ok bool) {
+	l.fr.mu.Lock()
+	s, err := l.fr.rd.Stats()
+	l.fr.mu.Unlock()
+	if err != nil {
+		return 0, 0, false
+	}
+	return s.RingCapacity[l.sig], s.RingUnread[l.sig], true
 }
 
 // fillRate is what came into a ring over the time fillWaitFor is given.
@@ -751,11 +758,8 @@ func fillWaitFor(lo, hi, elapsed time.Duration, r fillRate) time.Duration {
 // fast enough to fill it within two poll intervals, or when the ring holds
 // so much that the batch would be small.
 func (l *signalLoop) measurementsBatch(taken uint64, elapsed time.Duration) uint64 {
-	l.fr.mu.Lock()
-	s, err := l.fr.rd.Stats()
-	l.fr.mu.Unlock()
-	c, held := s.RingCapacity[ffi.Metrics], s.RingUnread[ffi.Metrics]
-	if err != nil || 2*held >= c {
+	c, held, ok := l.ringFill()
+	if !ok || 2*held >= c {
 		return 0
 	}
 	batch := min(c/4, c/2-held)

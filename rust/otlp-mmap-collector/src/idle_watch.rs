@@ -184,6 +184,11 @@ impl WatchPeriod {
         };
     }
 
+    /// Back to `interval` (a file was parked).
+    pub fn restart(&mut self) {
+        self.current = self.interval;
+    }
+
     /// Whether a file parked now should wake the watcher from its sleep
     /// (it sleeps longer than `interval`).
     pub fn sleeps_long(&self) -> bool {
@@ -357,8 +362,7 @@ impl IdleWatch {
             // The watcher sleeps until a park when nothing is parked; and a
             // file that just had records is looked at every `interval` from
             // now on, not after the rest of a long sleep.
-            state.period =
-                WatchPeriod::with_quiet_after(state.period.interval, state.period.quiet_after);
+            state.period.restart();
             self.shared.stopped.notify_all();
         }
         Ok(())
