@@ -115,6 +115,15 @@
 //! its slot holds a record the collector rejects, and the drop is counted
 //! ([`DropStats::encoding_errors`]).
 //!
+//! **No page faults on the calling thread**: when the file is created, its
+//! pages are also mapped into the process (`MADV_POPULATE_WRITE`, Linux 5.14
+//! and later), so the first record written into each page of a ring does not
+//! stop the calling thread for a page fault (about 2 µs per 4 KiB page on a
+//! tmpfs in a VM; on a disk-backed file a first store can also wait for the
+//! filesystem). The price is paid once, by the thread that builds the file:
+//! about 5 ms of CPU for the default rings there. Where the kernel lacks the
+//! call, the pages fault on first use as before.
+//!
 //! # Costs
 //!
 //! The hot path encodes each record in one pass with a borrowed protobuf

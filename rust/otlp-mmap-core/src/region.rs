@@ -91,6 +91,39 @@ impl SharedRegion {
         self.valid_len.fetch_max(len, Ordering::AcqRel);
     }
 
+    /// Maps the pages of `offset..offset + len` (bytes known to exist in the
+    /// file) into this process's page tables, writable, now
+    /// (`MADV_POPULATE_WRITE`), rather than at the first store into each:
+    /// the writer's first pass over its rings would otherwise take a page
+    /// fault every few records, on the application's calling thread.
+    ///
+    /// The file's blocks are already reserved (see [`crate::reserve`]), so
+    /// this allocates nothing the file does not already own on tmpfs; on a
+    /// disk it reads the range into the page cache. It is an optimisation
+    /// only: an error (a kernel older than 5.14 answers `EINVAL`, other
+    /// systems have no such call) leaves the pages to fault on first use, as
+    /// they would without it.
+    pub(crate) fn prefault(&self, offset: usize, len: usize) -> std::io::Result<()> {
+        let in_file = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.valid_len());
+        if !in_file {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{len} bytes at {offset} are not all in the file"),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        return self
+            .map
+            .advise_range(memmap2::Advice::PopulateWrite, offset, len);
+        #[cfg(not(target_os = "linux"))]
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    }
+
     fn check(&self, offset: u64, len: usize, align: usize) -> Result<usize, FormatError> {
         let off = usize::try_from(offset).map_err(|_| FormatError::OutOfBounds { offset, len })?;
         let end = off
