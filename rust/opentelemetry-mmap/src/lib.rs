@@ -121,8 +121,10 @@
 //! stop the calling thread for a page fault (about 2 µs per 4 KiB page on a
 //! tmpfs in a VM; on a disk-backed file a first store can also wait for the
 //! filesystem). The price is paid once, by the thread that builds the file:
-//! about 5 ms of CPU for the default rings there. Where the kernel lacks the
-//! call, the pages fault on first use as before.
+//! about 5 ms of CPU for the default rings there, and the file counts in the
+//! process's RSS (as shared memory) from the start instead of from the
+//! rings' first lap. Where the kernel lacks the call, the pages fault on
+//! first use as before.
 //!
 //! # Costs
 //!
