@@ -42,6 +42,7 @@ use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 use crate::attribute_cache::AttributeCache;
+use crate::attribute_run_memo::AttributeRunMemo;
 use crate::bytes_hash::bytes_hash;
 use crate::canonical;
 use crate::encode;
@@ -210,6 +211,8 @@ pub struct DictionaryCache {
     budget: Budget,
     /// Span attributes resolved, by their encoded `KeyValueRef`.
     pub(crate) attributes: AttributeCache,
+    /// Runs of span attributes resolved, by their encoded bytes.
+    pub(crate) attribute_runs: AttributeRunMemo<crate::spans::Attribute>,
     /// Log record attributes resolved, by their encoded `KeyValueRef`
     /// (`value_bytes`: what the whole key-value costs).
     pub(crate) log_attributes: AttributeCache,
@@ -241,6 +244,7 @@ impl DictionaryCache {
             ref_nesting: 0,
             budget: Budget::new(usize::MAX),
             attributes: AttributeCache::default(),
+            attribute_runs: AttributeRunMemo::default(),
             log_attributes: AttributeCache::default(),
             bad_refs: 0,
             clears: 0,
@@ -255,6 +259,7 @@ impl DictionaryCache {
         self.resources = HashMap::default();
         self.metrics = HashMap::default();
         self.attributes.clear();
+        self.attribute_runs.clear();
         self.log_attributes.clear();
         self.entries = 0;
         self.bytes = 0;

@@ -212,6 +212,14 @@ impl<'a> Repeated<'a> {
         })
     }
 
+    /// The message its entries are read from, and their field number: the
+    /// entries are a function of both. (For a usual start, the message
+    /// holds only their run.)
+    #[inline]
+    pub fn message(&self) -> (&'a [u8], u32) {
+        (self.msg, self.field)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.iter().count()
