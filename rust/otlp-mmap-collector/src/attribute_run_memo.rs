@@ -15,6 +15,14 @@
 //! step: each attribute would have been kept, in the same places, as
 //! before. Anything else goes attribute by attribute.
 //!
+//! A log record's attributes are memoised the same way
+//! ([`DictionaryCache::encode_log_attributes`](crate::dictionary::DictionaryCache)):
+//! a run (the attribute fields of its event, one after the other) whose
+//! attributes all came from the log attribute cache, all kept, is kept as
+//! the fields it
+//! wrote (no slots), with what it charged to the record budget; a record
+//! with at least that much budget left takes them in one step.
+//!
 //! It lives in the [`DictionaryCache`](crate::dictionary::DictionaryCache)
 //! of one stream, as the attribute cache does (refs mean other things in
 //! another), is emptied with it, and is bounded: at most [`MAX_ENTRIES`]

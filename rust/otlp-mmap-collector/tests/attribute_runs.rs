@@ -5,7 +5,8 @@
 //! attribute), under the span limits and the record budget too, with the
 //! same drops and bad refs counted, and the same after the upserts that
 //! follow; and refs that mean other things after a writer starts over in
-//! place must not be taken as they resolved before.
+//! place must not be taken as they resolved before. The same for the runs
+//! of log record attributes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
@@ -457,4 +458,99 @@ fn a_run_is_resolved_again_after_the_writer_starts_over_in_place() {
         assert_eq!(keys(s), ["key-after!", "n"]);
     }
     assert!(got.values().all(|s| keys(s) == ["key-after!", "n"]));
+}
+
+/// A log record: its body, its attributes.
+type Record = (String, Vec<Attr>);
+
+/// Reads `records` written to a file of their own with `options`: the
+/// attributes of each record delivered (by its place), and the reader's
+/// counters.
+fn read_logs(records: &[Record], options: ReaderOptions) -> (Vec<Option<Vec<KeyValue>>>, Counted) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.otlp");
+    let w = create(&path);
+    for (i, (body, attrs)) in records.iter().enumerate() {
+        let ev = proto::Event {
+            time_unix_nano: i as u64 + 1,
+            severity_number: 9,
+            body: Some(proto::AnyValue {
+                value: Some(s(body)),
+            }),
+            attributes: encode(&w, attrs),
+            ..Default::default()
+        };
+        w.try_write(RingKind::Events, &ev).unwrap();
+    }
+    let mut r = FileReader::open(&path, options).unwrap();
+    let mut got = vec![None; records.len()];
+    while let Some(b) = r.poll(Signal::Logs, T).unwrap() {
+        let req = ExportLogsServiceRequest::decode(b.bytes).unwrap();
+        let token = b.token;
+        r.commit(Signal::Logs, token).unwrap();
+        for l in req
+            .resource_logs
+            .into_iter()
+            .flat_map(|rl| rl.scope_logs)
+            .flat_map(|sl| sl.log_records)
+        {
+            got[l.time_unix_nano as usize - 1] = Some(l.attributes);
+        }
+    }
+    let st = r.stats();
+    (
+        got,
+        (st.oversized_records[Signal::Logs as usize], st.bad_refs, 0),
+    )
+}
+
+/// Reads `records` in one file and each alone: alike, as for spans.
+/// Returns how many records went over budget.
+fn check_logs_alike(records: &[Record], options: ReaderOptions) -> u64 {
+    let (warm, st) = read_logs(records, options);
+    let mut sum = (0, 0, 0);
+    for (i, record) in records.iter().enumerate() {
+        let (cold, c) = read_logs(std::slice::from_ref(record), options);
+        assert_eq!(warm[i], cold[0], "record {i} with {options:?}");
+        sum = (sum.0 + c.0, sum.1 + c.1, 0);
+    }
+    assert_eq!(st, sum, "{options:?}");
+    st.0
+}
+
+#[test]
+fn a_repeated_log_attribute_run_comes_out_as_resolved_alone() {
+    // The same lists on records whose bodies take more or less of the
+    // budget before them, a list with a key twice (log records keep both),
+    // lists with a bad ref and a value ref, over budgets that drop some.
+    let run = plain_run();
+    let twice = vec![a("a", s("1")), a("b", s("2")), a("a", s("3"))];
+    let odd = vec![
+        a("a", s("1")),
+        Attr(Key::Bad, Val::Plain(s("x"))),
+        Attr(Key::Name("r".into()), Val::Ref(s("by ref"))),
+    ];
+    let mut records = Vec::new();
+    for (i, n) in [0, 0, 0, 37, 5, 90, 20, 0, 61, 3, 0, 150, 0]
+        .into_iter()
+        .enumerate()
+    {
+        let list = match i % 4 {
+            0 | 1 => run.clone(),
+            2 => twice.clone(),
+            _ => odd.clone(),
+        };
+        records.push(("b".repeat(n), list));
+        records.push(("b".repeat(n), run.clone()));
+    }
+    assert_eq!(check_logs_alike(&records, ReaderOptions::default()), 0);
+    let mut over = 0;
+    for max_record_bytes in (300..1200).step_by(13) {
+        over += check_logs_alike(&records, options(max_record_bytes, 128));
+    }
+    assert!(over > 0);
+    // Bad refs are counted for every record that has them.
+    let (_, (_, bad, _)) = read_logs(&vec![("".into(), odd); 5], ReaderOptions::default());
+    assert_eq!(bad, 5);
 }
