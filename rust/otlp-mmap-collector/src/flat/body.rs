@@ -223,7 +223,9 @@ pub(crate) fn attrs(
     let at = count_at(c.out);
     c.keys.clear();
     let mut n = 0u32;
-    let mut inlined = false;
+    // Kept only when each attribute came from the attribute memo (its
+    // strings table ids; a list met once is not kept).
+    let mut keep = memo;
     for &part in parts {
         let mut rest = part;
         while !rest.is_empty() {
@@ -232,9 +234,7 @@ pub(crate) fn attrs(
                 return Err(NotFlat);
             }
             n += 1;
-            c.inlined = false;
-            key_value(c, bytes(w)?, always)?;
-            inlined |= c.inlined;
+            keep &= key_value(c, bytes(w)?, always)?;
         }
     }
     if n > LARGE_LIST {
@@ -244,7 +244,7 @@ pub(crate) fn attrs(
     if repeats(c.keys) {
         return Err(NotFlat);
     }
-    if memo && !inlined {
+    if keep {
         c.lists.put(whole, hash, &c.out[at..]);
     }
     Ok(())
@@ -352,12 +352,13 @@ fn repeats(keys: &mut [u64]) -> bool {
     keys.windows(2).any(|w| w[0] == w[1])
 }
 
-/// Writes one `KeyValue` of an attribute list (from the memo when it can).
-fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<(), NotFlat> {
+/// Writes one `KeyValue` of an attribute list (from the memo when it can);
+/// returns whether it came from the memo.
+fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<bool, NotFlat> {
     if let Some((flat, key)) = c.memo.get(encoded) {
         c.out.extend_from_slice(flat);
         c.keys.push(key);
-        return Ok(());
+        return Ok(true);
     }
     let start = c.out.len();
     c.inlined = false;
@@ -365,7 +366,7 @@ fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<(), NotFla
     if !c.inlined {
         c.memo.put(encoded, &c.out[start..], key);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Writes one `KeyValue`; returns its key word.

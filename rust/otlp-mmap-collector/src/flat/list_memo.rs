@@ -10,10 +10,12 @@
 //! by a hash of the encoded list and checked against it: a repeated list
 //! costs one hash, one comparison and one copy instead of an attribute
 //! by attribute pass ([`super::kv_memo`]) and the check for a key twice.
-//! As there, only flat forms whose strings are all table ids are kept (an
-//! inline string may become an id later), the memo is emptied when the
-//! table starts over or forgets entries, and only lists that go flat
-//! (no key twice, not long) are kept. Its bytes are bounded; it allocates
+//! A list is kept when each of its attributes came from that attribute
+//! memo (so its strings are all table ids, as there: an inline string may
+//! become an id later; and a list with a value met once, which would not
+//! repeat, is not kept), and only when it goes flat (no key twice, not
+//! long). The memo is emptied when the table starts over or forgets
+//! entries. Its bytes are bounded; it allocates
 //! nothing once grown.
 
 use crate::bytes_hash::bytes_hash;
