@@ -42,6 +42,7 @@ use otlp_mmap_core::{MmapReader, proto};
 use prost::Message;
 
 use crate::attribute_cache::AttributeCache;
+use crate::attribute_run_memo::{AttributeRunMemo, MAX_RUN, RunResult};
 use crate::bytes_hash::bytes_hash;
 use crate::canonical;
 use crate::encode;
@@ -210,9 +211,14 @@ pub struct DictionaryCache {
     budget: Budget,
     /// Span attributes resolved, by their encoded `KeyValueRef`.
     pub(crate) attributes: AttributeCache,
+    /// Runs of span attributes resolved, by their encoded bytes.
+    pub(crate) attribute_runs: AttributeRunMemo<crate::spans::Attribute>,
     /// Log record attributes resolved, by their encoded `KeyValueRef`
     /// (`value_bytes`: what the whole key-value costs).
     pub(crate) log_attributes: AttributeCache,
+    /// Runs of log record attributes resolved, by their encoded bytes
+    /// (`bytes`: what they charged to the record budget).
+    pub(crate) log_attribute_runs: AttributeRunMemo<()>,
     /// Refs that could not be resolved.
     pub bad_refs: u64,
     /// Times the cache was full and cleared.
@@ -241,7 +247,9 @@ impl DictionaryCache {
             ref_nesting: 0,
             budget: Budget::new(usize::MAX),
             attributes: AttributeCache::default(),
+            attribute_runs: AttributeRunMemo::default(),
             log_attributes: AttributeCache::default(),
+            log_attribute_runs: AttributeRunMemo::default(),
             bad_refs: 0,
             clears: 0,
         }
@@ -255,7 +263,9 @@ impl DictionaryCache {
         self.resources = HashMap::default();
         self.metrics = HashMap::default();
         self.attributes.clear();
+        self.attribute_runs.clear();
         self.log_attributes.clear();
+        self.log_attribute_runs.clear();
         self.entries = 0;
         self.bytes = 0;
     }
@@ -545,7 +555,11 @@ impl DictionaryCache {
     /// attributes (all of them, as field `field`), each resolved once per
     /// encoding: what an encoded `KeyValueRef` resolved to is kept in the
     /// log attribute cache (see [`crate::attribute_cache`]) and copied for
-    /// the next records, the record budget charged the same.
+    /// the next records, the record budget charged the same. A run of
+    /// attributes whose every attribute came from that cache, all kept, is
+    /// memoised whole (see [`crate::attribute_run_memo`]) and taken in one
+    /// step by the next records that have the budget it charged. (`field`
+    /// is the same for every call, as the log attribute cache assumes.)
     pub(crate) fn encode_log_attributes(
         &mut self,
         file: &MmapReader,
@@ -553,8 +567,28 @@ impl DictionaryCache {
         field: u32,
         out: &mut Vec<u8>,
     ) {
+        // The entries are a function of their message's bytes (for the
+        // usual event, only their run) and field number.
+        let (run, number) = entries.message();
+        let memo = run.len() <= MAX_RUN;
+        let run_hash = if memo { bytes_hash(run) } else { 0 };
+        if memo
+            && let Some(hit) = self.log_attribute_runs.get(run, number, run_hash)
+            && hit.bytes <= self.budget.left
+            && self.budget.charge(hit.bytes)
+        {
+            // Each charge of the run fits when their sum does.
+            encode::raw(out, hit.fields);
+            return;
+        }
+        // While the run can be memoised: every attribute from the cache,
+        // kept, and the message only their run (`run_fields`: the bytes of
+        // their fields).
+        let (mut memoisable, run_start, mut charged, mut run_fields) = (memo, out.len(), 0, 0);
         for entry in entries.iter() {
+            run_fields += encode::field_len(number, entry.len());
             if self.budget.over {
+                memoisable = false;
                 break;
             }
             let raw_hash = bytes_hash(entry);
@@ -562,9 +596,13 @@ impl DictionaryCache {
                 // What encode_key_value charges, one after the other.
                 if self.budget.charge(hit.value_bytes) {
                     encode::raw(out, self.log_attributes.field(&hit));
+                    charged += hit.value_bytes;
+                } else {
+                    memoisable = false;
                 }
                 continue;
             }
+            memoisable = false;
             let Ok(kv) = canonical::key_value_ref(entry) else {
                 self.bad_refs += 1;
                 continue;
@@ -591,6 +629,19 @@ impl DictionaryCache {
                     kv.value.is_some(),
                 );
             }
+        }
+        if memoisable && run_fields == run.len() && !run.is_empty() {
+            self.log_attribute_runs.insert(
+                run,
+                number,
+                run_hash,
+                RunResult {
+                    fields: &out[run_start..],
+                    attributes: &[],
+                    bytes: charged,
+                    headroom: charged,
+                },
+            );
         }
     }
 

@@ -13,7 +13,8 @@
 //! lookups in the same order (`tests/flat_direct.rs` checks it against
 //! `write` of the request). Attributes and links stay encoded OTLP fields
 //! (as the assembler keeps them), read as `write` reads them; repeated
-//! attributes are found by their encoded bytes (`kv_memo.rs`). A traces
+//! attributes are found by their encoded bytes (`kv_memo.rs`), and so are
+//! repeated lists of them (`list_memo.rs`). A traces
 //! batch handed out flat writes its request only when the reader needs it
 //! (a checkpoint, a batch laid out again). Whatever the flat layout does
 //! not express exactly (a field the encoder does not write, an id of
@@ -72,6 +73,7 @@
 mod body;
 mod kv_memo;
 mod layout;
+mod list_memo;
 pub(crate) mod log;
 pub(crate) mod span;
 pub mod strings;
@@ -136,6 +138,7 @@ pub struct FlatWriter {
     /// Keys of the attribute list being written.
     keys: Vec<u64>,
     memo: kv_memo::KeyValueMemo,
+    lists: list_memo::AttributeListMemo,
 }
 
 /// Bytes of a flat batch before its body: magic, mode, the string table's
@@ -210,6 +213,7 @@ impl FlatWriter {
     ) -> bool {
         if self.strings.begin_batch() {
             self.memo.clear();
+            self.lists.clear();
         }
         let start = out.len();
         out.extend_from_slice(MAGIC);
@@ -218,6 +222,7 @@ impl FlatWriter {
         let mut ctx = body::Ctx {
             strings: &mut self.strings,
             memo: &mut self.memo,
+            lists: &mut self.lists,
             inlined: false,
             keys: &mut self.keys,
             out,
@@ -239,6 +244,7 @@ impl FlatWriter {
                 // Strings added while writing are not sent: forget them.
                 self.strings.abandon_batch();
                 self.memo.clear();
+                self.lists.clear();
                 out.truncate(start);
                 out.extend_from_slice(MAGIC);
                 out.push(MODE_OTLP);
@@ -253,6 +259,7 @@ impl FlatWriter {
     pub fn start_over(&mut self) {
         self.strings.start_over();
         self.memo.clear();
+        self.lists.clear();
     }
 
     /// The writer's string table.

@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod attribute_cache;
+mod attribute_run_memo;
 mod bytes_hash;
 mod canonical;
 pub mod dictionary;

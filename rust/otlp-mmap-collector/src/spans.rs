@@ -34,6 +34,7 @@ use otlp_mmap_core::MmapReader;
 use otlp_mmap_core::view::{AnyValueView, LinkView, Repeated, SpanEventKind, SpanEventView};
 
 use crate::attribute_cache::CachedAttribute;
+use crate::attribute_run_memo::{MAX_RUN, RunResult};
 use crate::canonical;
 use crate::dictionary::{DictionaryCache, KEY_VALUE_COST};
 use crate::encode;
@@ -152,7 +153,7 @@ pub(crate) mod tag {
 
 /// One attribute of a span in flight: where its encoded `KeyValue` field is.
 #[derive(Debug, Clone, Copy)]
-struct Attribute {
+pub(crate) struct Attribute {
     /// The field (key, length and message) in `InFlight::attributes`.
     at: usize,
     len: usize,
@@ -332,10 +333,7 @@ impl InFlight {
         value_bytes: usize,
     ) {
         if !self.indexed && self.slots.len() >= INDEX_FROM {
-            for (i, a) in self.slots.iter().enumerate() {
-                self.index.entry(a.hash).or_insert(i as u32);
-            }
-            self.indexed = true;
+            self.build_index();
         }
         if self.indexed {
             self.index.entry(hash).or_insert(self.slots.len() as u32);
@@ -348,6 +346,28 @@ impl InFlight {
             hash,
             value_bytes,
         });
+    }
+
+    /// Indexes the attributes by key hash (the first of each hash).
+    fn build_index(&mut self) {
+        for (i, a) in self.slots.iter().enumerate() {
+            self.index.entry(a.hash).or_insert(i as u32);
+        }
+        self.indexed = true;
+    }
+
+    /// Takes what a run of attributes resolved to (see
+    /// [`crate::attribute_run_memo`]) on a span that holds no attribute:
+    /// `fields` and `slots` as their attributes, its byte count grown by
+    /// `bytes`; what setting them one by one gives.
+    fn keep_run(&mut self, fields: &[u8], slots: &[Attribute], bytes: usize) {
+        encode::raw(&mut self.attributes, fields);
+        self.slots.extend_from_slice(slots);
+        self.bytes += bytes;
+        // Setting them one by one indexes them once there are more than INDEX_FROM.
+        if self.slots.len() > INDEX_FROM {
+            self.build_index();
+        }
     }
 
     /// Puts the encoded field `field` (same key) in the place of attribute `i`.
@@ -934,6 +954,11 @@ pub(crate) use crate::bytes_hash::bytes_hash as key_hash;
 
 /// Sets each attribute as `Span::set_attribute` does (a key already
 /// present takes the new value), within the span limits.
+///
+/// On a span that holds no attribute yet, a run of attributes met before
+/// is taken as it resolved then, when it fits (see
+/// [`crate::attribute_run_memo`]); a run whose attributes all came from
+/// the attribute cache, all kept, is memoised for the next spans.
 fn set_attributes(
     limits: &SpanLimits,
     counters: &mut SpanCounters,
@@ -943,8 +968,24 @@ fn set_attributes(
     entries: Repeated<'_>,
     field: &mut Vec<u8>,
 ) {
+    let (run, number) = entries.message();
+    let memo = open.slots.is_empty() && open.attributes.is_empty() && run.len() <= MAX_RUN;
+    let run_hash = if memo { key_hash(run) } else { 0 };
+    if memo
+        && let Some(hit) = dict.attribute_runs.get(run, number, run_hash)
+        && hit.attributes.len() <= limits.max_attributes
+        && hit.headroom <= limits.max_span_bytes.saturating_sub(open.bytes)
+    {
+        open.keep_run(hit.fields, hit.attributes, hit.bytes);
+        return;
+    }
+    // What the run needs and takes, while it can still be memoised: every
+    // attribute from the attribute cache and kept, the run the message's
+    // only fields (`run_fields`: the bytes of their fields).
+    let (mut memoisable, before, mut headroom, mut run_fields) = (memo, open.bytes, 0, 0);
     let (mut dropped, mut over_budget) = (0u32, false);
     for entry in entries.iter() {
+        run_fields += encode::field_len(number, entry.len());
         let raw_hash = key_hash(entry);
         if let Some(hit) = dict.attributes.get(entry, raw_hash) {
             // What a resolution does (see below), with the cached field: the
@@ -960,18 +1001,31 @@ fn set_attributes(
             {
                 over_budget |= dict.end_record().over_budget;
                 dropped += 1;
+                memoisable = false;
                 continue;
             }
-            dict.raise_budget(at.map_or(0, |i| open.slots[i].value_bytes));
+            let freed = at.map_or(0, |i| open.slots[i].value_bytes);
+            dict.raise_budget(freed);
             if (hit.has_value && !dict.charge(hit.value_bytes)) || dict.end_record().over_budget {
                 dict.end_record();
                 over_budget = true;
                 dropped += 1;
+                memoisable = false;
                 continue;
+            }
+            // It was kept with what was left: the key's bytes, and the
+            // value's less what the value it replaces freed.
+            // (The span held nothing before the run: its bytes are at least
+            // what they were then.)
+            if memoisable {
+                let value = if hit.has_value { hit.value_bytes } else { 0 };
+                let need = open.bytes - before + hit.key_len + value.saturating_sub(freed);
+                headroom = headroom.max(need);
             }
             open.keep_field(dict.attributes.field(&hit), &hit, at);
             continue;
         }
+        memoisable = false;
         let Ok(kv) = canonical::key_value_ref(entry) else {
             dict.bad_refs += 1;
             continue;
@@ -1041,6 +1095,19 @@ fn set_attributes(
                 kv.value.is_some(),
             );
         }
+    }
+    if memoisable && run_fields == run.len() && !open.slots.is_empty() {
+        dict.attribute_runs.insert(
+            run,
+            number,
+            run_hash,
+            RunResult {
+                fields: &open.attributes,
+                attributes: &open.slots,
+                bytes: open.bytes - before,
+                headroom,
+            },
+        );
     }
     open.dropped_attributes_count = open.dropped_attributes_count.saturating_add(dropped);
     counters.limit_drops += dropped as u64;

@@ -5,7 +5,9 @@
 //! alike, one handing out OTLP (laid out here) and one flat batches, must
 //! hand out the same bytes: over the fuzz corpora, the bench workloads, and
 //! files made to reach each fallback (a key twice, ids of other lengths,
-//! long attribute lists, incomplete spans), with tables that start over.
+//! long attribute lists, incomplete spans) and to repeat attribute runs and
+//! lists (taken whole by the reader and the flat writer), with tables that
+//! start over.
 //! The checkpoints of both (which keep a pending traces batch's request,
 //! written from its spans only then with the flat hand-off) are the same.
 
@@ -454,6 +456,147 @@ fn flat_batches_of_every_shape_are_their_requests_laid_out() {
         }
     }
     // Both kinds of batch were compared.
+    assert!(seen.flat > 0 && seen.otlp > 0, "{seen:?}");
+}
+
+/// A file of spans that repeat a few start runs (the reader's attribute
+/// run memo takes them whole, their flat lists are copied whole), on spans
+/// of names of many lengths, and log records that repeat a few lists: a
+/// run with a key twice, a long one (indexed keys), one with a value seen
+/// first inline then interned, updates after the start.
+fn repeated_runs() -> Vec<u8> {
+    use proto::span_event::{EndSpan, StartSpan, UpdateAttributes};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.otlp");
+    let ring = RingConfig {
+        num_buffers: 2048,
+        buffer_size: 2048,
+    };
+    let w = MmapWriter::create(
+        &path,
+        &FileConfig {
+            events: ring,
+            spans: ring,
+            ..FileConfig::default()
+        },
+    )
+    .unwrap();
+    let scope = w
+        .intern_message(&proto::InstrumentationScope {
+            name_ref: w.intern_str("runs").unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+    let s = |v: &str| Value::StringValue(v.into());
+    let plain = vec![
+        kv(&w, "http.method", s("GET")),
+        kv(&w, "http.route", s("/api/users/{id}")),
+        kv(&w, "http.status_code", Value::IntValue(200)),
+        kv(&w, "net.peer.port", Value::IntValue(44321)),
+    ];
+    let twice = vec![
+        kv(&w, "a", s("a value longer than the next")),
+        kv(&w, "b", Value::IntValue(2)),
+        kv(&w, "a", s("second")),
+    ];
+    let long: Vec<_> = (0..20)
+        .map(|i| kv(&w, &format!("k{}", i % 18), s(&format!("v{i}"))))
+        .collect();
+    let runs = [plain.clone(), twice, long, vec![]];
+    let event = |id: u64, event: Event| proto::SpanEvent {
+        trace_id: [id.to_le_bytes(), [9; 8]].concat(),
+        span_id: (id + 1).to_le_bytes().to_vec(),
+        scope_ref: scope,
+        event: Some(event),
+    };
+    for id in 0..400u64 {
+        let mut attributes = runs[(id % 4) as usize].clone();
+        if id % 9 == 0 {
+            // Seen first inline, interned when it repeats.
+            attributes.push(kv(&w, "seen", s(&format!("s{}", id % 4))));
+        }
+        let start = StartSpan {
+            name: "n".repeat((id * 7 % 60) as usize),
+            start_time_unix_nano: NOW - 1000 + id,
+            attributes,
+            ..Default::default()
+        };
+        w.try_write(RingKind::Spans, &event(id, Event::Start(start)))
+            .unwrap();
+        if id % 4 == 3 || id % 10 == 2 {
+            let update = UpdateAttributes {
+                attributes: plain[..2].to_vec(),
+            };
+            w.try_write(RingKind::Spans, &event(id, Event::Attributes(update)))
+                .unwrap();
+        }
+        let end = EndSpan {
+            end_time_unix_nano: NOW + id,
+            status: None,
+        };
+        w.try_write(RingKind::Spans, &event(id, Event::End(end)))
+            .unwrap();
+    }
+    for i in 0..400u64 {
+        let mut attributes = plain[..(i % 4) as usize].to_vec();
+        if i % 13 == 5 {
+            // A key twice: the batch goes as OTLP.
+            attributes.push(plain[0].clone());
+        }
+        if i % 7 == 0 {
+            attributes.push(kv(&w, "seen", s(&format!("s{}", i % 3))));
+        }
+        w.try_write(
+            RingKind::Events,
+            &proto::Event {
+                scope_ref: scope,
+                time_unix_nano: i,
+                severity_number: 9,
+                attributes,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    std::fs::read(&path).unwrap()
+}
+
+#[test]
+fn flat_batches_of_repeated_runs_are_their_requests_laid_out() {
+    let bytes = repeated_runs();
+    let mut seen = Compared::default();
+    let mut all = vec![ReaderOptions::default(), tight_options()];
+    // Budgets and attribute limits that cut some runs and keep others.
+    for max_record_bytes in [450, 700, 1000, 1500] {
+        all.push(ReaderOptions {
+            max_record_bytes,
+            ..ReaderOptions::default()
+        });
+    }
+    for max_span_attributes in [2, 3, 16, 17] {
+        all.push(ReaderOptions {
+            max_span_attributes,
+            ..ReaderOptions::default()
+        });
+    }
+    for (i, o) in all.into_iter().enumerate() {
+        for batch in [1024, 7] {
+            let o = ReaderOptions {
+                max_batch_spans: batch,
+                max_batch_logs: batch,
+                ..o
+            };
+            compare("runs", &bytes, o, 3 + i as u64 % 3, None, &mut seen);
+        }
+    }
+    compare(
+        "runs, restarted",
+        &bytes,
+        ReaderOptions::default(),
+        4,
+        Some(2),
+        &mut seen,
+    );
     assert!(seen.flat > 0 && seen.otlp > 0, "{seen:?}");
 }
 

@@ -212,6 +212,14 @@ impl<'a> Repeated<'a> {
         })
     }
 
+    /// The message its entries are read from, and their field number: the
+    /// entries are a function of both. (For a usual start, the message
+    /// holds only their run.)
+    #[inline]
+    pub fn message(&self) -> (&'a [u8], u32) {
+        (self.msg, self.field)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.iter().count()
@@ -539,6 +547,8 @@ pub struct EventView<'a> {
 
 impl<'a> EventView<'a> {
     /// Parses an Event and checks every nested message it will hand out.
+    /// When the attributes follow each other with no other field between
+    /// them (as writers encode them), their `Repeated` holds only their run.
     pub fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
         use tags::event;
         let mut v = EventView {
@@ -548,8 +558,27 @@ impl<'a> EventView<'a> {
             },
             ..Default::default()
         };
-        for f in Fields::new(msg) {
+        // The attributes' run: where it starts and ends, and whether
+        // another field comes between two attributes.
+        let (mut run, mut split) = (None::<(usize, usize)>, false);
+        let mut fields = Fields::new(msg);
+        loop {
+            let at = msg.len() - fields.buf.len();
+            let Some(f) = fields.next() else {
+                break;
+            };
             match f? {
+                (event::ATTRIBUTES, w) => {
+                    check(w.bytes())?;
+                    let end = msg.len() - fields.buf.len();
+                    run = match run {
+                        None => Some((at, end)),
+                        Some((start, last)) => {
+                            split |= last != at;
+                            Some((start, end))
+                        }
+                    };
+                }
                 (event::SCOPE_REF, w) => v.scope_ref = w.varint() as i64,
                 (event::TIME_UNIX_NANO, w) => v.time_unix_nano = w.fixed64(),
                 (event::SEVERITY_NUMBER, w) => v.severity_number = w.varint() as i32,
@@ -562,9 +591,13 @@ impl<'a> EventView<'a> {
                 (event::SPAN_CONTEXT, w) => {
                     v.span_context = Some(SpanContextView::parse(w.bytes())?)
                 }
-                (event::ATTRIBUTES, w) => check(w.bytes())?,
                 _ => {}
             }
+        }
+        if let Some((start, end)) = run
+            && !split
+        {
+            v.attributes.msg = &msg[start..end];
         }
         Ok(v)
     }
@@ -1259,6 +1292,40 @@ mod tests {
             key_ref: k,
             value: Some(proto::AnyValue { value: Some(v) }),
         }
+    }
+
+    #[test]
+    fn an_events_attributes_hold_their_run_when_nothing_comes_between() {
+        let event = proto::Event {
+            time_unix_nano: 5,
+            severity_text: "INFO".into(),
+            attributes: vec![kv(5, Value::IntValue(-4)), kv(6, Value::BoolValue(true))],
+            event_name_ref: 9,
+            ..Default::default()
+        };
+        let bytes = event.encode_to_vec();
+        let run = proto::Event {
+            attributes: event.attributes.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let v = EventView::parse(&bytes).unwrap();
+        assert_eq!(v.attributes.message(), (&run[..], tags::event::ATTRIBUTES));
+        let entries: Vec<&[u8]> = Repeated::new(&bytes, tags::event::ATTRIBUTES)
+            .iter()
+            .collect();
+        assert_eq!(v.attributes.iter().collect::<Vec<_>>(), entries);
+        // Another field between two attributes: the whole message.
+        let first = proto::Event {
+            attributes: event.attributes[..1].to_vec(),
+            ..Default::default()
+        }
+        .encoded_len();
+        let split = [&run[..first], &[0x18, 1], &run[first..]].concat();
+        let v = EventView::parse(&split).unwrap();
+        assert_eq!(v.attributes.message().0, &split[..]);
+        assert_eq!(v.attributes.len(), 2);
+        assert_eq!(v.severity_number, 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::bytes_hash::bytes_hash;
 
 use super::kv_memo::KeyValueMemo;
 use super::layout::{Layout, Slot};
+use super::list_memo::{AttributeListMemo, MAX_LIST, list_hash};
 use super::strings::StringTable;
 use super::wire::next_field;
 use super::{INLINE, NotFlat, kind};
@@ -16,6 +17,7 @@ use super::{INLINE, NotFlat, kind};
 pub(crate) struct Ctx<'a> {
     pub(crate) strings: &'a mut StringTable,
     pub(crate) memo: &'a mut KeyValueMemo,
+    pub(crate) lists: &'a mut AttributeListMemo,
     /// A string was written inline since this was last cleared.
     pub(crate) inlined: bool,
     /// The keys of the attribute list being written: [`ID_KEY`] | the id
@@ -199,16 +201,31 @@ impl List {
 /// Writes an attribute list held as encoded `KeyValue` fields of number
 /// `number`, in `parts` one after the other: what [`message`] writes for
 /// them in an `Attrs(always)` slot (an empty list, a long one encoded, a
-/// key twice not flat).
+/// key twice not flat). A list in one part that was written before with
+/// its strings as table ids is copied (see [`AttributeListMemo`]).
 pub(crate) fn attrs(
     c: &mut Ctx<'_>,
     number: u32,
     parts: &[&[u8]],
     always: bool,
 ) -> Result<(), NotFlat> {
+    // The list's bytes when it is in one part (the others empty).
+    let whole = match parts {
+        [first, rest @ ..] if rest.iter().all(|p| p.is_empty()) => *first,
+        _ => &[],
+    };
+    let memo = !whole.is_empty() && whole.len() <= MAX_LIST;
+    let hash = if memo { list_hash(whole) } else { 0 };
+    if memo && let Some(flat) = c.lists.get(whole, hash) {
+        c.out.extend_from_slice(flat);
+        return Ok(());
+    }
     let at = count_at(c.out);
     c.keys.clear();
     let mut n = 0u32;
+    // Kept only when each attribute came from the attribute memo (its
+    // strings table ids; a list met once is not kept).
+    let mut keep = memo;
     for &part in parts {
         let mut rest = part;
         while !rest.is_empty() {
@@ -217,7 +234,7 @@ pub(crate) fn attrs(
                 return Err(NotFlat);
             }
             n += 1;
-            key_value(c, bytes(w)?, always)?;
+            keep &= key_value(c, bytes(w)?, always)?;
         }
     }
     if n > LARGE_LIST {
@@ -226,6 +243,9 @@ pub(crate) fn attrs(
     c.out[at..at + 4].copy_from_slice(&n.to_le_bytes());
     if repeats(c.keys) {
         return Err(NotFlat);
+    }
+    if keep {
+        c.lists.put(whole, hash, &c.out[at..]);
     }
     Ok(())
 }
@@ -332,12 +352,13 @@ fn repeats(keys: &mut [u64]) -> bool {
     keys.windows(2).any(|w| w[0] == w[1])
 }
 
-/// Writes one `KeyValue` of an attribute list (from the memo when it can).
-fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<(), NotFlat> {
+/// Writes one `KeyValue` of an attribute list (from the memo when it can);
+/// returns whether it came from the memo.
+fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<bool, NotFlat> {
     if let Some((flat, key)) = c.memo.get(encoded) {
         c.out.extend_from_slice(flat);
         c.keys.push(key);
-        return Ok(());
+        return Ok(true);
     }
     let start = c.out.len();
     c.inlined = false;
@@ -345,7 +366,7 @@ fn key_value(c: &mut Ctx<'_>, encoded: &[u8], always: bool) -> Result<(), NotFla
     if !c.inlined {
         c.memo.put(encoded, &c.out[start..], key);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Writes one `KeyValue`; returns its key word.
