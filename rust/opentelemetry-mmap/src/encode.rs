@@ -73,14 +73,18 @@ impl<'a> ProtoWriter<'a> {
         }
     }
 
-    /// The first `len` (at most 16) bytes of `bytes`. Where the buffer has
-    /// room for all 16, they are copied as one block (whatever follows the
-    /// first `len` is overwritten by the next field); otherwise byte by byte.
+    /// The first `len` (at most `N`) bytes of `bytes`. Where the buffer has
+    /// room for all `N`, they are copied as one block (whatever follows the
+    /// first `len` is overwritten by the next field); otherwise only `len`.
     #[inline]
-    pub(crate) fn short(&mut self, bytes: &[u8; 16], len: usize) {
-        let len = len.min(16);
-        if let Some(dst) = self.buf.get_mut(self.pos..self.pos.saturating_add(16)) {
-            dst.copy_from_slice(bytes);
+    pub(crate) fn short<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        let len = len.min(N);
+        if let Some(dst) = self
+            .buf
+            .get_mut(self.pos..)
+            .and_then(|s| s.first_chunk_mut::<N>())
+        {
+            *dst = *bytes;
             self.pos += len;
         } else {
             self.raw(&bytes[..len]);
@@ -96,8 +100,8 @@ impl<'a> ProtoWriter<'a> {
         self.pos = end;
     }
 
-    /// A field key. Every field number of the format is below 16, so a key
-    /// is one byte.
+    /// A field key (one byte for the field numbers below 16, most of the
+    /// format's).
     #[inline]
     fn key(&mut self, field: u32, wire_type: u64) {
         self.varint(((field as u64) << 3) | wire_type);
@@ -359,6 +363,108 @@ fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, key
     }
 }
 
+/// A value whose `AnyValue` body is one field: a bool, an integer, a double,
+/// or a string or bytes (with its wire key).
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(u32, &'a [u8]),
+}
+
+impl<'a> Scalar<'a> {
+    #[inline]
+    fn of(v: Val<'a>) -> Option<Self> {
+        Some(match v {
+            Val::Attr(Value::Bool(b)) => Scalar::Bool(*b),
+            Val::Attr(Value::I64(i)) => Scalar::Int(*i),
+            Val::Attr(Value::F64(f)) => Scalar::Double(*f),
+            Val::Attr(Value::String(s)) => Scalar::Bytes(AV_STRING, s.as_str().as_bytes()),
+            Val::Any(AnyValue::Boolean(b)) => Scalar::Bool(*b),
+            Val::Any(AnyValue::Int(i)) => Scalar::Int(*i),
+            Val::Any(AnyValue::Double(f)) => Scalar::Double(*f),
+            Val::Any(AnyValue::String(s)) => Scalar::Bytes(AV_STRING, s.as_str().as_bytes()),
+            Val::Any(AnyValue::Bytes(b)) => Scalar::Bytes(AV_BYTES, b),
+            _ => return None,
+        })
+    }
+}
+
+/// Longest string or bytes value [`put_scalar_kv`] writes: with its key (at
+/// most 16 bytes) and the other bytes of the key-value, its length still
+/// takes one byte.
+const SHORT_SCALAR: usize = 96;
+
+/// Bytes of the block [`put_scalar_kv`] builds a key-value's head in: the
+/// field's key and length (2), the `key_ref` field (at most 16), the value's
+/// key and length (2), the `AnyValue` field's key (1) and value (a varint of
+/// at most 10 bytes, a double's 8, or a string's length, 1 byte).
+const SCALAR_HEAD: usize = 32;
+
+/// Writes one `KeyValueRef` whose value is a scalar in one pass, every length
+/// known before its body: its head (keys, lengths, the number) built in one
+/// block on the stack and copied at once, then a string's bytes. `false`
+/// (nothing written) for a string too long for one-byte lengths, or a field
+/// number of 16 or more.
+#[inline]
+fn put_scalar_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Scalar<'_>) -> bool {
+    if field >= 16 {
+        // A key of more than one byte (no attribute field of the format has one).
+        return false;
+    }
+    let mut head = [0u8; SCALAR_HEAD];
+    let k = (key.len as usize).min(16);
+    head[0] = ((field as u8) << 3) | LEN as u8;
+    // head[1]: the key-value's length, known at the end.
+    head[2..18].copy_from_slice(&key.bytes);
+    let mut p = 2 + k;
+    head[p] = ((KV_VALUE as u8) << 3) | LEN as u8;
+    // head[p + 1]: the AnyValue's length.
+    let body = p + 2;
+    let mut tail: &[u8] = &[];
+    match v {
+        Scalar::Bool(b) => {
+            head[body] = ((AV_BOOL as u8) << 3) | VARINT as u8;
+            head[body + 1] = b as u8;
+            p = body + 2;
+        }
+        Scalar::Int(i) => {
+            head[body] = ((AV_INT as u8) << 3) | VARINT as u8;
+            let mut v = i as u64;
+            p = body + 1;
+            while v >= 0x80 {
+                head[p] = (v as u8) | 0x80;
+                v >>= 7;
+                p += 1;
+            }
+            head[p] = v as u8;
+            p += 1;
+        }
+        Scalar::Double(f) => {
+            head[body] = ((AV_DOUBLE as u8) << 3) | FIXED64 as u8;
+            head[body + 1..body + 9].copy_from_slice(&f.to_bits().to_le_bytes());
+            p = body + 9;
+        }
+        Scalar::Bytes(tag, bytes) => {
+            if bytes.len() > SHORT_SCALAR {
+                return false;
+            }
+            head[body] = ((tag as u8) << 3) | LEN as u8;
+            head[body + 1] = bytes.len() as u8;
+            p = body + 2;
+            tail = bytes;
+        }
+    }
+    head[body - 1] = (p - body + tail.len()) as u8;
+    head[1] = (p - 2 + tail.len()) as u8;
+    w.short(&head, p);
+    if !tail.is_empty() {
+        w.raw(tail);
+    }
+    true
+}
+
 /// Writes one `KeyValueRef` as field `field`.
 #[inline]
 pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
@@ -369,6 +475,11 @@ pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
     keys: &mut K,
 ) {
     let key_ref = keys.encoded_key(key);
+    if let Some(scalar) = Scalar::of(v)
+        && put_scalar_kv(w, field, &key_ref, scalar)
+    {
+        return;
+    }
     let kv = w.begin(field);
     w.short(&key_ref.bytes, key_ref.len as usize);
     let value = w.begin(KV_VALUE);
@@ -551,6 +662,78 @@ mod tests {
                 let (got, n) = nested(&body, room);
                 assert_eq!(n, want.len(), "body of {len} bytes into {room}");
                 assert!(got.len() <= room);
+            }
+        }
+    }
+
+    /// `put_kv` as it was before its scalar path: the value's length
+    /// filled in afterwards.
+    fn generic_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Val<'_>) {
+        let kv = w.begin(field);
+        w.short(&key.bytes, key.len as usize);
+        let value = w.begin(KV_VALUE);
+        put_value(w, v, &mut NoKeys);
+        w.end(value);
+        w.end(kv);
+    }
+
+    #[test]
+    fn scalar_key_values_are_written_as_the_generic_path_writes_them() {
+        let strings: Vec<String> = [0, 1, 3, 50, 95, 96, 97, 120, 130, 300]
+            .iter()
+            .map(|n| "s".repeat(*n))
+            .collect();
+        let mut values: Vec<Value> = vec![
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::F64(0.0),
+            Value::F64(-1.5e300),
+        ];
+        for i in [0, 1, 127, 128, 300, -1, i64::MIN, i64::MAX] {
+            values.push(Value::I64(i));
+        }
+        values.extend(strings.iter().map(|s| Value::from(s.clone())));
+        let mut any: Vec<AnyValue> = vec![
+            AnyValue::Boolean(true),
+            AnyValue::Int(-7),
+            AnyValue::Double(2.5),
+        ];
+        any.extend(strings.iter().map(|s| AnyValue::from(s.clone())));
+        any.extend(
+            strings
+                .iter()
+                .map(|s| AnyValue::Bytes(Box::new(s.clone().into_bytes()))),
+        );
+        let vals: Vec<Val<'_>> = values
+            .iter()
+            .map(Val::Attr)
+            .chain(any.iter().map(Val::Any))
+            .collect();
+        for key_ref in [0, 1, 127, 128, 1 << 40, i64::MAX] {
+            let key = EncodedKey::new(key_ref);
+            for field in [1, 2, 15] {
+                for v in &vals {
+                    let mut want = vec![0u8; 512];
+                    let mut w = ProtoWriter::new(&mut want);
+                    generic_kv(&mut w, field, &key, *v);
+                    let n = w.written();
+                    want.truncate(n);
+                    let mut got = vec![0u8; 512];
+                    let mut w = ProtoWriter::new(&mut got);
+                    if let Some(scalar) = Scalar::of(*v)
+                        && put_scalar_kv(&mut w, field, &key, scalar)
+                    {
+                        let m = w.written();
+                        got.truncate(m);
+                        assert_eq!(got, want, "key_ref {key_ref}, field {field}");
+                    } else {
+                        // Only strings and bytes too long for the one pass.
+                        assert!(
+                            matches!(Scalar::of(*v), Some(Scalar::Bytes(_, b)) if b.len() > SHORT_SCALAR),
+                            "key_ref {key_ref}, field {field}: {n} bytes"
+                        );
+                    }
+                }
             }
         }
     }

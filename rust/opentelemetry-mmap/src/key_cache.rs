@@ -52,7 +52,7 @@ pub(crate) struct KeyLookup<'a> {
 
 impl KeyLookup<'_> {
     /// The key's ref and encoded field, through the cache when there is one.
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, key: &str) -> EncodedKeyRef {
         if key.is_empty() {
             return EncodedKeyRef {
