@@ -91,6 +91,12 @@ impl<'a> ProtoWriter<'a> {
         }
     }
 
+    /// A field encoded beforehand.
+    #[inline]
+    pub(crate) fn encoded(&mut self, field: &EncodedKey) {
+        self.short(&field.bytes, field.len as usize);
+    }
+
     #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         let end = self.pos.saturating_add(bytes.len());
@@ -223,18 +229,33 @@ pub(crate) struct EncodedKey {
 impl EncodedKey {
     #[inline]
     pub(crate) fn new(key_ref: i64) -> Self {
-        if key_ref == 0 {
+        Self::varint_field(KV_KEY_REF, key_ref as u64)
+    }
+
+    /// Any varint field (below field 2048: a key of at most two bytes),
+    /// encoded once: its key and value; nothing for 0 (the proto3 default).
+    /// For the refs a writer repeats in every record (its scope's, its
+    /// metric's).
+    pub(crate) fn varint_field(field: u32, v: u64) -> Self {
+        if v == 0 || field >= 2048 {
             return EncodedKey {
                 bytes: [0; 16],
                 len: 0,
             };
         }
-        let (mut bytes, len) = varint_bytes(1, key_ref as u64);
-        bytes[0] = ((KV_KEY_REF as u8) << 3) | VARINT as u8;
+        let (key, key_len) = varint_bytes(0, ((field as u64) << 3) | VARINT);
+        let (mut bytes, len) = varint_bytes(key_len, v);
+        bytes[..key_len].copy_from_slice(&key[..key_len]);
         EncodedKey {
             bytes,
             len: len as u8,
         }
+    }
+
+    /// Bytes of the encoded field.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
     }
 }
 
@@ -402,12 +423,60 @@ const SHORT_SCALAR: usize = 96;
 /// at most 10 bytes, a double's 8, or a string's length, 1 byte).
 const SCALAR_HEAD: usize = 32;
 
+/// Writes the `AnyValue` field of a scalar into `head` from `at` on: its
+/// key, its body's length, and its body (all of it but a string's bytes,
+/// which are returned). Returns where the head ends, the `AnyValue`'s body
+/// length, and the string's bytes; `None` for a string too long for a
+/// one-byte length. `head` has room from `at` to `at + 12` for any scalar.
+#[inline(always)]
+fn scalar_head<'a>(
+    head: &mut [u8; SCALAR_HEAD],
+    at: usize,
+    v: Scalar<'a>,
+) -> Option<(usize, usize, &'a [u8])> {
+    let mut tail: &[u8] = &[];
+    let p = match v {
+        Scalar::Bool(b) => {
+            head[at] = ((AV_BOOL as u8) << 3) | VARINT as u8;
+            head[at + 1] = b as u8;
+            at + 2
+        }
+        Scalar::Int(i) => {
+            head[at] = ((AV_INT as u8) << 3) | VARINT as u8;
+            let mut v = i as u64;
+            let mut p = at + 1;
+            while v >= 0x80 {
+                head[p] = (v as u8) | 0x80;
+                v >>= 7;
+                p += 1;
+            }
+            head[p] = v as u8;
+            p + 1
+        }
+        Scalar::Double(f) => {
+            head[at] = ((AV_DOUBLE as u8) << 3) | FIXED64 as u8;
+            head[at + 1..at + 9].copy_from_slice(&f.to_bits().to_le_bytes());
+            at + 9
+        }
+        Scalar::Bytes(tag, bytes) => {
+            if bytes.len() > SHORT_SCALAR {
+                return None;
+            }
+            head[at] = ((tag as u8) << 3) | LEN as u8;
+            head[at + 1] = bytes.len() as u8;
+            tail = bytes;
+            at + 2
+        }
+    };
+    Some((p, p - at + tail.len(), tail))
+}
+
 /// Writes one `KeyValueRef` whose value is a scalar in one pass, every length
 /// known before its body: its head (keys, lengths, the number) built in one
 /// block on the stack and copied at once, then a string's bytes. `false`
 /// (nothing written) for a string too long for one-byte lengths, or a field
 /// number of 16 or more.
-#[inline]
+#[inline(always)]
 fn put_scalar_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Scalar<'_>) -> bool {
     if field >= 16 {
         // A key of more than one byte (no attribute field of the format has one).
@@ -418,51 +487,47 @@ fn put_scalar_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Scala
     head[0] = ((field as u8) << 3) | LEN as u8;
     // head[1]: the key-value's length, known at the end.
     head[2..18].copy_from_slice(&key.bytes);
-    let mut p = 2 + k;
-    head[p] = ((KV_VALUE as u8) << 3) | LEN as u8;
-    // head[p + 1]: the AnyValue's length.
-    let body = p + 2;
-    let mut tail: &[u8] = &[];
-    match v {
-        Scalar::Bool(b) => {
-            head[body] = ((AV_BOOL as u8) << 3) | VARINT as u8;
-            head[body + 1] = b as u8;
-            p = body + 2;
-        }
-        Scalar::Int(i) => {
-            head[body] = ((AV_INT as u8) << 3) | VARINT as u8;
-            let mut v = i as u64;
-            p = body + 1;
-            while v >= 0x80 {
-                head[p] = (v as u8) | 0x80;
-                v >>= 7;
-                p += 1;
-            }
-            head[p] = v as u8;
-            p += 1;
-        }
-        Scalar::Double(f) => {
-            head[body] = ((AV_DOUBLE as u8) << 3) | FIXED64 as u8;
-            head[body + 1..body + 9].copy_from_slice(&f.to_bits().to_le_bytes());
-            p = body + 9;
-        }
-        Scalar::Bytes(tag, bytes) => {
-            if bytes.len() > SHORT_SCALAR {
-                return false;
-            }
-            head[body] = ((tag as u8) << 3) | LEN as u8;
-            head[body + 1] = bytes.len() as u8;
-            p = body + 2;
-            tail = bytes;
-        }
-    }
-    head[body - 1] = (p - body + tail.len()) as u8;
+    head[2 + k] = ((KV_VALUE as u8) << 3) | LEN as u8;
+    // head[3 + k]: the AnyValue's length.
+    let Some((p, body, tail)) = scalar_head(&mut head, 4 + k, v) else {
+        return false;
+    };
+    head[3 + k] = body as u8;
     head[1] = (p - 2 + tail.len()) as u8;
     w.short(&head, p);
     if !tail.is_empty() {
         w.raw(tail);
     }
     true
+}
+
+/// Writes `v` as the `AnyValue` message of field `field` (below 16): in one
+/// pass, as [`put_scalar_kv`], when it is a scalar; otherwise its length is
+/// filled in afterwards.
+#[inline]
+pub(crate) fn put_value_field<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    field: u32,
+    v: Val<'_>,
+    keys: &mut K,
+) {
+    if field < 16
+        && let Some(scalar) = Scalar::of(v)
+    {
+        let mut head = [0u8; SCALAR_HEAD];
+        head[0] = ((field as u8) << 3) | LEN as u8;
+        if let Some((p, body, tail)) = scalar_head(&mut head, 2, scalar) {
+            head[1] = body as u8;
+            w.short(&head, p);
+            if !tail.is_empty() {
+                w.raw(tail);
+            }
+            return;
+        }
+    }
+    let m = w.begin(field);
+    put_value(w, v, keys);
+    w.end(m);
 }
 
 /// Writes one `KeyValueRef` as field `field`.
@@ -480,6 +545,20 @@ pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
     {
         return;
     }
+    put_nested_kv(w, field, &key_ref, v, keys);
+}
+
+/// Writes one `KeyValueRef` whose value is not a scalar (or a long string):
+/// lengths filled in afterwards. Kept out of line: it recurses through
+/// arrays and maps.
+#[inline(never)]
+fn put_nested_kv<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    field: u32,
+    key_ref: &EncodedKey,
+    v: Val<'_>,
+    keys: &mut K,
+) {
     let kv = w.begin(field);
     w.short(&key_ref.bytes, key_ref.len as usize);
     let value = w.begin(KV_VALUE);
@@ -726,6 +805,20 @@ mod tests {
                         let m = w.written();
                         got.truncate(m);
                         assert_eq!(got, want, "key_ref {key_ref}, field {field}");
+                        // The same value as a field of its own.
+                        let mut want = vec![0u8; 512];
+                        let mut w = ProtoWriter::new(&mut want);
+                        let m = w.begin(field);
+                        put_value(&mut w, *v, &mut NoKeys);
+                        w.end(m);
+                        let n = w.written();
+                        want.truncate(n);
+                        let mut got = vec![0u8; 512];
+                        let mut w = ProtoWriter::new(&mut got);
+                        put_value_field(&mut w, field, *v, &mut NoKeys);
+                        let m = w.written();
+                        got.truncate(m);
+                        assert_eq!(got, want, "value of field {field}");
                     } else {
                         // Only strings and bytes too long for the one pass.
                         assert!(
@@ -734,6 +827,23 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn varint_fields_encoded_beforehand_are_those_written_in_place() {
+        for field in [1, 15, 16, 20, 2047] {
+            for v in [0, 1, 127, 128, 1 << 35, u64::MAX] {
+                let mut want = [0u8; 32];
+                let mut w = ProtoWriter::new(&mut want);
+                w.varint_field_nz(field, v);
+                let n = w.written();
+                let mut got = [0u8; 32];
+                let mut w = ProtoWriter::new(&mut got);
+                w.encoded(&EncodedKey::varint_field(field, v));
+                assert_eq!(w.written(), n, "field {field}, {v}");
+                assert_eq!(got[..n], want[..n], "field {field}, {v}");
             }
         }
     }

@@ -247,7 +247,7 @@ mod tests {
         ];
         let write = |keys: &mut Keys<'_>| {
             let info = EventInfo {
-                scope_ref: 0,
+                scope: crate::log_events::event_scope(0),
                 time_unix_nano: 1,
                 severity_number: 9,
                 severity_text: "",

@@ -14,7 +14,7 @@ use crate::clock::{now_unix_nano, unix_nano};
 use crate::encode::{Attrs, SpanIds, Val};
 use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::trace::active_span_ids;
 
 /// A log processor that writes every record into the file.
@@ -68,7 +68,7 @@ impl LogProcessor for MmapLogProcessor {
             .map_or_else(now_unix_nano, unix_nano);
         with_keys(file, |keys| {
             let info = EventInfo {
-                scope_ref: keys.scope_ref(scope, self.resource_ref),
+                scope: event_scope(keys.scope_ref(scope, self.resource_ref)),
                 time_unix_nano,
                 severity_number: record.severity_number().map_or(0, |s| s as u64),
                 severity_text: record.severity_text().unwrap_or(""),

@@ -5,9 +5,9 @@
 use opentelemetry::trace::{Link, SpanKind, Status, TraceState};
 use otlp_mmap_core::RingKind;
 
-use prost::encoding::{encoded_len_varint, key_len};
+use prost::encoding::encoded_len_varint;
 
-use crate::encode::{Attrs, NoKeys, ProtoWriter, put_attrs, put_status, status_parts};
+use crate::encode::{Attrs, EncodedKey, NoKeys, ProtoWriter, put_attrs, put_status, status_parts};
 use crate::file::FileInner;
 use crate::key_cache::Keys;
 
@@ -40,6 +40,24 @@ pub(crate) struct SpanKey {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub scope_ref: i64,
+    /// `scope_ref` as the `SpanEvent` field ([`span_scope`]).
+    pub scope: EncodedKey,
+}
+
+impl SpanKey {
+    pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], scope_ref: i64) -> Self {
+        SpanKey {
+            trace_id,
+            span_id,
+            scope_ref,
+            scope: span_scope(scope_ref),
+        }
+    }
+}
+
+/// The `scope_ref` field of a `SpanEvent`, encoded once per tracer.
+pub(crate) fn span_scope(scope_ref: i64) -> EncodedKey {
+    EncodedKey::varint_field(SCOPE_REF, scope_ref as u64)
 }
 
 /// The wire value of a span kind.
@@ -81,7 +99,7 @@ fn put_span_event(
     let m = w.begin(field);
     body(w);
     w.end(m);
-    w.varint_field_nz(SCOPE_REF, key.scope_ref as u64);
+    w.encoded(&key.scope);
 }
 
 /// What a `StartSpan` carries besides its attributes.
@@ -142,12 +160,7 @@ fn end_len(key: &SpanKey, end_time_unix_nano: u64, status: &Status) -> usize {
         }
         body += len_field(s);
     }
-    let scope = if key.scope_ref != 0 {
-        key_len(SCOPE_REF) + encoded_len_varint(key.scope_ref as u64)
-    } else {
-        0
-    };
-    IDS_LEN + len_field(body) + scope
+    IDS_LEN + len_field(body) + key.scope.len()
 }
 
 /// Writes `EndSpan` (the status is left out when unset), encoded once,
@@ -249,11 +262,7 @@ mod tests {
             Status::error(long.clone()),
         ];
         for scope_ref in [0, 1, 300, i64::MAX] {
-            let key = SpanKey {
-                trace_id: [7; 16],
-                span_id: [9; 8],
-                scope_ref,
-            };
+            let key = SpanKey::new([7; 16], [9; 8], scope_ref);
             for end in [0, 1, u64::MAX] {
                 for status in &statuses {
                     let mut buf = vec![0u8; 512];
