@@ -531,7 +531,7 @@ pub(crate) fn put_value_field<K: KeyRefs + ?Sized>(
 }
 
 /// Writes one `KeyValueRef` as field `field`.
-#[inline]
+#[inline(always)]
 pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
     w: &mut ProtoWriter<'_>,
     field: u32,
@@ -570,6 +570,15 @@ fn put_nested_kv<K: KeyRefs + ?Sized>(
 /// A list of attributes that can be walked more than once.
 pub(crate) trait Attrs {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>));
+
+    /// Writes each attribute as a `KeyValueRef` field `field`. The lists of
+    /// this crate write them in their own loop, so that [`put_kv`] is inlined
+    /// into it (through [`for_each_attr`](Self::for_each_attr) it is a call
+    /// per attribute).
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        self.for_each_attr(&mut |k, v| put_kv(w, field, k, v, keys));
+    }
 }
 
 impl Attrs for [KeyValue] {
@@ -577,6 +586,13 @@ impl Attrs for [KeyValue] {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for kv in self {
             f(kv.key.as_str(), Val::Attr(&kv.value));
+        }
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for kv in self {
+            put_kv(w, field, kv.key.as_str(), Val::Attr(&kv.value), keys);
         }
     }
 }
@@ -588,6 +604,13 @@ impl Attrs for [Option<KeyValue>] {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
     }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for kv in self.iter().flatten() {
+            put_kv(w, field, kv.key.as_str(), Val::Attr(&kv.value), keys);
+        }
+    }
 }
 
 impl Attrs for [(Key, AnyValue)] {
@@ -595,6 +618,13 @@ impl Attrs for [(Key, AnyValue)] {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self {
             f(k.as_str(), Val::Any(v));
+        }
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
         }
     }
 }
@@ -606,6 +636,13 @@ impl Attrs for [Option<(Key, AnyValue)>] {
             f(k.as_str(), Val::Any(v));
         }
     }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self.iter().flatten() {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
+        }
+    }
 }
 
 /// Two attribute lists, one after the other.
@@ -614,6 +651,12 @@ impl<A: Attrs + ?Sized, B: Attrs + ?Sized> Attrs for (&A, &B) {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         self.0.for_each_attr(f);
         self.1.for_each_attr(f);
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        self.0.put_each(w, field, keys);
+        self.1.put_each(w, field, keys);
     }
 }
 
@@ -625,7 +668,7 @@ pub(crate) fn put_attrs<K: KeyRefs + ?Sized>(
     attrs: &(impl Attrs + ?Sized),
     keys: &mut K,
 ) {
-    attrs.for_each_attr(&mut |k, v| put_kv(w, field, k, v, keys));
+    attrs.put_each(w, field, keys);
 }
 
 use otlp_mmap_core::tags::span_context::{
