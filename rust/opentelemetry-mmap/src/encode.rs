@@ -203,7 +203,7 @@ impl<'a> ProtoWriter<'a> {
     }
 }
 
-/// `prefix` (up to 6 bytes) then `v` as a varint, in a block for
+/// `prefix` (up to 5 bytes) then `v` as a varint, in a block for
 /// [`ProtoWriter::short`]; and how many bytes of it count.
 #[inline]
 fn varint_bytes(prefix: usize, mut v: u64) -> ([u8; 16], usize) {
@@ -232,12 +232,11 @@ impl EncodedKey {
         Self::varint_field(KV_KEY_REF, key_ref as u64)
     }
 
-    /// Any varint field (below field 2048: a key of at most two bytes),
-    /// encoded once: its key and value; nothing for 0 (the proto3 default).
-    /// For the refs a writer repeats in every record (its scope's, its
-    /// metric's).
+    /// Any varint field, encoded once: its key (at most 5 bytes) and value
+    /// (at most 10); nothing for 0 (the proto3 default). For the refs a
+    /// writer repeats in every record (its scope's, its metric's).
     pub(crate) fn varint_field(field: u32, v: u64) -> Self {
-        if v == 0 || field >= 2048 {
+        if v == 0 {
             return EncodedKey {
                 bytes: [0; 16],
                 len: 0,
@@ -876,7 +875,7 @@ mod tests {
 
     #[test]
     fn varint_fields_encoded_beforehand_are_those_written_in_place() {
-        for field in [1, 15, 16, 20, 2047] {
+        for field in [1, 15, 16, 20, 2047, 2048, (1 << 29) - 1] {
             for v in [0, 1, 127, 128, 1 << 35, u64::MAX] {
                 let mut want = [0u8; 32];
                 let mut w = ProtoWriter::new(&mut want);
