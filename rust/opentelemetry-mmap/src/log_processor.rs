@@ -11,7 +11,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 
 use crate::clock::{now_unix_nano, unix_nano};
-use crate::encode::{Attrs, SpanIds, Val};
+use crate::encode::{Attrs, KeyRefs, ProtoWriter, SpanIds, Val, put_kv};
 use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
@@ -45,6 +45,12 @@ impl Attrs for RecordAttrs<'_> {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self.0.attributes_iter() {
             f(k.as_str(), Val::Any(v));
+        }
+    }
+
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self.0.attributes_iter() {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
         }
     }
 }
