@@ -10,10 +10,18 @@
 //! many). The result is exactly prost's encoding (minimal varints; the tests
 //! decode every record with prost and compare).
 //!
+//! **Known lengths written at once.** What is known before its body is not
+//! written through that path: a key-value whose value is a bool, a number or
+//! a short string, and a scalar log body, are built as one block on the stack,
+//! every length counted first ([`put_kv`], [`put_value_field`]); the refs a
+//! writer repeats in every record (its scope's, its metric's, and attribute
+//! keys) are encoded once ([`EncodedKey`]).
+//!
 //! A record is encoded into a scratch buffer of the writing thread and then
 //! copied into a ring slot claimed for its exact size (see
 //! [`crate::key_cache::Keys::write`]); a record larger than the scratch is
-//! encoded once more, straight into its slot. The writer ([`ProtoWriter`])
+//! encoded once more, straight into its slot. (A span's end, whose size is
+//! counted from its fields, is encoded straight into its slot.) The writer ([`ProtoWriter`])
 //! never panics: it writes nothing past the end of its buffer and counts every
 //! byte the record takes ([`ProtoWriter::written`]), so that the size is known
 //! even when the buffer was too small, and so that if an encoding into a slot
