@@ -10,10 +10,18 @@
 //! many). The result is exactly prost's encoding (minimal varints; the tests
 //! decode every record with prost and compare).
 //!
+//! **Known lengths written at once.** What is known before its body is not
+//! written through that path: a key-value whose value is a bool, a number or
+//! a short string, and a scalar log body, are built as one block on the stack,
+//! every length counted first ([`put_kv`], [`put_value_field`]); the refs a
+//! writer repeats in every record (its scope's, its metric's, and attribute
+//! keys) are encoded once ([`EncodedKey`]).
+//!
 //! A record is encoded into a scratch buffer of the writing thread and then
 //! copied into a ring slot claimed for its exact size (see
 //! [`crate::key_cache::Keys::write`]); a record larger than the scratch is
-//! encoded once more, straight into its slot. The writer ([`ProtoWriter`])
+//! encoded once more, straight into its slot. (A span's end, whose size is
+//! counted from its fields, is encoded straight into its slot.) The writer ([`ProtoWriter`])
 //! never panics: it writes nothing past the end of its buffer and counts every
 //! byte the record takes ([`ProtoWriter::written`]), so that the size is known
 //! even when the buffer was too small, and so that if an encoding into a slot
@@ -73,18 +81,28 @@ impl<'a> ProtoWriter<'a> {
         }
     }
 
-    /// The first `len` (at most 16) bytes of `bytes`. Where the buffer has
-    /// room for all 16, they are copied as one block (whatever follows the
-    /// first `len` is overwritten by the next field); otherwise byte by byte.
+    /// The first `len` (at most `N`) bytes of `bytes`. Where the buffer has
+    /// room for all `N`, they are copied as one block (whatever follows the
+    /// first `len` is overwritten by the next field); otherwise only `len`.
     #[inline]
-    pub(crate) fn short(&mut self, bytes: &[u8; 16], len: usize) {
-        let len = len.min(16);
-        if let Some(dst) = self.buf.get_mut(self.pos..self.pos.saturating_add(16)) {
-            dst.copy_from_slice(bytes);
+    pub(crate) fn short<const N: usize>(&mut self, bytes: &[u8; N], len: usize) {
+        let len = len.min(N);
+        if let Some(dst) = self
+            .buf
+            .get_mut(self.pos..)
+            .and_then(|s| s.first_chunk_mut::<N>())
+        {
+            *dst = *bytes;
             self.pos += len;
         } else {
             self.raw(&bytes[..len]);
         }
+    }
+
+    /// A field encoded beforehand.
+    #[inline]
+    pub(crate) fn encoded(&mut self, field: &EncodedKey) {
+        self.short(&field.bytes, field.len as usize);
     }
 
     #[inline]
@@ -96,8 +114,8 @@ impl<'a> ProtoWriter<'a> {
         self.pos = end;
     }
 
-    /// A field key. Every field number of the format is below 16, so a key
-    /// is one byte.
+    /// A field key (one byte for the field numbers below 16, most of the
+    /// format's).
     #[inline]
     fn key(&mut self, field: u32, wire_type: u64) {
         self.varint(((field as u64) << 3) | wire_type);
@@ -193,7 +211,7 @@ impl<'a> ProtoWriter<'a> {
     }
 }
 
-/// `prefix` (up to 6 bytes) then `v` as a varint, in a block for
+/// `prefix` (up to 5 bytes) then `v` as a varint, in a block for
 /// [`ProtoWriter::short`]; and how many bytes of it count.
 #[inline]
 fn varint_bytes(prefix: usize, mut v: u64) -> ([u8; 16], usize) {
@@ -219,18 +237,32 @@ pub(crate) struct EncodedKey {
 impl EncodedKey {
     #[inline]
     pub(crate) fn new(key_ref: i64) -> Self {
-        if key_ref == 0 {
+        Self::varint_field(KV_KEY_REF, key_ref as u64)
+    }
+
+    /// Any varint field, encoded once: its key (at most 5 bytes) and value
+    /// (at most 10); nothing for 0 (the proto3 default). For the refs a
+    /// writer repeats in every record (its scope's, its metric's).
+    pub(crate) fn varint_field(field: u32, v: u64) -> Self {
+        if v == 0 {
             return EncodedKey {
                 bytes: [0; 16],
                 len: 0,
             };
         }
-        let (mut bytes, len) = varint_bytes(1, key_ref as u64);
-        bytes[0] = ((KV_KEY_REF as u8) << 3) | VARINT as u8;
+        let (key, key_len) = varint_bytes(0, ((field as u64) << 3) | VARINT);
+        let (mut bytes, len) = varint_bytes(key_len, v);
+        bytes[..key_len].copy_from_slice(&key[..key_len]);
         EncodedKey {
             bytes,
             len: len as u8,
         }
+    }
+
+    /// Bytes of the encoded field.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
     }
 }
 
@@ -359,8 +391,154 @@ fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, key
     }
 }
 
-/// Writes one `KeyValueRef` as field `field`.
+/// A value whose `AnyValue` body is one field: a bool, an integer, a double,
+/// or a string or bytes (with its wire key).
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(u32, &'a [u8]),
+}
+
+impl<'a> Scalar<'a> {
+    #[inline]
+    fn of(v: Val<'a>) -> Option<Self> {
+        Some(match v {
+            Val::Attr(Value::Bool(b)) => Scalar::Bool(*b),
+            Val::Attr(Value::I64(i)) => Scalar::Int(*i),
+            Val::Attr(Value::F64(f)) => Scalar::Double(*f),
+            Val::Attr(Value::String(s)) => Scalar::Bytes(AV_STRING, s.as_str().as_bytes()),
+            Val::Any(AnyValue::Boolean(b)) => Scalar::Bool(*b),
+            Val::Any(AnyValue::Int(i)) => Scalar::Int(*i),
+            Val::Any(AnyValue::Double(f)) => Scalar::Double(*f),
+            Val::Any(AnyValue::String(s)) => Scalar::Bytes(AV_STRING, s.as_str().as_bytes()),
+            Val::Any(AnyValue::Bytes(b)) => Scalar::Bytes(AV_BYTES, b),
+            _ => return None,
+        })
+    }
+}
+
+/// Longest string or bytes value [`put_scalar_kv`] writes: with its key (at
+/// most 16 bytes) and the other bytes of the key-value, its length still
+/// takes one byte.
+const SHORT_SCALAR: usize = 96;
+
+/// Bytes of the block [`put_scalar_kv`] builds a key-value's head in: the
+/// field's key and length (2), the `key_ref` field (at most 16), the value's
+/// key and length (2), the `AnyValue` field's key (1) and value (a varint of
+/// at most 10 bytes, a double's 8, or a string's length, 1 byte).
+const SCALAR_HEAD: usize = 32;
+
+/// Writes the `AnyValue` field of a scalar into `head` from `at` on: its
+/// key, its body's length, and its body (all of it but a string's bytes,
+/// which are returned). Returns where the head ends, the `AnyValue`'s body
+/// length, and the string's bytes; `None` for a string too long for a
+/// one-byte length. `head` has room from `at` to `at + 12` for any scalar.
+#[inline(always)]
+fn scalar_head<'a>(
+    head: &mut [u8; SCALAR_HEAD],
+    at: usize,
+    v: Scalar<'a>,
+) -> Option<(usize, usize, &'a [u8])> {
+    let mut tail: &[u8] = &[];
+    let p = match v {
+        Scalar::Bool(b) => {
+            head[at] = ((AV_BOOL as u8) << 3) | VARINT as u8;
+            head[at + 1] = b as u8;
+            at + 2
+        }
+        Scalar::Int(i) => {
+            head[at] = ((AV_INT as u8) << 3) | VARINT as u8;
+            let mut v = i as u64;
+            let mut p = at + 1;
+            while v >= 0x80 {
+                head[p] = (v as u8) | 0x80;
+                v >>= 7;
+                p += 1;
+            }
+            head[p] = v as u8;
+            p + 1
+        }
+        Scalar::Double(f) => {
+            head[at] = ((AV_DOUBLE as u8) << 3) | FIXED64 as u8;
+            head[at + 1..at + 9].copy_from_slice(&f.to_bits().to_le_bytes());
+            at + 9
+        }
+        Scalar::Bytes(tag, bytes) => {
+            if bytes.len() > SHORT_SCALAR {
+                return None;
+            }
+            head[at] = ((tag as u8) << 3) | LEN as u8;
+            head[at + 1] = bytes.len() as u8;
+            tail = bytes;
+            at + 2
+        }
+    };
+    Some((p, p - at + tail.len(), tail))
+}
+
+/// Writes one `KeyValueRef` whose value is a scalar in one pass, every length
+/// known before its body: its head (keys, lengths, the number) built in one
+/// block on the stack and copied at once, then a string's bytes. `false`
+/// (nothing written) for a string too long for one-byte lengths, or a field
+/// number of 16 or more.
+#[inline(always)]
+fn put_scalar_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Scalar<'_>) -> bool {
+    if field >= 16 {
+        // A key of more than one byte (no attribute field of the format has one).
+        return false;
+    }
+    let mut head = [0u8; SCALAR_HEAD];
+    let k = (key.len as usize).min(16);
+    head[0] = ((field as u8) << 3) | LEN as u8;
+    // head[1]: the key-value's length, known at the end.
+    head[2..18].copy_from_slice(&key.bytes);
+    head[2 + k] = ((KV_VALUE as u8) << 3) | LEN as u8;
+    // head[3 + k]: the AnyValue's length.
+    let Some((p, body, tail)) = scalar_head(&mut head, 4 + k, v) else {
+        return false;
+    };
+    head[3 + k] = body as u8;
+    head[1] = (p - 2 + tail.len()) as u8;
+    w.short(&head, p);
+    if !tail.is_empty() {
+        w.raw(tail);
+    }
+    true
+}
+
+/// Writes `v` as the `AnyValue` message of field `field` (below 16): in one
+/// pass, as [`put_scalar_kv`], when it is a scalar; otherwise its length is
+/// filled in afterwards.
 #[inline]
+pub(crate) fn put_value_field<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    field: u32,
+    v: Val<'_>,
+    keys: &mut K,
+) {
+    if field < 16
+        && let Some(scalar) = Scalar::of(v)
+    {
+        let mut head = [0u8; SCALAR_HEAD];
+        head[0] = ((field as u8) << 3) | LEN as u8;
+        if let Some((p, body, tail)) = scalar_head(&mut head, 2, scalar) {
+            head[1] = body as u8;
+            w.short(&head, p);
+            if !tail.is_empty() {
+                w.raw(tail);
+            }
+            return;
+        }
+    }
+    let m = w.begin(field);
+    put_value(w, v, keys);
+    w.end(m);
+}
+
+/// Writes one `KeyValueRef` as field `field`.
+#[inline(always)]
 pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
     w: &mut ProtoWriter<'_>,
     field: u32,
@@ -369,6 +547,25 @@ pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
     keys: &mut K,
 ) {
     let key_ref = keys.encoded_key(key);
+    if let Some(scalar) = Scalar::of(v)
+        && put_scalar_kv(w, field, &key_ref, scalar)
+    {
+        return;
+    }
+    put_nested_kv(w, field, &key_ref, v, keys);
+}
+
+/// Writes one `KeyValueRef` whose value is not a scalar (or a long string):
+/// lengths filled in afterwards. Kept out of line: it recurses through
+/// arrays and maps.
+#[inline(never)]
+fn put_nested_kv<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    field: u32,
+    key_ref: &EncodedKey,
+    v: Val<'_>,
+    keys: &mut K,
+) {
     let kv = w.begin(field);
     w.short(&key_ref.bytes, key_ref.len as usize);
     let value = w.begin(KV_VALUE);
@@ -380,6 +577,15 @@ pub(crate) fn put_kv<K: KeyRefs + ?Sized>(
 /// A list of attributes that can be walked more than once.
 pub(crate) trait Attrs {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>));
+
+    /// Writes each attribute as a `KeyValueRef` field `field`. The lists of
+    /// this crate write them in their own loop, so that [`put_kv`] is inlined
+    /// into it (through [`for_each_attr`](Self::for_each_attr) it is a call
+    /// per attribute).
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        self.for_each_attr(&mut |k, v| put_kv(w, field, k, v, keys));
+    }
 }
 
 impl Attrs for [KeyValue] {
@@ -387,6 +593,13 @@ impl Attrs for [KeyValue] {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for kv in self {
             f(kv.key.as_str(), Val::Attr(&kv.value));
+        }
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for kv in self {
+            put_kv(w, field, kv.key.as_str(), Val::Attr(&kv.value), keys);
         }
     }
 }
@@ -398,6 +611,13 @@ impl Attrs for [Option<KeyValue>] {
             f(kv.key.as_str(), Val::Attr(&kv.value));
         }
     }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for kv in self.iter().flatten() {
+            put_kv(w, field, kv.key.as_str(), Val::Attr(&kv.value), keys);
+        }
+    }
 }
 
 impl Attrs for [(Key, AnyValue)] {
@@ -405,6 +625,13 @@ impl Attrs for [(Key, AnyValue)] {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         for (k, v) in self {
             f(k.as_str(), Val::Any(v));
+        }
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
         }
     }
 }
@@ -416,6 +643,13 @@ impl Attrs for [Option<(Key, AnyValue)>] {
             f(k.as_str(), Val::Any(v));
         }
     }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self.iter().flatten() {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
+        }
+    }
 }
 
 /// Two attribute lists, one after the other.
@@ -424,6 +658,12 @@ impl<A: Attrs + ?Sized, B: Attrs + ?Sized> Attrs for (&A, &B) {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         self.0.for_each_attr(f);
         self.1.for_each_attr(f);
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        self.0.put_each(w, field, keys);
+        self.1.put_each(w, field, keys);
     }
 }
 
@@ -435,7 +675,7 @@ pub(crate) fn put_attrs<K: KeyRefs + ?Sized>(
     attrs: &(impl Attrs + ?Sized),
     keys: &mut K,
 ) {
-    attrs.for_each_attr(&mut |k, v| put_kv(w, field, k, v, keys));
+    attrs.put_each(w, field, keys);
 }
 
 use otlp_mmap_core::tags::span_context::{
@@ -551,6 +791,109 @@ mod tests {
                 let (got, n) = nested(&body, room);
                 assert_eq!(n, want.len(), "body of {len} bytes into {room}");
                 assert!(got.len() <= room);
+            }
+        }
+    }
+
+    /// `put_kv` as it was before its scalar path: the value's length
+    /// filled in afterwards.
+    fn generic_kv(w: &mut ProtoWriter<'_>, field: u32, key: &EncodedKey, v: Val<'_>) {
+        let kv = w.begin(field);
+        w.short(&key.bytes, key.len as usize);
+        let value = w.begin(KV_VALUE);
+        put_value(w, v, &mut NoKeys);
+        w.end(value);
+        w.end(kv);
+    }
+
+    #[test]
+    fn scalar_key_values_are_written_as_the_generic_path_writes_them() {
+        let strings: Vec<String> = [0, 1, 3, 50, 95, 96, 97, 120, 130, 300]
+            .iter()
+            .map(|n| "s".repeat(*n))
+            .collect();
+        let mut values: Vec<Value> = vec![
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::F64(0.0),
+            Value::F64(-1.5e300),
+        ];
+        for i in [0, 1, 127, 128, 300, -1, i64::MIN, i64::MAX] {
+            values.push(Value::I64(i));
+        }
+        values.extend(strings.iter().map(|s| Value::from(s.clone())));
+        let mut any: Vec<AnyValue> = vec![
+            AnyValue::Boolean(true),
+            AnyValue::Int(-7),
+            AnyValue::Double(2.5),
+        ];
+        any.extend(strings.iter().map(|s| AnyValue::from(s.clone())));
+        any.extend(
+            strings
+                .iter()
+                .map(|s| AnyValue::Bytes(Box::new(s.clone().into_bytes()))),
+        );
+        let vals: Vec<Val<'_>> = values
+            .iter()
+            .map(Val::Attr)
+            .chain(any.iter().map(Val::Any))
+            .collect();
+        for key_ref in [0, 1, 127, 128, 1 << 40, i64::MAX] {
+            let key = EncodedKey::new(key_ref);
+            for field in [1, 2, 15] {
+                for v in &vals {
+                    let mut want = vec![0u8; 512];
+                    let mut w = ProtoWriter::new(&mut want);
+                    generic_kv(&mut w, field, &key, *v);
+                    let n = w.written();
+                    want.truncate(n);
+                    let mut got = vec![0u8; 512];
+                    let mut w = ProtoWriter::new(&mut got);
+                    if let Some(scalar) = Scalar::of(*v)
+                        && put_scalar_kv(&mut w, field, &key, scalar)
+                    {
+                        let m = w.written();
+                        got.truncate(m);
+                        assert_eq!(got, want, "key_ref {key_ref}, field {field}");
+                        // The same value as a field of its own.
+                        let mut want = vec![0u8; 512];
+                        let mut w = ProtoWriter::new(&mut want);
+                        let m = w.begin(field);
+                        put_value(&mut w, *v, &mut NoKeys);
+                        w.end(m);
+                        let n = w.written();
+                        want.truncate(n);
+                        let mut got = vec![0u8; 512];
+                        let mut w = ProtoWriter::new(&mut got);
+                        put_value_field(&mut w, field, *v, &mut NoKeys);
+                        let m = w.written();
+                        got.truncate(m);
+                        assert_eq!(got, want, "value of field {field}");
+                    } else {
+                        // Only strings and bytes too long for the one pass.
+                        assert!(
+                            matches!(Scalar::of(*v), Some(Scalar::Bytes(_, b)) if b.len() > SHORT_SCALAR),
+                            "key_ref {key_ref}, field {field}: {n} bytes"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varint_fields_encoded_beforehand_are_those_written_in_place() {
+        for field in [1, 15, 16, 20, 2047, 2048, (1 << 29) - 1] {
+            for v in [0, 1, 127, 128, 1 << 35, u64::MAX] {
+                let mut want = [0u8; 32];
+                let mut w = ProtoWriter::new(&mut want);
+                w.varint_field_nz(field, v);
+                let n = w.written();
+                let mut got = [0u8; 32];
+                let mut w = ProtoWriter::new(&mut got);
+                w.encoded(&EncodedKey::varint_field(field, v));
+                assert_eq!(w.written(), n, "field {field}, {v}");
+                assert_eq!(got[..n], want[..n], "field {field}, {v}");
             }
         }
     }

@@ -52,7 +52,7 @@ pub(crate) struct KeyLookup<'a> {
 
 impl KeyLookup<'_> {
     /// The key's ref and encoded field, through the cache when there is one.
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, key: &str) -> EncodedKeyRef {
         if key.is_empty() {
             return EncodedKeyRef {
@@ -247,7 +247,7 @@ mod tests {
         ];
         let write = |keys: &mut Keys<'_>| {
             let info = EventInfo {
-                scope_ref: 0,
+                scope: crate::log_events::event_scope(0),
                 time_unix_nano: 1,
                 severity_number: 9,
                 severity_text: "",

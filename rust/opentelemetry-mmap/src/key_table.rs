@@ -1,16 +1,17 @@
 //! One thread's table of the attribute keys (and event names) it has used
 //! with one file: each key's dictionary ref and its encoded `key_ref` field.
 //!
-//! A lookup first tries the entry the key's *address* picks in a small
-//! direct-mapped table of recent keys ([`RECENT`] entries): applications
+//! A lookup first tries the two entries the key's *address* picks in a small
+//! two-way table of recent keys ([`RECENT`] entries, in pairs): applications
 //! mostly pass the same `&'static str` keys again and again, so the address
-//! finds them without hashing. The address only chooses the entry: a hit still
+//! finds them without hashing, and two keys whose addresses pick the same
+//! pair both stay in it. The address only chooses the pair: a hit still
 //! compares the key's bytes with the entry's own copy, so a string freed and
 //! another one allocated at the same address is never taken for the old key.
 //! Otherwise the key's bytes are hashed (rustc-hash's FxHash) into the table
-//! of every key, and the entry of recent keys takes it over (a reference
-//! count, no allocation). Only a key's first use on the thread allocates (the
-//! shared copy of the key).
+//! of every key, and the pair's first entry takes it over (its previous key
+//! moves to the second; a reference count, no allocation). Only a key's first
+//! use on the thread allocates (the shared copy of the key).
 
 use std::rc::Rc;
 
@@ -18,8 +19,8 @@ use rustc_hash::FxHashMap;
 
 use crate::encode::EncodedKey;
 
-/// Entries of the table of recent keys (a power of two).
-const RECENT: usize = 64;
+/// Entries of the table of recent keys (a power of two): 64 pairs.
+const RECENT: usize = 128;
 
 /// A key's ref and its encoded `key_ref` field.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +34,14 @@ struct Recent {
     addr: usize,
     key: Rc<str>,
     found: EncodedKeyRef,
+}
+
+impl Recent {
+    /// This entry is `key`, at `addr`.
+    #[inline]
+    fn is(&self, addr: usize, key: &str) -> bool {
+        self.addr == addr && same_bytes(self.key.as_bytes(), key.as_bytes())
+    }
 }
 
 /// See the module documentation.
@@ -49,30 +58,49 @@ impl KeyTable {
         }
     }
 
-    /// The entry of recent keys for a key at `addr` of `len` bytes.
+    /// The first entry of the pair of recent keys for a key at `addr` (the
+    /// top bits of a multiplicative hash of the address; even).
     #[inline]
-    fn recent_index(addr: usize, len: usize) -> usize {
-        ((addr >> 3) ^ (addr >> 11) ^ len) & (RECENT - 1)
+    fn recent_index(addr: usize) -> usize {
+        let h = (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h >> (64 - RECENT.trailing_zeros())) as usize) & (RECENT - 2)
     }
 
     /// The ref of `key`, if the thread has used it before.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&mut self, key: &str) -> Option<EncodedKeyRef> {
         let addr = key.as_ptr() as usize;
-        let slot = &mut self.recent[Self::recent_index(addr, key.len())];
-        if let Some(r) = slot
-            && r.addr == addr
-            && same_bytes(r.key.as_bytes(), key.as_bytes())
-        {
-            return Some(r.found);
+        let i = Self::recent_index(addr);
+        if let Some([first, second]) = self.recent.get(i..).and_then(|s| s.first_chunk::<2>()) {
+            if let Some(r) = first
+                && r.is(addr, key)
+            {
+                return Some(r.found);
+            }
+            if let Some(r) = second
+                && r.is(addr, key)
+            {
+                return Some(r.found);
+            }
         }
+        self.miss_recent(key, i)
+    }
+
+    /// `key` is in neither entry of its pair (at `i`): finds it by its bytes,
+    /// and makes it the pair's first entry.
+    #[cold]
+    fn miss_recent(&mut self, key: &str, i: usize) -> Option<EncodedKeyRef> {
         let (shared, found) = self.all.get_key_value(key)?;
-        *slot = Some(Recent {
-            addr,
+        let found = *found;
+        let recent = Recent {
+            addr: key.as_ptr() as usize,
             key: shared.clone(),
-            found: *found,
-        });
-        Some(*found)
+            found,
+        };
+        if let Some(pair) = self.recent.get_mut(i..i + 2) {
+            pair[1] = pair[0].replace(recent);
+        }
+        Some(found)
     }
 
     /// Keeps the ref of a key used for the first time.
@@ -127,6 +155,31 @@ mod tests {
         let owned = String::from("http.route");
         assert_eq!(t.get(&owned).unwrap().key_ref, 200);
         assert!(t.get("http.other").is_none());
+    }
+
+    #[test]
+    fn two_keys_whose_addresses_pick_the_same_pair_both_stay_recent() {
+        // Among 65 keys, two pick the same pair (there are 64).
+        let keys: Vec<String> = (0..65).map(|i| format!("key.{i}")).collect();
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = keys
+            .iter()
+            .find_map(|k| {
+                seen.insert(KeyTable::recent_index(k.as_ptr() as usize), k)
+                    .map(|other| (other, k))
+            })
+            .unwrap();
+        let mut t = KeyTable::new();
+        t.insert(a, entry(1));
+        t.insert(b, entry(2));
+        assert_eq!(t.get(a).unwrap().key_ref, 1);
+        assert_eq!(t.get(b).unwrap().key_ref, 2);
+        // Found again without the table of every key.
+        t.all.clear();
+        for _ in 0..3 {
+            assert_eq!(t.get(a).unwrap().key_ref, 1);
+            assert_eq!(t.get(b).unwrap().key_ref, 2);
+        }
     }
 
     #[test]

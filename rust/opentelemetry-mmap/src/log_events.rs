@@ -3,7 +3,9 @@
 
 use otlp_mmap_core::RingKind;
 
-use crate::encode::{Attrs, KeyRefs, SpanIds, Val, put_attrs, put_span_context, put_value};
+use crate::encode::{
+    Attrs, EncodedKey, KeyRefs, SpanIds, Val, put_attrs, put_span_context, put_value_field,
+};
 use crate::key_cache::Keys;
 
 // Event field numbers, from `proto/mmap.proto`.
@@ -14,7 +16,8 @@ use otlp_mmap_core::tags::event::{
 
 /// Everything of an `Event` except its attributes.
 pub(crate) struct EventInfo<'a> {
-    pub scope_ref: i64,
+    /// The scope's ref as the event's field ([`event_scope`]).
+    pub scope: EncodedKey,
     pub time_unix_nano: u64,
     pub severity_number: u64,
     pub severity_text: &'a str,
@@ -22,6 +25,11 @@ pub(crate) struct EventInfo<'a> {
     /// Interned; empty for none.
     pub event_name: &'a str,
     pub span: Option<SpanIds>,
+}
+
+/// The `scope_ref` field of an `Event`, encoded (once per logger).
+pub(crate) fn event_scope(scope_ref: i64) -> EncodedKey {
+    EncodedKey::varint_field(SCOPE_REF, scope_ref as u64)
 }
 
 /// Writes one `Event`.
@@ -33,16 +41,14 @@ pub(crate) fn write_log_event(
 ) {
     keys.write(RingKind::Events, |w, k| {
         let name_ref = k.key_ref(info.event_name);
-        w.varint_field_nz(SCOPE_REF, info.scope_ref as u64);
+        w.encoded(&info.scope);
         if info.time_unix_nano != 0 {
             w.fixed64_field(TIME, info.time_unix_nano);
         }
         w.varint_field_nz(SEVERITY_NUMBER, info.severity_number);
         w.bytes_field_ne(SEVERITY_TEXT, info.severity_text.as_bytes());
         if let Some(body) = info.body {
-            let m = w.begin(BODY);
-            put_value(w, body, k);
-            w.end(m);
+            put_value_field(w, BODY, body, k);
         }
         w.varint_field_nz(EVENT_NAME_REF, name_ref as u64);
         if let Some(span) = &info.span {

@@ -11,10 +11,10 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 
 use crate::clock::{now_unix_nano, unix_nano};
-use crate::encode::{Attrs, SpanIds, Val};
+use crate::encode::{Attrs, KeyRefs, ProtoWriter, SpanIds, Val, put_kv};
 use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::trace::active_span_ids;
 
 /// A log processor that writes every record into the file.
@@ -47,6 +47,12 @@ impl Attrs for RecordAttrs<'_> {
             f(k.as_str(), Val::Any(v));
         }
     }
+
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        for (k, v) in self.0.attributes_iter() {
+            put_kv(w, field, k.as_str(), Val::Any(v), keys);
+        }
+    }
 }
 
 impl LogProcessor for MmapLogProcessor {
@@ -68,7 +74,7 @@ impl LogProcessor for MmapLogProcessor {
             .map_or_else(now_unix_nano, unix_nano);
         with_keys(file, |keys| {
             let info = EventInfo {
-                scope_ref: keys.scope_ref(scope, self.resource_ref),
+                scope: event_scope(keys.scope_ref(scope, self.resource_ref)),
                 time_unix_nano,
                 severity_number: record.severity_number().map_or(0, |s| s as u64),
                 severity_text: record.severity_text().unwrap_or(""),

@@ -25,10 +25,10 @@ use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry::{InstrumentationScope, Key};
 
 use crate::clock::{now_unix_nano, unix_nano};
-use crate::encode::{SpanIds, Val};
+use crate::encode::{EncodedKey, SpanIds, Val};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::trace::active_span_ids;
 
 /// Attributes a [`MmapLogRecord`] holds without allocating.
@@ -57,7 +57,7 @@ impl LoggerProvider for MmapLoggerProvider {
 
     fn logger_with_scope(&self, scope: InstrumentationScope) -> MmapLogger {
         MmapLogger {
-            scope_ref: self.file.scope_ref(&scope),
+            scope: event_scope(self.file.scope_ref(&scope)),
             file: self.file.inner.clone(),
         }
     }
@@ -67,7 +67,8 @@ impl LoggerProvider for MmapLoggerProvider {
 #[derive(Clone, Debug)]
 pub struct MmapLogger {
     file: Arc<FileInner>,
-    scope_ref: i64,
+    /// The scope's ref as the field of every `Event`, encoded once.
+    scope: EncodedKey,
 }
 
 /// A log record being built; written by [`MmapLogger::emit`](Logger::emit).
@@ -170,7 +171,7 @@ impl Logger for MmapLogger {
             .map_or_else(now_unix_nano, unix_nano);
         let span = record.trace_context.or_else(active_span_ids);
         let info = EventInfo {
-            scope_ref: self.scope_ref,
+            scope: self.scope,
             time_unix_nano,
             severity_number: record.severity_number.map_or(0, |s| s as u64),
             severity_text: record.severity_text.unwrap_or(""),

@@ -36,7 +36,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use otlp_mmap_core::{RingKind, proto};
 
 use crate::clock::now_unix_nano;
-use crate::encode::{SpanIds, put_attrs, put_span_context};
+use crate::encode::{EncodedKey, SpanIds, put_attrs, put_span_context};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
 use crate::observable::{Observer, ObserverRegistry, Reporting};
@@ -192,12 +192,12 @@ impl MmapInstrumentProvider {
         aggregation: Aggregation<'_>,
     ) -> Arc<MmapInstrument> {
         Arc::new(MmapInstrument {
-            metric_ref: self.metric_ref(
+            metric: measurement_metric(self.metric_ref(
                 &b.name,
                 b.description.as_deref(),
                 b.unit.as_deref(),
                 aggregation,
-            ),
+            )),
             file: self.file.clone(),
         })
     }
@@ -208,12 +208,12 @@ impl MmapInstrumentProvider {
             .as_deref()
             .unwrap_or(&DEFAULT_HISTOGRAM_BOUNDARIES);
         Arc::new(MmapInstrument {
-            metric_ref: self.metric_ref(
+            metric: measurement_metric(self.metric_ref(
                 &b.name,
                 b.description.as_deref(),
                 b.unit.as_deref(),
                 Aggregation::Histogram(bounds),
-            ),
+            )),
             file: self.file.clone(),
         })
     }
@@ -369,16 +369,22 @@ use otlp_mmap_core::tags::measurement::{
     AS_DOUBLE, AS_LONG, ATTRIBUTES, METRIC_REF, SPAN_CONTEXT, TIME_UNIX_NANO as TIME,
 };
 
-/// Writes one `Measurement`.
+/// The `metric_ref` field of a `Measurement`, encoded (once per instrument).
+pub(crate) fn measurement_metric(metric_ref: i64) -> EncodedKey {
+    EncodedKey::varint_field(METRIC_REF, metric_ref as u64)
+}
+
+/// Writes one `Measurement` of the metric whose field is `metric`
+/// ([`measurement_metric`]).
 #[inline]
 pub(crate) fn write_measurement(
     file: &FileInner,
-    metric_ref: i64,
+    metric: &EncodedKey,
     value: NumberValue,
     attrs: &[KeyValue],
     span: Option<SpanIds>,
 ) {
-    if metric_ref == 0 {
+    if metric.len() == 0 {
         // The instrument's definition is not in the dictionary: no reader
         // could tell which metric this measurement belongs to.
         file.drop_for_missing_entry(RingKind::Measurements);
@@ -387,7 +393,7 @@ pub(crate) fn write_measurement(
     let time = now_unix_nano();
     with_keys(file, |keys| {
         keys.write(RingKind::Measurements, |w, k| {
-            w.varint_field_nz(METRIC_REF, metric_ref as u64);
+            w.encoded(metric);
             put_attrs(w, ATTRIBUTES, attrs, k);
             w.fixed64_field(TIME, time);
             match value {
@@ -404,7 +410,8 @@ pub(crate) fn write_measurement(
 /// A synchronous instrument: every measurement is one record.
 struct MmapInstrument {
     file: Arc<FileInner>,
-    metric_ref: i64,
+    /// The instrument's `metric_ref` field ([`measurement_metric`]).
+    metric: EncodedKey,
 }
 
 impl<T: Number> SyncInstrument<T> for MmapInstrument {
@@ -412,7 +419,7 @@ impl<T: Number> SyncInstrument<T> for MmapInstrument {
     fn measure(&self, measurement: T, attributes: &[KeyValue]) {
         write_measurement(
             &self.file,
-            self.metric_ref,
+            &self.metric,
             measurement.value(),
             attributes,
             active_span_ids(),

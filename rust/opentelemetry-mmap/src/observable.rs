@@ -11,7 +11,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::AsyncInstrument;
 
 use crate::file::FileInner;
-use crate::metrics::{Number, NumberValue, write_measurement};
+use crate::metrics::{Number, NumberValue, measurement_metric, write_measurement};
 
 type Callback = Box<dyn Fn() + Send + Sync>;
 
@@ -133,7 +133,13 @@ impl<T: Number> AsyncInstrument<T> for Observer {
                 }
             }
         };
-        write_measurement(&self.file, self.metric_ref, value, attributes, None);
+        write_measurement(
+            &self.file,
+            &measurement_metric(self.metric_ref),
+            value,
+            attributes,
+            None,
+        );
     }
 }
 

@@ -23,8 +23,10 @@ use opentelemetry_sdk::Resource;
 use crate::encode::SpanIds;
 use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
-use crate::metrics::{Aggregation, NumberValue, intern_metric_ref, write_measurement};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
+use crate::metrics::{
+    Aggregation, NumberValue, intern_metric_ref, measurement_metric, write_measurement,
+};
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
     write_end, write_links, write_name, write_start,
@@ -172,11 +174,7 @@ impl MmapExporterFile {
             start_time_unix_nano: start.start_time_unix_nano,
             flags,
         };
-        let key = SpanKey {
-            trace_id: start.span.trace_id,
-            span_id: start.span.span_id,
-            scope_ref: start.scope_ref,
-        };
+        let key = SpanKey::new(start.span.trace_id, start.span.span_id, start.scope_ref);
         with_keys(file, |keys| {
             write_start(keys, &key, &info, start.attributes)
         });
@@ -185,11 +183,7 @@ impl MmapExporterFile {
     /// Writes what a span's end carries, `EndSpan` last.
     pub fn write_span_end(&self, end: &SpanEnd<'_>) {
         let file = &*self.inner;
-        let key = SpanKey {
-            trace_id: end.span.trace_id,
-            span_id: end.span.span_id,
-            scope_ref: end.scope_ref,
-        };
+        let key = SpanKey::new(end.span.trace_id, end.span.span_id, end.scope_ref);
         with_keys(file, |keys| {
             if let Some(name) = end.renamed {
                 write_name(file, &key, name);
@@ -201,7 +195,7 @@ impl MmapExporterFile {
             let ids = end.span.ids();
             for event in end.events {
                 let info = EventInfo {
-                    scope_ref: end.scope_ref,
+                    scope: event_scope(end.scope_ref),
                     time_unix_nano: event.time_unix_nano,
                     severity_number: 0,
                     severity_text: "",
@@ -220,7 +214,7 @@ impl MmapExporterFile {
         let file = &*self.inner;
         with_keys(file, |keys| {
             let info = EventInfo {
-                scope_ref: record.scope_ref,
+                scope: event_scope(record.scope_ref),
                 time_unix_nano: record.time_unix_nano,
                 severity_number: record.severity_number,
                 severity_text: record.severity_text,
@@ -266,7 +260,7 @@ impl MmapExporterFile {
         };
         write_measurement(
             &self.inner,
-            metric_ref,
+            &measurement_metric(metric_ref),
             value,
             attributes,
             span.as_ref().and_then(SpanRef::ids),

@@ -5,7 +5,9 @@
 use opentelemetry::trace::{Link, SpanKind, Status, TraceState};
 use otlp_mmap_core::RingKind;
 
-use crate::encode::{Attrs, NoKeys, ProtoWriter, put_attrs, put_status};
+use prost::encoding::encoded_len_varint;
+
+use crate::encode::{Attrs, EncodedKey, NoKeys, ProtoWriter, put_attrs, put_status, status_parts};
 use crate::file::FileInner;
 use crate::key_cache::Keys;
 
@@ -38,6 +40,24 @@ pub(crate) struct SpanKey {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub scope_ref: i64,
+    /// `scope_ref` as the `SpanEvent` field ([`span_scope`]).
+    pub scope: EncodedKey,
+}
+
+impl SpanKey {
+    pub(crate) fn new(trace_id: [u8; 16], span_id: [u8; 8], scope_ref: i64) -> Self {
+        SpanKey {
+            trace_id,
+            span_id,
+            scope_ref,
+            scope: span_scope(scope_ref),
+        }
+    }
+}
+
+/// The `scope_ref` field of a `SpanEvent`, encoded once per tracer.
+pub(crate) fn span_scope(scope_ref: i64) -> EncodedKey {
+    EncodedKey::varint_field(SCOPE_REF, scope_ref as u64)
 }
 
 /// The wire value of a span kind.
@@ -56,6 +76,9 @@ pub(crate) fn kind_number(kind: &SpanKind) -> u64 {
 /// long status message or name) is encoded twice.
 const SMALL_SCRATCH: usize = 128;
 
+/// Bytes of a `SpanEvent`'s `trace_id` and `span_id` fields.
+const IDS_LEN: usize = 2 + 16 + 2 + 8;
+
 /// Writes one `SpanEvent` whose event (field `field`) has the body `body` writes.
 #[inline]
 fn put_span_event(
@@ -64,12 +87,19 @@ fn put_span_event(
     field: u32,
     body: impl FnOnce(&mut ProtoWriter<'_>),
 ) {
-    w.bytes_field(TRACE_ID, &key.trace_id);
-    w.bytes_field(SPAN_ID, &key.span_id);
+    // Both id fields in one block.
+    let mut ids = [0u8; IDS_LEN];
+    ids[0] = ((TRACE_ID as u8) << 3) | 2;
+    ids[1] = 16;
+    ids[2..18].copy_from_slice(&key.trace_id);
+    ids[18] = ((SPAN_ID as u8) << 3) | 2;
+    ids[19] = 8;
+    ids[20..28].copy_from_slice(&key.span_id);
+    w.short(&ids, IDS_LEN);
     let m = w.begin(field);
     body(w);
     w.end(m);
-    w.varint_field_nz(SCOPE_REF, key.scope_ref as u64);
+    w.encoded(&key.scope);
 }
 
 /// What a `StartSpan` carries besides its attributes.
@@ -107,19 +137,50 @@ pub(crate) fn write_start(
     });
 }
 
-/// Writes `EndSpan` (the status is left out when unset).
+/// Bytes of a field of `body` bytes (a message, string or bytes) with a
+/// one-byte key (a field number below 16).
+#[inline]
+fn len_field(body: usize) -> usize {
+    1 + encoded_len_varint(body as u64) + body
+}
+
+/// Bytes of the `SpanEvent` [`write_end`] writes, counted from its fields (so
+/// that it is encoded once, straight into its slot).
+#[inline]
+fn end_len(key: &SpanKey, end_time_unix_nano: u64, status: &Status) -> usize {
+    let mut body = if end_time_unix_nano != 0 { 9 } else { 0 };
+    if !matches!(status, Status::Unset) {
+        let (code, message) = status_parts(status);
+        let mut s = 0;
+        if !message.is_empty() {
+            s += len_field(message.len());
+        }
+        if code != 0 {
+            s += 1 + encoded_len_varint(code);
+        }
+        body += len_field(s);
+    }
+    IDS_LEN + len_field(body) + key.scope.len()
+}
+
+/// Writes `EndSpan` (the status is left out when unset), encoded once,
+/// straight into its slot: its size is counted first ([`end_len`]). (Were
+/// that count ever wrong, the ring would publish the slot as a record the
+/// reader rejects, and count it.)
 #[inline]
 pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64, status: &Status) {
-    let mut scratch = [0; SMALL_SCRATCH];
-    file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
-        put_span_event(w, key, END, |w| {
+    let len = end_len(key, end_time_unix_nano, status);
+    let _ = file.writer.try_write_with(RingKind::Spans, len, |slot| {
+        let mut w = ProtoWriter::new(slot);
+        put_span_event(&mut w, key, END, |w| {
             if end_time_unix_nano != 0 {
                 w.fixed64_field(END_TIME, end_time_unix_nano);
             }
             if !matches!(status, Status::Unset) {
                 put_status(w, END_STATUS, status);
             }
-        })
+        });
+        w.written()
     });
 }
 
@@ -181,4 +242,52 @@ pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
             }
         })
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use otlp_mmap_core::proto;
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn an_end_is_as_long_as_counted_and_decodes_to_what_was_written() {
+        let long = "m".repeat(200);
+        let statuses = [
+            Status::Unset,
+            Status::Ok,
+            Status::error(""),
+            Status::error("boom"),
+            Status::error(long.clone()),
+        ];
+        for scope_ref in [0, 1, 300, i64::MAX] {
+            let key = SpanKey::new([7; 16], [9; 8], scope_ref);
+            for end in [0, 1, u64::MAX] {
+                for status in &statuses {
+                    let mut buf = vec![0u8; 512];
+                    let mut w = ProtoWriter::new(&mut buf);
+                    put_span_event(&mut w, &key, END, |w| {
+                        if end != 0 {
+                            w.fixed64_field(END_TIME, end);
+                        }
+                        if !matches!(status, Status::Unset) {
+                            put_status(w, END_STATUS, status);
+                        }
+                    });
+                    let n = w.written();
+                    assert_eq!(
+                        n,
+                        end_len(&key, end, status),
+                        "{scope_ref} {end} {status:?}"
+                    );
+                    let event = proto::SpanEvent::decode(&buf[..n]).unwrap();
+                    assert_eq!(event.encode_to_vec(), &buf[..n]);
+                    assert_eq!(event.trace_id, [7; 16]);
+                    assert_eq!(event.span_id, [9; 8]);
+                    assert_eq!(event.scope_ref, scope_ref);
+                }
+            }
+        }
+    }
 }

@@ -36,7 +36,7 @@ use crate::clock::unix_nano;
 use crate::encode::SpanIds;
 use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
     write_end, write_links, write_name, write_start,
@@ -80,11 +80,11 @@ impl MmapSpanProcessor {
 }
 
 fn span_key(data: &SpanData, scope_ref: i64) -> SpanKey {
-    SpanKey {
-        trace_id: data.span_context.trace_id().to_bytes(),
-        span_id: data.span_context.span_id().to_bytes(),
+    SpanKey::new(
+        data.span_context.trace_id().to_bytes(),
+        data.span_context.span_id().to_bytes(),
         scope_ref,
-    }
+    )
 }
 
 impl MmapSpanProcessor {
@@ -138,7 +138,7 @@ impl MmapSpanProcessor {
             }));
             for event in data.events.events.iter() {
                 let info = EventInfo {
-                    scope_ref,
+                    scope: event_scope(scope_ref),
                     time_unix_nano: unix_nano(event.timestamp),
                     severity_number: 0,
                     severity_text: "",

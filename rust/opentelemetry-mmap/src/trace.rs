@@ -43,13 +43,13 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use crate::clock::{now_unix_nano, unix_nano};
-use crate::encode::SpanIds;
+use crate::encode::{EncodedKey, SpanIds};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
-    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
-    write_end, write_links, write_name, write_start,
+    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, span_scope,
+    write_attributes, write_end, write_links, write_name, write_start,
 };
 
 /// A `TracerProvider` whose spans are written straight into the file.
@@ -74,8 +74,10 @@ impl TracerProvider for MmapTracerProvider {
     type Tracer = MmapTracer;
 
     fn tracer_with_scope(&self, scope: InstrumentationScope) -> MmapTracer {
+        let scope_ref = self.file.scope_ref(&scope);
         MmapTracer {
-            scope_ref: self.file.scope_ref(&scope),
+            scope_ref,
+            scope: span_scope(scope_ref),
             file: self.file.inner.clone(),
         }
     }
@@ -86,6 +88,8 @@ impl TracerProvider for MmapTracerProvider {
 pub struct MmapTracer {
     file: Arc<FileInner>,
     scope_ref: i64,
+    /// `scope_ref` as the field of every `SpanEvent`, encoded once.
+    scope: EncodedKey,
 }
 
 impl Tracer for MmapTracer {
@@ -127,6 +131,7 @@ impl Tracer for MmapTracer {
             trace_id: trace_id.to_bytes(),
             span_id: span_id.to_bytes(),
             scope_ref: self.scope_ref,
+            scope: self.scope,
         };
         let start_time_unix_nano = builder.start_time.map_or_else(now_unix_nano, unix_nano);
         let info = StartInfo {
@@ -178,7 +183,7 @@ impl MmapSpan {
         let file = &*self.file;
         with_keys(file, |keys| {
             let info = EventInfo {
-                scope_ref: key.scope_ref,
+                scope: event_scope(key.scope_ref),
                 time_unix_nano,
                 severity_number: 0,
                 severity_text: "",
