@@ -80,6 +80,7 @@ impl SharedRegion {
     }
 
     /// Bytes known to exist in the file.
+    #[inline]
     pub fn valid_len(&self) -> usize {
         self.valid_len.load(Ordering::Acquire)
     }
@@ -124,6 +125,7 @@ impl SharedRegion {
         return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
     }
 
+    #[inline]
     fn check(&self, offset: u64, len: usize, align: usize) -> Result<usize, FormatError> {
         let off = usize::try_from(offset).map_err(|_| FormatError::OutOfBounds { offset, len })?;
         let end = off
@@ -140,6 +142,7 @@ impl SharedRegion {
 
     /// The 8-byte atomic word at `offset` (must be in the file and 8-aligned).
     #[allow(unsafe_code)]
+    #[inline]
     pub fn atomic_i64(&self, offset: u64) -> Result<&AtomicI64, FormatError> {
         let off = self.check(offset, 8, 8)?;
         // SAFETY: `off..off+8` lies inside the mapping (checked against valid_len,
@@ -160,6 +163,7 @@ impl SharedRegion {
 
     /// The 4-byte atomic word at `offset` (must be in the file and 4-aligned).
     #[allow(unsafe_code)]
+    #[inline]
     pub fn atomic_i32(&self, offset: u64) -> Result<&AtomicI32, FormatError> {
         let off = self.check(offset, 4, 4)?;
         // SAFETY: in bounds, 4-aligned, lives as long as `self`; availability
@@ -207,6 +211,7 @@ impl SharedRegion {
     /// writes the range meanwhile.
     #[allow(clippy::mut_from_ref)]
     #[allow(unsafe_code)]
+    #[inline]
     pub(crate) unsafe fn bytes_mut(
         &self,
         offset: u64,
