@@ -115,16 +115,16 @@
 //! its slot holds a record the collector rejects, and the drop is counted
 //! ([`DropStats::encoding_errors`]).
 //!
-//! **No page faults on the calling thread**: when the file is created, its
-//! pages are also mapped into the process (`MADV_POPULATE_WRITE`, Linux 5.14
-//! and later), so the first record written into each page of a ring does not
-//! stop the calling thread for a page fault (about 2 µs per 4 KiB page on a
-//! tmpfs in a VM; on a disk-backed file a first store can also wait for the
-//! filesystem). The price is paid once, by the thread that builds the file:
-//! about 5 ms of CPU for the default rings there, and the file counts in the
-//! process's RSS (as shared memory) from the start instead of from the
-//! rings' first lap. Where the kernel lacks the call, the pages fault on
-//! first use as before.
+//! **No page faults on the calling thread** for a file on tmpfs (such as
+//! `/dev/shm`): when the file is created, its pages are also mapped into the
+//! process (`MADV_POPULATE_WRITE`, Linux 5.14 and later), so the first record
+//! written into each page of a ring does not stop the calling thread for a
+//! page fault (about 2 µs per 4 KiB page in a VM). The price is paid once, by
+//! the thread that builds the file: about 5 ms of CPU for the default rings
+//! there, and the file counts in the process's RSS (as shared memory) from
+//! the start instead of from the rings' first lap. A file on a disk is left
+//! to fault (populating it would write the whole file back once, and the
+//! kernel write-protects written-back pages again anyway).
 //!
 //! # Costs
 //!

@@ -624,6 +624,12 @@ impl FileReader {
             return CollectOutcome::Nothing;
         }
         self.ingest_measurements(now);
+        self.collect_aggregates(now)
+    }
+
+    /// What [`collect_metrics`](Self::collect_metrics) does after reading
+    /// the measurements ring: the aggregates as they are, into a pending batch.
+    fn collect_aggregates(&mut self, now: u64) -> CollectOutcome {
         self.consumed_at_collect = self.records_consumed(Signal::Metrics);
         let mut bytes = self.spare.pop().unwrap_or_default();
         let s = &mut self.stream;
@@ -863,13 +869,16 @@ impl FileReader {
             // The new file is not readable yet (still being initialised): try at the next check.
             return;
         };
+        // Nothing more is read from the old stream: once the start time
+        // changed, a record in the rings may be the new writer's, which the
+        // old stream's dictionary would misread (and the new stream, which
+        // starts at the rings' released position, would read it again).
         // Spans still open in the old stream will never end.
-        self.ingest_spans(now);
         self.assembler
             .give_up_all(now, GiveUpReason::WriterRestarted);
         // Keep the old stream's aggregates if they can still be delivered.
         if self.pending[Signal::Metrics as usize].is_none() {
-            self.collect_metrics(now);
+            self.collect_aggregates(now);
         }
         // Completed spans still reference the old stream's scopes: encode them now.
         while self.assembler.completed_len() > 0 && self.pending[Signal::Traces as usize].is_none()

@@ -92,37 +92,38 @@ impl SharedRegion {
         self.valid_len.fetch_max(len, Ordering::AcqRel);
     }
 
-    /// Maps the pages of `offset..offset + len` (bytes known to exist in the
-    /// file) into this process's page tables, writable, now
-    /// (`MADV_POPULATE_WRITE`), rather than at the first store into each:
-    /// the writer's first pass over its rings would otherwise take a page
-    /// fault every few records, on the application's calling thread.
+    /// On a memory-backed file (tmpfs, such as `/dev/shm`), maps the pages
+    /// of `offset..offset + len` (bytes known to exist in the file) into this
+    /// process's page tables, writable, now (`MADV_POPULATE_WRITE`), rather
+    /// than at the first store into each: the writer's first pass over its
+    /// rings would otherwise take a page fault every few records, on the
+    /// application's calling thread. Returns whether it did.
     ///
-    /// The file's blocks are already reserved (see [`crate::reserve`]), so
-    /// this allocates nothing the file does not already own on tmpfs; on a
-    /// disk it reads the range into the page cache. It is an optimisation
-    /// only: an error (a kernel older than 5.14 answers `EINVAL`, other
-    /// systems have no such call) leaves the pages to fault on first use, as
-    /// they would without it.
-    pub(crate) fn prefault(&self, offset: usize, len: usize) -> std::io::Result<()> {
+    /// The file's blocks are already reserved (see [`crate::reserve`]), so on
+    /// tmpfs this allocates nothing the file does not already own. A file on
+    /// a disk is left alone: populating it would dirty every page (the whole
+    /// file written back once), and after each writeback the kernel
+    /// write-protects the pages again, so the faults would come back anyway.
+    /// It is an optimisation only: an error (a kernel older than 5.14 answers
+    /// `EINVAL`) leaves the pages to fault on first use, as they would
+    /// without it.
+    pub(crate) fn prefault(&self, file: &File, offset: usize, len: usize) -> bool {
         let in_file = offset
             .checked_add(len)
             .is_some_and(|end| end <= self.valid_len());
-        if !in_file {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{len} bytes at {offset} are not all in the file"),
-            ));
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        #[cfg(target_os = "linux")]
-        return self
-            .map
-            .advise_range(memmap2::Advice::PopulateWrite, offset, len);
-        #[cfg(not(target_os = "linux"))]
-        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+        in_file && len > 0 && memory_backed(file) && self.populate_write(offset, len)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn populate_write(&self, offset: usize, len: usize) -> bool {
+        self.map
+            .advise_range(memmap2::Advice::PopulateWrite, offset, len)
+            .is_ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn populate_write(&self, _offset: usize, _len: usize) -> bool {
+        false
     }
 
     #[inline]
@@ -221,4 +222,22 @@ impl SharedRegion {
         // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(off), len) })
     }
+}
+
+/// Whether `file` lives in memory (tmpfs), where its pages are the file.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn memory_backed(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the duration of the call and `fs` is a
+    // valid, writable statfs that the call fills in.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) };
+    rc == 0 && fs.f_type == libc::TMPFS_MAGIC
+}
+
+#[cfg(not(target_os = "linux"))]
+fn memory_backed(_file: &File) -> bool {
+    false
 }

@@ -117,9 +117,9 @@ impl MmapWriter {
         let dictionary_max_end =
             layout.dictionary + DICTIONARY_HEADER_LEN + config.dictionary_max_size;
         let region = SharedRegion::map(&file, dictionary_max_end as usize, file_len as usize)?;
-        // The rings' pages are mapped now, not at the first record written
-        // into each (best effort: see `SharedRegion::prefault`).
-        let _ = region.prefault(0, file_len as usize);
+        // On tmpfs the rings' pages are mapped now, not at the first record
+        // written into each (best effort: see `SharedRegion::prefault`).
+        region.prefault(&file, 0, file_len as usize);
         let writer = MmapWriter {
             path: path.to_path_buf(),
             region,
