@@ -361,11 +361,15 @@ func (l *signalLoop) step(ctx context.Context) (stepResult, error) {
 func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error) {
 	l.fr.mu.Lock()
 	defer l.fr.mu.Unlock()
-	s, err := l.fr.rd.Stats()
+	// Measurements still in the ring are new too (a parked file leaves them
+	// there until its collection): read them before counting.
+	if err := l.fr.rd.ReadMeasurements(now); err != nil {
+		return false, err
+	}
+	read, err := l.metricsRead()
 	if err != nil {
 		return false, err
 	}
-	read := s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics]
 	if read == l.readAtCollect && !refresh {
 		l.takenAtCollect = l.lastRead // nothing new up to here
 		return false, nil
@@ -374,10 +378,25 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 	if err != nil || busy {
 		return busy, err
 	}
+	// Counted again: the collection read on up to its snapshot, and what
+	// it read is in it (a stale count would collect the same values again).
+	if read, err = l.metricsRead(); err != nil {
+		return false, err
+	}
 	l.readAtCollect = read
 	l.takenAtCollect = l.lastRead
 	l.lastCollect = now
 	return false, nil
+}
+
+// metricsRead is the measurements read (or found corrupt) so far. The
+// caller holds fr.mu.
+func (l *signalLoop) metricsRead() (uint64, error) {
+	s, err := l.fr.rd.Stats()
+	if err != nil {
+		return 0, err
+	}
+	return s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics], nil
 }
 
 func (l *signalLoop) abandonSpans() error {

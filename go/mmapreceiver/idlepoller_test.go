@@ -185,3 +185,52 @@ func TestABurstDuringAFillWaitIsReadBeforeTheRingFills(t *testing.T) {
 	assert.Zero(t, dropped, "records that found the ring full")
 	require.Eventually(t, func() bool { return ls.LogRecordCount() == sent }, waitFor, time.Millisecond)
 }
+
+// Measurements that gather in the ring of a parked file are read by the
+// collection itself: that collection counts them as collected, so the final
+// collection at shutdown, with nothing new since, does not send the same
+// values again (a stale count did, and broke the consume contract).
+func TestMeasurementsReadByACollectionAreNotCollectedAgain(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir)
+	cfg.ScanInterval = time.Hour
+	cfg.Metrics.CollectionInterval = time.Second
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	ms := new(consumertest.MetricsSink)
+	r.setMetrics(ms)
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	stopped := false
+	defer func() {
+		if !stopped {
+			require.NoError(t, r.Shutdown(context.Background()))
+		}
+	}()
+
+	parked := func() bool { return r.poller.parked.Load() == 1 }
+	require.Eventually(t, parked, waitFor, time.Millisecond, "the idle file parks")
+	// The first measurement wakes the file, which reads it and parks again.
+	wakes, parks := r.poller.wakes.Load(), r.poller.parks.Load()
+	require.NoError(t, tw.count(nextID("first"), 1))
+	require.Eventually(t, func() bool {
+		return r.poller.wakes.Load() == wakes+1 && r.poller.parks.Load() == parks+1 && parked()
+	}, waitFor, time.Millisecond, "woken by the first measurement")
+	// Far fewer than a quarter of the ring: they stay in it until the collection.
+	wakes = r.poller.wakes.Load()
+	for range 10 {
+		require.NoError(t, tw.count(nextID("later"), 1))
+	}
+	time.Sleep(20 * time.Millisecond) // rounds of the watcher
+	require.Equal(t, wakes, r.poller.wakes.Load(), "the measurements wait in the ring for the collection")
+	require.Zero(t, ms.DataPointCount(), "collected before collection_interval")
+	require.Eventually(t, func() bool { return len(ms.AllMetrics()) == 1 }, waitFor, time.Millisecond, "collected")
+	c := newCollected()
+	c.addMetrics(ms.AllMetrics())
+	require.Len(t, c.sums, 11, "the collection holds every measurement")
+
+	stopped = true
+	require.NoError(t, r.Shutdown(context.Background()))
+	assert.Len(t, ms.AllMetrics(), 1, "nothing came after the collection: shutdown collects nothing again")
+}

@@ -687,6 +687,17 @@ impl FileReader {
         self.measurements_stopped = true;
     }
 
+    /// Reads the measurements the ring holds into the aggregates, as
+    /// [`collect_metrics`](Self::collect_metrics) does first, without
+    /// collecting (also after [`stop_measurements`](Self::stop_measurements)):
+    /// the measurements read show in the stats, so that a caller can tell
+    /// whether any came since its last collection before it collects.
+    pub fn read_measurements(&mut self, now: u64) {
+        if self.check_poisoned().is_ok() {
+            self.ingest_measurements(now);
+        }
+    }
+
     /// The caller could not read a flat batch of `signal` (it drops it):
     /// the signal's string table starts over under a new epoch, and a
     /// pending batch is laid out again under it at the next poll.

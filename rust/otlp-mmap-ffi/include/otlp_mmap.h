@@ -564,6 +564,20 @@ int32_t om_reader_stop_spans(struct OmReader *reader,
 int32_t om_reader_stop_measurements(struct OmReader *reader, struct OmError *err);
 
 /*
+ Reads the measurements the ring holds into the metric aggregates, as
+ `om_reader_collect_metrics` does first, without collecting (also after
+ `om_reader_stop_measurements`). They count in the stats' records read, so
+ that a caller can tell whether any came since its last collection before
+ it collects.
+
+ # Safety
+ `err` is NULL or valid for writes.
+ */
+int32_t om_reader_read_measurements(struct OmReader *reader,
+                                    uint64_t now_unix_nano,
+                                    struct OmError *err);
+
+/*
  Removes the file from its path when its writer is gone (its liveness
  lock was seen held, then released) and every record of the signals in
  `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:

@@ -522,6 +522,29 @@ pub unsafe extern "C" fn om_reader_stop_measurements(
     })
 }
 
+/// Reads the measurements the ring holds into the metric aggregates, as
+/// `om_reader_collect_metrics` does first, without collecting (also after
+/// `om_reader_stop_measurements`). They count in the stats' records read, so
+/// that a caller can tell whether any came since its last collection before
+/// it collects.
+///
+/// # Safety
+/// `err` is NULL or valid for writes.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn om_reader_read_measurements(
+    reader: *mut OmReader,
+    now_unix_nano: u64,
+    err: *mut OmError,
+) -> i32 {
+    guard(err, || {
+        handles::get(reader)?
+            .reader
+            .read_measurements(now_unix_nano);
+        Ok(OM_OK)
+    })
+}
+
 /// Removes the file from its path when its writer is gone (its liveness
 /// lock was seen held, then released) and every record of the signals in
 /// `signal_mask` (bit `1 << OM_SIGNAL_*` per signal) has been delivered:

@@ -412,6 +412,18 @@ func (r *Reader) StopMeasurements() error {
 	return nil
 }
 
+// ReadMeasurements reads the measurements the ring holds into the metric
+// aggregates without collecting (also after StopMeasurements): they count in
+// Stats' RecordsRead, so a caller can tell whether any came since its last
+// collection before it collects.
+func (r *Reader) ReadMeasurements(now time.Time) error {
+	var e C.OmError
+	if rc := C.om_reader_read_measurements(r.p, unixNano(now), &e); rc != C.OM_OK {
+		return newError("om_reader_read_measurements", rc, &e)
+	}
+	return nil
+}
+
 // RemoveIfDrained removes the file from its path when its writer is gone
 // and everything of the given signals in it has been delivered (see
 // om_reader_remove_if_drained). removed is false with why set when the file
