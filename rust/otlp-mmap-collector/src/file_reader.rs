@@ -541,6 +541,12 @@ impl FileReader {
         self.stream.rings[signal as usize].next_sequence()
     }
 
+    /// The last sequence the reader gave back to the writers in the ring of
+    /// `signal` (what it stored in `reader_index`).
+    pub fn released_sequence(&self, signal: Signal) -> i64 {
+        self.stream.rings[signal as usize].released()
+    }
+
     /// The file of the current stream.
     pub fn file(&self) -> &MmapReader {
         &self.stream.file
