@@ -541,6 +541,12 @@ impl FileReader {
         self.stream.rings[signal as usize].next_sequence()
     }
 
+    /// The last sequence the reader gave back to the writers in the ring of
+    /// `signal` (what it stored in `reader_index`).
+    pub fn released_sequence(&self, signal: Signal) -> i64 {
+        self.stream.rings[signal as usize].released()
+    }
+
     /// The file of the current stream.
     pub fn file(&self) -> &MmapReader {
         &self.stream.file
@@ -557,7 +563,7 @@ impl FileReader {
         // A page that vanished because the file was truncated reads as zeros
         // (the SIGBUS guard) and poisons the mapping: the file is given up.
         self.check_poisoned()?;
-        self.check_file(now);
+        self.check_file(signal, now);
         if self.pending[signal as usize].is_none() {
             let made = match signal {
                 Signal::Traces => self.poll_traces(now),
@@ -839,15 +845,23 @@ impl FileReader {
         t
     }
 
-    /// Notices a writer that started over, went away, or a removed file.
-    fn check_file(&mut self, now: u64) {
+    /// Notices a writer that started over, went away, or a removed file,
+    /// before `signal`'s ring is read.
+    fn check_file(&mut self, signal: Signal, now: u64) {
         if !self.options.consume {
             return;
         }
-        // A writer that starts over in place rewrites the start time first:
-        // one atomic load, checked at every poll, so that no record of the new
-        // stream is read as the old stream's.
-        if self.change == FileChange::None && self.stream.file.start_time_changed() {
+        // A writer that starts over in place rewrites the start time and
+        // resets the rings, in an order the format leaves open. Both are
+        // checked at every poll (an atomic load each), before the ring is
+        // read: no record of the new stream is read as the old stream's, and
+        // a stream opened between the two (at the old stream's position,
+        // where the new writer's sequences may never come) is opened again
+        // once the ring is reset.
+        if self.change == FileChange::None
+            && (self.stream.file.start_time_changed()
+                || self.stream.rings[signal as usize].reader_index_moved(self.stream.file.region()))
+        {
             self.change = FileChange::Restarted;
         }
         if self.change == FileChange::Restarted {
@@ -902,13 +916,17 @@ impl FileReader {
         for (i, ring) in self.stream.rings.iter().enumerate() {
             self.stats.abandoned_slots[i] += ring.abandoned();
         }
+        // A stream opened again because its rings were reset after its
+        // start time changed is the same restart.
+        if next.file.start_time_unix_nano() != self.stream.file.start_time_unix_nano() {
+            self.stats.writer_restarts += 1;
+        }
         self.stream = next;
         self.aggregator = MetricAggregator::with_max_bytes(
             self.options.metric_cardinality_limit,
             self.stream.file.start_time_unix_nano(),
             self.options.max_metric_bytes,
         );
-        self.stats.writer_restarts += 1;
         self.change = FileChange::None;
         self.writer_gone = false;
         // The new stream's writer is watched afresh: the old one's

@@ -5,9 +5,9 @@
 //! a deadline. Every `interval` the thread looks at each parked file: when a
 //! writer claimed a record in one of the watched rings (one atomic load of
 //! its `writer_index`) - in the measurements ring, as many as the caller
-//! asked for ([`Wake::measurements`]) -, the writer started over in place,
-//! or the deadline passed, the file is unparked and its token handed to
-//! `notify`. The thread
+//! asked for ([`Wake::measurements`]) -, the writer started over in place
+//! (a new start time, or a watched ring reset), or the deadline passed, the
+//! file is unparked and its token handed to `notify`. The thread
 //! reads its own mapping of each parked file (made when the file is first
 //! parked and kept for its later parks, [`MmapReader::map_again`]: no file
 //! descriptor, the file's length as the reader knows it), so it never
@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 
 #[cfg(doc)]
 use otlp_mmap_core::MmapReader;
-use otlp_mmap_core::layout::header;
+use otlp_mmap_core::layout::{header, ring_header};
 use otlp_mmap_core::{FormatError, RingReader, SharedRegion};
 
 use crate::file_reader::{FileReader, Signal};
@@ -81,8 +81,9 @@ struct Parked {
     /// The stream's start time when it was parked.
     start_time: u64,
     /// The rings watched, positioned at the reader's next record, each with
-    /// the records claimed past it that wake the file.
-    rings: Vec<(RingReader, u64)>,
+    /// the records claimed past it that wake the file and the last sequence
+    /// the reader released.
+    rings: Vec<(RingReader, u64, i64)>,
     /// Unpark at this time (unix nanoseconds) even when nothing was written.
     due_unix_nano: u64,
 }
@@ -90,15 +91,20 @@ struct Parked {
 impl Parked {
     /// Whether writers claimed a record in a watched ring.
     fn has_claimed(&self) -> bool {
-        self.rings.iter().any(|(r, _)| r.has_claimed(&self.region))
+        self.rings
+            .iter()
+            .any(|(r, _, _)| r.has_claimed(&self.region))
     }
 
     fn ready(&self, now: u64) -> bool {
         now >= self.due_unix_nano
             || start_time(&self.region) != self.start_time
-            || self.rings.iter().any(|(r, wake_at)| match wake_at {
-                0 | 1 => r.has_claimed(&self.region),
-                &n => r.claimed_ahead(&self.region) >= n,
+            || self.rings.iter().any(|(r, wake_at, released)| {
+                reset_behind(&self.region, r, *released)
+                    || match wake_at {
+                        0 | 1 => r.has_claimed(&self.region),
+                        &n => r.claimed_ahead(&self.region) >= n,
+                    }
             })
     }
 }
@@ -120,6 +126,17 @@ fn until_due(parked: &HashMap<u64, Parked>, interval: Duration) -> Duration {
         .min()
         .unwrap_or(Duration::MAX)
         .max(MIN_SLEEP.min(interval))
+}
+
+/// Whether the ring's `reader_index` went back behind `released`, what the
+/// reader released: the writer started over in place and reset the ring
+/// after the reader opened its new stream (at the old position, where the
+/// new writer's records may never come; its next poll opens it again). A
+/// checkpoint stored while parked only moves `reader_index` forward.
+fn reset_behind(region: &SharedRegion, ring: &RingReader, released: i64) -> bool {
+    region
+        .atomic_i64(ring.geometry().offset + ring_header::READER_INDEX)
+        .is_ok_and(|r| r.load(Ordering::Acquire) < released)
 }
 
 /// The start time in the file header (0 if it cannot be read).
@@ -344,7 +361,7 @@ impl IdleWatch {
             .map(|&s| {
                 let ring =
                     RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s));
-                (ring, wake.records(s))
+                (ring, wake.records(s), reader.released_sequence(s))
             })
             .collect();
         let parked = Parked {

@@ -116,3 +116,76 @@ fn a_deadline_is_kept_between_two_looks() {
         "not before its deadline"
     );
 }
+
+/// A writer that stores its new start time before it resets its rings: the
+/// reader, which opened the new stream in between (at the old position,
+/// where the new writer's records may never come), is woken by the reset,
+/// not only by its deadline, and then reads the new writer's record.
+#[test]
+fn a_ring_reset_after_the_start_time_wakes_a_parked_file() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use otlp_mmap_core::layout::{header, ring_header};
+    use prost::Message;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let writer = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+    let mut reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let log = |body: &str| {
+        let ev = proto::Event {
+            body: Some(proto::AnyValue {
+                value: Some(Value::StringValue(body.into())),
+            }),
+            ..Default::default()
+        };
+        writer.try_write(RingKind::Events, &ev).unwrap();
+    };
+    let bodies = |reader: &mut FileReader, now: u64| {
+        let mut got = vec![];
+        while let Some(b) = reader.poll(Signal::Logs, now).unwrap() {
+            let token = b.token;
+            let req = ExportLogsServiceRequest::decode(b.bytes).unwrap();
+            reader.commit(Signal::Logs, token).unwrap();
+            got.extend(
+                req.resource_logs
+                    .iter()
+                    .flat_map(|rl| &rl.scope_logs)
+                    .flat_map(|sl| &sl.log_records)
+                    .map(|lr| format!("{:?}", lr.body)),
+            );
+        }
+        got
+    };
+    for i in 0..3 {
+        log(&format!("old-{i}"));
+    }
+    assert_eq!(bodies(&mut reader, 1).len(), 3);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let restarted = writer.start_time_unix_nano() + 1;
+    file.write_at(&restarted.to_le_bytes(), header::START_TIME)
+        .unwrap();
+    assert!(bodies(&mut reader, 2).is_empty());
+    assert_eq!(reader.stats().writer_restarts, 1);
+    assert_eq!(reader.released_sequence(Signal::Logs), 2);
+
+    let (tx, rx) = mpsc::channel();
+    let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
+    let an_hour = otlp_mmap_core::now_unix_nano() + 3_600_000_000_000;
+    watch
+        .park(1, &reader, &[Signal::Logs], Wake::at(an_hour))
+        .unwrap();
+    let g = writer.layout().events;
+    for field in [ring_header::READER_INDEX, ring_header::WRITER_INDEX] {
+        file.write_at(&(-1i64).to_le_bytes(), g.offset + field)
+            .unwrap();
+    }
+    for i in 0..g.num_buffers {
+        file.write_at(&(-1i32).to_le_bytes(), g.flag_offset(i))
+            .unwrap();
+    }
+    log("new-0");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(1));
+    assert_eq!(bodies(&mut reader, 3).len(), 1);
+    assert_eq!(reader.next_sequence(Signal::Logs), 1);
+    assert_eq!(reader.stats().writer_restarts, 1);
+}

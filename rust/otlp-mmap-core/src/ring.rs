@@ -502,6 +502,16 @@ impl RingReader {
         Ok(())
     }
 
+    /// Whether the ring's `reader_index` no longer holds what this reader
+    /// released: someone else stored there (a writer that started over in
+    /// place reset the ring, or another reader is at work), so the sequence
+    /// this reader waits for may never come. One atomic load.
+    pub fn reader_index_moved(&self, region: &SharedRegion) -> bool {
+        region
+            .atomic_i64(self.geo.offset + ring_header::READER_INDEX)
+            .is_ok_and(|r| r.load(Ordering::Acquire) != self.released)
+    }
+
     /// Moves a reader that has not read anything yet past `seq`, which an
     /// earlier reader consumed without releasing it (its state, kept in a
     /// checkpoint, covers it), and releases up to it. False, and nothing

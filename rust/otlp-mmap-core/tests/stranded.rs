@@ -270,3 +270,34 @@ fn release_is_a_compare_and_swap_that_notices_a_writer_restart() {
         "nothing stored over the writer's reset"
     );
 }
+
+#[test]
+fn a_reader_index_reset_under_an_idle_reader_is_noticed_without_a_release() {
+    // A reader with nothing left to release never stores (so never fails a
+    // compare-and-swap): it waits for a sequence a reset ring may never
+    // reach, unless it looks at reader_index.
+    let (_d, path, w, r) = setup(4);
+    let mut ring = r.ring_reader(RingKind::Events).unwrap();
+    assert!(!ring.reader_index_moved(r.region()));
+    for round in 0..3 {
+        for i in 0..3 {
+            w.try_write(RingKind::Events, &event(round * 3 + i))
+                .unwrap();
+        }
+        assert_eq!(drain(&r, &mut ring, 0, StrandedSlots::WriterDead).len(), 3);
+        assert!(!ring.reader_index_moved(r.region()), "its own release");
+    }
+    let g = r.layout().events;
+    for field in [ring_header::READER_INDEX, ring_header::WRITER_INDEX] {
+        poke(&path, g.offset + field, &(-1i64).to_le_bytes());
+    }
+    assert!(ring.reader_index_moved(r.region()));
+    // The new writer's records are past nothing the reader waits for.
+    w.try_write(RingKind::Events, &event(0)).unwrap();
+    assert!(matches!(ring.peek(r.region()), Slot::Empty));
+    assert!(ring.reader_index_moved(r.region()));
+    // A reader opened now starts with the new writer's first record.
+    let mut fresh = r.ring_reader(RingKind::Events).unwrap();
+    assert!(!fresh.reader_index_moved(r.region()));
+    assert_eq!(drain(&r, &mut fresh, 0, StrandedSlots::WriterDead).len(), 1);
+}
