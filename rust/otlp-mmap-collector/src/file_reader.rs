@@ -564,7 +564,10 @@ impl FileReader {
         // (the SIGBUS guard) and poisons the mapping: the file is given up.
         self.check_poisoned()?;
         self.check_file(signal, now);
-        if self.pending[signal as usize].is_none() {
+        // A restart not followed yet (the new stream cannot be opened yet):
+        // the rings may hold the new writer's records, which the old
+        // stream must not read. Only a batch already made is handed out.
+        if self.pending[signal as usize].is_none() && self.change != FileChange::Restarted {
             let made = match signal {
                 Signal::Traces => self.poll_traces(now),
                 Signal::Logs => self.poll_logs(now),
@@ -629,7 +632,15 @@ impl FileReader {
             // The file shrank: its aggregates are lost with it.
             return CollectOutcome::Nothing;
         }
-        self.ingest_measurements(now);
+        // As a poll: a writer that started over is followed first (which
+        // collects the old stream's aggregates into a batch of their own).
+        self.check_file(Signal::Metrics, now);
+        if self.pending[Signal::Metrics as usize].is_some() {
+            return CollectOutcome::Busy;
+        }
+        if self.change != FileChange::Restarted {
+            self.ingest_measurements(now);
+        }
         self.collect_aggregates(now)
     }
 
@@ -699,7 +710,12 @@ impl FileReader {
     /// the measurements read show in the stats, so that a caller can tell
     /// whether any came since its last collection before it collects.
     pub fn read_measurements(&mut self, now: u64) {
-        if self.check_poisoned().is_ok() {
+        if self.check_poisoned().is_err() {
+            return;
+        }
+        // As a poll: a writer that started over is followed first.
+        self.check_file(Signal::Metrics, now);
+        if self.change != FileChange::Restarted {
             self.ingest_measurements(now);
         }
     }
@@ -745,7 +761,7 @@ impl FileReader {
         let mut st = self.stats;
         let region = self.stream.file.region();
         // A shrunk file's ring headers may read as zeros: no gauge from them.
-        let intact = !region.poisoned();
+        let intact = self.check_poisoned().is_ok();
         for (i, ring) in self.stream.rings.iter().enumerate() {
             st.ring_capacity[i] = ring.geometry().num_buffers;
             st.ring_unread[i] = if intact { ring.unreleased(region) } else { 0 };
@@ -788,7 +804,11 @@ impl FileReader {
 
     /// Fails once the SIGBUS guard replaced a page of the mapping.
     fn check_poisoned(&self) -> Result<(), FormatError> {
-        if self.stream.file.region().poisoned() {
+        // While a restart is not followed the rings are not read, so a
+        // truncation would touch no vanished page: the length is checked.
+        if self.stream.file.region().poisoned()
+            || (self.change == FileChange::Restarted && self.stream.file.shrunk())
+        {
             return Err(FormatError::Shrunk);
         }
         Ok(())

@@ -78,11 +78,12 @@ impl Wake {
 #[derive(Debug)]
 struct Parked {
     region: Arc<SharedRegion>,
-    /// The stream's start time when it was parked.
+    /// The start time in the file's header when it was parked.
     start_time: u64,
     /// The rings watched, positioned at the reader's next record, each with
-    /// the records claimed past it that wake the file and the last sequence
-    /// the reader released.
+    /// the records claimed past it that wake the file and the `reader_index`
+    /// below which a ring reset wakes it (what the reader released, or the
+    /// lower `reader_index` already in the file at the park).
     rings: Vec<(RingReader, u64, i64)>,
     /// Unpark at this time (unix nanoseconds) even when nothing was written.
     due_unix_nano: u64,
@@ -99,8 +100,8 @@ impl Parked {
     fn ready(&self, now: u64) -> bool {
         now >= self.due_unix_nano
             || start_time(&self.region) != self.start_time
-            || self.rings.iter().any(|(r, wake_at, released)| {
-                reset_behind(&self.region, r, *released)
+            || self.rings.iter().any(|(r, wake_at, reset_at)| {
+                reset_behind(&self.region, r, *reset_at)
                     || match wake_at {
                         0 | 1 => r.has_claimed(&self.region),
                         &n => r.claimed_ahead(&self.region) >= n,
@@ -108,6 +109,10 @@ impl Parked {
             })
     }
 }
+
+/// How soon a file parked with a writer's restart it has not followed yet
+/// is woken to try again (see [`IdleWatch::park`]).
+const RESTART_RETRY: Duration = Duration::from_secs(1);
 
 /// The shortest sleep of the watcher: a deadline that passed while its file
 /// stays parked (its token could not be handed on) is offered again this
@@ -134,9 +139,15 @@ fn until_due(parked: &HashMap<u64, Parked>, interval: Duration) -> Duration {
 /// new writer's records may never come; its next poll opens it again). A
 /// checkpoint stored while parked only moves `reader_index` forward.
 fn reset_behind(region: &SharedRegion, ring: &RingReader, released: i64) -> bool {
+    reader_index(region, ring).is_some_and(|r| r < released)
+}
+
+/// The ring's `reader_index` in the file (`None` if it cannot be read).
+fn reader_index(region: &SharedRegion, ring: &RingReader) -> Option<i64> {
     region
         .atomic_i64(ring.geometry().offset + ring_header::READER_INDEX)
-        .is_ok_and(|r| r.load(Ordering::Acquire) < released)
+        .ok()
+        .map(|r| r.load(Ordering::Acquire))
 }
 
 /// The start time in the file header (0 if it cannot be read).
@@ -355,21 +366,43 @@ impl IdleWatch {
         let file = reader.file();
         let region = file.map_again()?;
         // From the reader's next record: the slots it holds until a
-        // checkpoint is stored are not new records.
-        let rings = signals
+        // checkpoint is stored are not new records. A ring reset wakes the
+        // file when `reader_index` goes back behind what the reader released
+        // (or behind where it already is, if it went back before the park).
+        let mut reset_pending = false;
+        let rings: Vec<_> = signals
             .iter()
             .map(|&s| {
                 let ring =
                     RingReader::watching(file.layout().ring(s.ring()), reader.next_sequence(s));
-                (ring, wake.records(s), reader.released_sequence(s))
+                let released = reader.released_sequence(s);
+                let index = reader_index(&region, &ring);
+                reset_pending |= index.is_some_and(|r| r < released);
+                (
+                    ring,
+                    wake.records(s),
+                    index.map_or(released, |r| r.min(released)),
+                )
             })
             .collect();
+        // A writer that started over before the park, which the reader has
+        // not followed (its next poll will, or cannot open the new stream
+        // yet): the file is woken within RESTART_RETRY rather than at once,
+        // so that a restart that cannot be followed yet (or a hostile file
+        // faking one) is retried once a second, not at every look.
+        let start_now = start_time(&region);
+        let restart_pending = start_now != file.start_time_unix_nano() || reset_pending;
+        let due_unix_nano = if restart_pending {
+            let retry = otlp_mmap_core::now_unix_nano() + RESTART_RETRY.as_nanos() as u64;
+            wake.due_unix_nano.min(retry)
+        } else {
+            wake.due_unix_nano
+        };
         let parked = Parked {
             region,
-            // A writer that started over since the reader looked wakes it at once.
-            start_time: file.start_time_unix_nano(),
+            start_time: start_now,
             rings,
-            due_unix_nano: wake.due_unix_nano,
+            due_unix_nano,
         };
         let mut state = self.shared.lock();
         let was_empty = state.parked.is_empty();

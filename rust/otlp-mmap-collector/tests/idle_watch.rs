@@ -189,3 +189,37 @@ fn a_ring_reset_after_the_start_time_wakes_a_parked_file() {
     assert_eq!(reader.next_sequence(Signal::Logs), 1);
     assert_eq!(reader.stats().writer_restarts, 1);
 }
+
+/// A writer's restart that the reader has not followed when it parks (its
+/// next poll may not be able to open the new stream yet) wakes the file
+/// about a second later, not at every look: a restart that cannot be
+/// followed yet, or a hostile file faking one, costs one retry a second.
+#[test]
+fn a_restart_not_followed_at_the_park_wakes_the_file_a_second_later() {
+    use otlp_mmap_core::layout::header;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let writer = MmapWriter::create(&path, &FileConfig::default()).unwrap();
+    let reader = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let restarted = writer.start_time_unix_nano() + 1;
+    file.write_at(&restarted.to_le_bytes(), header::START_TIME)
+        .unwrap();
+
+    let (tx, rx) = mpsc::channel();
+    let watch = IdleWatch::start(INTERVAL, move |token| tx.send(token).is_ok()).unwrap();
+    let an_hour = otlp_mmap_core::now_unix_nano() + 3_600_000_000_000;
+    for _ in 0..2 {
+        let parked_at = Instant::now();
+        watch
+            .park(1, &reader, &[Signal::Logs], Wake::at(an_hour))
+            .unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(1));
+        let woken_after = parked_at.elapsed();
+        assert!(
+            woken_after >= Duration::from_millis(500),
+            "woken after {woken_after:?}, at one of the first looks"
+        );
+    }
+}

@@ -196,3 +196,45 @@ fn a_writer_that_resets_its_rings_before_its_start_time_is_followed_once() {
     restart_in_place(Order::RingsFirst, 3 * SLOTS as usize - 3, 0);
     restart_in_place(Order::RingsFirst, 2, SLOTS as usize - 2);
 }
+
+/// While a restart cannot be followed yet (the new writer stored its start
+/// time, but its header is not valid yet, so the new stream cannot be
+/// opened), nothing is read from the rings, which may hold the new writer's
+/// records; once it can, each of them is read once, through the new stream.
+#[test]
+fn nothing_is_read_while_a_restart_cannot_be_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create(&path, &config()).unwrap();
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert!(log(&w, "old-0", "old-key"));
+    assert_eq!(drain_logs(&mut r, SECOND).len(), 1);
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut version = [0u8; 8];
+    file.read_exact_at(&mut version, header::VERSION).unwrap();
+    file.write_at(&0i64.to_le_bytes(), header::VERSION).unwrap();
+    let restarted = w.start_time_unix_nano() + 1;
+    file.write_at(&restarted.to_le_bytes(), header::START_TIME)
+        .unwrap();
+    for i in 0..3 {
+        assert!(log(&w, &format!("new-{i}"), "new-key"));
+    }
+    for t in 2..5 {
+        assert!(drain_logs(&mut r, t * SECOND).is_empty());
+    }
+    assert_eq!(r.stats().records_read[Signal::Logs as usize], 1);
+    assert_eq!(r.stats().writer_restarts, 0);
+
+    file.write_at(&version, header::VERSION).unwrap();
+    let got = drain_logs(&mut r, 10 * SECOND);
+    let want: Vec<(String, Vec<String>)> = (0..3)
+        .map(|i| (format!("new-{i}"), vec!["new-key".to_string()]))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(r.stats().writer_restarts, 1);
+}

@@ -258,6 +258,14 @@ impl MmapReader {
         self.region.valid_len() > before
     }
 
+    /// Whether the file is now shorter than the bytes this reader knows exist
+    /// (someone truncated it). One `fstat`.
+    pub fn shrunk(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| m.len() < self.region.valid_len() as u64)
+    }
+
     /// `(end, num_entries)` from the dictionary header.
     pub fn dictionary_header(&self) -> Result<(i64, i64), FormatError> {
         dictionary::read_header(&self.region, self.layout.dictionary)
