@@ -71,6 +71,7 @@
 //! file opened again starts with an empty one on both sides.
 
 mod body;
+mod bytes_memo;
 mod kv_memo;
 mod layout;
 mod list_memo;

@@ -11,6 +11,7 @@
 //! the table starts over or forgets entries. Its bytes are bounded; it
 //! allocates nothing once grown.
 
+use super::bytes_memo::BytesMemo;
 use super::strings::quick_hash;
 
 /// Slots (a power of two).
@@ -20,72 +21,31 @@ const MAX_BYTES: usize = 64 << 10;
 /// Longest encoded attribute kept.
 const MAX_ATTRIBUTE: usize = 256;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// Encoded attribute, then its flat form, in `bytes`.
-    at: u32,
-    encoded: u16,
-    flat: u16,
-    /// What tells the key apart from others (the writer's key word).
-    key: u64,
-}
+/// Flat forms of encoded attributes, each with the writer's key word (what
+/// tells its key apart from others).
+#[derive(Debug, Default)]
+pub(crate) struct KeyValueMemo(BytesMemo<SLOTS, MAX_BYTES, MAX_ATTRIBUTE>);
 
-/// Flat forms of encoded attributes.
-#[derive(Debug)]
-pub(crate) struct KeyValueMemo {
-    slots: Box<[Slot]>,
-    bytes: Vec<u8>,
-}
-
-impl Default for KeyValueMemo {
-    fn default() -> Self {
-        KeyValueMemo {
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
-            bytes: Vec::new(),
-        }
-    }
-}
-
-fn slot_of(encoded: &[u8]) -> usize {
-    (quick_hash(encoded) >> 55) as usize & (SLOTS - 1)
+/// The hash a slot is picked by (the top bits of `quick_hash`).
+fn hash_of(encoded: &[u8]) -> u64 {
+    quick_hash(encoded) >> 55
 }
 
 impl KeyValueMemo {
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
-        self.slots.fill(Slot::default());
-        self.bytes.clear();
+        self.0.clear();
     }
 
     /// The flat form and key word of `encoded`, if kept.
     #[inline]
     pub(crate) fn get(&self, encoded: &[u8]) -> Option<(&[u8], u64)> {
-        let s = self.slots[slot_of(encoded)];
-        if s.encoded == 0 {
-            return None;
-        }
-        let at = s.at as usize;
-        let mid = at + s.encoded as usize;
-        (&self.bytes[at..mid] == encoded).then(|| (&self.bytes[mid..mid + s.flat as usize], s.key))
+        self.0.get(encoded, hash_of(encoded))
     }
 
     /// Keeps the flat form `flat` (key word `key`) of `encoded`.
     pub(crate) fn put(&mut self, encoded: &[u8], flat: &[u8], key: u64) {
-        if encoded.is_empty() || encoded.len() > MAX_ATTRIBUTE || flat.len() > MAX_ATTRIBUTE {
-            return;
-        }
-        if self.bytes.len() + encoded.len() + flat.len() > MAX_BYTES {
-            self.clear();
-        }
-        let at = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(encoded);
-        self.bytes.extend_from_slice(flat);
-        self.slots[slot_of(encoded)] = Slot {
-            at,
-            encoded: encoded.len() as u16,
-            flat: flat.len() as u16,
-            key,
-        };
+        self.0.put(encoded, hash_of(encoded), flat, key);
     }
 }
 
@@ -107,6 +67,6 @@ mod tests {
         for i in 0..10_000u32 {
             m.put(&i.to_le_bytes(), b"f", 1);
         }
-        assert!(m.bytes.len() <= MAX_BYTES);
+        assert!(m.0.bytes_len() <= MAX_BYTES);
     }
 }

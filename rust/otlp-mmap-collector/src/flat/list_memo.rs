@@ -18,6 +18,7 @@
 //! entries. Its bytes are bounded; it allocates
 //! nothing once grown.
 
+use super::bytes_memo::BytesMemo;
 use crate::bytes_hash::bytes_hash;
 
 /// Slots (a power of two).
@@ -27,35 +28,9 @@ const MAX_BYTES: usize = 64 << 10;
 /// Longest encoded list (and flat form) kept.
 pub(crate) const MAX_LIST: usize = 2048;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// Encoded list, then its flat form, in `bytes` (`encoded` 0: empty slot).
-    at: u32,
-    encoded: u32,
-    flat: u32,
-}
-
 /// Flat forms of encoded attribute lists.
-#[derive(Debug)]
-pub(crate) struct AttributeListMemo {
-    slots: Box<[Slot]>,
-    bytes: Vec<u8>,
-}
-
-impl Default for AttributeListMemo {
-    fn default() -> Self {
-        AttributeListMemo {
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
-            bytes: Vec::new(),
-        }
-    }
-}
-
-/// The slot of the hash of a list (its low bits: `FxHasher::finish` puts
-/// its best-mixed bits there).
-fn slot_of(hash: u64) -> usize {
-    hash as usize & (SLOTS - 1)
-}
+#[derive(Debug, Default)]
+pub(crate) struct AttributeListMemo(BytesMemo<SLOTS, MAX_BYTES, MAX_LIST>);
 
 /// The hash an encoded list is kept by.
 #[inline]
@@ -66,42 +41,18 @@ pub(crate) fn list_hash(encoded: &[u8]) -> u64 {
 impl AttributeListMemo {
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
-        self.slots.fill(Slot::default());
-        self.bytes.clear();
+        self.0.clear();
     }
 
     /// The flat form of the encoded list `encoded` (of hash `hash`), if kept.
     #[inline]
     pub(crate) fn get(&self, encoded: &[u8], hash: u64) -> Option<&[u8]> {
-        let s = self.slots[slot_of(hash)];
-        if s.encoded == 0 {
-            return None;
-        }
-        let at = s.at as usize;
-        let mid = at + s.encoded as usize;
-        if self.bytes.get(at..mid)? != encoded {
-            return None;
-        }
-        self.bytes.get(mid..mid + s.flat as usize)
+        self.0.get(encoded, hash).map(|(flat, _)| flat)
     }
 
     /// Keeps the flat form `flat` of the encoded list `encoded` (of hash `hash`).
     pub(crate) fn put(&mut self, encoded: &[u8], hash: u64, flat: &[u8]) {
-        if encoded.is_empty() || encoded.len() > MAX_LIST || flat.len() > MAX_LIST {
-            return;
-        }
-        if self.bytes.len() + encoded.len() + flat.len() > MAX_BYTES {
-            self.clear();
-        }
-        // Fits in u32: the bytes are bounded.
-        let at = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(encoded);
-        self.bytes.extend_from_slice(flat);
-        self.slots[slot_of(hash)] = Slot {
-            at,
-            encoded: encoded.len() as u32,
-            flat: flat.len() as u32,
-        };
+        self.0.put(encoded, hash, flat, 0);
     }
 }
 
@@ -126,7 +77,7 @@ mod tests {
             let l = [&i.to_le_bytes()[..], &[0; 60]].concat();
             m.put(&l, list_hash(&l), &[1; 100]);
             assert_eq!(m.get(&l, list_hash(&l)), Some(&[1; 100][..]));
-            assert!(m.bytes.len() <= MAX_BYTES);
+            assert!(m.0.bytes_len() <= MAX_BYTES);
         }
         let long = vec![1; MAX_LIST + 1];
         m.put(&long, list_hash(&long), b"f");
