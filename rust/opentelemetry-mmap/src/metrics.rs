@@ -12,7 +12,9 @@
 //! | `Gauge<u64/i64/f64>`, observable gauges | `Gauge` |
 //!
 //! Every `add`/`record` writes one raw `Measurement` (metric ref, attributes,
-//! time, `as_long` for integers or `as_double`, and the span context of the
+//! time from the coarse wall clock ([`crate::clock::measurement_now_unix_nano`]:
+//! it dates only a gauge's last value and an exemplar, to a kernel tick),
+//! `as_long` for integers or `as_double`, and the span context of the
 //! active span if there is one); the collector aggregates. A `u64` above
 //! `i64::MAX` is written as `as_double`.
 //!
@@ -35,7 +37,7 @@ use opentelemetry::metrics::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use otlp_mmap_core::{RingKind, proto};
 
-use crate::clock::now_unix_nano;
+use crate::clock::measurement_now_unix_nano;
 use crate::encode::{EncodedKey, SpanIds, put_attrs, put_span_context};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
@@ -390,7 +392,7 @@ pub(crate) fn write_measurement(
         file.drop_for_missing_entry(RingKind::Measurements);
         return;
     }
-    let time = now_unix_nano();
+    let time = measurement_now_unix_nano();
     with_keys(file, |keys| {
         keys.write(RingKind::Measurements, |w, k| {
             w.encoded(metric);
