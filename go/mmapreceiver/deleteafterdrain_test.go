@@ -2,10 +2,14 @@ package mmapreceiver
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,4 +126,50 @@ func TestDeleteAfterDrainKeepsAnIdleLiveWritersFile(t *testing.T) {
 	_, err := os.Stat(tw.path)
 	require.NoError(t, err)
 	require.NoError(t, tw.count(nextID("alive"), 1))
+}
+
+// A writer that died holding a claimed measurement slot it never published,
+// after everything it published was collected: the reader skips the slot as
+// abandoned, which is the last thing to read, so the file is drained and
+// deleted (the abandoned slot counts as read for "anything new since the
+// last collection", as it does for the library's drained check).
+func TestDeleteAfterDrainRemovesTheFileOfAWriterThatDiedWithAMeasurementClaimed(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	cfg := testConfig(t.TempDir())
+	tw, ms := writeAndDeliver(t, cfg, tel)
+	claimMeasurementSlot(t, tw.path)
+	tw.close()
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(tw.path)
+		return os.IsNotExist(err)
+	}, waitFor, time.Millisecond, "the file of the dead writer is drained and deleted")
+	require.Eventually(t, func() bool { return sumOf(t, tel, "otelcol_receiver_mmap_abandoned_slots") == 1 }, waitFor, time.Millisecond)
+	c := newCollected()
+	c.addMetrics(ms.AllMetrics())
+	assert.Len(t, c.sums, 1)
+	for _, v := range c.sums {
+		assert.Equal(t, int64(7), v)
+	}
+}
+
+// claimMeasurementSlot does what a writer killed between its claim and its
+// publish leaves behind: writer_index of the measurements ring one further,
+// the slot's availability flag untouched.
+func claimMeasurementSlot(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	const page = 4096
+	header, err := syscall.Mmap(int(f.Fd()), 0, page, syscall.PROT_READ, syscall.MAP_SHARED)
+	require.NoError(t, err)
+	ring := binary.LittleEndian.Uint64(header[24:32]) // the file header's measurements offset
+	require.NoError(t, syscall.Munmap(header))
+	base := int64(ring) &^ (page - 1)
+	m, err := syscall.Mmap(int(f.Fd()), base, page, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, syscall.Munmap(m)) }()
+	writerIndex := (*int64)(unsafe.Pointer(&m[int64(ring)-base+24])) // the ring header's writer_index
+	atomic.AddInt64(writerIndex, 1)
 }

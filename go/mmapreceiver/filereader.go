@@ -389,14 +389,17 @@ func (l *signalLoop) collect(now time.Time, refresh bool) (busy bool, err error)
 	return false, nil
 }
 
-// metricsRead is the measurements read (or found corrupt) so far. The
-// caller holds fr.mu.
+// metricsRead is the measurement slots consumed so far: read, found
+// corrupt, or skipped as abandoned (claimed by a writer that never
+// published them), as the library's drained check counts them. A skipped
+// slot left out would leave a dead writer's file "not drained" when it is
+// the last thing read after a collection. The caller holds fr.mu.
 func (l *signalLoop) metricsRead() (uint64, error) {
 	s, err := l.fr.rd.Stats()
 	if err != nil {
 		return 0, err
 	}
-	return s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics], nil
+	return s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics] + s.AbandonedSlots[ffi.Metrics], nil
 }
 
 func (l *signalLoop) abandonSpans() error {
