@@ -636,37 +636,6 @@ impl Attrs for [(Key, AnyValue)] {
     }
 }
 
-impl Attrs for [Option<(Key, AnyValue)>] {
-    #[inline]
-    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
-        for (k, v) in self.iter().flatten() {
-            f(k.as_str(), Val::Any(v));
-        }
-    }
-
-    #[inline]
-    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
-        for (k, v) in self.iter().flatten() {
-            put_kv(w, field, k.as_str(), Val::Any(v), keys);
-        }
-    }
-}
-
-/// Two attribute lists, one after the other.
-impl<A: Attrs + ?Sized, B: Attrs + ?Sized> Attrs for (&A, &B) {
-    #[inline]
-    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
-        self.0.for_each_attr(f);
-        self.1.for_each_attr(f);
-    }
-
-    #[inline]
-    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
-        self.0.put_each(w, field, keys);
-        self.1.put_each(w, field, keys);
-    }
-}
-
 /// Writes a repeated `KeyValueRef` field.
 #[inline]
 pub(crate) fn put_attrs<K: KeyRefs + ?Sized>(

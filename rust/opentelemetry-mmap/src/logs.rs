@@ -14,7 +14,7 @@
 //! | target | not stored (v1 has no field for it) |
 //!
 //! A record keeps its first [`INLINE_ATTRIBUTES`] attributes inline (no heap
-//! allocation); further ones go to a `Vec`.
+//! allocation, in a `SmallVec`); it moves to the heap only beyond them.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry::{InstrumentationScope, Key};
+use smallvec::SmallVec;
 
 use crate::clock::{now_unix_nano, unix_nano};
 use crate::encode::{EncodedKey, SpanIds, Val};
@@ -81,9 +82,7 @@ pub struct MmapLogRecord {
     severity_number: Option<Severity>,
     body: Option<AnyValue>,
     trace_context: Option<SpanIds>,
-    inline: [Option<(Key, AnyValue)>; INLINE_ATTRIBUTES],
-    inline_len: usize,
-    overflow: Vec<(Key, AnyValue)>,
+    attributes: SmallVec<[(Key, AnyValue); INLINE_ATTRIBUTES]>,
 }
 
 impl LogRecord for MmapLogRecord {
@@ -134,13 +133,7 @@ impl LogRecord for MmapLogRecord {
         K: Into<Key>,
         V: Into<AnyValue>,
     {
-        let kv = (key.into(), value.into());
-        if self.inline_len < INLINE_ATTRIBUTES {
-            self.inline[self.inline_len] = Some(kv);
-            self.inline_len += 1;
-        } else {
-            self.overflow.push(kv);
-        }
+        self.attributes.push((key.into(), value.into()));
     }
 
     fn set_trace_context(
@@ -181,11 +174,7 @@ impl Logger for MmapLogger {
         };
         let file = &*self.file;
         with_keys(file, |keys| {
-            let attrs = (
-                &record.inline[..record.inline_len],
-                record.overflow.as_slice(),
-            );
-            write_log_event(keys, &info, &attrs);
+            write_log_event(keys, &info, record.attributes.as_slice());
         });
     }
 
