@@ -64,6 +64,11 @@ pub use drained::{NotRemoved, RemoveOutcome};
 
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
+/// How long (reader clock) a writer's restart in place may stay impossible
+/// to follow (its new stream does not open: still being initialised, or a
+/// file this reader cannot read) before polls return the reason: 10 s, far
+/// longer than any writer takes to initialise a file.
+const RESTART_FOLLOW_TIMEOUT_NANOS: u64 = 10_000_000_000;
 /// Most span events or measurements ingested by one poll.
 const INGEST_BUDGET: usize = 65_536;
 /// Default of [`ReaderOptions::stuck_slot_timeout_nanos`]: 2 s. A writer
@@ -346,7 +351,34 @@ struct Stream {
     generation: u64,
 }
 
+/// The writer started over in place: a ring of the old stream was not given
+/// back to the writers.
+struct StartedOver;
+
 impl Stream {
+    /// Gives ring `i`'s slots up to and including `seq` back to the writers,
+    /// unless the writer started over in place since this stream was opened.
+    /// The new writer's rings are not this stream's to release: a reset ring
+    /// stores -1 in `reader_index`, which is also what a stream that never
+    /// released expects, so the compare-and-swap alone would give the new
+    /// writer's first records back unread. (A start time stored between this
+    /// check and the swap still gets through; the format fixes no order
+    /// between the two.)
+    fn release_to(&mut self, i: usize, seq: i64) -> Result<(), StartedOver> {
+        if self.file.start_time_changed() {
+            return Err(StartedOver);
+        }
+        self.rings[i]
+            .release_to(self.file.region(), seq)
+            .map_err(|_| StartedOver)
+    }
+
+    /// [`release_to`](Self::release_to) everything read from ring `i`.
+    fn release(&mut self, i: usize) -> Result<(), StartedOver> {
+        let last = self.rings[i].next_sequence().wrapping_sub(1);
+        self.release_to(i, last)
+    }
+
     /// The stream a writer started over in place, in the same file: opened
     /// through the file already open (its reader lock, and no new open of
     /// the path, which may lead elsewhere by now).
@@ -402,6 +434,12 @@ pub struct FileReader {
     /// Measurements taken from the ring when the aggregates were last
     /// collected (a file is drained only when none came since).
     consumed_at_collect: u64,
+    /// Since when (reader clock) the writer's restart in place could not be
+    /// followed (the new stream would not open), if it cannot now.
+    restart_unfollowed_since: Option<u64>,
+    /// Why a restart could not be followed for [`RESTART_FOLLOW_TIMEOUT_NANOS`]:
+    /// every poll returns it from then on.
+    restart_failed: Option<FormatError>,
     /// Keep span events and measurements in their rings until a checkpoint
     /// that covers them is stored ([`FileReader::set_hold_until_checkpoint`]).
     hold_until_checkpoint: bool,
@@ -515,6 +553,8 @@ impl FileReader {
             writer_gone: false,
             retired: Retired::default(),
             consumed_at_collect: 0,
+            restart_unfollowed_since: None,
+            restart_failed: None,
             hold_until_checkpoint: false,
             checkpoint_positions: None,
             delivery: delivery::Delivery::default(),
@@ -564,6 +604,9 @@ impl FileReader {
         // (the SIGBUS guard) and poisons the mapping: the file is given up.
         self.check_poisoned()?;
         self.check_file(signal, now);
+        if let Some(e) = &self.restart_failed {
+            return Err(e.clone().into());
+        }
         // A restart not followed yet (the new stream cannot be opened yet):
         // the rings may hold the new writer's records, which the old
         // stream must not read. Only a batch already made is handed out.
@@ -609,11 +652,7 @@ impl FileReader {
             && self.options.consume
         {
             self.check_poisoned()?;
-            let region = self.stream.file.region();
-            if self.stream.rings[signal as usize]
-                .release_to(region, seq)
-                .is_err()
-            {
+            if self.stream.release_to(signal as usize, seq).is_err() {
                 // reader_index moved under us: the writer started over in
                 // place. The batch was delivered; the next poll switches to
                 // the new stream.
@@ -736,11 +775,13 @@ impl FileReader {
         }
     }
 
-    /// Records taken from the signal's ring so far (decoded or skipped as
-    /// corrupt): a caller sees progress without a batch by comparing it.
+    /// Records taken from the signal's ring so far (decoded, or skipped as
+    /// corrupt or abandoned), in every stream of the file: a caller sees
+    /// progress without a batch by comparing it; it never goes back.
     pub fn records_consumed(&self, signal: Signal) -> u64 {
         self.stats.records_read[signal as usize]
             + self.stats.corrupt_records[signal as usize]
+            + self.stats.abandoned_slots[signal as usize]
             + self.stream.rings[signal as usize].abandoned()
     }
 
@@ -910,10 +951,22 @@ impl FileReader {
 
     fn switch_stream(&mut self, now: u64) {
         let generation = self.stream.generation + 1;
-        let Ok(next) = self.stream.reopen(&self.options, generation) else {
-            // The new file is not readable yet (still being initialised): try at the next check.
-            return;
+        let next = match self.stream.reopen(&self.options, generation) {
+            Ok(next) => next,
+            Err(e) => {
+                // The new file is not readable yet (still being initialised):
+                // tried again at the next check, and given up once it stayed
+                // unreadable for RESTART_FOLLOW_TIMEOUT_NANOS (a file this
+                // reader cannot read: another version, too large), so that
+                // the file is not waited on for ever in silence.
+                let since = *self.restart_unfollowed_since.get_or_insert(now);
+                if now.saturating_sub(since) >= RESTART_FOLLOW_TIMEOUT_NANOS {
+                    self.restart_failed = Some(e);
+                }
+                return;
+            }
         };
+        self.restart_unfollowed_since = None;
         // Nothing more is read from the old stream: once the start time
         // changed, a record in the rings may be the new writer's, which the
         // old stream's dictionary would misread (and the new stream, which
@@ -1006,10 +1059,7 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume
-            && !self.hold_until_checkpoint
-            && s.rings[i].release(s.file.region()).is_err()
-        {
+        if self.options.consume && !self.hold_until_checkpoint && s.release(i).is_err() {
             // The events are in the assembler's memory now; reader_index moved
             // under us: the writer started over.
             self.change = FileChange::Restarted;
@@ -1160,7 +1210,7 @@ impl FileReader {
         }
         let last = s.rings[i].next_sequence().wrapping_sub(1);
         if items == 0 {
-            if advanced && self.options.consume && s.rings[i].release(s.file.region()).is_err() {
+            if advanced && self.options.consume && s.release(i).is_err() {
                 // Only corrupt or abandoned slots: nothing to deliver, they
                 // were given back now, unless the writer started over.
                 self.change = FileChange::Restarted;
@@ -1237,10 +1287,7 @@ impl FileReader {
             }
             s.rings[i].advance();
         }
-        if self.options.consume
-            && !self.hold_until_checkpoint
-            && s.rings[i].release(s.file.region()).is_err()
-        {
+        if self.options.consume && !self.hold_until_checkpoint && s.release(i).is_err() {
             self.change = FileChange::Restarted;
         }
     }

@@ -143,13 +143,12 @@ impl FileReader {
             return Ok(());
         }
         self.check_poisoned()?;
-        let region = self.stream.file.region();
         for (signal, seq) in [
             (Signal::Traces, positions[0]),
             (Signal::Metrics, positions[1]),
         ] {
-            let ring = &mut self.stream.rings[signal as usize];
-            if seq > ring.released() && ring.release_to(region, seq).is_err() {
+            let i = signal as usize;
+            if seq > self.stream.rings[i].released() && self.stream.release_to(i, seq).is_err() {
                 // reader_index moved under us: the writer started over.
                 self.change = FileChange::Restarted;
             }
