@@ -399,6 +399,26 @@ impl DictionaryCache {
         Some(m)
     }
 
+    /// Resolves the scope at `reference` and its resource into the cache now
+    /// (if the cache has room), while the dictionary still holds what the
+    /// record naming it was written with: spans and aggregates are encoded
+    /// later, possibly after the writer started over in place and wrote a new
+    /// dictionary over the old one. A ref that does not resolve is counted in
+    /// `bad_refs` when it is encoded, not here.
+    pub(crate) fn warm_scope(&mut self, file: &MmapReader, reference: i64) {
+        if reference == 0 || self.scopes.contains_key(&reference) {
+            return;
+        }
+        let bad_refs = self.bad_refs;
+        let mut body = Vec::new();
+        let resource_ref = self.encode_scope(file, reference, &mut body);
+        if resource_ref != 0 && !self.resources.contains_key(&resource_ref) {
+            body.clear();
+            self.encode_resource(file, resource_ref, &mut body);
+        }
+        self.bad_refs = bad_refs;
+    }
+
     /// The scope at `reference` (an empty scope for ref 0 or a bad ref).
     pub fn scope(&mut self, file: &MmapReader, reference: i64) -> ScopeEntry {
         let mut body = Vec::new();

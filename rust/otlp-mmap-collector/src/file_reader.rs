@@ -40,6 +40,8 @@
 //! and the reference Java writer publishes an all-zero slot when a record
 //! did not fit its slot. It is counted in `corrupt_records`, never delivered.
 
+use std::collections::VecDeque;
+
 use otlp_mmap_core::ring::StrandedSlots;
 use otlp_mmap_core::view::{EventView, SpanEventView};
 use otlp_mmap_core::{
@@ -58,9 +60,11 @@ use crate::spans::{GiveUpReason, InFlight, SpanAssembler, SpanLimits, encode_spa
 mod checkpoint;
 mod delivery;
 mod drained;
+mod retired_stream;
 pub use checkpoint::{CHECKPOINT_VERSION, CheckpointRejected, Restored};
 pub use delivery::{DELIVERY_MARKER_MAX_BYTES, MarkerRejected, Skipped};
 pub use drained::{NotRemoved, RemoveOutcome};
+use retired_stream::RetiredStream;
 
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
@@ -431,6 +435,9 @@ pub struct FileReader {
     writer_gone: bool,
     /// Counters of the streams before the current one (writer restarts).
     retired: Retired,
+    /// Streams the writer started over from that still have something to
+    /// deliver.
+    retired_streams: VecDeque<RetiredStream>,
     /// Measurements taken from the ring when the aggregates were last
     /// collected (a file is drained only when none came since).
     consumed_at_collect: u64,
@@ -552,6 +559,7 @@ impl FileReader {
             change: FileChange::None,
             writer_gone: false,
             retired: Retired::default(),
+            retired_streams: VecDeque::new(),
             consumed_at_collect: 0,
             restart_unfollowed_since: None,
             restart_failed: None,
@@ -618,7 +626,8 @@ impl FileReader {
                     if !self.measurements_stopped {
                         self.ingest_measurements(now);
                     }
-                    None
+                    // Aggregates of a stream the writer started over from.
+                    self.collect_retired_aggregates(now)
                 }
             };
             self.pending[signal as usize] = made;
@@ -818,6 +827,11 @@ impl FileReader {
         st.in_flight_spans = self.assembler.in_flight() as u64;
         let mut retired = self.retired;
         retired.add(&self.stream.dict, self.aggregator.counters);
+        for r in &self.retired_streams {
+            let (bad_refs, clears) = r.counter_growth();
+            retired.bad_refs += bad_refs;
+            retired.cache_clears += clears;
+        }
         st.bad_refs = retired.bad_refs;
         st.dictionary_cache_clears = retired.cache_clears;
         st.metric_overflows = retired.metrics.overflows;
@@ -974,11 +988,14 @@ impl FileReader {
         // Spans still open in the old stream will never end.
         self.assembler
             .give_up_all(now, GiveUpReason::WriterRestarted);
-        // Keep the old stream's aggregates if they can still be delivered.
-        if self.pending[Signal::Metrics as usize].is_none() {
+        // The old stream's aggregates: collected now if no metrics batch is
+        // pending, else kept with the old stream for the next batch.
+        let metrics_pending = self.pending[Signal::Metrics as usize].is_some();
+        if !metrics_pending {
             self.collect_aggregates(now);
         }
-        // Completed spans still reference the old stream's scopes: encode them now.
+        // Completed spans reference the old stream's scopes: encoded now if
+        // no traces batch is pending, the rest kept with the old stream.
         while self.assembler.completed_len() > 0 && self.pending[Signal::Traces as usize].is_none()
         {
             let made = self.encode_traces();
@@ -986,6 +1003,10 @@ impl FileReader {
         }
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
+        let spans_left = self
+            .assembler
+            .completed_len()
+            .saturating_sub(self.retired_spans());
         for (i, ring) in self.stream.rings.iter().enumerate() {
             self.stats.abandoned_slots[i] += ring.abandoned();
         }
@@ -994,11 +1015,19 @@ impl FileReader {
         if next.file.start_time_unix_nano() != self.stream.file.start_time_unix_nano() {
             self.stats.writer_restarts += 1;
         }
-        self.stream = next;
-        self.aggregator = MetricAggregator::with_max_bytes(
-            self.options.metric_cardinality_limit,
-            self.stream.file.start_time_unix_nano(),
-            self.options.max_metric_bytes,
+        let old = std::mem::replace(&mut self.stream, next);
+        let old_aggregator = std::mem::replace(
+            &mut self.aggregator,
+            MetricAggregator::with_max_bytes(
+                self.options.metric_cardinality_limit,
+                self.stream.file.start_time_unix_nano(),
+                self.options.max_metric_bytes,
+            ),
+        );
+        self.retire_stream(
+            old.dict,
+            spans_left,
+            metrics_pending.then_some(old_aggregator),
         );
         self.change = FileChange::None;
         self.writer_gone = false;
@@ -1070,21 +1099,31 @@ impl FileReader {
     fn encode_traces(&mut self) -> Option<Pending> {
         self.skip_delivered_spans();
         let s = &mut self.stream;
+        // The spans of streams the writer started over from come first, each
+        // with its own dictionary (see `retired_stream.rs`).
+        let (dict, max_spans, retired) = match self.retired_streams.iter_mut().find(|r| r.spans > 0)
+        {
+            Some(r) => (&mut r.dict, self.options.max_batch_spans.min(r.spans), true),
+            None => (&mut s.dict, self.options.max_batch_spans, false),
+        };
         if self.options.flat_handoff {
             // The flat batch is written from the spans; their request only
             // if it is needed (see `encode_pending_spans`).
             let mut flat = self.spare.pop().unwrap_or_default();
             let mut spans = std::mem::take(&mut self.spare_spans);
             let items = self.assembler.flat_completed(
-                self.options.max_batch_spans,
+                max_spans,
                 self.options.max_batch_bytes,
                 &s.file,
-                &mut s.dict,
+                dict,
                 &mut self.request,
                 &mut self.flat[Signal::Traces as usize],
                 &mut flat,
                 &mut spans,
             );
+            if retired {
+                self.retired_spans_taken(items);
+            }
             if items == 0 {
                 self.recycle(flat);
                 self.spare_spans = spans;
@@ -1106,13 +1145,16 @@ impl FileReader {
         }
         let mut bytes = self.spare.pop().unwrap_or_default();
         let items = self.assembler.encode_completed(
-            self.options.max_batch_spans,
+            max_spans,
             self.options.max_batch_bytes,
             &s.file,
-            &mut s.dict,
+            dict,
             &mut self.request,
             &mut bytes,
         );
+        if retired {
+            self.retired_spans_taken(items);
+        }
         if items == 0 {
             self.recycle(bytes);
             return None;

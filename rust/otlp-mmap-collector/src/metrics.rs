@@ -416,6 +416,7 @@ impl MetricAggregator {
             }
             return None;
         };
+        dict.warm_scope(file, def.instrumentation_scope_ref);
         let state = new_state(def, self.stream_start);
         let cost = METRIC_COST
             + state.name.len()

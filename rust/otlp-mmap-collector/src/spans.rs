@@ -726,6 +726,7 @@ impl SpanAssembler {
                 open.kind = kind;
                 open.start_time_unix_nano = start_time_unix_nano;
                 open.scope_ref = ev.scope_ref;
+                dict.warm_scope(file, ev.scope_ref);
                 open.seen_at = now;
                 open.bytes = SPAN_COST + open.name.len() + open.parent_span_id.len();
                 set_attributes(

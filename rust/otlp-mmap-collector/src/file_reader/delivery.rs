@@ -223,6 +223,7 @@ impl FileReader {
         let n = usize::try_from(self.delivery.skip_spans).unwrap_or(usize::MAX);
         let taken = self.assembler.drop_completed(n);
         self.delivery.skip_spans -= taken as u64;
+        self.retired_spans_taken(taken);
     }
 
     /// A batch of `signal` with `items` was committed.

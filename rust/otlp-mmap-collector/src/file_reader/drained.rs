@@ -126,7 +126,10 @@ impl FileReader {
                 self.assembler.in_flight() == 0 && self.assembler.completed_len() == 0
             }
             Signal::Logs => true,
-            Signal::Metrics => self.records_consumed(Signal::Metrics) == self.consumed_at_collect,
+            Signal::Metrics => {
+                self.records_consumed(Signal::Metrics) == self.consumed_at_collect
+                    && !self.retired_aggregates_left()
+            }
         }
     }
 }

@@ -1,0 +1,180 @@
+//! Measurements the reader aggregated after a collection whose
+//! batch is not committed yet are delivered even when the writer starts
+//! over in place meanwhile.
+
+use std::os::unix::fs::FileExt;
+
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
+use otlp_mmap_core::proto::{self, metric_ref::Aggregation};
+use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use prost::Message;
+
+const SECOND: u64 = 1_000_000_000;
+
+fn config() -> FileConfig {
+    let ring = RingConfig {
+        num_buffers: 64,
+        buffer_size: 256,
+    };
+    FileConfig {
+        events: ring,
+        spans: ring,
+        measurements: ring,
+        dictionary_initial_size: 4096,
+        dictionary_max_size: 1 << 20,
+    }
+}
+
+/// The sum values of a metrics batch.
+fn sums(bytes: &[u8]) -> Vec<i64> {
+    let req = ExportMetricsServiceRequest::decode(bytes).unwrap();
+    let mut out = vec![];
+    for rm in req.resource_metrics {
+        for sm in rm.scope_metrics {
+            for m in sm.metrics {
+                if let Some(metric::Data::Sum(s)) = m.data {
+                    for p in s.data_points {
+                        if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                            out.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn measurements_read_while_a_metrics_batch_is_pending_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let counter = w
+        .intern_message(&proto::MetricRef {
+            name: "c".into(),
+            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+    let add = |v| {
+        let m = proto::Measurement {
+            metric_ref: counter,
+            value: Some(proto::measurement::Value::AsLong(v)),
+            ..Default::default()
+        };
+        w.try_write(RingKind::Measurements, &m).unwrap();
+    };
+    add(5);
+    assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
+    // The batch (5) is handed out; the pipeline refuses it for now.
+    let b = r.poll(Signal::Metrics, SECOND).unwrap().unwrap();
+    let (first, token) = (sums(b.bytes), b.token);
+    assert_eq!(first, [5]);
+    // Another measurement is read meanwhile (as the receiver's collection
+    // attempt does before it finds the previous batch still pending).
+    add(7);
+    r.read_measurements(2 * SECOND);
+    assert_eq!(r.stats().records_read[Signal::Metrics as usize], 2);
+
+    // The writer starts over in place; a logs poll follows it.
+    let fresh = dir.path().join("fresh.otlp");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
+    let bytes = std::fs::read(&fresh).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+    assert!(r.poll(Signal::Logs, 3 * SECOND).unwrap().is_none());
+    assert_eq!(r.stats().writer_restarts, 1);
+
+    r.commit(Signal::Metrics, token).unwrap();
+    // Every later batch: the old stream's last value, 12, must come.
+    let mut later = vec![];
+    for i in 4..8 {
+        r.collect_metrics(i * SECOND);
+        if let Some(b) = r.poll(Signal::Metrics, i * SECOND).unwrap() {
+            later.extend(sums(b.bytes));
+            let t = b.token;
+            r.commit(Signal::Metrics, t).unwrap();
+        }
+    }
+    assert!(
+        later.contains(&12),
+        "the 7 read before the restart was lost: {later:?}"
+    );
+    drop((w, w2));
+}
+
+/// A counter's `MetricRef` in `w`'s dictionary.
+fn counter(w: &MmapWriter) -> i64 {
+    w.intern_message(&proto::MetricRef {
+        name: "c".into(),
+        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
+    let m = proto::Measurement {
+        metric_ref,
+        value: Some(proto::measurement::Value::AsLong(v)),
+        ..Default::default()
+    };
+    w.try_write(RingKind::Measurements, &m).unwrap();
+}
+
+#[test]
+fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    add(&w, counter(&w), 1);
+    assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
+    // Handed out and refused while the writer starts over ten times, each
+    // incarnation adding 100 + i, which the reader reads (as the receiver's
+    // collection attempts do).
+    let token = r.poll(Signal::Metrics, SECOND).unwrap().unwrap().token;
+    let mut writers = vec![w];
+    for i in 1..=10u64 {
+        let fresh = dir.path().join(format!("fresh-{i}.otlp"));
+        let wi = MmapWriter::create_with_start_time(&fresh, &config(), 100 + i).unwrap();
+        add(&wi, counter(&wi), 100 + i as i64);
+        let bytes = std::fs::read(&fresh).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&bytes, 0).unwrap();
+        assert!(r.poll(Signal::Logs, (2 * i) * SECOND).unwrap().is_none());
+        r.read_measurements((2 * i + 1) * SECOND);
+        assert_eq!(r.stats().records_read[Signal::Metrics as usize], 1 + i);
+        writers.push(wi);
+    }
+    assert_eq!(r.stats().writer_restarts, 10);
+    r.commit(Signal::Metrics, token).unwrap();
+    let mut later = vec![];
+    for i in 30..50 {
+        if let Some(b) = r.poll(Signal::Metrics, i * SECOND).unwrap() {
+            later.extend(sums(b.bytes));
+            let t = b.token;
+            r.commit(Signal::Metrics, t).unwrap();
+        }
+    }
+    // The aggregates of the first four streams retired with a batch pending
+    // are delivered, each stream's own, in order (the first one's again, as
+    // cumulative values are); later ones are not kept (at most four old
+    // streams are).
+    assert_eq!(later, [1, 101, 102, 103]);
+    // The current stream's aggregates come with the next collection.
+    assert_eq!(r.collect_metrics(60 * SECOND), CollectOutcome::Collected(1));
+    let b = r.poll(Signal::Metrics, 60 * SECOND).unwrap().unwrap();
+    assert_eq!(sums(b.bytes), [110]);
+    drop(writers);
+}

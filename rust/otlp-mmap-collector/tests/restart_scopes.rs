@@ -1,0 +1,186 @@
+//! Spans of the old stream still in the assembler when a writer
+//! starts over in place are encoded with the old stream's scopes, however
+//! many batches they take.
+
+use std::os::unix::fs::FileExt;
+
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
+use otlp_mmap_core::proto::{self, span_event::Event};
+use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use prost::Message;
+
+const SECOND: u64 = 1_000_000_000;
+
+fn config() -> FileConfig {
+    let ring = RingConfig {
+        num_buffers: 64,
+        buffer_size: 256,
+    };
+    FileConfig {
+        events: ring,
+        spans: ring,
+        measurements: ring,
+        dictionary_initial_size: 4096,
+        dictionary_max_size: 1 << 20,
+    }
+}
+
+fn scope(w: &MmapWriter, name: &str) -> i64 {
+    w.intern_message(&proto::InstrumentationScope {
+        name_ref: w.intern_str(name).unwrap(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn end(scope: i64, i: u8) -> proto::SpanEvent {
+    proto::SpanEvent {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        scope_ref: scope,
+        event: Some(Event::End(proto::span_event::EndSpan {
+            end_time_unix_nano: 2,
+            status: None,
+        })),
+    }
+}
+
+fn start(scope: i64, i: u8) -> proto::SpanEvent {
+    proto::SpanEvent {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        scope_ref: scope,
+        event: Some(Event::Start(proto::span_event::StartSpan {
+            name: format!("old-span-{i}"),
+            start_time_unix_nano: 1,
+            ..Default::default()
+        })),
+    }
+}
+
+/// (span name, scope name) of every span of the next traces batches, committed.
+fn drain_spans(r: &mut FileReader, now: u64) -> Vec<(String, String)> {
+    let mut got = vec![];
+    for _ in 0..10 {
+        let Some(b) = r.poll(Signal::Traces, now).unwrap() else {
+            continue;
+        };
+        let token = b.token;
+        let req = ExportTraceServiceRequest::decode(b.bytes).unwrap();
+        r.commit(Signal::Traces, token).unwrap();
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+                for s in ss.spans {
+                    got.push((s.name, scope.clone()));
+                }
+            }
+        }
+    }
+    got.sort();
+    got
+}
+
+#[test]
+fn old_streams_spans_given_up_at_a_restart_keep_their_scope_past_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
+    let opts = ReaderOptions {
+        max_batch_spans: 1,
+        ..ReaderOptions::default()
+    };
+    let mut r = FileReader::open(&path, opts).unwrap();
+    let old_scope = scope(&w, "old.scope");
+    // A span of the old stream delivered with its scope (which the reader
+    // has resolved, and cached, before the restart).
+    w.try_write(RingKind::Spans, &start(old_scope, 9)).unwrap();
+    w.try_write(RingKind::Spans, &end(old_scope, 9)).unwrap();
+    assert_eq!(
+        drain_spans(&mut r, SECOND),
+        [("old-span-9".to_string(), "old.scope".to_string())]
+    );
+    for i in 0..2 {
+        w.try_write(RingKind::Spans, &start(old_scope, i)).unwrap();
+    }
+    // Both spans are read and stay in flight.
+    assert!(r.poll(Signal::Traces, SECOND).unwrap().is_none());
+
+    // The writer starts over in place: its new dictionary has another scope
+    // at the same ref.
+    let fresh = dir.path().join("fresh.otlp");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
+    assert_eq!(scope(&w2, "new.scope"), old_scope);
+    let bytes = std::fs::read(&fresh).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+
+    let got = drain_spans(&mut r, 2 * SECOND);
+    assert_eq!(r.stats().writer_restarts, 1);
+    assert_eq!(
+        got,
+        [
+            ("old-span-0".to_string(), "old.scope".to_string()),
+            ("old-span-1".to_string(), "old.scope".to_string()),
+        ]
+    );
+    drop((w, w2));
+}
+
+#[test]
+fn old_streams_spans_given_up_while_a_traces_batch_is_pending_keep_their_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let old_scope = scope(&w, "old.scope");
+    w.try_write(RingKind::Spans, &start(old_scope, 9)).unwrap();
+    w.try_write(RingKind::Spans, &end(old_scope, 9)).unwrap();
+    w.try_write(RingKind::Spans, &start(old_scope, 0)).unwrap();
+    // A traces batch (span 9, its scope resolved and cached) is handed out
+    // and not committed yet (the pipeline refused it, say); span 0 is in flight.
+    let token = r.poll(Signal::Traces, SECOND).unwrap().unwrap().token;
+
+    // The writer starts over in place; a logs poll follows it.
+    let fresh = dir.path().join("fresh.otlp");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
+    assert_eq!(scope(&w2, "new.scope"), old_scope);
+    let bytes = std::fs::read(&fresh).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+    assert!(r.poll(Signal::Logs, 2 * SECOND).unwrap().is_none());
+    assert_eq!(r.stats().writer_restarts, 1);
+
+    r.commit(Signal::Traces, token).unwrap();
+    assert_eq!(
+        drain_spans(&mut r, 3 * SECOND),
+        [("old-span-0".to_string(), "old.scope".to_string())]
+    );
+    drop((w, w2));
+}
+
+#[test]
+fn a_span_in_flight_at_a_restart_keeps_a_scope_never_resolved_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
+    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let old_scope = scope(&w, "old.scope");
+    w.try_write(RingKind::Spans, &start(old_scope, 0)).unwrap();
+    // Read; in flight, its scope not resolved yet (only a batch resolves it).
+    assert!(r.poll(Signal::Traces, SECOND).unwrap().is_none());
+
+    let fresh = dir.path().join("fresh.otlp");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
+    assert_eq!(scope(&w2, "new.scope"), old_scope);
+    let bytes = std::fs::read(&fresh).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+
+    assert_eq!(
+        drain_spans(&mut r, 2 * SECOND),
+        [("old-span-0".to_string(), "old.scope".to_string())]
+    );
+    drop((w, w2));
+}
