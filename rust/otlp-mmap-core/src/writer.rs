@@ -70,18 +70,7 @@ impl MmapWriter {
         let name = path
             .file_name()
             .ok_or_else(|| FormatError::Config(format!("{} has no file name", path.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| FormatError::Io(format!("cannot create {}: {e}", tmp.display())))?;
+        let (file, tmp) = create_temporary(dir, &name.to_string_lossy())?;
         let created = Self::prepare(
             file,
             &path,
@@ -114,8 +103,17 @@ impl MmapWriter {
             len: file_len,
             reason: format!("{}: {e}", tmp.display()),
         })?;
-        let dictionary_max_end =
-            layout.dictionary + DICTIONARY_HEADER_LEN + config.dictionary_max_size;
+        let dictionary_max_end = layout
+            .dictionary
+            .checked_add(DICTIONARY_HEADER_LEN)
+            .and_then(|end| end.checked_add(config.dictionary_max_size))
+            .filter(|&end| usize::try_from(end).is_ok())
+            .ok_or_else(|| {
+                FormatError::Config(format!(
+                    "dictionary_max_size {} is larger than an address space",
+                    config.dictionary_max_size
+                ))
+            })?;
         let region = SharedRegion::map(&file, dictionary_max_end as usize, file_len as usize)?;
         // On tmpfs the rings' pages are mapped now, not at the first record
         // written into each (best effort: see `SharedRegion::prefault`).
@@ -360,6 +358,44 @@ impl MmapWriter {
         self.region.extend_valid_len(grown as usize);
         Ok(())
     }
+}
+
+/// Temporary files this process created (part of their names).
+static TEMPORARIES: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new, empty temporary file in `dir` for a file to be named
+/// `name`, open for reading and writing: `.{name}.{pid}.{n}.tmp`, with `n`
+/// unique in this process and the file created exclusively, so that two
+/// threads building files at the same path never share one (each would
+/// truncate the file the other had mapped: a `SIGBUS` at the next store).
+fn create_temporary(dir: &Path, name: &str) -> Result<(File, PathBuf), FormatError> {
+    let pid = std::process::id();
+    let mut last = None;
+    // A name left by a crashed process whose pid came back is skipped.
+    for _ in 0..16 {
+        let n = TEMPORARIES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{pid}.{n}.tmp"));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((file, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(tmp),
+            Err(e) => {
+                return Err(FormatError::Io(format!(
+                    "cannot create {}: {e}",
+                    tmp.display()
+                )));
+            }
+        }
+    }
+    Err(FormatError::Io(format!(
+        "cannot create a temporary file in {}: {} and 15 other names exist",
+        dir.display(),
+        last.map(|p| p.display().to_string()).unwrap_or_default()
+    )))
 }
 
 /// The wall clock in nanoseconds since the Unix epoch.
