@@ -319,9 +319,17 @@ use otlp_mmap_core::tags::key_value_ref::{KEY_REF as KV_KEY_REF, VALUE as KV_VAL
 pub(crate) fn put_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: Val<'_>, keys: &mut K) {
     match v {
         Val::Attr(v) => put_attr_value(w, v),
-        Val::Any(v) => put_any_value(w, v, keys),
+        Val::Any(v) => put_any_value(w, v, keys, 0),
     }
 }
+
+/// Levels of arrays and maps inside an `AnyValue` that are written; values
+/// nested deeper are written empty. The encoder recurses once per level, so
+/// this bounds its stack whatever the application hands it (a value nested
+/// thousands deep overflowed the stack of the emitting thread, an abort of
+/// the application). The collector reads 16 levels; the Python binding
+/// writes 32, as here.
+pub(crate) const MAX_VALUE_DEPTH: u32 = 32;
 
 #[inline]
 fn put_attr_value(w: &mut ProtoWriter<'_>, v: &Value) {
@@ -363,7 +371,16 @@ fn put_array(w: &mut ProtoWriter<'_>, a: &Array) {
     w.end(array);
 }
 
-fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, keys: &mut K) {
+/// Writes `v`, which is `depth` arrays or maps deep in the value written.
+fn put_any_value<K: KeyRefs + ?Sized>(
+    w: &mut ProtoWriter<'_>,
+    v: &AnyValue,
+    keys: &mut K,
+    depth: u32,
+) {
+    if depth > MAX_VALUE_DEPTH {
+        return;
+    }
     match v {
         AnyValue::Int(i) => w.varint_field(AV_INT, *i as u64),
         AnyValue::Double(f) => w.fixed64_field(AV_DOUBLE, f.to_bits()),
@@ -374,7 +391,7 @@ fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, key
             let list = w.begin(AV_ARRAY);
             for item in items.iter() {
                 let m = w.begin(ARRAY_VALUES);
-                put_any_value(w, item, keys);
+                put_any_value(w, item, keys, depth + 1);
                 w.end(m);
             }
             w.end(list);
@@ -382,7 +399,13 @@ fn put_any_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: &AnyValue, key
         AnyValue::Map(map) => {
             let list = w.begin(AV_KVLIST);
             for (k, v) in map.iter() {
-                put_kv(w, KVLIST_VALUES, k.as_str(), Val::Any(v), keys);
+                let key_ref = keys.encoded_key(k.as_str());
+                let kv = w.begin(KVLIST_VALUES);
+                w.short(&key_ref.bytes, key_ref.len as usize);
+                let value = w.begin(KV_VALUE);
+                put_any_value(w, v, keys, depth + 1);
+                w.end(value);
+                w.end(kv);
             }
             w.end(list);
         }
