@@ -41,7 +41,7 @@ use crate::clock::measurement_now_unix_nano;
 use crate::encode::{EncodedKey, SpanIds, put_attrs, put_span_context};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
-use crate::observable::{Observer, ObserverRegistry, Reporting};
+use crate::observable::{Observer, ObserverRegistry, Reporting, Total};
 use crate::trace::active_span_ids;
 
 /// OpenTelemetry's default explicit bucket boundaries.
@@ -339,7 +339,10 @@ pub(crate) enum NumberValue {
 
 /// The number types instruments measure.
 pub(crate) trait Number: Copy + Send + Sync + 'static {
+    /// The value as a `Measurement` carries it.
     fn value(self) -> NumberValue;
+    /// The value as an observed total, exact in its own type.
+    fn total(self) -> Total;
 }
 
 impl Number for u64 {
@@ -350,6 +353,9 @@ impl Number for u64 {
             Err(_) => NumberValue::Double(self as f64),
         }
     }
+    fn total(self) -> Total {
+        Total::Unsigned(self)
+    }
 }
 
 impl Number for i64 {
@@ -357,12 +363,18 @@ impl Number for i64 {
     fn value(self) -> NumberValue {
         NumberValue::Long(self)
     }
+    fn total(self) -> Total {
+        Total::Signed(self)
+    }
 }
 
 impl Number for f64 {
     #[inline]
     fn value(self) -> NumberValue {
         NumberValue::Double(self)
+    }
+    fn total(self) -> Total {
+        Total::Float(self)
     }
 }
 

@@ -7,18 +7,23 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::AsyncInstrument;
+use opentelemetry::{Array, Key, KeyValue, Value};
 
 use crate::file::FileInner;
 use crate::metrics::{Number, NumberValue, measurement_metric, write_measurement};
 
 type Callback = Box<dyn Fn() + Send + Sync>;
 
+/// A registered callback (shared, so that callbacks run without the
+/// registry's lock held: a callback may register another instrument or call
+/// `observe_now`).
+type SharedCallback = Arc<dyn Fn() + Send + Sync>;
+
 /// The callbacks of one meter provider and the thread that calls them.
 pub(crate) struct ObserverRegistry {
     interval: Duration,
-    callbacks: Mutex<Vec<Callback>>,
+    callbacks: Mutex<Vec<SharedCallback>>,
     /// Dropping the sender (with the registry, or on shutdown) stops the thread.
     stop: Mutex<Option<Sender<()>>>,
 }
@@ -45,7 +50,7 @@ impl ObserverRegistry {
         self.callbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(callback);
+            .push(Arc::from(callback));
         let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         if stop.is_none() {
             let (tx, rx) = mpsc::channel::<()>();
@@ -67,11 +72,17 @@ impl ObserverRegistry {
         }
     }
 
-    /// Runs every callback once.
+    /// Runs every callback once. A callback that panics is reported by the
+    /// panic hook, as any panic is, and the others still run, then and at
+    /// every later round.
     pub(crate) fn observe_all(&self) {
-        let callbacks = self.callbacks.lock().unwrap_or_else(|p| p.into_inner());
+        let callbacks = self
+            .callbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for cb in callbacks.iter() {
-            cb();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb()));
         }
     }
 
@@ -100,7 +111,7 @@ pub(crate) struct Observer {
     file: Arc<FileInner>,
     metric_ref: i64,
     reporting: Reporting,
-    last: Mutex<HashMap<Vec<KeyValue>, NumberValue>>,
+    last: Mutex<HashMap<AttributeSet, Total>>,
 }
 
 impl Observer {
@@ -116,20 +127,14 @@ impl Observer {
 
 impl<T: Number> AsyncInstrument<T> for Observer {
     fn observe(&self, measurement: T, attributes: &[KeyValue]) {
-        let value = measurement.value();
         let value = match self.reporting {
-            Reporting::AsObserved => value,
+            Reporting::AsObserved => measurement.value(),
             Reporting::Difference => {
-                let mut key = attributes.to_vec();
-                key.sort_by(|a, b| a.key.cmp(&b.key));
+                let total = measurement.total();
                 let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-                let previous = last.insert(key, value);
-                match (previous, value) {
-                    (None, v) => v,
-                    (Some(NumberValue::Long(p)), NumberValue::Long(v)) => {
-                        NumberValue::Long(v.wrapping_sub(p))
-                    }
-                    (Some(p), v) => NumberValue::Double(as_f64(v) - as_f64(p)),
+                match last.insert(AttributeSet::of(attributes), total) {
+                    None => measurement.value(),
+                    Some(previous) => total.since(previous),
                 }
             }
         };
@@ -143,9 +148,89 @@ impl<T: Number> AsyncInstrument<T> for Observer {
     }
 }
 
-fn as_f64(v: NumberValue) -> f64 {
-    match v {
-        NumberValue::Long(v) => v as f64,
-        NumberValue::Double(v) => v,
+/// An observed total, exact in its own type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Total {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+impl Total {
+    /// The change from `previous` to this total: exact for integers (a `u64`
+    /// difference above `i64::MAX` is written as a double).
+    fn since(self, previous: Total) -> NumberValue {
+        match (self, previous) {
+            (Total::Unsigned(v), Total::Unsigned(p)) if v >= p => match i64::try_from(v - p) {
+                Ok(d) => NumberValue::Long(d),
+                Err(_) => NumberValue::Double((v - p) as f64),
+            },
+            (Total::Unsigned(v), Total::Unsigned(p)) => match i64::try_from(p - v) {
+                Ok(d) => NumberValue::Long(-d),
+                Err(_) => NumberValue::Double(-((p - v) as f64)),
+            },
+            (Total::Signed(v), Total::Signed(p)) => NumberValue::Long(v.wrapping_sub(p)),
+            (v, p) => NumberValue::Double(v.as_f64() - p.as_f64()),
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Total::Unsigned(v) => v as f64,
+            Total::Signed(v) => v as f64,
+            Total::Float(v) => v,
+        }
+    }
+}
+
+/// An attribute set as the key of the last totals: sorted by key, with
+/// doubles compared by their bits, so that a set holding NaN finds itself
+/// again (`KeyValue`'s own equality says NaN differs from NaN: every
+/// observation would count the whole total again and add an entry).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AttributeSet(Vec<(Key, ValueKey)>);
+
+/// An attribute value as [`AttributeSet`] compares it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Bool(bool),
+    I64(i64),
+    F64(u64),
+    String(String),
+    Bools(Vec<bool>),
+    I64s(Vec<i64>),
+    F64s(Vec<u64>),
+    Strings(Vec<String>),
+    /// A kind of value this crate does not know (`Value` is non-exhaustive).
+    Other(String),
+}
+
+impl AttributeSet {
+    fn of(attributes: &[KeyValue]) -> Self {
+        let mut set: Vec<_> = attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), ValueKey::of(&kv.value)))
+            .collect();
+        set.sort_by(|a, b| a.0.cmp(&b.0));
+        AttributeSet(set)
+    }
+}
+
+impl ValueKey {
+    fn of(v: &Value) -> Self {
+        match v {
+            Value::Bool(b) => ValueKey::Bool(*b),
+            Value::I64(i) => ValueKey::I64(*i),
+            Value::F64(f) => ValueKey::F64(f.to_bits()),
+            Value::String(s) => ValueKey::String(s.as_str().to_owned()),
+            Value::Array(Array::Bool(v)) => ValueKey::Bools(v.clone()),
+            Value::Array(Array::I64(v)) => ValueKey::I64s(v.clone()),
+            Value::Array(Array::F64(v)) => ValueKey::F64s(v.iter().map(|f| f.to_bits()).collect()),
+            Value::Array(Array::String(v)) => {
+                ValueKey::Strings(v.iter().map(|s| s.as_str().to_owned()).collect())
+            }
+            #[allow(unreachable_patterns)]
+            other => ValueKey::Other(format!("{other:?}")),
+        }
     }
 }

@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Entries looked at for one span id, from its home entry on.
 pub(crate) const PROBES: usize = 32;
 
+/// The most entries a table has: 2^24, 256 MiB of notes (a larger
+/// capacity asked for is this one, not an overflow).
+pub(crate) const MAX_CAPACITY: usize = 1 << 24;
+
 /// Attribute counts a note holds (16 bits).
 const MAX_COUNT: usize = 0xFFFF;
 
@@ -74,9 +78,9 @@ pub(crate) struct SpanNotes {
 
 impl SpanNotes {
     /// A table for about `capacity` spans in flight (rounded up to a power of
-    /// two, at least [`PROBES`]).
+    /// two, at least [`PROBES`], at most [`MAX_CAPACITY`]).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let n = capacity.max(PROBES).next_power_of_two();
+        let n = capacity.clamp(PROBES, MAX_CAPACITY).next_power_of_two();
         SpanNotes {
             entries: (0..n).map(|_| Entry::default()).collect(),
         }
@@ -131,6 +135,18 @@ impl SpanNotes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacities_are_rounded_and_bounded() {
+        assert_eq!(SpanNotes::with_capacity(0).entries.len(), PROBES);
+        assert_eq!(SpanNotes::with_capacity(1000).entries.len(), 1024);
+        // Past the bound (and past what `next_power_of_two` can round):
+        // the bound, not an overflow.
+        let notes = SpanNotes::with_capacity(usize::MAX);
+        assert_eq!(notes.entries.len(), MAX_CAPACITY);
+        assert!(notes.insert(u64::MAX, Note::new("n", 1).unwrap()));
+        assert_eq!(notes.take(u64::MAX), Note::new("n", 1));
+    }
 
     #[test]
     fn notes_are_found_once_and_never_overwritten() {

@@ -63,8 +63,9 @@ impl MmapSpanProcessor {
     }
 
     /// A processor writing into `file` with room for notes on about
-    /// `spans_in_flight` spans at once (a power of two, 16 bytes each). Spans
-    /// beyond it are written whole at their end (see the module documentation).
+    /// `spans_in_flight` spans at once (a power of two, 16 bytes each, at
+    /// most 2^24). Spans beyond it are written whole at their end (see the
+    /// module documentation).
     pub fn with_spans_in_flight(file: &MmapExporterFile, spans_in_flight: usize) -> Self {
         MmapSpanProcessor {
             resource_ref: file.resource_ref(),
