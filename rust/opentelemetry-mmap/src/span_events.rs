@@ -220,14 +220,12 @@ pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
     if links.is_empty() {
         return;
     }
-    let states: Vec<String> = links
-        .iter()
-        .map(|l| trace_state_header(l.span_context.trace_state()))
-        .collect();
     keys.write(RingKind::Spans, |w, k| {
         put_span_event(w, key, LINK, |w| {
-            for (link, ts) in links.iter().zip(&states) {
+            for link in links {
                 let sc = &link.span_context;
+                // Allocated only for a link that has a trace state.
+                let ts = trace_state_header(sc.trace_state());
                 let flags = sc.trace_flags().to_u8() as u32;
                 let m = w.begin(LINKS);
                 w.bytes_field(LINK_TRACE_ID, &sc.trace_id().to_bytes());

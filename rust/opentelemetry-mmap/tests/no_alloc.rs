@@ -8,7 +8,10 @@
 
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::MeterProvider;
-use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{
+    Span, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+    TracerProvider,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_mmap::{
     MmapExporterFile, MmapLoggerProvider, MmapMeterProvider, MmapTracerProvider,
@@ -54,6 +57,27 @@ fn span_start_and_end_with_four_attributes_allocates_nothing() {
     run(); // warm-up: interns the keys, sets up this thread's cache
     let n = allocations(|| (0..N).for_each(|_| run()));
     assert_eq!(n, 0, "{n} allocations for {N} spans");
+    assert_eq!(file.drop_stats().spans, 0);
+}
+
+#[test]
+fn a_link_without_trace_state_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = file(&dir);
+    let tracer = MmapTracerProvider::new(&file).tracer("no-alloc");
+    let mut span = tracer.start("linked");
+    let target = SpanContext::new(
+        TraceId::from(7),
+        SpanId::from(9),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    );
+    span.add_link(target.clone(), Vec::new()); // warm-up
+    let n = allocations(|| {
+        (0..N).for_each(|_| span.add_link(target.clone(), Vec::new()));
+    });
+    assert_eq!(n, 0, "{n} allocations for {N} links");
     assert_eq!(file.drop_stats().spans, 0);
 }
 
