@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
@@ -27,6 +27,9 @@ pub struct MmapExporterFile {
 pub(crate) struct FileInner {
     /// Distinguishes files in the per-thread caches.
     pub id: u64,
+    /// True until the file is dropped: every thread's cache for it holds a
+    /// clone, and drops the cache once it sees the file gone.
+    pub alive: Arc<AtomicBool>,
     pub writer: MmapWriter,
     pub resource_ref: i64,
     /// Dictionary entries that could not be stored (the dictionary was full,
@@ -39,6 +42,7 @@ pub(crate) struct FileInner {
 
 impl Drop for FileInner {
     fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
         crate::key_cache::forget_file(self.id);
     }
 }
@@ -294,6 +298,7 @@ impl MmapExporterFileBuilder {
         let writer = MmapWriter::create(&path, &config)?;
         let mut inner = FileInner {
             id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed),
+            alive: Arc::new(AtomicBool::new(true)),
             writer,
             resource_ref: 0,
             intern_failures: AtomicU64::new(0),

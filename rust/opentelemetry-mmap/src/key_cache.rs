@@ -2,13 +2,15 @@
 //! instrumentation scopes are interned in the file once (under the writer's
 //! lock) and then found again by each thread without any lock.
 //!
-//! Every thread keeps one small table per file it has written to (keys in a
-//! [`KeyTable`]); only the first use of a key on a thread allocates and takes
-//! the writer's interning lock. The table also
+//! Every thread keeps one small table per live file it has written to (keys
+//! in a [`KeyTable`]); only the first use of a key on a thread allocates and
+//! takes the writer's interning lock. The table also
 //! holds the thread's scratch buffer for the file's records (allocated once,
 //! at the thread's first record).
 
 use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::InstrumentationScope;
 use otlp_mmap_core::RingKind;
@@ -30,6 +32,8 @@ const FALLBACK_SCRATCH: usize = 256;
 /// One thread's refs for one file.
 struct FileCache {
     file_id: u64,
+    /// The file's liveness flag: false once it was dropped.
+    alive: Arc<AtomicBool>,
     keys: KeyTable,
     /// `(resource_ref, scope, scope_ref)`; a handful per file.
     scopes: Vec<(i64, InstrumentationScope, i64)>,
@@ -172,8 +176,13 @@ pub(crate) fn with_keys<R>(file: &FileInner, f: impl FnOnce(&mut Keys<'_>) -> R)
         let index = match caches.iter().position(|c| c.file_id == file.id) {
             Some(i) => i,
             None => {
+                // The caches of files dropped since (on other threads) go
+                // now: a long-lived thread that writes to file after file
+                // keeps only the live ones.
+                caches.retain(|c| c.alive.load(Ordering::Relaxed));
                 caches.push(FileCache {
                     file_id: file.id,
+                    alive: file.alive.clone(),
                     keys: KeyTable::new(),
                     scopes: Vec::new(),
                     scratch: vec![0; scratch_len(file)].into_boxed_slice(),
@@ -211,7 +220,8 @@ pub(crate) fn with_keys<R>(file: &FileInner, f: impl FnOnce(&mut Keys<'_>) -> R)
 }
 
 /// Forgets the caches of a file that is gone (called when the file is dropped,
-/// on the dropping thread only; other threads' tables die with the threads).
+/// on the dropping thread; other threads drop theirs when they next make a
+/// cache for another file, or with the thread).
 pub(crate) fn forget_file(file_id: u64) {
     let _ = CACHES.try_with(|caches| {
         if let Ok(mut caches) = caches.try_borrow_mut() {
@@ -230,6 +240,51 @@ mod tests {
     use super::*;
     use crate::MmapExporterFile;
     use crate::log_events::{EventInfo, write_log_event};
+
+    #[test]
+    fn a_threads_caches_of_dropped_files_are_released() {
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let (to_worker, work) = mpsc::channel::<Option<MmapExporterFile>>();
+        let (done, from_worker) = mpsc::channel::<usize>();
+        // A long-lived thread writes to one file after another; the last
+        // handle of each is dropped on this thread.
+        let worker = std::thread::spawn(move || {
+            while let Ok(Some(file)) = work.recv() {
+                with_keys(&file.inner, |keys| {
+                    let info = EventInfo {
+                        scope: crate::log_events::event_scope(0),
+                        time_unix_nano: 1,
+                        severity_number: 9,
+                        severity_text: "",
+                        body: None,
+                        event_name: "",
+                        span: None,
+                    };
+                    write_log_event(keys, &info, &[(Key::from("k"), AnyValue::from(1))][..]);
+                });
+                drop(file);
+                done.send(CACHES.with(|c| c.borrow().len())).unwrap();
+            }
+        });
+        let mut most = 0;
+        for i in 0..20 {
+            let file = MmapExporterFile::builder()
+                .with_path(dir.path().join(format!("f{i}.otlp")))
+                .with_span_ring(64, 256)
+                .with_log_ring(64, 256)
+                .with_metric_ring(64, 256)
+                .build()
+                .unwrap();
+            to_worker.send(Some(file.clone())).unwrap();
+            most = most.max(from_worker.recv().unwrap());
+            drop(file);
+        }
+        to_worker.send(None).unwrap();
+        worker.join().unwrap();
+        // The live file's cache, and the one dropped since its last record.
+        assert!(most <= 2, "the worker thread held {most} file caches");
+    }
 
     #[test]
     fn records_written_without_the_threads_cache_are_the_same() {
