@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import types
 import weakref
@@ -155,16 +156,30 @@ class _Observable:
 
     def _write(self, value: Any, attributes: Any) -> None:
         if self.difference:
-            try:
-                key: Any = frozenset((attributes or {}).items())
-            except TypeError:  # a sequence value
-                key = repr(sorted((attributes or {}).items()))
+            key = _attribute_set_key(attributes)
             previous = self.last.get(key)
             self.last[key] = value
             if previous is not None:
                 value = value - previous
         # Observations are not made inside a span of the application.
         self.definition.write(value, attributes, trace.set_span_in_context(trace.INVALID_SPAN))
+
+
+def _value_key(value: Any) -> Any:
+    """An attribute value as a dict key: floats by their bits (a NaN finds
+    itself again, where ``nan == nan`` is false), sequences as tuples."""
+    if isinstance(value, float):
+        return ("f", struct.pack("<d", value))
+    if isinstance(value, (list, tuple)):
+        return tuple(_value_key(v) for v in value)
+    return value
+
+
+def _attribute_set_key(attributes: Any) -> Any:
+    """An attribute set as the key of the last observed totals (the order of
+    the attributes does not matter)."""
+    items = (attributes or {}).items()
+    return tuple(sorted(((str(k), _value_key(v)) for k, v in items), key=lambda kv: kv[0]))
 
 
 class _ObservableCounter(api.ObservableCounter):
