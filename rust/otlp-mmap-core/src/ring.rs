@@ -171,6 +171,14 @@ impl RingWriter {
         // SAFETY: the CAS in `claim` gave this thread sequence `seq`; its slot was
         // released by the reader (seq - n <= reader_index) and no other writer
         // can claim `seq`, so nobody reads or writes the slot until we publish.
+        // One exception, outside this process's control: a reader gives a slot
+        // up (and releases past it) when it stayed unpublished behind published
+        // ones for its `stuck_slot_timeout` (2 s by default, 11x the longest
+        // claim-to-publish stall measured). A writer thread stalled longer than
+        // that while the ring laps shares its slot with the later lap's writer
+        // (RELIABILITY.md, known gaps); the reader does so because a claim
+        // that is never published (a forked child or another process that
+        // died in it) would otherwise stop the ring for good.
         let outcome = match unsafe { region.bytes_mut(offset, framed) } {
             Ok(mut buf) => {
                 prost::encoding::encode_varint(len as u64, &mut buf);
