@@ -24,7 +24,9 @@
 //! on [`MmapMeterProvider::observe_now`]. Observable gauges write what they
 //! observe. Observable (up-down) counters observe running totals, while the
 //! collector sums raw measurements, so the provider writes the difference
-//! from the previous observation of the same attribute set.
+//! from the previous observation of the same attribute set (doubles in the
+//! set compared by their bits, totals kept exact in their own type). A
+//! callback that panics is reported by the panic hook; the others still run.
 
 use std::sync::Arc;
 use std::time::Duration;
