@@ -223,6 +223,9 @@ pub struct DictionaryCache {
     pub bad_refs: u64,
     /// Times the cache was full and cleared.
     pub clears: u64,
+    /// The scope ref [`warm_scope`](Self::warm_scope) looked at last (spans
+    /// mostly come in runs of one scope: no lookup for those).
+    last_warm_scope: i64,
 }
 
 impl Default for DictionaryCache {
@@ -252,6 +255,7 @@ impl DictionaryCache {
             log_attribute_runs: AttributeRunMemo::default(),
             bad_refs: 0,
             clears: 0,
+            last_warm_scope: 0,
         }
     }
 
@@ -268,6 +272,7 @@ impl DictionaryCache {
         self.log_attribute_runs.clear();
         self.entries = 0;
         self.bytes = 0;
+        self.last_warm_scope = 0;
     }
 
     /// Entries cached now.
@@ -405,10 +410,20 @@ impl DictionaryCache {
     /// later, possibly after the writer started over in place and wrote a new
     /// dictionary over the old one. A ref that does not resolve is counted in
     /// `bad_refs` when it is encoded, not here.
+    #[inline]
     pub(crate) fn warm_scope(&mut self, file: &MmapReader, reference: i64) {
-        if reference == 0 || self.scopes.contains_key(&reference) {
+        if reference == self.last_warm_scope {
             return;
         }
+        self.last_warm_scope = reference;
+        if reference != 0 && !self.scopes.contains_key(&reference) {
+            self.resolve_scope(file, reference);
+        }
+    }
+
+    /// [`warm_scope`](Self::warm_scope) of a scope not cached.
+    #[cold]
+    fn resolve_scope(&mut self, file: &MmapReader, reference: i64) {
         let bad_refs = self.bad_refs;
         let mut body = Vec::new();
         let resource_ref = self.encode_scope(file, reference, &mut body);
