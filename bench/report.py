@@ -11,6 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import SECTIONS  # noqa: E402  (the harness's sections, in running order)
+
+SECTION_NAMES = [name for name, _ in SECTIONS]
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -203,8 +208,7 @@ def main():
       "each table row records the 1-minute load when it started. Run started " + r["started"] +
       f", took {r.get('seconds', 0):.0f} s; `BENCH_SCALE` {r['scale']}.")
     for rr in r.get("rerun", []):
-        ran = [x for x in ("cost", "app_cost", "callgrind", "throughput", "latency", "idle", "profile", "python", "storage")
-               if x not in rr["skipped"]]
+        ran = [x for x in SECTION_NAMES if x not in rr["skipped"]]
         w(f"- Re-run afterwards into the same results: {', '.join(ran)} at {rr['at']} (load {rr['load']}).")
     if r.get("errors"):
         w("- Sections that failed in this run: " + "; ".join(f"{k}: `{v}`" for k, v in r["errors"].items()))

@@ -438,7 +438,8 @@ def ring_sweep(results, workdir):
                 got = wait_delivered(col, "spans", count + 1000, before)
                 col_cpu = col.cpu() - c0
                 hwm = col.hwm_kb()
-                file_bytes = path.stat().st_size if path.exists() else None
+                # As the app created it (the Collector deletes a dead writer's file once drained).
+                file_bytes = app.get("file_bytes") or (path.stat().st_size if path.exists() else None)
             row = {"slots": slots, "slot_size": size, "count": count, "rate": SWEEP_RATE,
                    "caller_ns_per_span": app["cpu_caller_ns_per_item"], "app_ns_per_span": app["cpu_process_ns_per_item"],
                    "dropped": app["dropped"], "delivered": got, "app_max_rss_kb": app.get("max_rss_kb"),
@@ -931,7 +932,7 @@ def python_gunicorn(workdir):
     return rows
 
 
-# The sections in running order: (name, function). BENCH_SKIP names the ones to leave out.
+# The sections in running order: (name, function). BENCH_SKIP names the ones to leave out (report.py reads them too).
 SECTIONS = [
     ("cost", cost),
     ("app_cost", app_cost),

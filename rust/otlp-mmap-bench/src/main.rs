@@ -45,7 +45,9 @@
 //!   harness compares what the Collector accepted with what was sent;
 //! - `minor_faults`: minor page faults of the process over the same span, and
 //!   `max_rss_kb`: its peak resident set at the end (`getrusage`), for the
-//!   ring-size sweep.
+//!   ring-size sweep;
+//! - `file_bytes`: the size of the mmap file as created (none for the OTLP
+//!   path), also for the sweep.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -326,12 +328,20 @@ fn measure(args: &Args, emit: &mut dyn FnMut(u64), flush: &mut dyn FnMut()) -> M
     }
 }
 
+/// The size of the last file [`mmap_file`] created, as created (reported as
+/// `file_bytes`: the Collector may delete the file once the app is gone).
+static FILE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn mmap_file(path: &str) -> MmapExporterFile {
-    MmapExporterFile::builder()
+    let file = MmapExporterFile::builder()
         .with_path(path)
         .with_resource(resource())
         .build()
-        .unwrap_or_else(|e| fail(&format!("cannot create {path}: {e}")))
+        .unwrap_or_else(|e| fail(&format!("cannot create {path}: {e}")));
+    if let Ok(m) = std::fs::metadata(path) {
+        FILE_BYTES.store(m.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+    file
 }
 
 fn fail(msg: &str) -> ! {
@@ -512,6 +522,10 @@ fn main() {
             "dropped": dropped,
             "minor_faults": m.minor_faults,
             "max_rss_kb": memory_counters().0,
+            "file_bytes": match FILE_BYTES.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                n => Some(n),
+            },
         })
     );
 }
