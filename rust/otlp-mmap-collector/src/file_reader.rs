@@ -339,6 +339,21 @@ struct Pending {
     spans: Vec<Box<InFlight>>,
 }
 
+impl Pending {
+    /// A batch that is an OTLP request only (nothing to release on commit,
+    /// no flat layout yet).
+    fn request(bytes: Vec<u8>, token: u64, items: u64) -> Self {
+        Pending {
+            bytes,
+            token,
+            items,
+            release: None,
+            flat: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
 /// Most batch buffers kept for the next batches: as many as can be in
 /// flight at once, so that a steady state allocates none: a traces batch
 /// (flat, and its request once a checkpoint needs it), a logs batch (its
@@ -705,14 +720,8 @@ impl FileReader {
             Some(points) => {
                 self.note_collection(now);
                 let token = self.token();
-                self.pending[Signal::Metrics as usize] = Some(Pending {
-                    bytes,
-                    token,
-                    items: points,
-                    release: None,
-                    flat: Vec::new(),
-                    spans: Vec::new(),
-                });
+                self.pending[Signal::Metrics as usize] =
+                    Some(Pending::request(bytes, token, points));
                 CollectOutcome::Collected(points)
             }
             None => {
@@ -1160,14 +1169,7 @@ impl FileReader {
             return None;
         }
         let token = self.token();
-        Some(Pending {
-            bytes,
-            token,
-            items: items as u64,
-            release: None,
-            flat: Vec::new(),
-            spans: Vec::new(),
-        })
+        Some(Pending::request(bytes, token, items as u64))
     }
 
     /// Writes the export request of the pending traces batch if it was

@@ -1,6 +1,8 @@
 //! The crash path through `FileReader`: a writer that died holding claimed
 //! slots, and a writer that started over in place.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -9,24 +11,12 @@ use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value::Valu
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::layout::ring_header;
 use otlp_mmap_core::proto::{self, any_value::Value};
-use otlp_mmap_core::{FileConfig, MmapReader, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::{MmapReader, MmapWriter, RingKind};
 use prost::Message;
 
-const SECOND: u64 = 1_000_000_000;
+use common::{config, start_over_in_place};
 
-fn config() -> FileConfig {
-    let ring = RingConfig {
-        num_buffers: 64,
-        buffer_size: 256,
-    };
-    FileConfig {
-        events: ring,
-        spans: ring,
-        measurements: ring,
-        dictionary_initial_size: 4096,
-        dictionary_max_size: 1 << 20,
-    }
-}
+const SECOND: u64 = 1_000_000_000;
 
 fn log(w: &MmapWriter, body: &str) {
     let ev = proto::Event {
@@ -154,12 +144,7 @@ fn a_writer_that_starts_over_in_place_loses_nothing_of_its_new_stream() {
     for i in 0..3 {
         log(&w2, &format!("new{i}"));
     }
-    let bytes = std::fs::read(&fresh).unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.write_all_at(&bytes, 0).unwrap();
-    }
+    start_over_in_place(&path, &fresh);
     assert_eq!(drain_logs(&mut r, &mut now), ["new0", "new1", "new2"]);
     assert_eq!(r.stats().writer_restarts, 1);
     drop((w, w2));

@@ -2,30 +2,19 @@
 //! writer starts over in place (abandoned slots of the old stream included),
 //! so the drained check does not see "new measurements" that never came.
 
-use std::os::unix::fs::FileExt;
+mod common;
+
+use common::{config, start_over_in_place};
+
 use std::sync::atomic::Ordering;
 
 use otlp_mmap_collector::file_reader::{NotRemoved, RemoveOutcome};
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::layout::ring_header;
 use otlp_mmap_core::proto;
-use otlp_mmap_core::{FileConfig, MmapReader, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::{MmapReader, MmapWriter, RingKind};
 
 const SECOND: u64 = 1_000_000_000;
-
-fn config() -> FileConfig {
-    let ring = RingConfig {
-        num_buffers: 64,
-        buffer_size: 256,
-    };
-    FileConfig {
-        events: ring,
-        spans: ring,
-        measurements: ring,
-        dictionary_initial_size: 4096,
-        dictionary_max_size: 1 << 20,
-    }
-}
 
 #[test]
 fn records_consumed_does_not_go_back_at_a_restart_in_place() {
@@ -63,9 +52,7 @@ fn records_consumed_does_not_go_back_at_a_restart_in_place() {
     // The writer starts over in place and writes no measurement.
     let fresh = dir.path().join("fresh.otlp");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
     now += SECOND;
     assert!(r.poll(Signal::Logs, now).unwrap().is_none());
     assert_eq!(r.stats().writer_restarts, 1);

@@ -2,30 +2,18 @@
 //! batch is not committed yet are delivered even when the writer starts
 //! over in place meanwhile.
 
-use std::os::unix::fs::FileExt;
+mod common;
+
+use common::{config, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, metric_ref::Aggregation};
-use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn config() -> FileConfig {
-    let ring = RingConfig {
-        num_buffers: 64,
-        buffer_size: 256,
-    };
-    FileConfig {
-        events: ring,
-        spans: ring,
-        measurements: ring,
-        dictionary_initial_size: 4096,
-        dictionary_max_size: 1 << 20,
-    }
-}
 
 /// The sum values of a metrics batch.
 fn sums(bytes: &[u8]) -> Vec<i64> {
@@ -86,9 +74,7 @@ fn measurements_read_while_a_metrics_batch_is_pending_survive_a_restart() {
     // The writer starts over in place; a logs poll follows it.
     let fresh = dir.path().join("fresh.otlp");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
     assert!(r.poll(Signal::Logs, 3 * SECOND).unwrap().is_none());
     assert_eq!(r.stats().writer_restarts, 1);
 
@@ -149,9 +135,7 @@ fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_is_bo
         let fresh = dir.path().join(format!("fresh-{i}.otlp"));
         let wi = MmapWriter::create_with_start_time(&fresh, &config(), 100 + i).unwrap();
         add(&wi, counter(&wi), 100 + i as i64);
-        let bytes = std::fs::read(&fresh).unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.write_all_at(&bytes, 0).unwrap();
+        start_over_in_place(&path, &fresh);
         assert!(r.poll(Signal::Logs, (2 * i) * SECOND).unwrap().is_none());
         r.read_measurements((2 * i + 1) * SECOND);
         assert_eq!(r.stats().records_read[Signal::Metrics as usize], 1 + i);

@@ -4,30 +4,18 @@
 //! must not release the new writer's records unread. (An app in a crash
 //! loop restarts while its previous run's first batch is being exported.)
 
-use std::os::unix::fs::FileExt;
+mod common;
+
+use common::{config, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, any_value::Value};
-use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn config() -> FileConfig {
-    let ring = RingConfig {
-        num_buffers: 64,
-        buffer_size: 256,
-    };
-    FileConfig {
-        events: ring,
-        spans: ring,
-        measurements: ring,
-        dictionary_initial_size: 4096,
-        dictionary_max_size: 1 << 20,
-    }
-}
 
 fn log(w: &MmapWriter, body: &str) {
     let ev = proto::Event {
@@ -77,9 +65,7 @@ fn committing_the_first_logs_batch_after_a_restart_loses_no_new_record() {
     for i in 0..5 {
         log(&w2, &format!("new{i}"));
     }
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
 
     // The pipeline accepts the old batch; then everything else is read.
     r.commit(Signal::Logs, token).unwrap();
@@ -149,9 +135,7 @@ fn storing_the_first_checkpoint_after_a_restart_loses_no_new_span_event() {
     w2.try_write(RingKind::Spans, &span_start(7, "new"))
         .unwrap();
     w2.try_write(RingKind::Spans, &span_end(7)).unwrap();
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
     r.checkpoint_stored().unwrap();
 
     let mut names = vec![];

@@ -2,29 +2,17 @@
 //! starts over in place are encoded with the old stream's scopes, however
 //! many batches they take.
 
-use std::os::unix::fs::FileExt;
+mod common;
+
+use common::{config, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, span_event::Event};
-use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
+use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn config() -> FileConfig {
-    let ring = RingConfig {
-        num_buffers: 64,
-        buffer_size: 256,
-    };
-    FileConfig {
-        events: ring,
-        spans: ring,
-        measurements: ring,
-        dictionary_initial_size: 4096,
-        dictionary_max_size: 1 << 20,
-    }
-}
 
 fn scope(w: &MmapWriter, name: &str) -> i64 {
     w.intern_message(&proto::InstrumentationScope {
@@ -112,9 +100,7 @@ fn old_streams_spans_given_up_at_a_restart_keep_their_scope_past_one_batch() {
     let fresh = dir.path().join("fresh.otlp");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
     assert_eq!(scope(&w2, "new.scope"), old_scope);
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
 
     let got = drain_spans(&mut r, 2 * SECOND);
     assert_eq!(r.stats().writer_restarts, 1);
@@ -146,9 +132,7 @@ fn old_streams_spans_given_up_while_a_traces_batch_is_pending_keep_their_scope()
     let fresh = dir.path().join("fresh.otlp");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
     assert_eq!(scope(&w2, "new.scope"), old_scope);
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
     assert!(r.poll(Signal::Logs, 2 * SECOND).unwrap().is_none());
     assert_eq!(r.stats().writer_restarts, 1);
 
@@ -174,9 +158,7 @@ fn a_span_in_flight_at_a_restart_keeps_a_scope_never_resolved_before() {
     let fresh = dir.path().join("fresh.otlp");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
     assert_eq!(scope(&w2, "new.scope"), old_scope);
-    let bytes = std::fs::read(&fresh).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&bytes, 0).unwrap();
+    start_over_in_place(&path, &fresh);
 
     assert_eq!(
         drain_spans(&mut r, 2 * SECOND),

@@ -231,14 +231,7 @@ impl FileReader {
             if !bytes.is_empty() {
                 let token = self.token();
                 r.completed_spans += (signal == Signal::Traces) as u64 * items;
-                self.pending[signal as usize] = Some(Pending {
-                    bytes,
-                    token,
-                    items,
-                    release: None,
-                    flat: Vec::new(),
-                    spans: Vec::new(),
-                });
+                self.pending[signal as usize] = Some(Pending::request(bytes, token, items));
             }
         }
         self.aggregator

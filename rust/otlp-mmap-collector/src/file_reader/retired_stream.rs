@@ -112,14 +112,7 @@ impl FileReader {
             return None;
         };
         let token = self.token();
-        Some(Pending {
-            bytes,
-            token,
-            items: points,
-            release: None,
-            flat: Vec::new(),
-            spans: Vec::new(),
-        })
+        Some(Pending::request(bytes, token, points))
     }
 
     /// Whether a retired stream still has aggregates to deliver.

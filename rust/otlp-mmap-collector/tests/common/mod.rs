@@ -1,0 +1,32 @@
+//! Helpers shared by the restart tests: a small file layout and a writer
+//! starting over in place.
+#![allow(dead_code)]
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use otlp_mmap_core::{FileConfig, RingConfig};
+
+/// Rings of 64 slots of 256 bytes, a 4 KiB dictionary growing up to 1 MiB.
+pub fn config() -> FileConfig {
+    let ring = RingConfig {
+        num_buffers: 64,
+        buffer_size: 256,
+    };
+    FileConfig {
+        events: ring,
+        spans: ring,
+        measurements: ring,
+        dictionary_initial_size: 4096,
+        dictionary_max_size: 1 << 20,
+    }
+}
+
+/// The writer of `path` starts over in place: the bytes of `fresh` (a file
+/// a new writer made, with its own start time, rings and dictionary) are
+/// written over the same file, which keeps its inode.
+pub fn start_over_in_place(path: &Path, fresh: &Path) {
+    let bytes = std::fs::read(fresh).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&bytes, 0).unwrap();
+}
