@@ -424,14 +424,28 @@ impl DictionaryCache {
     /// [`warm_scope`](Self::warm_scope) of a scope not cached.
     #[cold]
     fn resolve_scope(&mut self, file: &MmapReader, reference: i64) {
-        let bad_refs = self.bad_refs;
+        // Bad refs met here are kept for what ends up cached (its encoding
+        // hits the cache and counts nothing); what is not cached is
+        // resolved, and counted, when it is encoded.
+        let before = self.bad_refs;
         let mut body = Vec::new();
         let resource_ref = self.encode_scope(file, reference, &mut body);
+        let scope_bad = self.bad_refs - before;
+        let mut resource_bad = 0;
         if resource_ref != 0 && !self.resources.contains_key(&resource_ref) {
             body.clear();
+            let at = self.bad_refs;
             self.encode_resource(file, resource_ref, &mut body);
+            if self.resources.contains_key(&resource_ref) {
+                resource_bad = self.bad_refs - at;
+            }
         }
-        self.bad_refs = bad_refs;
+        let scope_bad = if self.scopes.contains_key(&reference) {
+            scope_bad
+        } else {
+            0
+        };
+        self.bad_refs = before + scope_bad + resource_bad;
     }
 
     /// The scope at `reference` (an empty scope for ref 0 or a bad ref).

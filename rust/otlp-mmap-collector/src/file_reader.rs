@@ -857,7 +857,8 @@ impl FileReader {
         st.finished = self.gone_from_path()
             && self.pending.iter().all(Option::is_none)
             && self.assembler.in_flight() == 0
-            && self.assembler.completed_len() == 0;
+            && self.assembler.completed_len() == 0
+            && !self.retired_aggregates_left();
         st
     }
 

@@ -756,6 +756,7 @@ impl SpanAssembler {
                         span.trace_id = trace_id;
                         span.span_id = span_id;
                         span.scope_ref = ev.scope_ref;
+                        dict.warm_scope(file, ev.scope_ref);
                         span.start_time_unix_nano = end_time_unix_nano;
                         span.bytes = SPAN_COST;
                         bool_attr(&mut span.marking, START_MISSING_ATTRIBUTE);

@@ -9,7 +9,7 @@ use common::{config, start_over_in_place};
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, span_event::Event};
-use otlp_mmap_core::{MmapWriter, RingKind};
+use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
@@ -164,5 +164,110 @@ fn a_span_in_flight_at_a_restart_keeps_a_scope_never_resolved_before() {
         drain_spans(&mut r, 2 * SECOND),
         [("old-span-0".to_string(), "old.scope".to_string())]
     );
+    drop((w, w2));
+}
+
+/// Slots of 64 KiB: a span end with a 30,000-byte status message fits one.
+fn big_slots() -> FileConfig {
+    let ring = RingConfig {
+        num_buffers: 16,
+        buffer_size: 65_536,
+    };
+    FileConfig {
+        events: ring,
+        spans: ring,
+        measurements: ring,
+        dictionary_initial_size: 4096,
+        dictionary_max_size: 1 << 20,
+    }
+}
+
+fn orphan_ev(scope: i64, i: u8, event: Event) -> proto::SpanEvent {
+    proto::SpanEvent {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        scope_ref: scope,
+        event: Some(event),
+    }
+}
+
+fn end_with_message(scope: i64, i: u8, message: &str) -> proto::SpanEvent {
+    orphan_ev(
+        scope,
+        i,
+        Event::End(proto::span_event::EndSpan {
+            end_time_unix_nano: 2,
+            status: Some(proto::Status {
+                message: message.into(),
+                code: 2,
+            }),
+        }),
+    )
+}
+
+#[test]
+fn an_orphan_end_left_over_from_a_batch_keeps_its_scope_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &big_slots(), 100).unwrap();
+    let first = scope(&w, "aaa.scope");
+    let orphan_scope = scope(&w, "old.scope");
+    let opts = ReaderOptions {
+        max_batch_bytes: 20_000,
+        ..ReaderOptions::default()
+    };
+    let mut r = FileReader::open(&path, opts).unwrap();
+    w.try_write(
+        RingKind::Spans,
+        &orphan_ev(
+            first,
+            9,
+            Event::Start(proto::span_event::StartSpan {
+                name: "span-9".into(),
+                start_time_unix_nano: 1,
+                ..Default::default()
+            }),
+        ),
+    )
+    .unwrap();
+    w.try_write(RingKind::Spans, &end_with_message(first, 9, ""))
+        .unwrap();
+    // Span 0's start was read by an earlier reader: its end alone, large
+    // enough (its status message) not to fit the batch of span 9.
+    w.try_write(
+        RingKind::Spans,
+        &end_with_message(orphan_scope, 0, &"x".repeat(30_000)),
+    )
+    .unwrap();
+    // Span 9's batch is handed out and refused; span 0 is left over.
+    let b = r.poll(Signal::Traces, SECOND).unwrap().unwrap();
+    assert_eq!(b.items, 1);
+    let token = b.token;
+
+    // The writer starts over in place: its dictionary has another scope at
+    // span 0's scope ref.
+    let fresh = dir.path().join("fresh.otlp");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &big_slots(), 200).unwrap();
+    assert_eq!(scope(&w2, "bbb.scope"), first);
+    assert_eq!(scope(&w2, "new.scope"), orphan_scope);
+    start_over_in_place(&path, &fresh);
+    assert!(r.poll(Signal::Logs, 2 * SECOND).unwrap().is_none());
+    assert_eq!(r.stats().writer_restarts, 1);
+    r.commit(Signal::Traces, token).unwrap();
+
+    let b = r.poll(Signal::Traces, 3 * SECOND).unwrap().unwrap();
+    let req = ExportTraceServiceRequest::decode(b.bytes).unwrap();
+    let scopes: Vec<String> = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter())
+        .map(|ss| {
+            ss.scope
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(scopes, ["old.scope"]);
     drop((w, w2));
 }

@@ -204,18 +204,26 @@ impl FileReader {
         }
         let mut r = Restored::default();
         let mut refused_spans = 0u64;
+        // Each restored span's scope is resolved now, as for a span read
+        // from the ring (see `DictionaryCache::warm_scope`).
         for s in cp.in_flight {
             match self
                 .assembler
                 .import_in_flight(s.scope_ref, s.seen_at, &s.span)
             {
-                Ok(()) => r.in_flight_spans += 1,
+                Ok(()) => {
+                    r.in_flight_spans += 1;
+                    self.stream.dict.warm_scope(&self.stream.file, s.scope_ref);
+                }
                 Err(_) => refused_spans += 1,
             }
         }
         for s in cp.completed {
             match self.assembler.import_completed(s.scope_ref, &s.span) {
-                Ok(()) => r.completed_spans += 1,
+                Ok(()) => {
+                    r.completed_spans += 1;
+                    self.stream.dict.warm_scope(&self.stream.file, s.scope_ref);
+                }
                 Err(_) => refused_spans += 1,
             }
         }
