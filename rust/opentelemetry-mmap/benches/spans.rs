@@ -216,7 +216,10 @@ use sdk_reference::{
     emit_one, four_attributes, span_one,
 };
 
-/// A file with large rings (32 MiB of spans), or, with `SPANS_BENCH_ENV_RINGS`
+/// A file with large rings (32 MiB each: 65,536 spans, 65,536 log records
+/// and 131,072 measurements, so that a drainer thread descheduled for a few
+/// milliseconds does not let a ring fill at millions of records a second),
+/// or, with `SPANS_BENCH_ENV_RINGS`
 /// set, with the ring sizes of the environment (`OTEL_MMAP_SPAN_SLOTS` & co)
 /// and the crate's defaults; and a thread that drains it.
 fn open(dir: &tempfile::TempDir, name: &str) -> (MmapExporterFile, Drainer) {
@@ -233,8 +236,8 @@ fn create(dir: &tempfile::TempDir, name: &str) -> MmapExporterFile {
     } else {
         builder
             .with_span_ring(1 << 16, 512)
-            .with_log_ring(1 << 15, 512)
-            .with_metric_ring(1 << 15, 256)
+            .with_log_ring(1 << 16, 512)
+            .with_metric_ring(1 << 17, 256)
     };
     builder.build().unwrap()
 }
