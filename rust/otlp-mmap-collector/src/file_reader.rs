@@ -307,6 +307,10 @@ pub struct ReaderStats {
     /// Measurements dropped because their file has too many metrics
     /// (10,000, or `max_metric_bytes`).
     pub measurements_over_metric_limit: u64,
+    /// Measurements read since a writer's last collection that could not be
+    /// delivered because the writer started over in place more often than
+    /// the reader keeps old streams for while a metrics batch was pending.
+    pub measurements_lost_at_restart: u64,
     /// Times the dictionary cache was full and cleared.
     pub dictionary_cache_clears: u64,
     /// Times the writer started over in place (same file, new start time)
@@ -453,6 +457,11 @@ pub struct FileReader {
     /// Streams the writer started over from that still have something to
     /// deliver.
     retired_streams: VecDeque<RetiredStream>,
+    /// See [`ReaderStats::measurements_lost_at_restart`].
+    measurements_lost_at_restart: u64,
+    /// Measurement slots consumed when the current stream began (a writer's
+    /// restart in place).
+    consumed_at_stream_start: u64,
     /// Measurements taken from the ring when the aggregates were last
     /// collected (a file is drained only when none came since).
     consumed_at_collect: u64,
@@ -575,6 +584,8 @@ impl FileReader {
             writer_gone: false,
             retired: Retired::default(),
             retired_streams: VecDeque::new(),
+            measurements_lost_at_restart: 0,
+            consumed_at_stream_start: 0,
             consumed_at_collect: 0,
             restart_unfollowed_since: None,
             restart_failed: None,
@@ -847,6 +858,7 @@ impl FileReader {
         st.unknown_metric_measurements = retired.metrics.unknown_metric;
         st.measurements_without_value = retired.metrics.no_value;
         st.measurements_over_metric_limit = retired.metrics.too_many_metrics;
+        st.measurements_lost_at_restart = self.measurements_lost_at_restart;
         st.writer_alive = if self.writer_gone || self.gone_from_path() {
             0
         } else if matches!(self.stream.file.writer_state_cached(), WriterState::Alive) {
@@ -1013,6 +1025,12 @@ impl FileReader {
         }
         self.retired
             .add(&self.stream.dict, self.aggregator.counters);
+        // The old stream's measurements since its last collection (not
+        // those of streams before it).
+        let consumed = self.records_consumed(Signal::Metrics);
+        let measurements_since_collection =
+            consumed.saturating_sub(self.consumed_at_collect.max(self.consumed_at_stream_start));
+        self.consumed_at_stream_start = consumed;
         let spans_left = self
             .assembler
             .completed_len()
@@ -1034,11 +1052,16 @@ impl FileReader {
                 self.options.max_metric_bytes,
             ),
         );
-        self.retire_stream(
+        let kept = self.retire_stream(
             old.dict,
             spans_left,
             metrics_pending.then_some(old_aggregator),
         );
+        if !kept && metrics_pending {
+            // No room for the old stream: the measurements it read since its
+            // last collection are lost (its spans take the current scopes).
+            self.measurements_lost_at_restart += measurements_since_collection;
+        }
         self.change = FileChange::None;
         self.writer_gone = false;
         // The new stream's writer is watched afresh: the old one's

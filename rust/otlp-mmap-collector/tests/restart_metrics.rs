@@ -79,6 +79,7 @@ fn measurements_read_while_a_metrics_batch_is_pending_survive_a_restart() {
     assert_eq!(r.stats().writer_restarts, 1);
 
     r.commit(Signal::Metrics, token).unwrap();
+    assert_eq!(r.stats().measurements_lost_at_restart, 0);
     // Every later batch: the old stream's last value, 12, must come.
     let mut later = vec![];
     for i in 4..8 {
@@ -154,8 +155,9 @@ fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_is_bo
     // The aggregates of the first four streams retired with a batch pending
     // are delivered, each stream's own, in order (the first one's again, as
     // cumulative values are); later ones are not kept (at most four old
-    // streams are).
+    // streams are): the measurement each of those six read is counted lost.
     assert_eq!(later, [1, 101, 102, 103]);
+    assert_eq!(r.stats().measurements_lost_at_restart, 6);
     // The current stream's aggregates come with the next collection.
     assert_eq!(r.collect_metrics(60 * SECOND), CollectOutcome::Collected(1));
     let b = r.poll(Signal::Metrics, 60 * SECOND).unwrap().unwrap();

@@ -140,6 +140,9 @@ pub struct OmStats {
     pub measurements_without_value: u64,
     /// Measurements dropped because their file has too many metrics.
     pub measurements_over_metric_limit: u64,
+    /// Measurements lost because the writer started over in place more
+    /// often than the reader keeps old streams for (a metrics batch pending).
+    pub measurements_lost_at_restart: u64,
     /// Times the dictionary cache was full and cleared.
     pub dictionary_cache_clears: u64,
     /// Times the writer started over.
@@ -921,6 +924,7 @@ pub unsafe extern "C" fn om_reader_stats(
             unknown_metric_measurements: s.unknown_metric_measurements,
             measurements_without_value: s.measurements_without_value,
             measurements_over_metric_limit: s.measurements_over_metric_limit,
+            measurements_lost_at_restart: s.measurements_lost_at_restart,
             dictionary_cache_clears: s.dictionary_cache_clears,
             writer_restarts: s.writer_restarts,
             writer_alive: s.writer_alive,

@@ -537,6 +537,7 @@ type Stats struct {
 	UnknownMetricMeasurements   uint64
 	MeasurementsWithoutValue    uint64
 	MeasurementsOverMetricLimit uint64
+	MeasurementsLostAtRestart   uint64
 	DictionaryCacheClears       uint64
 
 	// WriterAlive is 1 while the writer holds its lock, 0 once it is known
@@ -549,7 +550,8 @@ type Stats struct {
 func (s *Stats) DroppedRecords() [3]uint64 {
 	d := s.OversizedRecords
 	d[Traces] += s.InvalidSpanIDs + s.DuplicateSpanStarts
-	d[Metrics] += s.UnknownMetricMeasurements + s.MeasurementsWithoutValue + s.MeasurementsOverMetricLimit
+	d[Metrics] += s.UnknownMetricMeasurements + s.MeasurementsWithoutValue + s.MeasurementsOverMetricLimit +
+		s.MeasurementsLostAtRestart
 	return d
 }
 
@@ -581,6 +583,7 @@ func (r *Reader) Stats() (Stats, error) {
 	out.UnknownMetricMeasurements = uint64(s.unknown_metric_measurements)
 	out.MeasurementsWithoutValue = uint64(s.measurements_without_value)
 	out.MeasurementsOverMetricLimit = uint64(s.measurements_over_metric_limit)
+	out.MeasurementsLostAtRestart = uint64(s.measurements_lost_at_restart)
 	out.DictionaryCacheClears = uint64(s.dictionary_cache_clears)
 	out.WriterAlive = int32(s.writer_alive)
 	return out, nil

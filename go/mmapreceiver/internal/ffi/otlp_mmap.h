@@ -412,6 +412,11 @@ typedef struct OmStats {
    */
   uint64_t measurements_over_metric_limit;
   /*
+   Measurements lost because the writer started over in place more
+   often than the reader keeps old streams for (a metrics batch pending).
+   */
+  uint64_t measurements_lost_at_restart;
+  /*
    Times the dictionary cache was full and cleared.
    */
   uint64_t dictionary_cache_clears;
