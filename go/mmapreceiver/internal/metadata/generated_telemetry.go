@@ -95,7 +95,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ReceiverMmapDroppedRecords, err = builder.meter.Int64Counter(
 		"otelcol_receiver_mmap_dropped_records",
-		metric.WithDescription("Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value or past the per-file metric limit. [Alpha]"),
+		metric.WithDescription("Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value, past the per-file metric limit, or read by an old stream the reader could not keep when its writer started over in place. [Alpha]"),
 		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)

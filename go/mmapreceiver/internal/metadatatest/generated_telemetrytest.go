@@ -72,7 +72,7 @@ func AssertEqualReceiverMmapAbandonedSlots(t *testing.T, tt *componenttest.Telem
 func AssertEqualReceiverMmapDroppedRecords(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_mmap_dropped_records",
-		Description: "Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value or past the per-file metric limit. [Alpha]",
+		Description: "Records the reader dropped as unusable or over its limits: over max_record_bytes, spans with invalid ids, duplicate span starts, measurements of unknown metrics, without a value, past the per-file metric limit, or read by an old stream the reader could not keep when its writer started over in place. [Alpha]",
 		Unit:        "{record}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
