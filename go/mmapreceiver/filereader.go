@@ -399,7 +399,7 @@ func (l *signalLoop) metricsRead() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return s.RecordsRead[ffi.Metrics] + s.CorruptRecords[ffi.Metrics] + s.AbandonedSlots[ffi.Metrics], nil
+	return s.Consumed(ffi.Metrics), nil
 }
 
 func (l *signalLoop) abandonSpans() error {
@@ -880,7 +880,7 @@ var checkpointRings = [2]ffi.Signal{ffi.Traces, ffi.Metrics}
 // consumed is, per checkpointRings, the records taken from the ring so far.
 func consumed(s *ffi.Stats) (out [2]uint64) {
 	for i, sig := range checkpointRings {
-		out[i] = s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+		out[i] = s.Consumed(sig)
 	}
 	return out
 }

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::read_all;
+use common::{read_all, run_child_test};
 use opentelemetry::Key;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider};
 use opentelemetry_mmap::{MmapExporterFile, MmapLoggerProvider};
@@ -93,20 +91,5 @@ fn deep_value_child() {
 
 #[test]
 fn a_value_nested_thousands_deep_is_cut_not_a_crash() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "deep_value_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DEEP_CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "child: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_child_test("deep_value_child", DEEP_CHILD);
 }

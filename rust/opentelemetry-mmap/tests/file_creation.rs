@@ -1,8 +1,9 @@
 //! Creating files: concurrent builds at one path, and sizes past what can
 //! be mapped.
 
-use std::process::Command;
+mod common;
 
+use common::run_child_test;
 use opentelemetry_mmap::MmapExporterFile;
 
 /// Set in the child process of
@@ -61,22 +62,7 @@ fn same_path_child() {
 /// neither crash the process nor fail (the last build's file is the path's).
 #[test]
 fn two_threads_building_files_at_the_same_path_neither_crash_nor_fail() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "same_path_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SAME_PATH_CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "child: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_child_test("same_path_child", SAME_PATH_CHILD);
 }
 
 /// A dictionary limit past any address space (`u64::MAX`, "no limit") is a

@@ -10,24 +10,12 @@ use otlp_mmap_collector::opentelemetry_proto::tonic::collector::logs::v1::Export
 use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::layout::ring_header;
-use otlp_mmap_core::proto::{self, any_value::Value};
-use otlp_mmap_core::{MmapReader, MmapWriter, RingKind};
+use otlp_mmap_core::{MmapReader, MmapWriter};
 use prost::Message;
 
-use common::{config, start_over_in_place};
+use common::{config, log, start_over_in_place};
 
 const SECOND: u64 = 1_000_000_000;
-
-fn log(w: &MmapWriter, body: &str) {
-    let ev = proto::Event {
-        time_unix_nano: 1,
-        body: Some(proto::AnyValue {
-            value: Some(Value::StringValue(body.into())),
-        }),
-        ..Default::default()
-    };
-    w.try_write(RingKind::Events, &ev).unwrap();
-}
 
 /// Claims the next events sequence like a writer thread that is then killed.
 fn claim_and_die(path: &Path) {

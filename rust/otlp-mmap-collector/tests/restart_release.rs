@@ -6,27 +6,16 @@
 
 mod common;
 
-use common::{config, start_over_in_place};
+use common::{config, log, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
-use otlp_mmap_core::proto::{self, any_value::Value};
+use otlp_mmap_core::proto;
 use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn log(w: &MmapWriter, body: &str) {
-    let ev = proto::Event {
-        time_unix_nano: 1,
-        body: Some(proto::AnyValue {
-            value: Some(Value::StringValue(body.into())),
-        }),
-        ..Default::default()
-    };
-    w.try_write(RingKind::Events, &ev).unwrap();
-}
 
 fn bodies(bytes: &[u8]) -> Vec<String> {
     let req = ExportLogsServiceRequest::decode(bytes).unwrap();

@@ -545,6 +545,12 @@ type Stats struct {
 	WriterAlive int32
 }
 
+// Consumed is the records taken from the ring of sig so far: read, found
+// corrupt, or skipped as abandoned (what the library's drained check counts).
+func (s *Stats) Consumed(sig Signal) uint64 {
+	return s.RecordsRead[sig] + s.CorruptRecords[sig] + s.AbandonedSlots[sig]
+}
+
 // DroppedRecords is, per signal, the records the reader dropped as unusable
 // or over its limits (not counting corrupt slots and abandoned slots).
 func (s *Stats) DroppedRecords() [3]uint64 {

@@ -86,3 +86,21 @@ pub fn end_of(e: &proto::SpanEvent) -> Option<&proto::span_event::EndSpan> {
         _ => None,
     }
 }
+
+/// Runs the test `child` of this test binary alone in a child process with
+/// `env` set (the child does its work only then), and asserts that the
+/// process succeeded: a crash there (a signal, an abort) fails the caller
+/// instead of killing the whole test run.
+pub fn run_child_test(child: &str, env: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -30,3 +30,16 @@ pub fn start_over_in_place(path: &Path, fresh: &Path) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(&bytes, 0).unwrap();
 }
+
+/// Writes a log record whose body is the string `body`.
+pub fn log(w: &otlp_mmap_core::MmapWriter, body: &str) {
+    use otlp_mmap_core::proto::{self, any_value::Value};
+    let ev = proto::Event {
+        time_unix_nano: 1,
+        body: Some(proto::AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    };
+    w.try_write(otlp_mmap_core::RingKind::Events, &ev).unwrap();
+}
