@@ -60,11 +60,10 @@ use crate::spans::{GiveUpReason, InFlight, SpanAssembler, SpanLimits, encode_spa
 mod checkpoint;
 mod delivery;
 mod drained;
-mod retired_stream;
+mod queued_batches;
 pub use checkpoint::{CHECKPOINT_VERSION, CheckpointRejected, Restored};
 pub use delivery::{DELIVERY_MARKER_MAX_BYTES, MarkerRejected, Skipped};
 pub use drained::{NotRemoved, RemoveOutcome};
-use retired_stream::RetiredStream;
 
 /// How often (reader clock) the path and the writer's lock are checked.
 const CHECK_INTERVAL_NANOS: u64 = 200_000_000;
@@ -454,9 +453,11 @@ pub struct FileReader {
     writer_gone: bool,
     /// Counters of the streams before the current one (writer restarts).
     retired: Retired,
-    /// Streams the writer started over from that still have something to
-    /// deliver.
-    retired_streams: VecDeque<RetiredStream>,
+    /// Batches of streams the writer started over from, waiting behind
+    /// each signal's pending batch (see `queued_batches.rs`).
+    queued: [VecDeque<Pending>; 3],
+    /// Bytes of the `queued` batches.
+    queued_bytes: usize,
     /// See [`ReaderStats::measurements_lost_at_restart`].
     measurements_lost_at_restart: u64,
     /// Measurement slots consumed when the current stream began (a writer's
@@ -583,7 +584,8 @@ impl FileReader {
             change: FileChange::None,
             writer_gone: false,
             retired: Retired::default(),
-            retired_streams: VecDeque::new(),
+            queued: Default::default(),
+            queued_bytes: 0,
             measurements_lost_at_restart: 0,
             consumed_at_stream_start: 0,
             consumed_at_collect: 0,
@@ -641,6 +643,11 @@ impl FileReader {
         if let Some(e) = &self.restart_failed {
             return Err(e.clone().into());
         }
+        // Batches of a stream the writer started over from come first.
+        if signal == Signal::Traces {
+            self.skip_delivered_spans();
+        }
+        self.take_queued(signal);
         // A restart not followed yet (the new stream cannot be opened yet):
         // the rings may hold the new writer's records, which the old
         // stream must not read. Only a batch already made is handed out.
@@ -652,8 +659,7 @@ impl FileReader {
                     if !self.measurements_stopped {
                         self.ingest_measurements(now);
                     }
-                    // Aggregates of a stream the writer started over from.
-                    self.collect_retired_aggregates(now)
+                    None
                 }
             };
             self.pending[signal as usize] = made;
@@ -707,8 +713,10 @@ impl FileReader {
             return CollectOutcome::Nothing;
         }
         // As a poll: a writer that started over is followed first (which
-        // collects the old stream's aggregates into a batch of their own).
+        // collects the old stream's aggregates into a batch of their own);
+        // the batches of old streams go before this collection.
         self.check_file(Signal::Metrics, now);
+        self.take_queued(Signal::Metrics);
         if self.pending[Signal::Metrics as usize].is_some() {
             return CollectOutcome::Busy;
         }
@@ -847,11 +855,6 @@ impl FileReader {
         st.in_flight_spans = self.assembler.in_flight() as u64;
         let mut retired = self.retired;
         retired.add(&self.stream.dict, self.aggregator.counters);
-        for r in &self.retired_streams {
-            let (bad_refs, clears) = r.counter_growth();
-            retired.bad_refs += bad_refs;
-            retired.cache_clears += clears;
-        }
         st.bad_refs = retired.bad_refs;
         st.dictionary_cache_clears = retired.cache_clears;
         st.metric_overflows = retired.metrics.overflows;
@@ -870,7 +873,7 @@ impl FileReader {
             && self.pending.iter().all(Option::is_none)
             && self.assembler.in_flight() == 0
             && self.assembler.completed_len() == 0
-            && !self.retired_aggregates_left();
+            && self.queued.iter().all(VecDeque::is_empty);
         st
     }
 
@@ -1010,31 +1013,23 @@ impl FileReader {
         // Spans still open in the old stream will never end.
         self.assembler
             .give_up_all(now, GiveUpReason::WriterRestarted);
-        // The old stream's aggregates: collected now if no metrics batch is
-        // pending, else kept with the old stream for the next batch.
-        let metrics_pending = self.pending[Signal::Metrics as usize].is_some();
-        if !metrics_pending {
-            self.collect_aggregates(now);
-        }
-        // Completed spans reference the old stream's scopes: encoded now if
-        // no traces batch is pending, the rest kept with the old stream.
-        while self.assembler.completed_len() > 0 && self.pending[Signal::Traces as usize].is_none()
-        {
-            let made = self.encode_traces();
-            self.pending[Signal::Traces as usize] = made;
-        }
-        self.retired
-            .add(&self.stream.dict, self.aggregator.counters);
         // The old stream's measurements since its last collection (not
         // those of streams before it).
         let consumed = self.records_consumed(Signal::Metrics);
         let measurements_since_collection =
             consumed.saturating_sub(self.consumed_at_collect.max(self.consumed_at_stream_start));
+        // The old stream's aggregates and completed spans name its scopes,
+        // resources and metrics: encoded now, with its dictionary cache, into
+        // batches (see `queued_batches.rs`).
+        if !self.queue_old_aggregates(now) {
+            // No room: the measurements it read since its last collection
+            // are lost.
+            self.measurements_lost_at_restart += measurements_since_collection;
+        }
         self.consumed_at_stream_start = consumed;
-        let spans_left = self
-            .assembler
-            .completed_len()
-            .saturating_sub(self.retired_spans());
+        self.queue_old_spans();
+        self.retired
+            .add(&self.stream.dict, self.aggregator.counters);
         for (i, ring) in self.stream.rings.iter().enumerate() {
             self.stats.abandoned_slots[i] += ring.abandoned();
         }
@@ -1043,25 +1038,12 @@ impl FileReader {
         if next.file.start_time_unix_nano() != self.stream.file.start_time_unix_nano() {
             self.stats.writer_restarts += 1;
         }
-        let old = std::mem::replace(&mut self.stream, next);
-        let old_aggregator = std::mem::replace(
-            &mut self.aggregator,
-            MetricAggregator::with_max_bytes(
-                self.options.metric_cardinality_limit,
-                self.stream.file.start_time_unix_nano(),
-                self.options.max_metric_bytes,
-            ),
+        self.stream = next;
+        self.aggregator = MetricAggregator::with_max_bytes(
+            self.options.metric_cardinality_limit,
+            self.stream.file.start_time_unix_nano(),
+            self.options.max_metric_bytes,
         );
-        let kept = self.retire_stream(
-            old.dict,
-            spans_left,
-            metrics_pending.then_some(old_aggregator),
-        );
-        if !kept && metrics_pending {
-            // No room for the old stream: the measurements it read since its
-            // last collection are lost (its spans take the current scopes).
-            self.measurements_lost_at_restart += measurements_since_collection;
-        }
         self.change = FileChange::None;
         self.writer_gone = false;
         // The new stream's writer is watched afresh: the old one's
@@ -1132,13 +1114,7 @@ impl FileReader {
     fn encode_traces(&mut self) -> Option<Pending> {
         self.skip_delivered_spans();
         let s = &mut self.stream;
-        // The spans of streams the writer started over from come first, each
-        // with its own dictionary (see `retired_stream.rs`).
-        let (dict, max_spans, retired) = match self.retired_streams.iter_mut().find(|r| r.spans > 0)
-        {
-            Some(r) => (&mut r.dict, self.options.max_batch_spans.min(r.spans), true),
-            None => (&mut s.dict, self.options.max_batch_spans, false),
-        };
+        let (dict, max_spans) = (&mut s.dict, self.options.max_batch_spans);
         if self.options.flat_handoff {
             // The flat batch is written from the spans; their request only
             // if it is needed (see `encode_pending_spans`).
@@ -1154,9 +1130,6 @@ impl FileReader {
                 &mut flat,
                 &mut spans,
             );
-            if retired {
-                self.retired_spans_taken(items);
-            }
             if items == 0 {
                 self.recycle(flat);
                 self.spare_spans = spans;
@@ -1185,9 +1158,6 @@ impl FileReader {
             &mut self.request,
             &mut bytes,
         );
-        if retired {
-            self.retired_spans_taken(items);
-        }
         if items == 0 {
             self.recycle(bytes);
             return None;

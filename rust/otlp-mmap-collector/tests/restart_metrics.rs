@@ -119,17 +119,17 @@ fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
     w.try_write(RingKind::Measurements, &m).unwrap();
 }
 
-#[test]
-fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_is_bounded() {
+/// A writer starts over ten times while a metrics batch is handed out and
+/// refused, each incarnation adding 100 + i, which the reader reads (as the
+/// receiver's collection attempts do); then the batch is accepted. Returns
+/// the sums delivered after it, batch by batch, and the reader.
+fn restart_ten_times_while_refused(opts: ReaderOptions) -> (Vec<i64>, FileReader) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.otlp");
     let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
-    let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let mut r = FileReader::open(&path, opts).unwrap();
     add(&w, counter(&w), 1);
     assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
-    // Handed out and refused while the writer starts over ten times, each
-    // incarnation adding 100 + i, which the reader reads (as the receiver's
-    // collection attempts do).
     let token = r.poll(Signal::Metrics, SECOND).unwrap().unwrap().token;
     let mut writers = vec![w];
     for i in 1..=10u64 {
@@ -152,15 +152,41 @@ fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_is_bo
             r.commit(Signal::Metrics, t).unwrap();
         }
     }
-    // The aggregates of the first four streams retired with a batch pending
-    // are delivered, each stream's own, in order (the first one's again, as
-    // cumulative values are); later ones are not kept (at most four old
-    // streams are): the measurement each of those six read is counted lost.
-    assert_eq!(later, [1, 101, 102, 103]);
-    assert_eq!(r.stats().measurements_lost_at_restart, 6);
     // The current stream's aggregates come with the next collection.
     assert_eq!(r.collect_metrics(60 * SECOND), CollectOutcome::Collected(1));
     let b = r.poll(Signal::Metrics, 60 * SECOND).unwrap().unwrap();
     assert_eq!(sums(b.bytes), [110]);
     drop(writers);
+    (later, r)
+}
+
+#[test]
+fn a_writer_starting_over_again_and_again_while_a_metrics_batch_is_pending_loses_nothing() {
+    // Each old stream's aggregates in a batch of their own, in order (the
+    // first stream's sum again, as cumulative values are).
+    let (later, r) = restart_ten_times_while_refused(ReaderOptions::default());
+    assert_eq!(later, [1, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+    assert_eq!(r.stats().measurements_lost_at_restart, 0);
+}
+
+#[test]
+fn the_batches_kept_from_old_streams_are_bounded_and_what_they_drop_is_counted() {
+    // Batches of old streams wait up to 4 x max_batch_bytes: a few of
+    // these small ones.
+    let opts = ReaderOptions {
+        max_batch_bytes: 100,
+        ..ReaderOptions::default()
+    };
+    let (later, r) = restart_ten_times_while_refused(opts);
+    let kept = later.len();
+    assert!((2..10).contains(&kept), "{later:?}");
+    // The oldest are kept, in order; each later stream read one
+    // measurement, counted lost (the first stream's was collected).
+    let expected: Vec<i64> = std::iter::once(1).chain(101..).take(kept).collect();
+    assert_eq!(later, expected);
+    assert_eq!(
+        r.stats().measurements_lost_at_restart,
+        10 - kept as u64,
+        "{later:?}"
+    );
 }

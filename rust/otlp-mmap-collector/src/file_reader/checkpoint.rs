@@ -2,7 +2,8 @@
 //! Collector keeps in its storage extension across a restart, and back.
 //!
 //! A checkpoint holds the spans in flight, the completed spans not sent, the
-//! batches read and not committed, the metric aggregates with the start time
+//! batches read and not committed (and those queued behind them, made from
+//! streams the writer started over from), the metric aggregates with the start time
 //! of the cumulative series, the file's identity (device, inode, start time)
 //! and the positions of the spans and measurements rings it covers. It is
 //! restored only into a fresh reader of the same file whose rings stand
@@ -16,7 +17,7 @@ use otlp_mmap_core::{FileChange, FormatError};
 use prost::Message;
 
 use super::{FileReader, Pending, Signal};
-use crate::checkpoint_proto::{CheckpointMetric, CheckpointSpan, ReaderCheckpoint};
+use crate::checkpoint_proto::{CheckpointMetric, CheckpointSpan, QueuedBatch, ReaderCheckpoint};
 
 /// Format version of the checkpoints this reader writes and reads.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -117,6 +118,18 @@ impl FileReader {
             cp.pending_metrics = p.bytes.clone();
             cp.pending_metrics_items = p.items;
         }
+        // Queued batches are export requests (laid out flat only once pending).
+        let queued = |signal: Signal| -> Vec<QueuedBatch> {
+            self.queued[signal as usize]
+                .iter()
+                .map(|p| QueuedBatch {
+                    request: p.bytes.clone(),
+                    items: p.items,
+                })
+                .collect()
+        };
+        cp.queued_traces = queued(Signal::Traces);
+        cp.queued_metrics = queued(Signal::Metrics);
         self.aggregator
             .export_metrics(|metric_ref, interval_start, metric| {
                 cp.metrics.push(CheckpointMetric {
@@ -182,7 +195,8 @@ impl FileReader {
         let fresh = self.pending.iter().all(Option::is_none)
             && self.stats.records_read == [0; 3]
             && self.assembler.in_flight() == 0
-            && self.assembler.completed_len() == 0;
+            && self.assembler.completed_len() == 0
+            && self.queued.iter().all(std::collections::VecDeque::is_empty);
         // The rings may stand behind the checkpoint (a crash before the
         // release that follows storing it), never past it.
         let rings = &self.stream.rings;
@@ -240,6 +254,15 @@ impl FileReader {
                 let token = self.token();
                 r.completed_spans += (signal == Signal::Traces) as u64 * items;
                 self.pending[signal as usize] = Some(Pending::request(bytes, token, items));
+            }
+        }
+        for (signal, batches) in [
+            (Signal::Traces, cp.queued_traces),
+            (Signal::Metrics, cp.queued_metrics),
+        ] {
+            for q in batches.into_iter().filter(|q| !q.request.is_empty()) {
+                r.completed_spans += (signal == Signal::Traces) as u64 * q.items;
+                self.restore_queued(signal, q.request, q.items);
             }
         }
         self.aggregator

@@ -10,7 +10,8 @@
 //!
 //! - spans: how many were committed since the checkpoint. The reader emits
 //!   spans in one order, the same when it reads the same records again: the
-//!   checkpoint's pending batch, its completed spans, then the spans that
+//!   checkpoint's pending batch, its queued batches (of streams the writer
+//!   started over from), its completed spans, then the spans that
 //!   complete as the ring is read, first in first out. The restored reader
 //!   skips that many from the head of that order instead of emitting them.
 //!   While spans are skipped, none is given up for its age (`max_span_age`,
@@ -19,7 +20,8 @@
 //!   restore refuses (corrupt, over the limits) is not emitted: the skip is
 //!   shortened by one for each, so such a restore may emit a delivered span
 //!   again, never drop an undelivered one.
-//! - metrics: whether the checkpoint's pending batch was committed, and the
+//! - metrics: how many of the checkpoint's pending and queued batches were
+//!   committed (the first ones committed after it), and the
 //!   measurements ring position and time of the last collection committed
 //!   after the checkpoint. The restored reader aggregates the ring up to that
 //!   position and collects without emitting at that time: delta sums start
@@ -59,7 +61,8 @@ pub struct Skipped {
     /// Spans the restored reader will not emit (some now, the rest as the
     /// ring is read again and they complete).
     pub spans: u64,
-    /// The checkpoint's pending metrics batch was dropped (delivered).
+    /// The checkpoint's pending metrics batch (and queued ones, as many as
+    /// were delivered) was dropped.
     pub metrics_batch: bool,
     /// Measurements aggregated again up to the last delivered collection.
     pub measurements: u64,
@@ -172,8 +175,9 @@ impl FileReader {
         let traces = Signal::Traces as usize;
         self.delivery.restored = None;
         let mut skipped = Skipped::default();
-        // Spans: the checkpoint's pending batch, then its completed spans,
-        // then those completed later (skipped as they come).
+        // Spans: the checkpoint's pending batch, then its queued batches and
+        // its completed spans (see `skip_delivered_spans`), then those
+        // completed later (skipped as they come).
         let mut skip = m.spans_delivered;
         if let Some(p) = &self.pending[traces] {
             // Offered whole: delivered whole, or not at all.
@@ -191,11 +195,10 @@ impl FileReader {
         skipped.spans = skipped.spans.saturating_add(skip);
         self.delivery.skip_spans = self.delivery.skip_spans.saturating_add(skip);
         self.skip_delivered_spans();
-        // Metrics: the pending batch was the first committed after the checkpoint.
-        let metrics = Signal::Metrics as usize;
-        if m.metrics_batches_delivered > 0 && self.pending[metrics].take().is_some() {
-            skipped.metrics_batch = true;
-        }
+        // Metrics: the pending and queued batches were the first committed
+        // after the checkpoint.
+        skipped.metrics_batch =
+            self.skip_delivered_metrics_batches(m.metrics_batches_delivered) > 0;
         if m.collection_delivered {
             skipped.measurements =
                 self.replay_collection(m.collection_position, m.collection_time_unix_nano);
@@ -212,6 +215,7 @@ impl FileReader {
         self.pending[traces]
             .as_ref()
             .map_or(0, |p| p.items)
+            .saturating_add(self.queued_spans())
             .saturating_add(self.assembler.completed_len() as u64)
             .saturating_add(self.assembler.in_flight() as u64)
             .saturating_add(self.stream.rings[traces].unreleased(self.stream.file.region()))
@@ -220,10 +224,21 @@ impl FileReader {
     /// Drops, without emitting them, the completed spans an earlier reader
     /// delivered; called before each traces batch is made.
     pub(super) fn skip_delivered_spans(&mut self) {
+        if self.delivery.skip_spans == 0 {
+            return;
+        }
+        // Queued batches first, where they are in the order.
+        let (queued, ended) = self.skip_queued_spans(self.delivery.skip_spans);
+        self.delivery.skip_spans -= queued;
+        if ended {
+            // A batch partly delivered is offered whole again, and the
+            // spans after it were not delivered.
+            self.delivery.skip_spans = 0;
+            return;
+        }
         let n = usize::try_from(self.delivery.skip_spans).unwrap_or(usize::MAX);
         let taken = self.assembler.drop_completed(n);
         self.delivery.skip_spans -= taken as u64;
-        self.retired_spans_taken(taken);
     }
 
     /// A batch of `signal` with `items` was committed.

@@ -118,7 +118,10 @@ impl FileReader {
     fn signal_drained(&self, signal: Signal) -> bool {
         let i = signal as usize;
         let ring = &self.stream.rings[i];
-        if self.pending[i].is_some() || ring.unreleased(self.stream.file.region()) != 0 {
+        if self.pending[i].is_some()
+            || self.queued_left(signal)
+            || ring.unreleased(self.stream.file.region()) != 0
+        {
             return false;
         }
         match signal {
@@ -126,10 +129,7 @@ impl FileReader {
                 self.assembler.in_flight() == 0 && self.assembler.completed_len() == 0
             }
             Signal::Logs => true,
-            Signal::Metrics => {
-                self.records_consumed(Signal::Metrics) == self.consumed_at_collect
-                    && !self.retired_aggregates_left()
-            }
+            Signal::Metrics => self.records_consumed(Signal::Metrics) == self.consumed_at_collect,
         }
     }
 }

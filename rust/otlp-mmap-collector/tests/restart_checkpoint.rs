@@ -1,0 +1,248 @@
+//! A checkpoint taken while batches of a stream the writer started over
+//! from still wait (behind a batch the pipeline has not accepted) keeps
+//! them as they were made: restored by the next reader, the old stream's
+//! spans keep their scope and its aggregates their metric, although the
+//! file's dictionary names other ones at the same refs by then.
+
+mod common;
+
+use common::{config, start_over_in_place};
+
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
+use otlp_mmap_core::proto::{self, metric_ref::Aggregation, span_event::Event};
+use otlp_mmap_core::{MmapWriter, RingKind};
+use prost::Message;
+
+const SECOND: u64 = 1_000_000_000;
+
+fn scope(w: &MmapWriter, name: &str) -> i64 {
+    w.intern_message(&proto::InstrumentationScope {
+        name_ref: w.intern_str(name).unwrap(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn counter(w: &MmapWriter, name: &str) -> i64 {
+    w.intern_message(&proto::MetricRef {
+        name: name.into(),
+        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
+    let m = proto::Measurement {
+        metric_ref,
+        value: Some(proto::measurement::Value::AsLong(v)),
+        ..Default::default()
+    };
+    w.try_write(RingKind::Measurements, &m).unwrap();
+}
+
+fn span_event(scope: i64, i: u8, event: Event) -> proto::SpanEvent {
+    proto::SpanEvent {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        scope_ref: scope,
+        event: Some(event),
+    }
+}
+
+fn start(scope: i64, i: u8) -> proto::SpanEvent {
+    span_event(
+        scope,
+        i,
+        Event::Start(proto::span_event::StartSpan {
+            name: format!("old-span-{i}"),
+            start_time_unix_nano: 1,
+            ..Default::default()
+        }),
+    )
+}
+
+fn end(scope: i64, i: u8) -> proto::SpanEvent {
+    span_event(
+        scope,
+        i,
+        Event::End(proto::span_event::EndSpan {
+            end_time_unix_nano: 2,
+            status: None,
+        }),
+    )
+}
+
+/// (span name, scope name) of a traces batch.
+fn spans(bytes: &[u8]) -> Vec<(String, String)> {
+    let req = ExportTraceServiceRequest::decode(bytes).unwrap();
+    let mut got = vec![];
+    for rs in req.resource_spans {
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+            for s in ss.spans {
+                got.push((s.name, scope.clone()));
+            }
+        }
+    }
+    got
+}
+
+/// (metric name, value) of every sum point of a metrics batch.
+fn sums(bytes: &[u8]) -> Vec<(String, i64)> {
+    let req = ExportMetricsServiceRequest::decode(bytes).unwrap();
+    let mut out = vec![];
+    for rm in req.resource_metrics {
+        for sm in rm.scope_metrics {
+            for m in sm.metrics {
+                if let Some(metric::Data::Sum(s)) = m.data {
+                    for p in s.data_points {
+                        if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                            out.push((m.name.clone(), v));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every batch of `signal` the reader offers now, each committed.
+fn drain(r: &mut FileReader, signal: Signal, now: u64) -> Vec<Vec<u8>> {
+    let mut batches = vec![];
+    while let Some(b) = r.poll(signal, now).unwrap() {
+        let token = b.token;
+        batches.push(b.bytes.to_vec());
+        r.commit(signal, token).unwrap();
+    }
+    batches
+}
+
+fn s(name: &str, scope: &str) -> (String, String) {
+    (name.to_string(), scope.to_string())
+}
+
+/// A reader that holds, behind a traces batch and a metrics batch it
+/// handed out and that were not accepted, the old stream's given-up span
+/// (one batch per span) and its aggregates read after the collection; the
+/// writer started over in place with another scope and another metric at
+/// the old refs. Returns the reader and the writers.
+fn reader_with_queued_batches(path: &std::path::Path) -> (FileReader, MmapWriter, MmapWriter) {
+    let w = MmapWriter::create_with_start_time(path, &config(), 100).unwrap();
+    let opts = ReaderOptions {
+        max_batch_spans: 1,
+        ..ReaderOptions::default()
+    };
+    let mut r = FileReader::open(path, opts).unwrap();
+    let old_scope = scope(&w, "old.scope");
+    let old_counter = counter(&w, "old.counter");
+    // Spans 0 and 1 are read and stay in flight; span 9 ends.
+    for i in [0, 1, 9] {
+        w.try_write(RingKind::Spans, &start(old_scope, i)).unwrap();
+    }
+    w.try_write(RingKind::Spans, &end(old_scope, 9)).unwrap();
+    add(&w, old_counter, 1);
+    // Handed out, not accepted: span 9, and the sum 1.
+    assert_eq!(
+        spans(r.poll(Signal::Traces, SECOND).unwrap().unwrap().bytes),
+        [s("old-span-9", "old.scope")]
+    );
+    assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
+    assert!(r.poll(Signal::Metrics, SECOND).unwrap().is_some());
+    // Read after that collection.
+    add(&w, old_counter, 7);
+    r.read_measurements(SECOND);
+
+    let fresh = path.with_extension("fresh");
+    let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
+    assert_eq!(scope(&w2, "new.scope"), old_scope);
+    assert_eq!(counter(&w2, "new.counter"), old_counter);
+    start_over_in_place(path, &fresh);
+    assert!(r.poll(Signal::Logs, 2 * SECOND).unwrap().is_none());
+    assert_eq!(r.stats().writer_restarts, 1);
+    (r, w, w2)
+}
+
+#[test]
+fn batches_of_an_old_stream_survive_a_collector_restart_with_their_scopes_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let (mut first, w, w2) = reader_with_queued_batches(&path);
+    // The Collector stops before the pipeline accepts anything.
+    let checkpoint = first.checkpoint();
+    drop(first);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    let restored = second.restore(&checkpoint).unwrap();
+    assert_eq!(restored.refused, 0);
+    let traces: Vec<_> = drain(&mut second, Signal::Traces, 3 * SECOND)
+        .iter()
+        .map(|b| spans(b))
+        .collect();
+    assert_eq!(
+        traces,
+        [
+            vec![s("old-span-9", "old.scope")],
+            vec![s("old-span-0", "old.scope")],
+            vec![s("old-span-1", "old.scope")],
+        ]
+    );
+    let metrics: Vec<_> = drain(&mut second, Signal::Metrics, 3 * SECOND)
+        .iter()
+        .map(|b| sums(b))
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            vec![("old.counter".to_string(), 1)],
+            vec![("old.counter".to_string(), 8)],
+        ]
+    );
+    drop((w, w2));
+}
+
+#[test]
+fn batches_of_an_old_stream_delivered_after_the_checkpoint_are_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let (mut first, w, w2) = reader_with_queued_batches(&path);
+    let checkpoint = first.checkpoint();
+    first.checkpoint_stored().unwrap();
+    // After the checkpoint: the pending traces batch and the first queued
+    // one, and both metrics batches, are delivered; then the Collector
+    // crashes with the last marker stored.
+    let mut delivered_spans = vec![];
+    for _ in 0..2 {
+        let b = first.poll(Signal::Traces, 3 * SECOND).unwrap().unwrap();
+        let token = b.token;
+        delivered_spans.extend(spans(b.bytes));
+        first.commit(Signal::Traces, token).unwrap();
+    }
+    assert_eq!(
+        delivered_spans,
+        [s("old-span-9", "old.scope"), s("old-span-0", "old.scope")]
+    );
+    assert_eq!(drain(&mut first, Signal::Metrics, 3 * SECOND).len(), 2);
+    let marker = first.delivery_marker();
+    drop(first);
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    second.restore(&checkpoint).unwrap();
+    let skipped = second.restore_delivered(&marker).unwrap();
+    assert_eq!(skipped.spans, 2);
+    assert!(skipped.metrics_batch);
+    let traces: Vec<_> = drain(&mut second, Signal::Traces, 4 * SECOND)
+        .iter()
+        .flat_map(|b| spans(b))
+        .collect();
+    assert_eq!(traces, [s("old-span-1", "old.scope")]);
+    assert!(drain(&mut second, Signal::Metrics, 4 * SECOND).is_empty());
+    drop((w, w2));
+}
