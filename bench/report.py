@@ -531,20 +531,26 @@ def tracing_section(r, w, cost):
     pace_c = pacing.get("cpu_caller_ns_per_item", 0.0)
     w("## `tracing` users\n")
     w("The same items written with the `tracing` crate's macros (`info_span!` with the same 4 fields, entered and "
-      "closed; `info!` with a message and the same 3 fields) through `tracing-subscriber`'s registry, "
-      "`tracing-opentelemetry` 0.34 over `MmapTracerProvider` and `opentelemetry-appender-tracing` 0.33 over "
-      "`MmapLoggerProvider` (`rust/opentelemetry-mmap/examples/tracing.rs`), paced as the cost rows, into the `mmap` "
-      "receiver. Net of the pacing loop.\n")
+      "closed; `info!` with a message and the same 3 fields) through `tracing-subscriber`'s registry, either with "
+      "`opentelemetry-mmap`'s own layer, `MmapLayer` (feature `tracing`), or with `tracing-opentelemetry` 0.34 over "
+      "`MmapTracerProvider` and `opentelemetry-appender-tracing` 0.33 over `MmapLoggerProvider` "
+      "(`rust/opentelemetry-mmap/examples/tracing.rs`, with and without `--layer`), paced as the cost rows, into "
+      "the `mmap` receiver. Net of the pacing loop.\n")
     w("| signal | path | app CPU ns/item | caller ns/item | allocations/item | Collector CPU s per million | delivered |")
     w("|---|---|---|---|---|---|---|")
+    names = {"tracing": "`tracing` → tracing-opentelemetry → mmap providers",
+             "tracing-layer": "`tracing` → `MmapLayer`"}
+    by_signal = {}
     for row in rows:
-        sig = row["signal"]
-        for mode, c in (("tracing", row), ("mmap-provider", cost.get((sig, "mmap-provider"))),
-                        ("otlp", cost.get((sig, "otlp")))):
+        by_signal.setdefault(row["signal"], []).append(row)
+    for sig, sig_rows in by_signal.items():
+        order = sorted(sig_rows, key=lambda r: r.get("mode", "tracing") != "tracing-layer")
+        for mode, c in [(r.get("mode", "tracing"), r) for r in order] + [
+                ("mmap-provider", cost.get((sig, "mmap-provider"))), ("otlp", cost.get((sig, "otlp")))]:
             if not c:
                 continue
             a = c["app"]
-            name = "`tracing` → mmap providers" if mode == "tracing" else label(mode, sig)
+            name = names.get(mode) or label(mode, sig)
             w(f"| {sig} | {name} | {fmt(a['cpu_process_ns_per_item'] - pace_p)} | "
               f"{fmt(a['cpu_caller_ns_per_item'] - pace_c)} | {a['allocs_per_item']:.2f} | "
               f"{c['collector_cpu_s'] / c['count'] * 1e6:.2f} | {c['delivered']:.0f}/{c['expected']} |")

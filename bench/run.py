@@ -24,6 +24,7 @@ benchmark is a new section function plus its entry there (and its section in
 bench/report.py).
 """
 
+import itertools
 import json
 import os
 import platform
@@ -388,25 +389,26 @@ def cost(results, workdir):
 
 def tracing_cost(results, workdir):
     """`tracing` users: app and Collector cost per item of `--mode tracing` (tracing-opentelemetry and the
-    appender bridge over the mmap providers, as rust/opentelemetry-mmap/examples/tracing.rs), measured as `cost` does."""
+    appender bridge over the mmap providers, as rust/opentelemetry-mmap/examples/tracing.rs) and of
+    `--mode tracing-layer` (opentelemetry-mmap's own MmapLayer), measured as `cost` does."""
     if "pacing" not in results:
         results["pacing"], _ = run_app([str(APP), "--mode", "pacing", "--count", str(int(COST_COUNT["spans"] * SCALE)),
                                         "--rate", str(COST_RATE)], None)
     rows = []
-    for sig in ("spans", "logs"):
+    for sig, mode in itertools.product(("spans", "logs"), ("tracing", "tracing-layer")):
         count = int(COST_COUNT[sig] * SCALE)
-        with Collector(f"tracing-{sig}", "mmap", workdir) as col:
+        with Collector(f"{mode}-{sig}", "mmap", workdir) as col:
             before = col.delivered(sig)
             load0 = loadavg()
-            app, c0 = run_app(app_cmd("tracing", sig, count, COST_RATE, workdir, col), col)
+            app, c0 = run_app(app_cmd(mode, sig, count, COST_RATE, workdir, col), col)
             expected = count + 1000
             got = wait_delivered(col, sig, expected, before)
             col_cpu = col.cpu() - c0
             hwm = col.hwm_kb()
-        rows.append({"signal": sig, "mode": "tracing", "count": count, "rate": COST_RATE, "app": app,
+        rows.append({"signal": sig, "mode": mode, "count": count, "rate": COST_RATE, "app": app,
                      "collector_cpu_s": col_cpu, "collector_hwm_kb": hwm, "delivered": got, "expected": expected,
                      "load": load0})
-        log(f"tracing {sig:7} app {app['cpu_process_ns_per_item']:7.0f} ns/item (caller {app['cpu_caller_ns_per_item']:6.0f}) "
+        log(f"{mode} {sig:7} app {app['cpu_process_ns_per_item']:7.0f} ns/item (caller {app['cpu_caller_ns_per_item']:6.0f}) "
             f"{app['allocs_per_item']:.2f} allocs/item; collector {col_cpu:.2f} s; delivered {got:.0f}/{expected}; "
             f"dropped {app['dropped']}")
     results["tracing"] = rows

@@ -1,6 +1,12 @@
-//! `tracing` spans and events written into an OTLP-MMAP file.
+//! `tracing` spans and events written into an OTLP-MMAP file, two ways.
 //!
-//! Two `tracing-subscriber` layers over one [`MmapExporterFile`]:
+//! With `--layer`: this crate's own layer, [`MmapLayer`] (feature
+//! `tracing`), which writes each span and event straight into the file
+//! (the cheaper way: see BENCHMARKS.md, "`tracing` users").
+//!
+//! Without it: two `tracing-subscriber` layers over one [`MmapExporterFile`],
+//! for applications that also want `tracing-opentelemetry`'s OpenTelemetry
+//! context (`OpenTelemetrySpanExt`):
 //!
 //! - spans: `tracing-opentelemetry`'s layer with [`MmapTracerProvider`]'s
 //!   tracer (each `tracing` span becomes an OpenTelemetry span: `StartSpan` when
@@ -15,17 +21,18 @@
 //! context, rather than also as a span event.
 //!
 //! ```text
-//! cargo run -p opentelemetry-mmap --example tracing -- [PATH]
+//! cargo run -p opentelemetry-mmap --example tracing -- [--layer] [PATH]
 //! otlp-mmap dump PATH
 //! ```
 //!
 //! PATH defaults to `OTEL_MMAP_FILE`, then `/tmp/otlp-mmap/tracing.otlp`.
-//! `tests/tracing.rs` runs [`handle_request`] through [`subscriber`] and reads
-//! the file back with the collector crate's dump.
+//! `tests/tracing.rs` runs [`handle_request`] through [`subscriber`] and
+//! [`layer_subscriber`] and reads the file back with the collector crate's
+//! dump.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_mmap::{MmapExporterFile, MmapLoggerProvider, MmapTracerProvider};
+use opentelemetry_mmap::{MmapExporterFile, MmapLayer, MmapLoggerProvider, MmapTracerProvider};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
@@ -42,6 +49,14 @@ pub fn subscriber(file: &MmapExporterFile) -> impl tracing::Subscriber + Send + 
         .with_filter(filter_fn(|metadata| metadata.is_span()));
     let events = OpenTelemetryTracingBridge::new(&MmapLoggerProvider::new(file));
     tracing_subscriber::registry().with(spans).with(events)
+}
+
+/// A subscriber that writes `tracing` spans and events into `file` with
+/// this crate's own layer.
+pub fn layer_subscriber(
+    file: &MmapExporterFile,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    tracing_subscriber::registry().with(MmapLayer::new(file))
 }
 
 /// Some instrumented work: a request span with a child span, events inside
@@ -67,18 +82,26 @@ pub fn handle_request(item: i64) {
 
 #[allow(dead_code)] // `tests/tracing.rs` includes this file without calling `main`.
 fn main() {
-    let path = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let layer = args.iter().any(|a| a == "--layer");
+    args.retain(|a| a != "--layer");
+    let path = args
+        .pop()
         .or_else(|| std::env::var("OTEL_MMAP_FILE").ok())
         .unwrap_or_else(|| "/tmp/otlp-mmap/tracing.otlp".into());
     let file = MmapExporterFile::builder()
         .with_path(&path)
         .build()
         .unwrap_or_else(|e| panic!("cannot create {path}: {e}"));
-    tracing::subscriber::with_default(subscriber(&file), || {
+    let work = || {
         for item in 0..3 {
             handle_request(item);
         }
-    });
+    };
+    if layer {
+        tracing::subscriber::with_default(layer_subscriber(&file), work);
+    } else {
+        tracing::subscriber::with_default(subscriber(&file), work);
+    }
     println!("wrote {path}: {:?}", file.drop_stats());
 }

@@ -297,11 +297,14 @@ impl KeyRefs for NoKeys {
     }
 }
 
-/// An attribute value of either OpenTelemetry value type.
+/// An attribute value of either OpenTelemetry value type, or a scalar
+/// given as such (a `tracing` field).
 #[derive(Clone, Copy)]
 pub(crate) enum Val<'a> {
     Attr(&'a Value),
     Any(&'a AnyValue),
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    Scalar(Scalar<'a>),
 }
 
 // Field numbers, from `proto/mmap.proto`.
@@ -320,6 +323,17 @@ pub(crate) fn put_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: Val<'_>
     match v {
         Val::Attr(v) => put_attr_value(w, v),
         Val::Any(v) => put_any_value(w, v, keys, 0),
+        Val::Scalar(v) => put_scalar_value(w, v),
+    }
+}
+
+#[inline]
+fn put_scalar_value(w: &mut ProtoWriter<'_>, v: Scalar<'_>) {
+    match v {
+        Scalar::Bool(b) => w.varint_field(AV_BOOL, b as u64),
+        Scalar::Int(i) => w.varint_field(AV_INT, i as u64),
+        Scalar::Double(f) => w.fixed64_field(AV_DOUBLE, f.to_bits()),
+        Scalar::Bytes(tag, bytes) => w.bytes_field(tag, bytes),
     }
 }
 
@@ -417,17 +431,31 @@ fn put_any_value<K: KeyRefs + ?Sized>(
 /// A value whose `AnyValue` body is one field: a bool, an integer, a double,
 /// or a string or bytes (with its wire key).
 #[derive(Clone, Copy)]
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Bool(bool),
     Int(i64),
     Double(f64),
     Bytes(u32, &'a [u8]),
 }
 
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 impl<'a> Scalar<'a> {
+    /// A string value.
+    #[inline]
+    pub(crate) fn string(s: &'a str) -> Self {
+        Scalar::Bytes(AV_STRING, s.as_bytes())
+    }
+
+    /// A bytes value.
+    #[inline]
+    pub(crate) fn bytes(b: &'a [u8]) -> Self {
+        Scalar::Bytes(AV_BYTES, b)
+    }
+
     #[inline]
     fn of(v: Val<'a>) -> Option<Self> {
         Some(match v {
+            Val::Scalar(s) => s,
             Val::Attr(Value::Bool(b)) => Scalar::Bool(*b),
             Val::Attr(Value::I64(i)) => Scalar::Int(*i),
             Val::Attr(Value::F64(f)) => Scalar::Double(*f),

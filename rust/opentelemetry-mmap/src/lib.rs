@@ -129,7 +129,7 @@
 //! # Costs
 //!
 //! The hot path encodes each record in one pass with a borrowed protobuf
-//! encoder ([`encode`](crate::encode) is private; lengths of embedded messages
+//! encoder (the private module `encode`; lengths of embedded messages
 //! are filled in after their bodies) into a per-thread scratch buffer, then
 //! claims a slot of exactly its size and copies it in; the ring writer of
 //! `otlp-mmap-core` then asks the CPU to fetch the ring's next slot for
@@ -161,6 +161,8 @@ mod span_events;
 mod span_notes;
 mod span_processor;
 pub mod trace;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
 
 pub use file::{DropStats, MmapExporterFile, MmapExporterFileBuilder};
 pub use log_processor::MmapLogProcessor;
@@ -168,6 +170,8 @@ pub use logs::{MmapLogRecord, MmapLogger, MmapLoggerProvider};
 pub use metrics::MmapMeterProvider;
 pub use span_processor::MmapSpanProcessor;
 pub use trace::{MmapSpan, MmapTracer, MmapTracerProvider};
+#[cfg(feature = "tracing")]
+pub use tracing_layer::MmapLayer;
 
 /// Why the file could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,9 @@ use otlp_mmap_core::RingKind;
 
 use prost::encoding::encoded_len_varint;
 
-use crate::encode::{Attrs, EncodedKey, NoKeys, ProtoWriter, put_attrs, put_status, status_parts};
+use crate::encode::{
+    Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, put_attrs, put_status, status_parts,
+};
 use crate::file::FileInner;
 use crate::key_cache::Keys;
 
@@ -201,6 +203,23 @@ pub(crate) fn write_attributes(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl
     keys.write(RingKind::Spans, |w, k| {
         put_span_event(w, key, ATTRIBUTES, |w| {
             put_attrs(w, UPDATE_ATTRIBUTES, attrs, k)
+        })
+    });
+}
+
+/// Writes one `AddLink` record with one link, to the span `link`, without
+/// attributes or trace state.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn write_link(keys: &mut Keys<'_>, key: &SpanKey, link: &SpanIds) {
+    keys.write(RingKind::Spans, |w, _| {
+        put_span_event(w, key, LINK, |w| {
+            let m = w.begin(LINKS);
+            w.bytes_field(LINK_TRACE_ID, &link.trace_id);
+            w.bytes_field(LINK_SPAN_ID, &link.span_id);
+            if link.flags != 0 {
+                w.fixed32_field(LINK_FLAGS, link.flags);
+            }
+            w.end(m);
         })
     });
 }

@@ -24,8 +24,9 @@
 //! wanted, belongs in the collector). A context with suppressed telemetry
 //! gives a non-recording span that writes nothing.
 //!
-//! **Ids**: random, from a per-thread generator ([`crate::ids`]); the trace id
-//! and trace state come from the parent span in the context, if any.
+//! **Ids**: random, from the SDK's `RandomIdGenerator` (a per-thread
+//! generator); the trace id and trace state come from the parent span in
+//! the context, if any.
 //!
 //! **Flags**: `StartSpan.flags` holds the W3C trace flags in bits 0-7 and, as
 //! OTLP's `Span.flags` does, bit 8 (the parent's remoteness is known) and bit

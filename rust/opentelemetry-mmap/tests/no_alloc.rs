@@ -255,3 +255,50 @@ fn span_processor_adds_nothing_to_the_sdks_allocations() {
     );
     assert_eq!(file.drop_stats().spans, 0);
 }
+
+#[test]
+fn a_tracing_event_through_the_mmap_layer_allocates_nothing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = file(&dir);
+    let subscriber = tracing_subscriber::registry().with(opentelemetry_mmap::MmapLayer::new(&file));
+    tracing::subscriber::with_default(subscriber, || {
+        let run = || {
+            tracing::info!(
+                item.id = 42_i64,
+                item.kind = "book",
+                cached = true,
+                "served an item"
+            )
+        };
+        run();
+        let n = allocations(|| (0..N).for_each(|_| run()));
+        assert_eq!(n, 0, "{n} allocations for {N} events");
+    });
+    assert_eq!(file.drop_stats(), Default::default());
+}
+
+#[test]
+fn a_tracing_span_through_the_mmap_layer_allocates_only_what_the_registry_keeps() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = file(&dir);
+    let subscriber = tracing_subscriber::registry().with(opentelemetry_mmap::MmapLayer::new(&file));
+    tracing::subscriber::with_default(subscriber, || {
+        let run = || {
+            let span = tracing::info_span!(
+                "GET /items",
+                http.request.method = "GET",
+                http.response.status_code = 200_i64,
+                server.duration = 1.25,
+                cache.hit = true,
+            );
+            let _entered = span.enter();
+        };
+        run();
+        let n = allocations(|| (0..N).for_each(|_| run()));
+        // The layer's `MmapSpanData`, boxed into the span's extensions.
+        assert_eq!(n, N, "{n} allocations for {N} spans");
+    });
+    assert_eq!(file.drop_stats(), Default::default());
+}

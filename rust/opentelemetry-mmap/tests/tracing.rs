@@ -1,7 +1,8 @@
-//! `tracing` users: the `tracing` example's subscriber (tracing-opentelemetry
-//! over `MmapTracerProvider`, the appender bridge over `MmapLoggerProvider`)
-//! writes spans and events that the collector crate's dump (what
-//! `otlp-mmap dump` prints) reads back as OTLP.
+//! `tracing` users: the `tracing` example's two subscribers (this crate's
+//! `MmapLayer`; `tracing-opentelemetry` over `MmapTracerProvider` with the
+//! appender bridge over `MmapLoggerProvider`) write the same spans and
+//! events, which the collector crate's dump (what `otlp-mmap dump` prints)
+//! reads back as OTLP.
 
 #[path = "../examples/tracing.rs"]
 mod example;
@@ -32,13 +33,31 @@ fn text(v: &Option<AnyValue>) -> String {
 }
 
 #[test]
-fn tracing_spans_and_events_reach_the_file() {
+fn tracing_spans_and_events_reach_the_file_through_tracing_opentelemetry() {
     let dir = tempfile::tempdir().unwrap();
     let file = MmapExporterFile::builder()
         .with_path(dir.path().join("tracing.otlp"))
         .build()
         .unwrap();
     tracing::subscriber::with_default(example::subscriber(&file), || example::handle_request(7));
+    check_request(&file);
+}
+
+#[test]
+fn tracing_spans_and_events_reach_the_file_through_the_mmap_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("tracing.otlp"))
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(example::layer_subscriber(&file), || {
+        example::handle_request(7)
+    });
+    check_request(&file);
+}
+
+/// What `handle_request(7)` wrote, as the dump reads it back.
+fn check_request(file: &MmapExporterFile) {
     assert_eq!(file.drop_stats(), Default::default());
 
     let d = dump(file.path(), DumpOptions::default()).unwrap();

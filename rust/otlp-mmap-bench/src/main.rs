@@ -16,11 +16,13 @@
 //!   registry with `tracing-opentelemetry` over `MmapTracerProvider` (spans)
 //!   and `opentelemetry-appender-tracing` over `MmapLoggerProvider` (events),
 //!   as in `rust/opentelemetry-mmap/examples/tracing.rs` (no metrics);
+//! - `tracing-layer`: the same macros through the registry with
+//!   `opentelemetry-mmap`'s own layer, `MmapLayer` (the example's `--layer`);
 //! - `pacing`: the same loop emitting nothing, the baseline that the harness
 //!   subtracts (sleeping and waking up to pace the rate costs CPU too).
 //!
 //! ```text
-//! otlp-mmap-bench --mode mmap-provider|mmap-processor|tracing|otlp --signal spans|logs|metrics
+//! otlp-mmap-bench --mode mmap-provider|mmap-processor|tracing|tracing-layer|otlp --signal spans|logs|metrics
 //!                 --count N [--rate PER_SEC] [--warmup N] [--file PATH] [--endpoint URL]
 //!                 [--hold-secs S] [--pause-after-warmup-secs S]
 //! otlp-mmap-bench --idle-files N --dir DIR --idle-secs S
@@ -97,6 +99,8 @@ enum Mode {
     MmapProvider,
     MmapProcessor,
     Tracing,
+    /// `tracing` through this crate's own layer, `MmapLayer`.
+    TracingLayer,
     Otlp,
 }
 
@@ -147,6 +151,7 @@ fn parse_args() -> Result<Args, String> {
                     "mmap-provider" => Mode::MmapProvider,
                     "mmap-processor" => Mode::MmapProcessor,
                     "tracing" => Mode::Tracing,
+                    "tracing-layer" => Mode::TracingLayer,
                     "otlp" => Mode::Otlp,
                     "pacing" => Mode::Pacing,
                     m => return Err(format!("unknown mode {m}")),
@@ -372,10 +377,17 @@ fn main() {
             },
             &mut || {},
         ),
-        Mode::Tracing => {
+        Mode::Tracing | Mode::TracingLayer => {
             let file = mmap_file(&args.file);
-            tracing::subscriber::set_global_default(tracing_subscriber_for(&file))
-                .unwrap_or_else(|e| fail(&e.to_string()));
+            let installed = if args.mode == Mode::Tracing {
+                tracing::subscriber::set_global_default(tracing_subscriber_for(&file))
+            } else {
+                use tracing_subscriber::layer::SubscriberExt;
+                tracing::subscriber::set_global_default(
+                    tracing_subscriber::registry().with(opentelemetry_mmap::MmapLayer::new(&file)),
+                )
+            };
+            installed.unwrap_or_else(|e| fail(&e.to_string()));
             let m = match args.signal {
                 Signal::Spans => measure(&args, &mut |_| one_tracing_span(), &mut || {}),
                 Signal::Logs => measure(&args, &mut |i| one_tracing_event(i), &mut || {}),
@@ -503,7 +515,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Tracing => "tracing", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
+            "mode": match args.mode { Mode::MmapProvider => "mmap-provider", Mode::MmapProcessor => "mmap-processor", Mode::Tracing => "tracing", Mode::TracingLayer => "tracing-layer", Mode::Otlp => "otlp", Mode::Pacing => "pacing" },
             "signal": match args.signal { Signal::Spans => "spans", Signal::Logs => "logs", Signal::Metrics => "metrics" },
             "count": args.count,
             "warmup": args.warmup,

@@ -1,0 +1,199 @@
+//! `MmapLayer` beyond the example's request (`tests/tracing.rs`): the
+//! `otel.*` fields, links, parents given explicitly or by an OpenTelemetry
+//! span, value types, long messages, and a span left open by a crash; read
+//! back with the collector crate's dump.
+
+use std::collections::HashMap;
+
+use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
+use opentelemetry_mmap::tracing_layer::MAX_FORMATTED_VALUE;
+use opentelemetry_mmap::{MmapExporterFile, MmapLayer, MmapTracerProvider};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
+use otlp_mmap_collector::INCOMPLETE_ATTRIBUTE;
+use otlp_mmap_collector::dump::{Dump, DumpOptions, dump};
+use tracing_subscriber::layer::SubscriberExt;
+
+fn attrs(kvs: &[KeyValue]) -> HashMap<String, Value> {
+    kvs.iter()
+        .filter_map(|kv| {
+            let v = kv.value.as_ref().and_then(|v: &AnyValue| v.value.clone())?;
+            Some((kv.key.clone(), v))
+        })
+        .collect()
+}
+
+fn spans(d: &Dump) -> Vec<&Span> {
+    d.traces
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .collect()
+}
+
+fn logs(d: &Dump) -> Vec<&LogRecord> {
+    d.logs
+        .iter()
+        .flat_map(|r| &r.resource_logs)
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .collect()
+}
+
+/// Runs `f` with an `MmapLayer` over a new file, and dumps the file.
+fn with_layer(f: impl FnOnce(&MmapExporterFile)) -> Dump {
+    with_layer_dump(f, DumpOptions::default())
+}
+
+fn with_layer_dump(f: impl FnOnce(&MmapExporterFile), options: DumpOptions) -> Dump {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("layer.otlp"))
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(MmapLayer::new(&file));
+    tracing::subscriber::with_default(subscriber, || f(&file));
+    assert_eq!(file.drop_stats(), Default::default());
+    dump(file.path(), options).unwrap()
+}
+
+#[test]
+fn otel_fields_name_kind_and_status_the_span_and_are_not_attributes() {
+    let d = with_layer(|_| {
+        let span = tracing::info_span!(
+            "handler",
+            otel.name = "GET /items",
+            otel.kind = "Server",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            route = "/items",
+        );
+        span.record("otel.status_description", "no such item");
+        span.record("otel.status_code", "ERROR");
+    });
+    let spans = spans(&d);
+    assert_eq!(spans.len(), 1);
+    let s = spans[0];
+    assert_eq!(s.name, "GET /items");
+    assert_eq!(s.kind, SpanKind::Server as i32);
+    let status = s.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "no such item");
+    let a = attrs(&s.attributes);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a["route"], Value::StringValue("/items".into()));
+}
+
+#[test]
+fn follows_from_is_a_link_and_an_explicit_parent_is_the_parent() {
+    let d = with_layer(|_| {
+        let first = tracing::info_span!("first");
+        let other = tracing::info_span!("other");
+        let _inside_other = other.enter();
+        // Created inside `other`, but its parent is `first`.
+        let child = tracing::info_span!(parent: &first, "child");
+        child.follows_from(&other);
+    });
+    let spans = spans(&d);
+    let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), *s)).collect();
+    let (first, other, child) = (by_name["first"], by_name["other"], by_name["child"]);
+    assert_eq!(child.parent_span_id, first.span_id);
+    assert_eq!(child.trace_id, first.trace_id);
+    assert_ne!(other.trace_id, first.trace_id, "two roots, two traces");
+    assert_eq!(child.links.len(), 1);
+    assert_eq!(child.links[0].span_id, other.span_id);
+    assert_eq!(child.links[0].trace_id, other.trace_id);
+}
+
+#[test]
+fn a_tracing_span_inside_an_opentelemetry_span_is_its_child() {
+    let d = with_layer(|file| {
+        let tracer = MmapTracerProvider::new(file).tracer("api");
+        tracer.in_span("api-span", |cx| {
+            let api = cx.span().span_context().clone();
+            let span = tracing::info_span!("tracing-span");
+            let _entered = span.enter();
+            tracing::info!("inside");
+            drop(api);
+        });
+    });
+    let spans = spans(&d);
+    let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), *s)).collect();
+    let (api, inner) = (by_name["api-span"], by_name["tracing-span"]);
+    assert_eq!(inner.parent_span_id, api.span_id);
+    assert_eq!(inner.trace_id, api.trace_id);
+    let logs = logs(&d);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].span_id, inner.span_id);
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through `Debug`
+struct Item {
+    id: u32,
+}
+
+#[test]
+fn values_keep_their_types_and_formatted_ones_are_bounded() {
+    let long = "é".repeat(MAX_FORMATTED_VALUE); // 2 bytes each
+    let err = std::io::Error::other("disk full");
+    let d = with_layer(|_| {
+        tracing::warn!(
+            small = 7_u64,
+            big = u64::MAX,
+            ratio = 0.5,
+            ok = false,
+            item = ?Item { id: 3 },
+            error = &err as &(dyn std::error::Error + 'static),
+            "{long}"
+        );
+    });
+    let logs = logs(&d);
+    assert_eq!(logs.len(), 1);
+    let l = logs[0];
+    assert_eq!(l.severity_number, 13);
+    assert_eq!(l.severity_text, "WARN");
+    let body = match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Cut at a character boundary, within the bound.
+    assert_eq!(body, "é".repeat(MAX_FORMATTED_VALUE / 2));
+    let a = attrs(&l.attributes);
+    assert_eq!(a["small"], Value::IntValue(7));
+    assert_eq!(a["big"], Value::StringValue(u64::MAX.to_string()));
+    assert_eq!(a["ratio"], Value::DoubleValue(0.5));
+    assert_eq!(a["ok"], Value::BoolValue(false));
+    assert_eq!(a["item"], Value::StringValue("Item { id: 3 }".into()));
+    assert_eq!(a["error"], Value::StringValue("disk full".into()));
+    assert!(!a.contains_key("message"));
+}
+
+#[test]
+fn a_span_left_open_by_a_crash_is_in_the_file_from_its_start() {
+    let d = with_layer_dump(
+        |_| {
+            let span = tracing::info_span!("in flight", job = 1_i64);
+            let entered = span.enter();
+            tracing::info!("working");
+            // The process dies here: the span never closes.
+            std::mem::forget(entered);
+            std::mem::forget(span);
+        },
+        DumpOptions {
+            include_incomplete: true,
+            ..DumpOptions::default()
+        },
+    );
+    let spans = spans(&d);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "in flight");
+    let a = attrs(&spans[0].attributes);
+    assert_eq!(a["job"], Value::IntValue(1));
+    // Never ended: the reader reports it as an incomplete span.
+    assert_eq!(a[INCOMPLETE_ATTRIBUTE], Value::BoolValue(true), "{a:?}");
+    assert_eq!(logs(&d)[0].span_id, spans[0].span_id);
+}
