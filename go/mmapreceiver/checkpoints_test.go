@@ -323,3 +323,48 @@ func TestFailedDeliveryMarkerStoreWarnsOnce(t *testing.T) {
 	require.Len(t, warned, 1)
 	assert.Equal(t, zapcore.WarnLevel, warned[0].Level)
 }
+
+// A writer that starts over in place leaves what its old stream still has
+// to deliver in the reader's memory only (its rings were reset): a
+// checkpoint is stored right away, not at the next checkpoint_interval,
+// although no record was read since.
+func TestAWriterRestartInPlaceIsCheckpointedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = time.Hour
+
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	require.NoError(t, tw.span(nextID("before")))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, waitFor, time.Millisecond)
+	stored := func() []byte {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return store.data[checkpointKey(tw.path)]
+	}
+	before := stored()
+	require.Eventually(t, func() bool { return r.poller.parked.Load() == 1 }, waitFor, time.Millisecond, "the idle file parks")
+
+	// The writer starts over in place: a new writer's bytes (another start
+	// time, empty rings, its own dictionary) over the same file.
+	fresh := newTestWriter(t, filepath.Join(t.TempDir(), "fresh.otlp"))
+	bytes, err := os.ReadFile(fresh.path)
+	require.NoError(t, err)
+	f, err := os.OpenFile(tw.path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(bytes, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	require.Eventually(t, func() bool {
+		after := stored()
+		return after != nil && string(after) != string(before)
+	}, waitFor, time.Millisecond, "a checkpoint of the new stream is stored at once")
+}

@@ -96,10 +96,10 @@ type fileReader struct {
 	detached atomic.Bool
 
 	// With storage: traces and metrics batches committed, and what the last
-	// stored checkpoint had seen (a file that did not change since is not
-	// checkpointed again).
+	// stored checkpoint had seen (records taken, commits, writer restarts
+	// in place: a file that did not change since is not checkpointed again).
 	commits        atomic.Uint64
-	checkpointSeen [2]uint64
+	checkpointSeen [3]uint64
 	// Span events and measurements taken from each ring when the last
 	// checkpoint was stored (the rings hold what was taken since).
 	consumedAtCheckpoint [2]uint64
@@ -471,7 +471,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		now := time.Now()
 		wait := opts.flushTimeout
 		if fr.keepsCheckpoints() {
-			if !now.Before(nextCheckpoint) || fr.holdingHalfARing() {
+			if !now.Before(nextCheckpoint) || fr.checkpointDueNow() {
 				fr.checkpointIfChanged(fr.ctx)
 				nextCheckpoint = now.Add(opts.checkpointInterval)
 			}
@@ -525,7 +525,8 @@ func (fr *fileReader) loop(parent context.Context) {
 // its next deadline comes, the file goes away or the receiver stops; then
 // every signal is polled. With storage, a checkpoint still owed (records
 // read or batches committed since the last stored one) is a deadline too:
-// nextCheckpoint. false: the file could not be parked.
+// nextCheckpoint; one due now (checkpointDueNow) keeps the file from
+// parking. false: the file could not be parked.
 func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func(), nextCheckpoint time.Time) bool {
 	wait := parkedPollInterval
 	if age := fr.deps.options.maxSpanAge; age > 0 && fr.read.Has(ffi.Traces) {
@@ -545,8 +546,13 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 			due = minTime(due, l.nextAt)
 		}
 	}
-	if fr.keepsCheckpoints() && fr.checkpointOwed() {
-		due = minTime(due, nextCheckpoint)
+	if fr.keepsCheckpoints() {
+		if fr.checkpointDueNow() {
+			return false // the loop stores it first
+		}
+		if fr.checkpointOwed() {
+			due = minTime(due, nextCheckpoint)
+		}
 	}
 	if !fr.deps.poller.park(fr, due, wakeAt) {
 		return false
@@ -885,16 +891,22 @@ func consumed(s *ffi.Stats) (out [2]uint64) {
 	return out
 }
 
-// holdingHalfARing says whether the records taken from the spans or the
-// measurements ring since the last stored checkpoint fill half of it: a
-// checkpoint is then due before checkpoint_interval, so that the held slots
-// never fill the ring and make the writer drop.
-func (fr *fileReader) holdingHalfARing() bool {
+// checkpointDueNow says whether a checkpoint is due before
+// checkpoint_interval: when the records taken from the spans or the
+// measurements ring since the last stored checkpoint fill half of it, so
+// that the held slots never fill the ring and make the writer drop; and
+// when the writer started over in place since, because what its old stream
+// still has to deliver is then only in this reader's memory (the rings
+// were reset), so that a crash of the Collector does not lose it.
+func (fr *fileReader) checkpointDueNow() bool {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
 	s, err := fr.rd.Stats()
 	if err != nil {
 		return false
+	}
+	if s.WriterRestarts != fr.checkpointSeen[2] {
+		return true
 	}
 	now := consumed(&s)
 	for i, sig := range checkpointRings {
@@ -912,13 +924,13 @@ func (fr *fileReader) holdingHalfARing() bool {
 // (records taken from the spans and measurements rings, and batches
 // committed) and the records taken from each; changed is false when the last
 // stored checkpoint saw the same. fr.mu is held.
-func (fr *fileReader) sinceCheckpointLocked() (seen, taken [2]uint64, changed bool) {
+func (fr *fileReader) sinceCheckpointLocked() (seen [3]uint64, taken [2]uint64, changed bool) {
 	s, err := fr.rd.Stats()
 	if err != nil {
 		return seen, taken, false
 	}
 	taken = consumed(&s)
-	seen = [2]uint64{taken[0] + taken[1], fr.commits.Load()}
+	seen = [3]uint64{taken[0] + taken[1], fr.commits.Load(), s.WriterRestarts}
 	return seen, taken, seen != fr.checkpointSeen
 }
 

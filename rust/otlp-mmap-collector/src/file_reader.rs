@@ -229,8 +229,10 @@ pub enum CollectOutcome {
     Collected(u64),
     /// No series had data.
     Nothing,
-    /// The previous metrics batch is not committed yet; the aggregates keep
-    /// accumulating into the next collection.
+    /// A metrics batch is pending (the previous one, not committed yet, or
+    /// one kept from a stream the writer started over from, made pending
+    /// now): nothing was collected; the aggregates keep accumulating into
+    /// the next collection.
     Busy,
 }
 
@@ -307,8 +309,9 @@ pub struct ReaderStats {
     /// (10,000, or `max_metric_bytes`).
     pub measurements_over_metric_limit: u64,
     /// Measurements read since a writer's last collection that could not be
-    /// delivered because the writer started over in place more often than
-    /// the reader keeps old streams for while a metrics batch was pending.
+    /// delivered because the writer started over in place while the batches
+    /// kept from its earlier streams filled their bound (see
+    /// `queued_batches.rs`).
     pub measurements_lost_at_restart: u64,
     /// Times the dictionary cache was full and cleared.
     pub dictionary_cache_clears: u64,

@@ -246,3 +246,88 @@ fn batches_of_an_old_stream_delivered_after_the_checkpoint_are_not_sent_again() 
     assert!(drain(&mut second, Signal::Metrics, 4 * SECOND).is_empty());
     drop((w, w2));
 }
+
+#[test]
+fn a_span_the_restore_refuses_does_not_send_a_delivered_queued_batch_again() {
+    use otlp_mmap_collector::checkpoint_proto::{CheckpointSpan, DeliveryMarker, ReaderCheckpoint};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let (mut first, w, w2) = reader_with_queued_batches(&path);
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    drop(first);
+    // A span of the checkpoint that does not decode: refused by the restore.
+    cp.in_flight.push(CheckpointSpan {
+        scope_ref: 0,
+        seen_at: 0,
+        span: b"\xff\xff not a span".to_vec(),
+    });
+    // The pending batch (span 9) and the first queued one (span 0) were
+    // delivered after the checkpoint.
+    let marker = DeliveryMarker {
+        checkpoint_id: cp.checkpoint_id,
+        spans_delivered: 2,
+        ..Default::default()
+    };
+
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(second.restore(&cp.encode_to_vec()).unwrap().refused, 1);
+    assert_eq!(
+        second
+            .restore_delivered(&marker.encode_to_vec())
+            .unwrap()
+            .spans,
+        2
+    );
+    let traces: Vec<_> = drain(&mut second, Signal::Traces, 3 * SECOND)
+        .iter()
+        .flat_map(|b| spans(b))
+        .collect();
+    assert_eq!(traces, [s("old-span-1", "old.scope")]);
+    drop((w, w2));
+}
+
+#[test]
+fn a_checkpoint_with_too_many_queued_batches_or_of_the_old_version_is_refused() {
+    use otlp_mmap_collector::checkpoint_proto::{QueuedBatch, ReaderCheckpoint};
+    use otlp_mmap_collector::file_reader::CheckpointRejected;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.otlp");
+    let (mut first, w, w2) = reader_with_queued_batches(&path);
+    let cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    drop(first);
+    assert_eq!(cp.version, 2, "a checkpoint with queued batches");
+    // Small limits: the queue holds at most 6 x 64 KiB of batches and a
+    // metrics batch of 64 KiB (and the spans in flight's 64 KiB).
+    let refused = |cp: &ReaderCheckpoint| {
+        let opts = ReaderOptions {
+            max_batch_bytes: 64 << 10,
+            max_metric_bytes: 64 << 10,
+            max_in_flight_span_bytes: 64 << 10,
+            ..ReaderOptions::default()
+        };
+        let mut r = FileReader::open(&path, opts).unwrap();
+        r.restore(&cp.encode_to_vec()).err()
+    };
+
+    let mut many = cp.clone();
+    many.queued_traces.extend((0..100_000).map(|_| QueuedBatch {
+        request: vec![0x0a, 0x00],
+        items: u64::MAX,
+    }));
+    assert_eq!(refused(&many), Some(CheckpointRejected::TooLarge));
+
+    let mut large = cp.clone();
+    large.queued_metrics.push(QueuedBatch {
+        request: vec![0; 1 << 20],
+        items: 1,
+    });
+    assert_eq!(refused(&large), Some(CheckpointRejected::TooLarge));
+
+    // Version 1 has no queued batches: a reader of that version would drop
+    // them, and this one refuses such a checkpoint whole.
+    let mut old = cp.clone();
+    old.version = 1;
+    assert_eq!(refused(&old), Some(CheckpointRejected::Corrupt));
+    assert_eq!(refused(&cp), None);
+    drop((w, w2));
+}

@@ -412,8 +412,8 @@ typedef struct OmStats {
    */
   uint64_t measurements_over_metric_limit;
   /*
-   Measurements lost because the writer started over in place more
-   often than the reader keeps old streams for (a metrics batch pending).
+   Measurements lost because the writer started over in place while the
+   batches kept from its earlier streams filled their bound.
    */
   uint64_t measurements_lost_at_restart;
   /*
@@ -521,7 +521,9 @@ int32_t om_reader_flat_start_over(struct OmReader *reader, int32_t signal_, stru
 /*
  Snapshots the metric aggregates into a batch that the next
  `OM_SIGNAL_METRICS` poll returns. `OM_EMPTY` when no series had data,
- `OM_BUSY` when the previous metrics batch is not committed yet.
+ `OM_BUSY` when a metrics batch is pending (the previous one, not
+ committed yet, or one kept from a stream the writer started over from):
+ nothing was collected.
 
  # Safety
  `err` is NULL or valid for writes.

@@ -140,8 +140,8 @@ pub struct OmStats {
     pub measurements_without_value: u64,
     /// Measurements dropped because their file has too many metrics.
     pub measurements_over_metric_limit: u64,
-    /// Measurements lost because the writer started over in place more
-    /// often than the reader keeps old streams for (a metrics batch pending).
+    /// Measurements lost because the writer started over in place while the
+    /// batches kept from its earlier streams filled their bound.
     pub measurements_lost_at_restart: u64,
     /// Times the dictionary cache was full and cleared.
     pub dictionary_cache_clears: u64,
@@ -440,7 +440,9 @@ pub unsafe extern "C" fn om_reader_flat_start_over(
 
 /// Snapshots the metric aggregates into a batch that the next
 /// `OM_SIGNAL_METRICS` poll returns. `OM_EMPTY` when no series had data,
-/// `OM_BUSY` when the previous metrics batch is not committed yet.
+/// `OM_BUSY` when a metrics batch is pending (the previous one, not
+/// committed yet, or one kept from a stream the writer started over from):
+/// nothing was collected.
 ///
 /// # Safety
 /// `err` is NULL or valid for writes.

@@ -19,14 +19,26 @@ use prost::Message;
 use super::{FileReader, Pending, Signal};
 use crate::checkpoint_proto::{CheckpointMetric, CheckpointSpan, QueuedBatch, ReaderCheckpoint};
 
-/// Format version of the checkpoints this reader writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Format version of the checkpoints that hold queued batches (of a stream
+/// the writer started over from). A checkpoint without any is written as
+/// version 1, which readers from before queued batches read too; one with
+/// them as this version, which such readers refuse rather than misread
+/// (they would drop the batches, and apply a delivery marker that counts
+/// them to other spans). This reader reads both.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// Format version of a checkpoint without queued batches.
+const CHECKPOINT_VERSION_WITHOUT_QUEUED: u32 = 1;
+
+/// Most queued batches a checkpoint may hold (a writer starting over in
+/// place makes a handful; the bytes are bounded too, see `restore`).
+const MAX_RESTORED_QUEUED_BATCHES: usize = 1 << 16;
 
 /// Why a checkpoint was not restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointRejected {
     /// The bytes are not a checkpoint (corrupt), or one of another version.
-    #[error("not a checkpoint of version {CHECKPOINT_VERSION} (corrupt or foreign)")]
+    #[error("not a checkpoint of version 1 or {CHECKPOINT_VERSION} (corrupt or foreign)")]
     Corrupt,
     /// It is another file's (device, inode or start time differ).
     #[error("it belongs to another file or to an earlier writer of this one")]
@@ -84,7 +96,7 @@ impl FileReader {
         let file = &self.stream.file;
         let (dev, ino) = file.dev_ino();
         let mut cp = ReaderCheckpoint {
-            version: CHECKPOINT_VERSION,
+            version: CHECKPOINT_VERSION_WITHOUT_QUEUED,
             dev,
             ino,
             start_time_unix_nano: file.start_time_unix_nano(),
@@ -130,6 +142,9 @@ impl FileReader {
         };
         cp.queued_traces = queued(Signal::Traces);
         cp.queued_metrics = queued(Signal::Metrics);
+        if !cp.queued_traces.is_empty() || !cp.queued_metrics.is_empty() {
+            cp.version = CHECKPOINT_VERSION;
+        }
         self.aggregator
             .export_metrics(|metric_ref, interval_start, metric| {
                 cp.metrics.push(CheckpointMetric {
@@ -173,9 +188,11 @@ impl FileReader {
     /// have read anything yet. On `Err` nothing changed.
     pub fn restore(&mut self, checkpoint: &[u8]) -> Result<Restored, CheckpointRejected> {
         let o = &self.options;
+        // Spans in flight and completed, the aggregates, the pending and
+        // the queued batches (see `queued_batches.rs`), twice over.
         let most = o
             .max_in_flight_span_bytes
-            .saturating_add(o.max_metric_bytes)
+            .saturating_add(o.max_metric_bytes.saturating_mul(2))
             .saturating_add(o.max_batch_bytes.saturating_mul(4))
             .saturating_mul(2)
             .saturating_add(16 << 20);
@@ -183,8 +200,19 @@ impl FileReader {
             return Err(CheckpointRejected::TooLarge);
         }
         let cp = ReaderCheckpoint::decode(checkpoint).map_err(|_| CheckpointRejected::Corrupt)?;
-        if cp.version != CHECKPOINT_VERSION {
-            return Err(CheckpointRejected::Corrupt);
+        let has_queued = !cp.queued_traces.is_empty() || !cp.queued_metrics.is_empty();
+        match cp.version {
+            CHECKPOINT_VERSION_WITHOUT_QUEUED if !has_queued => {}
+            CHECKPOINT_VERSION => {}
+            _ => return Err(CheckpointRejected::Corrupt),
+        }
+        // Queued batches: what the queue may hold, and no more.
+        let queued = cp.queued_traces.iter().chain(&cp.queued_metrics);
+        let queued_bytes = queued.clone().map(|q| q.request.len()).sum::<usize>();
+        if queued.count() > MAX_RESTORED_QUEUED_BATCHES
+            || queued_bytes > self.most_queued_bytes_restored()
+        {
+            return Err(CheckpointRejected::TooLarge);
         }
         let file = &self.stream.file;
         if (cp.dev, cp.ino) != file.dev_ino()
@@ -261,7 +289,9 @@ impl FileReader {
             (Signal::Metrics, cp.queued_metrics),
         ] {
             for q in batches.into_iter().filter(|q| !q.request.is_empty()) {
-                r.completed_spans += (signal == Signal::Traces) as u64 * q.items;
+                if signal == Signal::Traces {
+                    r.completed_spans = r.completed_spans.saturating_add(q.items);
+                }
                 self.restore_queued(signal, q.request, q.items);
             }
         }
@@ -288,7 +318,14 @@ impl FileReader {
         // reader can emit, or it would silence every span from now on. A
         // span refused above is not emitted: each shortens the skip by one
         // (at worst a delivered span comes again; none is lost).
-        let ahead = cp.spans_delivered_ahead;
+        // Queued batches come before the refused spans in the emission
+        // order: skipped whole (or not at all) with the whole skip first.
+        let (queued_skipped, ended) = self.skip_queued_spans(cp.spans_delivered_ahead);
+        let ahead = if ended {
+            0
+        } else {
+            cp.spans_delivered_ahead - queued_skipped
+        };
         let skip_spans = ahead
             .saturating_sub(refused_spans)
             .min(self.emittable_spans());

@@ -189,6 +189,11 @@ impl FileReader {
                 skip = 0;
             }
         }
+        // Then the queued batches, each whole or not at all, with the whole
+        // skip: they come before the spans the restore refused.
+        let (queued, ended) = self.skip_queued_spans(skip);
+        skipped.spans += queued;
+        let skip = if ended { 0 } else { skip - queued };
         // Spans the restore refused are not emitted here: the skip is
         // shortened by as many, so that no undelivered span is skipped.
         let skip = skip.saturating_sub(self.delivery.refused_spans);
@@ -245,7 +250,7 @@ impl FileReader {
     pub(super) fn note_delivered(&mut self, signal: Signal, items: u64) {
         let since = &mut self.delivery.since;
         match signal {
-            Signal::Traces => since.spans_delivered += items,
+            Signal::Traces => since.spans_delivered = since.spans_delivered.saturating_add(items),
             Signal::Metrics => {
                 since.metrics_batches_delivered += 1;
                 if let Some((position, time)) = self.delivery.pending_collection.take() {

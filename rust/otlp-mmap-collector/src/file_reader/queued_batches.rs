@@ -14,8 +14,10 @@
 //! Collector restart delivers them too.
 //!
 //! The queue is bounded: at most [`QUEUED_BATCH_BYTES_FACTOR`] times
-//! `max_batch_bytes` (and one batch more) wait at once, over every signal
-//! (a writer that starts over again and again while the pipeline refuses).
+//! `max_batch_bytes` wait at once over every signal, and one batch more per
+//! signal whose queue is empty (a metrics batch may be up to about
+//! `max_metric_bytes`): a writer that starts over again and again while the
+//! pipeline refuses cannot grow it further.
 //! What does not fit is not lost silently: the old stream's spans stay with
 //! the reader's completed spans and are encoded later with the current
 //! stream's dictionary (their scopes as the new writer's dictionary names
@@ -28,13 +30,24 @@ use super::{FileReader, Pending, Signal};
 pub(super) const QUEUED_BATCH_BYTES_FACTOR: usize = 4;
 
 impl FileReader {
-    /// Whether a batch of about `bytes` bytes fits in the queue.
-    fn queue_has_room(&self, bytes: usize) -> bool {
+    /// Whether a batch of `signal` of about `bytes` bytes fits in the queue.
+    fn queue_has_room(&self, signal: Signal, bytes: usize) -> bool {
         let most = self
             .options
             .max_batch_bytes
             .saturating_mul(QUEUED_BATCH_BYTES_FACTOR);
-        self.queued_bytes.saturating_add(bytes) <= most || self.queued_bytes == 0
+        self.queued_bytes.saturating_add(bytes) <= most || self.queued[signal as usize].is_empty()
+    }
+
+    /// The most bytes of queued batches a checkpoint may give back: what
+    /// the queue holds at most (see the module's documentation), with a
+    /// traces batch's one span over `max_batch_bytes`.
+    pub(super) fn most_queued_bytes_restored(&self) -> usize {
+        let o = &self.options;
+        o.max_batch_bytes
+            .saturating_mul(QUEUED_BATCH_BYTES_FACTOR + 2)
+            .saturating_add(o.max_metric_bytes)
+            .saturating_add(o.max_in_flight_span_bytes)
     }
 
     /// Queues an export request of `items` for `signal`.
@@ -72,8 +85,7 @@ impl FileReader {
     pub(super) fn queued_spans(&self) -> u64 {
         self.queued[Signal::Traces as usize]
             .iter()
-            .map(|p| p.items)
-            .sum()
+            .fold(0u64, |n, p| n.saturating_add(p.items))
     }
 
     /// Drops, unsent, the queued traces batches an earlier reader delivered
@@ -131,7 +143,7 @@ impl FileReader {
             self.recycle(bytes);
             return true;
         };
-        if !self.queue_has_room(bytes.len()) {
+        if !self.queue_has_room(Signal::Metrics, bytes.len()) {
             self.recycle(bytes);
             return false;
         }
@@ -157,7 +169,7 @@ impl FileReader {
                 .assembler
                 .completed_bytes()
                 .min(self.options.max_batch_bytes);
-            if next == 0 || !self.queue_has_room(next) {
+            if next == 0 || !self.queue_has_room(Signal::Traces, next) {
                 return;
             }
             let mut bytes = self.spare.pop().unwrap_or_default();
