@@ -34,6 +34,10 @@
 //! releases it, and sleeps N µs, as a collector polling a quieter file does:
 //! fewer cache lines move between the writer's core and the reader's.
 //!
+//! The `tracing_*` groups measure the `tracing` macros through this crate's
+//! `MmapLayer` and through `tracing-opentelemetry` with the appender bridge
+//! (over the registry both need; `registry_only` is that floor).
+//!
 //! Run: `cargo bench -p opentelemetry-mmap --bench spans -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -414,9 +418,78 @@ fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
     eprintln!("metrics/logs drops: {:?}", file.drop_stats());
 }
 
+/// `tracing` spans (4 fields, entered and closed) and events (a message and
+/// 3 fields) through this crate's `MmapLayer`, and through
+/// `tracing-opentelemetry` over `MmapTracerProvider` with the appender
+/// bridge over `MmapLoggerProvider` (as `examples/tracing.rs`), each over
+/// `tracing-subscriber`'s registry; and the registry alone (the floor both
+/// share).
+fn tracing_paths<M: Measurement>(c: &mut Criterion<M>) {
+    use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+    use opentelemetry_mmap::MmapLayer;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn one_span() {
+        let span = tracing::info_span!(
+            "GET /items",
+            http.request.method = "GET",
+            http.response.status_code = 200_i64,
+            server.duration = 1.25,
+            cache.hit = true,
+        );
+        let _entered = span.enter();
+    }
+    fn one_event() {
+        tracing::info!(
+            item.id = 42_i64,
+            item.kind = "book",
+            cached = true,
+            "served an item"
+        );
+    }
+    fn both<M: Measurement, S: tracing::Subscriber + Send + Sync + 'static>(
+        c: &mut Criterion<M>,
+        name: &str,
+        subscriber: S,
+    ) {
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            c.benchmark_group("tracing_span_4_fields")
+                .bench_function(name, |b| b.iter(one_span));
+            c.benchmark_group("tracing_event_3_fields")
+                .bench_function(name, |b| b.iter(one_event));
+        });
+    }
+
+    let dir = bench_dir();
+    both(c, "registry_only", tracing_subscriber::registry());
+    {
+        let (file, _drainer) = open(&dir, "layer.otlp");
+        both(c, "mmap_layer", tracing_subscriber::registry().with(MmapLayer::new(&file)));
+        eprintln!("mmap_layer drops: {:?}", file.drop_stats());
+    }
+    {
+        let (file, _drainer) = open(&dir, "tracing_opentelemetry.otlp");
+        let spans = tracing_opentelemetry::layer()
+            .with_tracer(MmapTracerProvider::new(&file).tracer("bench"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span()));
+        let events = OpenTelemetryTracingBridge::new(&MmapLoggerProvider::new(&file));
+        both(
+            c,
+            "tracing_opentelemetry_and_bridge",
+            tracing_subscriber::registry().with(spans).with(events),
+        );
+        eprintln!("tracing_opentelemetry drops: {:?}", file.drop_stats());
+    }
+}
+
 fn run<M: Measurement>(mut c: Criterion<M>) {
     spans(&mut c);
     metrics_and_logs(&mut c);
+    tracing_paths(&mut c);
     c.final_summary();
 }
 
