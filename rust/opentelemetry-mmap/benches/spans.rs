@@ -466,7 +466,11 @@ fn tracing_paths<M: Measurement>(c: &mut Criterion<M>) {
     both(c, "registry_only", tracing_subscriber::registry());
     {
         let (file, _drainer) = open(&dir, "layer.otlp");
-        both(c, "mmap_layer", tracing_subscriber::registry().with(MmapLayer::new(&file)));
+        both(
+            c,
+            "mmap_layer",
+            tracing_subscriber::registry().with(MmapLayer::new(&file)),
+        );
         eprintln!("mmap_layer drops: {:?}", file.drop_stats());
     }
     {

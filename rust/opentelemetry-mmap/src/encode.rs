@@ -304,7 +304,8 @@ pub(crate) enum Val<'a> {
     Attr(&'a Value),
     Any(&'a AnyValue),
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    Scalar(Scalar<'a>),
+    /// By reference, so that `Val` stays two words.
+    Scalar(&'a Scalar<'a>),
 }
 
 // Field numbers, from `proto/mmap.proto`.
@@ -323,7 +324,7 @@ pub(crate) fn put_value<K: KeyRefs + ?Sized>(w: &mut ProtoWriter<'_>, v: Val<'_>
     match v {
         Val::Attr(v) => put_attr_value(w, v),
         Val::Any(v) => put_any_value(w, v, keys, 0),
-        Val::Scalar(v) => put_scalar_value(w, v),
+        Val::Scalar(v) => put_scalar_value(w, *v),
     }
 }
 
@@ -455,7 +456,7 @@ impl<'a> Scalar<'a> {
     #[inline]
     fn of(v: Val<'a>) -> Option<Self> {
         Some(match v {
-            Val::Scalar(s) => s,
+            Val::Scalar(s) => *s,
             Val::Attr(Value::Bool(b)) => Scalar::Bool(*b),
             Val::Attr(Value::I64(i)) => Scalar::Int(*i),
             Val::Attr(Value::F64(f)) => Scalar::Double(*f),

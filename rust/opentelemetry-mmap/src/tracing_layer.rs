@@ -244,12 +244,13 @@ where
         let mut message = Formatted::new();
         event.record(&mut MessageField(&mut message));
         let level = *event.metadata().level();
+        let body = message.written().map(Scalar::string);
         let info = EventInfo {
             scope: self.event_scope,
             time_unix_nano: now_unix_nano(),
             severity_number: severity_number(level),
             severity_text: level.as_str(),
-            body: message.written().map(|m| Val::Scalar(Scalar::string(m))),
+            body: body.as_ref().map(Val::Scalar),
             event_name: "",
             span,
         };
@@ -345,7 +346,7 @@ impl<F: FnMut(&str, Val<'_>)> AttrVisitor<'_, F> {
         if is_special(name) || (self.skip_message && name == "message") {
             return;
         }
-        (self.f)(name, Val::Scalar(v));
+        (self.f)(name, Val::Scalar(&v));
     }
 
     fn put_formatted(&mut self, field: &Field, args: fmt::Arguments<'_>) {
@@ -355,7 +356,7 @@ impl<F: FnMut(&str, Val<'_>)> AttrVisitor<'_, F> {
         }
         let mut text = Formatted::<MAX_FORMATTED_VALUE>::new();
         text.format(args);
-        (self.f)(name, Val::Scalar(Scalar::string(text.as_str())));
+        (self.f)(name, Val::Scalar(&Scalar::string(text.as_str())));
     }
 }
 
