@@ -56,7 +56,9 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::clock::now_unix_nano;
-use crate::encode::{Attrs, EncodedKey, Scalar, SpanIds, Val};
+use crate::encode::{
+    Attrs, EncodedKey, KeyRefs, ProtoWriter, Scalar, SpanIds, Val, put_kv, put_value_field,
+};
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
@@ -65,6 +67,8 @@ use crate::span_events::{
     write_name, write_start,
 };
 use crate::trace::active_span_ids;
+
+use otlp_mmap_core::tags::event::BODY as EVENT_BODY;
 
 /// Most bytes of a value formatted from `Debug` or `Error` (and of an
 /// event's message); longer ones are cut at a character boundary.
@@ -241,16 +245,15 @@ where
             })
         });
         let span = span.or_else(|| event.is_contextual().then(active_span_ids).flatten());
-        let mut message = Formatted::new();
-        event.record(&mut MessageField(&mut message));
         let level = *event.metadata().level();
-        let body = message.written().map(Scalar::string);
         let info = EventInfo {
             scope: self.event_scope,
             time_unix_nano: now_unix_nano(),
             severity_number: severity_number(level),
             severity_text: level.as_str(),
-            body: body.as_ref().map(Val::Scalar),
+            // The `message` field, written as the body as the fields are
+            // visited (see `Fields::of_event`).
+            body: None,
             event_name: "",
             span,
         };
@@ -295,24 +298,25 @@ fn is_special(name: &str) -> bool {
 }
 
 /// The fields of a span or event, as attributes: all but the special ones
-/// (and an event's `message`, its body).
+/// (and an event's `message`, written as its body in the same visit).
 struct Fields<'a, R: ?Sized> {
     fields: &'a R,
-    skip_message: bool,
+    /// The field of the `Event` the `message` field is written as.
+    message_as: Option<u32>,
 }
 
 impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
     fn of_span(fields: &'a R) -> Self {
         Fields {
             fields,
-            skip_message: false,
+            message_as: None,
         }
     }
 
     fn of_event(fields: &'a R) -> Self {
         Fields {
             fields,
-            skip_message: true,
+            message_as: Some(EVENT_BODY),
         }
     }
 
@@ -328,7 +332,21 @@ impl<R: RecordFields + ?Sized> Attrs for Fields<'_, R> {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         self.fields.record(&mut AttrVisitor {
             f,
-            skip_message: self.skip_message,
+            skip_message: self.message_as.is_some(),
+        });
+    }
+
+    /// The attributes, and an event's message as its body, in one visit
+    /// (the order of a message's fields is free).
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        let message_as = self.message_as;
+        let mut put = |name: &str, v: Val<'_>| match message_as {
+            Some(body) if name == "message" => put_value_field(w, body, v, keys),
+            _ => put_kv(w, field, name, v, keys),
+        };
+        self.fields.record(&mut AttrVisitor {
+            f: &mut put,
+            skip_message: false,
         });
     }
 }
@@ -411,23 +429,6 @@ impl<F: FnMut(&str, Val<'_>)> Visit for AttrVisitor<'_, F> {
     }
 }
 
-/// Reads an event's `message` field (its formatted text).
-struct MessageField<'a>(&'a mut Formatted<MAX_FORMATTED_VALUE>);
-
-impl Visit for MessageField<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0.format(format_args!("{value}"));
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.0.format(format_args!("{value:?}"));
-        }
-    }
-}
-
 /// The `otel.*` fields of a span.
 #[derive(Default)]
 struct SpecialFields {
@@ -493,8 +494,6 @@ impl Visit for SpecialFields {
 struct Formatted<const N: usize> {
     buf: [u8; N],
     len: usize,
-    /// Whether anything was formatted (even an empty text).
-    set: bool,
 }
 
 impl<const N: usize> Formatted<N> {
@@ -502,14 +501,12 @@ impl<const N: usize> Formatted<N> {
         Formatted {
             buf: [0; N],
             len: 0,
-            set: false,
         }
     }
 
     /// Formats `args`, replacing what was there.
     fn format(&mut self, args: fmt::Arguments<'_>) {
         self.len = 0;
-        self.set = true;
         // A `Debug` implementation that fails leaves what it wrote.
         let _ = self.write_fmt(args);
     }
@@ -517,11 +514,6 @@ impl<const N: usize> Formatted<N> {
     fn as_str(&self) -> &str {
         // Only whole characters are copied in (see `write_str`).
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-
-    /// The text, if anything was formatted.
-    fn written(&self) -> Option<&str> {
-        self.set.then(|| self.as_str())
     }
 }
 
@@ -545,11 +537,10 @@ mod tests {
     #[test]
     fn formatted_text_is_cut_at_a_character_boundary() {
         let mut f = Formatted::<5>::new();
-        assert_eq!(f.written(), None);
         f.format(format_args!("ab{}", "é€x"));
         // "ab" + "é" (2 bytes) fit in 5; "€" (3 bytes) does not.
-        assert_eq!(f.written(), Some("abé"));
+        assert_eq!(f.as_str(), "abé");
         f.format(format_args!(""));
-        assert_eq!(f.written(), Some(""));
+        assert_eq!(f.as_str(), "");
     }
 }
