@@ -201,3 +201,22 @@ def test_a_value_that_changes_its_attribute_dict_while_converted(tmp_path):
     assert s["name"] == "meddled" and (s["startTimeUnixNano"], s["endTimeUnixNano"]) == ("1000", "2000")
     assert attrs(s["attributes"]) == {**expected, **added_at_start, "z": ["set", "again"]}
 
+
+def test_a_value_whose_del_starts_a_span_when_its_note_is_dropped(tmp_path):
+    """The processor notes each start's attribute values until the span ends;
+    a value set again after the start is then held by the note alone. Its
+    `__del__` runs when the note is dropped (here at shutdown) and starts a
+    span through the same processor: that span is written (before the fix,
+    the note was dropped under the processor's lock: a deadlock)."""
+    path = tmp_path / "del.otlp"
+    p, processor = provider(path)
+    tracer = p.get_tracer("t")
+
+    class StartsASpan(str):  # a str: the SDK keeps the object itself
+        def __del__(self):
+            tracer.start_span("from __del__").end()
+
+    open_span = tracer.start_span("open", attributes={"v": StartsASpan("first")})
+    open_span.set_attribute("v", "set again")  # the note holds the first value alone
+    processor.shutdown()
+    assert {s["name"] for _, _, s in spans_of(path, incomplete=True)} == {"open", "from __del__"}

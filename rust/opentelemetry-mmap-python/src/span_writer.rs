@@ -35,7 +35,9 @@ const MAX_NOTES: usize = 100_000;
 
 /// What the start wrote: the name, and the attributes' key and value objects
 /// (kept in a Rust vector: a Python container per span would feed the
-/// garbage collector).
+/// garbage collector). Notes are dropped after the state's lock is released
+/// (`_forgotten`): dropping a value may run its `__del__`, which may start or
+/// end a span through this writer, which takes the lock.
 struct Note {
     scope_ref: i64,
     name: Py<PyAny>,
@@ -274,19 +276,19 @@ impl SpanWriter {
                 .collect(),
             _ => Vec::new(),
         };
-        if let Ok(mut s) = self.state.lock() {
-            if s.notes.len() >= MAX_NOTES {
-                s.notes.clear();
-            }
-            s.notes.insert(
-                ids.span_id,
-                Note {
-                    scope_ref,
-                    name: name.unbind(),
-                    attributes: copy,
-                },
-            );
-        }
+        let note = Note {
+            scope_ref,
+            name: name.unbind(),
+            attributes: copy,
+        };
+        let _forgotten = self.state.lock().ok().map(|mut s| {
+            let cleared = if s.notes.len() >= MAX_NOTES {
+                std::mem::take(&mut s.notes)
+            } else {
+                HashMap::new()
+            };
+            (cleared, s.notes.insert(ids.span_id, note))
+        });
         Ok(())
     }
 
@@ -421,10 +423,10 @@ impl SpanWriter {
     #[pyo3(signature = (file=None))]
     fn set_file(&self, file: Option<PyRef<'_, MmapFile>>) {
         let file = file.and_then(|f| f.file.clone());
-        if let Ok(mut s) = self.state.lock() {
+        let _forgotten = self.state.lock().ok().map(|mut s| {
             s.target.set_file(file);
-            s.notes.clear();
-        }
+            std::mem::take(&mut s.notes)
+        });
     }
 
     /// The SDK's `SpanProcessor.on_start`. Never raises.
@@ -450,8 +452,10 @@ impl SpanWriter {
 
     /// Forgets the noted starts.
     fn clear(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.notes.clear();
-        }
+        let _forgotten = self
+            .state
+            .lock()
+            .ok()
+            .map(|mut s| std::mem::take(&mut s.notes));
     }
 }
