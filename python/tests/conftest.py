@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -84,3 +85,67 @@ def metrics_of(path):
 
 def hex_id(n, width):
     return format(n, f"0{width}x")
+
+
+# Values whose conversion runs Python code (a hook) that changes the very dict
+# being converted: the binding must neither raise (a panic would be a
+# `BaseException`, past `except Exception`) nor lose the record. Each record
+# holds the attributes as they were when the call was made.
+_added = itertools.count()
+
+
+def meddle(target):
+    """What a hook does to the dict it is converted from: removes its first
+    key and adds two (the size changes)."""
+    del target[next(iter(target))]
+    for _ in range(2):
+        target[f"added.{next(_added)}"] = "late"
+
+
+class StrMeddler:
+    """Its `__str__` meddles (the binding calls it for a log value)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __str__(self):
+        meddle(self.target)
+        return "str ran"
+
+
+class ListMeddler(list):
+    """A list whose `__iter__` meddles (the binding iterates an attribute array)."""
+
+    def __init__(self, target, items):
+        super().__init__(items)
+        self.target = target
+
+    def __iter__(self):
+        meddle(self.target)
+        return super().__iter__()
+
+
+class BigIntMeddler(int):
+    """2**70, beyond an i64: converted through its `__float__`, which meddles."""
+
+    def __new__(cls, target):
+        value = super().__new__(cls, 2**70)
+        value.target = target
+        return value
+
+    def __float__(self):
+        meddle(self.target)
+        return float(int(self))
+
+
+def meddling_attributes(prefix=""):
+    """An attribute dict holding values that change it while converted, and
+    the attributes a record of it holds (the `StrMeddler` is no attribute
+    value: dropped, its `__str__` never run)."""
+    d = {f"{prefix}a": 1, f"{prefix}s": "text"}
+    d[f"{prefix}seq"] = ListMeddler(d, ["x", "y"])
+    d[f"{prefix}big"] = BigIntMeddler(d)
+    d[f"{prefix}obj"] = StrMeddler(d)
+    d[f"{prefix}z"] = 2.5
+    expected = {f"{prefix}a": 1, f"{prefix}s": "text", f"{prefix}seq": ["x", "y"], f"{prefix}big": float(2**70), f"{prefix}z": 2.5}
+    return d, expected

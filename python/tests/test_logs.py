@@ -12,7 +12,7 @@ except ImportError:  # SDKs before 1.39
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from conftest import attrs, hex_id, logs_of, value_of
+from conftest import StrMeddler, attrs, hex_id, logs_of, meddling_attributes, value_of
 from opentelemetry_mmap import MmapLogRecordProcessor
 
 
@@ -79,6 +79,61 @@ def test_event_name_round_trips(tmp_path):
     lp.get_logger("ev").emit(record)
     [(_, _, r)] = logs_of(path)
     assert r["eventName"] == "checkout.completed"
+
+
+def test_a_value_that_changes_its_dict_while_converted(tmp_path):
+    """Values whose conversion (a `__str__`, a list's `__iter__`, a big int's
+    `__float__`) adds and removes keys of the very dict being converted, in
+    a body (a dict logged through `logging`) and in attributes (nested too):
+    nothing raises, and the record holds what it was given."""
+    from opentelemetry._logs import LogRecord
+
+    path = tmp_path / "meddle.otlp"
+    lp = LoggerProvider()
+    processor = MmapLogRecordProcessor(str(path))
+    lp.add_log_record_processor(processor)
+    log = logging.getLogger("py-logs-meddle")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=lp))
+    body, expected_body = meddling_attributes()
+    log.warning(body)  # the SDK keeps a dict message as the body, unconverted
+    # A record made by other code: its attributes the dict it was given.
+    attributes, expected_attributes = meddling_attributes()
+    nested = {"n": 1}
+    nested["obj"] = StrMeddler(nested)
+    attributes["nested"] = nested
+    processor.on_emit(LogRecord(timestamp=1_000, body="with attributes", attributes=attributes))
+    assert any(k.startswith("added.") for k in body) and any(k.startswith("added.") for k in attributes)
+    assert any(k.startswith("added.") for k in nested)
+    [(_, _, first), (_, _, second)] = logs_of(path)
+    assert value_of(first["body"]) == {**expected_body, "obj": "str ran"}
+    assert value_of(second["body"]) == "with attributes" and second["timeUnixNano"] == "1000"
+    assert attrs(second["attributes"]) == {**expected_attributes, "obj": "str ran", "nested": {"n": 1, "obj": "str ran"}}
+    assert processor.drop_stats()["logs"] == 0
+
+
+def test_a_list_that_grows_while_converted(tmp_path):
+    """A list body whose item's `__str__` appends to that list (here at most
+    100 times; unbounded, converting it never ended): the record holds the
+    items the list had."""
+    from opentelemetry._logs import LogRecord
+
+    path = tmp_path / "grow.otlp"
+    lp = LoggerProvider()
+    lp.add_log_record_processor(MmapLogRecordProcessor(str(path)))
+    body = []
+
+    class Grows:
+        def __str__(self):
+            if len(body) <= 100:
+                body.append(Grows())
+            return "grew"
+
+    body.append(Grows())
+    lp.get_logger("grow").emit(LogRecord(body=body))
+    assert len(body) > 1
+    [(_, _, r)] = logs_of(path)
+    assert value_of(r["body"]) == ["grew"]
 
 
 def test_ring_sizes_come_from_the_environment(tmp_path, monkeypatch):

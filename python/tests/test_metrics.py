@@ -1,11 +1,13 @@
 """MmapMeterProvider: every instrument kind is written measurement by
 measurement and aggregated by the reader into the right metric."""
 
+from types import MappingProxyType
+
 from opentelemetry.metrics import Observation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from conftest import attrs, hex_id, metrics_of
+from conftest import attrs, hex_id, meddling_attributes, metrics_of
 from opentelemetry_mmap import MmapMeterProvider
 
 
@@ -113,4 +115,36 @@ def test_observable_totals_are_differenced_per_set_even_with_nan(tmp_path):
         kind, s = points(m[name][1])
         [p] = s["dataPoints"]
         assert kind == "sum" and int(p["asInt"]) == {"nan": 5, "ordered": 7}[name], name
+    mp.shutdown()
+
+
+def test_a_value_that_changes_its_attribute_dict_while_converted(tmp_path):
+    """Values whose conversion (a list's `__iter__`, a big int's `__float__`)
+    adds and removes keys of the very dict being converted: nothing raises,
+    and the measurement holds the attributes it was given."""
+    path = tmp_path / "meddle.otlp"
+    mp = MmapMeterProvider(str(path), export_drop_stats=False)
+    meter = mp.get_meter("m")
+    counted, expected_counted = meddling_attributes()
+    meter.create_counter("c").add(3, counted)
+    recorded, expected_recorded = meddling_attributes()
+    meter.create_histogram("h").record(2.5, recorded)
+    # Through a read-only mapping (before the fix, the call never returned).
+    proxied, expected_proxied = meddling_attributes()
+    meter.create_counter("p").add(4, MappingProxyType(proxied))
+    assert all(any(k.startswith("added.") for k in d) for d in (counted, recorded, proxied))
+    m = metrics_of(path)
+    [p] = m["c"][1]["sum"]["dataPoints"]
+    assert int(p["asInt"]) == 3 and attrs(p["attributes"]) == expected_counted
+    [p] = m["h"][1]["histogram"]["dataPoints"]
+    assert int(p["count"]) == 1 and p["sum"] == 2.5 and attrs(p["attributes"]) == expected_recorded
+    [p] = m["p"][1]["sum"]["dataPoints"]
+    assert int(p["asInt"]) == 4 and attrs(p["attributes"]) == expected_proxied
+    # An observable counter makes a key of the set (running the list's
+    # `__iter__`) before writing it: the observation is still written.
+    observed, _ = meddling_attributes()
+    meter.create_observable_counter("o", [lambda o: [Observation(5, observed)]])
+    mp.observe_now()
+    [p] = metrics_of(path)["o"][1]["sum"]["dataPoints"]
+    assert int(p["asInt"]) == 5 and attrs(p["attributes"])["seq"] == ["x", "y"]
     mp.shutdown()

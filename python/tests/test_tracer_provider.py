@@ -10,7 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.span import SpanContext, TraceFlags, TraceState
 
-from conftest import attrs, hex_id, logs_of, spans_of
+from conftest import attrs, hex_id, logs_of, meddling_attributes, spans_of
 from opentelemetry_mmap import MmapTracerProvider
 from test_traces import EVERY_TYPE, by_name
 
@@ -126,6 +126,27 @@ def test_python_code_run_by_a_span_method_may_use_the_span(tmp_path):
     [(_, _, s)] = spans_of(path)
     assert attrs(s["attributes"]) == {"seen.in.str": True}
     assert s["status"] == {"code": 2, "message": "Odd: odd"}
+
+
+def test_a_value_that_changes_its_attribute_dict_while_converted(tmp_path):
+    """Values whose conversion (a list's `__iter__`, a big int's `__float__`)
+    adds and removes keys of the very dict being converted, at the start, in
+    set_attributes and in an event: nothing raises, and the span holds the
+    attributes each call was given."""
+    path = tmp_path / "meddle.otlp"
+    tracer = provider(path).get_tracer("t")
+    at_start, expected_start = meddling_attributes()
+    later, expected_later = meddling_attributes("later.")
+    in_event, expected_event = meddling_attributes("event.")
+    with tracer.start_as_current_span("meddled", attributes=at_start) as span:
+        span.set_attributes(later)
+        span.add_event("e", in_event)
+    assert any(k.startswith("added.") for k in at_start) and any(k.startswith("added.") for k in later)
+    [(_, _, s)] = spans_of(path)
+    assert s["name"] == "meddled"
+    assert attrs(s["attributes"]) == {**expected_start, **expected_later}
+    [(_, _, e)] = logs_of(path)
+    assert e["eventName"] == "e" and attrs(e["attributes"]) == expected_event
 
 
 def test_decorator_starts_a_span_per_call(tmp_path):

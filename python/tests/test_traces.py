@@ -5,7 +5,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.span import SpanContext, TraceFlags, TraceState
 
-from conftest import attrs, hex_id, spans_of
+from conftest import ListMeddler, attrs, hex_id, meddling_attributes, spans_of
 from opentelemetry_mmap import MmapSpanProcessor
 
 EVERY_TYPE = {
@@ -171,3 +171,52 @@ def test_spans_built_by_hand_with_a_plain_mapping(tmp_path):
     assert s["name"] == "by hand" and s["traceId"] == hex_id(0x77, 32) and s["spanId"] == hex_id(0x88, 16)
     assert attrs(s["attributes"]) == {"a": 1, "b": "two"}
     assert (s["startTimeUnixNano"], s["endTimeUnixNano"]) == ("1000", "2000")
+
+
+def test_a_value_that_changes_its_attribute_dict_while_converted(tmp_path):
+    """A span whose attributes are a plain dict (a ReadableSpan made by other
+    code) holding values whose conversion (a list's `__iter__`, a big int's
+    `__float__`) adds and removes keys of that very dict, at the start and,
+    for a value set again, at the end: nothing raises; the span holds the
+    attributes of its start and those new or set again by its end."""
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    path = tmp_path / "meddle.otlp"
+    processor = MmapSpanProcessor(str(path))
+    attributes, expected = meddling_attributes()
+    span = ReadableSpan(
+        name="meddled",
+        context=SpanContext(0x77, 0x88, is_remote=False, trace_flags=TraceFlags(1)),
+        attributes=attributes,
+        start_time=1_000,
+        end_time=2_000,
+        resource=Resource.create({"service.name": "meddle"}),
+    )
+    processor.on_start(span)
+    added_at_start = {k: v for k, v in attributes.items() if k.startswith("added.")}
+    assert added_at_start
+    attributes["z"] = ListMeddler(attributes, ["set", "again"])
+    processor.on_end(span)
+    [(_, _, s)] = spans_of(path)
+    assert s["name"] == "meddled" and (s["startTimeUnixNano"], s["endTimeUnixNano"]) == ("1000", "2000")
+    assert attrs(s["attributes"]) == {**expected, **added_at_start, "z": ["set", "again"]}
+
+
+def test_a_value_whose_del_starts_a_span_when_its_note_is_dropped(tmp_path):
+    """The processor notes each start's attribute values until the span ends;
+    a value set again after the start is then held by the note alone. Its
+    `__del__` runs when the note is dropped (here at shutdown) and starts a
+    span through the same processor: that span is written (before the fix,
+    the note was dropped under the processor's lock: a deadlock)."""
+    path = tmp_path / "del.otlp"
+    p, processor = provider(path)
+    tracer = p.get_tracer("t")
+
+    class StartsASpan(str):  # a str: the SDK keeps the object itself
+        def __del__(self):
+            tracer.start_span("from __del__").end()
+
+    open_span = tracer.start_span("open", attributes={"v": StartsASpan("first")})
+    open_span.set_attribute("v", "set again")  # the note holds the first value alone
+    processor.shutdown()
+    assert {s["name"] for _, _, s in spans_of(path, incomplete=True)} == {"open", "from __del__"}

@@ -177,8 +177,10 @@ def _value_key(value: Any) -> Any:
 
 def _attribute_set_key(attributes: Any) -> Any:
     """An attribute set as the key of the last observed totals (the order of
-    the attributes does not matter)."""
-    items = (attributes or {}).items()
+    the attributes does not matter). The items are taken first: making a key
+    of a value may run its code (a list's ``__iter__``), which may change
+    the attributes."""
+    items = list((attributes or {}).items())
     return tuple(sorted(((str(k), _value_key(v)) for k, v in items), key=lambda kv: kv[0]))
 
 

@@ -6,6 +6,7 @@ use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use opentelemetry_mmap::records::SpanRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use smallvec::SmallVec;
 
 /// Deepest nesting of lists and maps converted in a log body or attribute;
 /// deeper values are written as their `str()`.
@@ -43,10 +44,17 @@ pub(crate) fn attribute_value(v: &Bound<'_, PyAny>) -> Option<Value> {
     }
 }
 
+/// The items of a sequence, all taken before any is converted (converting
+/// one may run Python code that changes the sequence); a Python iterator that
+/// raises ends them. Up to 8 on the stack.
+fn items_of<'py>(seq: &Bound<'py, PyAny>) -> Option<SmallVec<[Bound<'py, PyAny>; 8]>> {
+    Some(seq.try_iter().ok()?.map_while(Result::ok).collect())
+}
+
 /// A homogeneous sequence (integers mixed with floats become floats); `None`
 /// for anything else.
 fn array_value(seq: &Bound<'_, PyAny>) -> Option<Value> {
-    let items: Vec<Bound<'_, PyAny>> = seq.try_iter().ok()?.filter_map(Result::ok).collect();
+    let items = items_of(seq)?;
     let all = |f: &dyn Fn(&Bound<'_, PyAny>) -> bool| items.iter().all(f);
     let array = if all(&|v| v.is_instance_of::<PyString>()) {
         Array::String(
@@ -73,56 +81,72 @@ fn array_value(seq: &Bound<'_, PyAny>) -> Option<Value> {
     Some(Value::Array(array))
 }
 
-/// Calls `f` with each `(key, value)` of a dict, a mapping (its `items()`)
-/// or an iterable of pairs; `None` is empty.
-pub(crate) fn for_each_pair<'py>(
-    attrs: Option<&Bound<'py, PyAny>>,
-    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>),
-) {
+/// A key and its value, as Python holds them.
+pub(crate) type Pair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+/// Pairs taken from a dict: up to 16 (most attribute sets) on the stack.
+pub(crate) type Pairs<'py> = SmallVec<[Pair<'py>; 16]>;
+
+/// The `(key, value)` pairs of a dict, a mapping (its `items()`) or an
+/// iterable of pairs, all taken before any is converted: converting a value
+/// may run Python code (a `__str__`, a list's `__iter__`, an int's
+/// `__float__`) that changes the dict, which must neither stop the
+/// conversion (PyO3's dict iterator panics when the size changes under it;
+/// a Python iterator raises) nor change what the record holds. Taking them
+/// runs no Python code for a dict; a Python iterator that raises ends them.
+/// `None` is empty.
+pub(crate) fn pairs<'py>(attrs: Option<&Bound<'py, PyAny>>) -> Pairs<'py> {
     let Some(attrs) = attrs.filter(|a| !a.is_none()) else {
-        return;
+        return Pairs::new();
     };
     if let Ok(d) = attrs.cast::<PyDict>() {
-        for (k, v) in d.iter() {
-            f(&k, &v);
-        }
-        return;
+        return d.iter().collect();
     }
-    let pairs = if attrs.hasattr("items").unwrap_or(false) {
+    let items = if attrs.hasattr("items").unwrap_or(false) {
         attrs.call_method0("items")
     } else {
         Ok(attrs.clone())
     };
-    let Ok(iter) = pairs.and_then(|p| p.try_iter()) else {
-        return;
+    let Ok(iter) = items.and_then(|p| p.try_iter()) else {
+        return Pairs::new();
     };
-    for pair in iter.flatten() {
-        if let Ok((k, v)) = pair.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>() {
-            f(&k, &v);
-        }
-    }
+    iter.map_while(Result::ok)
+        .filter_map(|pair| pair.extract::<Pair<'py>>().ok())
+        .collect()
+}
+
+/// Span and metric attributes of pairs taken by [`pairs`].
+pub(crate) fn key_values_of(pairs: &[Pair<'_>]) -> Vec<KeyValue> {
+    let mut out = Vec::with_capacity(pairs.len());
+    out.extend(
+        pairs
+            .iter()
+            .filter_map(|(k, v)| Some(KeyValue::new(string_of(k)?, attribute_value(v)?))),
+    );
+    out
 }
 
 /// Span and metric attributes.
 pub(crate) fn key_values(attrs: Option<&Bound<'_, PyAny>>) -> Vec<KeyValue> {
-    let mut out = Vec::new();
-    for_each_pair(attrs, |k, v| {
-        if let (Some(k), Some(v)) = (string_of(k), attribute_value(v)) {
-            out.push(KeyValue::new(k, v));
-        }
-    });
-    out
+    key_values_of(&pairs(attrs))
 }
 
 /// Log record attributes (any value a log body can hold).
 pub(crate) fn any_key_values(attrs: Option<&Bound<'_, PyAny>>) -> Vec<(Key, AnyValue)> {
-    let mut out = Vec::new();
-    for_each_pair(attrs, |k, v| {
-        if let (Some(k), Some(v)) = (string_of(k), any_value(v, 0)) {
-            out.push((Key::new(k), v));
-        }
-    });
+    let pairs = pairs(attrs);
+    let mut out = Vec::with_capacity(pairs.len());
+    out.extend(any_entries(&pairs, 0));
     out
+}
+
+/// Pairs as log attributes or the entries of a map, at `depth`.
+fn any_entries<'a>(
+    pairs: &'a [Pair<'_>],
+    depth: usize,
+) -> impl Iterator<Item = (Key, AnyValue)> + 'a {
+    pairs
+        .iter()
+        .filter_map(move |(k, v)| Some((Key::new(string_of(k)?), any_value(v, depth)?)))
 }
 
 /// A log body or log attribute value: what a span attribute can be, plus
@@ -153,17 +177,14 @@ pub(crate) fn any_value(v: &Bound<'_, PyAny>, depth: usize) -> Option<AnyValue> 
     }
     if depth < MAX_DEPTH {
         if let Ok(d) = v.cast::<PyDict>() {
-            let map = d
-                .iter()
-                .filter_map(|(k, v)| Some((Key::new(string_of(&k)?), any_value(&v, depth + 1)?)))
-                .collect();
+            let entries: Pairs<'_> = d.iter().collect();
+            let map = any_entries(&entries, depth + 1).collect();
             return Some(AnyValue::Map(Box::new(map)));
         }
         if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
-            let items = v
-                .try_iter()
-                .ok()?
-                .filter_map(|item| any_value(&item.ok()?, depth + 1))
+            let items = items_of(v)?
+                .iter()
+                .filter_map(|item| any_value(item, depth + 1))
                 .collect();
             return Some(AnyValue::ListAny(Box::new(items)));
         }

@@ -388,12 +388,10 @@ impl Span {
     }
 
     fn set_attributes(slf: &Bound<'_, Self>, attributes: &Bound<'_, PyAny>) {
-        let mut kvs = Vec::new();
-        crate::convert::for_each_pair(Some(attributes), |k, v| {
-            if let Some(kv) = attribute(k, v) {
-                kvs.push(kv);
-            }
-        });
+        let kvs: Vec<_> = crate::convert::pairs(Some(attributes))
+            .iter()
+            .filter_map(|(k, v)| attribute(k, v))
+            .collect();
         with(slf, |s| {
             for (k, v) in kvs {
                 s.set(k, v);

@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert::span_ref;
-use crate::convert::{attribute_value, key_values};
+use crate::convert::{Pair, Pairs, attribute_value, key_values, key_values_of, pairs};
 use crate::file::MmapFile;
 use crate::gil::write;
 use crate::target::{Target, report_once, scope_ref_of};
@@ -35,7 +35,9 @@ const MAX_NOTES: usize = 100_000;
 
 /// What the start wrote: the name, and the attributes' key and value objects
 /// (kept in a Rust vector: a Python container per span would feed the
-/// garbage collector).
+/// garbage collector). Notes are dropped after the state's lock is released
+/// (`_forgotten`): dropping a value may run its `__del__`, which may start or
+/// end a span through this writer, which takes the lock.
 struct Note {
     scope_ref: i64,
     name: Py<PyAny>,
@@ -213,13 +215,14 @@ impl SpanWriter {
         Ok(r)
     }
 
-    /// Writes `StartSpan` with `attributes`; returns the span id.
+    /// Writes `StartSpan` with the attributes `attributes` (taken by
+    /// [`pairs`]); returns the span id.
     fn write_start<'py>(
         &self,
         file: &MmapExporterFile,
         span: &Bound<'py, PyAny>,
         scope_ref: i64,
-        attributes: Option<&Bound<'py, PyAny>>,
+        attributes: &[Pair<'py>],
     ) -> PyResult<(Ids, Bound<'py, PyAny>)> {
         let py = span.py();
         let ids = ids_of(&field(
@@ -237,7 +240,7 @@ impl SpanWriter {
         let name = field(span, intern!(py, "_name"), intern!(py, "name"))?;
         let name_str = name.cast::<PyString>()?.to_cow()?;
         let kind = enum_value(&field(span, intern!(py, "_kind"), intern!(py, "kind"))?)?;
-        let attrs = key_values(attributes);
+        let attrs = key_values_of(attributes);
         let start = SpanStart {
             span: span_ref(ids.trace_id, ids.span_id, ids.flags),
             scope_ref,
@@ -261,25 +264,31 @@ impl SpanWriter {
         };
         let scope_ref = self.scope_ref(&file, span)?;
         let attributes = attributes_of(span);
-        let (ids, name) = self.write_start(&file, span, scope_ref, attributes.as_ref())?;
-        let copy: Vec<(Py<PyAny>, Py<PyAny>)> =
-            match attributes.as_ref().map(|a| a.cast::<PyDict>()) {
-                Some(Ok(d)) => d.iter().map(|(k, v)| (k.unbind(), v.unbind())).collect(),
-                _ => Vec::new(),
+        let pairs = pairs(attributes.as_ref());
+        let (ids, name) = self.write_start(&file, span, scope_ref, &pairs)?;
+        // The pairs the start was written from (converting them may have
+        // changed the dict); only of the SDK's dict: any other mapping is
+        // written whole again at the end.
+        let copy: Vec<(Py<PyAny>, Py<PyAny>)> = match &attributes {
+            Some(a) if a.is_instance_of::<PyDict>() => pairs
+                .into_iter()
+                .map(|(k, v)| (k.unbind(), v.unbind()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let note = Note {
+            scope_ref,
+            name: name.unbind(),
+            attributes: copy,
+        };
+        let _forgotten = self.state.lock().ok().map(|mut s| {
+            let cleared = if s.notes.len() >= MAX_NOTES {
+                std::mem::take(&mut s.notes)
+            } else {
+                HashMap::new()
             };
-        if let Ok(mut s) = self.state.lock() {
-            if s.notes.len() >= MAX_NOTES {
-                s.notes.clear();
-            }
-            s.notes.insert(
-                ids.span_id,
-                Note {
-                    scope_ref,
-                    name: name.unbind(),
-                    attributes: copy,
-                },
-            );
-        }
+            (cleared, s.notes.insert(ids.span_id, note))
+        });
         Ok(())
     }
 
@@ -316,7 +325,9 @@ impl SpanWriter {
                     // Not the SDK's dict: every attribute again (an upsert).
                     Some(Err(_)) => changed = key_values(attributes.as_ref()),
                     Some(Ok(attrs)) => {
-                        for (i, (k, v)) in attrs.iter().enumerate() {
+                        // All taken before any is converted (converting may change the dict).
+                        let current: Pairs<'_> = attrs.iter().collect();
+                        for (i, (k, v)) in current.into_iter().enumerate() {
                             // Keys keep their order and objects; a value set again is a new object.
                             let same = match note.attributes.get(i) {
                                 Some((ok, ov)) if ok.is(&k) => ov.is(&v),
@@ -336,22 +347,22 @@ impl SpanWriter {
                 }
             }
             None => {
-                self.write_start(&file, span, scope_ref, attributes.as_ref())?;
+                self.write_start(&file, span, scope_ref, &pairs(attributes.as_ref()))?;
             }
         }
         let mut links: Vec<Link> = Vec::new();
         if let Some(items) = items_of(field(span, intern!(py, "_links"), intern!(py, "links"))?) {
-            links.extend(items.try_iter()?.flatten().filter_map(|l| link_of(&l).ok()));
+            // All taken before any is converted (converting may change them).
+            let items: Vec<_> = items.try_iter()?.map_while(Result::ok).collect();
+            links.extend(items.iter().filter_map(|l| link_of(l).ok()));
         }
         let mut events: Vec<(String, u64, Vec<KeyValue>)> = Vec::new();
-        let event_items = items_of(field(span, intern!(py, "_events"), intern!(py, "events"))?);
-        for e in event_items
-            .map(|i| i.try_iter())
-            .transpose()?
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        let event_items: Vec<_> =
+            match items_of(field(span, intern!(py, "_events"), intern!(py, "events"))?) {
+                Some(items) => items.try_iter()?.map_while(Result::ok).collect(),
+                None => Vec::new(),
+            };
+        for e in event_items {
             let name: String = field(&e, intern!(py, "_name"), intern!(py, "name"))?.extract()?;
             let time = opt_u64(field(
                 &e,
@@ -412,10 +423,10 @@ impl SpanWriter {
     #[pyo3(signature = (file=None))]
     fn set_file(&self, file: Option<PyRef<'_, MmapFile>>) {
         let file = file.and_then(|f| f.file.clone());
-        if let Ok(mut s) = self.state.lock() {
+        let _forgotten = self.state.lock().ok().map(|mut s| {
             s.target.set_file(file);
-            s.notes.clear();
-        }
+            std::mem::take(&mut s.notes)
+        });
     }
 
     /// The SDK's `SpanProcessor.on_start`. Never raises.
@@ -441,8 +452,10 @@ impl SpanWriter {
 
     /// Forgets the noted starts.
     fn clear(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.notes.clear();
-        }
+        let _forgotten = self
+            .state
+            .lock()
+            .ok()
+            .map(|mut s| std::mem::take(&mut s.notes));
     }
 }

@@ -223,7 +223,7 @@ impl Tracer {
             span_links.extend(
                 links
                     .try_iter()?
-                    .flatten()
+                    .map_while(Result::ok)
                     .filter_map(|l| link_of(&l).ok())
                     .take(MAX_LINKS),
             );
