@@ -756,10 +756,9 @@ pub(crate) fn status_parts(status: &Status) -> (u64, &str) {
     }
 }
 
-/// Writes a `Status` message as field `field`.
+/// Writes a `Status` message of `code` and `message` as field `field`.
 #[inline]
-pub(crate) fn put_status(w: &mut ProtoWriter<'_>, field: u32, status: &Status) {
-    let (code, message) = status_parts(status);
+pub(crate) fn put_status_parts(w: &mut ProtoWriter<'_>, field: u32, code: u64, message: &str) {
     let m = w.begin(field);
     w.bytes_field_ne(STATUS_MESSAGE, message.as_bytes());
     w.varint_field_nz(STATUS_CODE, code);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
+use otlp_mmap_core::ring::WriteError;
 use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
@@ -22,6 +23,11 @@ use crate::resource::{build_resource, resource_message, scope_message};
 pub struct MmapExporterFile {
     pub(crate) inner: Arc<FileInner>,
 }
+
+/// Whether a record was dropped for being larger than a slot (counted in
+/// the ring's drops), which a caller may write again smaller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TooLarge(pub bool);
 
 #[derive(Debug)]
 pub(crate) struct FileInner {
@@ -79,7 +85,8 @@ impl FileInner {
     /// claimed for its exact size. A record larger than `scratch` is encoded
     /// a second time, straight into its slot. A record that needed a key the
     /// dictionary could not store is dropped and counted; so is one the ring
-    /// has no room for.
+    /// has no room for. Returns whether the record was larger than a slot
+    /// (so dropped).
     #[inline]
     pub(crate) fn write_record<K: KeyRefs + ?Sized>(
         &self,
@@ -87,16 +94,16 @@ impl FileInner {
         scratch: &mut [u8],
         keys: &mut K,
         mut encode: impl FnMut(&mut ProtoWriter<'_>, &mut K),
-    ) {
+    ) -> TooLarge {
         let unresolved = keys.unresolved();
         let mut w = ProtoWriter::new(scratch);
         encode(&mut w, keys);
         let len = w.written();
         if keys.unresolved() != unresolved {
             self.drop_for_missing_entry(kind);
-            return;
+            return TooLarge(false);
         }
-        let _ = match scratch.get(..len) {
+        let written = match scratch.get(..len) {
             Some(record) => self.writer.try_write_with(kind, len, |slot| {
                 // `slot` holds exactly `len` bytes; were it shorter, the
                 // record would be counted as wrongly encoded.
@@ -114,6 +121,7 @@ impl FileInner {
                 w.written()
             }),
         };
+        TooLarge(matches!(written, Err(WriteError::TooLarge)))
     }
 
     /// Interns an instrumentation scope under `resource_ref`.

@@ -16,7 +16,7 @@ use opentelemetry::InstrumentationScope;
 use otlp_mmap_core::RingKind;
 
 use crate::encode::{EncodedKey, KeyRefs, ProtoWriter};
-use crate::file::FileInner;
+use crate::file::{FileInner, TooLarge};
 use crate::key_table::{EncodedKeyRef, KeyTable};
 
 /// Most bytes of a thread's scratch buffer for one file: records up to this
@@ -140,9 +140,9 @@ impl Keys<'_> {
         &mut self,
         kind: RingKind,
         encode: impl FnMut(&mut ProtoWriter<'_>, &mut KeyLookup<'_>),
-    ) {
+    ) -> TooLarge {
         let file = self.lookup.file;
-        file.write_record(kind, self.scratch, &mut self.lookup, encode);
+        file.write_record(kind, self.scratch, &mut self.lookup, encode)
     }
 }
 

@@ -6,6 +6,7 @@ use otlp_mmap_core::RingKind;
 use crate::encode::{
     Attrs, EncodedKey, KeyRefs, SpanIds, Val, put_attrs, put_span_context, put_value_field,
 };
+use crate::file::TooLarge;
 use crate::key_cache::Keys;
 
 // Event field numbers, from `proto/mmap.proto`.
@@ -32,13 +33,13 @@ pub(crate) fn event_scope(scope_ref: i64) -> EncodedKey {
     EncodedKey::varint_field(SCOPE_REF, scope_ref as u64)
 }
 
-/// Writes one `Event`.
+/// Writes one `Event`; says whether it was too large for a slot (dropped).
 #[inline]
 pub(crate) fn write_log_event(
     keys: &mut Keys<'_>,
     info: &EventInfo<'_>,
     attrs: &(impl Attrs + ?Sized),
-) {
+) -> TooLarge {
     keys.write(RingKind::Events, |w, k| {
         let name_ref = k.key_ref(info.event_name);
         w.encoded(&info.scope);
@@ -55,5 +56,5 @@ pub(crate) fn write_log_event(
             put_span_context(w, SPAN_CONTEXT, span);
         }
         put_attrs(w, ATTRIBUTES, attrs, k);
-    });
+    })
 }

@@ -408,7 +408,7 @@ pub(crate) fn write_measurement(
     }
     let time = measurement_now_unix_nano();
     with_keys(file, |keys| {
-        keys.write(RingKind::Measurements, |w, k| {
+        let _ = keys.write(RingKind::Measurements, |w, k| {
             w.encoded(metric);
             put_attrs(w, ATTRIBUTES, attrs, k);
             w.fixed64_field(TIME, time);

@@ -8,9 +8,9 @@ use otlp_mmap_core::RingKind;
 use prost::encoding::encoded_len_varint;
 
 use crate::encode::{
-    Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, put_attrs, put_status, status_parts,
+    Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, put_attrs, put_status_parts, status_parts,
 };
-use crate::file::FileInner;
+use crate::file::{FileInner, TooLarge};
 use crate::key_cache::Keys;
 
 // Field numbers, from `proto/mmap.proto`.
@@ -113,14 +113,14 @@ pub(crate) struct StartInfo<'a> {
     pub flags: u32,
 }
 
-/// Writes `StartSpan`.
+/// Writes `StartSpan`; says whether it was too large for a slot (dropped).
 #[inline]
 pub(crate) fn write_start(
     keys: &mut Keys<'_>,
     key: &SpanKey,
     info: &StartInfo<'_>,
     attrs: &(impl Attrs + ?Sized),
-) {
+) -> TooLarge {
     keys.write(RingKind::Spans, |w, k| {
         put_span_event(w, key, START, |w| {
             if let Some(parent) = &info.parent_span_id {
@@ -136,7 +136,7 @@ pub(crate) fn write_start(
                 w.fixed32_field(START_FLAGS, info.flags);
             }
         })
-    });
+    })
 }
 
 /// Bytes of a field of `body` bytes (a message, string or bytes) with a
@@ -146,13 +146,14 @@ fn len_field(body: usize) -> usize {
     1 + encoded_len_varint(body as u64) + body
 }
 
-/// Bytes of the `SpanEvent` [`write_end`] writes, counted from its fields (so
-/// that it is encoded once, straight into its slot).
+/// Bytes of the `SpanEvent` [`write_end`] writes with the status message
+/// `message`, counted from its fields (so that it is encoded once, straight
+/// into its slot).
 #[inline]
-fn end_len(key: &SpanKey, end_time_unix_nano: u64, status: &Status) -> usize {
+fn end_len_parts(key: &SpanKey, end_time_unix_nano: u64, status: &Status, message: &str) -> usize {
     let mut body = if end_time_unix_nano != 0 { 9 } else { 0 };
     if !matches!(status, Status::Unset) {
-        let (code, message) = status_parts(status);
+        let code = status_parts(status).0;
         let mut s = 0;
         if !message.is_empty() {
             s += len_field(message.len());
@@ -171,7 +172,20 @@ fn end_len(key: &SpanKey, end_time_unix_nano: u64, status: &Status) -> usize {
 /// reader rejects, and count it.)
 #[inline]
 pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64, status: &Status) {
-    let len = end_len(key, end_time_unix_nano, status);
+    // A status message too long for the slot is cut (at a character
+    // boundary) rather than losing the end: a span without it stays
+    // incomplete for good.
+    let mut message = status_parts(status).1;
+    let mut len = end_len_parts(key, end_time_unix_nano, status, message);
+    let most = file.writer.ring(RingKind::Spans).max_message_len();
+    if len > most {
+        let mut keep = message.len().saturating_sub(len - most + 2);
+        while !message.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        message = &message[..keep];
+        len = end_len_parts(key, end_time_unix_nano, status, message);
+    }
     let _ = file.writer.try_write_with(RingKind::Spans, len, |slot| {
         let mut w = ProtoWriter::new(slot);
         put_span_event(&mut w, key, END, |w| {
@@ -179,7 +193,7 @@ pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64
                 w.fixed64_field(END_TIME, end_time_unix_nano);
             }
             if !matches!(status, Status::Unset) {
-                put_status(w, END_STATUS, status);
+                put_status_parts(w, END_STATUS, status_parts(status).0, message);
             }
         });
         w.written()
@@ -190,28 +204,33 @@ pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64
 #[inline]
 pub(crate) fn write_name(file: &FileInner, key: &SpanKey, name: &str) {
     let mut scratch = [0; SMALL_SCRATCH];
-    file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
+    let _ = file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
         put_span_event(w, key, NAME, |w| {
             w.bytes_field_ne(CHANGE_NAME, name.as_bytes())
         })
     });
 }
 
-/// Writes `UpdateAttributes`.
+/// Writes `UpdateAttributes`; says whether it was too large for a slot
+/// (dropped).
 #[inline]
-pub(crate) fn write_attributes(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl Attrs + ?Sized)) {
+pub(crate) fn write_attributes(
+    keys: &mut Keys<'_>,
+    key: &SpanKey,
+    attrs: &(impl Attrs + ?Sized),
+) -> TooLarge {
     keys.write(RingKind::Spans, |w, k| {
         put_span_event(w, key, ATTRIBUTES, |w| {
             put_attrs(w, UPDATE_ATTRIBUTES, attrs, k)
         })
-    });
+    })
 }
 
 /// Writes one `AddLink` record with one link, to the span `link`, without
 /// attributes or trace state.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn write_link(keys: &mut Keys<'_>, key: &SpanKey, link: &SpanIds) {
-    keys.write(RingKind::Spans, |w, _| {
+    let _ = keys.write(RingKind::Spans, |w, _| {
         put_span_event(w, key, LINK, |w| {
             let m = w.begin(LINKS);
             w.bytes_field(LINK_TRACE_ID, &link.trace_id);
@@ -239,7 +258,7 @@ pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
     if links.is_empty() {
         return;
     }
-    keys.write(RingKind::Spans, |w, k| {
+    let _ = keys.write(RingKind::Spans, |w, k| {
         put_span_event(w, key, LINK, |w| {
             for link in links {
                 let sc = &link.span_context;
@@ -289,13 +308,14 @@ mod tests {
                             w.fixed64_field(END_TIME, end);
                         }
                         if !matches!(status, Status::Unset) {
-                            put_status(w, END_STATUS, status);
+                            let (code, message) = status_parts(status);
+                            put_status_parts(w, END_STATUS, code, message);
                         }
                     });
                     let n = w.written();
                     assert_eq!(
                         n,
-                        end_len(&key, end, status),
+                        end_len_parts(&key, end, status, status_parts(status).1),
                         "{scope_ref} {end} {status:?}"
                     );
                     let event = proto::SpanEvent::decode(&buf[..n]).unwrap();

@@ -4,25 +4,42 @@
 //!
 //! | `tracing` | written |
 //! |---|---|
-//! | a span is created (`info_span!`, `#[instrument]`) | `StartSpan`: its name, its fields as attributes; its parent is the span's `tracing` parent (explicit, else the current span), else the active OpenTelemetry span of the current context; without either it starts a trace |
+//! | a span is created (`info_span!`, `#[instrument]`) | `StartSpan`: its name, its fields as attributes; its parent is its nearest `tracing` ancestor this layer sees (the explicit parent, else the current span; spans a per-layer filter drops are skipped), else, for a contextual span, the active OpenTelemetry span of the current context (marked remote when it is); without either it starts a trace |
 //! | `span.record(..)` | `UpdateAttributes` with the fields recorded |
 //! | `span.follows_from(..)` | `AddLink` to that span |
 //! | the span closes (its last handle is dropped) | `EndSpan` |
 //! | an event (`info!`, `warn!`, ...) | a log record: the `message` field as body, the other fields as attributes, the level as severity (`TRACE` 1, `DEBUG` 5, `INFO` 9, `WARN` 13, `ERROR` 17), the span it happened in as its trace context |
 //!
-//! Fields that `tracing-opentelemetry` gives a meaning are read the same way
-//! and not written as attributes: `otel.name` (the span's name),
-//! `otel.kind` (`server`, `client`, `producer`, `consumer`, `internal`),
-//! `otel.status_code` (`ok`, `error`) and `otel.status_description`.
+//! Four fields of a span mean what they mean to `tracing-opentelemetry`
+//! and are not written as attributes: `otel.name` (the span's name, at most
+//! 128 bytes), `otel.kind` (`server`, `client`, `producer`, `consumer`,
+//! `internal`; read when the span is created only: the format cannot change
+//! a span's kind), `otel.status_code` (`ok`, `error`) and
+//! `otel.status_description` (alone, it makes the status an error). Other
+//! `otel.*` fields, and every field of an event, are attributes.
 //!
 //! A field's value is written as the OpenTelemetry value of its type:
 //! integers (a `u64` or 128-bit integer beyond `i64` as its decimal
 //! string), doubles, booleans, strings and bytes; a `Debug` or `Error`
 //! value (and an event's formatted `message`) as the string it formats to,
-//! at most [`MAX_FORMATTED_VALUE`] bytes (cut at a character boundary).
-//! Nothing is allocated per span or event by this layer but the one
-//! [`MmapSpanData`] the registry keeps with each span (and a status
-//! description, when a span sets one).
+//! at most [`MAX_FORMATTED_VALUE`] bytes (cut at a character boundary; a
+//! `Debug` that fails or panics leaves what it wrote, and its panic stays
+//! in the layer). A record too large for its slot is dropped and counted,
+//! then written again smaller: a span's start without its attributes, which
+//! follow one per `UpdateAttributes` record; an event with its message
+//! only. A status description too long for the end's slot is cut.
+//!
+//! Not written: an event's target, file and module (the format has no field
+//! for them), and an event name. Spans and events made while the
+//! OpenTelemetry context suppresses telemetry are not written. OpenTelemetry
+//! API spans started inside a `tracing` span do not see it as their parent
+//! (use `tracing-opentelemetry` for that, see the crate's README). Several
+//! `MmapLayer`s may serve one subscriber (one per file, say): each keeps its
+//! own ids of a span.
+//!
+//! Nothing is allocated per span or event by this layer but the small entry
+//! the registry keeps with each span (and a status description, when a span
+//! sets one); no lock of the registry is held while a value is formatted.
 //!
 //! ```
 //! use opentelemetry_mmap::{MmapExporterFile, MmapLayer};
@@ -43,17 +60,20 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry::trace::{Status, TraceFlags};
+use opentelemetry::trace::{Status, TraceContextExt as _, TraceFlags};
+use opentelemetry::{Context as OtelContext, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use smallvec::{SmallVec, smallvec};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::clock::now_unix_nano;
 use crate::encode::{
@@ -63,10 +83,9 @@ use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
-    FLAG_HAS_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes, write_end, write_link,
-    write_name, write_start,
+    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes,
+    write_end, write_link, write_name, write_start,
 };
-use crate::trace::active_span_ids;
 
 use otlp_mmap_core::tags::event::BODY as EVENT_BODY;
 
@@ -78,9 +97,12 @@ pub const MAX_FORMATTED_VALUE: usize = 256;
 const MAX_NAME: usize = 128;
 
 /// A `tracing-subscriber` layer writing spans and events into one file (see
-/// the [module](self) documentation).
-#[derive(Clone, Debug)]
+/// the [module](self) documentation). Several may serve one subscriber
+/// (for several files, or scopes): each keeps its own ids for a span.
+#[derive(Debug)]
 pub struct MmapLayer {
+    /// Tells this layer's entries of a span apart from another's.
+    id: u64,
     file: Arc<FileInner>,
     scope_ref: i64,
     /// `scope_ref` as the field of every `SpanEvent`.
@@ -89,26 +111,36 @@ pub struct MmapLayer {
     event_scope: EncodedKey,
 }
 
-/// What the layer keeps with each span in the registry.
+/// Numbers the layers of the process.
+static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Clone for MmapLayer {
+    /// Another layer on the same file and scope, with ids of its own.
+    fn clone(&self) -> Self {
+        MmapLayer {
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+            file: self.file.clone(),
+            scope_ref: self.scope_ref,
+            span_scope: self.span_scope,
+            event_scope: self.event_scope,
+        }
+    }
+}
+
+/// What the layers keep with a span in the registry: an entry per
+/// `MmapLayer` that saw it.
 #[derive(Debug)]
-pub struct MmapSpanData {
+struct MmapSpans(SmallVec<[LayerSpan; 1]>);
+
+/// One layer's entry for a span.
+#[derive(Debug)]
+struct LayerSpan {
+    layer: u64,
     key: SpanKey,
     /// `otel.status_code`: ok (true) or error (false), if set.
     status_ok: Option<bool>,
-    /// `otel.status_description`, if set.
+    /// `otel.status_description` (at most [`MAX_FORMATTED_VALUE`] bytes), if set.
     description: Option<String>,
-}
-
-impl MmapSpanData {
-    /// The span's trace id.
-    pub fn trace_id(&self) -> [u8; 16] {
-        self.key.trace_id
-    }
-
-    /// The span's id.
-    pub fn span_id(&self) -> [u8; 8] {
-        self.key.span_id
-    }
 }
 
 impl MmapLayer {
@@ -125,12 +157,59 @@ impl MmapLayer {
     pub fn with_scope(file: &MmapExporterFile, scope: InstrumentationScope) -> Self {
         let scope_ref = file.scope_ref(&scope);
         MmapLayer {
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             file: file.inner.clone(),
             scope_ref,
             span_scope: span_scope(scope_ref),
             event_scope: event_scope(scope_ref),
         }
     }
+
+    /// This layer's ids of `span`, if it saw it start. (The extensions'
+    /// lock is released on return: nothing runs under it.)
+    fn key_of<R: for<'a> LookupSpan<'a>>(&self, span: &SpanRef<'_, R>) -> Option<SpanKey> {
+        let ext = span.extensions();
+        let spans = ext.get::<MmapSpans>()?;
+        spans.0.iter().find(|s| s.layer == self.id).map(|s| s.key)
+    }
+
+    /// Writes a span's `StartSpan`; one too large for a slot with its
+    /// attributes (the drop is counted) is written without them, each
+    /// attribute following in an `UpdateAttributes` of its own.
+    fn write_start(
+        &self,
+        key: &SpanKey,
+        info: &StartInfo<'_>,
+        fields: &Fields<'_, Attributes<'_>>,
+    ) {
+        with_keys(&self.file, |keys| {
+            if write_start(keys, key, info, fields).0 {
+                let _ = write_start(keys, key, info, NO_ATTRIBUTES);
+                for i in 0..fields.count() {
+                    let _ = write_attributes(keys, key, &fields.only(i));
+                }
+            }
+        });
+    }
+}
+
+/// No attributes.
+const NO_ATTRIBUTES: &[KeyValue] = &[];
+
+/// Whether telemetry is suppressed in the current OpenTelemetry context
+/// (an exporter's own work), and the context's active span: its ids and
+/// whether it is remote.
+fn otel_context() -> (bool, Option<(SpanIds, bool)>) {
+    OtelContext::map_current(|cx| {
+        let active = if cx.has_active_span() {
+            let span = cx.span();
+            let sc = span.span_context();
+            SpanIds::of(sc).map(|ids| (ids, sc.is_remote()))
+        } else {
+            None
+        };
+        (cx.is_telemetry_suppressed(), active)
+    })
 }
 
 impl<S> Layer<S> for MmapLayer
@@ -138,30 +217,30 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let (suppressed, active) = otel_context();
+        if suppressed {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let parent = match attrs.parent() {
-            Some(p) => ctx.span(p),
-            None if attrs.is_contextual() => ctx.lookup_current(),
+        // The nearest ancestor this layer sees (explicit or contextual;
+        // a per-layer filter's dropped spans are skipped); without one, the
+        // active OpenTelemetry span, unless the span is an explicit root.
+        let parent = match span.parent() {
+            Some(p) => self.key_of(&p).map(|k| (k.trace_id, k.span_id, false)),
+            None if attrs.is_contextual() => {
+                active.map(|(ids, remote)| (ids.trace_id, ids.span_id, remote))
+            }
             None => None,
         };
-        let parent = parent.and_then(|p| {
-            p.extensions()
-                .get::<MmapSpanData>()
-                .map(|d| (d.key.trace_id, d.key.span_id))
-        });
-        let parent = parent.or_else(|| {
-            // A `tracing` root inside an OpenTelemetry span: its child.
-            attrs
-                .is_contextual()
-                .then(active_span_ids)
-                .flatten()
-                .map(|ids| (ids.trace_id, ids.span_id))
-        });
-        let (trace_id, parent_span_id) = match parent {
-            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
-            None => (RandomIdGenerator::default().new_trace_id().to_bytes(), None),
+        let (trace_id, parent_span_id, remote) = match parent {
+            Some((trace_id, span_id, remote)) => (trace_id, Some(span_id), remote),
+            None => (
+                RandomIdGenerator::default().new_trace_id().to_bytes(),
+                None,
+                false,
+            ),
         };
         let key = SpanKey {
             trace_id,
@@ -176,75 +255,99 @@ where
             name: special.name().unwrap_or(attrs.metadata().name()),
             kind: special.kind.unwrap_or(1),
             start_time_unix_nano: now_unix_nano(),
-            flags: TraceFlags::SAMPLED.to_u8() as u32 | FLAG_HAS_IS_REMOTE,
+            flags: TraceFlags::SAMPLED.to_u8() as u32
+                | FLAG_HAS_IS_REMOTE
+                | if remote { FLAG_IS_REMOTE } else { 0 },
         };
-        with_keys(&self.file, |keys| {
-            write_start(keys, &key, &info, &Fields::of_span(attrs));
-        });
-        span.extensions_mut().insert(MmapSpanData {
+        self.write_start(&key, &info, &Fields::of_span(attrs));
+        let entry = LayerSpan {
+            layer: self.id,
             key,
             status_ok: special.status_code,
             description: special.description,
-        });
+        };
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<MmapSpans>() {
+            Some(spans) => spans.0.push(entry),
+            None => ext.insert(MmapSpans(smallvec![entry])),
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut ext = span.extensions_mut();
-        let Some(data) = ext.get_mut::<MmapSpanData>() else {
+        let Some(key) = self.key_of(&span) else {
             return;
         };
+        // The values are formatted (user code) with no lock held.
         let mut special = SpecialFields::default();
         values.record(&mut special);
         if let Some(name) = special.name() {
-            write_name(&self.file, &data.key, name);
+            write_name(&self.file, &key, name);
         }
-        if special.status_code.is_some() {
-            data.status_ok = special.status_code;
-        }
-        if special.description.is_some() {
-            data.description = special.description;
+        if special.status_code.is_some() || special.description.is_some() {
+            let mut ext = span.extensions_mut();
+            let entry = ext
+                .get_mut::<MmapSpans>()
+                .and_then(|s| s.0.iter_mut().find(|s| s.layer == self.id));
+            if let Some(entry) = entry {
+                entry.status_ok = special.status_code.or(entry.status_ok);
+                if special.description.is_some() {
+                    entry.description = special.description;
+                }
+            }
         }
         let fields = Fields::of_span(values);
-        if fields.any() {
+        let n = fields.count();
+        if n > 0 {
             with_keys(&self.file, |keys| {
-                write_attributes(keys, &data.key, &fields);
+                if write_attributes(keys, &key, &fields).0 && n > 1 {
+                    for i in 0..n {
+                        let _ = write_attributes(keys, &key, &fields.only(i));
+                    }
+                }
             });
         }
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        let (Some(span), Some(other)) = (ctx.span(id), ctx.span(follows)) else {
+        let Some(other) = ctx.span(follows).and_then(|s| self.key_of(&s)) else {
             return;
         };
-        let ext = span.extensions();
-        let other_ext = other.extensions();
-        let (Some(data), Some(other)) =
-            (ext.get::<MmapSpanData>(), other_ext.get::<MmapSpanData>())
-        else {
+        let Some(key) = ctx.span(id).and_then(|s| self.key_of(&s)) else {
             return;
         };
         let link = SpanIds {
-            trace_id: other.key.trace_id,
-            span_id: other.key.span_id,
+            trace_id: other.trace_id,
+            span_id: other.span_id,
             flags: TraceFlags::SAMPLED.to_u8() as u32,
         };
         with_keys(&self.file, |keys| {
-            write_link(keys, &data.key, &link);
+            write_link(keys, &key, &link);
         });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let span = ctx.event_span(event).and_then(|s| {
-            s.extensions().get::<MmapSpanData>().map(|d| SpanIds {
-                trace_id: d.key.trace_id,
-                span_id: d.key.span_id,
+        let (suppressed, active) = otel_context();
+        if suppressed {
+            return;
+        }
+        let span = ctx
+            .event_span(event)
+            .and_then(|s| self.key_of(&s))
+            .map(|k| SpanIds {
+                trace_id: k.trace_id,
+                span_id: k.span_id,
                 flags: TraceFlags::SAMPLED.to_u8() as u32,
-            })
+            });
+        let span = span.or_else(|| {
+            event
+                .is_contextual()
+                .then_some(active)
+                .flatten()
+                .map(|(ids, _)| ids)
         });
-        let span = span.or_else(|| event.is_contextual().then(active_span_ids).flatten());
         let level = *event.metadata().level();
         let info = EventInfo {
             scope: self.event_scope,
@@ -257,8 +360,13 @@ where
             event_name: "",
             span,
         };
+        let fields = Fields::of_event(event);
         with_keys(&self.file, |keys| {
-            write_log_event(keys, &info, &Fields::of_event(event));
+            // Too large for a slot (counted): written again with its message
+            // only.
+            if write_log_event(keys, &info, &fields).0 {
+                let _ = write_log_event(keys, &info, &fields.message_only());
+            }
         });
     }
 
@@ -266,17 +374,25 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<MmapSpanData>() {
-            let status = match data.status_ok {
-                None => Status::Unset,
-                Some(true) => Status::Ok,
-                Some(false) => Status::Error {
-                    description: Cow::Owned(data.description.take().unwrap_or_default()),
-                },
+        let entry = {
+            let mut ext = span.extensions_mut();
+            let Some(spans) = ext.get_mut::<MmapSpans>() else {
+                return;
             };
-            write_end(&self.file, &data.key, now_unix_nano(), &status);
-        }
+            let Some(i) = spans.0.iter().position(|s| s.layer == self.id) else {
+                return;
+            };
+            spans.0.swap_remove(i)
+        };
+        // As tracing-opentelemetry: a description alone makes an error.
+        let status = match (entry.status_ok, entry.description) {
+            (Some(true), _) => Status::Ok,
+            (Some(false), d) | (None, d @ Some(_)) => Status::Error {
+                description: Cow::Owned(d.unwrap_or_default()),
+            },
+            (None, None) => Status::Unset,
+        };
+        write_end(&self.file, &entry.key, now_unix_nano(), &status);
     }
 }
 
@@ -291,18 +407,28 @@ fn severity_number(level: Level) -> u64 {
     }
 }
 
-/// Whether the layer reads `name` itself rather than writing it as an
-/// attribute.
+/// The fields of a span the layer reads itself rather than writing them as
+/// attributes (as `tracing-opentelemetry` does).
+const SPECIAL_FIELDS: [&str; 4] = [
+    "otel.name",
+    "otel.kind",
+    "otel.status_code",
+    "otel.status_description",
+];
+
 fn is_special(name: &str) -> bool {
-    name.starts_with("otel.")
+    SPECIAL_FIELDS.contains(&name)
 }
 
-/// The fields of a span or event, as attributes: all but the special ones
-/// (and an event's `message`, written as its body in the same visit).
+/// The fields of a span or event as attributes: for a span, all but the
+/// special ones; for an event, all but its `message`, written as its body
+/// in the same visit.
 struct Fields<'a, R: ?Sized> {
     fields: &'a R,
-    /// The field of the `Event` the `message` field is written as.
+    /// For an event: the field of the `Event` the `message` is written as.
     message_as: Option<u32>,
+    /// Only the attribute of this index (`usize::MAX`: none).
+    only: Option<usize>,
 }
 
 impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
@@ -310,6 +436,7 @@ impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
         Fields {
             fields,
             message_as: None,
+            only: None,
         }
     }
 
@@ -317,14 +444,34 @@ impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
         Fields {
             fields,
             message_as: Some(EVENT_BODY),
+            only: None,
         }
     }
 
-    /// Whether there is any attribute.
-    fn any(&self) -> bool {
-        let mut any = false;
-        self.for_each_attr(&mut |_, _| any = true);
-        any
+    /// The same fields with only the attribute of index `i`.
+    fn only(&self, i: usize) -> Self {
+        Fields {
+            fields: self.fields,
+            message_as: self.message_as,
+            only: Some(i),
+        }
+    }
+
+    /// An event's message, without its attributes.
+    fn message_only(&self) -> Self {
+        self.only(usize::MAX)
+    }
+
+    /// How many attributes there are (by their names: no value is
+    /// formatted).
+    fn count(&self) -> usize {
+        let mut count = AttrCount {
+            special: self.message_as.is_none(),
+            skip: self.message_as.map(|_| "message"),
+            n: 0,
+        };
+        self.fields.record(&mut count);
+        count.n
     }
 }
 
@@ -332,7 +479,10 @@ impl<R: RecordFields + ?Sized> Attrs for Fields<'_, R> {
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
         self.fields.record(&mut AttrVisitor {
             f,
+            special: self.message_as.is_none(),
             skip_message: self.message_as.is_some(),
+            only: self.only,
+            index: 0,
         });
     }
 
@@ -346,35 +496,76 @@ impl<R: RecordFields + ?Sized> Attrs for Fields<'_, R> {
         };
         self.fields.record(&mut AttrVisitor {
             f: &mut put,
+            special: message_as.is_none(),
             skip_message: false,
+            only: self.only,
+            index: 0,
         });
     }
 }
 
-/// Hands each field to `f` as an attribute value.
+/// Counts the attributes of a span's or event's fields.
+struct AttrCount {
+    /// Whether the special fields are left out (a span's).
+    special: bool,
+    /// A field left out (an event's `message`).
+    skip: Option<&'static str>,
+    n: usize,
+}
+
+impl Visit for AttrCount {
+    fn record_debug(&mut self, field: &Field, _value: &dyn fmt::Debug) {
+        let name = field.name();
+        if !(self.special && is_special(name)) && self.skip != Some(name) {
+            self.n += 1;
+        }
+    }
+}
+
+/// Hands each field to `f` as an attribute value (an event's `message`
+/// too, unless `skip_message`).
 struct AttrVisitor<'f, F> {
     f: &'f mut F,
+    /// Whether the special fields are left out (a span's).
+    special: bool,
     skip_message: bool,
+    /// Only the attribute of this index.
+    only: Option<usize>,
+    /// Index of the next attribute (the message is not one).
+    index: usize,
 }
 
 impl<F: FnMut(&str, Val<'_>)> AttrVisitor<'_, F> {
+    /// Whether the field is handed on (and counts it).
+    #[inline]
+    fn wanted(&mut self, name: &'static str) -> bool {
+        if self.special && is_special(name) {
+            return false;
+        }
+        if name == "message" && !self.special {
+            // An event's message: its body, never one of its attributes.
+            return !self.skip_message;
+        }
+        let i = self.index;
+        self.index += 1;
+        self.only.is_none_or(|only| only == i)
+    }
+
     #[inline]
     fn put(&mut self, field: &Field, v: Scalar<'_>) {
         let name = field.name();
-        if is_special(name) || (self.skip_message && name == "message") {
-            return;
+        if self.wanted(name) {
+            (self.f)(name, Val::Scalar(&v));
         }
-        (self.f)(name, Val::Scalar(&v));
     }
 
     fn put_formatted(&mut self, field: &Field, args: fmt::Arguments<'_>) {
         let name = field.name();
-        if is_special(name) || (self.skip_message && name == "message") {
-            return;
+        if self.wanted(name) {
+            let mut text = Formatted::<MAX_FORMATTED_VALUE>::new();
+            text.format(args);
+            (self.f)(name, Val::Scalar(&Scalar::string(text.as_str())));
         }
-        let mut text = Formatted::<MAX_FORMATTED_VALUE>::new();
-        text.format(args);
-        (self.f)(name, Val::Scalar(&Scalar::string(text.as_str())));
     }
 }
 
@@ -470,7 +661,11 @@ impl SpecialFields {
                     self.status_code = Some(false);
                 }
             }
-            "otel.status_description" => self.description = Some(value.to_string()),
+            "otel.status_description" => {
+                let mut description = Formatted::<MAX_FORMATTED_VALUE>::new();
+                description.format(value);
+                self.description = Some(description.as_str().to_owned());
+            }
             _ => {}
         }
     }
@@ -504,11 +699,12 @@ impl<const N: usize> Formatted<N> {
         }
     }
 
-    /// Formats `args`, replacing what was there.
+    /// Formats `args`, replacing what was there. A `Debug` or `Display`
+    /// implementation that fails, or panics, leaves what it wrote: telemetry
+    /// never panics in the application.
     fn format(&mut self, args: fmt::Arguments<'_>) {
         self.len = 0;
-        // A `Debug` implementation that fails leaves what it wrote.
-        let _ = self.write_fmt(args);
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.write_fmt(args)));
     }
 
     fn as_str(&self) -> &str {
@@ -518,6 +714,8 @@ impl<const N: usize> Formatted<N> {
 }
 
 impl<const N: usize> fmt::Write for Formatted<N> {
+    /// Copies what fits; an error once full, which ends the formatting (a
+    /// large value is not formatted to the end only to be cut).
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = N - self.len;
         let mut n = s.len().min(room);
@@ -526,7 +724,7 @@ impl<const N: usize> fmt::Write for Formatted<N> {
         }
         self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n;
-        Ok(())
+        if n < s.len() { Err(fmt::Error) } else { Ok(()) }
     }
 }
 

@@ -508,3 +508,30 @@ fn long_records_are_encoded_exactly() {
         assert_eq!(body.values[0].value, Some(V::StringValue(text)));
     }
 }
+
+#[test]
+fn a_status_message_longer_than_a_slot_is_cut_and_the_span_still_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("status.otlp"))
+        .with_span_ring(64, 512)
+        .build()
+        .unwrap();
+    let tracer = MmapTracerProvider::new(&file).tracer("t");
+    let long = "é".repeat(1_000); // 2,000 bytes
+    let mut span = tracer.start("s");
+    span.set_status(Status::error(long.clone()));
+    span.end();
+    assert_eq!(file.drop_stats(), Default::default());
+    let r = read_all(file.path());
+    assert_eq!(r.spans.len(), 2);
+    let end = end_of(&r.spans[1]).unwrap();
+    let message = &end.status.as_ref().unwrap().message;
+    // Cut at a character boundary, as much as the slot holds.
+    assert!(
+        message.len() > 400 && message.len() < 512,
+        "{}",
+        message.len()
+    );
+    assert!(long.starts_with(message.as_str()));
+}

@@ -197,3 +197,189 @@ fn a_span_left_open_by_a_crash_is_in_the_file_from_its_start() {
     assert_eq!(a[INCOMPLETE_ATTRIBUTE], Value::BoolValue(true), "{a:?}");
     assert_eq!(logs(&d)[0].span_id, spans[0].span_id);
 }
+
+/// A `Debug` that panics, or fails, after writing a little.
+struct Faulty {
+    panics: bool,
+}
+
+impl std::fmt::Debug for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("partial")?;
+        if self.panics {
+            panic!("a Debug that panics");
+        }
+        Err(std::fmt::Error)
+    }
+}
+
+#[test]
+fn a_debug_that_panics_or_fails_never_reaches_the_application() {
+    let d = with_layer(|_| {
+        let span = tracing::info_span!(
+            "s",
+            bad = ?Faulty { panics: true },
+            otel.status_code = "error",
+            otel.status_description = ?Faulty { panics: false },
+            late = tracing::field::Empty,
+        );
+        span.record("late", tracing::field::debug(Faulty { panics: true }));
+        drop(span);
+        tracing::info!(bad = ?Faulty { panics: true }, "{:?}", Faulty { panics: false });
+    });
+    let spans = spans(&d);
+    assert_eq!(spans.len(), 1);
+    let a = attrs(&spans[0].attributes);
+    assert_eq!(a["bad"], Value::StringValue("partial".into()));
+    assert_eq!(a["late"], Value::StringValue("partial".into()));
+    let status = spans[0].status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "partial");
+    let logs = logs(&d);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        logs[0].body.as_ref().and_then(|b| b.value.clone()),
+        Some(Value::StringValue("partial".into()))
+    );
+}
+
+#[test]
+fn a_description_alone_is_an_error_and_other_otel_fields_are_attributes() {
+    let d = with_layer(|_| {
+        let _s = tracing::info_span!("s", otel.status_description = "gone", otel.library = "mine",);
+        tracing::info!(otel.name = "kept on an event", "e");
+    });
+    let spans = spans(&d);
+    let status = spans[0].status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "gone");
+    let a = attrs(&spans[0].attributes);
+    assert_eq!(a["otel.library"], Value::StringValue("mine".into()));
+    assert!(!a.contains_key("otel.status_description"));
+    assert_eq!(
+        attrs(&logs(&d)[0].attributes)["otel.name"],
+        Value::StringValue("kept on an event".into())
+    );
+}
+
+#[test]
+fn two_layers_in_one_subscriber_keep_their_own_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| {
+        MmapExporterFile::builder()
+            .with_path(dir.path().join(name))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (file("a.otlp"), file("b.otlp"));
+    let subscriber = tracing_subscriber::registry()
+        .with(MmapLayer::new(&a))
+        .with(MmapLayer::new(&b));
+    tracing::subscriber::with_default(subscriber, || {
+        let parent = tracing::info_span!("parent");
+        let _p = parent.enter();
+        let child = tracing::info_span!("child");
+        let _c = child.enter();
+        tracing::info!("inside");
+    });
+    let mut ids = vec![];
+    for f in [&a, &b] {
+        assert_eq!(f.drop_stats(), Default::default());
+        let d = dump(f.path(), DumpOptions::default()).unwrap();
+        let spans = spans(&d);
+        let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), *s)).collect();
+        let (parent, child) = (by_name["parent"], by_name["child"]);
+        assert_eq!(child.parent_span_id, parent.span_id);
+        assert_eq!(child.trace_id, parent.trace_id);
+        assert_eq!(logs(&d)[0].span_id, child.span_id);
+        ids.push(child.span_id.clone());
+    }
+    assert_ne!(ids[0], ids[1], "each file has its own ids");
+}
+
+#[test]
+fn records_too_large_for_their_slots_keep_the_span_and_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("small.otlp"))
+        .with_span_ring(64, 512)
+        .with_log_ring(64, 512)
+        .build()
+        .unwrap();
+    let long = |c: char| format!("{:?}", c.to_string().repeat(400));
+    let subscriber = tracing_subscriber::registry().with(MmapLayer::new(&file));
+    tracing::subscriber::with_default(subscriber, || {
+        // Three values of 256 bytes each: not in one 512-byte slot.
+        let span = tracing::info_span!("big", a = %long('a'), b = %long('b'), c = %long('c'));
+        drop(span);
+        tracing::info!(a = %long('a'), b = %long('b'), "the message");
+    });
+    // The first attempts, dropped whole, are counted.
+    let drops = file.drop_stats();
+    assert_eq!((drops.spans, drops.logs), (1, 1), "{drops:?}");
+    let d = dump(file.path(), DumpOptions::default()).unwrap();
+    let spans = spans(&d);
+    assert_eq!(spans.len(), 1);
+    let a = attrs(&spans[0].attributes);
+    assert_eq!(a.len(), 3, "each attribute in a record of its own: {a:?}");
+    let logs = logs(&d);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        logs[0].body.as_ref().and_then(|b| b.value.clone()),
+        Some(Value::StringValue("the message".into()))
+    );
+}
+
+#[test]
+fn a_per_layer_filter_gives_a_span_its_nearest_enabled_ancestor() {
+    use tracing_subscriber::Layer;
+    let d = with_layer_dump(
+        |file| {
+            let layer =
+                MmapLayer::new(file).with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.name() != "hidden"
+                }));
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                let root = tracing::info_span!("root");
+                let hidden = tracing::info_span!(parent: &root, "hidden");
+                let _child = tracing::info_span!(parent: &hidden, "child");
+            });
+        },
+        DumpOptions::default(),
+    );
+    let spans = spans(&d);
+    let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), *s)).collect();
+    assert!(!by_name.contains_key("hidden"));
+    assert_eq!(by_name["child"].parent_span_id, by_name["root"].span_id);
+}
+
+#[test]
+fn a_remote_parent_is_marked_remote_and_suppressed_telemetry_is_not_written() {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let d = with_layer(|_| {
+        let remote = SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(9u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
+        let _cx = opentelemetry::Context::current()
+            .with_remote_span_context(remote)
+            .attach();
+        let _s = tracing::info_span!("from a remote parent");
+        {
+            let _quiet = opentelemetry::Context::enter_telemetry_suppressed_scope();
+            let _t = tracing::info_span!("suppressed");
+            tracing::info!("suppressed");
+        }
+    });
+    let spans = spans(&d);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let s = spans[0];
+    assert_eq!(s.parent_span_id, 9u64.to_be_bytes());
+    assert_eq!(s.trace_id, 7u128.to_be_bytes());
+    assert_eq!(s.flags & 0x300, 0x300, "parent known to be remote");
+    assert!(logs(&d).is_empty());
+}
