@@ -309,19 +309,35 @@ func TestCheckpointOfAnotherFileIsIgnored(t *testing.T) {
 }
 
 // TestCorruptCheckpointIsIgnored: the Collector stops with a checkpoint of
-// app.otlp, whose app goes on writing 500 records/s with 2 spans open; the
+// app.otlp, whose app goes on writing 500 records/s, each span ending only
+// once 3 more records were written, with 2 spans never ending; the
 // checkpoint is then corrupted in the file_storage database. The next
 // Collector ignores it with a log line and counts it, and reads the file on
-// from where the checkpoint was taken: every log arrives once, every span
-// once (one whose start the checkpoint held may arrive as a start_missing
-// fragment), the records written after the restart all complete. The 2 open
-// spans, held only by the ignored checkpoint, are lost (not checked).
+// from where the checkpoint was taken: every log arrives once; every span
+// once and complete, except the ones the first Collector held in flight at
+// the stop (split by the lost checkpoint), each of which arrives as a
+// nameless start_missing fragment (its end alone); so the records written
+// after the restart all arrive complete. The 2 open spans, held only by the
+// ignored checkpoint, are lost (not checked).
 func TestCorruptCheckpointIsIgnored(t *testing.T) {
+	// The spans split by the lost checkpoint. With --hold H, crashy's record
+	// i starts span i, writes its attribute, its log and its count, then ends
+	// span i-H: the spans ring holds ..., start(i), attributes(i), end(i-H),
+	// start(i+1), ... The stopping Collector has read some prefix of it (well
+	// over H records: see "records before the stop"), and the spans it has
+	// started and not ended are the last H whose start it read, or H+1 when
+	// the prefix ends inside a record, after start(i) and before end(i-H).
+	// The stop puts exactly those in the checkpoint and releases their slots;
+	// the checkpoint lost, the next Collector reads only their ends. So H or
+	// H+1 spans of consecutive indices are split on every run. (Without
+	// --hold, that is H = 0, a span was split only when the stop fell inside
+	// a record, by chance.)
+	const hold = 3
 	s := newSink(t)
 	dir, storageDir := t.TempDir(), t.TempDir()
 	cfg := storageConfig(dir, storageDir, s.url)
 	c := startCollector(t, "collector-0", cfg)
-	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--open", "2", "--rate", "500")
+	w := startWriter(t, filepath.Join(dir, "app.otlp"), nil, "--open", "2", "--rate", "500", "--hold", fmt.Sprint(hold))
 	w.waitReady(t)
 	waitFor(t, "records before the stop", 30*time.Second, func() bool {
 		s.mu.Lock()
@@ -350,12 +366,18 @@ func TestCorruptCheckpointIsIgnored(t *testing.T) {
 	if !strings.Contains(line, "corrupt") || strings.Contains(log, "Restored the state of a file") {
 		t.Fatalf("the checkpoint was not ignored as corrupt:\n%s", tail(log, 4000))
 	}
-	waitFor(t, "500 records written after the restart", 30*time.Second, func() bool {
+	// Every log below after+500; every span up to one at or above after+499
+	// but at most H+1 (the split ones), and a fragment for each span missing.
+	want := after + 500
+	waitForState(t, "500 records written after the restart", 30*time.Second, func() (bool, string) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		logs, _ := contiguous(s.logs, "c log %d")
-		spans, _ := contiguous(s.spanCount, "c span %d")
-		return int64(logs) >= after+500 && int64(spans) >= after+500
+		highest := highestIndex(s.spanCount, "c span ")
+		missing := missingIndices(s.spanCount, "c span ", highest)
+		state := fmt.Sprintf("records from %d on written after the restart; %d logs without a gap; spans up to %d, %d of them missing %s; %d start_missing fragments",
+			after, logs, highest, len(missing), summary(missing), s.spanCount[""])
+		return int64(logs) >= want && highest >= want-1 && len(missing) <= hold+1 && s.spanCount[""] == len(missing), state
 	})
 	ignored := scrapeCounter(t, port, "otelcol_receiver_mmap_checkpoints_ignored")
 	if ignored != 1 {
@@ -367,30 +389,82 @@ func TestCorruptCheckpointIsIgnored(t *testing.T) {
 		if dup != "" || logs != len(s.logs) {
 			t.Fatalf("%d logs without a gap of %d, %q more than once", logs, len(s.logs), dup)
 		}
-		spans, dup := contiguous(s.spanCount, "c span %d")
-		if dup != "" {
-			t.Fatalf("span %q arrived more than once", dup)
+		highest := highestIndex(s.spanCount, "c span ")
+		if highest < want-1 {
+			t.Fatalf("spans up to %d arrived, want up to %d at least", highest, want-1)
 		}
-		missing := 0
-		for i := range spans {
+		for i := range highest + 1 {
 			name := fmt.Sprintf("c span %d", i)
 			attrs := s.spans[name]
-			switch {
-			case int64(i) >= after && (s.spanCount[name] != 1 || attrs["otlp_mmap.incomplete"] == true):
-				t.Fatalf("span %d, written after the restart, arrived %d times with %v", i, s.spanCount[name], attrs)
-			case s.spanCount[name] == 0:
-				missing++
+			if n := s.spanCount[name]; n > 1 || (n == 1 && (attrs["otlp_mmap.incomplete"] == true || attrs["otlp_mmap.start_missing"] == true)) {
+				t.Fatalf("span %d (records from %d on written after the restart) arrived %d times with %v", i, after, n, attrs)
 			}
 		}
-		// A span whose start only the checkpoint held arrives as a nameless
-		// start_missing fragment with its end; spans end as soon as they
-		// start, so there is one at most.
-		if missing > 1 || s.spanCount[""] != missing {
-			t.Fatalf("%d spans missing, %d start_missing fragments", missing, s.spanCount[""])
+		// The missing spans are the split ones (see hold): H or H+1 of
+		// consecutive indices, each matched by a fragment. Every other span
+		// up to the highest arrived once and complete (above), so every
+		// record written after the restart did.
+		missing := missingIndices(s.spanCount, "c span ", highest)
+		if n := len(missing); n < hold || n > hold+1 || missing[n-1]-missing[0] != int64(n-1) {
+			t.Fatalf("spans missing %s, want the %d or %d consecutive ones in flight at the stop", summary(missing), hold, hold+1)
 		}
-		t.Logf("corrupt checkpoint ignored and counted; %d logs and %d spans once (%d written after the restart), %d split by the lost checkpoint",
-			logs, spans, int64(spans)-after, missing)
+		if s.spanCount[""] != len(missing) || s.spans[""]["otlp_mmap.start_missing"] != true {
+			t.Fatalf("%d spans missing %s, %d nameless fragments (the last with %v), want one start_missing fragment each",
+				len(missing), summary(missing), s.spanCount[""], s.spans[""])
+		}
+		t.Logf("corrupt checkpoint ignored and counted; %d logs and spans up to %d once (from %d on written after the restart), %d split by the lost checkpoint: %s",
+			logs, highest, after, len(missing), summary(missing))
 	})
+}
+
+// waitForState is waitFor whose done also describes the state it saw, which
+// a timeout reports.
+func waitForState(t *testing.T, what string, timeout time.Duration, done func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := done()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// highestIndex is the highest i of the names prefix+i received, or -1.
+func highestIndex(counts map[string]int, prefix string) int64 {
+	highest := int64(-1)
+	for name := range counts {
+		if s, ok := strings.CutPrefix(name, prefix); ok {
+			if i, err := strconv.ParseInt(s, 10, 64); err == nil && i > highest {
+				highest = i
+			}
+		}
+	}
+	return highest
+}
+
+// missingIndices are the i in [0, highest] whose name prefix+i was not
+// received, in order.
+func missingIndices(counts map[string]int, prefix string, highest int64) []int64 {
+	var missing []int64
+	for i := range highest + 1 {
+		if counts[prefix+strconv.FormatInt(i, 10)] == 0 {
+			missing = append(missing, i)
+		}
+	}
+	return missing
+}
+
+// summary shows indices, the first and last few of a long list.
+func summary(indices []int64) string {
+	if len(indices) <= 10 {
+		return fmt.Sprint(indices)
+	}
+	return fmt.Sprintf("%v ... %v", indices[:5], indices[len(indices)-5:])
 }
 
 // corruptCheckpoint overwrites the checkpoint of path in the file_storage
