@@ -12,11 +12,14 @@
 //! | `Gauge<u64/i64/f64>`, observable gauges | `Gauge` |
 //!
 //! Every `add`/`record` writes one raw `Measurement` (metric ref, attributes,
-//! time from the coarse wall clock ([`crate::clock::measurement_now_unix_nano`]:
-//! it dates only a gauge's last value and an exemplar, to a kernel tick),
 //! `as_long` for integers or `as_double`, and the span context of the
 //! active span if there is one); the collector aggregates. A `u64` above
-//! `i64::MAX` is written as `as_double`.
+//! `i64::MAX` is written as `as_double`. A measurement's time, from the
+//! coarse wall clock ([`crate::clock::measurement_now_unix_nano`], exact to
+//! a kernel tick), dates only a gauge's last value and an exemplar: a
+//! gauge's measurements carry it always, those of sums and histograms only
+//! with a span context (their aggregates are dated by their collection, so
+//! no clock is read for them, as in the OpenTelemetry SDKs).
 //!
 //! **Observable instruments** are supported: their callbacks run on one
 //! background thread per provider, every `OTEL_METRIC_EXPORT_INTERVAL`
@@ -202,6 +205,7 @@ impl MmapInstrumentProvider {
                 b.unit.as_deref(),
                 aggregation,
             )),
+            dated: Dated::of(&aggregation),
             file: self.file.clone(),
         })
     }
@@ -218,6 +222,7 @@ impl MmapInstrumentProvider {
                 b.unit.as_deref(),
                 Aggregation::Histogram(bounds),
             )),
+            dated: Dated::ForExemplar,
             file: self.file.clone(),
         })
     }
@@ -390,8 +395,30 @@ pub(crate) fn measurement_metric(metric_ref: i64) -> EncodedKey {
     EncodedKey::varint_field(METRIC_REF, metric_ref as u64)
 }
 
+/// When a measurement carries its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dated {
+    /// Always: a gauge's value is dated by its last measurement.
+    Always,
+    /// Only with a span context, for its exemplar: the aggregate of a sum
+    /// or a histogram is dated by its collection, so no clock is read for
+    /// it (the OpenTelemetry SDKs read none per measurement either).
+    ForExemplar,
+}
+
+impl Dated {
+    pub(crate) fn of(aggregation: &Aggregation<'_>) -> Self {
+        match aggregation {
+            Aggregation::Gauge => Dated::Always,
+            Aggregation::MonotonicSum | Aggregation::Sum | Aggregation::Histogram(_) => {
+                Dated::ForExemplar
+            }
+        }
+    }
+}
+
 /// Writes one `Measurement` of the metric whose field is `metric`
-/// ([`measurement_metric`]).
+/// ([`measurement_metric`]), with its time as `dated` says.
 #[inline]
 pub(crate) fn write_measurement(
     file: &FileInner,
@@ -399,6 +426,7 @@ pub(crate) fn write_measurement(
     value: NumberValue,
     attrs: &[KeyValue],
     span: Option<SpanIds>,
+    dated: Dated,
 ) {
     if metric.len() == 0 {
         // The instrument's definition is not in the dictionary: no reader
@@ -406,12 +434,17 @@ pub(crate) fn write_measurement(
         file.drop_for_missing_entry(RingKind::Measurements);
         return;
     }
-    let time = measurement_now_unix_nano();
+    let time = match (dated, &span) {
+        (Dated::ForExemplar, None) => 0,
+        _ => measurement_now_unix_nano(),
+    };
     with_keys(file, |keys| {
         let _ = keys.write(RingKind::Measurements, |w, k| {
             w.encoded(metric);
             put_attrs(w, ATTRIBUTES, attrs, k);
-            w.fixed64_field(TIME, time);
+            if time != 0 {
+                w.fixed64_field(TIME, time);
+            }
             match value {
                 NumberValue::Long(v) => w.varint_field(AS_LONG, v as u64),
                 NumberValue::Double(v) => w.fixed64_field(AS_DOUBLE, v.to_bits()),
@@ -428,6 +461,7 @@ struct MmapInstrument {
     file: Arc<FileInner>,
     /// The instrument's `metric_ref` field ([`measurement_metric`]).
     metric: EncodedKey,
+    dated: Dated,
 }
 
 impl<T: Number> SyncInstrument<T> for MmapInstrument {
@@ -439,6 +473,7 @@ impl<T: Number> SyncInstrument<T> for MmapInstrument {
             measurement.value(),
             attributes,
             active_span_ids(),
+            self.dated,
         );
     }
 }

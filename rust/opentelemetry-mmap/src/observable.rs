@@ -11,7 +11,7 @@ use opentelemetry::metrics::AsyncInstrument;
 use opentelemetry::{Array, Key, KeyValue, Value};
 
 use crate::file::FileInner;
-use crate::metrics::{Number, NumberValue, measurement_metric, write_measurement};
+use crate::metrics::{Dated, Number, NumberValue, measurement_metric, write_measurement};
 
 type Callback = Box<dyn Fn() + Send + Sync>;
 
@@ -138,12 +138,17 @@ impl<T: Number> AsyncInstrument<T> for Observer {
                 }
             }
         };
+        let dated = match self.reporting {
+            Reporting::AsObserved => Dated::Always,
+            Reporting::Difference => Dated::ForExemplar,
+        };
         write_measurement(
             &self.file,
             &measurement_metric(self.metric_ref),
             value,
             attributes,
             None,
+            dated,
         );
     }
 }

@@ -25,7 +25,7 @@ use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::metrics::{
-    Aggregation, NumberValue, intern_metric_ref, measurement_metric, write_measurement,
+    Aggregation, Dated, NumberValue, intern_metric_ref, measurement_metric, write_measurement,
 };
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
@@ -264,6 +264,7 @@ impl MmapExporterFile {
             value,
             attributes,
             span.as_ref().and_then(SpanRef::ids),
+            Dated::Always,
         );
     }
 }

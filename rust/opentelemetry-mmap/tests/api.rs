@@ -327,7 +327,9 @@ fn metrics_intern_definitions_and_write_measurements() {
         r.attrs(&m[0].attributes),
         vec![("route".into(), V::StringValue("/a".into()))]
     );
-    assert!(m[0].time_unix_nano > 0);
+    // A sum's measurement without a span context carries no time (its
+    // aggregate is dated by its collection: no clock is read for it).
+    assert_eq!(m[0].time_unix_nano, 0);
     assert!(m[0].span_context.is_none());
     assert_eq!(m[1].metric_ref, m[0].metric_ref);
     assert_eq!(m[1].value, Some(AsDouble(u64::MAX as f64)));
@@ -346,17 +348,27 @@ fn metrics_intern_definitions_and_write_measurements() {
         m[3].span_context.as_ref().unwrap().span_id,
         span_id.to_bytes()
     );
+    // A measurement with a span context is dated: its exemplar's time.
+    assert!(m[3].time_unix_nano > 1_600_000_000_000_000_000);
+    assert_eq!(m[4].time_unix_nano, 0, "a histogram's, without a span");
     let Some(Aggregation::Histogram(h)) = def(4).aggregation else {
         panic!()
     };
     assert_eq!(h.bucket_boundaries, vec![1.0, 10.0]);
     assert!(matches!(def(5).aggregation, Some(Aggregation::Gauge(_))));
+    // A gauge's value is dated by its last measurement: always a time.
+    assert!(m[5].time_unix_nano > 1_600_000_000_000_000_000);
     assert_eq!(m[6].value, Some(AsDouble(0.25)));
     // observable counter: totals 10 then 20 are written as +10, +10
     assert_eq!(def(7).name, "total");
     assert_eq!(m[7].value, Some(AsLong(10)));
+    assert_eq!(m[7].time_unix_nano, 0);
     assert_eq!(def(8).name, "level");
     assert_eq!(m[8].value, Some(AsLong(-5)));
+    assert!(
+        m[8].time_unix_nano > 1_600_000_000_000_000_000,
+        "an observable gauge's"
+    );
     assert_eq!(m[9].value, Some(AsLong(10)));
     assert_eq!(m[10].value, Some(AsLong(-5)));
     provider.shutdown();
