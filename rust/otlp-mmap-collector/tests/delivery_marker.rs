@@ -2,6 +2,9 @@
 //! offering: the delivery marker stored after each committed batch tells
 //! the restored reader what not to emit again.
 
+mod common;
+
+use common::add;
 use otlp_mmap_collector::file_reader::MarkerRejected;
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -275,15 +278,6 @@ fn counter(w: &MmapWriter, scope: i64, name: &str, temporality: i32) -> i64 {
         ..Default::default()
     })
     .unwrap()
-}
-
-fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
-    let m = proto::Measurement {
-        metric_ref,
-        value: Some(proto::measurement::Value::AsLong(v)),
-        ..Default::default()
-    };
-    w.try_write(RingKind::Measurements, &m).unwrap();
 }
 
 /// Collects at `now`; returns the pending batch's (name, start, time,

@@ -3,6 +3,9 @@
 //! spans with the reason `collector stopping`. And when the file of a writer
 //! that is gone may be removed (`delete_after_drain`).
 
+mod common;
+
+use common::add;
 use otlp_mmap_collector::file_reader::{NotRemoved, RemoveOutcome};
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value;
@@ -276,22 +279,6 @@ fn counter(w: &MmapWriter, scope: i64) -> i64 {
         ..Default::default()
     })
     .unwrap()
-}
-
-fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
-    let key_ref = w.intern_str("k").unwrap();
-    let m = proto::Measurement {
-        metric_ref,
-        value: Some(proto::measurement::Value::AsLong(v)),
-        attributes: vec![proto::KeyValueRef {
-            key_ref,
-            value: Some(proto::AnyValue {
-                value: Some(proto::any_value::Value::StringValue("v".into())),
-            }),
-        }],
-        ..Default::default()
-    };
-    w.try_write(RingKind::Measurements, &m).unwrap();
 }
 
 /// Collects and delivers the metrics: (start time, value) of the one series.

@@ -6,46 +6,19 @@
 
 mod common;
 
-use common::{config, start_over_in_place};
+use common::{
+    add, config, monotonic_counter as counter, named_scope as scope, start_over_in_place,
+};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
-use otlp_mmap_core::proto::{self, metric_ref::Aggregation, span_event::Event};
+use otlp_mmap_core::proto::{self, span_event::Event};
 use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn scope(w: &MmapWriter, name: &str) -> i64 {
-    w.intern_message(&proto::InstrumentationScope {
-        name_ref: w.intern_str(name).unwrap(),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn counter(w: &MmapWriter, name: &str) -> i64 {
-    w.intern_message(&proto::MetricRef {
-        name: name.into(),
-        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-            aggregation_temporality: 2,
-            is_monotonic: true,
-        })),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
-    let m = proto::Measurement {
-        metric_ref,
-        value: Some(proto::measurement::Value::AsLong(v)),
-        ..Default::default()
-    };
-    w.try_write(RingKind::Measurements, &m).unwrap();
-}
 
 fn span_event(scope: i64, i: u8, event: Event) -> proto::SpanEvent {
     proto::SpanEvent {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, start_over_in_place};
+use common::{add, config, monotonic_counter, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
@@ -97,28 +97,6 @@ fn measurements_read_while_a_metrics_batch_is_pending_survive_a_restart() {
     drop((w, w2));
 }
 
-/// A counter's `MetricRef` in `w`'s dictionary.
-fn counter(w: &MmapWriter) -> i64 {
-    w.intern_message(&proto::MetricRef {
-        name: "c".into(),
-        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-            aggregation_temporality: 2,
-            is_monotonic: true,
-        })),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn add(w: &MmapWriter, metric_ref: i64, v: i64) {
-    let m = proto::Measurement {
-        metric_ref,
-        value: Some(proto::measurement::Value::AsLong(v)),
-        ..Default::default()
-    };
-    w.try_write(RingKind::Measurements, &m).unwrap();
-}
-
 /// A writer starts over ten times while a metrics batch is handed out and
 /// refused, each incarnation adding 100 + i, which the reader reads (as the
 /// receiver's collection attempts do); then the batch is accepted. Returns
@@ -128,14 +106,14 @@ fn restart_ten_times_while_refused(opts: ReaderOptions) -> (Vec<i64>, FileReader
     let path = dir.path().join("app.otlp");
     let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
     let mut r = FileReader::open(&path, opts).unwrap();
-    add(&w, counter(&w), 1);
+    add(&w, monotonic_counter(&w, "c"), 1);
     assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
     let token = r.poll(Signal::Metrics, SECOND).unwrap().unwrap().token;
     let mut writers = vec![w];
     for i in 1..=10u64 {
         let fresh = dir.path().join(format!("fresh-{i}.otlp"));
         let wi = MmapWriter::create_with_start_time(&fresh, &config(), 100 + i).unwrap();
-        add(&wi, counter(&wi), 100 + i as i64);
+        add(&wi, monotonic_counter(&wi, "c"), 100 + i as i64);
         start_over_in_place(&path, &fresh);
         assert!(r.poll(Signal::Logs, (2 * i) * SECOND).unwrap().is_none());
         r.read_measurements((2 * i + 1) * SECOND);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, start_over_in_place};
+use common::{config, named_scope as scope, start_over_in_place};
 
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::{FileReader, ReaderOptions, Signal};
@@ -13,14 +13,6 @@ use otlp_mmap_core::{FileConfig, MmapWriter, RingConfig, RingKind};
 use prost::Message;
 
 const SECOND: u64 = 1_000_000_000;
-
-fn scope(w: &MmapWriter, name: &str) -> i64 {
-    w.intern_message(&proto::InstrumentationScope {
-        name_ref: w.intern_str(name).unwrap(),
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 fn end(scope: i64, i: u8) -> proto::SpanEvent {
     proto::SpanEvent {

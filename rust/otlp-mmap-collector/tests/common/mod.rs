@@ -1,5 +1,5 @@
-//! Helpers shared by the restart tests: a small file layout and a writer
-//! starting over in place.
+//! Helpers shared by the collector's tests: a small file layout, a writer
+//! starting over in place, and records a test writes.
 #![allow(dead_code)]
 
 use std::os::unix::fs::FileExt;
@@ -42,4 +42,39 @@ pub fn log(w: &otlp_mmap_core::MmapWriter, body: &str) {
         ..Default::default()
     };
     w.try_write(otlp_mmap_core::RingKind::Events, &ev).unwrap();
+}
+
+/// An `InstrumentationScope` named `name`, interned in `w`'s dictionary.
+pub fn named_scope(w: &otlp_mmap_core::MmapWriter, name: &str) -> i64 {
+    use otlp_mmap_core::proto;
+    w.intern_message(&proto::InstrumentationScope {
+        name_ref: w.intern_str(name).unwrap(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A monotonic cumulative sum named `name`, interned in `w`'s dictionary.
+pub fn monotonic_counter(w: &otlp_mmap_core::MmapWriter, name: &str) -> i64 {
+    use otlp_mmap_core::proto::{self, metric_ref::Aggregation};
+    w.intern_message(&proto::MetricRef {
+        name: name.into(),
+        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Writes a measurement of `v` (an integer) of the metric `metric_ref`.
+pub fn add(w: &otlp_mmap_core::MmapWriter, metric_ref: i64, v: i64) {
+    use otlp_mmap_core::{RingKind, proto};
+    let m = proto::Measurement {
+        metric_ref,
+        value: Some(proto::measurement::Value::AsLong(v)),
+        ..Default::default()
+    };
+    w.try_write(RingKind::Measurements, &m).unwrap();
 }
