@@ -297,7 +297,7 @@ fn a_tracing_span_through_the_mmap_layer_allocates_only_what_the_registry_keeps(
         };
         run();
         let n = allocations(|| (0..N).for_each(|_| run()));
-        // The layer's `MmapSpanData`, boxed into the span's extensions.
+        // The layer's entry for the span (`MmapSpans`), boxed into its extensions.
         assert_eq!(n, N, "{n} allocations for {N} spans");
     });
     assert_eq!(file.drop_stats(), Default::default());
