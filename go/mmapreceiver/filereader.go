@@ -471,7 +471,7 @@ func (fr *fileReader) loop(parent context.Context) {
 		now := time.Now()
 		wait := opts.flushTimeout
 		if fr.keepsCheckpoints() {
-			if !now.Before(nextCheckpoint) || fr.checkpointDueNow() {
+			if dueNow, _ := fr.checkpointState(); dueNow || !now.Before(nextCheckpoint) {
 				fr.checkpointIfChanged(fr.ctx)
 				nextCheckpoint = now.Add(opts.checkpointInterval)
 			}
@@ -525,7 +525,7 @@ func (fr *fileReader) loop(parent context.Context) {
 // its next deadline comes, the file goes away or the receiver stops; then
 // every signal is polled. With storage, a checkpoint still owed (records
 // read or batches committed since the last stored one) is a deadline too:
-// nextCheckpoint; one due now (checkpointDueNow) keeps the file from
+// nextCheckpoint; one due now (checkpointState) keeps the file from
 // parking. false: the file could not be parked.
 func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDrain func(), nextCheckpoint time.Time) bool {
 	wait := parkedPollInterval
@@ -547,10 +547,11 @@ func (fr *fileReader) park(loops []*signalLoop, drainCh <-chan struct{}, startDr
 		}
 	}
 	if fr.keepsCheckpoints() {
-		if fr.checkpointDueNow() {
+		dueNow, owed := fr.checkpointState()
+		if dueNow {
 			return false // the loop stores it first
 		}
-		if fr.checkpointOwed() {
+		if owed {
 			due = minTime(due, nextCheckpoint)
 		}
 	}
@@ -891,56 +892,46 @@ func consumed(s *ffi.Stats) (out [2]uint64) {
 	return out
 }
 
-// checkpointDueNow says whether a checkpoint is due before
-// checkpoint_interval: when the records taken from the spans or the
-// measurements ring since the last stored checkpoint fill half of it, so
-// that the held slots never fill the ring and make the writer drop; and
-// when the writer started over in place since, because what its old stream
-// still has to deliver is then only in this reader's memory (the rings
-// were reset), so that a crash of the Collector does not lose it.
-func (fr *fileReader) checkpointDueNow() bool {
+// checkpointState reads the reader's stats once and says whether a
+// checkpoint is due now, before checkpoint_interval (dueNow), and whether
+// one is owed at all (owed: span events or measurements read, batches
+// committed, or a writer restart since the last stored one). One is due now
+// when the records taken from the spans or the measurements ring since the
+// last stored checkpoint fill half of it, so that the held slots never fill
+// the ring and make the writer drop; and when the writer started over in
+// place since, because what its old stream still has to deliver is then
+// only in this reader's memory (the rings were reset), so that a crash of
+// the Collector does not lose it.
+func (fr *fileReader) checkpointState() (dueNow, owed bool) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
 	s, err := fr.rd.Stats()
 	if err != nil {
-		return false
+		return false, false
 	}
+	seen, taken := fr.seenLocked(&s)
+	owed = seen != fr.checkpointSeen
 	if s.WriterRestarts != fr.checkpointSeen[2] {
-		return true
+		return true, owed
 	}
-	now := consumed(&s)
 	for i, sig := range checkpointRings {
-		if now[i] < fr.consumedAtCheckpoint[i] {
-			fr.consumedAtCheckpoint[i] = now[i] // the writer started over
+		if taken[i] < fr.consumedAtCheckpoint[i] {
+			fr.consumedAtCheckpoint[i] = taken[i] // the writer started over
 		}
-		if c := s.RingCapacity[sig]; c > 0 && 2*(now[i]-fr.consumedAtCheckpoint[i]) >= c {
-			return true
+		if c := s.RingCapacity[sig]; c > 0 && 2*(taken[i]-fr.consumedAtCheckpoint[i]) >= c {
+			return true, owed
 		}
 	}
-	return false
+	return false, owed
 }
 
-// sinceCheckpointLocked gives what a checkpoint taken now would have seen
-// (records taken from the spans and measurements rings, and batches
-// committed) and the records taken from each; changed is false when the last
-// stored checkpoint saw the same. fr.mu is held.
-func (fr *fileReader) sinceCheckpointLocked() (seen [3]uint64, taken [2]uint64, changed bool) {
-	s, err := fr.rd.Stats()
-	if err != nil {
-		return seen, taken, false
-	}
-	taken = consumed(&s)
-	seen = [3]uint64{taken[0] + taken[1], fr.commits.Load(), s.WriterRestarts}
-	return seen, taken, seen != fr.checkpointSeen
-}
-
-// checkpointOwed says whether span events or measurements were read, or
-// batches committed, since the last stored checkpoint.
-func (fr *fileReader) checkpointOwed() bool {
-	fr.mu.Lock()
-	defer fr.mu.Unlock()
-	_, _, changed := fr.sinceCheckpointLocked()
-	return changed
+// seenLocked gives, from the reader's stats s, what a checkpoint taken now
+// would have seen (records taken from the spans and measurements rings,
+// batches committed, writer restarts) and the records taken from each.
+// fr.mu is held.
+func (fr *fileReader) seenLocked(s *ffi.Stats) (seen [3]uint64, taken [2]uint64) {
+	taken = consumed(s)
+	return [3]uint64{taken[0] + taken[1], fr.commits.Load(), s.WriterRestarts}, taken
 }
 
 // checkpointIfChanged stores a checkpoint of the reader (storage key set)
@@ -949,8 +940,12 @@ func (fr *fileReader) checkpointOwed() bool {
 func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	seen, taken, changed := fr.sinceCheckpointLocked()
-	if !changed {
+	s, err := fr.rd.Stats()
+	if err != nil {
+		return
+	}
+	seen, taken := fr.seenLocked(&s)
+	if seen == fr.checkpointSeen {
 		return
 	}
 	if err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd); err != nil {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::add;
+use common::{add, monotonic_counter};
 use otlp_mmap_collector::file_reader::{NotRemoved, RemoveOutcome};
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::common::v1::any_value;
@@ -162,17 +162,7 @@ fn a_dead_writers_file_is_removed_only_once_everything_in_it_was_delivered() {
     let path = dir.path().join("a.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
     let scope = scope(&w);
-    let counter = w
-        .intern_message(&proto::MetricRef {
-            name: "c".into(),
-            instrumentation_scope_ref: scope,
-            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-                aggregation_temporality: 2,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        })
-        .unwrap();
+    let counter = monotonic_counter(&w, scope, "c");
     w.try_write(RingKind::Spans, &start(scope, 0)).unwrap();
     w.try_write(RingKind::Spans, &start(scope, 1)).unwrap();
     w.try_write(RingKind::Spans, &end(scope, 0)).unwrap();
@@ -268,19 +258,6 @@ fn a_file_whose_writer_was_never_seen_alive_or_that_was_replaced_stays() {
     assert!(path.exists());
 }
 
-fn counter(w: &MmapWriter, scope: i64) -> i64 {
-    w.intern_message(&proto::MetricRef {
-        name: "c".into(),
-        instrumentation_scope_ref: scope,
-        aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-            aggregation_temporality: 2,
-            is_monotonic: true,
-        })),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
 /// Collects and delivers the metrics: (start time, value) of the one series.
 fn collect_sum(r: &mut FileReader, now: u64) -> (u64, i64) {
     use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -313,7 +290,7 @@ fn a_checkpoint_carries_spans_in_flight_and_cumulative_sums_across_a_restart() {
     let path = dir.path().join("a.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
     let scope = scope(&w);
-    let c = counter(&w, scope);
+    let c = monotonic_counter(&w, scope, "c");
     for i in 0..5 {
         w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
     }
@@ -444,7 +421,7 @@ fn a_stopped_reader_reads_measurements_only_to_collect_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
-    let c = counter(&w, scope(&w));
+    let c = monotonic_counter(&w, scope(&w), "c");
     add(&w, c, 5);
     let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
     r.stop_measurements();
@@ -470,7 +447,7 @@ fn mutated_checkpoints_are_refused_or_restored_never_a_panic() {
     let path = dir.path().join("a.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
     let scope = scope(&w);
-    let c = counter(&w, scope);
+    let c = monotonic_counter(&w, scope, "c");
     for i in 0..20 {
         w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
     }
@@ -732,7 +709,7 @@ fn a_restored_series_is_taken_up_again_at_the_cardinality_limit() {
     let path = dir.path().join("a.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
     let scope = scope(&w);
-    let c = counter(&w, scope);
+    let c = monotonic_counter(&w, scope, "c");
     // One series and the overflow series.
     let options = ReaderOptions {
         metric_cardinality_limit: 2,

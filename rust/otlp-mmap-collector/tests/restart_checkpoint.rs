@@ -7,12 +7,11 @@
 mod common;
 
 use common::{
-    add, config, monotonic_counter as counter, named_scope as scope, start_over_in_place,
+    add, config, monotonic_counter as counter, named_scope as scope, named_sums,
+    start_over_in_place,
 };
 
-use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use otlp_mmap_collector::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
 use otlp_mmap_core::proto::{self, span_event::Event};
 use otlp_mmap_core::{MmapWriter, RingKind};
@@ -67,26 +66,6 @@ fn spans(bytes: &[u8]) -> Vec<(String, String)> {
     got
 }
 
-/// (metric name, value) of every sum point of a metrics batch.
-fn sums(bytes: &[u8]) -> Vec<(String, i64)> {
-    let req = ExportMetricsServiceRequest::decode(bytes).unwrap();
-    let mut out = vec![];
-    for rm in req.resource_metrics {
-        for sm in rm.scope_metrics {
-            for m in sm.metrics {
-                if let Some(metric::Data::Sum(s)) = m.data {
-                    for p in s.data_points {
-                        if let Some(number_data_point::Value::AsInt(v)) = p.value {
-                            out.push((m.name.clone(), v));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Every batch of `signal` the reader offers now, each committed.
 fn drain(r: &mut FileReader, signal: Signal, now: u64) -> Vec<Vec<u8>> {
     let mut batches = vec![];
@@ -115,7 +94,7 @@ fn reader_with_queued_batches(path: &std::path::Path) -> (FileReader, MmapWriter
     };
     let mut r = FileReader::open(path, opts).unwrap();
     let old_scope = scope(&w, "old.scope");
-    let old_counter = counter(&w, "old.counter");
+    let old_counter = counter(&w, 0, "old.counter");
     // Spans 0 and 1 are read and stay in flight; span 9 ends.
     for i in [0, 1, 9] {
         w.try_write(RingKind::Spans, &start(old_scope, i)).unwrap();
@@ -136,7 +115,7 @@ fn reader_with_queued_batches(path: &std::path::Path) -> (FileReader, MmapWriter
     let fresh = path.with_extension("fresh");
     let w2 = MmapWriter::create_with_start_time(&fresh, &config(), 200).unwrap();
     assert_eq!(scope(&w2, "new.scope"), old_scope);
-    assert_eq!(counter(&w2, "new.counter"), old_counter);
+    assert_eq!(counter(&w2, 0, "new.counter"), old_counter);
     start_over_in_place(path, &fresh);
     assert!(r.poll(Signal::Logs, 2 * SECOND).unwrap().is_none());
     assert_eq!(r.stats().writer_restarts, 1);
@@ -169,7 +148,7 @@ fn batches_of_an_old_stream_survive_a_collector_restart_with_their_scopes_and_me
     );
     let metrics: Vec<_> = drain(&mut second, Signal::Metrics, 3 * SECOND)
         .iter()
-        .map(|b| sums(b))
+        .map(|b| named_sums(b))
         .collect();
     assert_eq!(
         metrics,

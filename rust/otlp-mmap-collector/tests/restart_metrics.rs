@@ -4,35 +4,16 @@
 
 mod common;
 
-use common::{add, config, monotonic_counter, start_over_in_place};
+use common::{add, config, monotonic_counter, named_sums, start_over_in_place};
 
-use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
-use otlp_mmap_core::proto::{self, metric_ref::Aggregation};
-use otlp_mmap_core::{MmapWriter, RingKind};
-use prost::Message;
+use otlp_mmap_core::MmapWriter;
 
 const SECOND: u64 = 1_000_000_000;
 
 /// The sum values of a metrics batch.
 fn sums(bytes: &[u8]) -> Vec<i64> {
-    let req = ExportMetricsServiceRequest::decode(bytes).unwrap();
-    let mut out = vec![];
-    for rm in req.resource_metrics {
-        for sm in rm.scope_metrics {
-            for m in sm.metrics {
-                if let Some(metric::Data::Sum(s)) = m.data {
-                    for p in s.data_points {
-                        if let Some(number_data_point::Value::AsInt(v)) = p.value {
-                            out.push(v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
+    named_sums(bytes).into_iter().map(|(_, v)| v).collect()
 }
 
 #[test]
@@ -41,24 +22,8 @@ fn measurements_read_while_a_metrics_batch_is_pending_survive_a_restart() {
     let path = dir.path().join("app.otlp");
     let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
     let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
-    let counter = w
-        .intern_message(&proto::MetricRef {
-            name: "c".into(),
-            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-                aggregation_temporality: 2,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        })
-        .unwrap();
-    let add = |v| {
-        let m = proto::Measurement {
-            metric_ref: counter,
-            value: Some(proto::measurement::Value::AsLong(v)),
-            ..Default::default()
-        };
-        w.try_write(RingKind::Measurements, &m).unwrap();
-    };
+    let counter = monotonic_counter(&w, 0, "c");
+    let add = |v| add(&w, counter, v);
     add(5);
     assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
     // The batch (5) is handed out; the pipeline refuses it for now.
@@ -106,14 +71,14 @@ fn restart_ten_times_while_refused(opts: ReaderOptions) -> (Vec<i64>, FileReader
     let path = dir.path().join("app.otlp");
     let w = MmapWriter::create_with_start_time(&path, &config(), 100).unwrap();
     let mut r = FileReader::open(&path, opts).unwrap();
-    add(&w, monotonic_counter(&w, "c"), 1);
+    add(&w, monotonic_counter(&w, 0, "c"), 1);
     assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
     let token = r.poll(Signal::Metrics, SECOND).unwrap().unwrap().token;
     let mut writers = vec![w];
     for i in 1..=10u64 {
         let fresh = dir.path().join(format!("fresh-{i}.otlp"));
         let wi = MmapWriter::create_with_start_time(&fresh, &config(), 100 + i).unwrap();
-        add(&wi, monotonic_counter(&wi, "c"), 100 + i as i64);
+        add(&wi, monotonic_counter(&wi, 0, "c"), 100 + i as i64);
         start_over_in_place(&path, &fresh);
         assert!(r.poll(Signal::Logs, (2 * i) * SECOND).unwrap().is_none());
         r.read_measurements((2 * i + 1) * SECOND);

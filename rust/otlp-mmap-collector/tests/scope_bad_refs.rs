@@ -1,8 +1,11 @@
 //! A scope whose own refs do not resolve is counted in `bad_refs` when a
 //! span of it is encoded (as before `warm_scope`).
 
+mod common;
+
+use common::{add, monotonic_counter};
 use otlp_mmap_collector::{CollectOutcome, FileReader, ReaderOptions, Signal};
-use otlp_mmap_core::proto::{self, metric_ref::Aggregation, span_event::Event};
+use otlp_mmap_core::proto::{self, span_event::Event};
 use otlp_mmap_core::{FileConfig, MmapWriter, RingKind};
 
 const SECOND: u64 = 1_000_000_000;
@@ -60,26 +63,7 @@ fn a_scope_with_a_bad_name_ref_counts_a_bad_ref_for_metrics() {
     let path = dir.path().join("m.otlp");
     let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), 100).unwrap();
     let scope = bad_scope(&w);
-    let counter = w
-        .intern_message(&proto::MetricRef {
-            name: "c".into(),
-            instrumentation_scope_ref: scope,
-            aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
-                aggregation_temporality: 2,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        })
-        .unwrap();
-    w.try_write(
-        RingKind::Measurements,
-        &proto::Measurement {
-            metric_ref: counter,
-            value: Some(proto::measurement::Value::AsLong(1)),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    add(&w, monotonic_counter(&w, scope, "c"), 1);
     let mut r = FileReader::open(&path, ReaderOptions::default()).unwrap();
     assert_eq!(r.collect_metrics(SECOND), CollectOutcome::Collected(1));
     assert!(r.stats().bad_refs > 0, "{:?}", r.stats());

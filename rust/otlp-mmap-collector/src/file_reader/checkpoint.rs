@@ -292,7 +292,7 @@ impl FileReader {
                 if signal == Signal::Traces {
                     r.completed_spans = r.completed_spans.saturating_add(q.items);
                 }
-                self.restore_queued(signal, q.request, q.items);
+                self.queue(signal, q.request, q.items);
             }
         }
         self.aggregator

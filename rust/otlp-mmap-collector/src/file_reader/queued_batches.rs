@@ -50,17 +50,12 @@ impl FileReader {
             .saturating_add(o.max_in_flight_span_bytes)
     }
 
-    /// Queues an export request of `items` for `signal`.
-    fn queue(&mut self, signal: Signal, bytes: Vec<u8>, items: u64) {
+    /// Queues an export request of `items` for `signal` (in order; a
+    /// checkpoint's are bounded by `restore` before they are put back).
+    pub(super) fn queue(&mut self, signal: Signal, bytes: Vec<u8>, items: u64) {
         self.queued_bytes += bytes.len();
         let token = self.token();
         self.queued[signal as usize].push_back(Pending::request(bytes, token, items));
-    }
-
-    /// Puts a queued batch of a checkpoint back (in order, after those put
-    /// back before it). The checkpoint's size was bounded before.
-    pub(super) fn restore_queued(&mut self, signal: Signal, bytes: Vec<u8>, items: u64) {
-        self.queue(signal, bytes, items);
     }
 
     /// Makes the oldest queued batch of `signal` its pending batch, when

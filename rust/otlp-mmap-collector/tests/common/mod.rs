@@ -54,11 +54,13 @@ pub fn named_scope(w: &otlp_mmap_core::MmapWriter, name: &str) -> i64 {
     .unwrap()
 }
 
-/// A monotonic cumulative sum named `name`, interned in `w`'s dictionary.
-pub fn monotonic_counter(w: &otlp_mmap_core::MmapWriter, name: &str) -> i64 {
+/// A monotonic cumulative sum named `name` of the scope `scope_ref` (0:
+/// none), interned in `w`'s dictionary.
+pub fn monotonic_counter(w: &otlp_mmap_core::MmapWriter, scope_ref: i64, name: &str) -> i64 {
     use otlp_mmap_core::proto::{self, metric_ref::Aggregation};
     w.intern_message(&proto::MetricRef {
         name: name.into(),
+        instrumentation_scope_ref: scope_ref,
         aggregation: Some(Aggregation::Sum(proto::metric_ref::Sum {
             aggregation_temporality: 2,
             is_monotonic: true,
@@ -77,4 +79,28 @@ pub fn add(w: &otlp_mmap_core::MmapWriter, metric_ref: i64, v: i64) {
         ..Default::default()
     };
     w.try_write(RingKind::Measurements, &m).unwrap();
+}
+
+/// (metric name, value) of every integer sum point of a metrics batch.
+pub fn named_sums(bytes: &[u8]) -> Vec<(String, i64)> {
+    use otlp_mmap_collector::opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use otlp_mmap_collector::opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    use prost::Message;
+    let req = ExportMetricsServiceRequest::decode(bytes).unwrap();
+    let mut out = vec![];
+    for m in req
+        .resource_metrics
+        .into_iter()
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+    {
+        if let Some(metric::Data::Sum(s)) = m.data {
+            for p in s.data_points {
+                if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                    out.push((m.name.clone(), v));
+                }
+            }
+        }
+    }
+    out
 }
