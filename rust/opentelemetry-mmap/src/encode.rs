@@ -640,6 +640,56 @@ pub(crate) trait Attrs {
     }
 }
 
+/// An attribute list that can also be written one attribute at a time:
+/// what a span record too large for its slot is split into
+/// ([`write_start_or_split`](crate::span_events::write_start_or_split)).
+pub(crate) trait SplitAttrs: Attrs {
+    /// How many attributes it writes.
+    fn count(&self) -> usize;
+
+    /// Its attribute of index `i` (of [`count`](Self::count)) alone.
+    fn only(&self, i: usize) -> impl Attrs + '_;
+}
+
+impl<A: Attrs + ?Sized> Attrs for &A {
+    #[inline]
+    fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {
+        (**self).for_each_attr(f)
+    }
+
+    #[inline]
+    fn put_each<K: KeyRefs + ?Sized>(&self, w: &mut ProtoWriter<'_>, field: u32, keys: &mut K) {
+        (**self).put_each(w, field, keys)
+    }
+}
+
+impl SplitAttrs for [KeyValue] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn only(&self, i: usize) -> impl Attrs + '_ {
+        self.get(i..=i).unwrap_or_default()
+    }
+}
+
+impl SplitAttrs for [Option<KeyValue>] {
+    fn count(&self) -> usize {
+        self.iter().flatten().count()
+    }
+
+    /// The `i`th attribute that is there (the `None`s are skipped).
+    fn only(&self, i: usize) -> impl Attrs + '_ {
+        let at = self
+            .iter()
+            .enumerate()
+            .filter(|(_, kv)| kv.is_some())
+            .nth(i)
+            .map(|(at, _)| at);
+        at.and_then(|at| self.get(at..=at)).unwrap_or_default()
+    }
+}
+
 impl Attrs for [KeyValue] {
     #[inline]
     fn for_each_attr(&self, f: &mut impl FnMut(&str, Val<'_>)) {

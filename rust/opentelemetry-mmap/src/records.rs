@@ -28,8 +28,8 @@ use crate::metrics::{
     Aggregation, Dated, NumberValue, intern_metric_ref, measurement_metric, write_measurement,
 };
 use crate::span_events::{
-    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
-    write_end, write_links, write_name, write_start,
+    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes_or_split,
+    write_end, write_links, write_name, write_start_or_split,
 };
 
 /// The ids of a span (or of the span a log record or measurement belongs to).
@@ -176,7 +176,7 @@ impl MmapExporterFile {
         };
         let key = SpanKey::new(start.span.trace_id, start.span.span_id, start.scope_ref);
         with_keys(file, |keys| {
-            write_start(keys, &key, &info, start.attributes)
+            write_start_or_split(keys, &key, &info, start.attributes)
         });
     }
 
@@ -189,7 +189,7 @@ impl MmapExporterFile {
                 write_name(file, &key, name);
             }
             if !end.attributes.is_empty() {
-                write_attributes(keys, &key, end.attributes);
+                write_attributes_or_split(keys, &key, end.attributes);
             }
             write_links(keys, &key, end.links);
             let ids = end.span.ids();

@@ -8,7 +8,8 @@ use otlp_mmap_core::RingKind;
 use prost::encoding::encoded_len_varint;
 
 use crate::encode::{
-    Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, put_attrs, put_status_parts, status_parts,
+    Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, SplitAttrs, put_attrs, put_status_parts,
+    status_parts,
 };
 use crate::file::{FileInner, TooLarge};
 use crate::key_cache::Keys;
@@ -137,6 +138,46 @@ pub(crate) fn write_start(
             }
         })
     })
+}
+
+/// No attributes.
+const NO_ATTRIBUTES: &[opentelemetry::KeyValue] = &[];
+
+/// Writes `StartSpan`. One too large for a slot with its attributes (the
+/// drop is counted) is written again without them, each attribute then
+/// following in an `UpdateAttributes` of its own: the span is kept, and so
+/// is every attribute that fits a slot by itself.
+pub(crate) fn write_start_or_split(
+    keys: &mut Keys<'_>,
+    key: &SpanKey,
+    info: &StartInfo<'_>,
+    attrs: &(impl SplitAttrs + ?Sized),
+) {
+    if write_start(keys, key, info, attrs).0 {
+        let _ = write_start(keys, key, info, NO_ATTRIBUTES);
+        write_each_attribute(keys, key, attrs);
+    }
+}
+
+/// Writes `UpdateAttributes`; one too large for a slot (the drop is counted)
+/// is written again as one record per attribute.
+pub(crate) fn write_attributes_or_split(
+    keys: &mut Keys<'_>,
+    key: &SpanKey,
+    attrs: &(impl SplitAttrs + ?Sized),
+) {
+    if write_attributes(keys, key, attrs).0 && attrs.count() > 1 {
+        write_each_attribute(keys, key, attrs);
+    }
+}
+
+/// One `UpdateAttributes` per attribute (one still too large is dropped and
+/// counted).
+#[cold]
+fn write_each_attribute(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl SplitAttrs + ?Sized)) {
+    for i in 0..attrs.count() {
+        let _ = write_attributes(keys, key, &attrs.only(i));
+    }
 }
 
 /// Bytes of a field of `body` bytes (a message, string or bytes) with a

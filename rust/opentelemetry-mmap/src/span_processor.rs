@@ -38,8 +38,8 @@ use crate::file::MmapExporterFile;
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
-    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes,
-    write_end, write_links, write_name, write_start,
+    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, write_attributes_or_split,
+    write_end, write_links, write_name, write_start_or_split,
 };
 use crate::span_notes::{Note, SpanNotes};
 
@@ -109,7 +109,7 @@ impl MmapSpanProcessor {
         };
         with_keys(file, |keys| {
             let scope_ref = keys.scope_ref(&data.instrumentation_scope, self.resource_ref);
-            write_start(
+            write_start_or_split(
                 keys,
                 &span_key(data, scope_ref),
                 &info,
@@ -129,7 +129,7 @@ impl MmapSpanProcessor {
                 write_name(file, &key, &data.name);
             }
             if !added.is_empty() {
-                write_attributes(keys, &key, added);
+                write_attributes_or_split(keys, &key, added);
             }
             write_links(keys, &key, &data.links.links);
             let ids = SpanIds::of(&data.span_context).or(Some(SpanIds {

@@ -50,7 +50,8 @@ use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, kind_number, span_scope,
-    write_attributes, write_end, write_links, write_name, write_start,
+    write_attributes, write_attributes_or_split, write_end, write_links, write_name,
+    write_start_or_split,
 };
 
 /// A `TracerProvider` whose spans are written straight into the file.
@@ -145,7 +146,7 @@ impl Tracer for MmapTracer {
         let file = &*self.file;
         with_keys(file, |keys| {
             let attrs: &[KeyValue] = builder.attributes.as_deref().unwrap_or(&[]);
-            write_start(keys, &key, &info, attrs);
+            write_start_or_split(keys, &key, &info, attrs);
             if let Some(links) = &builder.links {
                 write_links(keys, &key, links);
             }
@@ -239,7 +240,9 @@ impl opentelemetry::trace::Span for MmapSpan {
         let mut batch: [Option<KeyValue>; ATTRIBUTE_BATCH] = [const { None }; ATTRIBUTE_BATCH];
         let mut n = 0;
         let flush = |batch: &mut [Option<KeyValue>], n: usize| {
-            with_keys(file, |keys| write_attributes(keys, key, &batch[..n]));
+            with_keys(file, |keys| {
+                write_attributes_or_split(keys, key, &batch[..n])
+            });
             batch[..n].iter_mut().for_each(|kv| *kv = None);
         };
         for kv in attributes {

@@ -65,7 +65,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::trace::{Status, TraceContextExt as _, TraceFlags};
-use opentelemetry::{Context as OtelContext, InstrumentationScope, KeyValue};
+use opentelemetry::{Context as OtelContext, InstrumentationScope};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use smallvec::{SmallVec, smallvec};
 use tracing::field::{Field, Visit};
@@ -77,14 +77,15 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::clock::now_unix_nano;
 use crate::encode::{
-    Attrs, EncodedKey, KeyRefs, ProtoWriter, Scalar, SpanIds, Val, put_kv, put_value_field,
+    Attrs, EncodedKey, KeyRefs, ProtoWriter, Scalar, SpanIds, SplitAttrs, Val, put_kv,
+    put_value_field,
 };
 use crate::file::{FileInner, MmapExporterFile};
 use crate::key_cache::with_keys;
 use crate::log_events::{EventInfo, event_scope, write_log_event};
 use crate::span_events::{
-    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes,
-    write_end, write_link, write_name, write_start,
+    FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes_or_split,
+    write_end, write_link, write_name, write_start_or_split,
 };
 
 use otlp_mmap_core::tags::event::BODY as EVENT_BODY;
@@ -172,29 +173,7 @@ impl MmapLayer {
         let spans = ext.get::<MmapSpans>()?;
         spans.0.iter().find(|s| s.layer == self.id).map(|s| s.key)
     }
-
-    /// Writes a span's `StartSpan`; one too large for a slot with its
-    /// attributes (the drop is counted) is written without them, each
-    /// attribute following in an `UpdateAttributes` of its own.
-    fn write_start(
-        &self,
-        key: &SpanKey,
-        info: &StartInfo<'_>,
-        fields: &Fields<'_, Attributes<'_>>,
-    ) {
-        with_keys(&self.file, |keys| {
-            if write_start(keys, key, info, fields).0 {
-                let _ = write_start(keys, key, info, NO_ATTRIBUTES);
-                for i in 0..fields.count() {
-                    let _ = write_attributes(keys, key, &fields.only(i));
-                }
-            }
-        });
-    }
 }
-
-/// No attributes.
-const NO_ATTRIBUTES: &[KeyValue] = &[];
 
 /// Whether telemetry is suppressed in the current OpenTelemetry context
 /// (an exporter's own work), and the context's active span: its ids and
@@ -259,7 +238,9 @@ where
                 | FLAG_HAS_IS_REMOTE
                 | if remote { FLAG_IS_REMOTE } else { 0 },
         };
-        self.write_start(&key, &info, &Fields::of_span(attrs));
+        with_keys(&self.file, |keys| {
+            write_start_or_split(keys, &key, &info, &Fields::of_span(attrs))
+        });
         let entry = LayerSpan {
             layer: self.id,
             key,
@@ -299,14 +280,9 @@ where
             }
         }
         let fields = Fields::of_span(values);
-        let n = fields.count();
-        if n > 0 {
+        if fields.count() > 0 {
             with_keys(&self.file, |keys| {
-                if write_attributes(keys, &key, &fields).0 && n > 1 {
-                    for i in 0..n {
-                        let _ = write_attributes(keys, &key, &fields.only(i));
-                    }
-                }
+                write_attributes_or_split(keys, &key, &fields)
             });
         }
     }
@@ -449,7 +425,7 @@ impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
     }
 
     /// The same fields with only the attribute of index `i`.
-    fn only(&self, i: usize) -> Self {
+    fn with_only(&self, i: usize) -> Self {
         Fields {
             fields: self.fields,
             message_as: self.message_as,
@@ -459,9 +435,11 @@ impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
 
     /// An event's message, without its attributes.
     fn message_only(&self) -> Self {
-        self.only(usize::MAX)
+        self.with_only(usize::MAX)
     }
+}
 
+impl<R: RecordFields + ?Sized> SplitAttrs for Fields<'_, R> {
     /// How many attributes there are (by their names: no value is
     /// formatted).
     fn count(&self) -> usize {
@@ -472,6 +450,10 @@ impl<'a, R: RecordFields + ?Sized> Fields<'a, R> {
         };
         self.fields.record(&mut count);
         count.n
+    }
+
+    fn only(&self, i: usize) -> impl Attrs + '_ {
+        self.with_only(i)
     }
 }
 
