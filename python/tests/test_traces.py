@@ -1,5 +1,7 @@
 """MmapSpanProcessor: every span field round-trips through the file."""
 
+import gc
+
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -220,3 +222,29 @@ def test_a_value_whose_del_starts_a_span_when_its_note_is_dropped(tmp_path):
     open_span.set_attribute("v", "set again")  # the note holds the first value alone
     processor.shutdown()
     assert {s["name"] for _, _, s in spans_of(path, incomplete=True)} == {"open", "from __del__"}
+
+
+def test_a_resource_whose_del_starts_a_span_when_the_scope_cache_lets_it_go(tmp_path):
+    """The writer keeps the scope and resource objects of the spans it saw
+    (their identity finds their dictionary ref), up to 64 pairs, then starts
+    the list again. A resource held by that list alone is then dropped; its
+    `__del__` starts a span through the same processor: that span is written
+    (before the fix, the list was dropped under the writer's lock: a
+    deadlock)."""
+    path = tmp_path / "scopes.otlp"
+    p, processor = provider(path)
+    tracer = p.get_tracer("t")
+
+    class StartsASpan(Resource):
+        def __del__(self):
+            tracer.start_span("from __del__").end()
+
+    other = TracerProvider(resource=StartsASpan({"service.name": "other"}), shutdown_on_exit=False)
+    other.add_span_processor(processor)
+    other.get_tracer("o").start_span("by other").end()
+    del other
+    gc.collect()  # the resource is now held by the writer's list alone
+    for i in range(64):  # more scopes than the list keeps: it starts again
+        p.get_tracer(f"scope {i}").start_span(f"s{i}").end()
+    names = {s["name"] for _, _, s in spans_of(path)}
+    assert {"by other", "from __del__", "s0", "s63"} <= names

@@ -64,9 +64,9 @@ impl LogWriter {
             Some(r) => r,
             None => {
                 let r = scope_ref_of(&file, &scope, &resource);
-                if let Ok(mut t) = self.target.lock() {
-                    t.remember_scope(&scope, &resource, r);
-                }
+                // Dropped after the lock (see `Released`).
+                let _released =
+                    (self.target.lock().ok()).map(|mut t| t.remember_scope(&scope, &resource, r));
                 r
             }
         };
@@ -121,9 +121,8 @@ impl LogWriter {
     #[pyo3(signature = (file=None))]
     fn set_file(&self, file: Option<PyRef<'_, MmapFile>>) {
         let file = file.and_then(|f| f.file.clone());
-        if let Ok(mut t) = self.target.lock() {
-            t.set_file(file);
-        }
+        // Dropped after the lock (see `Released`).
+        let _released = self.target.lock().ok().map(|mut t| t.set_file(file));
     }
 
     /// The SDK's `LogRecordProcessor.on_emit` (`emit` before 1.35). Never raises.

@@ -209,9 +209,9 @@ impl SpanWriter {
             return Ok(r);
         }
         let r = scope_ref_of(file, &scope, &resource);
-        if let Ok(mut s) = self.state.lock() {
-            s.target.remember_scope(&scope, &resource, r);
-        }
+        // Dropped after the lock (see `Released`).
+        let _released =
+            (self.state.lock().ok()).map(|mut s| s.target.remember_scope(&scope, &resource, r));
         Ok(r)
     }
 
@@ -423,9 +423,10 @@ impl SpanWriter {
     #[pyo3(signature = (file=None))]
     fn set_file(&self, file: Option<PyRef<'_, MmapFile>>) {
         let file = file.and_then(|f| f.file.clone());
+        // Both dropped after the lock (see `Released`).
         let _forgotten = self.state.lock().ok().map(|mut s| {
-            s.target.set_file(file);
-            std::mem::take(&mut s.notes)
+            let released = s.target.set_file(file);
+            (released, std::mem::take(&mut s.notes))
         });
     }
 

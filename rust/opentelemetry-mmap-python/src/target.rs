@@ -12,19 +12,34 @@ use crate::file::{intern_resource, intern_scope};
 /// Scopes remembered per file; more clears the list.
 const MAX_SCOPES: usize = 64;
 
+/// Scopes remembered: the SDK's `InstrumentationScope` and `Resource`
+/// objects (kept alive) and their scope ref.
+type Scopes = Vec<(Py<PyAny>, Py<PyAny>, i64)>;
+
 /// The current file and its scope refs, keyed by the identity of the SDK's
 /// `(InstrumentationScope, Resource)` objects (kept alive here).
 #[derive(Default)]
 pub(crate) struct Target {
     pub(crate) file: Option<MmapExporterFile>,
-    scopes: Vec<(Py<PyAny>, Py<PyAny>, i64)>,
+    scopes: Scopes,
+}
+
+/// What a [`Target`] let go of. Dropping the Python objects in it can run
+/// Python code (a `__del__`) that writes through the same writer, so the
+/// caller drops it once the writer's lock is released (else: deadlock).
+#[must_use = "drop it after the writer's lock is released"]
+pub(crate) struct Released {
+    _file: Option<MmapExporterFile>,
+    _scopes: Scopes,
 }
 
 impl Target {
     /// Writes into `file` from now on (`None`: nothing is written).
-    pub(crate) fn set_file(&mut self, file: Option<MmapExporterFile>) {
-        self.file = file;
-        self.scopes.clear();
+    pub(crate) fn set_file(&mut self, file: Option<MmapExporterFile>) -> Released {
+        Released {
+            _file: std::mem::replace(&mut self.file, file),
+            _scopes: std::mem::take(&mut self.scopes),
+        }
     }
 
     /// The scope ref remembered for this scope and resource.
@@ -39,17 +54,25 @@ impl Target {
             .map(|(_, _, r)| *r)
     }
 
+    /// Remembers a scope's ref; the list is cleared first when full.
     pub(crate) fn remember_scope(
         &mut self,
         scope: &Bound<'_, PyAny>,
         resource: &Bound<'_, PyAny>,
         r: i64,
-    ) {
-        if self.scopes.len() >= MAX_SCOPES {
-            self.scopes.clear();
-        }
+    ) -> Released {
+        let full = self.scopes.len() >= MAX_SCOPES;
+        let released = Released {
+            _file: None,
+            _scopes: if full {
+                std::mem::take(&mut self.scopes)
+            } else {
+                Vec::new()
+            },
+        };
         self.scopes
             .push((scope.clone().unbind(), resource.clone().unbind(), r));
+        released
     }
 }
 
