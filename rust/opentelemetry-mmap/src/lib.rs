@@ -162,6 +162,8 @@ mod span_notes;
 mod span_processor;
 pub mod trace;
 #[cfg(feature = "tracing")]
+mod tracing_context;
+#[cfg(feature = "tracing")]
 pub mod tracing_layer;
 
 pub use file::{DropStats, MmapExporterFile, MmapExporterFileBuilder};

@@ -31,15 +31,23 @@
 //!
 //! Not written: an event's target, file and module (the format has no field
 //! for them), and an event name. Spans and events made while the
-//! OpenTelemetry context suppresses telemetry are not written. OpenTelemetry
-//! API spans started inside a `tracing` span do not see it as their parent
-//! (use `tracing-opentelemetry` for that, see the crate's README). Several
+//! OpenTelemetry context suppresses telemetry are not written. Several
 //! `MmapLayer`s may serve one subscriber (one per file, say): each keeps its
 //! own ids of a span.
 //!
+//! While a span is entered, its OpenTelemetry context is the current one (as
+//! `tracing-opentelemetry` does by default): an OpenTelemetry API span
+//! started inside it is its child, and a log record or a measurement's
+//! exemplar made inside it carries its ids. The context is the one current
+//! when the span was created, with the span as its active span (not
+//! recording: the layer writes the span). [`MmapLayer::with_context_activation`]
+//! turns this off.
+//!
 //! Nothing is allocated per span or event by this layer but the small entry
-//! the registry keeps with each span (and a status description, when a span
-//! sets one); no lock of the registry is held while a value is formatted.
+//! the registry keeps with each span, the span's OpenTelemetry context (one
+//! shared allocation; none without context activation), and a status
+//! description when a span sets one. No lock of the registry is held while a
+//! value is formatted.
 //!
 //! ```
 //! use opentelemetry_mmap::{MmapExporterFile, MmapLayer};
@@ -64,7 +72,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry::trace::{Status, TraceContextExt as _, TraceFlags};
+use opentelemetry::trace::{
+    SpanContext, SpanId, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{Context as OtelContext, InstrumentationScope};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use smallvec::{SmallVec, smallvec};
@@ -87,6 +97,7 @@ use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes_or_split,
     write_end, write_link, write_name, write_start_or_split,
 };
+use crate::tracing_context;
 
 use otlp_mmap_core::tags::event::BODY as EVENT_BODY;
 
@@ -110,6 +121,8 @@ pub struct MmapLayer {
     span_scope: EncodedKey,
     /// `scope_ref` as the field of every log record's `Event`.
     event_scope: EncodedKey,
+    /// Whether an entered span's OpenTelemetry context is made current.
+    activate_context: bool,
 }
 
 /// Numbers the layers of the process.
@@ -124,6 +137,7 @@ impl Clone for MmapLayer {
             scope_ref: self.scope_ref,
             span_scope: self.span_scope,
             event_scope: self.event_scope,
+            activate_context: self.activate_context,
         }
     }
 }
@@ -142,6 +156,9 @@ struct LayerSpan {
     status_ok: Option<bool>,
     /// `otel.status_description` (at most [`MAX_FORMATTED_VALUE`] bytes), if set.
     description: Option<String>,
+    /// The context made current while the span is entered (with context
+    /// activation).
+    context: Option<OtelContext>,
 }
 
 impl MmapLayer {
@@ -163,7 +180,18 @@ impl MmapLayer {
             scope_ref,
             span_scope: span_scope(scope_ref),
             event_scope: event_scope(scope_ref),
+            activate_context: true,
         }
+    }
+
+    /// Whether a span's OpenTelemetry context is the current one while the
+    /// span is entered (on by default; see the [module](self)
+    /// documentation). Off, OpenTelemetry API spans, log records and
+    /// exemplars made inside a `tracing` span do not see it, and a span
+    /// costs one allocation less.
+    pub fn with_context_activation(mut self, activate: bool) -> Self {
+        self.activate_context = activate;
+        self
     }
 
     /// This layer's ids of `span`, if it saw it start. (The extensions'
@@ -241,11 +269,22 @@ where
         with_keys(&self.file, |keys| {
             write_start_or_split(keys, &key, &info, &Fields::of_span(attrs))
         });
+        let context = self.activate_context.then(|| {
+            let span_context = SpanContext::new(
+                TraceId::from_bytes(key.trace_id),
+                SpanId::from_bytes(key.span_id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            );
+            OtelContext::map_current(|cx| cx.with_remote_span_context(span_context))
+        });
         let entry = LayerSpan {
             layer: self.id,
             key,
             status_ok: special.status_code,
             description: special.description,
+            context,
         };
         let mut ext = span.extensions_mut();
         match ext.get_mut::<MmapSpans>() {
@@ -344,6 +383,32 @@ where
                 let _ = write_log_event(keys, &info, &fields.message_only());
             }
         });
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.activate_context {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        // Cloned out, so that the registry's lock is not held while the
+        // context is attached.
+        let context = {
+            let ext = span.extensions();
+            ext.get::<MmapSpans>()
+                .and_then(|s| s.0.iter().find(|s| s.layer == self.id))
+                .and_then(|s| s.context.clone())
+        };
+        if let Some(context) = context {
+            tracing_context::enter(self.id, id, context);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.activate_context {
+            tracing_context::exit(self.id, id);
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

@@ -281,24 +281,33 @@ fn a_tracing_event_through_the_mmap_layer_allocates_nothing() {
 #[test]
 fn a_tracing_span_through_the_mmap_layer_allocates_only_what_the_registry_keeps() {
     use tracing_subscriber::layer::SubscriberExt;
-    let dir = tempfile::tempdir().unwrap();
-    let file = file(&dir);
-    let subscriber = tracing_subscriber::registry().with(opentelemetry_mmap::MmapLayer::new(&file));
-    tracing::subscriber::with_default(subscriber, || {
-        let run = || {
-            let span = tracing::info_span!(
-                "GET /items",
-                http.request.method = "GET",
-                http.response.status_code = 200_i64,
-                server.duration = 1.25,
-                cache.hit = true,
+    // Per span: the layer's entry (`MmapSpans`), boxed into the registry's
+    // extensions, and, with context activation (the default), the span's
+    // OpenTelemetry context. Entering and exiting allocate nothing.
+    for (activation, per_span) in [(true, 2), (false, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file(&dir);
+        let layer = opentelemetry_mmap::MmapLayer::new(&file).with_context_activation(activation);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let run = || {
+                let span = tracing::info_span!(
+                    "GET /items",
+                    http.request.method = "GET",
+                    http.response.status_code = 200_i64,
+                    server.duration = 1.25,
+                    cache.hit = true,
+                );
+                let _entered = span.enter();
+            };
+            run();
+            let n = allocations(|| (0..N).for_each(|_| run()));
+            assert_eq!(
+                n,
+                per_span * N,
+                "{n} allocations for {N} spans ({activation})"
             );
-            let _entered = span.enter();
-        };
-        run();
-        let n = allocations(|| (0..N).for_each(|_| run()));
-        // The layer's entry for the span (`MmapSpans`), boxed into its extensions.
-        assert_eq!(n, N, "{n} allocations for {N} spans");
-    });
-    assert_eq!(file.drop_stats(), Default::default());
+        });
+        assert_eq!(file.drop_stats(), Default::default());
+    }
 }

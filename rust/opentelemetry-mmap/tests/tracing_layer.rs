@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry_mmap::tracing_layer::MAX_FORMATTED_VALUE;
-use opentelemetry_mmap::{MmapExporterFile, MmapLayer, MmapTracerProvider};
+use opentelemetry_mmap::{MmapExporterFile, MmapLayer, MmapLoggerProvider, MmapTracerProvider};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -128,6 +128,109 @@ fn a_tracing_span_inside_an_opentelemetry_span_is_its_child() {
     let logs = logs(&d);
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].span_id, inner.span_id);
+}
+
+/// OpenTelemetry API work inside and after an entered `tracing` span: an
+/// API span and a log record inside it, an API span after it.
+fn api_work_inside_an_entered_span(file: &MmapExporterFile) {
+    use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+    let tracer = MmapTracerProvider::new(file).tracer("api");
+    let logger = MmapLoggerProvider::new(file).logger("api");
+    let span = tracing::info_span!("tracing-span");
+    {
+        let _entered = span.enter();
+        tracer.start("api-inside").end();
+        let mut record = logger.create_log_record();
+        record.set_body("api log inside".into());
+        logger.emit(record);
+    }
+    tracer.start("api-after").end();
+}
+
+#[test]
+fn an_entered_tracing_span_is_the_opentelemetry_context_inside_it() {
+    let d = with_layer(api_work_inside_an_entered_span);
+    let spans = spans(&d);
+    let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), *s)).collect();
+    let (outer, inside, after) = (
+        by_name["tracing-span"],
+        by_name["api-inside"],
+        by_name["api-after"],
+    );
+    assert_eq!(inside.parent_span_id, outer.span_id);
+    assert_eq!(inside.trace_id, outer.trace_id);
+    // Exited: the context before it is current again.
+    assert!(after.parent_span_id.is_empty());
+    assert_ne!(after.trace_id, outer.trace_id);
+    let logs = logs(&d);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (&logs[0].trace_id, &logs[0].span_id),
+        (&outer.trace_id, &outer.span_id)
+    );
+}
+
+#[test]
+fn without_context_activation_api_work_does_not_see_the_tracing_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = MmapExporterFile::builder()
+        .with_path(dir.path().join("off.otlp"))
+        .build()
+        .unwrap();
+    let layer = MmapLayer::new(&file).with_context_activation(false);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || api_work_inside_an_entered_span(&file));
+    let d = dump(file.path(), DumpOptions::default()).unwrap();
+    let spans = spans(&d);
+    let inside = spans.iter().find(|s| s.name == "api-inside").unwrap();
+    assert!(inside.parent_span_id.is_empty());
+    assert!(logs(&d)[0].span_id.is_empty());
+}
+
+#[test]
+fn spans_exited_out_of_order_restore_the_context_before_them() {
+    use opentelemetry::Context;
+    use opentelemetry::trace::TraceContextExt as _;
+    let current_span = || {
+        let cx = Context::current();
+        cx.has_active_span()
+            .then(|| cx.span().span_context().span_id().to_bytes().to_vec())
+    };
+    let mut seen = Vec::new();
+    let d = with_layer(|_| {
+        let (a, b) = (tracing::info_span!("a"), tracing::info_span!("b"));
+        let entered_a = a.enter();
+        seen.push(("a", current_span()));
+        let entered_b = b.enter();
+        seen.push(("a, b", current_span()));
+        drop(entered_a);
+        seen.push(("b", current_span()));
+        drop(entered_b);
+        seen.push(("none", current_span()));
+        // Entered again: its context again.
+        a.in_scope(|| seen.push(("a again", current_span())));
+    });
+    let spans = spans(&d);
+    let id = |name: &str| {
+        Some(
+            spans
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .span_id
+                .clone(),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![
+            ("a", id("a")),
+            ("a, b", id("b")),
+            ("b", id("b")),
+            ("none", None),
+            ("a again", id("a")),
+        ]
+    );
 }
 
 #[derive(Debug)]
