@@ -2,7 +2,8 @@ package e2e
 
 // The exporter's queue across a Collector crash: the shipped fleet agent
 // config (testdata/configs/agent.yaml) queues on disk, so what the receiver
-// handed over while the gateway refused survives a SIGKILL of the agent.
+// handed over while the gateway refused survives a SIGKILL or a stop of the
+// agent.
 
 import (
 	"context"
@@ -27,33 +28,34 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// TestAgentQueueSurvivesACrash: the gateway refuses everything (gRPC
-// Unavailable, which the exporter retries); crashy publishes 2000 records
-// (a span, a log and +1 on a counter each) into the file of an agent started
-// with testdata/configs/agent.yaml (receiver storage, persistent
+// TestPersistentQueueSurvivesAgentRestart: the gateway refuses everything
+// (gRPC Unavailable, which the exporter retries); crashy publishes 2000
+// records (a span, a log and +1 on a counter each) into the file of an agent
+// started with testdata/configs/agent.yaml (receiver storage, persistent
 // sending_queue). Once the exporter has offered the gateway every span, every
 // log and a counter point with the final count (so the receiver's next
 // consumer accepted all of it), and every ring slot is released (otlp-mmap
 // inspect: the receiver's checkpoint covers all it read), the agent is
-// SIGKILLed, the gateway starts accepting, and the agent starts again on
-// the same files and storage.
+// SIGKILLed (or stopped with SIGINT), the gateway starts accepting, and the
+// agent starts again on the same files and storage.
 //
-//   - persistent: every span and log arrives (at least once: duplicates are
-//     counted, at most the one batch per signal the receiver may offer
-//     again), and so do the counter points collected before the crash, the
-//     last with the final count;
-//   - in-memory: the same config with `sending_queue::storage` unset. What
-//     was queued at the crash is lost (asserted), which shows that the
-//     scenario hinges on the queue, so the first case can fail.
+//   - persistent, SIGKILL or SIGINT: every span and log arrives (at least
+//     once: duplicates are counted, at most the one batch per signal the
+//     receiver may offer again), and so do the counter points collected
+//     before the stop, the last with the final count;
+//   - in-memory, SIGKILL: the same config with `sending_queue::storage`
+//     unset. What was queued at the crash is lost (asserted), which shows
+//     that the scenario hinges on the queue, so the first case can fail.
 //
 // A second writer publishes 10 records after the restart; its records
 // arriving show that the restarted agent delivers.
-func TestAgentQueueSurvivesACrash(t *testing.T) {
-	t.Run("persistent", func(t *testing.T) { agentCrashWithQueue(t, true) })
-	t.Run("in-memory", func(t *testing.T) { agentCrashWithQueue(t, false) })
+func TestPersistentQueueSurvivesAgentRestart(t *testing.T) {
+	t.Run("persistent-SIGKILL", func(t *testing.T) { agentRestartWithQueue(t, true, false) })
+	t.Run("persistent-SIGINT", func(t *testing.T) { agentRestartWithQueue(t, true, true) })
+	t.Run("in-memory-SIGKILL", func(t *testing.T) { agentRestartWithQueue(t, false, false) })
 }
 
-func agentCrashWithQueue(t *testing.T, persistent bool) {
+func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 	const n = 2000
 	const maxBatch = 1024 // the receiver's default traces and logs max_batch_size
 	agent, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "agent.yaml"))
@@ -93,8 +95,15 @@ func agentCrashWithQueue(t *testing.T, persistent bool) {
 		return spans >= n && logs >= n && count == n && drained,
 			fmt.Sprintf("refused so far: %d spans, %d logs, the counter at %d; %s", spans, logs, count, rings)
 	})
-	c.kill(t)
-	killedAt := uint64(time.Now().UnixNano())
+	if graceful {
+		c.stop(t)
+		// The exporter logs the batches it was retrying as dropped; with a
+		// persistent queue they stay in it (asserted below).
+		t.Logf("the stop logged %d \"Dropping data\" lines", strings.Count(c.log(), "Dropping data"))
+	} else {
+		c.kill(t)
+	}
+	stoppedAt := uint64(time.Now().UnixNano())
 
 	gw.refuse.Store(false)
 	startCollectorWithArgs(t, "agent-1", string(agent), args, agentEnv...)
@@ -131,13 +140,13 @@ func agentCrashWithQueue(t *testing.T, persistent bool) {
 				dupLogs += k - 1
 			}
 		}
-		var before []int64 // the counter's points collected before the crash
+		var before []int64 // the counter's points collected before the stop
 		for _, p := range s.svcMetrics["crashy/crashy.count"] {
-			if p.time < killedAt {
+			if p.time < stoppedAt {
 				before = append(before, p.value)
 			}
 		}
-		t.Logf("%d records queued at the crash; after the restart %d of %d spans arrived (%d duplicates), %d of %d logs (%d duplicates), %d counter points collected before the crash %v",
+		t.Logf("%d records queued at the stop; after the restart %d of %d spans arrived (%d duplicates), %d of %d logs (%d duplicates), %d counter points collected before the stop %v",
 			n, spans, n, dupSpans, logs, n, dupLogs, len(before), before)
 		if persistent {
 			if spans != n || logs != n {
@@ -150,10 +159,10 @@ func agentCrashWithQueue(t *testing.T, persistent bool) {
 				t.Fatalf("%d spans and %d logs delivered more than once, more than one batch (%d)", dupSpans, dupLogs, maxBatch)
 			}
 			if len(before) == 0 || before[len(before)-1] != n {
-				t.Fatalf("the counter points collected before the crash: %v, want them to end at %d", before, n)
+				t.Fatalf("the counter points collected before the stop: %v, want them to end at %d", before, n)
 			}
 		} else if spans == n || logs == n || len(before) != 0 {
-			t.Fatalf("nothing lost with the in-memory queue (%d spans, %d logs, %d points from before the crash): the test does not exercise the queue",
+			t.Fatalf("nothing lost with the in-memory queue (%d spans, %d logs, %d points from before the stop): the test does not exercise the queue",
 				spans, logs, len(before))
 		}
 	})
