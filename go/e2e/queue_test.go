@@ -58,13 +58,7 @@ func TestPersistentQueueSurvivesAgentRestart(t *testing.T) {
 func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 	const n = 2000
 	const maxBatch = 1024 // the receiver's default traces and logs max_batch_size
-	agent, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "agent.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(agent), "storage: file_storage/queue") {
-		t.Fatal("agent.yaml's exporter queue is not persistent (no storage: file_storage/queue)")
-	}
+	agent := shippedAgentConfig(t)
 	gw := newGateway(t)
 	gw.refuse.Store(true)
 	dir := t.TempDir()
@@ -75,7 +69,7 @@ func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 		args = append(args, "--config=yaml:exporters::otlp_grpc::sending_queue::storage: null")
 	}
 
-	c := startCollectorWithArgs(t, "agent-0", string(agent), args, agentEnv...)
+	c := startCollectorWithArgs(t, "agent-0", agent, args, agentEnv...)
 	path := filepath.Join(dir, "app.otlp")
 	w := startWriter(t, path, nil, "--count", fmt.Sprint(n))
 	if done := w.waitDone(t, 30*time.Second); done["written"] != n || done["dropped_spans"]+done["dropped_logs"]+done["dropped_measurements"] != 0 {
@@ -91,7 +85,7 @@ func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 				count = max(count, p.value)
 			}
 		})
-		drained, rings := ringsDrained(t, path)
+		drained, rings := ringsDrained(fileRings(t, path))
 		return spans >= n && logs >= n && count == n && drained,
 			fmt.Sprintf("refused so far: %d spans, %d logs, the counter at %d; %s", spans, logs, count, rings)
 	})
@@ -106,7 +100,7 @@ func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 	stoppedAt := uint64(time.Now().UnixNano())
 
 	gw.refuse.Store(false)
-	startCollectorWithArgs(t, "agent-1", string(agent), args, agentEnv...)
+	startCollectorWithArgs(t, "agent-1", agent, args, agentEnv...)
 	startWriter(t, filepath.Join(dir, "after.otlp"), nil, "--service", "after", "--prefix", "after", "--count", "10")
 	s := gw.accepted
 	waitFor(t, "the records written after the restart", 30*time.Second, func() bool {
@@ -127,19 +121,7 @@ func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 	}
 	time.Sleep(time.Second) // let duplicates, or anything else still on its way, arrive
 	s.snapshot(func() {
-		spans, logs, dupSpans, dupLogs := 0, 0, 0, 0
-		for name, k := range s.spanCount {
-			if strings.HasPrefix(name, "c span ") {
-				spans++
-				dupSpans += k - 1
-			}
-		}
-		for body, k := range s.logs {
-			if strings.HasPrefix(body, "c log ") {
-				logs++
-				dupLogs += k - 1
-			}
-		}
+		spans, logs, dupSpans, dupLogs := crashyRecords(s)
 		var before []int64 // the counter's points collected before the stop
 		for _, p := range s.svcMetrics["crashy/crashy.count"] {
 			if p.time < stoppedAt {
@@ -166,6 +148,113 @@ func agentRestartWithQueue(t *testing.T, persistent, graceful bool) {
 				spans, logs, len(before))
 		}
 	})
+}
+
+// TestFullPersistentQueueAcrossACrash: agent.yaml with a queue of 2 batches
+// per signal and batches of 100 records, the gateway refusing. crashy
+// publishes 2000 records; the queue fills, the receiver is refused and
+// retries, and the rest waits in the file's rings. The agent is SIGKILLed
+// in that state and started again with the gateway accepting: every span
+// and log arrives, what was queued from the queue's storage and the rest
+// from the rings; duplicates are counted, at most one batch per signal.
+func TestFullPersistentQueueAcrossACrash(t *testing.T) {
+	const n, batch = 2000, 100
+	agent := shippedAgentConfig(t)
+	gw := newGateway(t)
+	gw.refuse.Store(true)
+	dir := t.TempDir()
+	metricsPort := freePort(t)
+	agentEnv := []string{"OTLP_MMAP_DIR=" + dir, "OTLP_GATEWAY_ENDPOINT=" + gw.addr}
+	args := []string{
+		"--config=yaml:exporters::otlp_grpc::sending_queue::queue_size: 2",
+		fmt.Sprintf("--config=yaml:receivers::mmap: {traces: {max_batch_size: %d}, logs: {max_batch_size: %d}, metrics: {collection_interval: 500ms}}", batch, batch),
+		// The agent's own metrics: the receiver's refused counters.
+		fmt.Sprintf("--config=yaml:service::telemetry::metrics: {level: basic, readers: [{pull: {exporter: {prometheus: {host: 127.0.0.1, port: %d}}}}]}", metricsPort),
+	}
+	c := startCollectorWithArgs(t, "agent-0", agent, args, agentEnv...)
+	path := filepath.Join(dir, "app.otlp")
+	w := startWriter(t, path, nil, "--count", fmt.Sprint(n))
+	if done := w.waitDone(t, 30*time.Second); done["written"] != n || done["dropped_spans"]+done["dropped_logs"]+done["dropped_measurements"] != 0 {
+		t.Fatalf("the writer wrote %v, want %d records and no drop", done, n)
+	}
+	waitForState(t, "the queue to be full: the receiver refused, the gateway offered some", 30*time.Second, func() (bool, string) {
+		refusedSpans := scrapeCounter(t, metricsPort, "otelcol_receiver_refused_spans")
+		refusedLogs := scrapeCounter(t, metricsPort, "otelcol_receiver_refused_log_records")
+		var spans, logs int
+		gw.refused.snapshot(func() { spans, logs = len(gw.refused.spanCount), len(gw.refused.logs) })
+		return refusedSpans > 0 && refusedLogs > 0 && spans > 0 && logs > 0,
+			fmt.Sprintf("the receiver was refused %d spans and %d logs; the gateway was offered %d spans and %d logs", refusedSpans, refusedLogs, spans, logs)
+	})
+	// A checkpoint in that state (span slots released up to it): a crash
+	// before a file's first checkpoint sends again every span batch
+	// delivered since the file was opened, which is not what this tests.
+	var rings string
+	waitForState(t, "a checkpoint of the file", 30*time.Second, func() (bool, string) {
+		r := fileRings(t, path)
+		_, rings = ringsDrained(r)
+		if r["events"].reader == r["events"].writer {
+			t.Fatalf("every log was accepted (%s): the queue did not fill", rings)
+		}
+		return r["spans"].reader >= 0, rings
+	})
+	c.kill(t)
+
+	gw.refuse.Store(false)
+	startCollectorWithArgs(t, "agent-1", agent, args, agentEnv...)
+	s := gw.accepted
+	waitFor(t, "every span and log", 60*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		spans, _ := contiguous(s.spanCount, "c span %d")
+		logs, _ := contiguous(s.logs, "c log %d")
+		return spans >= n && logs >= n
+	})
+	waitFor(t, "the counter's final value", 30*time.Second, func() bool { return s.lastMetric("crashy/crashy.count") == n })
+	time.Sleep(time.Second) // let duplicates arrive
+	s.snapshot(func() {
+		spans, logs, dupSpans, dupLogs := crashyRecords(s)
+		t.Logf("killed with a full queue (%s); after the restart %d of %d spans (%d duplicates), %d of %d logs (%d duplicates)",
+			rings, spans, n, dupSpans, logs, n, dupLogs)
+		if spans != n || logs != n {
+			t.Fatalf("lost: %d spans, %d logs", n-spans, n-logs)
+		}
+		if dupSpans > batch || dupLogs > batch {
+			t.Fatalf("%d spans and %d logs delivered more than once, more than one batch (%d)", dupSpans, dupLogs, batch)
+		}
+	})
+}
+
+// shippedAgentConfig is testdata/configs/agent.yaml, checked to have a
+// persistent exporter queue.
+func shippedAgentConfig(t *testing.T) string {
+	t.Helper()
+	agent, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(agent), "storage: file_storage/queue") {
+		t.Fatal("agent.yaml's exporter queue is not persistent (no storage: file_storage/queue)")
+	}
+	return string(agent)
+}
+
+// crashyRecords counts the distinct spans and logs of crashy's records
+// ("c span i", "c log i") in s, and the copies received beyond the first.
+// The caller holds s.mu.
+func crashyRecords(s *sink) (spans, logs, dupSpans, dupLogs int) {
+	for name, k := range s.spanCount {
+		if strings.HasPrefix(name, "c span ") {
+			spans++
+			dupSpans += k - 1
+		}
+	}
+	for body, k := range s.logs {
+		if strings.HasPrefix(body, "c log ") {
+			logs++
+			dupLogs += k - 1
+		}
+	}
+	return spans, logs, dupSpans, dupLogs
 }
 
 // gateway is an OTLP/gRPC backend: it refuses every export with
@@ -237,25 +326,38 @@ func (x *gatewayMetrics) Export(_ context.Context, req pmetricotlp.ExportRequest
 
 var ringStateLine = regexp.MustCompile(`(?m)^(\w+) ring:.*reader_index\s+(-?\d+)\s+writer_index\s+(-?\d+)`)
 
-// ringsDrained reports whether every ring of the file at path is released
-// up to its writer_index (otlp-mmap inspect), and the indices.
-func ringsDrained(t *testing.T, path string) (bool, string) {
+// ringState is a ring's reader_index and writer_index.
+type ringState struct{ reader, writer int64 }
+
+// fileRings reads the rings of the file at path with otlp-mmap inspect:
+// events (logs), spans and measurements.
+func fileRings(t *testing.T, path string) map[string]ringState {
 	t.Helper()
 	out, err := exec.Command(env(t, "OTLP_MMAP_TOOL"), "inspect", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("inspect %s: %v\n%s", path, err, out)
 	}
-	rings := ringStateLine.FindAllStringSubmatch(string(out), -1)
-	if len(rings) != 3 {
-		t.Fatalf("want 3 rings in:\n%s", out)
+	rings := map[string]ringState{}
+	for _, m := range ringStateLine.FindAllStringSubmatch(string(out), -1) {
+		reader, _ := strconv.ParseInt(m[2], 10, 64)
+		writer, _ := strconv.ParseInt(m[3], 10, 64)
+		rings[m[1]] = ringState{reader, writer}
 	}
+	if len(rings) != 3 {
+		t.Fatalf("want the events, spans and measurements rings in:\n%s", out)
+	}
+	return rings
+}
+
+// ringsDrained reports whether every ring in rings is released up to its
+// writer_index, and the indices.
+func ringsDrained(rings map[string]ringState) (bool, string) {
 	drained := true
 	var state []string
-	for _, r := range rings {
-		reader, _ := strconv.ParseInt(r[2], 10, 64)
-		writer, _ := strconv.ParseInt(r[3], 10, 64)
-		drained = drained && reader == writer
-		state = append(state, fmt.Sprintf("%s ring %d/%d", r[1], reader, writer))
+	for _, name := range []string{"events", "spans", "measurements"} {
+		r := rings[name]
+		drained = drained && r.reader == r.writer
+		state = append(state, fmt.Sprintf("%s ring %d/%d", name, r.reader, r.writer))
 	}
 	return drained, strings.Join(state, ", ")
 }
