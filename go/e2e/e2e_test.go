@@ -21,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
@@ -50,12 +52,18 @@ type sample struct {
 	at    time.Time
 	value int64
 	start uint64 // start time of the first point
+	time  uint64 // time of the first point
+}
+
+// newRecorder is a sink that only keeps what its add methods are given (no server).
+func newRecorder() *sink {
+	return &sink{spans: map[string]map[string]any{}, logs: map[string]int{}, metrics: map[string]int64{},
+		spanCount: map[string]int{}, spanService: map[string]string{}, svcMetrics: map[string][]sample{}, requests: map[string]int{}}
 }
 
 func newSink(t *testing.T) *sink {
 	t.Helper()
-	s := &sink{spans: map[string]map[string]any{}, logs: map[string]int{}, metrics: map[string]int64{},
-		spanCount: map[string]int{}, spanService: map[string]string{}, svcMetrics: map[string][]sample{}, requests: map[string]int{}}
+	s := newRecorder()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,22 +90,7 @@ func newSink(t *testing.T) *sink {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
-		rss := req.Traces().ResourceSpans()
-		for i := 0; i < rss.Len(); i++ {
-			svc, _ := rss.At(i).Resource().Attributes().Get("service.name")
-			sss := rss.At(i).ScopeSpans()
-			for j := 0; j < sss.Len(); j++ {
-				spans := sss.At(j).Spans()
-				for k := 0; k < spans.Len(); k++ {
-					sp := spans.At(k)
-					s.spans[sp.Name()] = sp.Attributes().AsRaw()
-					s.spanCount[sp.Name()]++
-					s.spanService[sp.Name()] = svc.AsString()
-				}
-			}
-		}
-		s.mu.Unlock()
+		s.addTraces(req.Traces())
 		writeOK(w)
 	})
 	handle("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
@@ -107,18 +100,7 @@ func newSink(t *testing.T) *sink {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
-		rls := req.Logs().ResourceLogs()
-		for i := 0; i < rls.Len(); i++ {
-			sls := rls.At(i).ScopeLogs()
-			for j := 0; j < sls.Len(); j++ {
-				lrs := sls.At(j).LogRecords()
-				for k := 0; k < lrs.Len(); k++ {
-					s.logs[lrs.At(k).Body().AsString()]++
-				}
-			}
-		}
-		s.mu.Unlock()
+		s.addLogs(req.Logs())
 		writeOK(w)
 	})
 	handle("/v1/metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -128,41 +110,83 @@ func newSink(t *testing.T) *sink {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
-		rms := req.Metrics().ResourceMetrics()
-		for i := 0; i < rms.Len(); i++ {
-			svc, _ := rms.At(i).Resource().Attributes().Get("service.name")
-			sms := rms.At(i).ScopeMetrics()
-			for j := 0; j < sms.Len(); j++ {
-				ms := sms.At(j).Metrics()
-				for k := 0; k < ms.Len(); k++ {
-					m := ms.At(k)
-					if m.Type() == pmetric.MetricTypeSum {
-						var total int64
-						var start uint64
-						dps := m.Sum().DataPoints()
-						for p := 0; p < dps.Len(); p++ {
-							total += dps.At(p).IntValue()
-							if p == 0 {
-								start = uint64(dps.At(p).StartTimestamp())
-							}
-						}
-						s.metrics[m.Name()] = total
-						key := svc.AsString() + "/" + m.Name()
-						s.svcMetrics[key] = append(s.svcMetrics[key], sample{at: time.Now(), value: total, start: start})
-					} else {
-						s.metrics[m.Name()] = -1
-					}
-				}
-			}
-		}
-		s.mu.Unlock()
+		s.addMetrics(req.Metrics())
 		writeOK(w)
 	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = s.srv.Close() })
 	return s
+}
+
+// addTraces keeps every span of td.
+func (s *sink) addTraces(td ptrace.Traces) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		svc, _ := rss.At(i).Resource().Attributes().Get("service.name")
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				s.spans[sp.Name()] = sp.Attributes().AsRaw()
+				s.spanCount[sp.Name()]++
+				s.spanService[sp.Name()] = svc.AsString()
+			}
+		}
+	}
+}
+
+// addLogs keeps every log record body of ld.
+func (s *sink) addLogs(ld plog.Logs) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		sls := rls.At(i).ScopeLogs()
+		for j := 0; j < sls.Len(); j++ {
+			lrs := sls.At(j).LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				s.logs[lrs.At(k).Body().AsString()]++
+			}
+		}
+	}
+}
+
+// addMetrics keeps the int sums of md, and that other metrics came.
+func (s *sink) addMetrics(md pmetric.Metrics) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		svc, _ := rms.At(i).Resource().Attributes().Get("service.name")
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				if m.Type() == pmetric.MetricTypeSum {
+					var total int64
+					var start, at uint64
+					dps := m.Sum().DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						total += dps.At(p).IntValue()
+						if p == 0 {
+							start = uint64(dps.At(p).StartTimestamp())
+							at = uint64(dps.At(p).Timestamp())
+						}
+					}
+					s.metrics[m.Name()] = total
+					key := svc.AsString() + "/" + m.Name()
+					s.svcMetrics[key] = append(s.svcMetrics[key], sample{at: time.Now(), value: total, start: start, time: at})
+				} else {
+					s.metrics[m.Name()] = -1
+				}
+			}
+		}
+	}
 }
 
 func writeOK(w http.ResponseWriter) {

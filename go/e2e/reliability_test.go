@@ -39,12 +39,19 @@ type proc struct {
 // process so that a test can kill it. It is stopped at the end of the test.
 func startCollector(t *testing.T, name, config string, extraEnv ...string) *proc {
 	t.Helper()
+	return startCollectorWithArgs(t, name, config, nil, extraEnv...)
+}
+
+// startCollectorWithArgs is startCollector with more command-line arguments
+// after the config (another --config, --set).
+func startCollectorWithArgs(t *testing.T, name, config string, args []string, extraEnv ...string) *proc {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(env(t, "OTELCOL_MMAP"), "--config", path)
+	cmd := exec.Command(env(t, "OTELCOL_MMAP"), append([]string{"--config", path}, args...)...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	logPath := filepath.Join(dir, name+".log")
 	log, err := os.Create(logPath)
