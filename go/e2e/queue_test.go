@@ -185,9 +185,8 @@ func TestFullPersistentQueueAcrossACrash(t *testing.T) {
 		return refusedSpans > 0 && refusedLogs > 0 && spans > 0 && logs > 0,
 			fmt.Sprintf("the receiver was refused %d spans and %d logs; the gateway was offered %d spans and %d logs", refusedSpans, refusedLogs, spans, logs)
 	})
-	// A checkpoint in that state (span slots released up to it): a crash
-	// before a file's first checkpoint sends again every span batch
-	// delivered since the file was opened, which is not what this tests.
+	// A checkpoint in that state (span slots released up to it), so that
+	// the restart starts from a checkpoint of the full queue's state.
 	var rings string
 	waitForState(t, "a checkpoint of the file", 30*time.Second, func() (bool, string) {
 		r := fileRings(t, path)

@@ -51,7 +51,25 @@ func markerKey(path string) string { return "delivered:" + path }
 // a checkpoint covers it. A checkpoint that does not fit this file (corrupt,
 // another file or an earlier writer of it, rings moved past it) is ignored
 // with one log line, counted and removed.
+//
+// Without one to restore, the state of rd as opened is stored at once as
+// its first checkpoint: the delivery markers stored after each batch count
+// from a checkpoint, so that a crash before the next one
+// (checkpoint_interval) does not emit again all that was delivered since
+// the file was opened.
 func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) {
+	// (Not when storage could not be read: a checkpoint may be there.)
+	if restored, readable := c.restoreStored(ctx, path, rd); !restored && readable {
+		if err := c.save(ctx, path, rd); err != nil {
+			c.logger.Warn("Cannot store the first checkpoint of a file; a crash before its next one would emit again what was delivered since its opening",
+				zap.String("path", path), zap.Error(err))
+		}
+	}
+}
+
+// restoreStored is restore's reading part: whether a stored checkpoint was
+// restored, and whether storage could be read.
+func (c *checkpoints) restoreStored(ctx context.Context, path string, rd *ffi.Reader) (restored, readable bool) {
 	if err := rd.HoldUntilCheckpoint(true); err != nil {
 		c.logger.Warn("Cannot hold the rings of a file until its checkpoints", zap.String("path", path), zap.Error(err))
 	}
@@ -59,25 +77,28 @@ func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) 
 	b, err := c.client.Get(ctx, key)
 	if err != nil {
 		c.logger.Warn("Cannot read the checkpoint of a file from storage; reading it without", zap.String("path", path), zap.Error(err))
-		return
+		return false, false
 	}
 	if b == nil {
-		return
+		return false, true
 	}
 	if len(b) > maxCheckpointBytes {
 		c.ignore(path, fmt.Sprintf("%d bytes, more than %d", len(b), maxCheckpointBytes))
-		return
+		return false, true
 	}
-	restored, why, refused, err := rd.Restore(b)
+	ok, why, refused, err := rd.Restore(b)
 	switch {
 	case err != nil:
 		c.ignore(path, err.Error())
-	case !restored:
+		return false, true
+	case !ok:
 		c.ignore(path, why)
+		return false, true
 	default:
 		c.logger.Info("Restored the state of a file from its checkpoint", zap.String("path", path),
 			zap.Int("bytes", len(b)), zap.Uint64("refused", refused))
 		c.restoreDelivered(ctx, path, rd)
+		return true, true
 	}
 }
 

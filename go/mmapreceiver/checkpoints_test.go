@@ -120,7 +120,8 @@ func TestCorruptCheckpointIsIgnoredWithALogLine(t *testing.T) {
 	assert.Equal(t, int64(1), sumOf(t, tel, "otelcol_receiver_mmap_checkpoints_ignored"))
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	assert.NotContains(t, store.data, checkpointKey(tw.path), "an ignored checkpoint is removed")
+	// In its place: the file's first checkpoint, of its state as opened.
+	assert.NotEqual(t, "\xff\xfe not a checkpoint", string(store.data[checkpointKey(tw.path)]), "an ignored checkpoint is replaced")
 }
 
 func TestStorageExtensionMustExist(t *testing.T) {
@@ -367,4 +368,71 @@ func TestAWriterRestartInPlaceIsCheckpointedAtOnce(t *testing.T) {
 		after := stored()
 		return after != nil && string(after) != string(before)
 	}, waitFor, time.Millisecond, "a checkpoint of the new stream is stored at once")
+}
+
+// A Collector that crashes before a file's first checkpoint_interval
+// emits again, after its restart, nothing it had delivered: a file opened
+// without a checkpoint gets one at once, of its state as opened, and the
+// delivery markers stored after each batch count from it. (Before, the
+// markers had no checkpoint to apply to, and the restarted reader read the
+// rings again from where the first one had opened them.)
+func TestACrashBeforeTheFirstCheckpointEmitsNothingDeliveredAgain(t *testing.T) {
+	dir := t.TempDir()
+	tw := newTestWriter(t, filepath.Join(dir, "app.otlp"))
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = time.Hour
+	start := func(store *memoryStorage) (*consumertest.TracesSink, *mmapReceiver) {
+		r, err := newMmapReceiver(nopSettings(), cfg)
+		require.NoError(t, err)
+		sink := new(consumertest.TracesSink)
+		r.setTraces(sink)
+		require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+		return sink, r
+	}
+	first := &memoryStorage{data: map[string][]byte{}}
+	sink, r := start(first)
+	for range 3 {
+		require.NoError(t, tw.span(nextID("delivered")))
+	}
+	require.Eventually(t, func() bool { return sink.SpanCount() == 3 }, waitFor, time.Millisecond)
+	marker := func() []byte {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		return first.data[markerKey(tw.path)]
+	}
+	require.Eventually(t, func() bool { return marker() != nil }, waitFor, time.Millisecond, "the delivery is marked")
+
+	// The crash: what storage holds now is all the next Collector gets. The
+	// first one then stores nothing more (its storage refuses), so
+	// that it gives nothing back to the writer either, as a killed one.
+	first.mu.Lock()
+	crashed := &memoryStorage{data: map[string][]byte{}}
+	for k, v := range first.data {
+		crashed.data[k] = append([]byte(nil), v...)
+	}
+	first.failSet = func(string) bool { return true }
+	first.mu.Unlock()
+	require.Contains(t, crashed.data, checkpointKey(tw.path), "the file's first checkpoint, stored when it was opened")
+	require.NoError(t, r.Shutdown(context.Background()))
+
+	restarted, r := start(crashed)
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	after := nextID("after")
+	require.NoError(t, tw.span(after))
+	// Spans are emitted in the order they complete: delivered spans emitted
+	// again would come before (or with) this one.
+	require.Eventually(t, func() bool { return restarted.SpanCount() >= 1 }, waitFor, time.Millisecond)
+	names := map[string]int{}
+	for _, td := range restarted.AllTraces() {
+		for i := 0; i < td.ResourceSpans().Len(); i++ {
+			ss := td.ResourceSpans().At(i).ScopeSpans()
+			for j := 0; j < ss.Len(); j++ {
+				for k := 0; k < ss.At(j).Spans().Len(); k++ {
+					names[ss.At(j).Spans().At(k).Name()]++
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int{"span " + after: 1}, names, "only the span written after the crash")
 }
