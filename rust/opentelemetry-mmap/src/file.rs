@@ -10,6 +10,7 @@ use opentelemetry_sdk::Resource;
 use otlp_mmap_core::ring::WriteError;
 use otlp_mmap_core::{MmapWriter, RingKind};
 use prost::Message;
+use prost::encoding::encoded_len_varint;
 
 use crate::Error;
 use crate::config::{RingOverride, Settings};
@@ -24,10 +25,20 @@ pub struct MmapExporterFile {
     pub(crate) inner: Arc<FileInner>,
 }
 
-/// Whether a record was dropped for being larger than a slot (counted in
-/// the ring's drops), which a caller may write again smaller.
+/// Whether a record was not written for being larger than a slot, which a
+/// caller may write again smaller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TooLarge(pub bool);
+
+/// What becomes of a record larger than a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Oversized {
+    /// It is dropped and counted in the ring's drops.
+    Dropped,
+    /// It is not counted: the caller writes it again smaller, and counts
+    /// what it still loses ([`FileInner::count_too_large`]).
+    WrittenAgain,
+}
 
 #[derive(Debug)]
 pub(crate) struct FileInner {
@@ -80,19 +91,31 @@ impl FileInner {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a record of `kind` that was dropped for being larger than a
+    /// slot, after [`Oversized::WrittenAgain`].
+    #[cold]
+    pub(crate) fn count_too_large(&self, kind: RingKind) {
+        self.writer
+            .ring(kind)
+            .drops
+            .too_large
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Writes one record into the ring of `kind`: `encode` writes it (with
     /// keys from `keys`) into `scratch`, which is then copied into a slot
     /// claimed for its exact size. A record larger than `scratch` is encoded
     /// a second time, straight into its slot. A record that needed a key the
     /// dictionary could not store is dropped and counted; so is one the ring
     /// has no room for. Returns whether the record was larger than a slot
-    /// (so dropped).
+    /// (so not written; counted as `oversized` says).
     #[inline]
     pub(crate) fn write_record<K: KeyRefs + ?Sized>(
         &self,
         kind: RingKind,
         scratch: &mut [u8],
         keys: &mut K,
+        oversized: Oversized,
         mut encode: impl FnMut(&mut ProtoWriter<'_>, &mut K),
     ) -> TooLarge {
         let unresolved = keys.unresolved();
@@ -102,6 +125,12 @@ impl FileInner {
         if keys.unresolved() != unresolved {
             self.drop_for_missing_entry(kind);
             return TooLarge(false);
+        }
+        if oversized == Oversized::WrittenAgain
+            && (len + encoded_len_varint(len as u64)) as u64
+                > self.writer.ring(kind).geometry().buffer_size
+        {
+            return TooLarge(true);
         }
         let written = match scratch.get(..len) {
             Some(record) => self.writer.try_write_with(kind, len, |slot| {

@@ -16,7 +16,7 @@ use opentelemetry::InstrumentationScope;
 use otlp_mmap_core::RingKind;
 
 use crate::encode::{EncodedKey, KeyRefs, ProtoWriter};
-use crate::file::{FileInner, TooLarge};
+use crate::file::{FileInner, Oversized, TooLarge};
 use crate::key_table::{EncodedKeyRef, KeyTable};
 
 /// Most bytes of a thread's scratch buffer for one file: records up to this
@@ -134,15 +134,34 @@ impl Keys<'_> {
     }
 
     /// Writes one record into the ring of `kind` (see
-    /// [`FileInner::write_record`]).
+    /// [`FileInner::write_record`]); one larger than a slot is dropped and
+    /// counted.
     #[inline]
     pub(crate) fn write(
         &mut self,
         kind: RingKind,
         encode: impl FnMut(&mut ProtoWriter<'_>, &mut KeyLookup<'_>),
     ) -> TooLarge {
+        self.write_as(kind, Oversized::Dropped, encode)
+    }
+
+    /// [`write`](Self::write), with what becomes of a record larger than a
+    /// slot.
+    #[inline]
+    pub(crate) fn write_as(
+        &mut self,
+        kind: RingKind,
+        oversized: Oversized,
+        encode: impl FnMut(&mut ProtoWriter<'_>, &mut KeyLookup<'_>),
+    ) -> TooLarge {
         let file = self.lookup.file;
-        file.write_record(kind, self.scratch, &mut self.lookup, encode)
+        file.write_record(kind, self.scratch, &mut self.lookup, oversized, encode)
+    }
+
+    /// Counts a record of `kind` dropped for being larger than a slot,
+    /// after [`Oversized::WrittenAgain`].
+    pub(crate) fn count_too_large(&self, kind: RingKind) {
+        self.lookup.file.count_too_large(kind);
     }
 }
 

@@ -6,7 +6,7 @@ use otlp_mmap_core::RingKind;
 use crate::encode::{
     Attrs, EncodedKey, KeyRefs, SpanIds, Val, put_attrs, put_span_context, put_value_field,
 };
-use crate::file::TooLarge;
+use crate::file::{Oversized, TooLarge};
 use crate::key_cache::Keys;
 
 // Event field numbers, from `proto/mmap.proto`.
@@ -33,14 +33,26 @@ pub(crate) fn event_scope(scope_ref: i64) -> EncodedKey {
     EncodedKey::varint_field(SCOPE_REF, scope_ref as u64)
 }
 
-/// Writes one `Event`; says whether it was too large for a slot (dropped).
+/// Writes one `Event`; says whether it was too large for a slot (dropped
+/// and counted).
 #[inline]
 pub(crate) fn write_log_event(
     keys: &mut Keys<'_>,
     info: &EventInfo<'_>,
     attrs: &(impl Attrs + ?Sized),
 ) -> TooLarge {
-    keys.write(RingKind::Events, |w, k| {
+    write_log_event_as(keys, info, attrs, Oversized::Dropped)
+}
+
+/// [`write_log_event`], with what becomes of an `Event` larger than a slot.
+#[inline]
+pub(crate) fn write_log_event_as(
+    keys: &mut Keys<'_>,
+    info: &EventInfo<'_>,
+    attrs: &(impl Attrs + ?Sized),
+    oversized: Oversized,
+) -> TooLarge {
+    keys.write_as(RingKind::Events, oversized, |w, k| {
         let name_ref = k.key_ref(info.event_name);
         w.encoded(&info.scope);
         if info.time_unix_nano != 0 {

@@ -11,7 +11,7 @@ use crate::encode::{
     Attrs, EncodedKey, NoKeys, ProtoWriter, SpanIds, SplitAttrs, put_attrs, put_status_parts,
     status_parts,
 };
-use crate::file::{FileInner, TooLarge};
+use crate::file::{FileInner, Oversized, TooLarge};
 use crate::key_cache::Keys;
 
 // Field numbers, from `proto/mmap.proto`.
@@ -114,15 +114,17 @@ pub(crate) struct StartInfo<'a> {
     pub flags: u32,
 }
 
-/// Writes `StartSpan`; says whether it was too large for a slot (dropped).
+/// Writes `StartSpan`; says whether it was too large for a slot (not
+/// written; counted as `oversized` says).
 #[inline]
-pub(crate) fn write_start(
+fn write_start(
     keys: &mut Keys<'_>,
     key: &SpanKey,
     info: &StartInfo<'_>,
     attrs: &(impl Attrs + ?Sized),
+    oversized: Oversized,
 ) -> TooLarge {
-    keys.write(RingKind::Spans, |w, k| {
+    keys.write_as(RingKind::Spans, oversized, |w, k| {
         put_span_event(w, key, START, |w| {
             if let Some(parent) = &info.parent_span_id {
                 w.bytes_field(START_PARENT, parent);
@@ -143,31 +145,53 @@ pub(crate) fn write_start(
 /// No attributes.
 const NO_ATTRIBUTES: &[opentelemetry::KeyValue] = &[];
 
-/// Writes `StartSpan`. One too large for a slot with its attributes (the
-/// drop is counted) is written again without them, each attribute then
-/// following in an `UpdateAttributes` of its own: the span is kept, and so
-/// is every attribute that fits a slot by itself.
+/// Writes `StartSpan`. One too large for a slot with its attributes is
+/// written again without them, each attribute then following in an
+/// `UpdateAttributes` of its own: the span is kept, and so is every
+/// attribute that fits a slot by itself. Only what is still too large is
+/// dropped and counted (the start without attributes: its name; an
+/// attribute by itself).
 pub(crate) fn write_start_or_split(
     keys: &mut Keys<'_>,
     key: &SpanKey,
     info: &StartInfo<'_>,
     attrs: &(impl SplitAttrs + ?Sized),
 ) {
-    if write_start(keys, key, info, attrs).0 {
-        let _ = write_start(keys, key, info, NO_ATTRIBUTES);
-        write_each_attribute(keys, key, attrs);
+    if write_start(keys, key, info, attrs, Oversized::WrittenAgain).0 {
+        split_start(keys, key, info, attrs);
     }
 }
 
-/// Writes `UpdateAttributes`; one too large for a slot (the drop is counted)
-/// is written again as one record per attribute.
+#[cold]
+fn split_start(
+    keys: &mut Keys<'_>,
+    key: &SpanKey,
+    info: &StartInfo<'_>,
+    attrs: &(impl SplitAttrs + ?Sized),
+) {
+    if attrs.count() == 0 {
+        // Too large without attributes: nothing to write smaller.
+        keys.count_too_large(RingKind::Spans);
+        return;
+    }
+    let _ = write_start(keys, key, info, NO_ATTRIBUTES, Oversized::Dropped);
+    write_each_attribute(keys, key, attrs);
+}
+
+/// Writes `UpdateAttributes`; one too large for a slot is written again as
+/// one record per attribute (what is still too large by itself is dropped
+/// and counted).
 pub(crate) fn write_attributes_or_split(
     keys: &mut Keys<'_>,
     key: &SpanKey,
     attrs: &(impl SplitAttrs + ?Sized),
 ) {
-    if write_attributes(keys, key, attrs).0 && attrs.count() > 1 {
-        write_each_attribute(keys, key, attrs);
+    if write_attributes_as(keys, key, attrs, Oversized::WrittenAgain).0 {
+        if attrs.count() > 1 {
+            write_each_attribute(keys, key, attrs);
+        } else {
+            keys.count_too_large(RingKind::Spans);
+        }
     }
 }
 
@@ -176,7 +200,7 @@ pub(crate) fn write_attributes_or_split(
 #[cold]
 fn write_each_attribute(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl SplitAttrs + ?Sized)) {
     for i in 0..attrs.count() {
-        let _ = write_attributes(keys, key, &attrs.only(i));
+        write_attributes(keys, key, &attrs.only(i));
     }
 }
 
@@ -245,22 +269,36 @@ pub(crate) fn write_end(file: &FileInner, key: &SpanKey, end_time_unix_nano: u64
 #[inline]
 pub(crate) fn write_name(file: &FileInner, key: &SpanKey, name: &str) {
     let mut scratch = [0; SMALL_SCRATCH];
-    let _ = file.write_record(RingKind::Spans, &mut scratch, &mut NoKeys, |w, _| {
-        put_span_event(w, key, NAME, |w| {
-            w.bytes_field_ne(CHANGE_NAME, name.as_bytes())
-        })
-    });
+    let _ = file.write_record(
+        RingKind::Spans,
+        &mut scratch,
+        &mut NoKeys,
+        Oversized::Dropped,
+        |w, _| {
+            put_span_event(w, key, NAME, |w| {
+                w.bytes_field_ne(CHANGE_NAME, name.as_bytes())
+            })
+        },
+    );
+}
+
+/// Writes `UpdateAttributes`; one too large for a slot is dropped and
+/// counted.
+#[inline]
+pub(crate) fn write_attributes(keys: &mut Keys<'_>, key: &SpanKey, attrs: &(impl Attrs + ?Sized)) {
+    let _ = write_attributes_as(keys, key, attrs, Oversized::Dropped);
 }
 
 /// Writes `UpdateAttributes`; says whether it was too large for a slot
-/// (dropped).
+/// (not written; counted as `oversized` says).
 #[inline]
-pub(crate) fn write_attributes(
+fn write_attributes_as(
     keys: &mut Keys<'_>,
     key: &SpanKey,
     attrs: &(impl Attrs + ?Sized),
+    oversized: Oversized,
 ) -> TooLarge {
-    keys.write(RingKind::Spans, |w, k| {
+    keys.write_as(RingKind::Spans, oversized, |w, k| {
         put_span_event(w, key, ATTRIBUTES, |w| {
             put_attrs(w, UPDATE_ATTRIBUTES, attrs, k)
         })
@@ -294,12 +332,33 @@ fn trace_state_header(ts: &TraceState) -> String {
     }
 }
 
-/// Writes one `AddLink` record with all of `links`.
+/// Writes one `AddLink` record with all of `links`; when that is too large
+/// for a slot, one per link (links append: the same links either way; what
+/// is still too large by itself is dropped and counted).
 pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
     if links.is_empty() {
         return;
     }
-    let _ = keys.write(RingKind::Spans, |w, k| {
+    if write_links_as(keys, key, links, Oversized::WrittenAgain).0 {
+        if links.len() > 1 {
+            for link in links.chunks(1) {
+                let _ = write_links_as(keys, key, link, Oversized::Dropped);
+            }
+        } else {
+            keys.count_too_large(RingKind::Spans);
+        }
+    }
+}
+
+/// Writes one `AddLink` record with `links`; says whether it was too large
+/// for a slot (not written; counted as `oversized` says).
+fn write_links_as(
+    keys: &mut Keys<'_>,
+    key: &SpanKey,
+    links: &[Link],
+    oversized: Oversized,
+) -> TooLarge {
+    keys.write_as(RingKind::Spans, oversized, |w, k| {
         put_span_event(w, key, LINK, |w| {
             for link in links {
                 let sc = &link.span_context;
@@ -318,7 +377,7 @@ pub(crate) fn write_links(keys: &mut Keys<'_>, key: &SpanKey, links: &[Link]) {
                 w.end(m);
             }
         })
-    });
+    })
 }
 
 #[cfg(test)]

@@ -24,10 +24,11 @@
 //! value (and an event's formatted `message`) as the string it formats to,
 //! at most [`MAX_FORMATTED_VALUE`] bytes (cut at a character boundary; a
 //! `Debug` that fails or panics leaves what it wrote, and its panic stays
-//! in the layer). A record too large for its slot is dropped and counted,
-//! then written again smaller: a span's start without its attributes, which
-//! follow one per `UpdateAttributes` record; an event with its message
-//! only. A status description too long for the end's slot is cut.
+//! in the layer). A record too large for its slot is written again smaller:
+//! a span's start without its attributes, which follow one per
+//! `UpdateAttributes` record; an event with its message only. Only what is
+//! still too large is dropped and counted. A status description too long
+//! for the end's slot is cut.
 //!
 //! Not written: an event's target, file and module (the format has no field
 //! for them), and an event name. Spans and events made while the
@@ -90,9 +91,9 @@ use crate::encode::{
     Attrs, EncodedKey, KeyRefs, ProtoWriter, Scalar, SpanIds, SplitAttrs, Val, put_kv,
     put_value_field,
 };
-use crate::file::{FileInner, MmapExporterFile};
+use crate::file::{FileInner, MmapExporterFile, Oversized};
 use crate::key_cache::with_keys;
-use crate::log_events::{EventInfo, event_scope, write_log_event};
+use crate::log_events::{EventInfo, event_scope, write_log_event, write_log_event_as};
 use crate::span_events::{
     FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE, SpanKey, StartInfo, span_scope, write_attributes_or_split,
     write_end, write_link, write_name, write_start_or_split,
@@ -379,7 +380,7 @@ where
         with_keys(&self.file, |keys| {
             // Too large for a slot (counted): written again with its message
             // only.
-            if write_log_event(keys, &info, &fields).0 {
+            if write_log_event_as(keys, &info, &fields, Oversized::WrittenAgain).0 {
                 let _ = write_log_event(keys, &info, &fields.message_only());
             }
         });
