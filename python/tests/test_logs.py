@@ -1,5 +1,6 @@
 """MmapLogRecordProcessor: bodies, severities, attributes and span context round-trip."""
 
+import gc
 import logging
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -154,3 +155,29 @@ def test_ring_sizes_come_from_the_environment(tmp_path, monkeypatch):
         logger.emit(LogRecord(body=f"r{i}"))
     assert processor.drop_stats()["logs"] == 1 + 4
     assert [r["body"]["stringValue"] for _, _, r in logs_of(path)] == [f"r{i}" for i in range(16)]
+
+
+def test_a_resource_whose_del_emits_a_log_when_the_scope_cache_lets_it_go(tmp_path):
+    """The log writer keeps the scope and resource objects of the records it
+    saw, up to 64 pairs, then starts the list again. A resource held by that
+    list alone is then dropped; its `__del__` emits a log record through the
+    same processor: that record is written (before the fix, the list was
+    dropped under the writer's lock: a deadlock)."""
+    path = tmp_path / "scopes.otlp"
+    processor = MmapLogRecordProcessor(str(path))
+    lp = LoggerProvider(resource=Resource.create({"service.name": "py-logs"}))
+    lp.add_log_record_processor(processor)
+
+    class EmitsALog(Resource):
+        def __del__(self):
+            lp.get_logger("t").emit(body="from __del__")
+
+    other = LoggerProvider(resource=EmitsALog({"service.name": "other"}), shutdown_on_exit=False)
+    other.add_log_record_processor(processor)
+    other.get_logger("o").emit(body="by other")
+    del other
+    gc.collect()  # the resource is now held by the writer's list alone
+    for i in range(64):  # more scopes than the list keeps: it starts again
+        lp.get_logger(f"scope {i}").emit(body=f"l{i}")
+    bodies = {value_of(r["body"]) for _, _, r in logs_of(path)}
+    assert {"by other", "from __del__", "l0", "l63"} <= bodies
