@@ -36,7 +36,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 /// The operations, by name.
-const OPERATIONS: [&str; 15] = [
+const OPERATIONS: [&str; 17] = [
     "api_noop_tracer",
     "mmap_provider_builder",
     "mmap_provider_set_attributes",
@@ -52,6 +52,8 @@ const OPERATIONS: [&str; 15] = [
     "api_noop_meter",
     "mmap_meter_provider",
     "sdk_meter_provider",
+    "mmap_layer_span",
+    "mmap_layer_span_no_context_activation",
 ];
 
 mod sdk_reference;
@@ -174,6 +176,24 @@ fn main() {
                 .u64_counter("requests")
                 .build();
             twice(n, || counter.add(black_box(1), &attrs));
+        }
+        "mmap_layer_span" | "mmap_layer_span_no_context_activation" => {
+            use tracing_subscriber::layer::SubscriberExt;
+            let layer = opentelemetry_mmap::MmapLayer::new(&file)
+                .with_context_activation(op == "mmap_layer_span");
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::with_default(subscriber, || {
+                twice(n, || {
+                    let span = tracing::info_span!(
+                        "GET /items",
+                        http.request.method = "GET",
+                        http.response.status_code = 200_i64,
+                        server.duration = 1.25,
+                        cache.hit = true,
+                    );
+                    let _entered = span.enter();
+                })
+            });
         }
         _ => {
             let provider = SdkMeterProvider::builder()

@@ -419,7 +419,8 @@ fn metrics_and_logs<M: Measurement>(c: &mut Criterion<M>) {
 }
 
 /// `tracing` spans (4 fields, entered and closed) and events (a message and
-/// 3 fields) through this crate's `MmapLayer`, and through
+/// 3 fields) through this crate's `MmapLayer` (with and without context
+/// activation), and through
 /// `tracing-opentelemetry` over `MmapTracerProvider` with the appender
 /// bridge over `MmapLoggerProvider` (as `examples/tracing.rs`), each over
 /// `tracing-subscriber`'s registry; and the registry alone (the floor both
@@ -472,6 +473,21 @@ fn tracing_paths<M: Measurement>(c: &mut Criterion<M>) {
             tracing_subscriber::registry().with(MmapLayer::new(&file)),
         );
         eprintln!("mmap_layer drops: {:?}", file.drop_stats());
+    }
+    {
+        // Without making an entered span's OpenTelemetry context current
+        // (which `tracing-opentelemetry` and `MmapLayer` do by default).
+        let (file, _drainer) = open(&dir, "layer_no_context.otlp");
+        both(
+            c,
+            "mmap_layer/no_context_activation",
+            tracing_subscriber::registry()
+                .with(MmapLayer::new(&file).with_context_activation(false)),
+        );
+        eprintln!(
+            "mmap_layer/no_context_activation drops: {:?}",
+            file.drop_stats()
+        );
     }
     {
         let (file, _drainer) = open(&dir, "tracing_opentelemetry.otlp");
