@@ -36,7 +36,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 /// The operations, by name.
-const OPERATIONS: [&str; 17] = [
+const OPERATIONS: [&str; 18] = [
     "api_noop_tracer",
     "mmap_provider_builder",
     "mmap_provider_set_attributes",
@@ -54,12 +54,13 @@ const OPERATIONS: [&str; 17] = [
     "sdk_meter_provider",
     "mmap_layer_span",
     "mmap_layer_span_no_context_activation",
+    "mmap_layer_event",
 ];
 
 mod sdk_reference;
 use sdk_reference::{
     DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, NullSpanProcessor,
-    emit_one, four_attributes, span_one,
+    emit_one, four_attributes, span_one, tracing_event_one, tracing_span_one,
 };
 
 /// Runs `op` `n` times uncounted, then `n` times inside [`measured`].
@@ -182,18 +183,13 @@ fn main() {
             let layer = opentelemetry_mmap::MmapLayer::new(&file)
                 .with_context_activation(op == "mmap_layer_span");
             let subscriber = tracing_subscriber::registry().with(layer);
-            tracing::subscriber::with_default(subscriber, || {
-                twice(n, || {
-                    let span = tracing::info_span!(
-                        "GET /items",
-                        http.request.method = "GET",
-                        http.response.status_code = 200_i64,
-                        server.duration = 1.25,
-                        cache.hit = true,
-                    );
-                    let _entered = span.enter();
-                })
-            });
+            tracing::subscriber::with_default(subscriber, || twice(n, tracing_span_one));
+        }
+        "mmap_layer_event" => {
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber =
+                tracing_subscriber::registry().with(opentelemetry_mmap::MmapLayer::new(&file));
+            tracing::subscriber::with_default(subscriber, || twice(n, tracing_event_one));
         }
         _ => {
             let provider = SdkMeterProvider::builder()

@@ -217,7 +217,7 @@ fn bench_without_reader<M: Measurement>(
 mod sdk_reference;
 use sdk_reference::{
     DiscardingExporter, DiscardingLogExporter, DiscardingMetricExporter, NullSpanProcessor,
-    emit_one, four_attributes, span_one,
+    emit_one, four_attributes, span_one, tracing_event_one, tracing_span_one,
 };
 
 /// A file with large rings (32 MiB each: 65,536 spans, 65,536 log records
@@ -431,24 +431,6 @@ fn tracing_paths<M: Measurement>(c: &mut Criterion<M>) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
 
-    fn one_span() {
-        let span = tracing::info_span!(
-            "GET /items",
-            http.request.method = "GET",
-            http.response.status_code = 200_i64,
-            server.duration = 1.25,
-            cache.hit = true,
-        );
-        let _entered = span.enter();
-    }
-    fn one_event() {
-        tracing::info!(
-            item.id = 42_i64,
-            item.kind = "book",
-            cached = true,
-            "served an item"
-        );
-    }
     fn both<M: Measurement, S: tracing::Subscriber + Send + Sync + 'static>(
         c: &mut Criterion<M>,
         name: &str,
@@ -457,9 +439,9 @@ fn tracing_paths<M: Measurement>(c: &mut Criterion<M>) {
         let dispatch = tracing::Dispatch::new(subscriber);
         tracing::dispatcher::with_default(&dispatch, || {
             c.benchmark_group("tracing_span_4_fields")
-                .bench_function(name, |b| b.iter(one_span));
+                .bench_function(name, |b| b.iter(tracing_span_one));
             c.benchmark_group("tracing_event_3_fields")
-                .bench_function(name, |b| b.iter(one_event));
+                .bench_function(name, |b| b.iter(tracing_event_one));
         });
     }
 

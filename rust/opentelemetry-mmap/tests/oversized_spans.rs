@@ -30,6 +30,16 @@ fn big(key: &'static str, c: char) -> KeyValue {
     KeyValue::new(key, c.to_string().repeat(200))
 }
 
+/// The attributes the tests write: three at the start, three after it.
+const SIX_ATTRIBUTES: [(&str, char); 6] = [
+    ("a", 'a'),
+    ("b", 'b'),
+    ("c", 'c'),
+    ("d", 'd'),
+    ("e", 'e'),
+    ("f", 'f'),
+];
+
 /// The spans of the file, as the Collector's reader assembles them.
 fn spans(file: &MmapExporterFile) -> Vec<Span> {
     let d = dump(file.path(), DumpOptions::default()).unwrap();
@@ -77,17 +87,7 @@ fn the_api_tracer_keeps_a_span_whose_start_is_too_large_and_each_attribute() {
     let spans = spans(&file);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name, "big start");
-    assert_every_attribute(
-        &spans[0],
-        &[
-            ("a", 'a'),
-            ("b", 'b'),
-            ("c", 'c'),
-            ("d", 'd'),
-            ("e", 'e'),
-            ("f", 'f'),
-        ],
-    );
+    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
 }
 
 #[test]
@@ -109,17 +109,7 @@ fn the_sdk_span_processor_keeps_a_span_whose_start_is_too_large_and_each_attribu
     assert_eq!(file.drop_stats(), Default::default());
     let spans = spans(&file);
     assert_eq!(spans.len(), 1);
-    assert_every_attribute(
-        &spans[0],
-        &[
-            ("a", 'a'),
-            ("b", 'b'),
-            ("c", 'c'),
-            ("d", 'd'),
-            ("e", 'e'),
-            ("f", 'f'),
-        ],
-    );
+    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
 }
 
 #[test]
@@ -178,17 +168,7 @@ fn the_record_api_keeps_a_span_whose_start_and_end_are_too_large() {
     let spans = spans(&file);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name, "big start");
-    assert_every_attribute(
-        &spans[0],
-        &[
-            ("a", 'a'),
-            ("b", 'b'),
-            ("c", 'c'),
-            ("d", 'd'),
-            ("e", 'e'),
-            ("f", 'f'),
-        ],
-    );
+    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `spans` (criterion) and `ops` (callgrind) benches: exporters that discard
 //! what the SDK's batch processors and periodic reader hand them, a span
 //! processor that does nothing (the SDK's floor), and the span with its four
-//! attributes and the log record.
+//! attributes and the log record, and the same as `tracing` macros.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -110,4 +110,26 @@ pub fn emit_one<L: Logger>(logger: &L) {
     rec.add_attribute("item.kind", "book");
     rec.add_attribute("cached", true);
     logger.emit(rec);
+}
+
+/// A `tracing` span with 4 fields, entered and closed.
+pub fn tracing_span_one() {
+    let span = tracing::info_span!(
+        "GET /items",
+        http.request.method = "GET",
+        http.response.status_code = 200_i64,
+        server.duration = 1.25,
+        cache.hit = true,
+    );
+    let _entered = span.enter();
+}
+
+/// A `tracing` event with a message and 3 fields.
+pub fn tracing_event_one() {
+    tracing::info!(
+        item.id = 42_i64,
+        item.kind = "book",
+        cached = true,
+        "served an item"
+    );
 }
