@@ -39,10 +39,19 @@
 //! While a span is entered, its OpenTelemetry context is the current one (as
 //! `tracing-opentelemetry` does by default): an OpenTelemetry API span
 //! started inside it is its child, and a log record or a measurement's
-//! exemplar made inside it carries its ids. The context is the one current
-//! when the span was created, with the span as its active span (not
-//! recording: the layer writes the span). [`MmapLayer::with_context_activation`]
-//! turns this off.
+//! exemplar made inside it carries its ids. The context is its parent's
+//! (when the parent is a span of this layer's; else the one current when it
+//! was created), with the span as its active span (not recording: the layer
+//! writes the span). Entered where telemetry is suppressed, it stays
+//! suppressed. [`MmapLayer::with_context_activation`] turns this off.
+//!
+//! Only one layer of a subscriber should make contexts current: with two
+//! (two `MmapLayer`s, or one and `tracing-opentelemetry`, which does it by
+//! default) the outermost one's context wins inside a span. Turn it off on
+//! the others. A thread keeps the contexts of at most 1,024 spans entered
+//! at once (beyond that a span is entered without its context), and a
+//! layer replaced (`tracing_subscriber::reload`) between a span's enter and
+//! its exit leaves that span's context current on the thread.
 //!
 //! Nothing is allocated per span or event by this layer but the small entry
 //! the registry keeps with each span, the span's OpenTelemetry context (one
@@ -202,6 +211,18 @@ impl MmapLayer {
         let spans = ext.get::<MmapSpans>()?;
         spans.0.iter().find(|s| s.layer == self.id).map(|s| s.key)
     }
+
+    /// [`key_of`](Self::key_of), with the span's OpenTelemetry context
+    /// (with context activation).
+    fn key_and_context_of<R: for<'a> LookupSpan<'a>>(
+        &self,
+        span: &SpanRef<'_, R>,
+    ) -> Option<(SpanKey, Option<OtelContext>)> {
+        let ext = span.extensions();
+        let spans = ext.get::<MmapSpans>()?;
+        let entry = spans.0.iter().find(|s| s.layer == self.id)?;
+        Some((entry.key, entry.context.clone()))
+    }
 }
 
 /// Whether telemetry is suppressed in the current OpenTelemetry context
@@ -235,8 +256,15 @@ where
         // The nearest ancestor this layer sees (explicit or contextual;
         // a per-layer filter's dropped spans are skipped); without one, the
         // active OpenTelemetry span, unless the span is an explicit root.
+        // The parent's OpenTelemetry context, when the parent is a span of
+        // this layer's: the new span's context is built on it (its baggage
+        // and other values), whatever context is current here.
+        let mut parent_context = None;
         let parent = match span.parent() {
-            Some(p) => self.key_of(&p).map(|k| (k.trace_id, k.span_id, false)),
+            Some(p) => self.key_and_context_of(&p).map(|(k, cx)| {
+                parent_context = cx;
+                (k.trace_id, k.span_id, false)
+            }),
             None if attrs.is_contextual() => {
                 active.map(|(ids, remote)| (ids.trace_id, ids.span_id, remote))
             }
@@ -278,7 +306,10 @@ where
                 false,
                 TraceState::NONE,
             );
-            OtelContext::map_current(|cx| cx.with_remote_span_context(span_context))
+            match &parent_context {
+                Some(parent) => parent.with_remote_span_context(span_context),
+                None => OtelContext::map_current(|cx| cx.with_remote_span_context(span_context)),
+            }
         });
         let entry = LayerSpan {
             layer: self.id,
@@ -402,6 +433,12 @@ where
                 .and_then(|s| s.context.clone())
         };
         if let Some(context) = context {
+            // Entered where telemetry is suppressed, it stays suppressed.
+            let context = if OtelContext::is_current_telemetry_suppressed() {
+                context.with_telemetry_suppressed()
+            } else {
+                context
+            };
             tracing_context::enter(self.id, id, context);
         }
     }

@@ -233,6 +233,52 @@ fn spans_exited_out_of_order_restore_the_context_before_them() {
     );
 }
 
+#[test]
+fn a_span_with_an_explicit_parent_takes_the_parents_context_not_the_current_one() {
+    use opentelemetry::Context;
+    use opentelemetry::baggage::BaggageExt as _;
+    use opentelemetry::trace::TraceContextExt as _;
+    let user =
+        || Context::map_current(|cx| cx.baggage().get("user").map(|v| v.as_str().to_string()));
+    let mut seen = Vec::new();
+    let d = with_layer(|_| {
+        let request_b = {
+            let _b =
+                Context::current_with_baggage([opentelemetry::KeyValue::new("user", "B")]).attach();
+            tracing::info_span!("request b")
+        };
+        // Another request's context is current on this thread.
+        let _a =
+            Context::current_with_baggage([opentelemetry::KeyValue::new("user", "A")]).attach();
+        let notify = tracing::info_span!(parent: &request_b, "notify");
+        notify.in_scope(|| {
+            let id = Context::current().span().span_context().span_id();
+            seen.push((user(), id.to_bytes().to_vec()));
+        });
+        request_b.in_scope(|| seen.push((user(), vec![])));
+    });
+    let spans = spans(&d);
+    let notify = spans.iter().find(|s| s.name == "notify").unwrap();
+    assert_eq!(seen[0], (Some("B".to_string()), notify.span_id.clone()));
+    assert_eq!(seen[1].0.as_deref(), Some("B"));
+}
+
+#[test]
+fn a_span_entered_where_telemetry_is_suppressed_keeps_it_suppressed() {
+    use opentelemetry::Context;
+    let mut inside = None;
+    let d = with_layer(|_| {
+        let span = tracing::info_span!("made before");
+        let _suppressed = Context::enter_telemetry_suppressed_scope();
+        span.in_scope(|| {
+            inside = Some(Context::is_current_telemetry_suppressed());
+            tracing::info!("not written: an exporter's own work");
+        });
+    });
+    assert_eq!(inside, Some(true));
+    assert!(logs(&d).is_empty());
+}
+
 #[derive(Debug)]
 #[allow(dead_code)] // read through `Debug`
 struct Item {
