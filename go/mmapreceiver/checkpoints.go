@@ -137,7 +137,9 @@ func (fr *fileReader) markDelivered(sig ffi.Signal) {
 	}
 	b, err := fr.rd.DeliveryMarker()
 	if err == nil {
-		err = fr.deps.checkpoints.client.Set(context.Background(), markerKey(fr.path), b)
+		_, err = fr.storeWhileAttached(func() error {
+			return fr.deps.checkpoints.client.Set(context.Background(), markerKey(fr.path), b)
+		})
 	}
 	if err != nil {
 		if !fr.markerWarn {

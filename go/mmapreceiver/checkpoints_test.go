@@ -32,6 +32,8 @@ type memoryStorage struct {
 	data map[string][]byte
 	// failSet, when set, makes Set of the keys it names fail.
 	failSet func(key string) bool
+	// beforeSet, when set, runs before each Set (without the lock).
+	beforeSet func(key string)
 }
 
 func (m *memoryStorage) GetClient(context.Context, component.Kind, component.ID, string) (storage.Client, error) {
@@ -47,6 +49,12 @@ func (c memoryClient) Get(_ context.Context, key string) ([]byte, error) {
 }
 
 func (c memoryClient) Set(_ context.Context, key string, value []byte) error {
+	c.m.mu.Lock()
+	before := c.m.beforeSet
+	c.m.mu.Unlock()
+	if before != nil {
+		before(key)
+	}
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
 	if c.m.failSet != nil && c.m.failSet(key) {
@@ -390,11 +398,13 @@ func TestACrashBeforeTheFirstCheckpointEmitsNothingDeliveredAgain(t *testing.T) 
 		require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
 		return sink, r
 	}
-	first := &memoryStorage{data: map[string][]byte{}}
-	sink, r := start(first)
+	// Written before the reader starts: one batch, so that the marker stored
+	// after it counts all three.
 	for range 3 {
 		require.NoError(t, tw.span(nextID("delivered")))
 	}
+	first := &memoryStorage{data: map[string][]byte{}}
+	sink, r := start(first)
 	require.Eventually(t, func() bool { return sink.SpanCount() == 3 }, waitFor, time.Millisecond)
 	marker := func() []byte {
 		first.mu.Lock()
@@ -435,4 +445,98 @@ func TestACrashBeforeTheFirstCheckpointEmitsNothingDeliveredAgain(t *testing.T) 
 		}
 	}
 	assert.Equal(t, map[string]int{"span " + after: 1}, names, "only the span written after the crash")
+}
+
+// A file replaced at its path while its reader is storing a checkpoint: the
+// scan that sees the replacement waits for that write before it forgets the
+// path's state, so the old file's checkpoint never lands over the new
+// file's first one (it would be ignored at the next start, and what the new
+// file delivered since its opening sent again).
+func TestAReplacedFilesLastCheckpointDoesNotLandOverTheNewFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.otlp")
+	tw := newTestWriter(t, path)
+	store := &memoryStorage{data: map[string][]byte{}}
+	cfg := testConfig(dir)
+	cfg.StorageID = &storageID
+	cfg.CheckpointInterval = 5 * time.Millisecond
+	r, err := newMmapReceiver(nopSettings(), cfg)
+	require.NoError(t, err)
+	sink := new(consumertest.TracesSink)
+	r.setTraces(sink)
+	require.NoError(t, r.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: store}}))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	require.Eventually(t, func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return store.data[checkpointKey(path)] != nil
+	}, waitFor, time.Millisecond, "the file's first checkpoint")
+
+	// The next checkpoint write of the old file is held until released.
+	var (
+		held     = make(chan struct{})
+		release  = make(chan struct{})
+		once     sync.Once
+		mu       sync.Mutex
+		laterSet int
+	)
+	store.mu.Lock()
+	store.beforeSet = func(key string) {
+		if key != checkpointKey(path) {
+			return
+		}
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(held)
+			<-release
+			return
+		}
+		mu.Lock()
+		laterSet++
+		mu.Unlock()
+	}
+	store.mu.Unlock()
+	require.NoError(t, tw.span(nextID("old")))
+	<-held
+
+	// Replaced: another file at the path.
+	fresh := newTestWriter(t, filepath.Join(t.TempDir(), "fresh.otlp"))
+	require.NoError(t, os.Rename(fresh.path, path))
+	// Before the fix the next scan forgot the path at once and stored the
+	// new file's first checkpoint while the old write was held. Now that
+	// scan waits for the held write: give it the time to show either.
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	storedMeanwhile := laterSet
+	mu.Unlock()
+	close(release)
+	assert.Zero(t, storedMeanwhile, "nothing stored under the path while the old file's write was under way")
+
+	// The new file's first checkpoint, stored after the old one.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return laterSet > 0
+	}, waitFor, time.Millisecond)
+	// A Collector starting from what is stored now restores it.
+	store.mu.Lock()
+	snapshot := &memoryStorage{data: map[string][]byte{}}
+	for k, v := range store.data {
+		snapshot.data[k] = append([]byte(nil), v...)
+	}
+	store.mu.Unlock()
+	require.NoError(t, r.Shutdown(context.Background()))
+	core, logs := observer.New(zapcore.InfoLevel)
+	set := nopSettings()
+	set.Logger = zap.New(core)
+	r2, err := newMmapReceiver(set, cfg)
+	require.NoError(t, err)
+	r2.setTraces(new(consumertest.TracesSink))
+	require.NoError(t, r2.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: snapshot}}))
+	t.Cleanup(func() { require.NoError(t, r2.Shutdown(context.Background())) })
+	require.Eventually(t, func() bool {
+		return logs.FilterMessage("Restored the state of a file from its checkpoint").Len() == 1
+	}, waitFor, time.Millisecond)
+	assert.Zero(t, logs.FilterMessage("Ignoring the checkpoint of a file").Len())
 }

@@ -94,6 +94,11 @@ type fileReader struct {
 	// (or no longer matches): its state is no longer checkpointed under the
 	// path, which may be another file's now.
 	detached atomic.Bool
+	// storeMu is held by every storage write under the path
+	// (storeWhileAttached) and by detach: once detach returned, nothing of
+	// this reader is stored under the path any more (the next file's first
+	// checkpoint there is not overwritten by a write already under way).
+	storeMu sync.Mutex
 
 	// With storage: traces and metrics batches committed, and what the last
 	// stored checkpoint had seen (records taken, commits, writer restarts
@@ -140,8 +145,21 @@ func newFileReader(deps readerDeps, path string, id access.FileID, rd *ffi.Reade
 // and close the file without checkpoints (the next reader of the path is
 // another file's, or none).
 func (fr *fileReader) detach() {
+	fr.storeMu.Lock()
 	fr.detached.Store(true)
+	fr.storeMu.Unlock()
 	fr.requestDrain()
+}
+
+// storeWhileAttached runs write, a storage write under the reader's path,
+// unless the reader was detached; false when it did not run.
+func (fr *fileReader) storeWhileAttached(write func() error) (bool, error) {
+	fr.storeMu.Lock()
+	defer fr.storeMu.Unlock()
+	if fr.detached.Load() {
+		return false, nil
+	}
+	return true, write()
 }
 
 // keepsCheckpoints says whether the reader's state is stored under its path.
@@ -180,7 +198,10 @@ func (fr *fileReader) run(parent context.Context) {
 		// The reader ended for good (its writer is gone and the file
 		// drained): a checkpoint of it would only be stale. A broken reader
 		// keeps its last checkpoint for the reader the next scan opens.
-		fr.deps.checkpoints.forget(context.Background(), fr.path)
+		_, _ = fr.storeWhileAttached(func() error {
+			fr.deps.checkpoints.forget(context.Background(), fr.path)
+			return nil
+		})
 	}
 	if s, err := fr.rd.Stats(); err == nil {
 		fr.deps.telemetry.recordStatsDelta(&fr.last, &s)
@@ -228,7 +249,7 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 func (fr *fileReader) removeIfDrained() {
 	if c := fr.deps.checkpoints; c != nil && !fr.detached.Load() {
 		// A checkpoint covering everything read gives the held records back.
-		if err := c.save(context.Background(), fr.path, fr.rd); err != nil {
+		if _, err := fr.storeWhileAttached(func() error { return c.save(context.Background(), fr.path, fr.rd) }); err != nil {
 			fr.deps.logger.Warn("Cannot store the checkpoint of a drained file; keeping the file", zap.String("path", fr.path), zap.Error(err))
 			return
 		}
@@ -871,8 +892,11 @@ func (fr *fileReader) saveCheckpoint() {
 	}
 	ctx, _ := fr.deps.finalOffer()
 	fr.mu.Lock()
-	err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd)
+	stored, err := fr.storeWhileAttached(func() error { return fr.deps.checkpoints.save(ctx, fr.path, fr.rd) })
 	fr.mu.Unlock()
+	if !stored {
+		return
+	}
 	if err != nil {
 		fr.deps.logger.Warn("Cannot store the checkpoint of a file; its spans in flight and metric aggregates are lost with this stop",
 			zap.String("path", fr.path), zap.Error(err))
@@ -948,12 +972,16 @@ func (fr *fileReader) checkpointIfChanged(ctx context.Context) {
 	if seen == fr.checkpointSeen {
 		return
 	}
-	if err := fr.deps.checkpoints.save(ctx, fr.path, fr.rd); err != nil {
+	stored, err := fr.storeWhileAttached(func() error { return fr.deps.checkpoints.save(ctx, fr.path, fr.rd) })
+	if err != nil {
 		if !fr.checkpointWarn {
 			fr.deps.logger.Warn("Cannot store the checkpoint of a file; its rings keep what was read since the last one",
 				zap.String("path", fr.path), zap.Error(err))
 			fr.checkpointWarn = true
 		}
+		return
+	}
+	if !stored {
 		return
 	}
 	fr.checkpointWarn = false
