@@ -52,18 +52,27 @@ func markerKey(path string) string { return "delivered:" + path }
 // another file or an earlier writer of it, rings moved past it) is ignored
 // with one log line, counted and removed.
 //
-// Without one to restore, the state of rd as opened is stored at once as
-// its first checkpoint: the delivery markers stored after each batch count
-// from a checkpoint, so that a crash before the next one
-// (checkpoint_interval) does not emit again all that was delivered since
-// the file was opened.
-func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) {
-	// (Not when storage could not be read: a checkpoint may be there.)
-	if restored, readable := c.restoreStored(ctx, path, rd); !restored && readable {
-		if err := c.save(ctx, path, rd); err != nil {
-			c.logger.Warn("Cannot store the first checkpoint of a file; a crash before its next one would emit again what was delivered since its opening",
-				zap.String("path", path), zap.Error(err))
-		}
+// It says whether rd needs a first checkpoint, of its state as opened,
+// before it reads anything (storeFirstCheckpoint): there was none to
+// restore (and storage could be read: a checkpoint may be there
+// otherwise). The delivery markers stored after each batch count from a
+// checkpoint, so that a crash before the next one (checkpoint_interval)
+// does not emit again all that was delivered since the file was opened.
+func (c *checkpoints) restore(ctx context.Context, path string, rd *ffi.Reader) (needsFirst bool) {
+	restored, readable := c.restoreStored(ctx, path, rd)
+	return !restored && readable
+}
+
+// storeFirstCheckpoint stores the state of a reader that has read nothing
+// yet (see restore). Called by the reader's own goroutine, not by the
+// scan, so that opening many files does not wait on storage.
+func (fr *fileReader) storeFirstCheckpoint() {
+	_, err := fr.storeWhileAttached(func() error {
+		return fr.deps.checkpoints.save(context.Background(), fr.path, fr.rd)
+	})
+	if err != nil {
+		fr.deps.logger.Warn("Cannot store the first checkpoint of a file; a crash before its next one would emit again what was delivered since its opening",
+			zap.String("path", fr.path), zap.Error(err))
 	}
 }
 

@@ -99,6 +99,9 @@ type fileReader struct {
 	// this reader is stored under the path any more (the next file's first
 	// checkpoint there is not overwritten by a write already under way).
 	storeMu sync.Mutex
+	// needsFirstCheckpoint: no checkpoint was restored; run stores one of
+	// the state as opened before it reads anything.
+	needsFirstCheckpoint bool
 
 	// With storage: traces and metrics batches committed, and what the last
 	// stored checkpoint had seen (records taken, commits, writer restarts
@@ -188,6 +191,11 @@ func (fr *fileReader) run(parent context.Context) {
 	fr.ctx, fr.cancel = context.WithCancel(parent)
 	defer fr.cancel()
 
+	if fr.needsFirstCheckpoint {
+		fr.mu.Lock()
+		fr.storeFirstCheckpoint()
+		fr.mu.Unlock()
+	}
 	fr.loop(parent)
 
 	fr.mu.Lock()

@@ -353,11 +353,13 @@ func (r *mmapReceiver) open(ctx context.Context, c access.Candidate, refused map
 	} else {
 		r.logger.Debug("Opened OTLP-MMAP file", zap.String("path", c.Path))
 	}
+	needsFirstCheckpoint := false
 	if r.store != nil {
 		// Before the reader reads anything: the state goes on from the checkpoint.
-		r.store.restore(ctx, c.Path, rd)
+		needsFirstCheckpoint = r.store.restore(ctx, c.Path, rd)
 	}
 	fr := newFileReader(r.readerDeps(), c.Path, c.ID, rd)
+	fr.needsFirstCheckpoint = needsFirstCheckpoint
 	r.files[c.Path] = fr
 	r.openFiles.Add(1)
 	r.tel.fileOpened()
