@@ -904,3 +904,39 @@ fn a_lockless_writer_starting_over_in_place_is_not_presumed_gone() {
     );
     assert!(path.exists());
 }
+
+#[test]
+fn a_checkpoint_refused_for_one_ring_moves_neither() {
+    use otlp_mmap_collector::checkpoint_proto::ReaderCheckpoint;
+    use otlp_mmap_collector::file_reader::CheckpointRejected;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.otlp");
+    let w = MmapWriter::create_with_start_time(&path, &FileConfig::default(), START).unwrap();
+    let scope = scope(&w);
+    for i in 0..3 {
+        w.try_write(RingKind::Spans, &start(scope, i)).unwrap();
+    }
+    let mut first = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    first.set_hold_until_checkpoint(true);
+    drain_spans(&mut first, START);
+    let mut cp = ReaderCheckpoint::decode(first.checkpoint().as_slice()).unwrap();
+    // A crash before the checkpoint was stored: the rings hold the 3 events.
+    drop(first);
+    // Its spans position is good; its measurements position is past
+    // anything written.
+    cp.measurements_released = 1_000;
+    let mut second = FileReader::open(&path, ReaderOptions::default()).unwrap();
+    assert_eq!(second.stats().ring_unread[0], 3);
+    assert_eq!(
+        second.restore(&cp.encode_to_vec()),
+        Err(CheckpointRejected::Stale)
+    );
+    assert_eq!(
+        second.stats().ring_unread[0],
+        3,
+        "the spans ring gave nothing back to the writers"
+    );
+    // Read as without a checkpoint: the 3 spans are still there to read.
+    assert_eq!(second.stats().in_flight_spans, 0);
+}

@@ -526,22 +526,29 @@ impl RingReader {
     /// changes, when this reader already read, when `seq` is behind what is
     /// released, or when writers never claimed it.
     pub fn skip_to(&mut self, region: &SharedRegion, seq: i64) -> bool {
-        if self.next != self.released.wrapping_add(1) || seq < self.released {
-            return false;
-        }
-        let Ok(w) = region.atomic_i64(self.geo.offset + ring_header::WRITER_INDEX) else {
+        let Some(w) = self.skippable_to(region, seq) else {
             return false;
         };
-        let w = w.load(Ordering::Acquire);
-        if seq > w {
-            return false;
-        }
         if self.release_to(region, seq).is_err() {
             return false;
         }
         self.next = seq.wrapping_add(1);
         self.writer_seen = self.writer_seen.max(w);
         true
+    }
+
+    /// Whether [`skip_to`](Self::skip_to) `seq` would succeed now (it stays
+    /// so: writers only move `writer_index` on), with the `writer_index` it
+    /// saw. Changes nothing.
+    pub fn skippable_to(&self, region: &SharedRegion, seq: i64) -> Option<i64> {
+        if self.next != self.released.wrapping_add(1) || seq < self.released {
+            return None;
+        }
+        let w = region
+            .atomic_i64(self.geo.offset + ring_header::WRITER_INDEX)
+            .ok()?
+            .load(Ordering::Acquire);
+        (seq <= w).then_some(w)
     }
 
     /// Sequences claimed by writers and not yet released by this reader.

@@ -235,10 +235,20 @@ impl FileReader {
             return Err(CheckpointRejected::Stale);
         }
         let region = self.stream.file.region();
-        for (signal, seq) in [
+        let positions = [
             (Signal::Traces, cp.spans_released),
             (Signal::Metrics, cp.measurements_released),
-        ] {
+        ];
+        // Both rings checked before either moves: a refused restore changes
+        // nothing (a ring moved would release slots in the shared file).
+        let skippable = |(signal, seq): &(Signal, i64)| {
+            let ring = &self.stream.rings[*signal as usize];
+            *seq == ring.released() || ring.skippable_to(region, *seq).is_some()
+        };
+        if !positions.iter().all(skippable) {
+            return Err(CheckpointRejected::Stale);
+        }
+        for (signal, seq) in positions {
             let ring = &mut self.stream.rings[signal as usize];
             if seq != ring.released() && !ring.skip_to(region, seq) {
                 return Err(CheckpointRejected::Stale);
