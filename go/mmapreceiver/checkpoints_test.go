@@ -460,7 +460,10 @@ func TestAReplacedFilesLastCheckpointDoesNotLandOverTheNewFiles(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.StorageID = &storageID
 	cfg.CheckpointInterval = 5 * time.Millisecond
-	r, err := newMmapReceiver(nopSettings(), cfg)
+	core, logs := observer.New(zapcore.InfoLevel)
+	set := nopSettings()
+	set.Logger = zap.New(core)
+	r, err := newMmapReceiver(set, cfg)
 	require.NoError(t, err)
 	sink := new(consumertest.TracesSink)
 	r.setTraces(sink)
@@ -498,15 +501,23 @@ func TestAReplacedFilesLastCheckpointDoesNotLandOverTheNewFiles(t *testing.T) {
 	}
 	store.mu.Unlock()
 	require.NoError(t, tw.span(nextID("old")))
-	<-held
+	select {
+	case <-held:
+	case <-time.After(waitFor):
+		t.Fatal("no checkpoint of the old file was written")
+	}
 
 	// Replaced: another file at the path.
 	fresh := newTestWriter(t, filepath.Join(t.TempDir(), "fresh.otlp"))
 	require.NoError(t, os.Rename(fresh.path, path))
-	// Before the fix the next scan forgot the path at once and stored the
-	// new file's first checkpoint while the old write was held. Now that
-	// scan waits for the held write: give it the time to show either.
-	time.Sleep(200 * time.Millisecond)
+	// Before the fix the scan that saw it forgot the path at once and stored
+	// the new file's first checkpoint while the old write was held. Now
+	// that scan waits for the held write: once it saw the replacement, give
+	// it the time to show either.
+	require.Eventually(t, func() bool {
+		return logs.FilterMessage("File no longer matches or was replaced; draining it").Len() > 0
+	}, waitFor, time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	mu.Lock()
 	storedMeanwhile := laterSet
 	mu.Unlock()
@@ -516,8 +527,11 @@ func TestAReplacedFilesLastCheckpointDoesNotLandOverTheNewFiles(t *testing.T) {
 	// The new file's first checkpoint, stored after the old one.
 	require.Eventually(t, func() bool {
 		mu.Lock()
-		defer mu.Unlock()
-		return laterSet > 0
+		later := laterSet
+		mu.Unlock()
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return later > 0 && store.data[checkpointKey(path)] != nil
 	}, waitFor, time.Millisecond)
 	// A Collector starting from what is stored now restores it.
 	store.mu.Lock()
@@ -527,16 +541,16 @@ func TestAReplacedFilesLastCheckpointDoesNotLandOverTheNewFiles(t *testing.T) {
 	}
 	store.mu.Unlock()
 	require.NoError(t, r.Shutdown(context.Background()))
-	core, logs := observer.New(zapcore.InfoLevel)
-	set := nopSettings()
-	set.Logger = zap.New(core)
-	r2, err := newMmapReceiver(set, cfg)
+	core2, logs2 := observer.New(zapcore.InfoLevel)
+	set2 := nopSettings()
+	set2.Logger = zap.New(core2)
+	r2, err := newMmapReceiver(set2, cfg)
 	require.NoError(t, err)
 	r2.setTraces(new(consumertest.TracesSink))
 	require.NoError(t, r2.Start(context.Background(), storageHost{map[component.ID]component.Component{storageID: snapshot}}))
 	t.Cleanup(func() { require.NoError(t, r2.Shutdown(context.Background())) })
 	require.Eventually(t, func() bool {
-		return logs.FilterMessage("Restored the state of a file from its checkpoint").Len() == 1
+		return logs2.FilterMessage("Restored the state of a file from its checkpoint").Len() == 1
 	}, waitFor, time.Millisecond)
-	assert.Zero(t, logs.FilterMessage("Ignoring the checkpoint of a file").Len())
+	assert.Zero(t, logs2.FilterMessage("Ignoring the checkpoint of a file").Len())
 }

@@ -39,10 +39,10 @@
 //! While a span is entered, its OpenTelemetry context is the current one (as
 //! `tracing-opentelemetry` does by default): an OpenTelemetry API span
 //! started inside it is its child, and a log record or a measurement's
-//! exemplar made inside it carries its ids. The context is its parent's
-//! (when the parent is a span of this layer's; else the one current when it
-//! was created), with the span as its active span (not recording: the layer
-//! writes the span). Entered where telemetry is suppressed, it stays
+//! exemplar made inside it carries its ids. The context is its explicit
+//! parent's (`parent: &span`, a span of this layer's), else the one current
+//! when it was created, with the span as its active span (not recording:
+//! the layer writes the span). Entered where telemetry is suppressed, it stays
 //! suppressed. [`MmapLayer::with_context_activation`] turns this off.
 //!
 //! Only one layer of a subscriber should make contexts current: with two
@@ -256,13 +256,17 @@ where
         // The nearest ancestor this layer sees (explicit or contextual;
         // a per-layer filter's dropped spans are skipped); without one, the
         // active OpenTelemetry span, unless the span is an explicit root.
-        // The parent's OpenTelemetry context, when the parent is a span of
+        // An explicit parent's OpenTelemetry context, when it is a span of
         // this layer's: the new span's context is built on it (its baggage
-        // and other values), whatever context is current here.
+        // and other values), whatever context is current here. A contextual
+        // parent is the span entered here: the current context is its own,
+        // with what was attached inside it since.
         let mut parent_context = None;
         let parent = match span.parent() {
             Some(p) => self.key_and_context_of(&p).map(|(k, cx)| {
-                parent_context = cx;
+                if attrs.parent().is_some() {
+                    parent_context = cx;
+                }
                 (k.trace_id, k.span_id, false)
             }),
             None if attrs.is_contextual() => {

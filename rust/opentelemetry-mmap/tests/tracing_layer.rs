@@ -264,6 +264,24 @@ fn a_span_with_an_explicit_parent_takes_the_parents_context_not_the_current_one(
 }
 
 #[test]
+fn a_child_span_keeps_what_was_attached_inside_its_entered_parent() {
+    use opentelemetry::Context;
+    use opentelemetry::baggage::BaggageExt as _;
+    let user =
+        || Context::map_current(|cx| cx.baggage().get("user").map(|v| v.as_str().to_string()));
+    let mut seen = None;
+    with_layer(|_| {
+        let request = tracing::info_span!("request");
+        request.in_scope(|| {
+            let _user =
+                Context::current_with_baggage([opentelemetry::KeyValue::new("user", "x")]).attach();
+            tracing::info_span!("db").in_scope(|| seen = Some(user()));
+        });
+    });
+    assert_eq!(seen, Some(Some("x".to_string())));
+}
+
+#[test]
 fn a_span_entered_where_telemetry_is_suppressed_keeps_it_suppressed() {
     use opentelemetry::Context;
     let mut inside = None;

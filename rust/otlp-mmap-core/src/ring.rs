@@ -537,9 +537,10 @@ impl RingReader {
         true
     }
 
-    /// Whether [`skip_to`](Self::skip_to) `seq` would succeed now (it stays
-    /// so: writers only move `writer_index` on), with the `writer_index` it
-    /// saw. Changes nothing.
+    /// Whether [`skip_to`](Self::skip_to) `seq` would succeed now, with the
+    /// `writer_index` it saw. Changes nothing. It stays so, writers only
+    /// moving `writer_index` on, unless the writer starts over in place or
+    /// another reader releases meanwhile.
     pub fn skippable_to(&self, region: &SharedRegion, seq: i64) -> Option<i64> {
         if self.next != self.released.wrapping_add(1) || seq < self.released {
             return None;

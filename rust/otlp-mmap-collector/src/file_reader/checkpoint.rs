@@ -185,7 +185,9 @@ impl FileReader {
     }
 
     /// Puts the state of `checkpoint` back into this reader, which must not
-    /// have read anything yet. On `Err` nothing changed.
+    /// have read anything yet. On `Err` nothing changed, except when the
+    /// writer starts over in place while the rings are moved: the reader
+    /// then follows that restart, as at any other time.
     pub fn restore(&mut self, checkpoint: &[u8]) -> Result<Restored, CheckpointRejected> {
         let o = &self.options;
         // Spans in flight and completed, the aggregates, the pending and
@@ -251,6 +253,11 @@ impl FileReader {
         for (signal, seq) in positions {
             let ring = &mut self.stream.rings[signal as usize];
             if seq != ring.released() && !ring.skip_to(region, seq) {
+                // Only when the writer started over in place (or another
+                // reader released) since the check: an earlier ring may
+                // have moved. The stream is then the old one's, followed as
+                // a restart.
+                self.change = FileChange::Restarted;
                 return Err(CheckpointRejected::Stale);
             }
         }
