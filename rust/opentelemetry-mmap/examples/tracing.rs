@@ -25,12 +25,17 @@
 //! otlp-mmap dump PATH
 //! ```
 //!
+//! Either way, code instrumented with the OpenTelemetry API inside a
+//! `tracing` span (here a payment client, with [`MmapTracerProvider`]'s
+//! tracer) sees that span as its parent: both layers make an entered span's
+//! OpenTelemetry context the current one.
+//!
 //! PATH defaults to `OTEL_MMAP_FILE`, then `/tmp/otlp-mmap/tracing.otlp`.
 //! `tests/tracing.rs` runs [`handle_request`] through [`subscriber`] and
 //! [`layer_subscriber`] and reads the file back with the collector crate's
 //! dump.
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Span as _, SpanKind, Tracer, TracerProvider as _};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_mmap::{MmapExporterFile, MmapLayer, MmapLoggerProvider, MmapTracerProvider};
 use tracing_subscriber::Layer;
@@ -60,8 +65,9 @@ pub fn layer_subscriber(
 }
 
 /// Some instrumented work: a request span with a child span, events inside
-/// both, and an event outside any span.
-pub fn handle_request(item: i64) {
+/// both, and an event outside any span; and inside the request, a call
+/// instrumented with the OpenTelemetry API through `api`.
+pub fn handle_request(item: i64, api: &impl Tracer) {
     tracing::info!(service = "shop", "starting");
     let request = tracing::info_span!(
         "GET /items",
@@ -76,6 +82,11 @@ pub fn handle_request(item: i64) {
         let _db = db.enter();
         tracing::debug!(rows = 1_i64, "query done");
     }
+    // A library instrumented with the OpenTelemetry API, not `tracing`.
+    api.span_builder("POST /payments")
+        .with_kind(SpanKind::Client)
+        .start(api)
+        .end();
     request.record("http.response.status_code", 200_i64);
     tracing::warn!(cached = false, "item was not cached");
 }
@@ -93,9 +104,10 @@ fn main() {
         .with_path(&path)
         .build()
         .unwrap_or_else(|e| panic!("cannot create {path}: {e}"));
+    let api = MmapTracerProvider::new(&file).tracer("payment-client");
     let work = || {
         for item in 0..3 {
-            handle_request(item);
+            handle_request(item, &api);
         }
     };
     if layer {

@@ -2,14 +2,16 @@
 //! `MmapLayer`; `tracing-opentelemetry` over `MmapTracerProvider` with the
 //! appender bridge over `MmapLoggerProvider`) write the same spans and
 //! events, which the collector crate's dump (what `otlp-mmap dump` prints)
-//! reads back as OTLP.
+//! reads back as OTLP; an OpenTelemetry API span made inside a `tracing` span
+//! is its child either way.
 
 #[path = "../examples/tracing.rs"]
 mod example;
 
 use std::collections::HashMap;
 
-use opentelemetry_mmap::MmapExporterFile;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_mmap::{MmapExporterFile, MmapTracerProvider};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -39,7 +41,10 @@ fn tracing_spans_and_events_reach_the_file_through_tracing_opentelemetry() {
         .with_path(dir.path().join("tracing.otlp"))
         .build()
         .unwrap();
-    tracing::subscriber::with_default(example::subscriber(&file), || example::handle_request(7));
+    let api = MmapTracerProvider::new(&file).tracer("payment-client");
+    tracing::subscriber::with_default(example::subscriber(&file), || {
+        example::handle_request(7, &api)
+    });
     check_request(&file);
 }
 
@@ -50,8 +55,9 @@ fn tracing_spans_and_events_reach_the_file_through_the_mmap_layer() {
         .with_path(dir.path().join("tracing.otlp"))
         .build()
         .unwrap();
+    let api = MmapTracerProvider::new(&file).tracer("payment-client");
     tracing::subscriber::with_default(example::layer_subscriber(&file), || {
-        example::handle_request(7)
+        example::handle_request(7, &api)
     });
     check_request(&file);
 }
@@ -68,11 +74,15 @@ fn check_request(file: &MmapExporterFile) {
         .flat_map(|rs| &rs.scope_spans)
         .flat_map(|ss| &ss.spans)
         .collect();
-    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans.len(), 3, "{spans:#?}");
     let request = spans.iter().find(|s| s.name == "GET /items").unwrap();
     let db = spans.iter().find(|s| s.name == "SELECT items").unwrap();
     assert_eq!(db.parent_span_id, request.span_id);
     assert_eq!(db.trace_id, request.trace_id);
+    // The OpenTelemetry API span inside the entered request span.
+    let payment = spans.iter().find(|s| s.name == "POST /payments").unwrap();
+    assert_eq!(payment.parent_span_id, request.span_id);
+    assert_eq!(payment.trace_id, request.trace_id);
     assert!(request.parent_span_id.is_empty());
     assert!(request.end_time_unix_nano >= db.end_time_unix_nano);
     assert!(db.start_time_unix_nano >= request.start_time_unix_nano);
