@@ -255,8 +255,9 @@ func (fr *fileReader) refreshStats() (s ffi.Stats, ok bool) {
 // stays is closed all the same: the next scan opens it again if it is
 // still there.
 func (fr *fileReader) removeIfDrained() {
-	if c := fr.deps.checkpoints; c != nil && !fr.detached.Load() {
-		// A checkpoint covering everything read gives the held records back.
+	if c := fr.deps.checkpoints; c != nil {
+		// A checkpoint covering everything read gives the held records back
+		// (not stored once detached).
 		if _, err := fr.storeWhileAttached(func() error { return c.save(context.Background(), fr.path, fr.rd) }); err != nil {
 			fr.deps.logger.Warn("Cannot store the checkpoint of a drained file; keeping the file", zap.String("path", fr.path), zap.Error(err))
 			return

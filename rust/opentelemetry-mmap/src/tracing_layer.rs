@@ -207,21 +207,19 @@ impl MmapLayer {
     /// This layer's ids of `span`, if it saw it start. (The extensions'
     /// lock is released on return: nothing runs under it.)
     fn key_of<R: for<'a> LookupSpan<'a>>(&self, span: &SpanRef<'_, R>) -> Option<SpanKey> {
-        let ext = span.extensions();
-        let spans = ext.get::<MmapSpans>()?;
-        spans.0.iter().find(|s| s.layer == self.id).map(|s| s.key)
+        self.entry_of(span, |e| e.key)
     }
 
-    /// [`key_of`](Self::key_of), with the span's OpenTelemetry context
-    /// (with context activation).
-    fn key_and_context_of<R: for<'a> LookupSpan<'a>>(
+    /// `read` of this layer's entry for `span`, if it saw it start (under
+    /// the extensions' lock: `read` only copies out).
+    fn entry_of<R: for<'a> LookupSpan<'a>, T>(
         &self,
         span: &SpanRef<'_, R>,
-    ) -> Option<(SpanKey, Option<OtelContext>)> {
+        read: impl FnOnce(&LayerSpan) -> T,
+    ) -> Option<T> {
         let ext = span.extensions();
         let spans = ext.get::<MmapSpans>()?;
-        let entry = spans.0.iter().find(|s| s.layer == self.id)?;
-        Some((entry.key, entry.context.clone()))
+        spans.0.iter().find(|s| s.layer == self.id).map(read)
     }
 }
 
@@ -263,12 +261,14 @@ where
         // with what was attached inside it since.
         let mut parent_context = None;
         let parent = match span.parent() {
-            Some(p) => self.key_and_context_of(&p).map(|(k, cx)| {
-                if attrs.parent().is_some() {
-                    parent_context = cx;
-                }
-                (k.trace_id, k.span_id, false)
-            }),
+            Some(p) => self
+                .entry_of(&p, |e| (e.key, e.context.clone()))
+                .map(|(k, cx)| {
+                    if attrs.parent().is_some() {
+                        parent_context = cx;
+                    }
+                    (k.trace_id, k.span_id, false)
+                }),
             None if attrs.is_contextual() => {
                 active.map(|(ids, remote)| (ids.trace_id, ids.span_id, remote))
             }
@@ -430,13 +430,7 @@ where
         };
         // Cloned out, so that the registry's lock is not held while the
         // context is attached.
-        let context = {
-            let ext = span.extensions();
-            ext.get::<MmapSpans>()
-                .and_then(|s| s.0.iter().find(|s| s.layer == self.id))
-                .and_then(|s| s.context.clone())
-        };
-        if let Some(context) = context {
+        if let Some(context) = self.entry_of(&span, |e| e.context.clone()).flatten() {
             // Entered where telemetry is suppressed, it stays suppressed.
             let context = if OtelContext::is_current_telemetry_suppressed() {
                 context.with_telemetry_suppressed()

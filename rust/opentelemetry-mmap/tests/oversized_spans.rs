@@ -62,6 +62,14 @@ fn attributes(span: &Span) -> HashMap<String, String> {
         .collect()
 }
 
+/// The file holds one span, `big start`, with [`SIX_ATTRIBUTES`].
+fn assert_one_span_with_six_attributes(file: &MmapExporterFile) {
+    let spans = spans(file);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "big start");
+    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
+}
+
 fn assert_every_attribute(span: &Span, keys: &[(&str, char)]) {
     let a = attributes(span);
     assert_eq!(a.len(), keys.len(), "{:?}", a.keys());
@@ -84,10 +92,7 @@ fn the_api_tracer_keeps_a_span_whose_start_is_too_large_and_each_attribute() {
     span.end();
     // Nothing was lost: nothing is counted.
     assert_eq!(file.drop_stats(), Default::default());
-    let spans = spans(&file);
-    assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].name, "big start");
-    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
+    assert_one_span_with_six_attributes(&file);
 }
 
 #[test]
@@ -107,9 +112,7 @@ fn the_sdk_span_processor_keeps_a_span_whose_start_is_too_large_and_each_attribu
     span.end();
     let _ = provider.shutdown();
     assert_eq!(file.drop_stats(), Default::default());
-    let spans = spans(&file);
-    assert_eq!(spans.len(), 1);
-    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
+    assert_one_span_with_six_attributes(&file);
 }
 
 #[test]
@@ -165,10 +168,7 @@ fn the_record_api_keeps_a_span_whose_start_and_end_are_too_large() {
         status: &Status::Unset,
     });
     assert_eq!(file.drop_stats(), Default::default());
-    let spans = spans(&file);
-    assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].name, "big start");
-    assert_every_attribute(&spans[0], &SIX_ATTRIBUTES);
+    assert_one_span_with_six_attributes(&file);
 }
 
 #[test]
